@@ -19,10 +19,11 @@ state_dict as safetensors) into an sr3-wgsl model file. Nothing in the .pth is e
   --scale            upscaling factor of the condition image, stored for the sampler
   --resample         how the condition image is resampled (e.g. bicubic), stored for the sampler`;
 
-const INFO_USAGE = `usage: sr3 info <file> [--json]
+const INFO_USAGE = `usage: sr3 info <file> [--json] [--config opts.json] [--norm-groups N]
 
-Summarises an sr3-wgsl model file (config, parameter count, dtype, size, schedule). Given a reference .pth, shows
-what \`sr3 convert\` would make of it, without writing anything.`;
+Summarises an sr3-wgsl model file (config, parameter count, dtype, size, schedule). Given a reference .pth (or its
+state_dict as safetensors), shows what \`sr3 convert\` would make of it, without writing anything; --config and
+--norm-groups apply to that case.`;
 
 function parse(argv: string[], options: NonNullable<ParseArgsConfig['options']>, usage: string) {
   try {
@@ -128,7 +129,11 @@ function summaryLines(m: SR3Model): string[] {
 }
 
 export async function infoCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, INFO_USAGE);
+  const { values, positionals } = parse(
+    argv,
+    { json: { type: 'boolean' }, config: { type: 'string' }, 'norm-groups': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    INFO_USAGE,
+  );
   if (values.help) {
     console.log(INFO_USAGE);
     return 0;
@@ -136,6 +141,10 @@ export async function infoCommand(argv: string[]): Promise<number> {
   if (positionals.length !== 1) throw new Error(`give exactly one file (got ${positionals.length})\n\n${INFO_USAGE}`);
   const file = positionals[0];
   const bytes = await readFileBytes(file);
+  const convertOpts = {
+    optionsText: values.config ? new TextDecoder().decode(await readFileBytes(values.config as string)) : undefined,
+    normGroups: positiveNumber('--norm-groups', values['norm-groups'] as string | undefined, true),
+  };
   let model: SR3Model;
   let note = '';
   const kind = sniffFormat(bytes);
@@ -146,12 +155,12 @@ export async function infoCommand(argv: string[]): Promise<number> {
       } catch (e) {
         // A reference state_dict saved as safetensors: show what conversion would make of it.
         if (!/not an sr3-wgsl model file/.test((e as Error).message)) throw e;
-        model = convertCheckpoint(bytes).model;
-        note = 'reference state_dict (safetensors), not converted: this is what `sr3 convert` makes of it with default options';
+        model = convertCheckpoint(bytes, convertOpts).model;
+        note = 'reference state_dict (safetensors), not converted: this is what `sr3 convert` makes of it';
       }
     } else {
-      model = convertCheckpoint(bytes, { inflate: nodeInflateRaw }).model;
-      note = 'reference PyTorch checkpoint, not converted: this is what `sr3 convert` makes of it with default options';
+      model = convertCheckpoint(bytes, { ...convertOpts, inflate: nodeInflateRaw }).model;
+      note = 'reference PyTorch checkpoint, not converted: this is what `sr3 convert` makes of it';
     }
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`);

@@ -195,7 +195,7 @@ export function convertStateDict(sd: Map<string, TensorEntry>, opts: ConvertOpti
       ? '--norm-groups'
       : parsed?.unet.norm_groups !== undefined
         ? 'options file'
-        : 'the default norm_groups (32, used because neither --norm-groups nor an options file gave one)';
+        : 'default group count (neither --norm-groups nor an options file gave one)';
   let config: UNetConfig;
   if (parsed) {
     config = validateConfig({ ...parsed.unet, norm_groups: normGroups }, 'options file', groupsLabel);
