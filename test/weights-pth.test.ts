@@ -15,6 +15,7 @@ import {
   unpickle,
   convertCheckpoint,
   makeBetas,
+  webInflateRaw,
   SCHEDULE_BUFFERS,
 } from '../weights-format/index.ts';
 import { nodeInflateRaw } from '../weights-format/node.ts';
@@ -127,6 +128,13 @@ test('strided (transposed, offset) tensors are gathered correctly', () => {
   assert.equal(sd.get('empty')!.data.length, 0);
 });
 
+test('an OrderedDict state_dict with its _metadata attribute (BUILD) reads as a plain dict of tensors', () => {
+  const tensors: Array<[string, FakeTensor]> = [['w', { storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [6], stride: [1] }]];
+  const sd = readPth(fakePth({ pickle: stateDictPickle(tensors, true, true), storages: { '0': f32bytes(W) } })).tensors;
+  assert.equal([...sd.keys()], ['w']);
+  assert.equal(Array.from(toFloat32(sd.get('w')!)), W);
+});
+
 test('big-endian storages are byte-swapped; half and bfloat16 storages keep their dtype', () => {
   const be = new Uint8Array(12);
   [1.5, -2, 1e-3].forEach((v, i) => new DataView(be.buffer).setFloat32(4 * i, v, false));
@@ -157,6 +165,8 @@ test('deflated entries: inflated through the injected function, sync and async; 
   const asyncInflate = async (d: Uint8Array) => nodeInflateRaw(d, 1 << 20);
   assert.equal(Array.from(toFloat32((await readPthAsync(z, { inflate: asyncInflate })).tensors.get('m')!)), W);
   throwsClean(() => readPth(z), /deflate-compressed and no inflate function/, 'no inflate');
+  // the web platform's DecompressionStream (what a browser would pass)
+  assert.equal(Array.from(toFloat32((await readPthAsync(z, { inflate: webInflateRaw })).tensors.get('m')!)), W);
   // A deflate stream that expands beyond the promised size (zip bomb) is stopped by the Node inflate's limit.
   const bomb = fakePth({ pickle: stateDictPickle(tensors), storages: { '0': f32bytes(W) }, deflate: (b) => (b.length === 24 ? deflateRawSync(new Uint8Array(1 << 20)) : deflateRawSync(b)) });
   throwsClean(() => readPth(bomb, { inflate: nodeInflateRaw }), /does not inflate|decompressed to/, 'bomb');

@@ -27,3 +27,4 @@ export type { PthStateDict } from './pth.ts';
 export { readPth, readPthAsync } from './pth.ts';
 export { unpickle } from './pickle.ts';
 export type { InflateRaw, InflateRawSync } from './zip.ts';
+export { webInflateRaw } from './zip.ts';

@@ -74,7 +74,7 @@ export interface FakeTensor {
 }
 
 /** The pickle torch.save writes for a state_dict {name: tensor} (protocol 2, _rebuild_tensor_v2, persistent ids). */
-export function stateDictPickle(tensors: Array<[string, FakeTensor]>, ordered = true): Uint8Array {
+export function stateDictPickle(tensors: Array<[string, FakeTensor]>, ordered = true, withMetadata = false): Uint8Array {
   const p = new PickleBuilder().proto(2);
   if (ordered) p.global('collections', 'OrderedDict').op(0x29).reduce();
   else p.op(0x7d);
@@ -87,6 +87,12 @@ export function stateDictPickle(tensors: Array<[string, FakeTensor]>, ordered = 
     p.tuple().reduce();
   }
   p.op(0x75); // SETITEMS
+  if (withMetadata) {
+    // state_dict()'s `_metadata` attribute: BUILD with {'_metadata': OrderedDict({'': {'version': 1}})}
+    p.op(0x7d).unicode('_metadata').global('collections', 'OrderedDict').op(0x29).reduce();
+    p.unicode('').op(0x7d).unicode('version').int(1).op(0x73).op(0x73); // SETITEM x2
+    p.op(0x73).op(0x62); // SETITEM, BUILD
+  }
   return p.stop().build();
 }
 

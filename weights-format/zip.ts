@@ -253,3 +253,31 @@ export function writeZip(files: Array<{ name: string; data: Uint8Array; deflated
   }
   return out;
 }
+
+/**
+ * Raw inflate with the web platform's DecompressionStream('deflate-raw') (browsers, Deno, Node >= 20.12), for
+ * readPthAsync. Stops with an error as soon as the output exceeds `expectedSize` (no zip bombs).
+ */
+export async function webInflateRaw(data: Uint8Array, expectedSize: number): Promise<Uint8Array> {
+  if (typeof DecompressionStream === 'undefined') throw new Error('DecompressionStream is not available here; pass an inflate function');
+  const input = new ReadableStream<Uint8Array>({
+    start(c) {
+      c.enqueue(data.slice());
+      c.close();
+    },
+  });
+  const reader = input.pipeThrough(new DecompressionStream('deflate-raw') as unknown as TransformStream<Uint8Array, Uint8Array>).getReader();
+  const out = new Uint8Array(expectedSize);
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (n + value.length > expectedSize) {
+      await reader.cancel();
+      throw new Error(`inflates to more than the ${expectedSize} bytes the archive promises`);
+    }
+    out.set(value, n);
+    n += value.length;
+  }
+  return n === expectedSize ? out : out.subarray(0, n);
+}
