@@ -192,6 +192,7 @@ test('inconsistent checkpoints: storage sizes, views past the storage, unknown s
   throwsClean(() => readPth(mk({ storage: 'FloatStorage', key: '0', numel: 6, offset: 2, size: [6], stride: [1] }, f32bytes(W))), /reaches element 7 of a 6-element storage/, 'offset');
   throwsClean(() => readPth(mk({ storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [3, 3], stride: [1, 3] }, f32bytes(W))), /reaches element 8/, 'stride');
   throwsClean(() => readPth(mk({ storage: 'ComplexFloatStorage', key: '0', numel: 6, offset: 0, size: [6], stride: [1] }, f32bytes(W))), /torch.ComplexFloatStorage/, 'storage type');
+  throwsClean(() => readPth(mk({ storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [1 << 20, 1 << 20], stride: [0, 0] }, f32bytes(W))), /implausibly large/, 'broadcast bomb');
   throwsClean(() => readPth(mk({ storage: 'FloatStorage', key: '../../etc/passwd', numel: 6, offset: 0, size: [6], stride: [1] }, f32bytes(W))), /not a plain record name/, 'key');
 });
 
@@ -250,6 +251,11 @@ test('malformed pickles: truncation, stack underflow, bad memo refs, garbage: cl
   throwsClean(() => unpickle(Uint8Array.from([0x80, 2, 0xff])), /unknown opcode 0xff/, 'garbage');
   throwsClean(() => unpickle(Uint8Array.from([0x80, 2, 0x4e, 0x4e, 0x2e])), /unbalanced/, 'two values');
   throwsClean(() => unpickle(Uint8Array.from([0x80, 2, 0x58, 0xff, 0xff, 0xff, 0x7f])), /truncated/, 'huge length');
+  // a list of 300k items in one APPENDS must not blow the call stack
+  const big = new PickleBuilder().proto(2).op(0x5d).mark();
+  for (let i = 0; i < 300000; i++) big.op(0x4e);
+  const list = unpickle(big.op(0x65).stop().build()) as { items: unknown[] };
+  assert.is(list.items.length, 300000);
 });
 
 test('fuzz: flipped bytes in a pickle and in a whole checkpoint never crash or hang', () => {

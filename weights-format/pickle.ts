@@ -229,7 +229,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
   };
   const appendItems = (l: unknown, items: unknown[]) => {
     if (!(l instanceof PyList)) throw new Error(`pickle: APPEND(S) on a ${describe(l)}; corrupt`);
-    l.items.push(...items);
+    for (const x of items) l.items.push(x); // not push(...items): a huge APPENDS would overflow the call stack
   };
   const reduce = (f: unknown, args: unknown): unknown => {
     if (!(f instanceof PyGlobal)) throw new Error(`pickle: REDUCE calls a ${describe(f)}; only allowlisted globals can be called`);

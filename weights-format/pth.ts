@@ -114,6 +114,12 @@ function materialize(name: string, t: PyTensor, raw: Uint8Array, big: boolean): 
     );
   }
   const numel = shapeNumel(t.size, what);
+  // A view can repeat storage elements (stride 0), but not into gigabytes out of a few bytes.
+  if (numel * es > Math.max(16 * raw.length, 1 << 20) || numel * es > 0x7fffffff) {
+    throw new Error(
+      `${what}: a view of ${numel} elements over a ${t.storage.numel}-element storage is implausibly large; corrupt or hostile checkpoint`,
+    );
+  }
   const out = new Uint8Array(numel * es);
   if (numel > 0) {
     let last = t.offset;
@@ -156,6 +162,7 @@ function materialize(name: string, t: PyTensor, raw: Uint8Array, big: boolean): 
 }
 
 function assemble(
+  limit: number,
   archive: string,
   sd: Map<string, PyTensor>,
   byteorder: 'little' | 'big',
@@ -163,15 +170,26 @@ function assemble(
 ): PthStateDict {
   const tensors = new Map<string, TensorEntry>();
   const cache = new Map<string, Uint8Array>();
+  let total = 0;
   for (const [name, t] of sd) {
     let raw = cache.get(t.storage.key);
     if (!raw) {
       raw = load(t.storage);
       cache.set(t.storage.key, raw);
     }
-    tensors.set(name, materialize(name, t, raw, byteorder === 'big'));
+    const e = materialize(name, t, raw, byteorder === 'big');
+    total += e.data.length;
+    if (total > limit) {
+      throw new Error(`checkpoint: its tensors expand to more than ${limit} bytes, far more than the file holds; corrupt or hostile checkpoint`);
+    }
+    tensors.set(name, e);
   }
   return { tensors, archive, byteorder };
+}
+
+/** Total tensor bytes we accept from a checkpoint: a few times its own size (deflate, views sharing storages). */
+function expansionLimit(bytes: Uint8Array): number {
+  return 16 * bytes.length + (64 << 20);
 }
 
 function storageEntry(l: Layout, ref: StorageRef): ZipEntry {
@@ -188,7 +206,7 @@ export function readPth(bytes: Uint8Array, opts: { inflate?: InflateRawSync } = 
   const l = layout(bytes);
   const byteorder = parseByteorder(l.byteorder && extractEntry(bytes, l.byteorder, opts.inflate));
   const sd = stateDictOf(unpickle(extractEntry(bytes, l.pkl, opts.inflate)));
-  return assemble(l.archive, sd, byteorder, (ref) => extractEntry(bytes, storageEntry(l, ref), opts.inflate));
+  return assemble(expansionLimit(bytes), l.archive, sd, byteorder, (ref) => extractEntry(bytes, storageEntry(l, ref), opts.inflate));
 }
 
 /** As readPth, with an async inflate (browsers: DecompressionStream('deflate-raw')). */
@@ -200,5 +218,5 @@ export async function readPthAsync(bytes: Uint8Array, opts: { inflate?: InflateR
   for (const t of sd.values()) {
     if (!raws.has(t.storage.key)) raws.set(t.storage.key, await extractEntryAsync(bytes, storageEntry(l, t.storage), opts.inflate));
   }
-  return assemble(l.archive, sd, byteorder, (ref) => raws.get(ref.key)!);
+  return assemble(expansionLimit(bytes), l.archive, sd, byteorder, (ref) => raws.get(ref.key)!);
 }
