@@ -44,7 +44,7 @@ export interface SR3Model {
   /** The parameters' storage dtype ("F32", "F16" or "BF16"; "mixed" if they differ). */
   dtype: string;
   /** Float32 copy of a U-Net parameter (cached); throws naming the tensor when the model has no such parameter. */
-  param(name: string): Float32Array;
+  param(name: string): Float32Array<ArrayBuffer>;
 }
 
 function parseJsonField(meta: Record<string, string>, key: string): unknown {
@@ -64,14 +64,14 @@ function makeModel(
   schedule?: Schedule,
   condition?: ConditionSpec,
 ): SR3Model {
-  const cache = new Map<string, Float32Array>();
+  const cache = new Map<string, Float32Array<ArrayBuffer>>();
   const dtypes = new Set([...tensors.values()].map((t) => t.dtype));
   const model: SR3Model = {
     config,
     tensors,
     metadata,
     dtype: dtypes.size === 1 ? [...dtypes][0] : 'mixed',
-    param(name: string): Float32Array {
+    param(name: string): Float32Array<ArrayBuffer> {
       let v = cache.get(name);
       if (v) return v;
       const t = tensors.get(name);

@@ -224,7 +224,7 @@ export function writeSafetensors(
 }
 
 /** Copy of the tensor's values as float32 (F32, F16, BF16, F64 and the integer types; F64 and 64-bit ints rounded). */
-export function toFloat32(t: TensorEntry): Float32Array {
+export function toFloat32(t: TensorEntry): Float32Array<ArrayBuffer> {
   const n = shapeNumel(t.shape);
   const es = dtypeSize(t.dtype);
   if (t.data.length !== n * es) {
