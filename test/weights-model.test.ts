@@ -27,21 +27,12 @@ import {
   type TensorEntry,
 } from '../weights-format/index.ts';
 import { nodeInflateRaw } from '../weights-format/node.ts';
+import { throwsClean } from '../weights-format/testing.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = (p: string) => new Uint8Array(readFileSync(path.join(root, 'test/fixtures/golden', p)));
 const text = (p: string) => readFileSync(path.join(root, 'test/fixtures/golden', p), 'utf8');
 
-function throwsClean(fn: () => unknown, re: RegExp, what: string): void {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof Error && !(e instanceof TypeError) && !(e instanceof RangeError), `${what}: crashed ${(e as Error).stack}`);
-    assert.match((e as Error).message, re, `${what}: message ${(e as Error).message}`);
-    return;
-  }
-  assert.unreachable(`${what}: accepted`);
-}
 
 const TINY: UNetConfig = { in_channel: 6, out_channel: 3, inner_channel: 16, channel_mults: [1, 2, 2], res_blocks: 1, norm_groups: 8, dropout: 0, attn_levels: [2] };
 const G32: UNetConfig = { in_channel: 6, out_channel: 3, inner_channel: 32, channel_mults: [1, 2], res_blocks: 2, norm_groups: 32, dropout: 0, attn_levels: [1] };

@@ -19,25 +19,13 @@ import {
   SCHEDULE_BUFFERS,
 } from '../weights-format/index.ts';
 import { nodeInflateRaw } from '../weights-format/node.ts';
-import { PickleBuilder, stateDictPickle, fakePth, type FakeTensor } from '../weights-format/testing.ts';
+import { PickleBuilder, stateDictPickle, fakePth, throwsClean, lcg, type FakeTensor } from '../weights-format/testing.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = (p: string) => new Uint8Array(readFileSync(path.join(root, 'test/fixtures/golden', p)));
 const NATURAL = path.resolve(root, '../shared/reference/natural4x_gen.pth');
 const NATURAL_CFG = path.resolve(root, '../shared/reference/natural4x_config.json');
 
-function throwsClean(fn: () => unknown, re: RegExp, what: string): Error {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof Error, `${what}: threw a non-Error`);
-    assert.not.ok(e instanceof TypeError || e instanceof RangeError, `${what}: crashed with ${(e as Error).stack}`);
-    assert.match((e as Error).message, re, `${what}: message ${(e as Error).message}`);
-    return e as Error;
-  }
-  assert.unreachable(`${what}: accepted`);
-  throw new Error('unreachable');
-}
 
 const f32bytes = (xs: number[]) => new Uint8Array(Float32Array.from(xs).buffer);
 
@@ -259,8 +247,7 @@ test('malformed pickles: truncation, stack underflow, bad memo refs, garbage: cl
 });
 
 test('fuzz: flipped bytes in a pickle and in a whole checkpoint never crash or hang', () => {
-  let seed = 987654321;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = lcg(987654321);
   const tensors: Array<[string, FakeTensor]> = [
     ['a', { storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [2, 3], stride: [3, 1] }],
     ['b', { storage: 'HalfStorage', key: '1', numel: 4, offset: 1, size: [3], stride: [1] }],
@@ -293,8 +280,7 @@ test('the golden .pth truncated at many lengths, or with flipped bytes, is refus
   for (let i = 1; i < 16; i++) lengths.add(Math.floor((bytes.length * i) / 16));
   for (const len of lengths) throwsClean(() => readPth(bytes.subarray(0, len)), /zip|truncated|not a PyTorch/, `length ${len}`);
   const original = readPth(bytes).tensors;
-  let seed = 42;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = lcg(42);
   for (let it = 0; it < 24; it++) {
     const f = bytes.slice();
     // flip a byte in the pickle (start of the archive) or the directory (end), where structure lives

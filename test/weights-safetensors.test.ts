@@ -16,6 +16,7 @@ import {
   bf16BitsToF32,
   type TensorEntry,
 } from '../weights-format/index.ts';
+import { throwsClean, lcg } from '../weights-format/testing.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = (p: string) => new Uint8Array(readFileSync(path.join(root, 'test/fixtures/golden', p)));
@@ -30,18 +31,6 @@ function rawFile(header: unknown, data: Uint8Array, headerText?: string): Uint8A
   return out;
 }
 
-/** Our own errors only: never a TypeError/RangeError escaping from the parser. */
-function throwsClean(fn: () => unknown, re: RegExp, what: string) {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof Error, `${what}: threw a non-Error`);
-    assert.not.ok(e instanceof TypeError || e instanceof RangeError, `${what}: crashed with ${(e as Error).stack}`);
-    assert.match((e as Error).message, re, `${what}: message ${(e as Error).message}`);
-    return;
-  }
-  assert.unreachable(`${what}: accepted`);
-}
 
 test('round trip keeps names, dtypes, shapes, bytes and metadata; data starts 8-byte aligned', () => {
   const a = f32Entry([2, 3], Float32Array.from([1, -2, 3.5, 0, 1e-8, 65504]));
@@ -206,8 +195,7 @@ test('flipped bytes: every corruption is either refused cleanly or still a consi
     ],
     { format: 'test', config: '{"x":1}' },
   );
-  let seed = 12345;
-  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  const rnd = lcg(12345);
   let refused = 0;
   for (let it = 0; it < 400; it++) {
     const f = small.slice();

@@ -1,6 +1,8 @@
 // The U-Net hyper-parameters of a reference SR3 model, as the engine uses them.
 // Names follow the reference's JSON options (model.unet.*), with attention resolved to explicit level indices.
 
+import { isPlainObject, ownValue } from './util.ts';
+
 export interface UNetConfig {
   in_channel: number;
   out_channel: number;
@@ -41,9 +43,8 @@ const isPosInt = (v: unknown): v is number => typeof v === 'number' && Number.is
  * normalises. Returns a clean copy (only the known fields); throws an Error naming the first problem otherwise.
  */
 export function validateConfig(c: unknown, where = 'config', groupsLabel = where): UNetConfig {
-  if (typeof c !== 'object' || c === null || Array.isArray(c)) throw new Error(`${where}: the U-Net config is not an object`);
-  const o = c as Record<string, unknown>;
-  const get = (k: string): unknown => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
+  if (!isPlainObject(c)) throw new Error(`${where}: the U-Net config is not an object`);
+  const get = (k: string): unknown => ownValue(c, k);
   for (const k of ['in_channel', 'out_channel', 'inner_channel', 'res_blocks', 'norm_groups']) {
     if (!isPosInt(get(k))) throw new Error(`${where}: ${k} must be a positive integer, got ${JSON.stringify(get(k))}`);
   }

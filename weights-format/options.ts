@@ -3,6 +3,7 @@
 
 import { type UNetConfig, resolveAttentionLevels, validateConfig } from './config.ts';
 import { type Schedule, validateSchedule } from './schedule.ts';
+import { isPlainObject as isObj, ownValue as own } from './util.ts';
 
 /** How the condition image (the upscaled low-resolution input) is made. */
 export interface ConditionSpec {
@@ -56,8 +57,6 @@ export interface ParsedOptions {
 }
 
 type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-const own = (o: Obj | undefined, k: string): unknown => (o && Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
 
 /** Parse the reference's options JSON (the whole file, or just its "model" section). */
 export function parseReferenceOptions(text: string, where = 'options file'): ParsedOptions {

@@ -14,6 +14,7 @@ import {
   f32ToF16Bits,
   f32ToBF16Bits,
 } from './dtypes.ts';
+import { isPlainObject } from './util.ts';
 
 export type { DType } from './dtypes.ts';
 
@@ -27,11 +28,7 @@ export interface TensorEntry {
 /** The biggest header we accept (the reference safetensors implementation uses the same limit). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-const hasOwn = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const hasOwn = (o: object, k: string): boolean => Object.hasOwn(o, k);
 
 /** Number of elements of a shape; throws when a dimension is not a non-negative safe integer or the product overflows. */
 export function shapeNumel(shape: readonly number[], what = 'tensor'): number {

@@ -1,6 +1,8 @@
 // Noise (beta) schedules of the reference (model/sr3_modules/diffusion.py make_beta_schedule), and recovering the
 // training schedule from the `betas` buffer a checkpoint carries.
 
+import { isPlainObject, ownValue } from './util.ts';
+
 export interface Schedule {
   /** 'linear' | 'quad' | 'const' | 'jsd' | 'warmup10' | 'warmup50' | 'cosine' | 'custom' (explicit betas). */
   schedule: string;
@@ -65,9 +67,8 @@ export function makeBetas(s: Schedule): Float64Array {
 
 /** Validate a schedule object from a file; returns a clean copy. */
 export function validateSchedule(v: unknown, where = 'schedule'): Schedule {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${where}: not an object`);
-  const o = v as Record<string, unknown>;
-  const get = (k: string) => (Object.prototype.hasOwnProperty.call(o, k) ? o[k] : undefined);
+  if (!isPlainObject(v)) throw new Error(`${where}: not an object`);
+  const get = (k: string) => ownValue(v, k);
   const schedule = get('schedule');
   if (typeof schedule !== 'string' || !KNOWN.includes(schedule)) {
     throw new Error(`${where}: schedule must be one of ${KNOWN.join(', ')}, got ${JSON.stringify(schedule)}`);

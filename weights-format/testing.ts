@@ -1,7 +1,31 @@
 // Test support: build pickles and torch-style zip checkpoints by hand, byte by byte, without PyTorch.
 // Used by test/weights-*.test.ts to make well-formed, unusual (strided, big-endian, deflated) and hostile inputs.
 
+import * as assert from 'uvu/assert';
 import { writeZip } from './zip.ts';
+
+/**
+ * Assert that fn throws one of our own errors (an Error, never a TypeError/RangeError escaping from a parser) whose
+ * message matches re; returns it.
+ */
+export function throwsClean(fn: () => unknown, re: RegExp, what: string): Error {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof Error, `${what}: threw a non-Error`);
+    assert.not.ok(e instanceof TypeError || e instanceof RangeError, `${what}: crashed with ${(e as Error).stack}`);
+    assert.match((e as Error).message, re, `${what}: message ${(e as Error).message}`);
+    return e as Error;
+  }
+  assert.unreachable(`${what}: accepted`);
+  throw new Error('unreachable');
+}
+
+/** A small deterministic random generator in [0, 1) for fuzz loops. */
+export function lcg(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32;
+}
 
 /** A tiny pickle assembler: each method appends one opcode. */
 export class PickleBuilder {
