@@ -86,7 +86,7 @@ export async function convertCommand(argv: string[]): Promise<number> {
   for (const w of res.warnings) console.error(`warning: ${w}`);
   if (!values.quiet) {
     const d = describeModel(res.model, res.bytes.length);
-    console.log(`wrote ${out}: ${d.tensors} tensors, ${(d.parameters as number).toLocaleString('en-US')} parameters, ${d.dtype}, ${fmtBytes(res.bytes.length)}`);
+    console.log(`wrote ${out}: ${d.tensors} tensors, ${d.parameters.toLocaleString('en-US')} parameters, ${d.dtype}, ${fmtBytes(res.bytes.length)}`);
     console.log(summaryLines(res.model).join('\n'));
   }
   return 0;
@@ -171,7 +171,7 @@ export async function infoCommand(argv: string[]): Promise<number> {
     return 0;
   }
   console.log(`${file}: ${note ? note : d.format}`);
-  console.log(`  size         ${fmtBytes(bytes.length)}; ${d.tensors} tensors, ${(d.parameters as number).toLocaleString('en-US')} parameters, ${d.dtype}`);
+  console.log(`  size         ${fmtBytes(bytes.length)}; ${d.tensors} tensors, ${d.parameters.toLocaleString('en-US')} parameters, ${d.dtype}`);
   console.log(summaryLines(model).join('\n'));
   return 0;
 }

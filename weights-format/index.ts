@@ -11,7 +11,7 @@ export type { Schedule } from './schedule.ts';
 export { makeBetas, detectSchedule, linspace } from './schedule.ts';
 export type { ConditionSpec, ParsedOptions } from './options.ts';
 export { stripJsonComments, parseReferenceOptions } from './options.ts';
-export type { SR3Model, ConvertOptions, ConvertResult } from './model.ts';
+export type { SR3Model, ConvertOptions, ConvertResult, ModelSummary } from './model.ts';
 export {
   FORMAT_NAME,
   FORMAT_VERSION,

@@ -271,8 +271,22 @@ export async function convertCheckpointAsync(
   return convertStateDict(sd, opts);
 }
 
+export interface ModelSummary {
+  /** e.g. "sr3-wgsl v1" */
+  format: string;
+  file_bytes?: number;
+  dtype: string;
+  parameters: number;
+  tensors: number;
+  config: UNetConfig;
+  levels: { level: number; channels: number; attention: boolean; resolution_at_image_size?: number }[];
+  schedule: Schedule | null;
+  condition: ConditionSpec | null;
+  source?: unknown;
+}
+
 /** A summary of a model for `sr3 info`. */
-export function describeModel(m: SR3Model, fileBytes?: number): Record<string, unknown> {
+export function describeModel(m: SR3Model, fileBytes?: number): ModelSummary {
   let params = 0;
   for (const t of m.tensors.values()) params += shapeNumel(t.shape);
   const c = m.config;
