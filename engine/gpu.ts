@@ -1,0 +1,338 @@
+// The GPU context: one GPUDevice with the adapter's real limits, the optional features the engine can use, and errors
+// turned into exceptions. Imports nothing from Node: the caller hands in a `GPU` (navigator.gpu in a page, Dawn's
+// `create()` in Node; see engine/node/device.ts).
+
+export interface GpuFeatures {
+  shaderF16: boolean;
+  subgroups: boolean;
+  timestampQuery: boolean;
+  subgroupMatrix: boolean;
+}
+
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  backend: string;
+  isSoftware: boolean;
+}
+
+export interface GpuContextOptions {
+  /** Ask for these optional features when the adapter has them (default: all the engine knows). */
+  wantFeatures?: Partial<GpuFeatures>;
+  powerPreference?: GPUPowerPreference;
+  label?: string;
+}
+
+export class GpuError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GpuError';
+  }
+}
+
+const FEATURE_NAMES: Record<keyof GpuFeatures, string> = {
+  shaderF16: 'shader-f16',
+  subgroups: 'subgroups',
+  timestampQuery: 'timestamp-query',
+  subgroupMatrix: 'chromium-experimental-subgroup-matrix',
+};
+
+/** Limits we raise to the adapter's maximum (the defaults cap storage bindings at 128 MiB, workgroups at 256). */
+const RAISED_LIMITS = [
+  'maxStorageBufferBindingSize',
+  'maxBufferSize',
+  'maxComputeWorkgroupStorageSize',
+  'maxComputeInvocationsPerWorkgroup',
+  'maxComputeWorkgroupSizeX',
+  'maxComputeWorkgroupSizeY',
+  'maxComputeWorkgroupSizeZ',
+  'maxComputeWorkgroupsPerDimension',
+  'maxStorageBuffersPerShaderStage',
+  'maxBindGroups',
+  'maxUniformBufferBindingSize',
+] as const;
+
+export function describeAdapter(adapter: GPUAdapter): AdapterDescription {
+  const info = adapter.info as GPUAdapterInfo & { backend?: string; type?: string; driver?: string };
+  const vendor = info?.vendor ?? '';
+  const architecture = info?.architecture ?? '';
+  const device = info?.device ?? '';
+  const description = info?.description ?? '';
+  const text = `${vendor} ${architecture} ${device} ${description}`.toLowerCase();
+  const isSoftware =
+    info?.type === 'CPU' ||
+    /llvmpipe|lavapipe|swiftshader|software|warp|cpu/.test(text) ||
+    (info as { isFallbackAdapter?: boolean })?.isFallbackAdapter === true;
+  return {
+    vendor,
+    architecture,
+    device,
+    description: description || [vendor, device].filter(Boolean).join(' ') || 'unnamed adapter',
+    backend: info?.backend ?? '',
+    isSoftware,
+  };
+}
+
+/**
+ * A device and what the engine needs to know about it. Validation errors, out-of-memory and device loss surface as
+ * thrown GpuErrors from `check()` / `read()`, never as silently wrong results.
+ */
+export class GpuContext {
+  readonly features: GpuFeatures;
+  readonly limits: GPUSupportedLimits;
+  readonly adapter: AdapterDescription;
+  private lost: string | null = null;
+  private uncaptured: string[] = [];
+  private modules = new Map<string, GPUShaderModule>();
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private destroyed = false;
+
+  private constructor(
+    readonly device: GPUDevice,
+    // Held for the device's lifetime: Dawn's Node binding destroys the native instance when the GPU object is
+    // garbage-collected, and a device whose instance is gone crashes the process on its next event
+    // (std::system_error in InstanceBase::ProcessEvents).
+    private readonly gpu: GPU,
+    private readonly gpuAdapter: GPUAdapter,
+  ) {
+    const adapter = gpuAdapter;
+    this.adapter = describeAdapter(adapter);
+    this.limits = device.limits;
+    const has = (f: string) => device.features.has(f as GPUFeatureName);
+    this.features = {
+      shaderF16: has(FEATURE_NAMES.shaderF16),
+      subgroups: has(FEATURE_NAMES.subgroups),
+      timestampQuery: has(FEATURE_NAMES.timestampQuery),
+      subgroupMatrix: has(FEATURE_NAMES.subgroupMatrix),
+    };
+    device.lost.then((info) => {
+      if (!this.destroyed) this.lost = `GPU device lost (${info.reason}): ${info.message}`;
+    });
+    device.addEventListener('uncapturederror', (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.uncaptured.push(e?.message ?? String(e));
+    });
+  }
+
+  /** Request a device from `gpu` with the adapter's own limits and the optional features it offers. */
+  static async create(gpu: GPU, opts: GpuContextOptions = {}): Promise<GpuContext> {
+    const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+    if (!adapter) throw new GpuError(noAdapterMessage());
+    const want: GpuFeatures = {
+      shaderF16: true,
+      subgroups: true,
+      timestampQuery: true,
+      subgroupMatrix: true,
+      ...opts.wantFeatures,
+    };
+    const requiredFeatures: GPUFeatureName[] = [];
+    for (const k of Object.keys(FEATURE_NAMES) as (keyof GpuFeatures)[]) {
+      const name = FEATURE_NAMES[k] as GPUFeatureName;
+      if (want[k] && adapter.features.has(name)) requiredFeatures.push(name);
+    }
+    const requiredLimits: Record<string, number> = {};
+    for (const name of RAISED_LIMITS) {
+      const v = (adapter.limits as unknown as Record<string, number>)[name];
+      if (typeof v === 'number') requiredLimits[name] = v;
+    }
+    const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: opts.label ?? 'sr3-wgsl' });
+    return new GpuContext(device, gpu, adapter);
+  }
+
+  /** Throw if the device was lost or an error escaped an error scope. */
+  check(): void {
+    if (this.lost) throw new GpuError(this.lost);
+    if (this.uncaptured.length) {
+      const msgs = this.uncaptured.splice(0);
+      throw new GpuError(`WebGPU error: ${msgs.join('\n')}`);
+    }
+  }
+
+  /** Compile WGSL (cached by source). A compile error throws with the compiler's messages and the offending lines. */
+  async shader(code: string, label = 'shader'): Promise<GPUShaderModule> {
+    const hit = this.modules.get(code);
+    if (hit) return hit;
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ code, label });
+    const info = await module.getCompilationInfo();
+    const scoped = await this.device.popErrorScope();
+    const errors = info.messages.filter((m) => m.type === 'error');
+    if (errors.length || scoped) {
+      const lines = code.split('\n');
+      const detail = errors
+        .map((m) => `  ${label}:${m.lineNum}:${m.linePos}: ${m.message}\n    | ${lines[m.lineNum - 1] ?? ''}`)
+        .join('\n');
+      throw new GpuError(`WGSL compile error in ${label}:\n${detail || scoped?.message}`);
+    }
+    this.modules.set(code, module);
+    return module;
+  }
+
+  /** A compute pipeline (cached by source, entry point and override constants). */
+  async pipeline(
+    code: string,
+    opts: { entry?: string; constants?: Record<string, number>; label?: string } = {},
+  ): Promise<GPUComputePipeline> {
+    const entry = opts.entry ?? 'main';
+    const constants = opts.constants ?? {};
+    const key = `${entry}\u0000${JSON.stringify(Object.entries(constants).sort())}\u0000${code}`;
+    const hit = this.pipelines.get(key);
+    if (hit) return hit;
+    const label = opts.label ?? entry;
+    const module = await this.shader(code, label);
+    this.device.pushErrorScope('validation');
+    // Pipelines are built once per graph and cached; lavapipe compiles them lazily on first dispatch anyway.
+    let pipeline: GPUComputePipeline;
+    try {
+      pipeline = this.device.createComputePipeline({
+        label,
+        layout: 'auto',
+        compute: { module, entryPoint: entry, constants },
+      });
+    } catch (e) {
+      await this.device.popErrorScope();
+      throw new GpuError(`cannot create pipeline ${label}: ${(e as Error).message}`);
+    }
+    const err = await this.device.popErrorScope();
+    if (err) throw new GpuError(`cannot create pipeline ${label}: ${err.message}`);
+    this.pipelines.set(key, pipeline);
+    return pipeline;
+  }
+
+  /** A storage buffer of `bytes` (rounded up to 4), checked against the device's limits. */
+  buffer(bytes: number, label = 'buffer', extraUsage = 0): GPUBuffer {
+    const size = Math.max(16, Math.ceil(bytes / 16) * 16);
+    if (size > this.limits.maxBufferSize) {
+      throw new GpuError(
+        `${label}: needs a ${fmtBytes(size)} buffer, over this device's maxBufferSize ${fmtBytes(this.limits.maxBufferSize)}`,
+      );
+    }
+    if (size > this.limits.maxStorageBufferBindingSize) {
+      throw new GpuError(
+        `${label}: needs a ${fmtBytes(size)} storage binding, over this device's maxStorageBufferBindingSize ` +
+          `${fmtBytes(this.limits.maxStorageBufferBindingSize)}; use a smaller image or batch (or tiling)`,
+      );
+    }
+    return this.device.createBuffer({
+      label,
+      size,
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | extraUsage,
+    });
+  }
+
+  /** A storage buffer holding `data`. */
+  upload(data: Float32Array | Uint32Array | Int32Array, label = 'upload'): GPUBuffer {
+    const buf = this.buffer(data.byteLength, label);
+    this.write(buf, data);
+    return buf;
+  }
+
+  write(buf: GPUBuffer, data: Float32Array | Uint32Array | Int32Array, offsetBytes = 0): void {
+    this.device.queue.writeBuffer(buf, offsetBytes, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  /** A uniform buffer holding `data` (padded to 16 bytes). */
+  uniform(data: ArrayBuffer | ArrayBufferView, label = 'uniform'): GPUBuffer {
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const size = Math.max(16, Math.ceil(bytes.byteLength / 16) * 16);
+    const buf = this.device.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    this.device.queue.writeBuffer(buf, 0, bytes as Uint8Array<ArrayBuffer>);
+    return buf;
+  }
+
+  /** Bind group for a pipeline from a list of buffers, bound at 0..n-1 of group 0. */
+  bind(pipeline: GPUComputePipeline, buffers: GPUBuffer[], label?: string): GPUBindGroup {
+    return this.device.createBindGroup({
+      label,
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+  }
+
+  /** Copy a buffer back to the CPU as float32 (waits for all submitted work; throws on any GPU error). */
+  async read(buf: GPUBuffer, bytes = buf.size, offsetBytes = 0): Promise<Float32Array> {
+    const raw = await this.readBytes(buf, bytes, offsetBytes);
+    return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+  }
+
+  async readU32(buf: GPUBuffer, bytes = buf.size, offsetBytes = 0): Promise<Uint32Array> {
+    const raw = await this.readBytes(buf, bytes, offsetBytes);
+    return new Uint32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
+  }
+
+  async readBytes(buf: GPUBuffer, bytes = buf.size, offsetBytes = 0): Promise<Uint8Array> {
+    const size = Math.ceil(bytes / 4) * 4;
+    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, offsetBytes, staging, 0, size);
+    this.device.queue.submit([enc.finish()]);
+    try {
+      await staging.mapAsync(GPUMapMode.READ);
+    } catch (e) {
+      this.check();
+      throw new GpuError(`reading back ${buf.label || 'a buffer'} failed: ${(e as Error).message}`);
+    }
+    const out = new Uint8Array(staging.getMappedRange().slice(0, bytes));
+    staging.unmap();
+    staging.destroy();
+    this.check();
+    return out;
+  }
+
+  /** Wait until the queue is idle, then throw if anything went wrong. */
+  async sync(): Promise<void> {
+    await this.device.queue.onSubmittedWorkDone();
+    this.check();
+  }
+
+  /** Run one or more dispatches now (a convenience for tests and one-off kernels). */
+  run(dispatches: Dispatch[], label = 'run'): void {
+    const enc = this.device.createCommandEncoder({ label });
+    const pass = enc.beginComputePass({ label });
+    for (const d of dispatches) encodeDispatch(pass, d);
+    pass.end();
+    this.device.queue.submit([enc.finish()]);
+  }
+
+  /** Release the device so the process can exit. Idempotent. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.pipelines.clear();
+    this.modules.clear();
+    this.device.destroy();
+  }
+}
+
+/** One recorded compute dispatch: replayed into any pass, any number of times. */
+export interface Dispatch {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  workgroups: [number, number?, number?];
+  label?: string;
+}
+
+export function encodeDispatch(pass: GPUComputePassEncoder, d: Dispatch): void {
+  pass.setPipeline(d.pipeline);
+  pass.setBindGroup(0, d.bindGroup);
+  pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+}
+
+export function noAdapterMessage(): string {
+  return (
+    'No WebGPU adapter found. This engine needs a Vulkan driver for Dawn: a GPU driver, or Mesa\'s software ' +
+    'Vulkan (lavapipe, Mesa >= 24). On Debian/Ubuntu, run `npm run setup` (it installs mesa-vulkan-drivers, from ' +
+    'bookworm-backports on Debian 12) and try again.'
+  );
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
+  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(1)} KiB`;
+  return `${n} B`;
+}
+
+export const ceilDiv = (a: number, b: number): number => Math.floor((a + b - 1) / b);

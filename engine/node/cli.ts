@@ -1,0 +1,46 @@
+// The `sr3` command line. Each command lives in its own module, loaded only when it runs.
+
+type Command = { summary: string; run: () => Promise<(argv: string[]) => Promise<number>> };
+
+const commands: Record<string, Command> = {
+  doctor: {
+    summary: 'show the WebGPU adapter, its features and limits',
+    run: async () => (await import('./doctor.ts')).doctorCommand,
+  },
+  convert: {
+    summary: 'convert a reference PyTorch SR3 checkpoint (.pth) into an sr3-wgsl model file',
+    run: async () => (await import('../../weights-format/cli.ts')).convertCommand,
+  },
+  info: {
+    summary: 'summarise a model file (config, parameters, dtype, size, schedule)',
+    run: async () => (await import('../../weights-format/cli.ts')).infoCommand,
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((k) => k.length));
+  const lines = Object.entries(commands).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`);
+  return `usage: sr3 <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`sr3 <command> --help\` for a command's options.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(usage());
+    return name ? 0 : 1;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    console.error(`error: unknown command '${name}'\n\n${usage()}`);
+    return 1;
+  }
+  try {
+    const run = await cmd.run();
+    return await run(rest);
+  } catch (e) {
+    const err = e as Error;
+    console.error(`error: ${err.message}`);
+    if (process.env.SR3_DEBUG) console.error(err.stack);
+    return 1;
+  }
+}

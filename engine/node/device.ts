@@ -1,0 +1,51 @@
+// Node edge: a GpuContext on Dawn through the `webgpu` npm package.
+import { mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
+
+/**
+ * Dawn toggles asked for by default. `allow_unsafe_apis` exposes subgroup matrices (tensor cores) and
+ * `vulkan_enable_f16_on_nvidia` exposes shader-f16 on NVIDIA; every path that uses them is feature-detected.
+ * Override with SR3_DAWN_FLAGS (comma-separated `name=value` entries, or `none`).
+ */
+export const DEFAULT_DAWN_FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'];
+
+export interface NodeDeviceOptions extends GpuContextOptions {
+  dawnFlags?: string[];
+}
+
+let dawn: typeof import('webgpu') | null = null;
+
+async function loadDawn(): Promise<typeof import('webgpu')> {
+  if (dawn) return dawn;
+  // Vulkan's loader warns on every start when XDG_RUNTIME_DIR is unset; give it a private folder.
+  if (!process.env.XDG_RUNTIME_DIR) {
+    const dir = join(tmpdir(), `sr3-xdg-${process.getuid?.() ?? 'user'}`);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    process.env.XDG_RUNTIME_DIR = dir;
+  }
+  try {
+    dawn = await import('webgpu');
+  } catch (e) {
+    throw new GpuError(
+      `cannot load Dawn (the \`webgpu\` npm package): ${(e as Error).message}. Run \`npm ci\` in the project folder.`,
+    );
+  }
+  Object.assign(globalThis, dawn.globals);
+  return dawn;
+}
+
+export function dawnFlagsFromEnv(): string[] {
+  const env = process.env.SR3_DAWN_FLAGS;
+  if (env === undefined) return DEFAULT_DAWN_FLAGS;
+  if (env.trim() === '' || env.trim() === 'none') return [];
+  return env.split(';').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none. */
+export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
+  const { create } = await loadDawn();
+  const gpu = create(opts.dawnFlags ?? dawnFlagsFromEnv());
+  return GpuContext.create(gpu, opts);
+}

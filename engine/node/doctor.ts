@@ -1,0 +1,55 @@
+// `sr3 doctor`: what WebGPU device this machine gives the engine.
+import { parseArgs } from 'node:util';
+import { fmtBytes } from '../gpu.ts';
+import { dawnFlagsFromEnv, openDevice } from './device.ts';
+
+export async function doctorCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } });
+  if (values.help) {
+    console.log('usage: sr3 doctor [--json]\n\nShows the WebGPU adapter Dawn finds, its backend, optional features and key limits.');
+    return 0;
+  }
+  const ctx = await openDevice();
+  try {
+    const l = ctx.limits;
+    const limits = {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    };
+    const report = {
+      adapter: ctx.adapter.description,
+      vendor: ctx.adapter.vendor,
+      architecture: ctx.adapter.architecture,
+      backend: ctx.adapter.backend || (process.platform === 'linux' ? 'vulkan (Dawn on Linux)' : 'unknown'),
+      software: ctx.adapter.isSoftware,
+      features: ctx.features,
+      limits,
+      dawnFlags: dawnFlagsFromEnv(),
+    };
+    if (values.json) {
+      console.log(JSON.stringify(report));
+      return 0;
+    }
+    const yes = (b: boolean) => (b ? 'yes' : 'no');
+    console.log(`adapter      ${report.adapter}${report.software ? '  (software device: expect slow kernels)' : ''}`);
+    console.log(`vendor       ${report.vendor || '-'}  architecture ${report.architecture || '-'}`);
+    console.log(`backend      ${report.backend}`);
+    console.log(`software     ${yes(report.software)}`);
+    console.log(
+      `features     shader-f16 ${yes(ctx.features.shaderF16)}, subgroups ${yes(ctx.features.subgroups)}, ` +
+        `timestamp-query ${yes(ctx.features.timestampQuery)}, subgroup-matrix ${yes(ctx.features.subgroupMatrix)}`,
+    );
+    console.log('limits');
+    for (const [k, v] of Object.entries(limits)) {
+      console.log(`  ${k.padEnd(34)} ${v}${k.includes('Size') && v >= 1024 ? `  (${fmtBytes(v)})` : ''}`);
+    }
+    console.log(`dawn flags   ${report.dawnFlags.join(' ') || '(none)'}`);
+    return 0;
+  } finally {
+    ctx.destroy();
+  }
+}

@@ -1,0 +1,44 @@
+// One device per test file, opened lazily and released at the end so the runner exits.
+import type { GpuContext } from '../../engine/gpu.ts';
+import { openDevice } from '../../engine/node/device.ts';
+
+let ctx: Promise<GpuContext> | null = null;
+
+export function device(): Promise<GpuContext> {
+  ctx ??= openDevice();
+  return ctx;
+}
+
+export async function releaseDevice(): Promise<void> {
+  if (!ctx) return;
+  const c = await ctx;
+  ctx = null;
+  c.destroy();
+}
+
+/** Deterministic pseudo-random numbers in [-1, 1) for test data (mulberry32). */
+export function rand(n: number, seed = 1): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** max |a-b| / max(1, max |b|): the golden files' relative error. */
+export function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
+  let m = 0;
+  let s = 1;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (!(d <= m)) m = Number.isNaN(d) ? Infinity : d;
+    s = Math.max(s, Math.abs(b[i]));
+  }
+  return m / s;
+}
