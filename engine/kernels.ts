@@ -1,0 +1,177 @@
+// Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
+// recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
+import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
+import { CONV2D_WGSL } from '../shaders/conv2d.ts';
+import { GROUPNORM_STATS_WGSL } from '../shaders/groupnorm.ts';
+import { attentionWgsl } from '../shaders/attention.ts';
+import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
+
+const dummies = new WeakMap<GpuContext, GPUBuffer>();
+/** A small buffer bound where a kernel's optional input is absent. */
+export function dummy(ctx: GpuContext): GPUBuffer {
+  let d = dummies.get(ctx);
+  if (!d) {
+    d = ctx.buffer(16, 'unused-binding');
+    dummies.set(ctx, d);
+  }
+  return d;
+}
+
+function u32s(values: number[]): Uint32Array {
+  for (const v of values) {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`kernel parameter out of u32 range: ${v}`);
+  }
+  return new Uint32Array(values);
+}
+
+export interface ConvSpec {
+  B: number;
+  /** channels read from input A, and from input B (the skip concatenation; 0 when there is no B) */
+  C1: number;
+  C2: number;
+  /** the stored input's size (before any fused upsampling) */
+  Hin: number;
+  Win: number;
+  Cout: number;
+  ks: 1 | 3;
+  stride: 1 | 2;
+  upsample?: boolean;
+  /** 0: none, 1: GroupNorm, 2: GroupNorm + Swish, applied to the input as it is read */
+  norm?: 0 | 1 | 2;
+  groups?: number;
+  statsOff?: number;
+  gammaOff?: number;
+  betaOff?: number;
+  /** offsets of the weight [Cout, C1+C2, ks, ks] and bias [Cout] in the params buffer (bias -1: none) */
+  wOff: number;
+  bOff: number;
+  /** offset of the [B, Cout] embedding added per channel (-1 or absent: none) */
+  embOff?: number;
+  hasRes?: boolean;
+  label?: string;
+}
+
+export function convOutSize(spec: Pick<ConvSpec, 'Hin' | 'Win' | 'ks' | 'stride' | 'upsample'>): [number, number] {
+  const h = spec.upsample ? 2 * spec.Hin : spec.Hin;
+  const w = spec.upsample ? 2 * spec.Win : spec.Win;
+  const pad = spec.ks === 3 ? 1 : 0;
+  return [Math.floor((h + 2 * pad - spec.ks) / spec.stride) + 1, Math.floor((w + 2 * pad - spec.ks) / spec.stride) + 1];
+}
+
+export async function conv2d(
+  ctx: GpuContext,
+  spec: ConvSpec,
+  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; emb?: GPUBuffer; res?: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const [Hout, Wout] = convOutSize(spec);
+  const norm = spec.norm ?? 0;
+  const G = spec.groups ?? 1;
+  if (norm && (spec.C1 + spec.C2) % G !== 0) throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${G} groups`);
+  if (spec.C2 > 0 && !bufs.b) throw new Error(`${spec.label}: C2 > 0 needs input B`);
+  if (norm && !bufs.stats) throw new Error(`${spec.label}: GroupNorm needs a stats buffer`);
+  const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
+  if (hasEmb && !bufs.emb) throw new Error(`${spec.label}: embedding offset without an embedding buffer`);
+  if (spec.hasRes && !bufs.res) throw new Error(`${spec.label}: residual flag without a residual buffer`);
+  const pipeline = await ctx.pipeline(CONV2D_WGSL, {
+    label: 'conv2d',
+    constants: {
+      KS: spec.ks,
+      STRIDE: spec.stride,
+      UPSAMPLE: spec.upsample ? 1 : 0,
+      NORM: norm,
+      HAS_EMB: hasEmb ? 1 : 0,
+      HAS_RES: spec.hasRes ? 1 : 0,
+    },
+  });
+  const u = u32s([
+    spec.B, spec.C1, spec.C2, spec.Hin,
+    spec.Win, Hout, Wout, spec.Cout,
+    G, spec.wOff, Math.max(spec.bOff, 0), spec.gammaOff ?? 0,
+    spec.betaOff ?? 0, hasEmb ? spec.embOff! : 0, spec.statsOff ?? 0, spec.bOff >= 0 ? 1 : 0,
+  ]);
+  const d = dummy(ctx);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
+    spec.label,
+  );
+  const workgroups: [number, number, number] = [ceilDiv(Hout * Wout, 64), ceilDiv(spec.Cout, 64), spec.B];
+  checkWorkgroups(ctx, workgroups, spec.label);
+  return { pipeline, bindGroup, workgroups, label: spec.label };
+}
+
+export interface GroupNormSpec {
+  B: number;
+  C1: number;
+  C2: number;
+  HW: number;
+  groups: number;
+  statsOff: number;
+  eps?: number;
+  label?: string;
+}
+
+/** Per-(batch, group) mean and rstd of cat(A, B) into stats[statsOff + (b*G + g)*2 + {0,1}]. */
+export async function groupNormStats(
+  ctx: GpuContext,
+  spec: GroupNormSpec,
+  bufs: { a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer },
+): Promise<Dispatch> {
+  if ((spec.C1 + spec.C2) % spec.groups !== 0) {
+    throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${spec.groups} groups`);
+  }
+  const pipeline = await ctx.pipeline(GROUPNORM_STATS_WGSL, { label: 'groupnorm_stats' });
+  const u = new ArrayBuffer(32);
+  new Uint32Array(u, 0, 5).set(u32s([spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff]));
+  new Float32Array(u, 20, 1)[0] = spec.eps ?? 1e-5;
+  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.stats, ctx.uniform(u, `${spec.label}.u`)], spec.label);
+  const workgroups: [number, number] = [spec.groups, spec.B];
+  checkWorkgroups(ctx, workgroups, spec.label);
+  return { pipeline, bindGroup, workgroups, label: spec.label };
+}
+
+/** softmax(q.k / sqrt(C)) v over all HW positions, from qkv [B, 3C, HW] into out [B, C, HW]. */
+export async function attention(
+  ctx: GpuContext,
+  spec: { B: number; C: number; HW: number; label?: string },
+  bufs: { qkv: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const pipeline = await ctx.pipeline(attentionWgsl(Math.ceil(spec.C / 16)), { label: 'attention' });
+  const u = new ArrayBuffer(16);
+  new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW]));
+  new Float32Array(u, 8, 1)[0] = 1 / Math.sqrt(spec.C);
+  const bindGroup = ctx.bind(pipeline, [bufs.qkv, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
+  const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];
+  checkWorkgroups(ctx, workgroups, spec.label);
+  return { pipeline, bindGroup, workgroups, label: spec.label };
+}
+
+/** The reference's PositionalEncoding(dim) of level [B] into out [B, dim]. */
+export async function positionalEncoding(
+  ctx: GpuContext,
+  spec: { B: number; dim: number; label?: string },
+  bufs: { level: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const pipeline = await ctx.pipeline(POSENC_WGSL, { label: 'posenc' });
+  const bindGroup = ctx.bind(pipeline, [bufs.level, bufs.out, ctx.uniform(u32s([spec.B, spec.dim, 0, 0]))], spec.label);
+  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.dim, 64)], label: spec.label };
+}
+
+/** out[outOff + b*N + n] = bias[n] + W[n, :] . f(in[inOff + b*K + :]), W and bias in the params buffer. */
+export async function linear(
+  ctx: GpuContext,
+  spec: { B: number; K: number; N: number; inOff?: number; wOff: number; bOff: number; outOff?: number; swishIn?: boolean; label?: string },
+  bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear', constants: { SWISH_IN: spec.swishIn ? 1 : 0 } });
+  const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, 0]);
+  const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
+  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
+}
+
+function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
+  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
+  for (const n of wg) {
+    if (n > max) throw new Error(`${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`);
+  }
+}

@@ -1,0 +1,156 @@
+// Every U-Net kernel against the plain TypeScript reference, on odd, non-square shapes, batch > 1, sizes that do not
+// divide the 64x64 conv tile or the 16-query attention tile.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { GpuContext } from '../engine/gpu.ts';
+import * as K from '../engine/kernels.ts';
+import * as R from './reference/nn-ref.ts';
+import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
+
+/** Pack named arrays into one params buffer; returns offsets. */
+function packParams(ctx: GpuContext, parts: Record<string, Float32Array>) {
+  const offs: Record<string, number> = {};
+  let n = 0;
+  for (const [k, v] of Object.entries(parts)) {
+    offs[k] = n;
+    n += v.length;
+  }
+  const all = new Float32Array(Math.max(n, 4));
+  for (const [k, v] of Object.entries(parts)) all.set(v, offs[k]);
+  return { buf: ctx.upload(all, 'params'), offs };
+}
+
+async function runConv(opts: {
+  B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
+  upsample?: boolean; norm?: 0 | 1 | 2; G?: number; bias?: boolean; emb?: boolean; res?: boolean; seed: number;
+}) {
+  const ctx = await device();
+  const { B, C1, C2, H, W, Cout, ks } = opts;
+  const Cin = C1 + C2;
+  const a = rand(B * C1 * H * W, opts.seed);
+  const bIn = rand(B * C2 * H * W, opts.seed + 1).map((v) => v * 3 + 0.5);
+  const w = rand(Cout * Cin * ks * ks, opts.seed + 2).map((v) => v * 0.3);
+  const bias = rand(Cout, opts.seed + 3);
+  const gamma = rand(Cin, opts.seed + 4).map((v) => 1 + 0.5 * v);
+  const beta = rand(Cin, opts.seed + 5);
+  const emb = rand(B * Cout, opts.seed + 6);
+  const [Ho, Wo] = K.convOutSize({ Hin: H, Win: W, ks, stride: opts.stride, upsample: opts.upsample });
+  const res = rand(B * Cout * Ho * Wo, opts.seed + 7);
+  const { buf: params, offs } = packParams(ctx, { w, bias, gamma, beta });
+  const aBuf = ctx.upload(a);
+  const bBuf = C2 ? ctx.upload(bIn) : undefined;
+  const stats = ctx.buffer(B * (opts.G ?? 1) * 2 * 4 + 64);
+  const embBuf = ctx.upload(emb);
+  const resBuf = ctx.upload(res);
+  const out = ctx.buffer(B * Cout * Ho * Wo * 4);
+  const dispatches = [];
+  const statsOff = 8; // not at zero, to exercise the offset
+  if (opts.norm) {
+    dispatches.push(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: opts.G!, statsOff, label: 'gn' }, { a: aBuf, b: bBuf, stats }));
+  }
+  dispatches.push(
+    await K.conv2d(
+      ctx,
+      {
+        B, C1, C2, Hin: H, Win: W, Cout, ks, stride: opts.stride, upsample: opts.upsample, norm: opts.norm, groups: opts.G,
+        statsOff, gammaOff: offs.gamma, betaOff: offs.beta, wOff: offs.w, bOff: opts.bias ? offs.bias : -1,
+        embOff: opts.emb ? 0 : -1, hasRes: opts.res, label: 'conv',
+      },
+      { params, a: aBuf, b: bBuf, stats: opts.norm ? stats : undefined, emb: opts.emb ? embBuf : undefined, res: opts.res ? resBuf : undefined, out },
+    ),
+  );
+  ctx.run(dispatches);
+  const got = await ctx.read(out, B * Cout * Ho * Wo * 4);
+
+  let x = R.t4(B, C1, H, W, a);
+  if (C2) x = R.concat(x, R.t4(B, C2, H, W, bIn));
+  if (opts.norm) x = R.groupNorm(x, opts.G!, gamma, beta, opts.norm === 2);
+  if (opts.upsample) x = R.upsample2(x);
+  let y = R.conv2d(x, w, opts.bias ? bias : null, Cout, ks, opts.stride);
+  if (opts.emb) y = R.addPerChannel(y, emb);
+  if (opts.res) y = R.add(y, R.t4(B, Cout, Ho, Wo, res));
+  assert.equal([y.H, y.W], [Ho, Wo]);
+  const err = relErr(got, y.data);
+  assert.ok(err < 2e-5, `conv ${JSON.stringify(opts)}: rel err ${err}`);
+}
+
+test('conv3x3 stride 1, odd non-square map, batch 2, bias', () =>
+  runConv({ B: 2, C1: 5, C2: 0, H: 9, W: 13, Cout: 7, ks: 3, stride: 1, bias: true, seed: 10 }));
+
+test('conv3x3 over a concatenation with GroupNorm + Swish, embedding and residual (a ResnetBlock conv)', () =>
+  runConv({ B: 2, C1: 4, C2: 8, H: 6, W: 11, Cout: 9, ks: 3, stride: 1, norm: 2, G: 3, bias: true, emb: true, res: true, seed: 20 }));
+
+test('conv3x3 stride 2 (Downsample) on odd sizes', () =>
+  runConv({ B: 1, C1: 6, C2: 0, H: 7, W: 10, Cout: 6, ks: 3, stride: 2, bias: true, seed: 30 }));
+
+test('nearest x2 upsampling folded into conv3x3 (Upsample)', () =>
+  runConv({ B: 2, C1: 3, C2: 0, H: 5, W: 3, Cout: 4, ks: 3, stride: 1, upsample: true, bias: true, seed: 40 }));
+
+test('conv1x1 with GroupNorm (no Swish), no bias, Cout and pixels over one tile (attention qkv)', () =>
+  runConv({ B: 2, C1: 8, C2: 0, H: 9, W: 10, Cout: 70, ks: 1, stride: 1, norm: 1, G: 4, seed: 50 }));
+
+test('conv1x1 over a concatenation (res_conv) and a long K (many K tiles)', () =>
+  runConv({ B: 1, C1: 21, C2: 19, H: 4, W: 5, Cout: 3, ks: 1, stride: 1, bias: true, seed: 60 }));
+
+test('conv3x3 with Cin*9 not a multiple of the K tile and GroupNorm groups of one channel', () =>
+  runConv({ B: 3, C1: 5, C2: 0, H: 3, W: 4, Cout: 66, ks: 3, stride: 1, norm: 2, G: 5, bias: true, seed: 70 }));
+
+for (const [B, C, H, W] of [
+  [2, 20, 5, 7],
+  [1, 16, 4, 4],
+  [1, 40, 3, 11],
+] as const) {
+  test(`attention B${B} C${C} ${H}x${W} (flash-style online softmax vs direct)`, async () => {
+    const ctx = await device();
+    const HW = H * W;
+    const qkv = rand(B * 3 * C * HW, B * 100 + C).map((v) => v * 2);
+    const qb = ctx.upload(qkv);
+    const out = ctx.buffer(B * C * HW * 4);
+    ctx.run([await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out })]);
+    const got = await ctx.read(out, B * C * HW * 4);
+    const want = R.attentionCore(R.t4(B, 3 * C, H, W, qkv));
+    const err = relErr(got, want.data);
+    assert.ok(err < 1e-5, `attention rel err ${err}`);
+  });
+}
+
+test('positional encoding, Linear, Swish, Linear (the noise-level MLP), batch 3', async () => {
+  const ctx = await device();
+  const B = 3;
+  const dim = 10;
+  const level = new Float32Array([0.05, 0.5, 0.999]);
+  const w1 = rand(4 * dim * dim, 1);
+  const b1 = rand(4 * dim, 2);
+  const w2 = rand(dim * 4 * dim, 3);
+  const b2 = rand(dim, 4);
+  const { buf: params, offs } = packParams(ctx, { w1, b1, w2, b2 });
+  const lv = ctx.upload(level);
+  const enc = ctx.buffer(B * dim * 4);
+  const h = ctx.buffer(B * 4 * dim * 4);
+  const out = ctx.buffer(B * dim * 4 + 64);
+  ctx.run([
+    await K.positionalEncoding(ctx, { B, dim }, { level: lv, out: enc }),
+    await K.linear(ctx, { B, K: dim, N: 4 * dim, wOff: offs.w1, bOff: offs.b1 }, { params, inp: enc, out: h }),
+    await K.linear(ctx, { B, K: 4 * dim, N: dim, wOff: offs.w2, bOff: offs.b2, outOff: 16, swishIn: true }, { params, inp: h, out }),
+  ]);
+  const gotEnc = await ctx.read(enc, B * dim * 4);
+  const wantEnc = R.positionalEncoding(level, dim);
+  assert.ok(relErr(gotEnc, wantEnc) < 1e-6, `posenc err ${relErr(gotEnc, wantEnc)}`);
+  const got = (await ctx.read(out)).subarray(16, 16 + B * dim);
+  const want = R.linear(R.linear(wantEnc, B, dim, w1, b1, 4 * dim), B, 4 * dim, w2, b2, dim, true);
+  assert.ok(relErr(got, want) < 1e-5, `mlp err ${relErr(got, want)}`);
+});
+
+test('a GroupNorm whose groups do not divide the channels is refused', async () => {
+  const ctx = await device();
+  const a = ctx.buffer(64);
+  try {
+    await K.groupNormStats(ctx, { B: 1, C1: 6, C2: 0, HW: 1, groups: 4, statsOff: 0, label: 'gn' }, { a, stats: a });
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /6 channels do not divide into 4 groups/);
+  }
+});
+
+test.after(releaseDevice);
+test.run();
