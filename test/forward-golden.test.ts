@@ -1,0 +1,72 @@
+// The whole U-Net against the reference PyTorch implementation's own outputs (float64 there, float32 here):
+// eps and every layer's activation within max|ours - ref| / max(1, max|ref|) <= 1e-4.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { UNet } from '../engine/unet.ts';
+import { device, relErr, releaseDevice } from './helpers/device.ts';
+import { GOLDEN_CASES, goldenModel, goldenTensors } from './helpers/golden.ts';
+
+for (const name of GOLDEN_CASES) {
+  test(`golden ${name}: eps and every activation within 1e-4 of the reference`, async () => {
+    const ctx = await device();
+    const model = goldenModel(name);
+    const g = goldenTensors(name, 'forward.safetensors');
+    const [B, , H, W] = g.shape('x_in');
+    const net = await UNet.build(ctx, model, { batch: B, height: H, width: W, keepActivations: true });
+    const eps = await net.forward(g.get('x_in'), g.get('noise_level'));
+    const errs: string[] = [];
+    let worst = 0;
+    const check = (key: string, got: Float32Array) => {
+      const e = relErr(got, g.get(key));
+      worst = Math.max(worst, e);
+      if (!(e <= 1e-4)) errs.push(`${key}: ${e.toExponential(2)}`);
+    };
+    const acts = g.keys.filter((k) => k.startsWith('act.'));
+    assert.ok(acts.length > 10, 'golden file has activations');
+    for (const k of acts) {
+      const a = net.activations.get(k);
+      assert.ok(a, `engine has no activation ${k}`);
+      const n = g.get(k).length;
+      assert.is(a!.shape.reduce((x, y) => x * y, 1), n, `${k} size`);
+      check(k, await ctx.read(a!.buf, n * 4));
+    }
+    check('eps', eps);
+    console.log(`    ${name}: worst relative error ${worst.toExponential(2)} over eps and ${acts.length} activations`);
+    assert.equal(errs, [], errs.join('\n'));
+    net.destroy();
+  });
+}
+
+test('the same output with activation buffers shared (memory planner) as without', async () => {
+  const ctx = await device();
+  const model = goldenModel('tiny');
+  const g = goldenTensors('tiny', 'forward.safetensors');
+  const [B, , H, W] = g.shape('x_in');
+  const net = await UNet.build(ctx, model, { batch: B, height: H, width: W });
+  const eps = await net.forward(g.get('x_in'), g.get('noise_level'));
+  assert.ok(relErr(eps, g.get('eps')) <= 1e-4);
+  assert.ok(net.memory.activations < net.memory.unshared, net.describeMemory());
+  net.destroy();
+});
+
+test('a model that does not fit the input is refused with a clear message', async () => {
+  const ctx = await device();
+  const model = goldenModel('tiny');
+  try {
+    await UNet.build(ctx, model, { batch: 1, height: 30, width: 32 });
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /multiples of 4; got 30x32/);
+  }
+  const net = await UNet.build(ctx, model, { batch: 1, height: 8, width: 12 });
+  try {
+    await net.forward(new Float32Array(10), new Float32Array(1));
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /built for \[1, 6, 8, 12\]/);
+  }
+  net.destroy();
+});
+
+test.after(releaseDevice);
+test.run();
