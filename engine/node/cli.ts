@@ -11,6 +11,10 @@ const commands: Record<string, Command> = {
     summary: 'convert a reference PyTorch SR3 checkpoint (.pth) into an sr3-wgsl model file',
     run: async () => (await import('../../weights-format/cli.ts')).convertCommand,
   },
+  forward: {
+    summary: 'evaluate the U-Net once: eps = UNet(x_in, noise_level), safetensors in and out',
+    run: async () => (await import('./forward.ts')).forwardCommand,
+  },
   info: {
     summary: 'summarise a model file (config, parameters, dtype, size, schedule)',
     run: async () => (await import('../../weights-format/cli.ts')).infoCommand,

@@ -1,0 +1,60 @@
+// `sr3 forward` end to end: the golden input file in, eps out, compared with the reference's eps.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../engine/node/cli.ts';
+import { f32Entry, readSafetensors, toFloat32, writeSafetensors } from '../weights-format/index.ts';
+import { relErr } from './helpers/device.ts';
+import { FIXTURES, goldenTensors } from './helpers/golden.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'sr3-forward-'));
+const quiet = async (argv: string[]) => {
+  const err = console.error;
+  const lines: string[] = [];
+  console.error = (...a: unknown[]) => lines.push(a.join(' '));
+  try {
+    return { code: await main(argv), stderr: lines.join('\n') };
+  } finally {
+    console.error = err;
+  }
+};
+
+for (const name of ['tiny', 'groups32']) {
+  test(`sr3 forward reproduces the golden ${name} eps from the CLI`, async () => {
+    const g = join(FIXTURES, 'golden', name);
+    const out = join(dir, `${name}.safetensors`);
+    const r = await quiet(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'forward.safetensors'), '--out', out]);
+    assert.is(r.code, 0, r.stderr);
+    const eps = toFloat32(readSafetensors(new Uint8Array(readFileSync(out))).tensors.get('eps')!);
+    const err = relErr(eps, goldenTensors(name, 'forward.safetensors').get('eps'));
+    assert.ok(err <= 1e-4, `eps error ${err}`);
+  });
+}
+
+test('sr3 forward refuses an input that does not fit the model, and writes nothing', async () => {
+  const g = join(FIXTURES, 'golden', 'tiny');
+  const bad = join(dir, 'bad-in.safetensors');
+  writeFileSync(bad, writeSafetensors([
+    ['x_in', f32Entry([1, 4, 32, 32], new Float32Array(4 * 32 * 32))],
+    ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
+  ]));
+  const out = join(dir, 'never.safetensors');
+  const r = await quiet(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', bad, '--out', out]);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /x_in has 4 channels, but this model takes 6/);
+  assert.not.ok(existsSync(out));
+  const odd = join(dir, 'odd-in.safetensors');
+  writeFileSync(odd, writeSafetensors([
+    ['x_in', f32Entry([1, 6, 30, 32], new Float32Array(6 * 30 * 32))],
+    ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
+  ]));
+  const r2 = await quiet(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', odd, '--out', out]);
+  assert.is(r2.code, 1);
+  assert.match(r2.stderr, /multiples of 4/);
+  assert.not.ok(existsSync(out));
+});
+
+test.after(() => rmSync(dir, { recursive: true, force: true }));
+test.run();
