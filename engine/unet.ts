@@ -18,6 +18,11 @@ export interface UNetBuildOptions {
   width: number;
   /** Keep every layer's output (act.noise_emb, act.downs.i, act.mid.i, act.ups.i) readable; disables buffer reuse. */
   keepActivations?: boolean;
+  /**
+   * Take the input as two buffers, `cond` [B, in_channel - out_channel, H, W] and `y` [B, out_channel, H, W], read by
+   * the first conv as their concatenation cat(cond, y) (no copy): what the samplers use.
+   */
+  splitInput?: boolean;
   label?: string;
 }
 
@@ -38,9 +43,12 @@ interface Op {
 
 export class UNet {
   readonly dispatches: Dispatch[] = [];
-  /** Input [B, in_channel, H, W] and noise level [B] (the network is conditioned on sqrt(gamma)). */
-  readonly input: GPUBuffer;
+  /** Input [B, in_channel, H, W] (null with splitInput) and noise level [B] (the network is conditioned on sqrt(gamma)). */
+  readonly input: GPUBuffer | null;
   readonly noiseLevel: GPUBuffer;
+  /** With splitInput: the condition [B, in_channel - out_channel, H, W] and the noisy image [B, out_channel, H, W]. */
+  readonly cond: GPUBuffer | null = null;
+  readonly y: GPUBuffer | null = null;
   /** Output eps [B, out_channel, H, W]. */
   readonly output: GPUBuffer;
   readonly activations = new Map<string, { buf: GPUBuffer; shape: number[] }>();
@@ -117,10 +125,27 @@ export class UNet {
     };
 
     // --- fixed buffers
-    const inputT: Tensor = { name: 'x_in', shape: [B, cfg.in_channel, this.height, this.width], bytes: 0, keep: true };
-    inputT.bytes = B * cfg.in_channel * this.height * this.width * 4;
-    inputT.buf = this.own(ctx.buffer(inputT.bytes, 'unet.x_in'));
-    (this as { input: GPUBuffer }).input = inputT.buf;
+    const fixed = (name: string, C: number): Tensor => {
+      const tt: Tensor = { name, shape: [B, C, this.height, this.width], bytes: B * C * this.height * this.width * 4, keep: true };
+      tt.buf = this.own(ctx.buffer(tt.bytes, `unet.${name}`));
+      return tt;
+    };
+    let inputA: Tensor;
+    let inputB: Tensor | null = null;
+    if (opts.splitInput) {
+      const condC = cfg.in_channel - cfg.out_channel;
+      if (condC < 1) {
+        throw new Error(`this model takes ${cfg.in_channel} input channels for ${cfg.out_channel} output channels: it has no room for a condition image`);
+      }
+      inputA = fixed('cond', condC);
+      inputB = fixed('y', cfg.out_channel);
+      (this as { cond: GPUBuffer }).cond = inputA.buf!;
+      (this as { y: GPUBuffer }).y = inputB.buf!;
+      (this as { input: GPUBuffer | null }).input = null;
+    } else {
+      inputA = fixed('x_in', cfg.in_channel);
+      (this as { input: GPUBuffer }).input = inputA.buf!;
+    }
     (this as { noiseLevel: GPUBuffer }).noiseLevel = this.own(ctx.buffer(B * 4, 'unet.noise_level'));
 
     // Noise-level MLP and every block's projection, computed up front into one embedding buffer.
@@ -232,7 +257,7 @@ export class UNet {
 
     const acts: [string, Tensor][] = [];
     // --- the network, layer by layer as unet.py builds it
-    let x = conv('downs.0', inputT, null, inner, { ks: 3, w: 'downs.0.weight', bias: 'downs.0.bias' });
+    let x = conv('downs.0', inputA, inputB, inner, { ks: 3, w: 'downs.0.weight', bias: 'downs.0.bias' });
     acts.push(['act.downs.0', x]);
     const feats: Tensor[] = [x];
     const mults = cfg.channel_mults;
@@ -359,6 +384,7 @@ export class UNet {
       throw new Error(`x_in has ${xIn.length} values; this U-Net was built for [${B}, ${in_channel}, ${this.height}, ${this.width}] = ${n}`);
     }
     if (noiseLevel.length !== B) throw new Error(`noise_level has ${noiseLevel.length} values; expected one per batch element (${B})`);
+    if (!this.input) throw new Error('this U-Net was built with a split input (cond, y): write those buffers and call run()');
     this.ctx.write(this.input, xIn);
     this.ctx.write(this.noiseLevel, noiseLevel);
     this.run();

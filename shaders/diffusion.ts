@@ -1,0 +1,56 @@
+// One reverse-diffusion step, fused: every sampler is
+//   x0 = r1 * y - r2 * eps            (optionally clamped to [-1, 1])
+//   y' = cx * x0 + cy * y + ce * eps + s * z
+// with per-step coefficients from a table indexed by a GPU-side step counter, so steps replay without CPU writes.
+// Table row t (8 floats): [noise level, r1, r2, cx, cy, ce, s, unused].
+
+/** Start of a step: noise_level[b] = table[t][0] for every batch element, t = counter[0]. */
+export const STEP_BEGIN_WGSL = /* wgsl */ `
+struct P { B: u32, _a: u32, _b: u32, _c: u32 }
+@group(0) @binding(0) var<storage, read> table: array<f32>;
+@group(0) @binding(1) var<storage, read> counter: array<u32>;
+@group(0) @binding(2) var<storage, read_write> level: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  if (gid.x >= p.B) { return; }
+  level[gid.x] = table[counter[0] * 8u];
+}
+`;
+
+export const STEP_UPDATE_WGSL = /* wgsl */ `
+struct P { n: u32, zStride: u32, _a: u32, _b: u32 }
+override CLIP: bool = false;
+@group(0) @binding(0) var<storage, read> table: array<f32>;
+@group(0) @binding(1) var<storage, read> counter: array<u32>;
+@group(0) @binding(2) var<storage, read> eps: array<f32>;
+@group(0) @binding(3) var<storage, read> z: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<uniform> p: P;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) { return; }
+  let t = counter[0];
+  let c = t * 8u;
+  let yv = y[i];
+  let e = eps[i];
+  var x0 = table[c + 1u] * yv - table[c + 2u] * e;
+  if (CLIP) { x0 = clamp(x0, -1.0, 1.0); }
+  var out = table[c + 3u] * x0 + table[c + 4u] * yv + table[c + 5u] * e;
+  let s = table[c + 6u];
+  if (s != 0.0) { out += s * z[t * p.zStride + i]; }
+  y[i] = out;
+}
+`;
+
+/** counter[0] += delta (wrapping). */
+export const COUNTER_STEP_WGSL = /* wgsl */ `
+struct P { delta: u32, _a: u32, _b: u32, _c: u32 }
+@group(0) @binding(0) var<storage, read_write> counter: array<u32>;
+@group(0) @binding(1) var<uniform> p: P;
+@compute @workgroup_size(1)
+fn main() { counter[0] = counter[0] + p.delta; }
+`;
