@@ -15,6 +15,10 @@ const commands: Record<string, Command> = {
     summary: 'evaluate the U-Net once: eps = UNet(x_in, noise_level), safetensors in and out',
     run: async () => (await import('./forward.ts')).forwardCommand,
   },
+  sample: {
+    summary: 'run a sampler from given noise, writing every step (for checking against PyTorch)',
+    run: async () => (await import('./sample.ts')).sampleCommand,
+  },
   info: {
     summary: 'summarise a model file (config, parameters, dtype, size, schedule)',
     run: async () => (await import('../../weights-format/cli.ts')).infoCommand,

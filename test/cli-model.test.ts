@@ -33,6 +33,19 @@ for (const name of ['tiny', 'groups32']) {
   });
 }
 
+test('sr3 sample reproduces the golden tiny paper-sampler steps from the CLI', async () => {
+  const g = join(FIXTURES, 'golden', 'tiny');
+  const out = join(dir, 'sample.safetensors');
+  const r = await quiet(['sample', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'sample.safetensors'), '--out', out, '--sampler', 'paper', '--schedule', 'linear:12:1e-4:0.3']);
+  assert.is(r.code, 0, r.stderr);
+  const got = readSafetensors(new Uint8Array(readFileSync(out))).tensors;
+  const want = goldenTensors('tiny', 'sample.safetensors');
+  for (let t = 0; t < 12; t++) {
+    const err = relErr(toFloat32(got.get(`y.${t}`)!), want.get(`paper.y.${t}`));
+    assert.ok(err <= 1e-3, `y.${t}: ${err}`);
+  }
+});
+
 test('sr3 forward refuses an input that does not fit the model, and writes nothing', async () => {
   const g = join(FIXTURES, 'golden', 'tiny');
   const bad = join(dir, 'bad-in.safetensors');
