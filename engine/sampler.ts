@@ -23,7 +23,7 @@ export interface SamplerSpec {
 const ROW = 8;
 
 /**
- * The per-step coefficient table (float32, T rows of 8): [noise level, r1, r2, cx, cy, ce, s, 0] with
+ * The per-step coefficient table (float32, T rows of 8): [noise level, r1, r2, cx, cy, ce, s, sqrt(gamma_{t-1})] with
  * x0 = r1 y - r2 eps (clamped when clipping), y' = cx x0 + cy y + ce eps + s z. Computed in float64.
  */
 export function stepTable(spec: SamplerSpec): Float32Array {
@@ -34,7 +34,8 @@ export function stepTable(spec: SamplerSpec): Float32Array {
   for (let t = 0; t < T; t++) {
     const g = s.gammas[t];
     const a = s.alphas[t];
-    const row: number[] = [Math.sqrt(g), 0, 0, 0, 0, 0, 0, 0];
+    // row[7] = sqrt(gamma_{t-1}): the level y has after this step (used by the consistency projection)
+    const row: number[] = [Math.sqrt(g), 0, 0, 0, 0, 0, 0, Math.sqrt(s.gammasPrev[t])];
     switch (spec.kind) {
       case 'reference':
         row[1] = s.sqrtRecipGamma[t];
@@ -76,8 +77,11 @@ export interface SamplerBuildOptions {
    * buffer of T * n values written with setNoise(); for checking against another implementation).
    */
   noise?: 'rng' | 'provided';
-  /** Extra dispatches run after each step's update (e.g. the consistency projection), given the sampler. */
-  afterStep?: (s: Sampler) => Promise<Dispatch[]>;
+  /**
+   * Extra dispatches run after each step's update (e.g. the consistency projection), given the sampler; their noise
+   * fills are reseeded with the run's seed.
+   */
+  afterStep?: (s: Sampler) => Promise<{ dispatches: Dispatch[]; fills?: Fill[] }>;
 }
 
 export interface RunOptions {
@@ -98,6 +102,7 @@ export class Sampler {
   private stepDispatches: Dispatch[] = [];
   private startFill!: Fill;
   private stepFill: Fill | null = null;
+  private extraFills: Fill[] = [];
   private constructor(
     readonly ctx: GpuContext,
     readonly net: UNet,
@@ -156,7 +161,11 @@ export class Sampler {
       workgroups: rngWorkgroups(this.n),
       label: 'sampler.update',
     });
-    if (opts.afterStep) d.push(...(await opts.afterStep(this)));
+    if (opts.afterStep) {
+      const extra = await opts.afterStep(this);
+      d.push(...extra.dispatches);
+      this.extraFills.push(...(extra.fills ?? []));
+    }
     d.push({
       pipeline: dec,
       bindGroup: ctx.bind(dec, [this.counter, ctx.uniform(new Uint32Array([0xffffffff, 0, 0, 0]))]),
@@ -198,6 +207,7 @@ export class Sampler {
     const T = this.steps;
     const seed = o.seed ?? 0;
     if (this.stepFill) this.stepFill.setSeed(seed);
+    for (const f of this.extraFills) f.setSeed(seed);
     ctx.write(this.counter, new Uint32Array([T - 1, 0, 0, 0]));
     if (!o.keepStart) {
       this.startFill.setSeed(seed);

@@ -54,3 +54,36 @@ struct P { delta: u32, _a: u32, _b: u32, _c: u32 }
 @compute @workgroup_size(1)
 fn main() { counter[0] = counter[0] + p.delta; }
 `;
+
+// Consistency with the input (ILVR-style low-frequency replacement), after a step t has made y_{t-1}:
+//   y <- y - U(D(y - sqrt(1 - g) z')) + sqrt(g) U(D(c)),   g = gamma_{t-1} = table[t][7]^2
+// i.e. the low frequencies of y are replaced by those of the condition noised to the same level (linearity of U D
+// lets one down/up pass do it). PREP writes w = y - sqrt(1 - g) z'; APPLY writes y = y - u + sqrt(g) udc.
+export const CONSISTENCY_WGSL = /* wgsl */ `
+struct P { n: u32, _a: u32, _b: u32, _c: u32 }
+@group(0) @binding(0) var<storage, read> table: array<f32>;
+@group(0) @binding(1) var<storage, read> counter: array<u32>;
+@group(0) @binding(2) var<storage, read> a: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<uniform> p: P;
+
+fn index(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * 256u; }
+
+// prep: a = y, b = z', writes w into the y binding; apply: a = u = U(D(w)), b = udc = U(D(c)), updates y.
+@compute @workgroup_size(256)
+fn prep(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = index(gid, nwg);
+  if (i >= p.n) { return; }
+  let sg = table[counter[0] * 8u + 7u];
+  y[i] = a[i] - sqrt(max(0.0, 1.0 - sg * sg)) * b[i];
+}
+
+@compute @workgroup_size(256)
+fn apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = index(gid, nwg);
+  if (i >= p.n) { return; }
+  let sg = table[counter[0] * 8u + 7u];
+  y[i] = y[i] - a[i] + sg * b[i];
+}
+`;
