@@ -1,0 +1,535 @@
+// Host side of the U-Net's backward kernels, in the style of kernels.ts: each function checks its shapes, creates
+// (cached) pipelines and returns recorded Dispatches (an array where the op takes several passes, to be encoded in
+// order in one compute pass).
+//
+// Conventions:
+// - Parameter gradients go to a flat `grads` buffer laid out exactly like `params` (same offsets).
+// - `accumulate: false` (default) overwrites the destination; `true` adds into it (the ACCUMULATE override), for a
+//   tensor that feeds two consumers: skip connections (concatenated input and the previous layer), residual inputs,
+//   the noise embedding shared by all blocks' projections.
+// - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
+import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
+import { convOutSize, dummy, type ConvSpec } from './kernels.ts';
+import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
+import { GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
+import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
+import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../shaders/embedding_backward.ts';
+import { LOSS_PARTIAL_WGSL, REDUCE_FINAL_WGSL } from '../shaders/loss.ts';
+
+export interface BackwardOptions {
+  /** Add into the destination instead of overwriting it. */
+  accumulate?: boolean;
+}
+
+const writeDummies = new WeakMap<GpuContext, GPUBuffer[]>();
+/**
+ * Distinct small buffers bound where an optional *writable* output is absent (a buffer may not be bound twice in one
+ * dispatch when one binding is writable, so these never share kernels.ts's read-only dummy).
+ */
+export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
+  let list = writeDummies.get(ctx);
+  if (!list) {
+    list = [];
+    writeDummies.set(ctx, list);
+  }
+  while (list.length <= i) list.push(ctx.buffer(16, `unused-writable-binding-${list.length}`));
+  return list[i];
+}
+
+export function u32s(values: number[], label?: string): Uint32Array {
+  for (const v of values) {
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`${label ?? 'kernel'}: parameter out of u32 range: ${v}`);
+  }
+  return new Uint32Array(values);
+}
+
+/** A uniform of u32 fields followed by f32 fields. */
+function mixedUniform(ctx: GpuContext, ints: number[], floats: number[], label?: string): GPUBuffer {
+  const buf = new ArrayBuffer(Math.max(16, Math.ceil((ints.length + floats.length) * 4 / 16) * 16));
+  new Uint32Array(buf, 0, ints.length).set(u32s(ints, label));
+  new Float32Array(buf, ints.length * 4, floats.length).set(floats);
+  return ctx.uniform(buf, `${label ?? 'kernel'}.u`);
+}
+
+function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
+  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
+  for (const n of wg) {
+    if (n > max) throw new Error(`${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`);
+  }
+}
+
+/** Workgroups of 256 covering n threads, folded into 2D past the per-dimension limit (kernels index wg.y * nw.x + wg.x). */
+export function grid256(ctx: GpuContext, n: number, label?: string): [number, number] {
+  const groups = Math.max(1, ceilDiv(n, 256));
+  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
+  const x = Math.min(groups, max);
+  const y = ceilDiv(groups, x);
+  checkWorkgroups(ctx, [x, y], label);
+  return [x, y];
+}
+
+function need(cond: unknown, msg: string): void {
+  if (!cond) throw new Error(msg);
+}
+
+// ---------------------------------------------------------------------------------------------------------------- conv
+
+export type ConvBackwardSpec = Omit<ConvSpec, 'hasRes'>;
+
+function checkConv(spec: ConvBackwardSpec): void {
+  const L = spec.label ?? 'conv';
+  for (const k of ['B', 'C1', 'C2', 'Hin', 'Win', 'Cout'] as const) {
+    need(Number.isInteger(spec[k]) && spec[k] >= (k === 'C2' ? 0 : 1), `${L}: ${k} must be a ${k === 'C2' ? 'non-negative' : 'positive'} integer, got ${spec[k]}`);
+  }
+  need(spec.ks === 1 || spec.ks === 3, `${L}: kernel size must be 1 or 3, got ${spec.ks}`);
+  need(spec.stride === 1 || spec.stride === 2, `${L}: stride must be 1 or 2, got ${spec.stride}`);
+  const norm = spec.norm ?? 0;
+  if (norm) {
+    const G = spec.groups ?? 1;
+    need((spec.C1 + spec.C2) % G === 0, `${L}: ${spec.C1 + spec.C2} channels do not divide into ${G} groups`);
+  }
+}
+
+/**
+ * dIn of a conv: the gradient w.r.t. the conv's input as stored (before the fused upsample: summed over each 2x2
+ * block), split like the input: channels [0, C1) into dA [B, C1, Hin, Win], [C1, C1+C2) into dB [B, C2, Hin, Win].
+ * When the forward normalised its input (spec.norm), this is the gradient w.r.t. the normalised(+swished) input: pass
+ * it to groupNormBackward as dY. The fused GroupNorm, bias, embedding and residual are not handled here.
+ */
+export async function conv2dBackwardInput(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  bufs: { params: GPUBuffer; dOut: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer },
+  opts: BackwardOptions = {},
+): Promise<Dispatch> {
+  checkConv(spec);
+  const L = spec.label ?? 'conv';
+  need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
+  const [Hout, Wout] = convOutSize(spec);
+  const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, {
+    label: 'conv2d_dx',
+    constants: { KS: spec.ks, STRIDE: spec.stride, UPSAMPLE: spec.upsample ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0 },
+  });
+  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, spec.wOff, 0, 0, 0], L);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.params, bufs.dOut, bufs.dA, bufs.dB ?? writeDummy(ctx), ctx.uniform(u, `${L}.dx.u`)],
+    `${L}.dx`,
+  );
+  const workgroups: [number, number, number] = [ceilDiv(spec.Hin * spec.Win, 64), ceilDiv(spec.C1 + spec.C2, 64), spec.B];
+  checkWorkgroups(ctx, workgroups, L);
+  return { pipeline, bindGroup, workgroups, label: `${L}.dx` };
+}
+
+/** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */
+export function convWeightSplit(spec: ConvBackwardSpec): number {
+  const [Hout, Wout] = convOutSize(spec);
+  const R = spec.B * Hout * Wout;
+  const tiles = ceilDiv((spec.C1 + spec.C2) * spec.ks * spec.ks, 64) * ceilDiv(spec.Cout, 64);
+  const want = Math.ceil(256 / tiles);
+  return Math.max(1, Math.min(want, Math.floor(R / 1024), 64));
+}
+
+/** Bytes of scratch the weight gradient needs with `split` slices (0 for one). */
+export function convWeightScratchBytes(spec: ConvBackwardSpec, split = convWeightSplit(spec)): number {
+  return split > 1 ? split * spec.Cout * (spec.C1 + spec.C2) * spec.ks * spec.ks * 4 : 0;
+}
+
+/**
+ * dW of a conv into grads[wOff + co*K + k] (K = (C1+C2)*ks*ks, the torch [Cout, Cin, ks, ks] layout):
+ * sum over batch and output pixels of dOut times the forward's input patch (GroupNorm/Swish, upsample and
+ * concatenation recomputed from a, b and the saved stats). With split > 1 the reduction is cut in slices summed
+ * through `scratch` (convWeightScratchBytes), two dispatches.
+ */
+export async function conv2dBackwardWeight(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer; scratch?: GPUBuffer },
+  opts: BackwardOptions & { split?: number } = {},
+): Promise<Dispatch[]> {
+  checkConv(spec);
+  const L = spec.label ?? 'conv';
+  const norm = spec.norm ?? 0;
+  need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs input B`);
+  need(!norm || bufs.stats, `${L}: GroupNorm needs a stats buffer`);
+  const [Hout, Wout] = convOutSize(spec);
+  const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
+  const R = spec.B * Hout * Wout;
+  const split = Math.max(1, Math.min(opts.split ?? 1, Math.ceil(R / 16)));
+  need(Number.isInteger(split), `${L}: split must be an integer`);
+  if (split > 1) {
+    need(bufs.scratch, `${L}: a split weight gradient needs a scratch buffer`);
+    need(bufs.scratch!.size >= convWeightScratchBytes(spec, split), `${L}: scratch of ${bufs.scratch!.size} bytes, needs ${convWeightScratchBytes(spec, split)}`);
+  }
+  const chunk = Math.ceil(Math.ceil(R / split) / 16) * 16;
+  const S = Math.ceil(R / chunk);
+  const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, {
+    label: 'conv2d_dw',
+    constants: {
+      KS: spec.ks, STRIDE: spec.stride, UPSAMPLE: spec.upsample ? 1 : 0, NORM: norm,
+      SPLIT: S > 1 ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0,
+    },
+  });
+  const u = u32s([
+    spec.B, spec.C1, spec.C2, spec.Hin,
+    spec.Win, Hout, Wout, spec.Cout,
+    spec.groups ?? 1, spec.wOff, spec.gammaOff ?? 0, spec.betaOff ?? 0,
+    spec.statsOff ?? 0, chunk, 0, 0,
+  ], L);
+  const d = dummy(ctx);
+  const target = S > 1 ? bufs.scratch! : bufs.grads;
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.dOut, target, ctx.uniform(u, `${L}.dw.u`)],
+    `${L}.dw`,
+  );
+  const workgroups: [number, number, number] = [ceilDiv(K, 64), ceilDiv(spec.Cout, 64), S];
+  checkWorkgroups(ctx, workgroups, L);
+  const out: Dispatch[] = [{ pipeline, bindGroup, workgroups, label: `${L}.dw` }];
+  if (S > 1) {
+    const n = spec.Cout * K;
+    const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce', constants: { ACCUMULATE: opts.accumulate ? 1 : 0 } });
+    const rb = ctx.bind(rp, [bufs.scratch!, bufs.grads, ctx.uniform(u32s([n, S, spec.wOff, 0]), `${L}.dw_reduce.u`)], `${L}.dw_reduce`);
+    out.push({ pipeline: rp, bindGroup: rb, workgroups: grid256(ctx, n, L), label: `${L}.dw_reduce` });
+  }
+  return out;
+}
+
+/**
+ * Per-channel sums of dOut [B, C, HW]: the bias gradient grads[bOff + c] = sum_{b, hw} dOut (bOff >= 0) and the
+ * embedding gradient dEmb[embOff + b*C + c] = sum_hw dOut (embOff >= 0; the embedding add's backward).
+ */
+export async function channelSumBackward(
+  ctx: GpuContext,
+  spec: { B: number; C: number; HW: number; bOff: number; embOff?: number; label?: string },
+  bufs: { dOut: GPUBuffer; grads?: GPUBuffer; dEmb?: GPUBuffer },
+  opts: BackwardOptions = {},
+): Promise<Dispatch> {
+  const L = spec.label ?? 'bias';
+  const hasBias = spec.bOff >= 0;
+  const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
+  need(hasBias || hasEmb, `${L}: neither a bias nor an embedding gradient asked for`);
+  need(!hasBias || bufs.grads, `${L}: a bias gradient needs the grads buffer`);
+  need(!hasEmb || bufs.dEmb, `${L}: an embedding gradient needs a dEmb buffer`);
+  const pipeline = await ctx.pipeline(CHANNEL_SUM_WGSL, {
+    label: 'channel_sum',
+    constants: { HAS_BIAS: hasBias ? 1 : 0, HAS_EMB: hasEmb ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0 },
+  });
+  const u = u32s([spec.B, spec.C, spec.HW, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, 0, 0, 0], L);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.dOut, bufs.grads ?? writeDummy(ctx, 0), bufs.dEmb ?? writeDummy(ctx, 1), ctx.uniform(u, `${L}.bias.u`)],
+    `${L}.bias`,
+  );
+  checkWorkgroups(ctx, [spec.C], L);
+  return { pipeline, bindGroup, workgroups: [spec.C], label: `${L}.bias` };
+}
+
+/** dst[dstOff + i] (=|+=) scale * src[srcOff + i] for i < n: the residual add's pass-through into an existing gradient. */
+export async function addInto(
+  ctx: GpuContext,
+  spec: { n: number; dstOff?: number; srcOff?: number; scale?: number; label?: string },
+  bufs: { src: GPUBuffer; dst: GPUBuffer },
+  opts: BackwardOptions = { accumulate: true },
+): Promise<Dispatch> {
+  const L = spec.label ?? 'add';
+  need(bufs.src !== bufs.dst, `${L}: source and destination must be different buffers`);
+  const pipeline = await ctx.pipeline(ADD_WGSL, { label: 'add', constants: { ACCUMULATE: opts.accumulate === false ? 0 : 1 } });
+  const ub = mixedUniform(ctx, [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0], [spec.scale ?? 1], L);
+  const bindGroup = ctx.bind(pipeline, [bufs.src, bufs.dst, ub], L);
+  return { pipeline, bindGroup, workgroups: grid256(ctx, spec.n, L), label: L };
+}
+
+// ------------------------------------------------------------------------------------------------------- groupnorm
+
+export interface GroupNormBackwardSpec {
+  B: number;
+  C1: number;
+  C2: number;
+  HW: number;
+  groups: number;
+  statsOff: number;
+  gammaOff: number;
+  betaOff: number;
+  /** the forward applied Swish after the normalisation (NORM 2) */
+  swish: boolean;
+  label?: string;
+}
+
+export function groupNormBackwardScratchBytes(spec: Pick<GroupNormBackwardSpec, 'B' | 'C1' | 'C2' | 'groups'>): number {
+  return (spec.B * (spec.C1 + spec.C2) * 2 + spec.B * spec.groups * 2) * 4;
+}
+
+/**
+ * GroupNorm(+Swish) backward from dY (the gradient w.r.t. the normalised(+swished) input, split as dYA / dYB) and
+ * the forward's saved stats: dGamma / dBeta into grads[gammaOff + c] / grads[betaOff + c] (summed over batch and
+ * pixels), dx into dA / dB. `accumulate` applies to dA / dB; `accumulateParams` to dGamma / dBeta. Three dispatches.
+ */
+export async function groupNormBackward(
+  ctx: GpuContext,
+  spec: GroupNormBackwardSpec,
+  bufs: {
+    params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; dYA: GPUBuffer; dYB?: GPUBuffer; stats: GPUBuffer;
+    grads: GPUBuffer; scratch: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer;
+  },
+  opts: BackwardOptions & { accumulateParams?: boolean } = {},
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'groupnorm';
+  const C = spec.C1 + spec.C2;
+  need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
+  need(spec.C2 === 0 || (bufs.b && bufs.dYB && bufs.dB), `${L}: C2 > 0 needs b, dYB and dB`);
+  need(bufs.scratch.size >= groupNormBackwardScratchBytes(spec), `${L}: scratch of ${bufs.scratch.size} bytes, needs ${groupNormBackwardScratchBytes(spec)}`);
+  const d = dummy(ctx);
+  const u = ctx.uniform(
+    u32s([spec.B, spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff], L),
+    `${L}.gn_bwd.u`,
+  );
+  const swish = spec.swish ? 1 : 0;
+  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce', constants: { SWISH: swish } });
+  const xs = [bufs.params, bufs.a, bufs.b ?? d, bufs.dYA, bufs.dYB ?? d, bufs.stats];
+  const b1 = ctx.bind(p1, [...xs, bufs.scratch, u], `${L}.gn_bwd_reduce`);
+  const p2 = await ctx.pipeline(GN_BWD_PARAMS_WGSL, { label: 'gn_bwd_params', constants: { ACCUMULATE: opts.accumulateParams ? 1 : 0 } });
+  const b2 = ctx.bind(p2, [bufs.params, bufs.scratch, bufs.grads, u], `${L}.gn_bwd_params`);
+  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply', constants: { SWISH: swish, ACCUMULATE: opts.accumulate ? 1 : 0 } });
+  const b3 = ctx.bind(p3, [...xs, bufs.scratch, bufs.dA, bufs.dB ?? writeDummy(ctx), u], `${L}.gn_bwd_apply`);
+  checkWorkgroups(ctx, [C, spec.B], L);
+  return [
+    { pipeline: p1, bindGroup: b1, workgroups: [C, spec.B], label: `${L}.gn_bwd_reduce` },
+    { pipeline: p2, bindGroup: b2, workgroups: [ceilDiv(C + spec.B * spec.groups, 64)], label: `${L}.gn_bwd_params` },
+    { pipeline: p3, bindGroup: b3, workgroups: grid256(ctx, spec.B * C * spec.HW, L), label: `${L}.gn_bwd_apply` },
+  ];
+}
+
+// ------------------------------------------------------------------------------------------- the whole fused conv
+
+/** Scratch the fused conv backward needs (bytes; 0 where a part is not used). */
+export function conv2dBackwardScratchBytes(spec: ConvBackwardSpec, split = convWeightSplit(spec)): { dYA: number; dYB: number; gn: number; dw: number } {
+  const norm = spec.norm ?? 0;
+  const hw = spec.Hin * spec.Win;
+  return {
+    dYA: norm ? spec.B * spec.C1 * hw * 4 : 0,
+    dYB: norm && spec.C2 ? spec.B * spec.C2 * hw * 4 : 0,
+    gn: norm ? groupNormBackwardScratchBytes({ B: spec.B, C1: spec.C1, C2: spec.C2, groups: spec.groups ?? 1 }) : 0,
+    dw: convWeightScratchBytes(spec, split),
+  };
+}
+
+/**
+ * The complete backward of one fused conv2d (kernels.ts conv2d with the same spec), as dispatches in order:
+ *   bias / embedding gradients (channelSumBackward; dEmb at embOff when the forward added an embedding),
+ *   the weight gradient (conv2dBackwardWeight, split through scratch.dw when split > 1),
+ *   the input gradient (conv2dBackwardInput; through scratch.dYA/dYB and groupNormBackward when normalised),
+ * dA / dB (=|+=) dL/dA, dL/dB per `accumulate`; parameter gradients overwrite (or add with accumulateParams).
+ * The residual's gradient is dOut itself (nothing to compute: pass dOut on, or addInto an existing gradient).
+ * Skip dA (inputGrad false) for the first conv, whose input is data.
+ */
+export async function conv2dBackward(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  bufs: {
+    params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer;
+    dEmb?: GPUBuffer; dA?: GPUBuffer; dB?: GPUBuffer;
+    scratch?: { dYA?: GPUBuffer; dYB?: GPUBuffer; gn?: GPUBuffer; dw?: GPUBuffer };
+  },
+  opts: BackwardOptions & { accumulateParams?: boolean; split?: number; inputGrad?: boolean } = {},
+): Promise<Dispatch[]> {
+  checkConv(spec);
+  const L = spec.label ?? 'conv';
+  const norm = spec.norm ?? 0;
+  const [Hout, Wout] = convOutSize(spec);
+  const out: Dispatch[] = [];
+  const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
+  if (spec.bOff >= 0 || hasEmb) {
+    out.push(
+      await channelSumBackward(
+        ctx,
+        { B: spec.B, C: spec.Cout, HW: Hout * Wout, bOff: spec.bOff, embOff: spec.embOff, label: L },
+        { dOut: bufs.dOut, grads: bufs.grads, dEmb: bufs.dEmb },
+        { accumulate: opts.accumulateParams },
+      ),
+    );
+  }
+  const split = opts.split ?? 1;
+  out.push(
+    ...(await conv2dBackwardWeight(
+      ctx, spec,
+      { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut, grads: bufs.grads, scratch: bufs.scratch?.dw },
+      { accumulate: opts.accumulateParams, split },
+    )),
+  );
+  if (opts.inputGrad === false) return out;
+  need(bufs.dA, `${L}: no dA buffer for the input gradient (pass inputGrad: false to skip it)`);
+  if (!norm) {
+    out.push(await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: bufs.dA!, dB: bufs.dB }, opts));
+    return out;
+  }
+  const s = bufs.scratch;
+  need(s?.dYA && s.gn && (spec.C2 === 0 || s.dYB), `${L}: a normalised conv's backward needs scratch dYA${spec.C2 ? ', dYB' : ''} and gn`);
+  out.push(await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: s!.dYA!, dB: s!.dYB }));
+  out.push(
+    ...(await groupNormBackward(
+      ctx,
+      {
+        B: spec.B, C1: spec.C1, C2: spec.C2, HW: spec.Hin * spec.Win, groups: spec.groups ?? 1, statsOff: spec.statsOff ?? 0,
+        gammaOff: spec.gammaOff ?? 0, betaOff: spec.betaOff ?? 0, swish: norm === 2, label: L,
+      },
+      {
+        params: bufs.params, a: bufs.a, b: bufs.b, dYA: s!.dYA!, dYB: s!.dYB, stats: bufs.stats!, grads: bufs.grads,
+        scratch: s!.gn!, dA: bufs.dA!, dB: bufs.dB,
+      },
+      { accumulate: opts.accumulate, accumulateParams: opts.accumulateParams },
+    )),
+  );
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------------- attention
+
+export function attentionBackwardStatsBytes(spec: { B: number; HW: number }): number {
+  return spec.B * spec.HW * 2 * 4;
+}
+
+/**
+ * Attention core backward: dqkv [B, 3C, HW] (=|+=) the gradient of softmax(q.k/sqrt(C)) v w.r.t. qkv, from qkv and
+ * dOut [B, C, HW]. Scores are recomputed in tiles, never stored; `rowStats` (attentionBackwardStatsBytes: per query
+ * logsumexp and D = dO.O) is scratch. Two dispatches: dQ (and the row statistics), then dK and dV.
+ */
+export async function attentionBackward(
+  ctx: GpuContext,
+  spec: { B: number; C: number; HW: number; label?: string },
+  bufs: { qkv: GPUBuffer; dOut: GPUBuffer; dqkv: GPUBuffer; rowStats: GPUBuffer },
+  opts: BackwardOptions = {},
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'attention';
+  need(spec.C >= 1 && spec.HW >= 1 && spec.B >= 1, `${L}: empty attention`);
+  need(bufs.rowStats.size >= attentionBackwardStatsBytes(spec), `${L}: rowStats of ${bufs.rowStats.size} bytes, needs ${attentionBackwardStatsBytes(spec)}`);
+  const R = Math.ceil(spec.C / 16);
+  const acc = { ACCUMULATE: opts.accumulate ? 1 : 0 };
+  const pq = await ctx.pipeline(attentionBackwardQWgsl(R), { label: 'attention_bwd_q', constants: acc });
+  const pkv = await ctx.pipeline(attentionBackwardKVWgsl(R), { label: 'attention_bwd_kv', constants: acc });
+  const u = new ArrayBuffer(16);
+  new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW], L));
+  new Float32Array(u, 8, 1)[0] = 1 / Math.sqrt(spec.C);
+  const ub = ctx.uniform(u, `${L}.bwd.u`);
+  const list = [bufs.qkv, bufs.dOut, bufs.dqkv, bufs.rowStats, ub];
+  const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];
+  checkWorkgroups(ctx, workgroups, L);
+  return [
+    { pipeline: pq, bindGroup: ctx.bind(pq, list, `${L}.bwd_q`), workgroups, label: `${L}.bwd_q` },
+    { pipeline: pkv, bindGroup: ctx.bind(pkv, list, `${L}.bwd_kv`), workgroups, label: `${L}.bwd_kv` },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------------------- linear
+
+export interface LinearBackwardSpec {
+  B: number;
+  K: number;
+  N: number;
+  inOff?: number;
+  wOff: number;
+  bOff: number;
+  dOutOff?: number;
+  dInOff?: number;
+  swishIn?: boolean;
+  label?: string;
+}
+
+/**
+ * Linear backward (kernels.ts linear with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
+ * accumulateParams) from inp and dOut, and when dIn is given dIn[dInOff + b*K + k] (=|+=, per accumulate) =
+ * f'(in) * W^T dOut (f = Swish with swishIn). One or two dispatches.
+ */
+export async function linearBackward(
+  ctx: GpuContext,
+  spec: LinearBackwardSpec,
+  bufs: { params: GPUBuffer; inp: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer; dIn?: GPUBuffer },
+  opts: BackwardOptions & { accumulateParams?: boolean } = {},
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'linear';
+  need(spec.B >= 1 && spec.K >= 1 && spec.N >= 1, `${L}: empty linear`);
+  const sw = spec.swishIn ? 1 : 0;
+  const pw = await ctx.pipeline(LINEAR_DW_WGSL, { label: 'linear_dw', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 } });
+  const uw = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.dOutOff ?? 0, 0], L);
+  const out: Dispatch[] = [
+    {
+      pipeline: pw,
+      bindGroup: ctx.bind(pw, [bufs.inp, bufs.dOut, bufs.grads, ctx.uniform(uw, `${L}.dw.u`)], `${L}.dw`),
+      workgroups: [ceilDiv(spec.N * spec.K + spec.N, 64)],
+      label: `${L}.dw`,
+    },
+  ];
+  checkWorkgroups(ctx, [ceilDiv(spec.N * spec.K + spec.N, 64)], L);
+  if (bufs.dIn) {
+    const pi = await ctx.pipeline(LINEAR_DIN_WGSL, { label: 'linear_din', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 } });
+    const ui = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.dOutOff ?? 0, spec.dInOff ?? 0, 0], L);
+    out.push({
+      pipeline: pi,
+      bindGroup: ctx.bind(pi, [bufs.params, bufs.inp, bufs.dOut, bufs.dIn, ctx.uniform(ui, `${L}.din.u`)], `${L}.din`),
+      workgroups: [ceilDiv(spec.B * spec.K, 64)],
+      label: `${L}.din`,
+    });
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------------------------ loss
+
+/** Workgroups (= partial sums) the loss and norm reductions use for n elements: at most 256. */
+export function reducePartials(n: number): number {
+  return Math.max(1, Math.min(256, ceilDiv(n, 256 * 8)));
+}
+
+export interface LossSpec {
+  n: number;
+  kind: 'l1' | 'l2';
+  reduction: 'sum' | 'mean';
+  predOff?: number;
+  targetOff?: number;
+  gradOff?: number;
+  /** where the value goes in `value` */
+  valueOff?: number;
+  /** an extra factor on the value and the gradient (default 1) */
+  scale?: number;
+  label?: string;
+}
+
+/**
+ * loss = r * sum |pred - target| (l1) or r * sum (pred - target)^2 (l2), r = scale (sum) or scale/n (mean), reduced
+ * on the GPU into value[valueOff]; grad[gradOff + i] = dloss/dpred (overwritten): r * sign(d) (sign(0) = 0) or
+ * r * 2d. `partial` holds reducePartials(n) floats. Two dispatches.
+ */
+export async function loss(
+  ctx: GpuContext,
+  spec: LossSpec,
+  bufs: { pred: GPUBuffer; target: GPUBuffer; grad: GPUBuffer; partial: GPUBuffer; value: GPUBuffer },
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'loss';
+  need(Number.isInteger(spec.n) && spec.n >= 1, `${L}: n must be a positive integer, got ${spec.n}`);
+  need(spec.kind === 'l1' || spec.kind === 'l2', `${L}: unknown loss ${String(spec.kind)} (l1 or l2)`);
+  need(spec.reduction === 'sum' || spec.reduction === 'mean', `${L}: unknown reduction ${String(spec.reduction)} (sum or mean)`);
+  const P = reducePartials(spec.n);
+  need(bufs.partial.size >= P * 4, `${L}: partial buffer of ${bufs.partial.size} bytes, needs ${P * 4}`);
+  need(bufs.grad !== bufs.partial && bufs.grad !== bufs.pred && bufs.grad !== bufs.target, `${L}: grad must be its own buffer`);
+  const r = (spec.scale ?? 1) / (spec.reduction === 'mean' ? spec.n : 1);
+  const p1 = await ctx.pipeline(LOSS_PARTIAL_WGSL, { label: 'loss_partial', constants: { L2: spec.kind === 'l2' ? 1 : 0 } });
+  const u1 = mixedUniform(ctx, [spec.n, spec.predOff ?? 0, spec.targetOff ?? 0, spec.gradOff ?? 0], [r], L);
+  const p2 = await ctx.pipeline(REDUCE_FINAL_WGSL, { label: 'reduce_final', constants: { SQRT: 0 } });
+  const u2 = mixedUniform(ctx, [P, spec.valueOff ?? 0], [r], L);
+  return [
+    { pipeline: p1, bindGroup: ctx.bind(p1, [bufs.pred, bufs.target, bufs.grad, bufs.partial, u1], `${L}.partial`), workgroups: [P], label: `${L}.partial` },
+    { pipeline: p2, bindGroup: ctx.bind(p2, [bufs.partial, bufs.value, u2], `${L}.value`), workgroups: [1], label: `${L}.value` },
+  ];
+}
+
+/** out[outOff] = scale * sum(partial[0 .. count)) (or scale * sqrt of it): the second stage of a reduction. */
+export async function reduceFinal(
+  ctx: GpuContext,
+  spec: { count: number; outOff?: number; scale?: number; sqrt?: boolean; label?: string },
+  bufs: { partial: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const L = spec.label ?? 'reduce';
+  const p = await ctx.pipeline(REDUCE_FINAL_WGSL, { label: 'reduce_final', constants: { SQRT: spec.sqrt ? 1 : 0 } });
+  const u = mixedUniform(ctx, [spec.count, spec.outOff ?? 0], [spec.scale ?? 1], L);
+  return { pipeline: p, bindGroup: ctx.bind(p, [bufs.partial, bufs.out, u], L), workgroups: [1], label: L };
+}
