@@ -13,6 +13,7 @@ import {
   unpackU16,
   type CubicKernel,
 } from '../engine/resample.ts';
+import { readFileSync } from 'node:fs';
 import { device, rand, releaseDevice } from './helpers/device.ts';
 import { keys, resizeRef, roundHalfEven, toPixelsRef, toTensorRef } from './reference/resample-ref.ts';
 
@@ -86,6 +87,36 @@ test('antialiased downscale (PyTorch antialias=True / PIL reduce): GPU = referen
 test('arbitrary (non-integer ratio) sizes, both methods', async () => {
   await checkCase({ B: 1, C: 3, inH: 7, inW: 5, outH: 10, outW: 13, kernel: BICUBIC_TORCH }, 12);
   await checkCase({ B: 2, C: 1, inH: 13, inW: 10, outH: 5, outW: 7, kernel: BICUBIC_TORCH_AA }, 13);
+});
+
+// Outputs of PyTorch 1.13 (F.interpolate bicubic, float64) and PIL 9.4 (Image.resize BICUBIC on float 'F' images),
+// made by test/reference/make-resample-fixture.py.
+interface FixtureCase {
+  name: string;
+  source: 'torch' | 'pil';
+  shape: [number, number, number, number];
+  size: [number, number];
+  antialias?: boolean;
+  clamp?: boolean;
+  input: number[];
+  output: number[];
+}
+const fixture = JSON.parse(readFileSync(new URL('./reference/resample-fixture.json', import.meta.url), 'utf8')) as { cases: FixtureCase[] };
+
+test('GPU and the TS reference reproduce PyTorch and PIL outputs (up, down, antialias, clamp)', async () => {
+  assert.ok(fixture.cases.length >= 10);
+  for (const fc of fixture.cases) {
+    const [B, C, inH, inW] = fc.shape;
+    const [outH, outW] = fc.size;
+    const kernel = fc.source === 'pil' ? BICUBIC_PIL : fc.antialias ? BICUBIC_TORCH_AA : BICUBIC_TORCH;
+    const got = await gpuResize(Float32Array.from(fc.input), { B, C, inH, inW, outH, outW, kernel, clamp: fc.clamp });
+    const dGpu = maxDiff(got, fc.output);
+    assert.ok(dGpu <= 2e-6, `${fc.name}: GPU vs ${fc.source}: ${dGpu}`);
+    const ref = resizeRef(fc.input, B * C, inH, inW, outH, outW, kernel.method, kernel.a, fc.clamp);
+    const dRef = maxDiff(ref, fc.output);
+    assert.ok(dRef <= 1e-6, `${fc.name}: TS reference vs ${fc.source}: ${dRef}`);
+    if (process.env.SR3_VERBOSE) console.log(`${fc.name}: gpu ${dGpu.toExponential(2)} ref ${dRef.toExponential(2)}`);
+  }
 });
 
 test('clamp to [-1, 1]: overshoot at a step edge is cut, the rest unchanged', async () => {
