@@ -29,6 +29,25 @@ function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: st
 // Independent formulas, written from the definitions (not numpy's linspace algorithm).
 const lin = (a: number, b: number, n: number) => Array.from({ length: n }, (_, i) => (n === 1 ? a : a + ((b - a) * i) / (n - 1)));
 
+// make_beta_schedule(kind, 7, 1e-4, 2e-2) of the reference (numpy 1.24 / torch 1.13 float64), printed with repr.
+const REFERENCE_7: Record<string, number[]> = {
+  'linear': [0.0001, 0.003416666666666667, 0.006733333333333334, 0.01005, 0.013366666666666667, 0.016683333333333335, 0.02],
+  'quad': [0.0001, 0.001017837100659193, 0.0028952060277213755, 0.005732106781186546, 0.009528539361054708, 0.014284503767325858, 0.02],
+  'warmup10': [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02],
+  'warmup50': [0.0001, 0.01005, 0.02, 0.02, 0.02, 0.02, 0.02],
+  'const': [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02],
+  'jsd': [0.14285714285714285, 0.16666666666666666, 0.2, 0.25, 0.3333333333333333, 0.5, 1.0],
+  'cosine': [0.05410743200964252, 0.14910114146390885, 0.24906322194823105, 0.3653244841017592, 0.5164008067544463, 0.7371890984026362, 0.999],
+};
+
+test('every kind equals the reference implementation run in numpy/torch (bit for bit; cosine within 1e-14)', () => {
+  for (const [kind, want] of Object.entries(REFERENCE_7)) {
+    const got = betaSchedule({ schedule: kind, n_timestep: 7, linear_start: 1e-4, linear_end: 2e-2 });
+    if (kind === 'cosine') close(got, want, 1e-14, kind); // cos may differ by an ulp between libms
+    else assert.equal(Array.from(got), want, kind);
+  }
+});
+
 test('linear, quad, const, jsd and warmup betas match closed forms', () => {
   close(betaSchedule({ schedule: 'linear', n_timestep: 12, linear_start: 1e-4, linear_end: 0.3 }), lin(1e-4, 0.3, 12), 1e-14, 'linear');
   close(betaSchedule({ schedule: 'linear', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 }), lin(1e-6, 1e-2, 2000), 1e-12, 'linear2000');
