@@ -180,6 +180,7 @@ export class Resampler {
     if (total > 0xffffffff || planes * inH * inW > 0xffffffff) throw new Error('resample: tensor over 2^32 elements');
     const inOff = offset(o.inOffset, 'inOffset');
     const outOff = offset(o.outOffset, 'outOffset');
+    if (o.input === o.output) throw new Error('resample: input and output must be different buffers (no in-place resize)');
     fits(o.input, inOff + planes * inH * inW, 'the input');
     fits(o.output, outOff + total, 'the output');
     const buf = new ArrayBuffer(48);
@@ -271,6 +272,27 @@ export class Resampler {
   private dummy(): GPUBuffer {
     this.dummyBuf ??= this.ctx.buffer(16, 'resample.unused');
     return this.dummyBuf;
+  }
+}
+
+/**
+ * Channel maps for an image with `channels` samples per pixel (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA): `rgb` makes
+ * the 3-channel tensor the model sees (gray is repeated), `alpha` the 1-channel alpha tensor (null when there is
+ * none), and `output` the toPixels map writing the same layout back from an RGB tensor plus an `extra` alpha tensor
+ * (gray is written from the RGB tensor's first channel).
+ */
+export function pixelLayout(channels: number): { rgb: number[]; alpha: number[] | null; output: number[] } {
+  switch (channels) {
+    case 1:
+      return { rgb: [0, 0, 0], alpha: null, output: [0] };
+    case 2:
+      return { rgb: [0, 0, 0], alpha: [1], output: [0, 4] };
+    case 3:
+      return { rgb: [0, 1, 2], alpha: null, output: [0, 1, 2] };
+    case 4:
+      return { rgb: [0, 1, 2], alpha: [3], output: [0, 1, 2, 4] };
+    default:
+      throw new Error(`resample: an image has 1 to 4 channels, got ${channels}`);
   }
 }
 

@@ -8,6 +8,7 @@ import {
   flatWorkgroups,
   packBytes,
   packU16,
+  pixelLayout,
   Resampler,
   unpackBytes,
   unpackU16,
@@ -294,17 +295,44 @@ test('tensor -> pixels: clamp, (x+1)/2*255, round half to even; RGB + separate a
   for (const b of [ta, tb, px, t, px2]) b.destroy();
 });
 
+test('pixelLayout: gray+alpha in, RGB tensor + alpha tensor, gray+alpha out, through the GPU', async () => {
+  const ctx = await device();
+  const rs = await resampler();
+  const L = pixelLayout(2);
+  assert.equal(L, { rgb: [0, 0, 0], alpha: [1], output: [0, 4] });
+  assert.equal(pixelLayout(4).output, [0, 1, 2, 4]);
+  assert.throws(() => pixelLayout(5), /1 to 4 channels/);
+  const H = 3;
+  const W = 5;
+  const samples = Uint8Array.from({ length: H * W * 2 }, (_, i) => (i * 41) % 256);
+  const px = ctx.upload(packBytes(samples));
+  const rgb = ctx.buffer(3 * H * W * 4);
+  const alpha = ctx.buffer(H * W * 4);
+  const out = ctx.buffer(H * W * 2);
+  ctx.run([
+    rs.toTensor({ pixels: px, output: rgb, batch: 1, height: H, width: W, inChannels: 2, channelMap: L.rgb }),
+    rs.toTensor({ pixels: px, output: alpha, batch: 1, height: H, width: W, inChannels: 2, channelMap: L.alpha! }),
+    rs.toPixels({ input: rgb, channels: 3, extra: alpha, extraChannels: 1, pixels: out, batch: 1, height: H, width: W, channelMap: L.output }),
+  ]);
+  const t = await ctx.read(rgb, 3 * H * W * 4);
+  assert.equal(Array.from(t.subarray(0, H * W)), Array.from(t.subarray(2 * H * W)), 'gray repeated into R, G, B');
+  assert.equal(Array.from(unpackBytes(await ctx.readU32(out, H * W * 2), H * W * 2)), Array.from(samples));
+  for (const b of [px, rgb, alpha, out]) b.destroy();
+});
+
 test('shape and size errors are clear; large outputs use a 2D grid', async () => {
   const ctx = await device();
   const rs = await resampler();
   const small = ctx.buffer(64);
-  const base = { input: small, output: small, batch: 1, channels: 1, kernel: BICUBIC_TORCH };
+  const small2 = ctx.buffer(64);
+  const base = { input: small, output: small2, batch: 1, channels: 1, kernel: BICUBIC_TORCH };
   assert.throws(() => rs.resize({ ...base, inH: 2, inW: 2, outH: 8, outW: 8 }), /output needs 256 bytes/);
   assert.throws(() => rs.resize({ ...base, inH: 0, inW: 2, outH: 2, outW: 2 }), /inH must be/);
   assert.throws(() => rs.downscale({ ...base, inH: 6, inW: 4, factor: 4 }), /not divisible/);
   assert.throws(() => rs.resize({ ...base, inH: 2, inW: 2, outH: 2, outW: 2, kernel: { method: 'nearest' as never, a: 0 } }), /kernel must be/);
   assert.throws(() => rs.toPixels({ input: small, channels: 3, pixels: small, batch: 1, height: 2, width: 2, channelMap: [0, 1, 2, 4] }), /extra input/);
   assert.throws(() => rs.toTensor({ pixels: small, output: small, batch: 1, height: 2, width: 2, inChannels: 3, channelMap: [3] }), /not a valid source/);
+  assert.throws(() => rs.resize({ ...base, output: small, inH: 2, inW: 2, outH: 2, outW: 2 }), /different buffers/);
   assert.equal(flatWorkgroups(1000), [4, 1]);
   const [x, y] = flatWorkgroups(256 * 70000);
   assert.ok(x <= 65535 && x * y * 256 >= 256 * 70000);
@@ -329,7 +357,7 @@ test('shape and size errors are clear; large outputs use a 2D grid', async () =>
       assert.ok(Math.abs(g - w) < 2e-6, `row ${4 * H - rows + r} col ${xx}: ${g} vs ${w}`);
     }
   }
-  for (const b of [small, inp, outp]) b.destroy();
+  for (const b of [small, small2, inp, outp]) b.destroy();
 });
 
 test.after(releaseDevice);
