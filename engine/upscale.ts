@@ -195,3 +195,18 @@ async function consistencyDispatches(
   ];
   return { dispatches, fills: [fill], bufs: [zb, lr, wb, udc, ub] };
 }
+
+/** Plain bicubic upscaling of a tensor on the GPU (for alpha channels, and the bicubic baseline). */
+export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number, kernel: CubicKernel = BICUBIC_TORCH, clamp = true): Promise<Tensor3> {
+  const rs = await Resampler.create(ctx);
+  const inp = ctx.upload(t.data, 'bicubic.in');
+  const n = t.channels * t.height * factor * t.width * factor;
+  const out = ctx.buffer(n * 4, 'bicubic.out');
+  try {
+    ctx.run([rs.upscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel, clamp })]);
+    return { channels: t.channels, height: t.height * factor, width: t.width * factor, data: await ctx.read(out, n * 4) };
+  } finally {
+    inp.destroy();
+    out.destroy();
+  }
+}

@@ -3,6 +3,10 @@
 type Command = { summary: string; run: () => Promise<(argv: string[]) => Promise<number>> };
 
 const commands: Record<string, Command> = {
+  upscale: {
+    summary: 'super-resolve images (PNG/JPEG in, PNG out) with the bundled 4x model or another',
+    run: async () => (await import('./upscale.ts')).upscaleCommand,
+  },
   doctor: {
     summary: 'show the WebGPU adapter, its features and limits',
     run: async () => (await import('./doctor.ts')).doctorCommand,

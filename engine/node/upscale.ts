@@ -1,0 +1,123 @@
+// `sr3 upscale`: images in, super-resolved PNGs out, with the bundled model by default.
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { imageToTensors, tensorsToImage } from '../image.ts';
+import { SAMPLERS, type SamplerKind } from '../sampler.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor } from '../upscale.ts';
+import { openDevice } from './device.ts';
+import { readImage, type Image } from './image-io.ts';
+import { openModel } from './model.ts';
+import { writePng } from './png.ts';
+import { progress } from './progress.ts';
+
+export const DEFAULT_MODEL = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/natural4x.safetensors');
+
+const HELP = `usage: sr3 upscale <in.png|jpg> [more...] -o <out.png | dir> [options]
+
+Super-resolves images with an SR3 model (default: the bundled 4x model, models/natural4x.safetensors).
+  -o, --out        output PNG (one input, one sample) or a folder (written as <name>_sr<scale>x[_s<k>].png)
+  --model f        an sr3-wgsl model file or a reference checkpoint (.pth)
+  --steps N        sampling steps (default ${DEFAULT_STEPS}; the schedule is ${defaultSchedule(DEFAULT_STEPS)})
+  --schedule s     kind:steps:start:end, e.g. linear:100:1e-4:0.2 (overrides --steps)
+  --sampler s      ${SAMPLERS.join(' | ')} (default reference)
+  --eta E          DDIM's eta (default 0)
+  --seed n         random seed (default 0): the same seed gives the same image
+  --samples k      k different samples per image (default 1)
+  --no-consistency do not pin the output's low frequencies to the input
+  --quiet          no progress bar`;
+
+export async function upscaleCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      out: { type: 'string', short: 'o' },
+      model: { type: 'string' },
+      config: { type: 'string' },
+      steps: { type: 'string' },
+      schedule: { type: 'string' },
+      sampler: { type: 'string', default: 'reference' },
+      eta: { type: 'string' },
+      seed: { type: 'string', default: '0' },
+      samples: { type: 'string', default: '1' },
+      'no-consistency': { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (positionals.length === 0) throw new Error(`no input image\n\n${HELP}`);
+  if (!values.out) throw new Error(`-o/--out is required\n\n${HELP}`);
+  const int = (v: string | undefined, name: string, min: number) => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+  const steps = int(values.steps, 'steps', 2);
+  const samples = int(values.samples, 'samples', 1)!;
+  const seed = int(values.seed, 'seed', 0)!;
+  const sampler = values.sampler as SamplerKind;
+  if (!SAMPLERS.includes(sampler)) throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
+  const eta = values.eta === undefined ? undefined : Number(values.eta);
+  if (eta !== undefined && !(eta >= 0)) throw new Error(`--eta must be a number >= 0, got '${values.eta}'`);
+  const schedule = values.schedule ?? defaultSchedule(steps ?? DEFAULT_STEPS);
+
+  // Everything that can fail cheaply fails before the GPU work: inputs, outputs, model.
+  const out = values.out;
+  const toDir = positionals.length > 1 || samples > 1 || (existsSync(out) && statSync(out).isDirectory()) || out.endsWith('/');
+  if (toDir) {
+    if (!existsSync(out)) throw new Error(`${out}: no such folder (create it first, or give a .png file name for a single image)`);
+    if (!statSync(out).isDirectory()) throw new Error(`${out}: not a folder; several outputs need a folder`);
+  } else if (extname(out).toLowerCase() !== '.png') {
+    throw new Error(`${out}: the output is written as PNG; give a file name ending in .png or a folder`);
+  }
+  const outDir = toDir ? out : dirname(resolve(out));
+  try {
+    accessSync(outDir, constants.W_OK);
+  } catch {
+    throw new Error(`${outDir}: cannot write there (missing folder or no permission)`);
+  }
+  const images: { file: string; img: Image }[] = [];
+  for (const file of positionals) images.push({ file, img: await readImage(file) });
+  const modelFile = values.model ?? DEFAULT_MODEL;
+  if (!values.model && !existsSync(modelFile)) throw new Error(`the bundled model ${modelFile} is missing: reinstall, or pass --model`);
+  const model = await openModel(modelFile, { config: values.config });
+  const { scale, up } = conditionRecipe(model);
+  const C = model.config.out_channel;
+
+  const ctx = await openDevice();
+  try {
+    if (!values.quiet) {
+      console.error(`model ${basename(modelFile)} (${scale}x), ${sampler} sampler, schedule ${schedule}, seed ${seed}, on ${ctx.adapter.description}`);
+    }
+    for (const { file, img } of images) {
+      const { color, alpha } = imageToTensors(img, C);
+      const bar = progress(`${basename(file)} ${img.width}x${img.height} -> ${img.width * scale}x${img.height * scale}`, 'steps', process.stderr, !!values.quiet);
+      const t0 = performance.now();
+      const outs = await upscaleTensor(ctx, model, color, {
+        schedule, sampler, eta, seed, samples, consistency: !values['no-consistency'],
+        onProgress: (d, t) => bar.update(d, t),
+      });
+      const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
+      const secs = (performance.now() - t0) / 1000;
+      const written: string[] = [];
+      for (let k = 0; k < outs.length; k++) {
+        const target = toDir
+          ? join(out, `${basename(file, extname(file))}_sr${scale}x${samples > 1 ? `_s${k}` : ''}.png`)
+          : out;
+        await writePng(target, tensorsToImage(outs[k], alphaUp, img) as Image);
+        written.push(target);
+      }
+      bar.done(values.quiet ? undefined : `wrote ${written.join(', ')} (${secs.toFixed(1)} s)`);
+    }
+    return 0;
+  } finally {
+    ctx.destroy();
+  }
+}
