@@ -4,7 +4,7 @@
 //
 // Conventions:
 // - Parameter gradients go to a flat `grads` buffer laid out exactly like `params` (same offsets).
-// - `accumulate: false` (default) overwrites the destination; `true` adds into it (the ACCUMULATE override), for a
+// - `accumulate: false` (default) overwrites the destination; `true` adds into it (a uniform flag), for a
 //   tensor that feeds two consumers: skip connections (concatenated input and the previous layer), residual inputs,
 //   the noise embedding shared by all blocks' projections.
 // - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
@@ -106,11 +106,13 @@ export async function conv2dBackwardInput(
   const L = spec.label ?? 'conv';
   need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
   const [Hout, Wout] = convOutSize(spec);
-  const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, {
-    label: 'conv2d_dx',
-    constants: { KS: spec.ks, STRIDE: spec.stride, UPSAMPLE: spec.upsample ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0 },
-  });
-  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, spec.wOff, 0, 0, 0], L);
+  const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, { label: 'conv2d_dx' });
+  const u = u32s([
+    spec.B, spec.C1, spec.C2, spec.Hin,
+    spec.Win, Hout, Wout, spec.Cout,
+    spec.wOff, spec.ks, spec.stride, spec.upsample ? 1 : 0,
+    opts.accumulate ? 1 : 0, 0, 0, 0,
+  ], L);
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.params, bufs.dOut, bufs.dA, bufs.dB ?? writeDummy(ctx), ctx.uniform(u, `${L}.dx.u`)],
@@ -163,18 +165,13 @@ export async function conv2dBackwardWeight(
   }
   const chunk = Math.ceil(Math.ceil(R / split) / 16) * 16;
   const S = Math.ceil(R / chunk);
-  const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, {
-    label: 'conv2d_dw',
-    constants: {
-      KS: spec.ks, STRIDE: spec.stride, UPSAMPLE: spec.upsample ? 1 : 0, NORM: norm,
-      SPLIT: S > 1 ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0,
-    },
-  });
+  const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, { label: 'conv2d_dw' });
   const u = u32s([
     spec.B, spec.C1, spec.C2, spec.Hin,
     spec.Win, Hout, Wout, spec.Cout,
     spec.groups ?? 1, spec.wOff, spec.gammaOff ?? 0, spec.betaOff ?? 0,
-    spec.statsOff ?? 0, chunk, 0, 0,
+    spec.statsOff ?? 0, chunk, spec.ks, spec.stride,
+    spec.upsample ? 1 : 0, norm, S > 1 ? 1 : 0, opts.accumulate ? 1 : 0,
   ], L);
   const d = dummy(ctx);
   const target = S > 1 ? bufs.scratch! : bufs.grads;
@@ -188,8 +185,9 @@ export async function conv2dBackwardWeight(
   const out: Dispatch[] = [{ pipeline, bindGroup, workgroups, label: `${L}.dw` }];
   if (S > 1) {
     const n = spec.Cout * K;
-    const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce', constants: { ACCUMULATE: opts.accumulate ? 1 : 0 } });
-    const rb = ctx.bind(rp, [bufs.scratch!, bufs.grads, ctx.uniform(u32s([n, S, spec.wOff, 0]), `${L}.dw_reduce.u`)], `${L}.dw_reduce`);
+    const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
+    const ru = u32s([n, S, spec.wOff, opts.accumulate ? 1 : 0], L);
+    const rb = ctx.bind(rp, [bufs.scratch!, bufs.grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`);
     out.push({ pipeline: rp, bindGroup: rb, workgroups: grid256(ctx, n, L), label: `${L}.dw_reduce` });
   }
   return out;
@@ -211,11 +209,8 @@ export async function channelSumBackward(
   need(hasBias || hasEmb, `${L}: neither a bias nor an embedding gradient asked for`);
   need(!hasBias || bufs.grads, `${L}: a bias gradient needs the grads buffer`);
   need(!hasEmb || bufs.dEmb, `${L}: an embedding gradient needs a dEmb buffer`);
-  const pipeline = await ctx.pipeline(CHANNEL_SUM_WGSL, {
-    label: 'channel_sum',
-    constants: { HAS_BIAS: hasBias ? 1 : 0, HAS_EMB: hasEmb ? 1 : 0, ACCUMULATE: opts.accumulate ? 1 : 0 },
-  });
-  const u = u32s([spec.B, spec.C, spec.HW, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, 0, 0, 0], L);
+  const pipeline = await ctx.pipeline(CHANNEL_SUM_WGSL, { label: 'channel_sum' });
+  const u = u32s([spec.B, spec.C, spec.HW, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, hasBias ? 1 : 0, hasEmb ? 1 : 0, opts.accumulate ? 1 : 0], L);
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.dOut, bufs.grads ?? writeDummy(ctx, 0), bufs.dEmb ?? writeDummy(ctx, 1), ctx.uniform(u, `${L}.bias.u`)],
@@ -234,8 +229,8 @@ export async function addInto(
 ): Promise<Dispatch> {
   const L = spec.label ?? 'add';
   need(bufs.src !== bufs.dst, `${L}: source and destination must be different buffers`);
-  const pipeline = await ctx.pipeline(ADD_WGSL, { label: 'add', constants: { ACCUMULATE: opts.accumulate === false ? 0 : 1 } });
-  const ub = mixedUniform(ctx, [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0], [spec.scale ?? 1], L);
+  const pipeline = await ctx.pipeline(ADD_WGSL, { label: 'add' });
+  const ub = mixedUniform(ctx, [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0, opts.accumulate === false ? 0 : 1], [spec.scale ?? 1], L);
   const bindGroup = ctx.bind(pipeline, [bufs.src, bufs.dst, ub], L);
   return { pipeline, bindGroup, workgroups: grid256(ctx, spec.n, L), label: L };
 }
@@ -281,16 +276,19 @@ export async function groupNormBackward(
   need(bufs.scratch.size >= groupNormBackwardScratchBytes(spec), `${L}: scratch of ${bufs.scratch.size} bytes, needs ${groupNormBackwardScratchBytes(spec)}`);
   const d = dummy(ctx);
   const u = ctx.uniform(
-    u32s([spec.B, spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff], L),
+    u32s([
+      spec.B, spec.C1, spec.C2, spec.HW,
+      spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
+      spec.swish ? 1 : 0, opts.accumulate ? 1 : 0, opts.accumulateParams ? 1 : 0, 0,
+    ], L),
     `${L}.gn_bwd.u`,
   );
-  const swish = spec.swish ? 1 : 0;
-  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce', constants: { SWISH: swish } });
+  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce' });
   const xs = [bufs.params, bufs.a, bufs.b ?? d, bufs.dYA, bufs.dYB ?? d, bufs.stats];
   const b1 = ctx.bind(p1, [...xs, bufs.scratch, u], `${L}.gn_bwd_reduce`);
-  const p2 = await ctx.pipeline(GN_BWD_PARAMS_WGSL, { label: 'gn_bwd_params', constants: { ACCUMULATE: opts.accumulateParams ? 1 : 0 } });
+  const p2 = await ctx.pipeline(GN_BWD_PARAMS_WGSL, { label: 'gn_bwd_params' });
   const b2 = ctx.bind(p2, [bufs.params, bufs.scratch, bufs.grads, u], `${L}.gn_bwd_params`);
-  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply', constants: { SWISH: swish, ACCUMULATE: opts.accumulate ? 1 : 0 } });
+  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply' });
   const b3 = ctx.bind(p3, [...xs, bufs.scratch, bufs.dA, bufs.dB ?? writeDummy(ctx), u], `${L}.gn_bwd_apply`);
   checkWorkgroups(ctx, [C, spec.B], L);
   return [
@@ -404,12 +402,12 @@ export async function attentionBackward(
   need(spec.C >= 1 && spec.HW >= 1 && spec.B >= 1, `${L}: empty attention`);
   need(bufs.rowStats.size >= attentionBackwardStatsBytes(spec), `${L}: rowStats of ${bufs.rowStats.size} bytes, needs ${attentionBackwardStatsBytes(spec)}`);
   const R = Math.ceil(spec.C / 16);
-  const acc = { ACCUMULATE: opts.accumulate ? 1 : 0 };
-  const pq = await ctx.pipeline(attentionBackwardQWgsl(R), { label: 'attention_bwd_q', constants: acc });
-  const pkv = await ctx.pipeline(attentionBackwardKVWgsl(R), { label: 'attention_bwd_kv', constants: acc });
+  const pq = await ctx.pipeline(attentionBackwardQWgsl(R), { label: 'attention_bwd_q' });
+  const pkv = await ctx.pipeline(attentionBackwardKVWgsl(R), { label: 'attention_bwd_kv' });
   const u = new ArrayBuffer(16);
   new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW], L));
   new Float32Array(u, 8, 1)[0] = 1 / Math.sqrt(spec.C);
+  new Uint32Array(u, 12, 1)[0] = opts.accumulate ? 1 : 0;
   const ub = ctx.uniform(u, `${L}.bwd.u`);
   const list = [bufs.qkv, bufs.dOut, bufs.dqkv, bufs.rowStats, ub];
   const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];

@@ -9,12 +9,11 @@
 //     logsumexp and D); pass 2 recomputes P, dS and accumulates dQ.
 //   ATTN_BWD_KV: a workgroup owns 16 keys; one pass over all queries (using the stored row statistics) accumulates
 //     dK and dV.
-// dQKV [B, 3C, HW] is written (ACCUMULATE false) or added into (true); ATTN_BWD_Q writes the Q block, ATTN_BWD_KV
+// dQKV [B, 3C, HW] is written (accumulate 0) or added into (1); ATTN_BWD_Q writes the Q block, ATTN_BWD_KV
 // the K and V blocks.
 
 const HEADER = /* wgsl */ `
-struct P { C: u32, HW: u32, scale: f32, _pad: u32 }
-override ACCUMULATE: bool = false;
+struct P { C: u32, HW: u32, scale: f32, accumulate: u32 }
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> dO: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dqkv: array<f32>;
@@ -25,7 +24,7 @@ var<workgroup> S: array<f32, 256>;
 var<workgroup> DP: array<f32, 256>;
 
 fn put(o: u32, v: f32) {
-  if (ACCUMULATE) { dqkv[o] = dqkv[o] + v; } else { dqkv[o] = v; }
+  if (p.accumulate != 0u) { dqkv[o] = dqkv[o] + v; } else { dqkv[o] = v; }
 }
 `;
 

@@ -8,21 +8,19 @@
 //   dIn[b, ci, sy, sx] = gradient w.r.t. the conv's input *as stored* (before the upsample, summed over the 2x2 block
 //   it was copied to): w.r.t. f(cat(A, B)) when the forward normalised, to be turned into dA / dB by the GroupNorm
 //   backward; w.r.t. A and B directly otherwise.                       CONV2D_DX_WGSL
-// Every writer has an ACCUMULATE override: false overwrites its destination, true adds into it (a tensor that feeds
-// two consumers: skip connections, residuals, the shared noise embedding).
+// Every writer has an `accumulate` flag: 0 overwrites its destination, 1 adds into it (a tensor that feeds two
+// consumers: skip connections, residuals, the shared noise embedding). Flags and shape variants (kernel size, stride,
+// upsample, norm) are uniforms rather than override constants: one pipeline per kernel, because each variant costs
+// seconds of shader compilation on software Vulkan and the branches are uniform across a dispatch.
 
 /** Input gradient as an implicit GEMM: M = stored input pixels, N = input channels, K = Cout * KS * KS * (4 if upsampled). */
 export const CONV2D_DX_WGSL = /* wgsl */ `
 struct P {
   B: u32, C1: u32, C2: u32, Hin: u32,
   Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  wOff: u32, _a: u32, _b: u32, _c: u32,
+  wOff: u32, ks: u32, stride: u32, upsample: u32,
+  accumulate: u32, _a: u32, _b: u32, _c: u32,
 }
-
-override KS: u32 = 3u;
-override STRIDE: u32 = 1u;
-override UPSAMPLE: bool = false;
-override ACCUMULATE: bool = false;
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> dOut: array<f32>;
@@ -36,11 +34,13 @@ const TK: u32 = 16u;
 var<workgroup> As: array<f32, 1024>; // [TK][TM]
 var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
 
-fn U() -> u32 { if (UPSAMPLE) { return 4u; } return 1u; }
+fn U() -> u32 { if (p.upsample != 0u) { return 4u; } return 1u; }
 
 // dOut at the output pixel that reads stored input pixel m through tap (ky, kx) (and upsample sub-pixel u), or 0.
 fn loadG(b: u32, k: u32, m: u32, M: u32, K: u32) -> f32 {
   if (k >= K || m >= M) { return 0.0; }
+  let KS = p.ks;
+  let STRIDE = p.stride;
   let KK = KS * KS;
   let per = KK * U();
   let co = k / per;
@@ -53,7 +53,7 @@ fn loadG(b: u32, k: u32, m: u32, M: u32, K: u32) -> f32 {
   let sx = m - sy * p.Win;
   var iy = sy;
   var ix = sx;
-  if (UPSAMPLE) { iy = 2u * sy + u / 2u; ix = 2u * sx + (u & 1u); }
+  if (p.upsample != 0u) { iy = 2u * sy + u / 2u; ix = 2u * sx + (u & 1u); }
   let pad = i32(KS / 2u);
   let ty = i32(iy) + pad - i32(ky);
   let tx = i32(ix) + pad - i32(kx);
@@ -71,7 +71,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
         @builtin(local_invocation_index) li: u32) {
   let M = p.Hin * p.Win;
   let Cin = p.C1 + p.C2;
-  let KK = KS * KS;
+  let KK = p.ks * p.ks;
   let K = p.Cout * KK * U();
   let b = wg.z;
   let m0 = wg.x * TM;
@@ -119,10 +119,10 @@ fn main(@builtin(workgroup_id) wg: vec3u,
       let v = acc[i][j];
       if (ci < p.C1) {
         let o = (b * p.C1 + ci) * M + m;
-        if (ACCUMULATE) { dA[o] = dA[o] + v; } else { dA[o] = v; }
+        if (p.accumulate != 0u) { dA[o] = dA[o] + v; } else { dA[o] = v; }
       } else {
         let o = (b * p.C2 + (ci - p.C1)) * M + m;
-        if (ACCUMULATE) { dB[o] = dB[o] + v; } else { dB[o] = v; }
+        if (p.accumulate != 0u) { dB[o] = dB[o] + v; } else { dB[o] = v; }
       }
     }
   }
@@ -131,7 +131,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
 
 /**
  * Weight gradient as a GEMM over the [Cout, K] weight matrix, reducing over (batch, output pixel). The input tile is
- * the forward's own im2col load (GroupNorm/Swish, upsample, concatenation recomputed, never stored). With SPLIT the
+ * the forward's own im2col load (GroupNorm/Swish, upsample, concatenation recomputed, never stored). With `split` the
  * reduction is cut into gridDim.z slices, each writing a partial [Cout, K] into `outp` at slice * Cout * K (summed by
  * SPLIT_REDUCE_WGSL); without, the result goes to outp[wOff + co * K + k].
  */
@@ -140,15 +140,9 @@ struct P {
   B: u32, C1: u32, C2: u32, Hin: u32,
   Win: u32, Hout: u32, Wout: u32, Cout: u32,
   G: u32, wOff: u32, gOff: u32, betaOff: u32,
-  statsOff: u32, chunk: u32, _a: u32, _b: u32,
+  statsOff: u32, chunk: u32, ks: u32, stride: u32,
+  upsample: u32, norm: u32, split: u32, accumulate: u32,
 }
-
-override KS: u32 = 3u;
-override STRIDE: u32 = 1u;
-override UPSAMPLE: bool = false;
-override NORM: u32 = 0u;
-override SPLIT: bool = false;
-override ACCUMULATE: bool = false;
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inA: array<f32>;
@@ -166,6 +160,10 @@ var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
 
 // The forward's im2col element (shaders/conv2d.ts loadA), for output pixel m and K index k of batch b.
 fn loadA(b: u32, k: u32, m: u32) -> f32 {
+  let KS = p.ks;
+  let STRIDE = p.stride;
+  let UPSAMPLE = p.upsample != 0u;
+  let NORM = p.norm;
   let KK = KS * KS;
   let ci = k / KK;
   let r = k - ci * KK;
@@ -204,7 +202,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
         @builtin(local_invocation_id) lid: vec3u,
         @builtin(local_invocation_index) li: u32) {
   let M = p.Hout * p.Wout;
-  let K = (p.C1 + p.C2) * KS * KS;
+  let K = (p.C1 + p.C2) * p.ks * p.ks;
   let R = p.B * M;
   let rStart = wg.z * p.chunk;
   let rEnd = min(R, rStart + p.chunk);
@@ -250,11 +248,11 @@ fn main(@builtin(workgroup_id) wg: vec3u,
     for (var j = 0u; j < 4u; j++) {
       let k = n0 + tn + j;
       if (k >= K) { continue; }
-      if (SPLIT) {
+      if (p.split != 0u) {
         outp[wg.z * p.Cout * K + co * K + k] = acc[i][j];
       } else {
         let o = p.wOff + co * K + k;
-        if (ACCUMULATE) { outp[o] = outp[o] + acc[i][j]; } else { outp[o] = acc[i][j]; }
+        if (p.accumulate != 0u) { outp[o] = outp[o] + acc[i][j]; } else { outp[o] = acc[i][j]; }
       }
     }
   }
@@ -263,8 +261,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
 
 /** dst[dstOff + i] (=|+=) sum_s partial[s * n + i], i < n. */
 export const SPLIT_REDUCE_WGSL = /* wgsl */ `
-struct P { n: u32, S: u32, dstOff: u32, _a: u32 }
-override ACCUMULATE: bool = false;
+struct P { n: u32, S: u32, dstOff: u32, accumulate: u32 }
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -276,19 +273,16 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
   var s = 0.0;
   for (var k = 0u; k < p.S; k++) { s += partial[k * p.n + i]; }
   let o = p.dstOff + i;
-  if (ACCUMULATE) { dst[o] = dst[o] + s; } else { dst[o] = s; }
+  if (p.accumulate != 0u) { dst[o] = dst[o] + s; } else { dst[o] = s; }
 }
 `;
 
 /**
- * Per-channel sums of dOut [B, C, HW]: the bias gradient grads[bOff + c] = sum_{b, m} dOut (HAS_BIAS) and the
- * embedding gradient dEmb[embOff + b * C + c] = sum_m dOut (HAS_EMB). One workgroup per channel.
+ * Per-channel sums of dOut [B, C, HW]: the bias gradient grads[bOff + c] = sum_{b, m} dOut (hasBias) and the
+ * embedding gradient dEmb[embOff + b * C + c] = sum_m dOut (hasEmb). One workgroup per channel.
  */
 export const CHANNEL_SUM_WGSL = /* wgsl */ `
-struct P { B: u32, C: u32, HW: u32, bOff: u32, embOff: u32, _a: u32, _b: u32, _c: u32 }
-override HAS_BIAS: bool = true;
-override HAS_EMB: bool = false;
-override ACCUMULATE: bool = false;
+struct P { B: u32, C: u32, HW: u32, bOff: u32, embOff: u32, hasBias: u32, hasEmb: u32, accumulate: u32 }
 @group(0) @binding(0) var<storage, read> dOut: array<f32>;
 @group(0) @binding(1) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dEmb: array<f32>;
@@ -318,22 +312,21 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     for (var i = li; i < p.HW; i += 256u) { s += dOut[base + i]; }
     let t = wgSum(li, s);
     total += t;
-    if (HAS_EMB && li == 0u) {
+    if (p.hasEmb != 0u && li == 0u) {
       let o = p.embOff + b * p.C + c;
-      if (ACCUMULATE) { dEmb[o] = dEmb[o] + t; } else { dEmb[o] = t; }
+      if (p.accumulate != 0u) { dEmb[o] = dEmb[o] + t; } else { dEmb[o] = t; }
     }
   }
-  if (HAS_BIAS && li == 0u) {
+  if (p.hasBias != 0u && li == 0u) {
     let o = p.bOff + c;
-    if (ACCUMULATE) { grads[o] = grads[o] + total; } else { grads[o] = total; }
+    if (p.accumulate != 0u) { grads[o] = grads[o] + total; } else { grads[o] = total; }
   }
 }
 `;
 
 /** dst[dstOff + i] (=|+=) scale * src[srcOff + i], i < n: residual pass-through and gradient accumulation. */
 export const ADD_WGSL = /* wgsl */ `
-struct P { n: u32, dstOff: u32, srcOff: u32, scale: f32 }
-override ACCUMULATE: bool = true;
+struct P { n: u32, dstOff: u32, srcOff: u32, accumulate: u32, scale: f32, _a: u32, _b: u32, _c: u32 }
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -344,6 +337,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
   if (i >= p.n) { return; }
   let v = p.scale * src[p.srcOff + i];
   let o = p.dstOff + i;
-  if (ACCUMULATE) { dst[o] = dst[o] + v; } else { dst[o] = v; }
+  if (p.accumulate != 0u) { dst[o] = dst[o] + v; } else { dst[o] = v; }
 }
 `;

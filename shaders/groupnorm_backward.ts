@@ -11,10 +11,8 @@ const COMMON = /* wgsl */ `
 struct P {
   B: u32, C1: u32, C2: u32, HW: u32,
   G: u32, statsOff: u32, gOff: u32, betaOff: u32,
+  swish: u32, accumulate: u32, accumulateParams: u32, _a: u32,
 }
-override SWISH: bool = false;
-override ACCUMULATE: bool = false;
-
 fn xval(b: u32, c: u32, i: u32) -> f32 {
   if (c < p.C1) { return inA[(b * p.C1 + c) * p.HW + i]; }
   return inB[(b * p.C2 + (c - p.C1)) * p.HW + i];
@@ -28,7 +26,7 @@ fn dzval(b: u32, c: u32, i: u32, mean: f32, rstd: f32, xhat: ptr<function, f32>)
   let xh = (xval(b, c, i) - mean) * rstd;
   *xhat = xh;
   var d = dyval(b, c, i);
-  if (SWISH) {
+  if (p.swish != 0u) {
     let z = xh * params[p.gOff + c] + params[p.betaOff + c];
     let s = 1.0 / (1.0 + exp(-z));
     d = d * s * (1.0 + z * (1.0 - s));
@@ -94,8 +92,8 @@ export const GN_BWD_PARAMS_WGSL = /* wgsl */ `
 struct P {
   B: u32, C1: u32, C2: u32, HW: u32,
   G: u32, statsOff: u32, gOff: u32, betaOff: u32,
+  swish: u32, accumulate: u32, accumulateParams: u32, _a: u32,
 }
-override ACCUMULATE: bool = false;
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
@@ -112,7 +110,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
       s1 += scratch[(b * C + t) * 2u];
       s2 += scratch[(b * C + t) * 2u + 1u];
     }
-    if (ACCUMULATE) {
+    if (p.accumulateParams != 0u) {
       grads[p.betaOff + t] = grads[p.betaOff + t] + s1;
       grads[p.gOff + t] = grads[p.gOff + t] + s2;
     } else {
@@ -168,10 +166,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
   let v = rstd * (params[p.gOff + c] * d - scratch[mo] - xh * scratch[mo + 1u]);
   if (c < p.C1) {
     let o = (b * p.C1 + c) * p.HW + i;
-    if (ACCUMULATE) { dA[o] = dA[o] + v; } else { dA[o] = v; }
+    if (p.accumulate != 0u) { dA[o] = dA[o] + v; } else { dA[o] = v; }
   } else {
     let o = (b * p.C2 + (c - p.C1)) * p.HW + i;
-    if (ACCUMULATE) { dB[o] = dB[o] + v; } else { dB[o] = v; }
+    if (p.accumulate != 0u) { dB[o] = dB[o] + v; } else { dB[o] = v; }
   }
 }
 `;

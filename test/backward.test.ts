@@ -240,8 +240,7 @@ test('the residual add passes dOut through: addInto accumulates, or overwrites, 
 
 for (const [B, C, H, W, accumulate] of [
   [2, 20, 5, 7, false],
-  [1, 35, 3, 6, true],
-  [1, 8, 1, 3, false],
+  [1, 30, 2, 5, true],
 ] as const) {
   test(`attention core backward B${B} C${C} ${H}x${W}${accumulate ? ' (accumulating)' : ''}: softmax backward, flash-style tiles`, async () => {
     const HW = H * W;
