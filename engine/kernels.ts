@@ -1,7 +1,7 @@
 // Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { CONV2D_WGSL } from '../shaders/conv2d.ts';
+import { CONV2D_WGSL, conv2dDirectWgsl } from '../shaders/conv2d.ts';
 import { GROUPNORM_STATS_WGSL } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
 import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
@@ -72,33 +72,58 @@ export async function conv2d(
   const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
   if (hasEmb && !bufs.emb) throw new Error(`${spec.label}: embedding offset without an embedding buffer`);
   if (spec.hasRes && !bufs.res) throw new Error(`${spec.label}: residual flag without a residual buffer`);
-  const pipeline = await ctx.pipeline(CONV2D_WGSL, {
-    label: 'conv2d',
-    constants: {
-      KS: spec.ks,
-      STRIDE: spec.stride,
-      UPSAMPLE: spec.upsample ? 1 : 0,
-      NORM: norm,
-      HAS_EMB: hasEmb ? 1 : 0,
-      HAS_RES: spec.hasRes ? 1 : 0,
-    },
-  });
+  const constants = {
+    STRIDE: spec.stride,
+    UPSAMPLE: spec.upsample ? 1 : 0,
+    NORM: norm,
+    HAS_EMB: hasEmb ? 1 : 0,
+    HAS_RES: spec.hasRes ? 1 : 0,
+  };
   const u = u32s([
     spec.B, spec.C1, spec.C2, spec.Hin,
     spec.Win, Hout, Wout, spec.Cout,
     G, spec.wOff, Math.max(spec.bOff, 0), spec.gammaOff ?? 0,
     spec.betaOff ?? 0, hasEmb ? spec.embOff! : 0, spec.statsOff ?? 0, spec.bOff >= 0 ? 1 : 0,
   ]);
+  const kernel = convKernelFor(ctx);
+  let pipeline: GPUComputePipeline;
+  let workgroups: [number, number, number];
+  if (kernel === 'direct') {
+    const { PX, RN, CC, WG } = DIRECT_BLOCK;
+    const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0 });
+    pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
+    workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
+  } else {
+    pipeline = await ctx.pipeline(CONV2D_WGSL, { label: 'conv2d', constants: { KS: spec.ks, ...constants } });
+    workgroups = [ceilDiv(Hout * Wout, 64), ceilDiv(spec.Cout, 64), spec.B];
+  }
   const d = dummy(ctx);
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
     spec.label,
   );
-  const workgroups: [number, number, number] = [ceilDiv(Hout * Wout, 64), ceilDiv(spec.Cout, 64), spec.B];
   checkWorkgroups(ctx, workgroups, spec.label);
   return { pipeline, bindGroup, workgroups, label: spec.label };
 }
+
+/**
+ * Which conv2d shader a context uses: 'tiled' (64x64 workgroup tiles staged through workgroup memory, for GPUs) or
+ * 'direct' (register blocks with uniform weight loads and no workgroup memory, for CPU-like software devices, where
+ * workgroup memory is ordinary memory and every barrier is a coroutine switch). Both compute the same thing.
+ */
+export type ConvKernel = 'tiled' | 'direct';
+const convKernels = new WeakMap<GpuContext, ConvKernel>();
+/** Force a conv2d kernel for this context (tests, benchmarks); `undefined` returns to the automatic choice. */
+export function setConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): void {
+  if (kernel) convKernels.set(ctx, kernel);
+  else convKernels.delete(ctx);
+}
+export function convKernelFor(ctx: GpuContext): ConvKernel {
+  return convKernels.get(ctx) ?? (ctx.adapter.isSoftware ? 'direct' : 'tiled');
+}
+/** The direct kernel's block: PX pixels x RN output channels per invocation, CC staged input channels, WG invocations. */
+export const DIRECT_BLOCK = { PX: 8, RN: 4, CC: 32, WG: 64 };
 
 export interface GroupNormSpec {
   B: number;

@@ -124,3 +124,170 @@ fn main(@builtin(workgroup_id) wg: vec3u,
   }
 }
 `;
+
+export interface DirectConvShape {
+  ks: 1 | 3;
+  stride: 1 | 2;
+  upsample: boolean;
+  /** consecutive output pixels of one row per invocation */
+  PX: number;
+  /** output channels per invocation (a multiple of 4), the same for the whole workgroup */
+  RN: number;
+  /** input channels whose weights are staged in workgroup memory at a time */
+  CC: number;
+  /** invocations per workgroup */
+  WG: number;
+  /** whether input B (the skip concatenation) has channels: without it, its loop is left out of the text */
+  concat: boolean;
+}
+
+/**
+ * The same convolution for CPU-like devices (software Vulkan), where every load instruction is expensive (a per-lane
+ * loop with bounds checks) but arithmetic is cheap. Each invocation owns PX consecutive pixels of one output row and
+ * RN output channels shared by the whole workgroup: for one input channel and kernel row it loads the PX + ks - 1
+ * input values its pixels touch once (GroupNorm/Swish applied once per value), and reads the weights as vec4s of RN
+ * channels from workgroup memory, where they are staged CC input channels at a time in a [ci][tap][RN] layout.
+ * Kernel size, stride and upsampling are baked into the text (the address math is unrolled); the fusions and the
+ * epilogue are the tiled kernel's, with the same overrides.
+ */
+export function conv2dDirectWgsl(o: DirectConvShape): string {
+  const { ks, stride, upsample, PX, RN, CC, WG, concat } = o;
+  if (RN % 4 !== 0) throw new Error('conv2dDirectWgsl: RN must be a multiple of 4');
+  const KK = ks * ks;
+  const RN4 = RN / 4;
+  const pad = ks >> 1;
+  const I = [...Array(PX).keys()];
+  const J = [...Array(RN).keys()];
+  // distinct input columns (in the upsampled frame when upsampling) touched by the PX pixels: ox0*stride + d - pad
+  const cols = [...new Set(I.flatMap((i) => [...Array(ks).keys()].map((kx) => i * stride + kx)))].sort((a, b) => a - b);
+  const up = upsample ? ' / 2u' : '';
+  const L: string[] = [];
+  for (const d of cols) {
+    L.push(`  let ex${d} = exb + ${d};`);
+    L.push(`  let vx${d} = ex${d} >= 0 && ex${d} < We;`);
+    L.push(`  let cx${d} = u32(select(0, ex${d}, vx${d}))${up};`);
+  }
+  for (let ky = 0; ky < ks; ky++) {
+    L.push(`  let ey${ky} = eyb + ${ky};`);
+    L.push(`  let vy${ky} = ey${ky} >= 0 && ey${ky} < He;`);
+    L.push(`  let ry${ky} = u32(select(0, ey${ky}, vy${ky}))${up} * p.Win;`);
+  }
+  for (const i of I) for (const j of J) L.push(`  var a${i}_${j} = 0.0;`);
+  const setup = L.join('\n');
+
+  // one input channel (ci, local index cl in the staged chunk) read from `src` at channel base `cb`
+  const body = (src: string): string => {
+    const B: string[] = [];
+    B.push(`      var mu = 0.0; var sc = 1.0; var be = 0.0;`);
+    B.push(`      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`);
+    for (let ky = 0; ky < ks; ky++) {
+      for (const d of cols) {
+        B.push(`      var x${ky}_${d} = ${src}[cb + ry${ky} + cx${d}];`);
+        B.push(`      if (NORM != 0u) { x${ky}_${d} = (x${ky}_${d} - mu) * sc + be; if (NORM == 2u) { x${ky}_${d} = x${ky}_${d} / (1.0 + exp(-x${ky}_${d})); } }`);
+        B.push(`      x${ky}_${d} = select(0.0, x${ky}_${d}, vy${ky} && vx${d});`);
+      }
+      for (let kx = 0; kx < ks; kx++) {
+        const t = ky * ks + kx;
+        for (let q = 0; q < RN4; q++) B.push(`      let w${q}_${t} = ws[(cl * ${KK}u + ${t}u) * ${RN4}u + ${q}u];`);
+        for (const i of I) {
+          const d = i * stride + kx;
+          for (const j of J) B.push(`      a${i}_${j} = fma(x${ky}_${d}, w${j >> 2}_${t}[${j & 3}], a${i}_${j});`);
+        }
+      }
+    }
+    return B.join('\n');
+  };
+
+  const E: string[] = [];
+  for (const j of J) {
+    E.push(`  if (co0 + ${j}u < p.Cout) {`);
+    E.push(`    let co = co0 + ${j}u;`);
+    E.push(`    var add = 0.0;`);
+    E.push(`    if (p.hasBias != 0u) { add += params[p.bOff + co]; }`);
+    E.push(`    if (HAS_EMB) { add += emb[p.embOff + b * p.Cout + co]; }`);
+    E.push(`    let ob = (b * p.Cout + co) * M + oy * p.Wout + ox0;`);
+    for (const i of I) {
+      E.push(`    if (live && ox0 + ${i}u < p.Wout) {`);
+      E.push(`      var v = a${i}_${j} + add;`);
+      E.push(`      if (HAS_RES) { v += res[ob + ${i}u]; }`);
+      E.push(`      outp[ob + ${i}u] = v;`);
+      E.push(`    }`);
+    }
+    E.push(`  }`);
+  }
+
+  const chunk = (src: string, first: string, last: string, base: string): string => `
+  for (var c0 = ${first}; c0 < ${last}; c0 += ${CC}u) {
+    let cn = min(${CC}u, ${last} - c0);
+    workgroupBarrier();
+    for (var e = li; e < cn * ${KK * RN4}u; e += ${WG}u) {
+      let cl = e / ${KK * RN4}u;
+      let r = e - cl * ${KK * RN4}u;
+      let t = r / ${RN4}u;
+      let q = r - t * ${RN4}u;
+      let wk = (c0 + cl) * ${KK}u + t;
+      var w4 = vec4f(0.0);
+      for (var c = 0u; c < 4u; c++) {
+        let co = co0 + q * 4u + c;
+        if (co < p.Cout) { w4[c] = params[p.wOff + co * K + wk]; }
+      }
+      ws[e] = w4;
+    }
+    workgroupBarrier();
+    for (var cl = 0u; cl < cn; cl++) {
+      let ci = c0 + cl;
+      let cb = ${base};
+${body(src)}
+    }
+  }`;
+
+  return /* wgsl */ `
+struct P {
+  B: u32, C1: u32, C2: u32, Hin: u32,
+  Win: u32, Hout: u32, Wout: u32, Cout: u32,
+  G: u32, wOff: u32, bOff: u32, gOff: u32,
+  betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
+}
+
+override NORM: u32 = 0u;
+override HAS_EMB: bool = false;
+override HAS_RES: bool = false;
+
+@group(0) @binding(0) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<storage, read> inA: array<f32>;
+@group(0) @binding(2) var<storage, read> inB: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> emb: array<f32>;
+@group(0) @binding(5) var<storage, read> res: array<f32>;
+@group(0) @binding(6) var<storage, read_write> outp: array<f32>;
+@group(0) @binding(7) var<uniform> p: P;
+
+var<workgroup> ws: array<vec4f, ${CC * KK * RN4}>;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let M = p.Hout * p.Wout;
+  let Cin = p.C1 + p.C2;
+  let K = Cin * ${KK}u;
+  let b = wg.z;
+  let co0 = wg.y * ${RN}u;
+  let QW = (p.Wout + ${PX - 1}u) / ${PX}u;
+  let unit = wg.x * ${WG}u + li;
+  let live = unit < p.Hout * QW;
+  let uc = min(unit, p.Hout * QW - 1u);
+  let oy = uc / QW;
+  let ox0 = (uc - oy * QW) * ${PX}u;
+  let He = i32(p.Hin${upsample ? ' * 2u' : ''});
+  let We = i32(p.Win${upsample ? ' * 2u' : ''});
+  let eyb = i32(oy * ${stride}u) - ${pad};
+  let exb = i32(ox0 * ${stride}u) - ${pad};
+  let hw = p.Hin * p.Win;
+  var cpg = 1u;
+  if (NORM != 0u) { cpg = Cin / p.G; }
+${setup}
+${chunk('inA', '0u', 'p.C1', '(b * p.C1 + ci) * hw')}
+${concat ? chunk('inB', 'p.C1', 'Cin', '(b * p.C2 + (ci - p.C1)) * hw') : '  _ = arrayLength(&inB); // keeps binding 2 in the layout'}
+${E.join('\n')}
+}
+`;
+}

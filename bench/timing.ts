@@ -1,0 +1,104 @@
+// Timing for the benchmarks: GPU time from timestamp queries where the device has `timestamp-query`, otherwise wall
+// time around submit + onSubmittedWorkDone. Each sample is one submission of `perSample` repetitions of the encoded
+// work inside one compute pass; the figure is the median sample divided by `perSample`.
+import type { GpuContext } from '../engine/gpu.ts';
+
+export type TimerSource = 'timestamp' | 'wall';
+
+export interface TimingOptions {
+  /** samples taken (the median is reported) */
+  reps: number;
+  /** untimed submissions first (pipeline compilation, first-touch of buffers) */
+  warmup: number;
+  /** repetitions of the work per sample (amortises submission overhead for tiny kernels) */
+  perSample?: number;
+  /** force wall-clock timing even when timestamp queries exist */
+  wall?: boolean;
+}
+
+export interface Timing {
+  /** median ms for one repetition of the work */
+  ms: number;
+  min: number;
+  max: number;
+  samples: number;
+  source: TimerSource;
+}
+
+export function median(xs: number[]): number {
+  const s = xs.slice().sort((a, b) => a - b);
+  const n = s.length;
+  return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/**
+ * Time `encode` (which records work into an open compute pass). Throws on any GPU error during the run.
+ */
+export async function timePass(
+  ctx: GpuContext,
+  encode: (pass: GPUComputePassEncoder) => void,
+  opts: TimingOptions,
+): Promise<Timing> {
+  const dev = ctx.device;
+  const perSample = Math.max(1, opts.perSample ?? 1);
+  const useTs = ctx.features.timestampQuery && !opts.wall;
+  let querySet: GPUQuerySet | null = null;
+  let resolve: GPUBuffer | null = null;
+  let readback: GPUBuffer | null = null;
+  if (useTs) {
+    querySet = dev.createQuerySet({ type: 'timestamp', count: 2 });
+    resolve = dev.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    readback = dev.createBuffer({ size: 16, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+  }
+  const submit = (timed: boolean) => {
+    const enc = dev.createCommandEncoder({ label: 'bench' });
+    const pass = enc.beginComputePass(
+      timed && querySet
+        ? { label: 'bench', timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } }
+        : { label: 'bench' },
+    );
+    for (let i = 0; i < perSample; i++) encode(pass);
+    pass.end();
+    if (timed && querySet) {
+      enc.resolveQuerySet(querySet, 0, 2, resolve!, 0);
+      enc.copyBufferToBuffer(resolve!, 0, readback!, 0, 16);
+    }
+    dev.queue.submit([enc.finish()]);
+  };
+  try {
+    for (let i = 0; i < opts.warmup; i++) {
+      submit(false);
+      await ctx.sync();
+    }
+    const samples: number[] = [];
+    for (let i = 0; i < Math.max(1, opts.reps); i++) {
+      if (useTs) {
+        submit(true);
+        await readback!.mapAsync(GPUMapMode.READ);
+        const t = new BigUint64Array(readback!.getMappedRange().slice(0));
+        readback!.unmap();
+        ctx.check();
+        const ns = Number(t[1] - t[0]);
+        samples.push(ns / 1e6 / perSample);
+      } else {
+        const t0 = performance.now();
+        submit(false);
+        await ctx.sync();
+        samples.push((performance.now() - t0) / perSample);
+      }
+    }
+    // A timestamp pair of zeros (a driver that accepts the feature but writes nothing) is no measurement: fall back.
+    if (useTs && samples.every((s) => s <= 0)) return timePass(ctx, encode, { ...opts, warmup: 0, wall: true });
+    return {
+      ms: median(samples),
+      min: Math.min(...samples),
+      max: Math.max(...samples),
+      samples: samples.length,
+      source: useTs ? 'timestamp' : 'wall',
+    };
+  } finally {
+    querySet?.destroy();
+    resolve?.destroy();
+    readback?.destroy();
+  }
+}
