@@ -7,6 +7,10 @@ const commands: Record<string, Command> = {
     summary: 'super-resolve images (PNG/JPEG in, PNG out) with the bundled 4x model or another',
     run: async () => (await import('./upscale.ts')).upscaleCommand,
   },
+  eval: {
+    summary: 'PSNR / SSIM / consistency of a model against bicubic on a folder of HR photos',
+    run: async () => (await import('./eval.ts')).evalCommand,
+  },
   doctor: {
     summary: 'show the WebGPU adapter, its features and limits',
     run: async () => (await import('./doctor.ts')).doctorCommand,
