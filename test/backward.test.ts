@@ -321,6 +321,103 @@ for (const swishIn of [false, true]) {
   });
 }
 
+// ------------------------------------------------------------------- a whole ResnetBlock, gradients accumulated
+
+test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end to end: GPU backward vs finite differences', async () => {
+  // y = conv3(swish(GN(h))) + b2 + res_conv(cat(x, skip)),  h = conv3(swish(GN(cat(x, skip)))) + b1 + Linear(t)
+  // x and skip feed two consumers (block1 and res_conv): their gradients accumulate; t's comes through the Linear.
+  const B = 2, C1 = 3, C2 = 5, H = 4, W = 5, Co = 6, G = 2, T = 4;
+  const Ci = C1 + C2;
+  const parts = {
+    w1: rand(Co * Ci * 9, 1).map((v) => v * 0.3), b1: rand(Co, 2), g1: rand(Ci, 3).map((v) => 1 + 0.4 * v), be1: rand(Ci, 4),
+    w2: rand(Co * Co * 9, 5).map((v) => v * 0.3), b2: rand(Co, 6), g2: rand(Co, 7).map((v) => 1 + 0.4 * v), be2: rand(Co, 8),
+    wr: rand(Co * Ci, 9).map((v) => v * 0.5), br: rand(Co, 10), we: rand(Co * T, 11), bee: rand(Co, 12),
+  };
+  const x = rand(B * C1 * H * W, 13);
+  const skip = rand(B * C2 * H * W, 14).map((v) => 2 * v - 0.4);
+  const t = rand(B * T, 15);
+  const r = rand(B * Co * H * W, 16);
+
+  const P: Record<string, Float64Array> = { x: f64(x), skip: f64(skip), t: f64(t) };
+  for (const [k, v] of Object.entries(parts)) P[k] = f64(v);
+  const lossFn = () => {
+    const cat = R.concat(R.t4(B, C1, H, W, P.x), R.t4(B, C2, H, W, P.skip));
+    const e = R.linear(P.t, B, T, P.we, P.bee, Co);
+    const h = R.addPerChannel(R.conv2d(R.groupNorm(cat, G, P.g1, P.be1, true), P.w1, P.b1, Co, 3), e);
+    const res = R.conv2d(cat, P.wr, P.br, Co, 1);
+    const y = R.add(R.conv2d(R.groupNorm(h, G, P.g2, P.be2, true), P.w2, P.b2, Co, 3), res);
+    return dot(y.data, r);
+  };
+
+  const ctx = await device();
+  const { buf: params, offs, n } = packParams(ctx, parts);
+  const xb = ctx.upload(x);
+  const sb = ctx.upload(skip);
+  const tb = ctx.upload(t);
+  const act = (c: number) => ctx.buffer(B * c * H * W * 4);
+  const hb = act(Co);
+  const rb = act(Co);
+  const yb = act(Co);
+  const stats = ctx.buffer(2 * B * G * 2 * 4);
+  const s2 = B * G * 2;
+  const embOff = 3;
+  const emb = ctx.buffer((embOff + B * Co) * 4);
+  const conv = { B, Hin: H, Win: W, Cout: Co, stride: 1 as const, groups: G };
+  const spec1: KB.ConvBackwardSpec = { ...conv, C1, C2, ks: 3, norm: 2, statsOff: 0, gammaOff: offs.g1, betaOff: offs.be1, wOff: offs.w1, bOff: offs.b1, embOff, label: 'block1' };
+  const specR: KB.ConvBackwardSpec = { ...conv, C1, C2, ks: 1, wOff: offs.wr, bOff: offs.br, label: 'res_conv' };
+  const spec2: KB.ConvBackwardSpec = { ...conv, C1: Co, C2: 0, ks: 3, norm: 2, statsOff: s2, gammaOff: offs.g2, betaOff: offs.be2, wOff: offs.w2, bOff: offs.b2, label: 'block2' };
+  const fwd = [
+    await K.linear(ctx, { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, outOff: embOff }, { params, inp: tb, out: emb }),
+    await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff: 0 }, { a: xb, b: sb, stats }),
+    await K.conv2d(ctx, spec1, { params, a: xb, b: sb, stats, emb, out: hb }),
+    await K.conv2d(ctx, specR, { params, a: xb, b: sb, out: rb }),
+    await K.groupNormStats(ctx, { B, C1: Co, C2: 0, HW: H * W, groups: G, statsOff: s2 }, { a: hb, stats }),
+    await K.conv2d(ctx, { ...spec2, hasRes: true }, { params, a: hb, stats, res: rb, out: yb }),
+  ];
+
+  const grads = ctx.upload(new Float32Array(n).fill(NaN));
+  const dY = ctx.upload(r);
+  const dH = act(Co);
+  const dX = act(C1);
+  const dS = act(C2);
+  const dEmb = ctx.buffer((embOff + B * Co) * 4);
+  const dT = ctx.upload(new Float32Array(B * T).fill(NaN));
+  const big = KB.conv2dBackwardScratchBytes(spec1);
+  const scratch = { dYA: ctx.buffer(B * Ci * H * W * 4), dYB: ctx.buffer(big.dYB), gn: ctx.buffer(big.gn) };
+  const bwd = [
+    // block2 (its residual input r gets dY unchanged: res_conv's dOut is dY itself)
+    ...(await KB.conv2dBackward(ctx, spec2, { params, a: hb, stats, dOut: dY, grads, dA: dH, scratch: { dYA: scratch.dYA, gn: scratch.gn } })),
+    // res_conv: the first writer of dX / dSkip overwrites
+    ...(await KB.conv2dBackward(ctx, specR, { params, a: xb, b: sb, dOut: dY, grads, dA: dX, dB: dS })),
+    // block1: adds into dX / dSkip, writes the embedding gradient
+    ...(await KB.conv2dBackward(ctx, spec1, { params, a: xb, b: sb, stats, dOut: dH, grads, dEmb, dA: dX, dB: dS, scratch }, { accumulate: true })),
+    // the block's noise projection: Linear(t) backward from dEmb
+    ...(await KB.linearBackward(ctx, { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, dOutOff: embOff }, { params, inp: tb, dOut: dEmb, grads, dIn: dT })),
+  ];
+  ctx.run([...fwd, ...bwd]);
+  const g = await ctx.read(grads, n * 4);
+  const got: Record<string, Float32Array> = {
+    x: await ctx.read(dX, x.length * 4), skip: await ctx.read(dS, skip.length * 4), t: await ctx.read(dT, t.length * 4),
+  };
+  for (const [k, v] of Object.entries(parts)) got[k] = g.subarray(offs[k], offs[k] + v.length);
+  const h = 1e-5;
+  for (const [k, arr] of Object.entries(got)) {
+    let scale = 1;
+    for (const v of arr) scale = Math.max(scale, Math.abs(v));
+    for (const i of rand(4, k.length * 7 + k.charCodeAt(0)).map((v) => Math.floor(((v + 1) / 2) * arr.length))) {
+      const X = P[k];
+      const x0 = X[i];
+      X[i] = x0 + h;
+      const lp = lossFn();
+      X[i] = x0 - h;
+      const lm = lossFn();
+      X[i] = x0;
+      const fd = (lp - lm) / (2 * h);
+      assert.ok(Math.abs(arr[i] - fd) <= 5e-5 * scale, `d${k}[${i}]: gpu ${arr[i]} vs finite difference ${fd}`);
+    }
+  }
+});
+
 // ------------------------------------------------------------------------------------------------------------- loss
 
 for (const kind of ['l1', 'l2'] as const) {
