@@ -72,6 +72,20 @@ function need(cond: unknown, msg: string): void {
   if (!cond) throw new Error(msg);
 }
 
+/**
+ * A buffer written by a dispatch may not be bound anywhere else in it (WebGPU's writable-aliasing rule): check up
+ * front, so the mistake reads as a message naming the bindings rather than a validation error later.
+ */
+function noAlias(label: string, written: Record<string, GPUBuffer | undefined>, read: Record<string, GPUBuffer | undefined>): void {
+  const w = Object.entries(written).filter(([, b]) => b);
+  const all = [...w, ...Object.entries(read).filter(([, b]) => b)];
+  for (const [wn, wb] of w) {
+    for (const [n, b] of all) {
+      if (n !== wn && b === wb) throw new Error(`${label}: ${wn} and ${n} must be different buffers (${wn} is written)`);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------- conv
 
 export type ConvBackwardSpec = Omit<ConvSpec, 'hasRes'>;
@@ -105,6 +119,7 @@ export async function conv2dBackwardInput(
   checkConv(spec);
   const L = spec.label ?? 'conv';
   need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
+  noAlias(L, { dA: bufs.dA, dB: bufs.dB }, { params: bufs.params, dOut: bufs.dOut });
   const [Hout, Wout] = convOutSize(spec);
   const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, { label: 'conv2d_dx' });
   const u = u32s([
@@ -157,14 +172,15 @@ export async function conv2dBackwardWeight(
   const [Hout, Wout] = convOutSize(spec);
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   const R = spec.B * Hout * Wout;
+  need(opts.split === undefined || (Number.isInteger(opts.split) && opts.split >= 1), `${L}: split must be a positive integer, got ${opts.split}`);
   const split = Math.max(1, Math.min(opts.split ?? 1, Math.ceil(R / 16)));
-  need(Number.isInteger(split), `${L}: split must be an integer`);
   if (split > 1) {
     need(bufs.scratch, `${L}: a split weight gradient needs a scratch buffer`);
     need(bufs.scratch!.size >= convWeightScratchBytes(spec, split), `${L}: scratch of ${bufs.scratch!.size} bytes, needs ${convWeightScratchBytes(spec, split)}`);
   }
   const chunk = Math.ceil(Math.ceil(R / split) / 16) * 16;
   const S = Math.ceil(R / chunk);
+  noAlias(L, { grads: bufs.grads, scratch: S > 1 ? bufs.scratch : undefined }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut });
   const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, { label: 'conv2d_dw' });
   const u = u32s([
     spec.B, spec.C1, spec.C2, spec.Hin,
@@ -209,6 +225,7 @@ export async function channelSumBackward(
   need(hasBias || hasEmb, `${L}: neither a bias nor an embedding gradient asked for`);
   need(!hasBias || bufs.grads, `${L}: a bias gradient needs the grads buffer`);
   need(!hasEmb || bufs.dEmb, `${L}: an embedding gradient needs a dEmb buffer`);
+  noAlias(L, { grads: hasBias ? bufs.grads : undefined, dEmb: hasEmb ? bufs.dEmb : undefined }, { dOut: bufs.dOut });
   const pipeline = await ctx.pipeline(CHANNEL_SUM_WGSL, { label: 'channel_sum' });
   const u = u32s([spec.B, spec.C, spec.HW, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, hasBias ? 1 : 0, hasEmb ? 1 : 0, opts.accumulate ? 1 : 0], L);
   const bindGroup = ctx.bind(
@@ -228,7 +245,7 @@ export async function addInto(
   opts: BackwardOptions = { accumulate: true },
 ): Promise<Dispatch> {
   const L = spec.label ?? 'add';
-  need(bufs.src !== bufs.dst, `${L}: source and destination must be different buffers`);
+  noAlias(L, { dst: bufs.dst }, { src: bufs.src });
   const pipeline = await ctx.pipeline(ADD_WGSL, { label: 'add' });
   const ub = mixedUniform(ctx, [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0, opts.accumulate === false ? 0 : 1], [spec.scale ?? 1], L);
   const bindGroup = ctx.bind(pipeline, [bufs.src, bufs.dst, ub], L);
@@ -274,6 +291,11 @@ export async function groupNormBackward(
   need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
   need(spec.C2 === 0 || (bufs.b && bufs.dYB && bufs.dB), `${L}: C2 > 0 needs b, dYB and dB`);
   need(bufs.scratch.size >= groupNormBackwardScratchBytes(spec), `${L}: scratch of ${bufs.scratch.size} bytes, needs ${groupNormBackwardScratchBytes(spec)}`);
+  noAlias(
+    L,
+    { grads: bufs.grads, scratch: bufs.scratch, dA: bufs.dA, dB: bufs.dB },
+    { params: bufs.params, a: bufs.a, b: bufs.b, dYA: bufs.dYA, dYB: bufs.dYB, stats: bufs.stats },
+  );
   const d = dummy(ctx);
   const u = ctx.uniform(
     u32s([
@@ -347,7 +369,7 @@ export async function conv2dBackward(
       ),
     );
   }
-  const split = opts.split ?? 1;
+  const split = opts.split ?? (bufs.scratch?.dw ? convWeightSplit(spec) : 1);
   out.push(
     ...(await conv2dBackwardWeight(
       ctx, spec,
@@ -401,6 +423,7 @@ export async function attentionBackward(
   const L = spec.label ?? 'attention';
   need(spec.C >= 1 && spec.HW >= 1 && spec.B >= 1, `${L}: empty attention`);
   need(bufs.rowStats.size >= attentionBackwardStatsBytes(spec), `${L}: rowStats of ${bufs.rowStats.size} bytes, needs ${attentionBackwardStatsBytes(spec)}`);
+  noAlias(L, { dqkv: bufs.dqkv, rowStats: bufs.rowStats }, { qkv: bufs.qkv, dOut: bufs.dOut });
   const R = Math.ceil(spec.C / 16);
   const pq = await ctx.pipeline(attentionBackwardQWgsl(R), { label: 'attention_bwd_q' });
   const pkv = await ctx.pipeline(attentionBackwardKVWgsl(R), { label: 'attention_bwd_kv' });
@@ -446,6 +469,7 @@ export async function linearBackward(
 ): Promise<Dispatch[]> {
   const L = spec.label ?? 'linear';
   need(spec.B >= 1 && spec.K >= 1 && spec.N >= 1, `${L}: empty linear`);
+  noAlias(L, { grads: bufs.grads, dIn: bufs.dIn }, { params: bufs.params, inp: bufs.inp, dOut: bufs.dOut });
   const sw = spec.swishIn ? 1 : 0;
   const pw = await ctx.pipeline(LINEAR_DW_WGSL, { label: 'linear_dw', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 } });
   const uw = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.dOutOff ?? 0, 0], L);
@@ -508,7 +532,8 @@ export async function loss(
   need(spec.reduction === 'sum' || spec.reduction === 'mean', `${L}: unknown reduction ${String(spec.reduction)} (sum or mean)`);
   const P = reducePartials(spec.n);
   need(bufs.partial.size >= P * 4, `${L}: partial buffer of ${bufs.partial.size} bytes, needs ${P * 4}`);
-  need(bufs.grad !== bufs.partial && bufs.grad !== bufs.pred && bufs.grad !== bufs.target, `${L}: grad must be its own buffer`);
+  noAlias(L, { grad: bufs.grad, partial: bufs.partial }, { pred: bufs.pred, target: bufs.target });
+  noAlias(L, { value: bufs.value }, { partial: bufs.partial });
   const r = (spec.scale ?? 1) / (spec.reduction === 'mean' ? spec.n : 1);
   const p1 = await ctx.pipeline(LOSS_PARTIAL_WGSL, { label: 'loss_partial', constants: { L2: spec.kind === 'l2' ? 1 : 0 } });
   const u1 = mixedUniform(ctx, [spec.n, spec.predOff ?? 0, spec.targetOff ?? 0, spec.gradOff ?? 0], [r], L);

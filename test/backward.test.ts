@@ -204,6 +204,8 @@ test('conv backward refuses inconsistent specs with clear messages', async () =>
     [() => KB.conv2dBackward(ctx, { ...base, norm: 2, groups: 4 }, { params: buf, a: buf, b: buf, stats: buf, dOut: buf, grads: ctx.buffer(64) }), /6 channels do not divide into 4 groups/],
     [() => KB.conv2dBackward(ctx, { ...base, norm: 2, groups: 3 }, { params: buf, a: buf, b: buf, stats: buf, dOut: buf, grads: ctx.buffer(64), dA: ctx.buffer(64), dB: ctx.buffer(64) }), /needs scratch dYA, dYB and gn/],
     [() => KB.conv2dBackwardWeight(ctx, { ...base, B: 4, Hin: 16, Win: 16 }, { params: buf, a: buf, b: buf, dOut: buf, grads: ctx.buffer(64) }, { split: 4 }), /split weight gradient needs a scratch buffer/],
+    [() => KB.conv2dBackwardInput(ctx, base, { params: buf, dOut: buf, dA: buf, dB: ctx.buffer(64) }), /dA and params must be different buffers/],
+    [() => KB.attentionBackward(ctx, { B: 1, C: 2, HW: 2 }, { qkv: buf, dOut: buf, dqkv: buf, rowStats: ctx.buffer(64) }), /dqkv and qkv must be different buffers/],
   ];
   for (const [f, re] of cases) {
     try {
