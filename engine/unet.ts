@@ -1,10 +1,10 @@
-// The SR3 U-Net (the reference's model/sr3_modules/unet.py) as a recorded list of WGSL dispatches.
-// Built once per (model, batch, height, width): pipelines, bind groups, uniforms and buffers are created up front,
-// activation buffers are shared between tensors whose lifetimes do not overlap, and a forward pass is a replay.
+// The SR3 U-Net forward pass: the plan (unet-plan.ts) recorded as WGSL dispatches, once per (model, batch, size):
+// pipelines, bind groups, uniforms and buffers are created up front, activation buffers are shared between tensors
+// whose lifetimes do not overlap, and a forward pass is a replay.
 import type { UNetConfig } from '../weights-format/config.ts';
-import { expectedParamShapes } from '../weights-format/unet.ts';
 import { encodeDispatch, fmtBytes, type Dispatch, type GpuContext } from './gpu.ts';
 import * as K from './kernels.ts';
+import { checkShape, opInputs, opOutput, packParams, planUNet, type PlanOp, type PTensor, type UNetPlan } from './unet-plan.ts';
 
 /** What the builder needs of a model: its config and float32 parameters by reference name. */
 export interface UNetWeights {
@@ -23,37 +23,81 @@ export interface UNetBuildOptions {
    * the first conv as their concatenation cat(cond, y) (no copy): what the samplers use.
    */
   splitInput?: boolean;
+  /** Prefix of the buffers' labels (default 'unet'). */
   label?: string;
 }
 
-interface Tensor {
-  name: string;
-  shape: [number, number, number, number];
-  bytes: number;
-  buf?: GPUBuffer;
-  keep?: boolean;
+/** Device buffers for a plan's parameters, embeddings and statistics, and the dispatches of the noise-level MLP. */
+export interface PlanBuffers {
+  params: GPUBuffer;
+  /** noise level [B] in, sinusoidal encoding, hidden layer, embedding t [B, inner] */
+  level: GPUBuffer;
+  enc: GPUBuffer;
+  hidden: GPUBuffer;
+  t: GPUBuffer;
+  emb: GPUBuffer;
+  stats: GPUBuffer;
 }
 
-interface Op {
-  label: string;
-  inputs: Tensor[];
-  output: Tensor;
-  make: () => Promise<Dispatch>;
+export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float32Array, label: string): PlanBuffers {
+  const { B } = plan;
+  const inner = plan.mlp.inner;
+  return {
+    params: ctx.upload(params, `${label}.params`),
+    level: ctx.buffer(B * 4, `${label}.noise_level`),
+    enc: ctx.buffer(B * inner * 4, `${label}.noise_enc`),
+    hidden: ctx.buffer(B * 4 * inner * 4, `${label}.noise_hidden`),
+    t: ctx.buffer(B * inner * 4, `${label}.noise_emb`),
+    emb: ctx.buffer(Math.max(plan.embTotal, 1) * 4, `${label}.block_emb`),
+    stats: ctx.buffer(Math.max(plan.statsTotal, 1) * 4, `${label}.gn_stats`),
+  };
+}
+
+/** The noise-level MLP and every block's projection into the embedding buffer. */
+export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanBuffers): Promise<Dispatch[]> {
+  const { B } = plan;
+  const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
+  const d: Dispatch[] = [
+    await K.positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: pb.level, out: pb.enc }),
+    await K.linear(ctx, { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, { params: pb.params, inp: pb.enc, out: pb.hidden }),
+    await K.linear(ctx, { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, { params: pb.params, inp: pb.hidden, out: pb.t }),
+  ];
+  for (const e of plan.embBlocks) {
+    d.push(await K.linear(ctx, { B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, outOff: e.embOff, label: `${e.name}.noise_func` }, { params: pb.params, inp: pb.t, out: pb.emb }));
+  }
+  return d;
+}
+
+/** One op of the plan as a dispatch, given a buffer for every tensor. */
+export async function recordOp(ctx: GpuContext, op: PlanOp, pb: PlanBuffers, buf: (t: PTensor) => GPUBuffer): Promise<Dispatch> {
+  switch (op.kind) {
+    case 'gnstats':
+      return K.groupNormStats(ctx, op.spec, { a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats });
+    case 'conv':
+      return K.conv2d(ctx, op.spec, {
+        params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: op.spec.norm ? pb.stats : undefined,
+        emb: op.spec.embOff !== undefined && op.spec.embOff >= 0 ? pb.emb : undefined, res: op.res ? buf(op.res) : undefined, out: buf(op.out),
+      });
+    case 'attention':
+      return K.attention(ctx, op.spec, { qkv: buf(op.qkv), out: buf(op.out) });
+  }
 }
 
 export class UNet {
   readonly dispatches: Dispatch[] = [];
-  /** Input [B, in_channel, H, W] (null with splitInput) and noise level [B] (the network is conditioned on sqrt(gamma)). */
-  readonly input: GPUBuffer | null;
-  readonly noiseLevel: GPUBuffer;
+  /** Input [B, in_channel, H, W] (null with splitInput). */
+  readonly input: GPUBuffer | null = null;
   /** With splitInput: the condition [B, in_channel - out_channel, H, W] and the noisy image [B, out_channel, H, W]. */
   readonly cond: GPUBuffer | null = null;
   readonly y: GPUBuffer | null = null;
+  /** Noise level [B] (the network is conditioned on sqrt(gamma)). */
+  readonly noiseLevel: GPUBuffer;
   /** Output eps [B, out_channel, H, W]. */
   readonly output: GPUBuffer;
   readonly activations = new Map<string, { buf: GPUBuffer; shape: number[] }>();
   /** Bytes of activation buffers after reuse, and what they would take without it. */
   readonly memory = { activations: 0, unshared: 0, params: 0 };
+  readonly plan: UNetPlan;
   private owned: GPUBuffer[] = [];
 
   private constructor(
@@ -62,307 +106,74 @@ export class UNet {
     readonly batch: number,
     readonly height: number,
     readonly width: number,
+    plan: UNetPlan,
+    pb: PlanBuffers,
   ) {
-    this.input = undefined as unknown as GPUBuffer;
-    this.noiseLevel = undefined as unknown as GPUBuffer;
+    this.plan = plan;
+    this.noiseLevel = pb.level;
     this.output = undefined as unknown as GPUBuffer;
   }
 
   /** Check that a model can run on a B x H x W input; throws a message that says what to change. */
   static checkShape(cfg: UNetConfig, batch: number, height: number, width: number): void {
-    const levels = cfg.channel_mults.length;
-    const f = 2 ** (levels - 1);
-    if (!Number.isInteger(batch) || batch < 1) throw new Error(`batch must be a positive integer, got ${batch}`);
-    if (!Number.isInteger(height) || !Number.isInteger(width) || height < 1 || width < 1) {
-      throw new Error(`image size must be positive integers, got ${height}x${width}`);
-    }
-    if (height % f !== 0 || width % f !== 0) {
-      throw new Error(
-        `this model has ${levels} resolution levels, so height and width must be multiples of ${f}; got ${height}x${width} ` +
-          `(pad the input to ${Math.ceil(height / f) * f}x${Math.ceil(width / f) * f})`,
-      );
-    }
+    checkShape(cfg, batch, height, width);
   }
 
   static async build(ctx: GpuContext, weights: UNetWeights, opts: UNetBuildOptions): Promise<UNet> {
-    const cfg = weights.config;
     const { batch: B, height: H, width: W } = opts;
-    UNet.checkShape(cfg, B, H, W);
-    const net = new UNet(ctx, cfg, B, H, W);
-    await net.compile(weights, opts);
+    const plan = planUNet(weights.config, B, H, W, !!opts.splitInput);
+    const flat = packParams(plan, (n) => weights.param(n));
+    const pb = allocPlanBuffers(ctx, plan, flat, opts.label ?? 'unet');
+    const net = new UNet(ctx, weights.config, B, H, W, plan, pb);
+    net.owned.push(...Object.values(pb));
+    net.memory.params = flat.byteLength;
+    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet');
     return net;
   }
 
-  private async compile(weights: UNetWeights, opts: UNetBuildOptions): Promise<void> {
+  private async compile(pb: PlanBuffers, keep: boolean, label: string): Promise<void> {
     const ctx = this.ctx;
-    const cfg = this.config;
-    const B = this.batch;
-    const G = cfg.norm_groups;
-    const inner = cfg.inner_channel;
-    const keep = !!opts.keepActivations;
-
-    // --- parameters: one flat buffer, in the reference's order
-    const shapes = expectedParamShapes(cfg);
-    const offs = new Map<string, number>();
-    let total = 0;
-    for (const [name, shape] of shapes) {
-      offs.set(name, total);
-      total += shape.reduce((a, b) => a * b, 1);
-    }
-    const flat = new Float32Array(total);
-    for (const [name, shape] of shapes) {
-      const v = weights.param(name);
-      const n = shape.reduce((a, b) => a * b, 1);
-      if (v.length !== n) throw new Error(`parameter ${name}: ${v.length} values, expected ${n} for shape [${shape}]`);
-      flat.set(v, offs.get(name)!);
-    }
-    const params = this.own(ctx.upload(flat, 'unet.params'));
-    this.memory.params = flat.byteLength;
-    const off = (name: string): number => {
-      const o = offs.get(name);
-      if (o === undefined) throw new Error(`model has no parameter ${name}`);
-      return o;
+    const plan = this.plan;
+    const bufs = new Map<PTensor, GPUBuffer>();
+    const persistent = new Set<PTensor>([plan.inputA, plan.output, ...(plan.inputB ? [plan.inputB] : [])]);
+    if (keep) for (const [, a] of plan.acts) persistent.add(a);
+    const alloc = (t: PTensor, reuse: GPUBuffer | undefined) => {
+      const b = reuse ?? this.own(ctx.buffer(t.bytes, `${label}.${t.name}`));
+      if (!reuse) this.memory.activations += b.size;
+      bufs.set(t, b);
     };
+    for (const t of persistent) alloc(t, undefined);
 
-    // --- fixed buffers
-    const fixed = (name: string, C: number): Tensor => {
-      const tt: Tensor = { name, shape: [B, C, this.height, this.width], bytes: B * C * this.height * this.width * 4, keep: true };
-      tt.buf = this.own(ctx.buffer(tt.bytes, `unet.${name}`));
-      return tt;
-    };
-    let inputA: Tensor;
-    let inputB: Tensor | null = null;
-    if (opts.splitInput) {
-      const condC = cfg.in_channel - cfg.out_channel;
-      if (condC < 1) {
-        throw new Error(`this model takes ${cfg.in_channel} input channels for ${cfg.out_channel} output channels: it has no room for a condition image`);
-      }
-      inputA = fixed('cond', condC);
-      inputB = fixed('y', cfg.out_channel);
-      (this as { cond: GPUBuffer }).cond = inputA.buf!;
-      (this as { y: GPUBuffer }).y = inputB.buf!;
-      (this as { input: GPUBuffer | null }).input = null;
-    } else {
-      inputA = fixed('x_in', cfg.in_channel);
-      (this as { input: GPUBuffer }).input = inputA.buf!;
-    }
-    (this as { noiseLevel: GPUBuffer }).noiseLevel = this.own(ctx.buffer(B * 4, 'unet.noise_level'));
-
-    // Noise-level MLP and every block's projection, computed up front into one embedding buffer.
-    const resBlocks: { name: string; dimOut: number; embOff: number }[] = [];
-    let embTotal = 0;
-    const addBlock = (name: string, dimOut: number) => {
-      resBlocks.push({ name, dimOut, embOff: embTotal });
-      embTotal += B * dimOut;
-      return embTotal - B * dimOut;
-    };
-    // GroupNorm statistics: one slot per GroupNorm in one buffer.
-    let statsTotal = 0;
-    const statsSlot = () => {
-      statsTotal += B * G * 2;
-      return statsTotal - B * G * 2;
-    };
-
-    const ops: Op[] = [];
-    const t = (name: string, C: number, h: number, w: number): Tensor => ({
-      name,
-      shape: [B, C, h, w],
-      bytes: B * C * h * w * 4,
-    });
-    const deferred: (() => void)[] = [];
-    let embBuf: GPUBuffer;
-    let statsBuf: GPUBuffer;
-    const stats = () => statsBuf;
-    const emb = () => embBuf;
-
-    const conv = (
-      label: string,
-      a: Tensor,
-      b: Tensor | null,
-      Cout: number,
-      o: { ks: 1 | 3; stride?: 1 | 2; upsample?: boolean; norm?: 0 | 1 | 2; normPrefix?: string; statsOff?: number; w: string; bias: string | null; embOff?: number; res?: Tensor | null },
-    ): Tensor => {
-      const [, C1, h, w] = a.shape;
-      const C2 = b ? b.shape[1] : 0;
-      const [Ho, Wo] = K.convOutSize({ Hin: h, Win: w, ks: o.ks, stride: o.stride ?? 1, upsample: o.upsample });
-      const out = t(label, Cout, Ho, Wo);
-      const inputs = [a, ...(b ? [b] : []), ...(o.res ? [o.res] : [])];
-      ops.push({
-        label,
-        inputs,
-        output: out,
-        make: () =>
-          K.conv2d(
-            ctx,
-            {
-              B, C1, C2, Hin: h, Win: w, Cout, ks: o.ks, stride: o.stride ?? 1, upsample: o.upsample,
-              norm: o.norm ?? 0, groups: G, statsOff: o.statsOff,
-              gammaOff: o.normPrefix ? off(`${o.normPrefix}.weight`) : 0,
-              betaOff: o.normPrefix ? off(`${o.normPrefix}.bias`) : 0,
-              wOff: off(o.w), bOff: o.bias ? off(o.bias) : -1, embOff: o.embOff, hasRes: !!o.res, label,
-            },
-            {
-              params, a: a.buf!, b: b?.buf, stats: o.norm ? stats() : undefined,
-              emb: o.embOff !== undefined ? emb() : undefined, res: o.res?.buf, out: out.buf!,
-            },
-          ),
-      });
-      return out;
-    };
-    const gnStats = (label: string, a: Tensor, b: Tensor | null): number => {
-      const slot = statsSlot();
-      const [, C1, h, w] = a.shape;
-      const C2 = b ? b.shape[1] : 0;
-      // A stats op has no tensor output; it reads a and b (keeping them alive until here, which they are anyway).
-      const marker: Tensor = { name: `${label}.stats`, shape: [0, 0, 0, 0], bytes: 0 };
-      ops.push({
-        label,
-        inputs: b ? [a, b] : [a],
-        output: marker,
-        make: () => K.groupNormStats(ctx, { B, C1, C2, HW: h * w, groups: G, statsOff: slot, label }, { a: a.buf!, b: b?.buf, stats: stats() }),
-      });
-      return slot;
-    };
-
-    const resBlock = (name: string, x: Tensor, skip: Tensor | null, dimOut: number, withAttn: boolean): Tensor => {
-      const p = `${name}.res_block`;
-      const embOff = addBlock(p, dimOut);
-      const s1 = gnStats(`${p}.block1.norm`, x, skip);
-      const h = conv(`${p}.block1`, x, skip, dimOut, {
-        ks: 3, norm: 2, normPrefix: `${p}.block1.block.0`, statsOff: s1, w: `${p}.block1.block.3.weight`, bias: `${p}.block1.block.3.bias`, embOff,
-      });
-      const dimIn = x.shape[1] + (skip ? skip.shape[1] : 0);
-      const r = dimIn !== dimOut
-        ? conv(`${p}.res_conv`, x, skip, dimOut, { ks: 1, w: `${p}.res_conv.weight`, bias: `${p}.res_conv.bias` })
-        : x;
-      const s2 = gnStats(`${p}.block2.norm`, h, null);
-      let y = conv(`${p}.block2`, h, null, dimOut, {
-        ks: 3, norm: 2, normPrefix: `${p}.block2.block.0`, statsOff: s2, w: `${p}.block2.block.3.weight`, bias: `${p}.block2.block.3.bias`, res: r,
-      });
-      if (withAttn) {
-        const a = `${name}.attn`;
-        const s3 = gnStats(`${a}.norm`, y, null);
-        const qkv = conv(`${a}.qkv`, y, null, 3 * dimOut, { ks: 1, norm: 1, normPrefix: `${a}.norm`, statsOff: s3, w: `${a}.qkv.weight`, bias: null });
-        const core = t(`${a}.core`, dimOut, y.shape[2], y.shape[3]);
-        ops.push({
-          label: `${a}.core`,
-          inputs: [qkv],
-          output: core,
-          make: () => K.attention(ctx, { B, C: dimOut, HW: y.shape[2] * y.shape[3], label: `${a}.core` }, { qkv: qkv.buf!, out: core.buf! }),
-        });
-        y = conv(`${a}.out`, core, null, dimOut, { ks: 1, w: `${a}.out.weight`, bias: `${a}.out.bias`, res: y });
-      }
-      return y;
-    };
-
-    const acts: [string, Tensor][] = [];
-    // --- the network, layer by layer as unet.py builds it
-    let x = conv('downs.0', inputA, inputB, inner, { ks: 3, w: 'downs.0.weight', bias: 'downs.0.bias' });
-    acts.push(['act.downs.0', x]);
-    const feats: Tensor[] = [x];
-    const mults = cfg.channel_mults;
-    let idx = 1;
-    for (let lvl = 0; lvl < mults.length; lvl++) {
-      const ch = inner * mults[lvl];
-      const attn = cfg.attn_levels.includes(lvl);
-      for (let r = 0; r < cfg.res_blocks; r++) {
-        x = resBlock(`downs.${idx}`, x, null, ch, attn);
-        acts.push([`act.downs.${idx}`, x]);
-        feats.push(x);
-        idx++;
-      }
-      if (lvl !== mults.length - 1) {
-        x = conv(`downs.${idx}`, x, null, x.shape[1], { ks: 3, stride: 2, w: `downs.${idx}.conv.weight`, bias: `downs.${idx}.conv.bias` });
-        acts.push([`act.downs.${idx}`, x]);
-        feats.push(x);
-        idx++;
-      }
-    }
-    x = resBlock('mid.0', x, null, x.shape[1], true);
-    acts.push(['act.mid.0', x]);
-    x = resBlock('mid.1', x, null, x.shape[1], false);
-    acts.push(['act.mid.1', x]);
-    idx = 0;
-    for (let lvl = mults.length - 1; lvl >= 0; lvl--) {
-      const ch = inner * mults[lvl];
-      const attn = cfg.attn_levels.includes(lvl);
-      for (let r = 0; r < cfg.res_blocks + 1; r++) {
-        x = resBlock(`ups.${idx}`, x, feats.pop()!, ch, attn);
-        acts.push([`act.ups.${idx}`, x]);
-        idx++;
-      }
-      if (lvl !== 0) {
-        x = conv(`ups.${idx}`, x, null, x.shape[1], { ks: 3, upsample: true, w: `ups.${idx}.conv.weight`, bias: `ups.${idx}.conv.bias` });
-        acts.push([`act.ups.${idx}`, x]);
-        idx++;
-      }
-    }
-    const sf = gnStats('final_conv.norm', x, null);
-    const out = conv('final_conv', x, null, cfg.out_channel, {
-      ks: 3, norm: 2, normPrefix: 'final_conv.block.0', statsOff: sf, w: 'final_conv.block.3.weight', bias: 'final_conv.block.3.bias',
-    });
-    out.keep = true;
-    if (keep) for (const [, a] of acts) a.keep = true;
-
-    // --- small fixed buffers: noise MLP scratch, embeddings, GroupNorm stats
-    const encBuf = this.own(ctx.buffer(B * inner * 4, 'unet.noise_enc'));
-    const h1Buf = this.own(ctx.buffer(B * 4 * inner * 4, 'unet.noise_hidden'));
-    const tBuf = this.own(ctx.buffer(B * inner * 4, 'unet.noise_emb'));
-    embBuf = this.own(ctx.buffer(Math.max(embTotal, 1) * 4, 'unet.block_emb'));
-    statsBuf = this.own(ctx.buffer(Math.max(statsTotal, 1) * 4, 'unet.gn_stats'));
-    void deferred;
-
-    // --- memory plan: a tensor's buffer returns to the pool after its last reader
-    const lastUse = new Map<Tensor, number>();
-    ops.forEach((op, i) => op.inputs.forEach((tt) => lastUse.set(tt, i)));
+    // Memory plan: a tensor's buffer returns to the pool after its last reader; best fit from the pool.
+    const lastUse = new Map<PTensor, number>();
+    plan.ops.forEach((op, i) => opInputs(op).forEach((t) => lastUse.set(t, i)));
     const pool: GPUBuffer[] = [];
-    for (let i = 0; i < ops.length; i++) {
-      const op = ops[i];
-      const o = op.output;
-      this.memory.unshared += o.bytes;
-      if (o.bytes > 0) {
-        if (o.keep) {
-          o.buf = this.own(ctx.buffer(o.bytes, o.name));
-          this.memory.activations += o.buf.size;
-        } else {
-          // best fit among free buffers, else a new one
+    plan.ops.forEach((op, i) => {
+      const o = opOutput(op);
+      if (o) {
+        this.memory.unshared += o.bytes;
+        if (!persistent.has(o)) {
           let best = -1;
-          for (let j = 0; j < pool.length; j++) {
-            if (pool[j].size >= o.bytes && (best < 0 || pool[j].size < pool[best].size)) best = j;
-          }
-          if (best >= 0) o.buf = pool.splice(best, 1)[0];
-          else {
-            o.buf = this.own(ctx.buffer(o.bytes, `unet.act${this.owned.length}`));
-            this.memory.activations += o.buf.size;
-          }
+          for (let j = 0; j < pool.length; j++) if (pool[j].size >= o.bytes && (best < 0 || pool[j].size < pool[best].size)) best = j;
+          alloc(o, best >= 0 ? pool.splice(best, 1)[0] : undefined);
         }
       }
-      for (const inp of new Set(op.inputs)) {
-        if (lastUse.get(inp) === i && !inp.keep && inp.buf) pool.push(inp.buf);
-      }
-    }
+      for (const t of new Set(opInputs(op))) if (lastUse.get(t) === i && !persistent.has(t)) pool.push(bufs.get(t)!);
+    });
 
-    // --- record the dispatches
-    const d = this.dispatches;
-    d.push(await K.positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: this.noiseLevel, out: encBuf }));
-    d.push(await K.linear(ctx, { B, K: inner, N: 4 * inner, wOff: off('noise_level_mlp.1.weight'), bOff: off('noise_level_mlp.1.bias'), label: 'noise_level_mlp.1' }, { params, inp: encBuf, out: h1Buf }));
-    d.push(await K.linear(ctx, { B, K: 4 * inner, N: inner, wOff: off('noise_level_mlp.3.weight'), bOff: off('noise_level_mlp.3.bias'), swishIn: true, label: 'noise_level_mlp.3' }, { params, inp: h1Buf, out: tBuf }));
-    for (const rb of resBlocks) {
-      d.push(
-        await K.linear(
-          ctx,
-          { B, K: inner, N: rb.dimOut, wOff: off(`${rb.name}.noise_func.noise_func.0.weight`), bOff: off(`${rb.name}.noise_func.noise_func.0.bias`), outOff: rb.embOff, label: `${rb.name}.noise_func` },
-          { params, inp: tBuf, out: embBuf },
-        ),
-      );
-    }
-    for (const op of ops) d.push(await op.make());
-    (this as { output: GPUBuffer }).output = out.buf!;
+    this.dispatches.push(...(await recordEmbedding(ctx, plan, pb)));
+    for (const op of plan.ops) this.dispatches.push(await recordOp(ctx, op, pb, (t) => bufs.get(t)!));
+    const self = this as { output: GPUBuffer; input: GPUBuffer | null; cond: GPUBuffer | null; y: GPUBuffer | null };
+    self.output = bufs.get(plan.output)!;
+    if (plan.inputB) {
+      self.cond = bufs.get(plan.inputA)!;
+      self.y = bufs.get(plan.inputB)!;
+    } else self.input = bufs.get(plan.inputA)!;
     if (keep) {
-      this.activations.set('act.noise_emb', { buf: tBuf, shape: [B, 1, inner] });
-      for (const [name, a] of acts) this.activations.set(name, { buf: a.buf!, shape: a.shape });
+      this.activations.set('act.noise_emb', { buf: pb.t, shape: [plan.B, 1, plan.mlp.inner] });
+      for (const [name, a] of plan.acts) this.activations.set(name, { buf: bufs.get(a)!, shape: a.shape });
     }
-    this.memory.activations += encBuf.size + h1Buf.size + tBuf.size + embBuf.size + statsBuf.size;
+    this.memory.activations += pb.enc.size + pb.hidden.size + pb.t.size + pb.emb.size + pb.stats.size;
   }
 
   private own(b: GPUBuffer): GPUBuffer {
@@ -380,18 +191,18 @@ export class UNet {
     const { in_channel, out_channel } = this.config;
     const B = this.batch;
     const n = B * in_channel * this.height * this.width;
+    if (!this.input) throw new Error('this U-Net was built with a split input (cond, y): write those buffers and call run()');
     if (xIn.length !== n) {
       throw new Error(`x_in has ${xIn.length} values; this U-Net was built for [${B}, ${in_channel}, ${this.height}, ${this.width}] = ${n}`);
     }
     if (noiseLevel.length !== B) throw new Error(`noise_level has ${noiseLevel.length} values; expected one per batch element (${B})`);
-    if (!this.input) throw new Error('this U-Net was built with a split input (cond, y): write those buffers and call run()');
     this.ctx.write(this.input, xIn);
     this.ctx.write(this.noiseLevel, noiseLevel);
     this.run();
     return this.ctx.read(this.output, B * out_channel * this.height * this.width * 4);
   }
 
-  /** Submit one forward pass over what is already in `input` and `noiseLevel`. */
+  /** Submit one forward pass over what is already in the input buffers and `noiseLevel`. */
   run(): void {
     const enc = this.ctx.device.createCommandEncoder({ label: 'unet.forward' });
     const pass = enc.beginComputePass({ label: 'unet.forward' });
