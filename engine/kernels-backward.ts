@@ -11,7 +11,7 @@
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { convOutSize, dummy, type ConvSpec } from './kernels.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
-import { GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
+import { GN_APPLY_WGSL, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
 import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../shaders/embedding_backward.ts';
 import { LOSS_PARTIAL_WGSL, REDUCE_FINAL_WGSL } from '../shaders/loss.ts';
@@ -156,17 +156,31 @@ export function convWeightScratchBytes(spec: ConvBackwardSpec, split = convWeigh
  * dW of a conv into grads[wOff + co*K + k] (K = (C1+C2)*ks*ks, the torch [Cout, Cin, ks, ks] layout):
  * sum over batch and output pixels of dOut times the forward's input patch (GroupNorm/Swish, upsample and
  * concatenation recomputed from a, b and the saved stats). With split > 1 the reduction is cut in slices summed
- * through `scratch` (convWeightScratchBytes), two dispatches.
+ * through `scratch` (convWeightScratchBytes), two dispatches. With `xn` (B * (C1+C2) * Hin * Win floats) and a
+ * normalised input, the normalisation is first materialised into xn (groupNormApply), one more dispatch.
  */
 export async function conv2dBackwardWeight(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
-  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer; scratch?: GPUBuffer },
+  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer; scratch?: GPUBuffer; xn?: GPUBuffer },
   opts: BackwardOptions & { split?: number } = {},
 ): Promise<Dispatch[]> {
   checkConv(spec);
   const L = spec.label ?? 'conv';
   const norm = spec.norm ?? 0;
+  if (norm && bufs.xn) {
+    // normalise once into xn, then the plain weight gradient over it
+    need(bufs.stats, `${L}: GroupNorm needs a stats buffer`);
+    const Cin = spec.C1 + spec.C2;
+    need(bufs.xn.size >= spec.B * Cin * spec.Hin * spec.Win * 4, `${L}: xn of ${bufs.xn.size} bytes, needs ${spec.B * Cin * spec.Hin * spec.Win * 4}`);
+    const pre = await groupNormApply(
+      ctx,
+      { B: spec.B, C1: spec.C1, C2: spec.C2, HW: spec.Hin * spec.Win, groups: spec.groups ?? 1, statsOff: spec.statsOff ?? 0, gammaOff: spec.gammaOff ?? 0, betaOff: spec.betaOff ?? 0, swish: norm === 2, label: L },
+      { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats!, out: bufs.xn },
+    );
+    const plain: ConvBackwardSpec = { ...spec, C1: Cin, C2: 0, norm: 0 };
+    return [pre, ...(await conv2dBackwardWeight(ctx, plain, { params: bufs.params, a: bufs.xn, dOut: bufs.dOut, grads: bufs.grads, scratch: bufs.scratch }, opts))];
+  }
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs input B`);
   need(!norm || bufs.stats, `${L}: GroupNorm needs a stats buffer`);
   const [Hout, Wout] = convOutSize(spec);
@@ -320,13 +334,38 @@ export async function groupNormBackward(
   ];
 }
 
+/**
+ * xn [B, C1+C2, HW] = GroupNorm(+Swish)(cat(a, b)) with the saved stats (the normalisation the forward fuses into its
+ * conv's input load, materialised; conv2dBackwardWeight uses it through its `xn` scratch).
+ */
+export async function groupNormApply(
+  ctx: GpuContext,
+  spec: GroupNormBackwardSpec,
+  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const L = spec.label ?? 'groupnorm';
+  const C = spec.C1 + spec.C2;
+  need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
+  need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs b`);
+  noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
+  const p = await ctx.pipeline(GN_APPLY_WGSL, { label: 'gn_apply' });
+  const u = u32s([
+    spec.B, spec.C1, spec.C2, spec.HW,
+    spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
+    spec.swish ? 1 : 0, 0, 0, 0,
+  ], L);
+  const bg = ctx.bind(p, [bufs.params, bufs.a, bufs.b ?? dummy(ctx), bufs.stats, bufs.out, ctx.uniform(u, `${L}.gn_apply.u`)], `${L}.gn_apply`);
+  return { pipeline: p, bindGroup: bg, workgroups: grid256(ctx, spec.B * C * spec.HW, L), label: `${L}.gn_apply` };
+}
+
 // ------------------------------------------------------------------------------------------- the whole fused conv
 
 /** Scratch the fused conv backward needs (bytes; 0 where a part is not used). */
-export function conv2dBackwardScratchBytes(spec: ConvBackwardSpec, split = convWeightSplit(spec)): { dYA: number; dYB: number; gn: number; dw: number } {
+export function conv2dBackwardScratchBytes(spec: ConvBackwardSpec, split = convWeightSplit(spec)): { dYA: number; dYB: number; gn: number; dw: number; xn: number } {
   const norm = spec.norm ?? 0;
   const hw = spec.Hin * spec.Win;
   return {
+    xn: norm ? spec.B * (spec.C1 + spec.C2) * hw * 4 : 0,
     dYA: norm ? spec.B * spec.C1 * hw * 4 : 0,
     dYB: norm && spec.C2 ? spec.B * spec.C2 * hw * 4 : 0,
     gn: norm ? groupNormBackwardScratchBytes({ B: spec.B, C1: spec.C1, C2: spec.C2, groups: spec.groups ?? 1 }) : 0,
@@ -337,7 +376,8 @@ export function conv2dBackwardScratchBytes(spec: ConvBackwardSpec, split = convW
 /**
  * The complete backward of one fused conv2d (kernels.ts conv2d with the same spec), as dispatches in order:
  *   bias / embedding gradients (channelSumBackward; dEmb at embOff when the forward added an embedding),
- *   the weight gradient (conv2dBackwardWeight, split through scratch.dw when split > 1),
+ *   the weight gradient (conv2dBackwardWeight, split through scratch.dw when split > 1; with scratch.xn a normalised
+ *   input is materialised once there instead of renormalised per kernel tap),
  *   the input gradient (conv2dBackwardInput; through scratch.dYA/dYB and groupNormBackward when normalised),
  * dA / dB (=|+=) dL/dA, dL/dB per `accumulate`; parameter gradients overwrite (or add with accumulateParams).
  * The residual's gradient is dOut itself (nothing to compute: pass dOut on, or addInto an existing gradient).
@@ -349,7 +389,7 @@ export async function conv2dBackward(
   bufs: {
     params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer;
     dEmb?: GPUBuffer; dA?: GPUBuffer; dB?: GPUBuffer;
-    scratch?: { dYA?: GPUBuffer; dYB?: GPUBuffer; gn?: GPUBuffer; dw?: GPUBuffer };
+    scratch?: { dYA?: GPUBuffer; dYB?: GPUBuffer; gn?: GPUBuffer; dw?: GPUBuffer; xn?: GPUBuffer };
   },
   opts: BackwardOptions & { accumulateParams?: boolean; split?: number; inputGrad?: boolean } = {},
 ): Promise<Dispatch[]> {
@@ -373,7 +413,7 @@ export async function conv2dBackward(
   out.push(
     ...(await conv2dBackwardWeight(
       ctx, spec,
-      { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut, grads: bufs.grads, scratch: bufs.scratch?.dw },
+      { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut, grads: bufs.grads, scratch: bufs.scratch?.dw, xn: bufs.scratch?.xn },
       { accumulate: opts.accumulateParams, split },
     )),
   );

@@ -60,7 +60,7 @@ function packParams(ctx: GpuContext, parts: Record<string, Float32Array>, pad = 
 
 interface ConvCase {
   B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
-  upsample?: boolean; norm?: 0 | 1 | 2; G?: number; bias?: boolean; emb?: boolean; split?: number; seed: number;
+  upsample?: boolean; norm?: 0 | 1 | 2; G?: number; bias?: boolean; emb?: boolean; split?: number; xn?: boolean; seed: number;
 }
 
 async function convCase(o: ConvCase) {
@@ -148,6 +148,7 @@ async function convCase(o: ConvCase) {
     dYB: sizes.dYB ? ctx.buffer(sizes.dYB) : undefined,
     gn: sizes.gn ? ctx.buffer(sizes.gn) : undefined,
     dw: sizes.dw ? ctx.buffer(sizes.dw) : undefined,
+    xn: o.xn ? ctx.buffer(sizes.xn) : undefined,
   };
   const dispatches = [];
   if (norm) dispatches.push(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' }, { a: aBuf, b: bBuf, stats }));
@@ -179,6 +180,9 @@ test('conv3x3 stride 1 backward: odd non-square map, batch 2, bias', () =>
 test('ResnetBlock conv backward: concatenated input, GroupNorm + Swish, embedding, split weight gradient', () =>
   convCase({ B: 2, C1: 4, C2: 5, H: 4, W: 5, Cout: 7, ks: 3, stride: 1, norm: 2, G: 3, bias: true, emb: true, split: 3, seed: 20 }));
 
+test('the same with the normalised input materialised once for the weight gradient (scratch xn)', () =>
+  convCase({ B: 2, C1: 4, C2: 5, H: 4, W: 5, Cout: 7, ks: 3, stride: 1, norm: 2, G: 3, bias: true, emb: true, xn: true, seed: 25 }));
+
 test('Downsample conv backward: 3x3 stride 2 on odd sizes', () =>
   convCase({ B: 2, C1: 4, C2: 0, H: 7, W: 6, Cout: 5, ks: 3, stride: 2, bias: true, seed: 30 }));
 
@@ -186,7 +190,7 @@ test('Upsample conv backward: nearest x2 folded into the input, gradient summed 
   convCase({ B: 2, C1: 3, C2: 0, H: 3, W: 4, Cout: 4, ks: 3, stride: 1, upsample: true, bias: true, split: 2, seed: 40 }));
 
 test('attention qkv conv backward: 1x1 with GroupNorm (no Swish), no bias, Cout over one 64 tile', () =>
-  convCase({ B: 2, C1: 6, C2: 0, H: 3, W: 5, Cout: 66, ks: 1, stride: 1, norm: 1, G: 2, seed: 50 }));
+  convCase({ B: 2, C1: 6, C2: 0, H: 3, W: 5, Cout: 66, ks: 1, stride: 1, norm: 1, G: 2, xn: true, seed: 50 }));
 
 test('res_conv backward: 1x1 over a concatenation, Cin over one 64 tile', () =>
   convCase({ B: 1, C1: 40, C2: 27, H: 2, W: 3, Cout: 3, ks: 1, stride: 1, bias: true, seed: 60 }));
@@ -388,7 +392,7 @@ test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end
   const scratch = { dYA: ctx.buffer(B * Ci * H * W * 4), dYB: ctx.buffer(big.dYB), gn: ctx.buffer(big.gn) };
   const bwd = [
     // block2 (its residual input r gets dY unchanged: res_conv's dOut is dY itself)
-    ...(await KB.conv2dBackward(ctx, spec2, { params, a: hb, stats, dOut: dY, grads, dA: dH, scratch: { dYA: scratch.dYA, gn: scratch.gn } })),
+    ...(await KB.conv2dBackward(ctx, spec2, { params, a: hb, stats, dOut: dY, grads, dA: dH, scratch: { dYA: scratch.dYA, gn: scratch.gn, xn: act(Co) } })),
     // res_conv: the first writer of dX / dSkip overwrites
     ...(await KB.conv2dBackward(ctx, specR, { params, a: xb, b: sb, dOut: dY, grads, dA: dX, dB: dS })),
     // block1: adds into dX / dSkip, writes the embedding gradient
