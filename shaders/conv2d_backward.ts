@@ -31,8 +31,9 @@ struct P {
 const TM: u32 = 64u;
 const TN: u32 = 64u;
 const TK: u32 = 16u;
+const PN: u32 = 65u;  // padded row of Bs: the loads store down a column, one bank per thread
 var<workgroup> As: array<f32, 1024>; // [TK][TM]
-var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
+var<workgroup> Bs: array<f32, 1040>; // [TK][PN]
 
 fn U() -> u32 { if (p.upsample != 0u) { return 4u; } return 1u; }
 
@@ -96,14 +97,14 @@ fn main(@builtin(workgroup_id) wg: vec3u,
         let r = (k - co * per) / U();
         w = params[p.wOff + (co * Cin + ci) * KK + r];
       }
-      Bs[kb * TN + nn] = w;
+      Bs[kb * PN + nn] = w;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
       var a: array<f32, 4>;
       var bw: array<f32, 4>;
       for (var i = 0u; i < 4u; i++) { a[i] = As[kk * TM + tm + i]; }
-      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * TN + tn + j]; }
+      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * PN + tn + j]; }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], bw[j], acc[i][j]); }
       }
@@ -155,8 +156,9 @@ struct P {
 const TM: u32 = 64u;  // output channels per tile
 const TN: u32 = 64u;  // K (input channel x tap) per tile
 const TK: u32 = 16u;  // reduction step (batch x output pixel)
-var<workgroup> As: array<f32, 1024>; // [TK][TM]
-var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
+const PAD: u32 = 65u;  // padded rows: the loads store down columns, one bank per thread
+var<workgroup> As: array<f32, 1040>; // [TK][PAD]
+var<workgroup> Bs: array<f32, 1040>; // [TK][PAD]
 
 // The forward's im2col element (shaders/conv2d.ts loadA), for output pixel m and K index k of batch b.
 fn loadA(b: u32, k: u32, m: u32) -> f32 {
@@ -227,15 +229,15 @@ fn main(@builtin(workgroup_id) wg: vec3u,
         let k = n0 + cc;
         if (k < K) { a = loadA(b, k, m); }
       }
-      As[rr * TM + cc] = g;
-      Bs[rr * TN + cc] = a;
+      As[rr * PAD + cc] = g;
+      Bs[rr * PAD + cc] = a;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
       var a: array<f32, 4>;
       var bw: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = As[kk * TM + tm + i]; }
-      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * TN + tn + j]; }
+      for (var i = 0u; i < 4u; i++) { a[i] = As[kk * PAD + tm + i]; }
+      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * PAD + tn + j]; }
       for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], bw[j], acc[i][j]); }
       }
