@@ -87,3 +87,21 @@ fn apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
   y[i] = y[i] - a[i] + sg * b[i];
 }
 `;
+
+// Algorithm 1's noising, per batch element b: y[b] = sg[b] * y0[b] + sqrt(1 - sg[b]^2) * noise[b], sg = sqrt(gamma).
+export const NOISIFY_WGSL = /* wgsl */ `
+struct P { n: u32, per: u32, _a: u32, _b: u32 }
+@group(0) @binding(0) var<storage, read> sg: array<f32>;
+@group(0) @binding(1) var<storage, read> y0: array<f32>;
+@group(0) @binding(2) var<storage, read> noise: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<uniform> p: P;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 256u;
+  if (i >= p.n) { return; }
+  let s = sg[i / p.per];
+  y[i] = s * y0[i] + sqrt(1.0 - s * s) * noise[i];
+}
+`;

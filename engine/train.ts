@@ -1,0 +1,253 @@
+// Training on the GPU without autograd: the U-Net plan's forward, the loss, and every op's hand-written backward in
+// reverse order, recorded once and replayed each step, then Adam over the flat parameter buffer.
+import type { Dispatch, GpuContext } from './gpu.ts';
+import { encodeDispatch } from './gpu.ts';
+import * as KB from './kernels-backward.ts';
+import { adam, type AdamDispatch, type AdamOptions } from './optim.ts';
+import { rngWorkgroups } from './rng.ts';
+import { allocPlanBuffers, recordEmbedding, recordOp, type PlanBuffers, type UNetWeights } from './unet.ts';
+import { packParams, planUNet, type PTensor, type UNetPlan } from './unet-plan.ts';
+import { NOISIFY_WGSL } from '../shaders/diffusion.ts';
+
+export interface TrainGraphOptions {
+  batch: number;
+  height: number;
+  width: number;
+  loss?: 'l1' | 'l2';
+  /** 'sum' as the reference trains, or 'mean'. */
+  reduction?: 'sum' | 'mean';
+  adam?: AdamOptions;
+}
+
+export class TrainGraph {
+  readonly plan: UNetPlan;
+  /** Batch inputs: the HR target y0, the condition (upscaled LR), sqrt(gamma) [B] and the noise. */
+  readonly hr: GPUBuffer;
+  readonly cond: GPUBuffer;
+  readonly sqrtGamma: GPUBuffer;
+  readonly noise: GPUBuffer;
+  /** Flat parameters, their gradients, Adam's moments; the loss value [1]. */
+  readonly params: GPUBuffer;
+  readonly grads: GPUBuffer;
+  readonly lossValue: GPUBuffer;
+  readonly nParams: number;
+  private forwardLoss: Dispatch[] = [];
+  private backward: Dispatch[] = [];
+  private zero: GPUBuffer[] = [];
+  private adamStep: AdamDispatch | null = null;
+  private owned: GPUBuffer[] = [];
+  private step = 0;
+
+  private constructor(
+    readonly ctx: GpuContext,
+    plan: UNetPlan,
+    private readonly pb: PlanBuffers,
+    private readonly bufs: Map<PTensor, GPUBuffer>,
+  ) {
+    this.plan = plan;
+    this.params = pb.params;
+    this.nParams = plan.params.total;
+    this.hr = undefined as unknown as GPUBuffer;
+    this.cond = bufs.get(plan.inputA)!;
+    this.sqrtGamma = pb.level;
+    this.noise = undefined as unknown as GPUBuffer;
+    this.grads = undefined as unknown as GPUBuffer;
+    this.lossValue = undefined as unknown as GPUBuffer;
+  }
+
+  static async build(ctx: GpuContext, weights: UNetWeights, o: TrainGraphOptions): Promise<TrainGraph> {
+    const plan = planUNet(weights.config, o.batch, o.height, o.width, true);
+    const pb = allocPlanBuffers(ctx, plan, packParams(plan, (n) => weights.param(n)), 'train');
+    const bufs = new Map<PTensor, GPUBuffer>();
+    for (const t of plan.tensors) bufs.set(t, ctx.buffer(t.bytes, `train.${t.name}`));
+    const g = new TrainGraph(ctx, plan, pb, bufs);
+    g.owned.push(...Object.values(pb), ...bufs.values());
+    await g.record(o);
+    return g;
+  }
+
+  private own(b: GPUBuffer): GPUBuffer {
+    this.owned.push(b);
+    return b;
+  }
+
+  private async record(o: TrainGraphOptions): Promise<void> {
+    const ctx = this.ctx;
+    const plan = this.plan;
+    const pb = this.pb;
+    const { B } = plan;
+    const buf = (t: PTensor) => this.bufs.get(t)!;
+    const yT = plan.inputB!;
+    const n = yT.bytes / 4;
+    const self = this as unknown as Record<string, GPUBuffer>;
+    self.hr = this.own(ctx.buffer(n * 4, 'train.hr'));
+    self.noise = this.own(ctx.buffer(n * 4, 'train.noise'));
+    self.grads = this.own(ctx.buffer(plan.params.total * 4, 'train.grads'));
+    self.lossValue = this.own(ctx.buffer(16, 'train.loss'));
+
+    // ---- forward: y_noisy = sqrt(g) y0 + sqrt(1-g) eps, then the U-Net on cat(cond, y_noisy)
+    const noisify = await ctx.pipeline(NOISIFY_WGSL, { label: 'noisify' });
+    const f: Dispatch[] = [
+      {
+        pipeline: noisify,
+        bindGroup: ctx.bind(noisify, [pb.level, this.hr, this.noise, buf(yT), ctx.uniform(new Uint32Array([n, n / B, 0, 0]))]),
+        workgroups: rngWorkgroups(n),
+        label: 'noisify',
+      },
+      ...(await recordEmbedding(ctx, plan, pb)),
+    ];
+    for (const op of plan.ops) f.push(await recordOp(ctx, op, pb, buf));
+
+    // ---- loss against the noise: value and dLoss/dPred
+    const grad = new Map<PTensor, GPUBuffer>();
+    const gradOf = (t: PTensor) => {
+      let g = grad.get(t);
+      if (!g) {
+        g = this.own(ctx.buffer(t.bytes, `train.d_${t.name}`));
+        grad.set(t, g);
+      }
+      return g;
+    };
+    const partial = this.own(ctx.buffer(KB.reducePartials(n) * 4, 'train.loss_partial'));
+    f.push(
+      ...(await KB.loss(
+        ctx,
+        { n, kind: o.loss ?? 'l1', reduction: o.reduction ?? 'sum', label: 'loss' },
+        { pred: buf(plan.output), target: this.noise, grad: gradOf(plan.output), partial, value: this.lossValue },
+      )),
+    );
+    this.forwardLoss = f;
+
+    // ---- backward, op by op in reverse; activation gradients accumulate into zeroed buffers
+    const scratchNeed = { dYA: 16, dYB: 16, gn: 16, dw: 16, xn: 16 };
+    let rowStats = 16;
+    for (const op of plan.ops) {
+      if (op.kind === 'conv') {
+        const s = KB.conv2dBackwardScratchBytes(op.spec);
+        for (const k of Object.keys(scratchNeed) as (keyof typeof scratchNeed)[]) scratchNeed[k] = Math.max(scratchNeed[k], s[k]);
+      } else if (op.kind === 'attention') rowStats = Math.max(rowStats, KB.attentionBackwardStatsBytes(op.spec));
+    }
+    const scratch = {
+      dYA: this.own(ctx.buffer(scratchNeed.dYA, 'train.scratch.dYA')),
+      dYB: this.own(ctx.buffer(scratchNeed.dYB, 'train.scratch.dYB')),
+      gn: this.own(ctx.buffer(scratchNeed.gn, 'train.scratch.gn')),
+      dw: this.own(ctx.buffer(scratchNeed.dw, 'train.scratch.dw')),
+      xn: this.own(ctx.buffer(scratchNeed.xn, 'train.scratch.xn')),
+    };
+    const rowStatsBuf = this.own(ctx.buffer(rowStats, 'train.attn_rowstats'));
+    const dEmb = this.own(ctx.buffer(Math.max(plan.embTotal, 1) * 4, 'train.d_emb'));
+    const dT = this.own(ctx.buffer(pb.t.size, 'train.d_t'));
+    const dHidden = this.own(ctx.buffer(pb.hidden.size, 'train.d_hidden'));
+    const isInput = (t: PTensor) => t === plan.inputA || t === plan.inputB;
+    const bw: Dispatch[] = [];
+    for (let i = plan.ops.length - 1; i >= 0; i--) {
+      const op = plan.ops[i];
+      if (op.kind === 'gnstats') continue; // folded into the backward of the conv that applies the normalisation
+      if (op.kind === 'attention') {
+        bw.push(...(await KB.attentionBackward(ctx, op.spec, { qkv: buf(op.qkv), dOut: gradOf(op.out), dqkv: gradOf(op.qkv), rowStats: rowStatsBuf }, { accumulate: true })));
+        continue;
+      }
+      const { hasRes: _ignored, ...spec } = op.spec;
+      const inputGrad = !isInput(op.a);
+      bw.push(
+        ...(await KB.conv2dBackward(
+          ctx,
+          spec,
+          {
+            params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: spec.norm ? pb.stats : undefined,
+            dOut: gradOf(op.out), grads: this.grads, dEmb: spec.embOff !== undefined && spec.embOff >= 0 ? dEmb : undefined,
+            dA: inputGrad ? gradOf(op.a) : undefined, dB: inputGrad && op.b ? gradOf(op.b) : undefined, scratch,
+          },
+          { accumulate: true, inputGrad },
+        )),
+      );
+      if (op.res) bw.push(await KB.addInto(ctx, { n: op.res.bytes / 4, label: `${op.label}.residual` }, { src: gradOf(op.out), dst: gradOf(op.res) }));
+    }
+    // the embedding: every block's projection, then the noise-level MLP
+    const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
+    for (const e of plan.embBlocks) {
+      bw.push(
+        ...(await KB.linearBackward(
+          ctx,
+          { B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, dOutOff: e.embOff, label: `${e.name}.noise_func` },
+          { params: pb.params, inp: pb.t, dOut: dEmb, grads: this.grads, dIn: dT },
+          { accumulate: true },
+        )),
+      );
+    }
+    bw.push(
+      ...(await KB.linearBackward(ctx, { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, { params: pb.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden })),
+      ...(await KB.linearBackward(ctx, { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, { params: pb.params, inp: pb.enc, dOut: dHidden, grads: this.grads })),
+    );
+    this.backward = bw;
+    this.zero = [...[...grad.entries()].filter(([t]) => t !== plan.output).map(([, g]) => g), dT];
+
+    if (o.adam) {
+      const m = this.own(ctx.buffer(plan.params.total * 4, 'train.adam_m'));
+      const v = this.own(ctx.buffer(plan.params.total * 4, 'train.adam_v'));
+      this.adamStep = await adam(ctx, { n: plan.params.total, ...o.adam }, { params: pb.params, grads: this.grads, m, v });
+    }
+  }
+
+  /** Write one batch: y0 (HR, [-1, 1]), condition, sqrt(gamma) per element, noise. */
+  setBatch(b: { hr: Float32Array; cond: Float32Array; sqrtGamma: Float32Array; noise: Float32Array }): void {
+    const n = this.plan.inputB!.bytes / 4;
+    const nc = this.plan.inputA.bytes / 4;
+    if (b.hr.length !== n || b.noise.length !== n) throw new Error(`hr and noise need ${n} values, got ${b.hr.length} and ${b.noise.length}`);
+    if (b.cond.length !== nc) throw new Error(`the condition needs ${nc} values, got ${b.cond.length}`);
+    if (b.sqrtGamma.length !== this.plan.B) throw new Error(`sqrt_gamma needs ${this.plan.B} values, got ${b.sqrtGamma.length}`);
+    this.ctx.write(this.hr, b.hr);
+    this.ctx.write(this.cond, b.cond);
+    this.ctx.write(this.sqrtGamma, b.sqrtGamma);
+    this.ctx.write(this.noise, b.noise);
+  }
+
+  /** Encode forward, loss, backward (and an Adam update when `update`) for the batch in the buffers. */
+  encode(enc: GPUCommandEncoder, update: boolean): void {
+    for (const z of this.zero) enc.clearBuffer(z);
+    const pass = enc.beginComputePass({ label: 'train.step' });
+    for (const d of this.forwardLoss) encodeDispatch(pass, d);
+    for (const d of this.backward) encodeDispatch(pass, d);
+    if (update) {
+      if (!this.adamStep) throw new Error('this graph was built without an optimizer (pass adam options)');
+      encodeDispatch(pass, this.adamStep);
+    }
+    pass.end();
+  }
+
+  /** Gradients (and with `update`, one Adam step); returns the loss. */
+  async run(update = false, lr?: number): Promise<number> {
+    if (update) this.adamStep!.setStep(++this.step, lr);
+    const enc = this.ctx.device.createCommandEncoder({ label: 'train' });
+    this.encode(enc, update);
+    this.ctx.device.queue.submit([enc.finish()]);
+    return (await this.ctx.read(this.lossValue, 4))[0];
+  }
+
+  get steps(): number {
+    return this.step;
+  }
+
+  async readParams(): Promise<Float32Array> {
+    return this.ctx.read(this.params, this.nParams * 4);
+  }
+
+  async readGrads(): Promise<Float32Array> {
+    return this.ctx.read(this.grads, this.nParams * 4);
+  }
+
+  /** A named view of a flat array laid out like the parameters. */
+  byName(flat: Float32Array): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const [name, shape] of this.plan.params.order) {
+      const o = this.plan.params.offsets.get(name)!;
+      out.set(name, flat.subarray(o, o + shape.reduce((a, b) => a * b, 1)));
+    }
+    return out;
+  }
+
+  destroy(): void {
+    for (const b of this.owned) b.destroy();
+    this.owned = [];
+  }
+}
