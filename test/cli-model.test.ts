@@ -46,6 +46,30 @@ test('sr3 sample reproduces the golden tiny paper-sampler steps from the CLI', a
   }
 });
 
+test('sr3 grad reproduces the golden tiny L1 loss, gradients and two Adam steps from the CLI', async () => {
+  const g = join(FIXTURES, 'golden', 'tiny');
+  const out = join(dir, 'grad.safetensors');
+  const r = await quiet(['grad', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'train.safetensors'), '--loss', 'l1', '--adam-steps', '2', '--out', out]);
+  assert.is(r.code, 0, r.stderr);
+  const got = readSafetensors(new Uint8Array(readFileSync(out))).tensors;
+  const want = goldenTensors('tiny', 'train.safetensors');
+  const loss = toFloat32(got.get('loss')!)[0];
+  assert.ok(Math.abs(loss - want.get('l1.loss')[0]) <= 1e-4 * Math.abs(loss));
+  let n = 0;
+  for (const [key, t] of got) {
+    if (key.startsWith('grad.')) {
+      assert.ok(relErr(toFloat32(t), want.get(`l1.grad.denoise_fn.${key.slice(5)}`)) <= 1e-3, key);
+      n++;
+    } else if (key.startsWith('adam')) {
+      const [k, ...rest] = key.split('.');
+      const ref = want.get(`${k}.denoise_fn.${rest.join('.')}`);
+      const v = toFloat32(t);
+      for (let i = 0; i < v.length; i++) assert.ok(Math.abs(v[i] - ref[i]) <= 1e-6, `${key}[${i}]`);
+    }
+  }
+  assert.is(n, 162);
+});
+
 test('sr3 forward refuses an input that does not fit the model, and writes nothing', async () => {
   const g = join(FIXTURES, 'golden', 'tiny');
   const bad = join(dir, 'bad-in.safetensors');

@@ -27,6 +27,10 @@ const commands: Record<string, Command> = {
     summary: 'run a sampler from given noise, writing every step (for checking against PyTorch)',
     run: async () => (await import('./sample.ts')).sampleCommand,
   },
+  grad: {
+    summary: 'loss, gradients and Adam steps on one batch (for checking training against PyTorch)',
+    run: async () => (await import('./grad.ts')).gradCommand,
+  },
   info: {
     summary: 'summarise a model file (config, parameters, dtype, size, schedule)',
     run: async () => (await import('../../weights-format/cli.ts')).infoCommand,
