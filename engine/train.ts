@@ -31,6 +31,13 @@ export class TrainGraph {
   readonly grads: GPUBuffer;
   readonly lossValue: GPUBuffer;
   readonly nParams: number;
+  /** Adam's first and second moments (null without an optimizer). */
+  adamM: GPUBuffer | null = null;
+  adamV: GPUBuffer | null = null;
+  /** Dispatches run before each step's forward (e.g. making the condition from the HR batch on the GPU). */
+  prelude: Dispatch[] = [];
+  /** Dispatches run after each update (e.g. the EMA of the weights). */
+  postlude: Dispatch[] = [];
   private forwardLoss: Dispatch[] = [];
   private backward: Dispatch[] = [];
   private zero: GPUBuffer[] = [];
@@ -185,6 +192,8 @@ export class TrainGraph {
     if (o.adam) {
       const m = this.own(ctx.buffer(plan.params.total * 4, 'train.adam_m'));
       const v = this.own(ctx.buffer(plan.params.total * 4, 'train.adam_v'));
+      this.adamM = m;
+      this.adamV = v;
       this.adamStep = await adam(ctx, { n: plan.params.total, ...o.adam }, { params: pb.params, grads: this.grads, m, v });
     }
   }
@@ -206,26 +215,39 @@ export class TrainGraph {
   encode(enc: GPUCommandEncoder, update: boolean): void {
     for (const z of this.zero) enc.clearBuffer(z);
     const pass = enc.beginComputePass({ label: 'train.step' });
+    for (const d of this.prelude) encodeDispatch(pass, d);
     for (const d of this.forwardLoss) encodeDispatch(pass, d);
     for (const d of this.backward) encodeDispatch(pass, d);
     if (update) {
       if (!this.adamStep) throw new Error('this graph was built without an optimizer (pass adam options)');
       encodeDispatch(pass, this.adamStep);
+      for (const d of this.postlude) encodeDispatch(pass, d);
     }
     pass.end();
   }
 
   /** Gradients (and with `update`, one Adam step); returns the loss. */
   async run(update = false, lr?: number): Promise<number> {
-    if (update) this.adamStep!.setStep(++this.step, lr);
-    const enc = this.ctx.device.createCommandEncoder({ label: 'train' });
-    this.encode(enc, update);
-    this.ctx.device.queue.submit([enc.finish()]);
+    this.submit(update, lr);
     return (await this.ctx.read(this.lossValue, 4))[0];
   }
 
   get steps(): number {
     return this.step;
+  }
+
+  /** Continue from a saved optimizer step count (Adam's bias correction depends on it). */
+  set steps(n: number) {
+    if (!Number.isInteger(n) || n < 0) throw new Error(`step count must be a non-negative integer, got ${n}`);
+    this.step = n;
+  }
+
+  /** Submit a step without reading the loss back (the caller reads lossValue when it wants). */
+  submit(update: boolean, lr?: number): void {
+    if (update) this.adamStep!.setStep(++this.step, lr);
+    const enc = this.ctx.device.createCommandEncoder({ label: 'train' });
+    this.encode(enc, update);
+    this.ctx.device.queue.submit([enc.finish()]);
   }
 
   async readParams(): Promise<Float32Array> {

@@ -17,6 +17,7 @@ export {
   FORMAT_VERSION,
   SCHEDULE_BUFFERS,
   loadModel,
+  encodeModel,
   convertStateDict,
   convertCheckpoint,
   convertCheckpointAsync,

@@ -317,3 +317,20 @@ function safeJson(s: string): unknown {
     return s;
   }
 }
+
+/** Encode a model file from a config and float32 parameters by name (what a trainer saves). */
+export function encodeModel(
+  config: UNetConfig,
+  param: (name: string) => Float32Array,
+  meta: { schedule?: Schedule; condition?: ConditionSpec; extra?: Record<string, unknown>; dtype?: 'F32' | 'F16' | 'BF16' } = {},
+): Uint8Array {
+  const out = new Map<string, TensorEntry>();
+  for (const [name, shape] of expectedParamShapes(config)) {
+    out.set(name, castFloat({ dtype: 'F32', shape, data: new Uint8Array(param(name).slice().buffer) }, meta.dtype ?? 'F32', `tensor ${name}`));
+  }
+  const metadata: Record<string, string> = { format: FORMAT_NAME, format_version: String(FORMAT_VERSION), config: JSON.stringify(config) };
+  if (meta.schedule) metadata.schedule = JSON.stringify(meta.schedule);
+  if (meta.condition) metadata.condition = JSON.stringify(validateCondition(meta.condition));
+  if (meta.extra) metadata.training = JSON.stringify(meta.extra);
+  return writeSafetensors(out, metadata);
+}

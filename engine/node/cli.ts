@@ -27,6 +27,10 @@ const commands: Record<string, Command> = {
     summary: 'run a sampler from given noise, writing every step (for checking against PyTorch)',
     run: async () => (await import('./sample.ts')).sampleCommand,
   },
+  train: {
+    summary: 'train a model on a folder of photos (Algorithm 1), with checkpoints and a loss plot',
+    run: async () => (await import('./train.ts')).trainCommand,
+  },
   grad: {
     summary: 'loss, gradients and Adam steps on one batch (for checking training against PyTorch)',
     run: async () => (await import('./grad.ts')).gradCommand,

@@ -1,0 +1,321 @@
+// `sr3 train`: Algorithm 1 on a folder of photos, on the GPU, with checkpoints, a loss log and a loss plot.
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, appendFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { UNetConfig } from '../../weights-format/config.ts';
+import {
+  encodeModel, expectedParamShapes, f32Entry, loadModel, parseReferenceOptions, readSafetensors, toFloat32, validateConfig,
+  writeSafetensors, type Schedule, type SR3Model,
+} from '../../weights-format/index.ts';
+import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
+import { imageToTensors } from '../image.ts';
+import { emaUpdate, warmupLr } from '../optim.ts';
+import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from '../resample.ts';
+import { GaussianRng } from '../rng.ts';
+import { makeSchedule, parseSchedule } from '../schedule.ts';
+import { TrainGraph } from '../train.ts';
+import { openDevice } from './device.ts';
+import { readImage, type Image } from './image-io.ts';
+import { writePng } from './png.ts';
+import { plotLoss } from './plot.ts';
+import { progress } from './progress.ts';
+
+const base = { in_channel: 6, out_channel: 3, dropout: 0 };
+/** Named U-Net sizes: tiny (a quick test on the software device), small (the bundled natural4x's shape), sr3 (16->128). */
+export const PRESETS: Record<string, UNetConfig> = {
+  tiny: { ...base, inner_channel: 16, channel_mults: [1, 2, 2], res_blocks: 1, norm_groups: 8, attn_levels: [2] },
+  small: { ...base, inner_channel: 32, channel_mults: [1, 2, 4, 4], res_blocks: 2, norm_groups: 32, attn_levels: [3] },
+  sr3: { ...base, inner_channel: 64, channel_mults: [1, 2, 4, 8, 8], res_blocks: 2, norm_groups: 32, attn_levels: [3] },
+};
+
+const HELP = `usage: sr3 train --data <dir> --out <model.safetensors> [options]
+
+Trains an SR3 model (Algorithm 1 of the paper) on random crops of the PNG/JPEG photos in --data.
+  --config c        tiny | small | sr3 | a reference options .json (default small)
+  --scale s         upscaling factor (default 4); LR = antialiased bicubic downscale, condition = bicubic upscale
+  --patch p         HR crop size (default 128; a multiple of the model's 2^(levels-1) and of the scale)
+  --batch b         batch size (default 16)
+  --lr x            Adam learning rate (default 1e-4); --warmup n steps of linear warm-up (default 0)
+  --steps n | --minutes m   how long (default 1000 steps)
+  --loss l1|l2      (default l1, sum reduction as the reference; --reduction mean for the mean)
+  --schedule s      training noise schedule kind:steps:start:end (default linear:2000:1e-6:0.01)
+  --ema d           keep an EMA of the weights with decay d and save it as the model (default off)
+  --resume f        continue from a checkpoint written by this command (its .state file is read too)
+  --save-every n    checkpoint every n steps (default 500)
+  --seed n          (default 0)
+Writes <out> (the model), <out>.state.safetensors (optimizer state, for --resume), <out>.log.jsonl (loss per step)
+and <out>.loss.png (the loss curve). Ctrl-C saves a checkpoint and exits.`;
+
+function mulberry(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** PyTorch's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for conv/linear weights and biases; GN 1/0. */
+export function initParams(cfg: UNetConfig, seed: number): Map<string, Float32Array> {
+  const rnd = mulberry(seed);
+  const out = new Map<string, Float32Array>();
+  const shapes = expectedParamShapes(cfg);
+  for (const [name, shape] of shapes) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const v = new Float32Array(n);
+    const isNorm = /(block\.0|norm)\.(weight|bias)$/.test(name);
+    if (isNorm) v.fill(name.endsWith('weight') ? 1 : 0);
+    else {
+      const wShape = name.endsWith('.bias') ? shapes.get(name.replace(/bias$/, 'weight'))! : shape;
+      const fanIn = wShape.slice(1).reduce((a, b) => a * b, 1);
+      const bound = 1 / Math.sqrt(fanIn);
+      for (let i = 0; i < n; i++) v[i] = (rnd() * 2 - 1) * bound;
+    }
+    out.set(name, v);
+  }
+  return out;
+}
+
+interface Photo {
+  file: string;
+  img: Image;
+}
+
+/** A random crop with a random flip and 90-degree turn, as a CHW [-1, 1] tensor written into `dst` at `off`. */
+function randomCrop(p: Photo, size: number, rnd: () => number, dst: Float32Array, off: number): void {
+  const { img } = p;
+  const x0 = Math.floor(rnd() * (img.width - size + 1));
+  const y0 = Math.floor(rnd() * (img.height - size + 1));
+  const flip = rnd() < 0.5;
+  const rot = Math.floor(rnd() * 4);
+  const C = img.channels;
+  const max = img.bitDepth === 16 ? 65535 : 255;
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      let sx = flip ? size - 1 - x : x;
+      let sy = y;
+      for (let r = 0; r < rot; r++) [sx, sy] = [sy, size - 1 - sx];
+      const s = ((y0 + sy) * img.width + x0 + sx) * C;
+      for (let c = 0; c < 3; c++) dst[off + (c * size + y) * size + x] = (img.data[s + Math.min(c, C - 1)] / max) * 2 - 1;
+    }
+}
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      data: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      config: { type: 'string', default: 'small' },
+      scale: { type: 'string', default: '4' },
+      patch: { type: 'string', default: '128' },
+      batch: { type: 'string', default: '16' },
+      lr: { type: 'string', default: '1e-4' },
+      warmup: { type: 'string', default: '0' },
+      steps: { type: 'string' },
+      minutes: { type: 'string' },
+      loss: { type: 'string', default: 'l1' },
+      reduction: { type: 'string', default: 'sum' },
+      schedule: { type: 'string', default: 'linear:2000:1e-6:0.01' },
+      ema: { type: 'string' },
+      resume: { type: 'string' },
+      'save-every': { type: 'string', default: '500' },
+      seed: { type: 'string', default: '0' },
+      quiet: { type: 'boolean', short: 'q' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  if (!values.data) throw new Error(`--data is required\n\n${HELP}`);
+  if (!values.out) throw new Error(`--out is required\n\n${HELP}`);
+  const num = (k: keyof typeof values, min: number, int = true): number => {
+    const v = Number(values[k]);
+    if (!Number.isFinite(v) || v < min || (int && !Number.isInteger(v))) throw new Error(`--${String(k)} must be ${int ? 'an integer' : 'a number'} >= ${min}, got '${values[k]}'`);
+    return v;
+  };
+  const scale = num('scale', 1);
+  const patch = num('patch', 8);
+  const B = num('batch', 1);
+  const lr = num('lr', 0, false);
+  const warmup = num('warmup', 0);
+  const saveEvery = num('save-every', 1);
+  const seed = num('seed', 0);
+  const maxSteps = values.steps !== undefined ? num('steps', 1) : values.minutes !== undefined ? Infinity : 1000;
+  const minutes = values.minutes !== undefined ? num('minutes', 0, false) : Infinity;
+  const ema = values.ema !== undefined ? num('ema', 0, false) : 0;
+  if (ema >= 1) throw new Error(`--ema must be below 1, got ${ema}`);
+  const lossKind = values.loss as 'l1' | 'l2';
+  if (lossKind !== 'l1' && lossKind !== 'l2') throw new Error(`--loss must be l1 or l2`);
+  const reduction = values.reduction as 'sum' | 'mean';
+  if (reduction !== 'sum' && reduction !== 'mean') throw new Error(`--reduction must be sum or mean`);
+  const out = resolve(values.out);
+  if (!existsSync(dirname(out))) throw new Error(`${dirname(out)}: no such folder for the output`);
+
+  // ---- model: resume, preset or options file
+  let cfg: UNetConfig;
+  let schedule: Schedule;
+  let start: Map<string, Float32Array> | SR3Model;
+  let state: Map<string, Float32Array> | null = null;
+  let stepsDone = 0;
+  if (values.resume) {
+    const m = loadModel(await readFileBytes(values.resume));
+    cfg = m.config;
+    schedule = m.schedule ?? parseSchedule(values.schedule!);
+    start = m;
+    const sf = `${values.resume}.state.safetensors`;
+    if (existsSync(sf)) {
+      const st = readSafetensors(await readFileBytes(sf));
+      state = new Map([...st.tensors].map(([k, t]) => [k, toFloat32(t)]));
+      stepsDone = Number(st.metadata.step ?? 0);
+    } else console.error(`note: ${sf} not found: resuming the weights with a fresh optimizer`);
+  } else {
+    const c = values.config!;
+    if (PRESETS[c]) cfg = PRESETS[c];
+    else if (existsSync(c)) {
+      const parsed = parseReferenceOptions(readFileSync(c, 'utf8'), c);
+      cfg = validateConfig({ ...parsed.unet, norm_groups: parsed.unet.norm_groups ?? 32 }, c);
+    } else throw new Error(`--config: '${c}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an options file`);
+    schedule = parseSchedule(values.schedule!);
+    start = initParams(cfg, seed);
+  }
+  const f = 2 ** (cfg.channel_mults.length - 1);
+  if (patch % f || patch % scale) throw new Error(`--patch ${patch} must be a multiple of ${f} (the model's levels) and of the scale ${scale}`);
+  const tables = makeSchedule(schedule);
+  const T = tables.betas.length;
+
+  // ---- data
+  if (!existsSync(values.data) || !statSync(values.data).isDirectory()) throw new Error(`${values.data}: no such folder of training images`);
+  const files = readdirSync(values.data).filter((n) => /\.(png|jpe?g)$/i.test(n)).sort().map((n) => join(values.data!, n));
+  if (!files.length) throw new Error(`${values.data}: no PNG or JPEG images`);
+  const photos: Photo[] = [];
+  for (const file of files) {
+    const img = await readImage(file);
+    if (img.width < patch || img.height < patch) {
+      console.error(`note: skipping ${basename(file)} (${img.width}x${img.height}, smaller than the ${patch}px patch)`);
+      continue;
+    }
+    photos.push({ file, img });
+  }
+  if (!photos.length) throw new Error(`${values.data}: no image is at least ${patch}x${patch}`);
+
+  const ctx = await openDevice();
+  let stop = false;
+  const onSig = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    console.error('\ninterrupted: finishing this step and saving a checkpoint (Ctrl-C again to quit at once)');
+  };
+  process.on('SIGINT', onSig);
+  try {
+    const weights = { config: cfg, param: (n: string) => (start instanceof Map ? start.get(n)! : start.param(n)) };
+    const tg = await TrainGraph.build(ctx, weights, { batch: B, height: patch, width: patch, loss: lossKind, reduction, adam: { lr } });
+    // condition from the HR batch on the GPU: LR = antialiased downscale, condition = bicubic upscale, clamped
+    const rs = await Resampler.create(ctx);
+    const lrBuf = ctx.buffer(B * 3 * (patch / scale) ** 2 * 4, 'train.lr');
+    const rng = await GaussianRng.create(ctx);
+    const noiseFill = rng.fill({ out: tg.noise, n: B * 3 * patch * patch, seed, sub: 7 });
+    tg.prelude = [
+      rs.downscale({ input: tg.hr, output: lrBuf, batch: B, channels: 3, inH: patch, inW: patch, factor: scale, kernel: BICUBIC_TORCH_AA }),
+      rs.upscale({ input: lrBuf, output: tg.cond, batch: B, channels: 3, inH: patch / scale, inW: patch / scale, factor: scale, kernel: BICUBIC_TORCH, clamp: true }),
+      noiseFill.dispatch,
+    ];
+    let emaBuf: GPUBuffer | null = null;
+    if (ema > 0) {
+      emaBuf = ctx.buffer(tg.nParams * 4, 'train.ema');
+      const init = state?.get('ema') ?? (await tg.readParams());
+      ctx.write(emaBuf, init);
+      tg.postlude = [await emaUpdate(ctx, { n: tg.nParams, decay: ema }, { params: tg.params, ema: emaBuf })];
+    }
+    if (state) {
+      const m = state.get('adam_m');
+      const v = state.get('adam_v');
+      if (!m || !v || m.length !== tg.nParams || v.length !== tg.nParams) throw new Error('the .state file does not match this model');
+      ctx.write(tg.adamM!, m);
+      ctx.write(tg.adamV!, v);
+      tg.steps = stepsDone;
+    }
+    const condition = { scale, resample: 'bicubic', bicubic_a: -0.75, clamp: true };
+    const save = async (why: string) => {
+      const params = tg.byName(emaBuf ? await ctx.read(emaBuf, tg.nParams * 4) : await tg.readParams());
+      const extra = { steps: tg.steps, batch: B, patch, lr, loss: lossKind, reduction, ema, data: basename(resolve(values.data!)), images: photos.length };
+      await writeFileAtomic(out, encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra }));
+      const raw = await tg.readParams();
+      const st: [string, ReturnType<typeof f32Entry>][] = [
+        ['params', f32Entry([tg.nParams], raw)],
+        ['adam_m', f32Entry([tg.nParams], await ctx.read(tg.adamM!, tg.nParams * 4))],
+        ['adam_v', f32Entry([tg.nParams], await ctx.read(tg.adamV!, tg.nParams * 4))],
+      ];
+      if (emaBuf) st.push(['ema', f32Entry([tg.nParams], await ctx.read(emaBuf, tg.nParams * 4))]);
+      await writeFileAtomic(`${out}.state.safetensors`, writeSafetensors(st, { step: String(tg.steps) }));
+      if (!values.quiet) console.error(`${why}: saved ${out} at step ${tg.steps}`);
+    };
+    if (state?.get('params')) ctx.write(tg.params, state.get('params')!);
+
+    const rnd = mulberry(seed + stepsDone * 7919);
+    const n = B * 3 * patch * patch;
+    const hr = new Float32Array(n);
+    const sg = new Float32Array(B);
+    const logFile = `${out}.log.jsonl`;
+    if (!values.resume) writeFileSync(logFile, '');
+    const history: { step: number; loss: number }[] = [];
+    const prepare = () => {
+      for (let b = 0; b < B; b++) {
+        randomCrop(photos[Math.floor(rnd() * photos.length)], patch, rnd, hr, b * 3 * patch * patch);
+        // Algorithm 1: t ~ U{1..T}, sqrt(gamma) ~ U(sqrt(gamma_{t-1}), sqrt(gamma_t)) (sqrtGammaPrev has gamma_{-1} = 1)
+        const t = 1 + Math.floor(rnd() * T);
+        const a = tables.sqrtGammaPrev[t - 1];
+        const c = tables.sqrtGammaPrev[t];
+        sg[b] = c + rnd() * (a - c);
+      }
+    };
+    const total = Number.isFinite(maxSteps) ? maxSteps : 0;
+    const bar = progress('train', 'steps', process.stderr, !!values.quiet);
+    const t0 = performance.now();
+    const deadline = t0 + minutes * 60_000;
+    let firstLoss = NaN;
+    let lastLoss = NaN;
+    let step = 0;
+    prepare();
+    while (step < maxSteps && performance.now() < deadline && !stop) {
+      ctx.write(tg.hr, hr);
+      ctx.write(tg.sqrtGamma, sg);
+      noiseFill.setStream(stepsDone + step);
+      const lrNow = warmupLr(lr, tg.steps + 1, warmup);
+      tg.submit(true, lrNow);
+      prepare(); // the next batch's crops while the GPU works
+      const lossV = (await ctx.read(tg.lossValue, 4))[0];
+      if (!Number.isFinite(lossV)) throw new Error(`the loss became ${lossV} at step ${tg.steps}: lower --lr (now ${lr}) or add --warmup`);
+      step++;
+      if (Number.isNaN(firstLoss)) firstLoss = lossV;
+      lastLoss = lossV;
+      history.push({ step: tg.steps, loss: lossV });
+      appendFileSync(logFile, JSON.stringify({ step: tg.steps, loss: lossV, lr: lrNow, seconds: +((performance.now() - t0) / 1000).toFixed(3) }) + '\n');
+      bar.update(step, total || step);
+      if (step % saveEvery === 0) await save('checkpoint');
+    }
+    bar.done();
+    await save(stop ? 'interrupted' : 'done');
+    await writePng(`${out}.loss.png`, plotLoss(history));
+    const secs = (performance.now() - t0) / 1000;
+    const avg = (k: number) => {
+      const h = history.slice(0, k);
+      return h.reduce((s, p) => s + p.loss, 0) / Math.max(1, h.length);
+    };
+    const tail = history.slice(-Math.max(1, Math.floor(history.length / 10)));
+    console.error(
+      `trained ${step} steps in ${secs.toFixed(1)} s (${(step / secs).toFixed(2)} it/s, batch ${B}, ${patch}px) on ${ctx.adapter.description}; ` +
+        `loss first ${firstLoss.toFixed(2)}, last ${lastLoss.toFixed(2)}; mean of the first 10%: ${avg(Math.max(1, Math.floor(history.length / 10))).toFixed(2)}, ` +
+        `last 10%: ${(tail.reduce((s, p) => s + p.loss, 0) / tail.length).toFixed(2)}`,
+    );
+    tg.destroy();
+    return stop ? 130 : 0;
+  } finally {
+    process.off('SIGINT', onSig);
+    ctx.destroy();
+  }
+}
