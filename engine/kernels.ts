@@ -89,7 +89,7 @@ export async function conv2d(
   let pipeline: GPUComputePipeline;
   let workgroups: [number, number, number];
   if (kernel === 'direct') {
-    const { PX, RN, CC, WG } = DIRECT_BLOCK;
+    const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout);
     const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0 });
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
@@ -109,8 +109,9 @@ export async function conv2d(
 
 /**
  * Which conv2d shader a context uses: 'tiled' (64x64 workgroup tiles staged through workgroup memory, for GPUs) or
- * 'direct' (register blocks with uniform weight loads and no workgroup memory, for CPU-like software devices, where
- * workgroup memory is ordinary memory and every barrier is a coroutine switch). Both compute the same thing.
+ * 'direct' (each invocation a block of pixels x output channels held in registers, weights staged in workgroup memory,
+ * for CPU-like software devices, where every load is a per-lane loop with bounds checks and arithmetic is nearly
+ * free). Both compute the same thing; the tests run both.
  */
 export type ConvKernel = 'tiled' | 'direct';
 const convKernels = new WeakMap<GpuContext, ConvKernel>();
@@ -122,8 +123,21 @@ export function setConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): 
 export function convKernelFor(ctx: GpuContext): ConvKernel {
   return convKernels.get(ctx) ?? (ctx.adapter.isSoftware ? 'direct' : 'tiled');
 }
-/** The direct kernel's block: PX pixels x RN output channels per invocation, CC staged input channels, WG invocations. */
-export const DIRECT_BLOCK = { PX: 8, RN: 4, CC: 32, WG: 64 };
+/**
+ * The direct kernel's block for one conv: PX pixels of a row x RN output channels per invocation (as large as the map
+ * and channel count allow: on lavapipe a load costs ~20x an FMA, and spilled accumulators are cheap stack memory),
+ * WG invocations per workgroup (fewer on small maps, so lanes are not left idle), CC input channels staged at a
+ * time (8 KiB of weights in workgroup memory). DIRECT_BLOCK overrides any field (experiments, tests).
+ */
+export function directBlock(ks: 1 | 3, Hout: number, Wout: number, Cout: number): { PX: number; RN: number; CC: number; WG: number } {
+  const PX = DIRECT_BLOCK.PX ?? (Wout >= 8 ? 8 : 4);
+  const RN = DIRECT_BLOCK.RN ?? (Cout > 4 ? 8 : 4);
+  const units = Hout * ceilDiv(Wout, PX);
+  const WG = DIRECT_BLOCK.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
+  const CC = DIRECT_BLOCK.CC ?? Math.max(1, Math.floor(512 / (ks * ks * (RN / 4))));
+  return { PX, RN, CC, WG };
+}
+export const DIRECT_BLOCK: { PX?: number; RN?: number; CC?: number; WG?: number } = {};
 
 export interface GroupNormSpec {
   B: number;

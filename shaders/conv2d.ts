@@ -167,11 +167,6 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
     L.push(`  let vx${d} = ex${d} >= 0 && ex${d} < We;`);
     L.push(`  let cx${d} = u32(select(0, ex${d}, vx${d}))${up};`);
   }
-  for (let ky = 0; ky < ks; ky++) {
-    L.push(`  let ey${ky} = eyb + ${ky};`);
-    L.push(`  let vy${ky} = ey${ky} >= 0 && ey${ky} < He;`);
-    L.push(`  let ry${ky} = u32(select(0, ey${ky}, vy${ky}))${up} * p.Win;`);
-  }
   for (const i of I) for (const j of J) L.push(`  var a${i}_${j} = 0.0;`);
   const setup = L.join('\n');
 
@@ -180,21 +175,24 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
     const B: string[] = [];
     B.push(`      var mu = 0.0; var sc = 1.0; var be = 0.0;`);
     B.push(`      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`);
-    for (let ky = 0; ky < ks; ky++) {
-      for (const d of cols) {
-        B.push(`      var x${ky}_${d} = ${src}[cb + ry${ky} + cx${d}];`);
-        B.push(`      if (NORM != 0u) { x${ky}_${d} = (x${ky}_${d} - mu) * sc + be; if (NORM == 2u) { x${ky}_${d} = x${ky}_${d} / (1.0 + exp(-x${ky}_${d})); } }`);
-        B.push(`      x${ky}_${d} = select(0.0, x${ky}_${d}, vy${ky} && vx${d});`);
-      }
-      for (let kx = 0; kx < ks; kx++) {
-        const t = ky * ks + kx;
-        for (let q = 0; q < RN4; q++) B.push(`      let w${q}_${t} = ws[(cl * ${KK}u + ${t}u) * ${RN4}u + ${q}u];`);
-        for (const i of I) {
-          const d = i * stride + kx;
-          for (const j of J) B.push(`      a${i}_${j} = fma(x${ky}_${d}, w${j >> 2}_${t}[${j & 3}], a${i}_${j});`);
-        }
+    B.push(`      for (var ky = 0; ky < ${ks}; ky++) {`);
+    B.push(`        let ey = eyb + ky;`);
+    B.push(`        let vy = ey >= 0 && ey < He;`);
+    B.push(`        let ry = cb + u32(select(0, ey, vy))${up} * p.Win;`);
+    B.push(`        let wt = (cl * ${KK}u + u32(ky) * ${ks}u) * ${RN4}u;`);
+    for (const d of cols) {
+      B.push(`        var x${d} = ${src}[ry + cx${d}];`);
+      B.push(`        if (NORM != 0u) { x${d} = (x${d} - mu) * sc + be; if (NORM == 2u) { x${d} = x${d} / (1.0 + exp(-x${d})); } }`);
+      B.push(`        x${d} = select(0.0, x${d}, vy && vx${d});`);
+    }
+    for (let kx = 0; kx < ks; kx++) {
+      for (let q = 0; q < RN4; q++) B.push(`        let w${q}_${kx} = ws[wt + ${kx * RN4 + q}u];`);
+      for (const i of I) {
+        const d = i * stride + kx;
+        for (const j of J) B.push(`        a${i}_${j} = fma(x${d}, w${j >> 2}_${kx}[${j & 3}], a${i}_${j});`);
       }
     }
+    B.push(`      }`);
     return B.join('\n');
   };
 
