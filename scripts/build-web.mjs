@@ -22,7 +22,8 @@ const EXAMPLE = 'examples/astronaut-32.png';
 const FORBIDDEN = [/^engine\/node\//, /^weights-format\/(node|cli|testing)\.ts$/, /^bin\//, /^test\//, /^bench\//];
 const BUILTINS = new Set([...builtinModules, ...builtinModules.map((m) => `node:${m}`)]);
 
-const noNode = {
+/** esbuild plugin: an import of a Node built-in or of Node-only project code is a build error. */
+export const noNodePlugin = {
   name: 'no-node',
   setup(build) {
     build.onResolve({ filter: /.*/ }, (args) => {
@@ -62,7 +63,7 @@ export async function buildWeb({ outdir = join(ROOT, 'dist/web'), copyModel = tr
     minify,
     metafile: true,
     logLevel: 'silent',
-    plugins: [noNode],
+    plugins: [noNodePlugin],
   });
   // Belt and braces: look at what went in.
   const inputs = Object.keys(result.metafile.inputs);

@@ -1,7 +1,7 @@
 // The README's screenshot of the demo page after an upscale, in headless Chromium (Debian's /usr/bin/chromium driven by
 // playwright-core; never a downloaded browser). Also exports the browser/server helpers test/browser.test.ts uses.
 //
-//   npx tsx scripts/screenshot.ts [-o docs/demo.png] [--steps 8] [--sampler ddim] [--no-build]
+//   npx tsx scripts/screenshot.ts [-o docs/demo.png] [--steps 20] [--sampler ddim] [--no-build]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -97,7 +97,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       out: { type: 'string', short: 'o', default: join(ROOT, 'docs/demo.png') },
-      steps: { type: 'string', default: '8' },
+      steps: { type: 'string', default: '20' },
       sampler: { type: 'string', default: 'ddim' },
       seed: { type: 'string', default: '0' },
       'no-build': { type: 'boolean' },

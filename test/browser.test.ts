@@ -5,6 +5,7 @@
 // and for a too-large image.
 //
 // No silent skips: a missing Chromium or a missing WebGPU adapter fails the test that needs it and says why.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -89,6 +90,19 @@ test('the bundle has no Node code: no node: imports, no require, none of the Nod
     assert.not.match(js, /from\s*["']node:|import\(\s*["']node:|\brequire\(/, `${f} imports Node`);
     assert.not.match(js, /engine\/node\/|weights-format\/node\.ts|weights-format\/cli\.ts/, `${f} bundles Node-only code`);
   }
+});
+
+test('the build refuses Node code: engine/node/, weights-format/cli.ts, node: built-ins', () => {
+  const probe = (entry: string) => {
+    const src =
+      `import { build } from 'esbuild'; import { noNodePlugin } from './scripts/build-web.mjs';` +
+      `try { await build({ entryPoints: [${JSON.stringify(entry)}], bundle: true, write: false, platform: 'browser', format: 'esm', logLevel: 'silent', plugins: [noNodePlugin] }); console.log('BUILT'); }` +
+      `catch (e) { console.log('REFUSED ' + (e.errors ?? []).map((x) => x.text).join(' | ')); }`;
+    return execFileSync(process.execPath, ['--input-type=module', '-e', src], { cwd: ROOT, encoding: 'utf8' }).trim();
+  };
+  assert.match(probe('engine/node/upscale.ts'), /^REFUSED .*(Node-only|Node built-in)/);
+  assert.match(probe('weights-format/cli.ts'), /^REFUSED .*Node/);
+  assert.is(probe('engine/browser.ts'), 'BUILT');
 });
 
 test('in headless Chromium: WebGPU adapter, the tiny model from a URL, 8x8 -> 32x32 equal to the Node engine within tolerance', async () => {
@@ -202,7 +216,7 @@ test('in headless Chromium: an AbortSignal cancels between steps; an aborted sig
   assert.is(r.err2, 'AbortError');
 });
 
-test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG download; same pixels as Node', async () => {
+test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG download, Cancel; same pixels as Node', async () => {
   const b = await webgpuBrowser();
   const page = await newPage(b);
   // a 16x16 crop of the example picture (the face), picked through the page's file input
@@ -232,6 +246,16 @@ test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG d
   const download = await Promise.all([page.waitForEvent('download'), page.click('#download')]).then(([d]) => d);
   const pngPath = join(OUT, 'download.png');
   await download.saveAs(pngPath);
+  // Cancel: a long run stopped from the page after its first step
+  await page.fill('#steps', '200');
+  await page.click('#run');
+  await page.waitForFunction(() => /^step [1-9]/.test(document.getElementById('progress-text')!.textContent ?? ''), null, { polling: 50 });
+  assert.ok(await page.isEnabled('#cancel'));
+  await page.click('#cancel');
+  await page.waitForFunction(() => document.body.dataset.state !== 'running', null, { polling: 50 });
+  assert.is(await page.evaluate(() => document.body.dataset.state), 'cancelled');
+  assert.match((await page.textContent('#message')) ?? '', /Cancelled/);
+  assert.ok(await page.isEnabled('#run'), 'a new run can start after a cancel');
   await page.close();
   assert.is(download.suggestedFilename(), 'face_sr4x.png');
   const png = await readImage(pngPath);

@@ -230,16 +230,27 @@ ui.file.addEventListener('change', () => {
 ui.example.addEventListener('click', () => void loadExample().catch(fail));
 ui.run.addEventListener('click', () => void runUpscale());
 ui.cancel.addEventListener('click', () => running?.abort(new DOMException('cancelled', 'AbortError')));
-ui.drop.addEventListener('dragover', (e) => {
+// The whole window takes a dropped image (a drop outside the box would otherwise navigate away to the file).
+window.addEventListener('dragover', (e) => {
   e.preventDefault();
   ui.drop.classList.add('over');
 });
-ui.drop.addEventListener('dragleave', () => ui.drop.classList.remove('over'));
-ui.drop.addEventListener('drop', (e) => {
+window.addEventListener('dragleave', (e) => {
+  if (!e.relatedTarget) ui.drop.classList.remove('over');
+});
+window.addEventListener('drop', (e) => {
   e.preventDefault();
   ui.drop.classList.remove('over');
   const f = e.dataTransfer?.files?.[0];
-  if (f) void setInput(f, f.name);
+  if (!f) return;
+  if (!f.type.startsWith('image/') && f.type !== '') return showMessage(`${f.name} is not an image (${f.type}).`);
+  void setInput(f, f.name);
+});
+ui.drop.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    ui.file.click();
+  }
 });
 
 start().catch(fail);
