@@ -103,7 +103,7 @@ export class TrainGraph {
       },
       ...(await recordEmbedding(ctx, plan, pb)),
     ];
-    for (const op of plan.ops) f.push(await recordOp(ctx, op, pb, buf));
+    for (const op of plan.ops) f.push(...(await recordOp(ctx, op, pb, buf)));
 
     // ---- loss against the noise: value and dLoss/dPred
     const grad = new Map<PTensor, GPUBuffer>();

@@ -4,6 +4,7 @@
 import type { UNetConfig } from '../weights-format/config.ts';
 import { encodeDispatch, fmtBytes, type Dispatch, type GpuContext } from './gpu.ts';
 import * as K from './kernels.ts';
+import { groupNormApply } from './kernels-backward.ts';
 import { checkShape, opInputs, opOutput, packParams, planUNet, type PlanOp, type PTensor, type UNetPlan } from './unet-plan.ts';
 
 /** What the builder needs of a model: its config and float32 parameters by reference name. */
@@ -25,6 +26,11 @@ export interface UNetBuildOptions {
   splitInput?: boolean;
   /** Prefix of the buffers' labels (default 'unet'). */
   label?: string;
+  /**
+   * Write each GroupNorm(+Swish) out before its conv instead of fusing it into the conv's input load (default: on a
+   * software device, where the fused form recomputes exp() in every tap; off on GPUs, where it saves a round trip).
+   */
+  materializeNorm?: boolean;
 }
 
 /** Device buffers for a plan's parameters, embeddings and statistics, and the dispatches of the noise-level MLP. */
@@ -68,19 +74,40 @@ export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanB
   return d;
 }
 
-/** One op of the plan as a dispatch, given a buffer for every tensor. */
-export async function recordOp(ctx: GpuContext, op: PlanOp, pb: PlanBuffers, buf: (t: PTensor) => GPUBuffer): Promise<Dispatch> {
+/**
+ * One op of the plan as dispatches, given a buffer for every tensor. With `xn` (a scratch of normScratchBytes), a
+ * conv's GroupNorm(+Swish) is written out once by its own kernel and the conv reads the result: cheaper where
+ * transcendental functions are slow (a software device) than normalising in every conv tap.
+ */
+export async function recordOp(ctx: GpuContext, op: PlanOp, pb: PlanBuffers, buf: (t: PTensor) => GPUBuffer, xn?: GPUBuffer): Promise<Dispatch[]> {
   switch (op.kind) {
     case 'gnstats':
-      return K.groupNormStats(ctx, op.spec, { a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats });
-    case 'conv':
-      return K.conv2d(ctx, op.spec, {
-        params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: op.spec.norm ? pb.stats : undefined,
-        emb: op.spec.embOff !== undefined && op.spec.embOff >= 0 ? pb.emb : undefined, res: op.res ? buf(op.res) : undefined, out: buf(op.out),
-      });
+      return [await K.groupNormStats(ctx, op.spec, { a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats })];
+    case 'conv': {
+      const s = op.spec;
+      const emb = s.embOff !== undefined && s.embOff >= 0 ? pb.emb : undefined;
+      const res = op.res ? buf(op.res) : undefined;
+      if (xn && s.norm) {
+        const apply = await groupNormApply(
+          ctx,
+          { B: s.B, C1: s.C1, C2: s.C2, HW: s.Hin * s.Win, groups: s.groups ?? 1, statsOff: s.statsOff ?? 0, gammaOff: s.gammaOff ?? 0, betaOff: s.betaOff ?? 0, swish: s.norm === 2, label: `${op.label}.norm` },
+          { params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats, out: xn },
+        );
+        const conv = await K.conv2d(ctx, { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 }, { params: pb.params, a: xn, emb, res, out: buf(op.out) });
+        return [apply, conv];
+      }
+      return [await K.conv2d(ctx, s, { params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: s.norm ? pb.stats : undefined, emb, res, out: buf(op.out) })];
+    }
     case 'attention':
-      return K.attention(ctx, op.spec, { qkv: buf(op.qkv), out: buf(op.out) });
+      return [await K.attention(ctx, op.spec, { qkv: buf(op.qkv), out: buf(op.out) })];
   }
+}
+
+/** Bytes of the scratch recordOp needs to materialise the plan's normalisations (0 when none). */
+export function normScratchBytes(plan: UNetPlan): number {
+  let n = 0;
+  for (const op of plan.ops) if (op.kind === 'conv' && op.spec.norm) n = Math.max(n, op.spec.B * (op.spec.C1 + op.spec.C2) * op.spec.Hin * op.spec.Win * 4);
+  return n;
 }
 
 export class UNet {
@@ -127,11 +154,11 @@ export class UNet {
     const net = new UNet(ctx, weights.config, B, H, W, plan, pb);
     net.owned.push(...Object.values(pb));
     net.memory.params = flat.byteLength;
-    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet');
+    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? ctx.adapter.isSoftware);
     return net;
   }
 
-  private async compile(pb: PlanBuffers, keep: boolean, label: string): Promise<void> {
+  private async compile(pb: PlanBuffers, keep: boolean, label: string, materialize: boolean): Promise<void> {
     const ctx = this.ctx;
     const plan = this.plan;
     const bufs = new Map<PTensor, GPUBuffer>();
@@ -162,7 +189,9 @@ export class UNet {
     });
 
     this.dispatches.push(...(await recordEmbedding(ctx, plan, pb)));
-    for (const op of plan.ops) this.dispatches.push(await recordOp(ctx, op, pb, (t) => bufs.get(t)!));
+    const xn = materialize && normScratchBytes(plan) ? this.own(ctx.buffer(normScratchBytes(plan), `${label}.norm_scratch`)) : undefined;
+    if (xn) this.memory.activations += xn.size;
+    for (const op of plan.ops) this.dispatches.push(...(await recordOp(ctx, op, pb, (t) => bufs.get(t)!, xn)));
     const self = this as { output: GPUBuffer; input: GPUBuffer | null; cond: GPUBuffer | null; y: GPUBuffer | null };
     self.output = bufs.get(plan.output)!;
     if (plan.inputB) {

@@ -6,13 +6,14 @@ import { UNet } from '../engine/unet.ts';
 import { device, relErr, releaseDevice } from './helpers/device.ts';
 import { GOLDEN_CASES, goldenModel, goldenTensors } from './helpers/golden.ts';
 
-for (const name of GOLDEN_CASES) {
-  test(`golden ${name}: eps and every activation within 1e-4 of the reference`, async () => {
+for (const name of GOLDEN_CASES) for (const materializeNorm of [false, true]) {
+  const how = materializeNorm ? 'GroupNorm written out before each conv' : 'GroupNorm fused into the conv input load';
+  test(`golden ${name} (${how}): eps and every activation within 1e-4 of the reference`, async () => {
     const ctx = await device();
     const model = goldenModel(name);
     const g = goldenTensors(name, 'forward.safetensors');
     const [B, , H, W] = g.shape('x_in');
-    const net = await UNet.build(ctx, model, { batch: B, height: H, width: W, keepActivations: true });
+    const net = await UNet.build(ctx, model, { batch: B, height: H, width: W, keepActivations: true, materializeNorm });
     const eps = await net.forward(g.get('x_in'), g.get('noise_level'));
     const errs: string[] = [];
     let worst = 0;
@@ -31,7 +32,7 @@ for (const name of GOLDEN_CASES) {
       check(k, await ctx.read(a!.buf, n * 4));
     }
     check('eps', eps);
-    console.log(`    ${name}: worst relative error ${worst.toExponential(2)} over eps and ${acts.length} activations`);
+    console.log(`    ${name}, ${materializeNorm ? 'materialised' : 'fused'} GroupNorm: worst relative error ${worst.toExponential(2)} over eps and ${acts.length} activations`);
     assert.equal(errs, [], errs.join('\n'));
     net.destroy();
   });
