@@ -82,6 +82,8 @@ const CASES: Case[] = [
   // concatenation of 3 + 14 channels (more than one staged weight chunk when CC is small), GroupNorm + Swish
   { B: 2, C1: 3, C2: 14, H: 5, W: 19, Cout: 20, ks: 3, stride: 1, norm: 2, G: 17, bias: true, emb: true, res: true, seed: 9 },
   { B: 1, C1: 40, C2: 0, H: 3, W: 33, Cout: 9, ks: 3, stride: 1, norm: 2, G: 8, bias: true, seed: 10 },
+  // a large map and 33 output channels: the direct kernel's 16-channel block, with a partial last block
+  { B: 1, C1: 3, C2: 2, H: 64, W: 65, Cout: 33, ks: 3, stride: 1, norm: 2, G: 5, bias: true, emb: true, seed: 11 },
 ];
 
 for (const kernel of ['tiled', 'direct'] as const) {
