@@ -17,6 +17,11 @@ export interface TrainGraphOptions {
   /** 'sum' as the reference trains, or 'mean'. */
   reduction?: 'sum' | 'mean';
   adam?: AdamOptions;
+  /**
+   * 'diffusion' (Algorithm 1: predict the noise of y_noisy) or 'regression' (the paper's baseline: predict y0 from the
+   * condition alone in one pass; y and the noise level stay 0, the target is hr).
+   */
+  objective?: 'diffusion' | 'regression';
 }
 
 export class TrainGraph {
@@ -94,15 +99,17 @@ export class TrainGraph {
 
     // ---- forward: y_noisy = sqrt(g) y0 + sqrt(1-g) eps, then the U-Net on cat(cond, y_noisy)
     const noisify = await ctx.pipeline(NOISIFY_WGSL, { label: 'noisify' });
-    const f: Dispatch[] = [
-      {
+    const regression = o.objective === 'regression';
+    const f: Dispatch[] = [];
+    if (!regression) {
+      f.push({
         pipeline: noisify,
         bindGroup: ctx.bind(noisify, [pb.level, this.hr, this.noise, buf(yT), ctx.uniform(new Uint32Array([n, n / B, 0, 0]))]),
         workgroups: rngWorkgroups(n),
         label: 'noisify',
-      },
-      ...(await recordEmbedding(ctx, plan, pb)),
-    ];
+      });
+    }
+    f.push(...(await recordEmbedding(ctx, plan, pb)));
     for (const op of plan.ops) f.push(...(await recordOp(ctx, op, pb, buf)));
 
     // ---- loss against the noise: value and dLoss/dPred
@@ -120,7 +127,7 @@ export class TrainGraph {
       ...(await KB.loss(
         ctx,
         { n, kind: o.loss ?? 'l1', reduction: o.reduction ?? 'sum', label: 'loss' },
-        { pred: buf(plan.output), target: this.noise, grad: gradOf(plan.output), partial, value: this.lossValue },
+        { pred: buf(plan.output), target: regression ? this.hr : this.noise, grad: gradOf(plan.output), partial, value: this.lossValue },
       )),
     );
     this.forwardLoss = f;

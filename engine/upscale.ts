@@ -118,6 +118,7 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
   UNet.checkShape(cfg, samples, Hp, Wp);
 
   const rs = await Resampler.create(ctx);
+  if (modelObjective(model) === 'regression') return regress(ctx, rs, model, lrP, { scale, up, clamp, samples, out: [lr.height * scale, lr.width * scale] });
   const n = samples * C * Hp * Wp;
   const lrBuf = ctx.buffer(samples * C * hlr * wlr * 4, 'upscale.lr');
   for (let s = 0; s < samples; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
@@ -161,6 +162,40 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
     sampler.destroy();
     lrBuf.destroy();
     for (const b of extra.bufs) b.destroy();
+  }
+}
+
+/** 'regression' for the paper's regression baseline (trained by `sr3 train --objective regression`), else 'diffusion'. */
+export function modelObjective(model: SR3Model): 'diffusion' | 'regression' {
+  try {
+    return JSON.parse(model.metadata?.training ?? '{}').objective === 'regression' ? 'regression' : 'diffusion';
+  } catch {
+    return 'diffusion';
+  }
+}
+
+/** The regression baseline: one U-Net pass on cat(condition, 0) at noise level 0 predicts the HR image. */
+async function regress(
+  ctx: GpuContext,
+  rs: Resampler,
+  model: SR3Model,
+  lrP: Tensor3,
+  o: { scale: number; up: CubicKernel; clamp: boolean; samples: number; out: [number, number] },
+): Promise<Tensor3[]> {
+  const C = lrP.channels;
+  const [Hp, Wp] = [lrP.height * o.scale, lrP.width * o.scale];
+  const net = await UNet.build(ctx, model, { batch: 1, height: Hp, width: Wp, splitInput: true });
+  const lrBuf = ctx.upload(lrP.data, 'regress.lr');
+  try {
+    // y and the noise level are zero-initialised buffers
+    ctx.run([rs.upscale({ input: lrBuf, output: net.cond!, batch: 1, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp })]);
+    net.run();
+    const y = await ctx.read(net.output, C * Hp * Wp * 4);
+    const img = crop({ channels: C, height: Hp, width: Wp, data: y }, o.out[0], o.out[1]);
+    return Array.from({ length: o.samples }, () => img);
+  } finally {
+    net.destroy();
+    lrBuf.destroy();
   }
 }
 

@@ -62,6 +62,25 @@ test('--resume continues the step count and the log', async () => {
   assert.is(log[26].step, 27);
 });
 
+test('the regression baseline trains with MSE and upscales in one pass', async () => {
+  const out = join(dir, 'regress.safetensors');
+  const r = await run(['train', '--data', data, '--out', out, '--config', 'tiny', '--objective', 'regression', '--patch', '16', '--batch', '4', '--steps', '16', '--lr', '1e-3', '--reduction', 'mean', '--quiet']);
+  assert.is(r.code, 0, r.out);
+  const log = readLog(`${out}.log.jsonl`);
+  const first = log.slice(0, 4).reduce((s, p) => s + p.loss, 0) / 4;
+  const last = log.slice(-4).reduce((s, p) => s + p.loss, 0) / 4;
+  console.log(`    regression MSE, first 4 steps ${first.toFixed(4)}, last 4 steps ${last.toFixed(4)}`);
+  assert.ok(last < 0.8 * first, `MSE did not fall: ${first} -> ${last}`);
+  assert.match(loadModel(new Uint8Array(readFileSync(out))).metadata.training, /"objective":"regression"/);
+  const png = join(dir, 'regress.png');
+  const a = await run(['upscale', join(data, 'p0.png'), '-o', png, '--model', out, '--quiet']);
+  assert.is(a.code, 0, a.out);
+  assert.ok(existsSync(png));
+  const again = await run(['train', '--data', data, '--out', out, '--resume', out, '--objective', 'diffusion', '--steps', '1', '--quiet']);
+  assert.is(again.code, 1);
+  assert.match(again.out, /trained with --objective regression/);
+});
+
 test('bad requests are refused before training', async () => {
   const cases: [string[], RegExp][] = [
     [['train', '--data', join(dir, 'nope'), '--out', join(dir, 'x.safetensors'), '--config', 'tiny'], /nope: no such folder of training images/],

@@ -38,6 +38,8 @@ Trains an SR3 model (Algorithm 1 of the paper) on random crops of the PNG/JPEG p
   --lr x            Adam learning rate (default 1e-4); --warmup n steps of linear warm-up (default 0)
   --steps n | --minutes m   how long (default 1000 steps)
   --loss l1|l2      (default l1, sum reduction as the reference; --reduction mean for the mean)
+  --objective o     diffusion (default) or regression: the paper's baseline, the same U-Net predicting the HR image
+                    from the condition in one pass (MSE, l2, unless --loss says otherwise)
   --schedule s      training noise schedule kind:steps:start:end (default linear:2000:1e-6:0.01)
   --ema d           keep an EMA of the weights with decay d and save it as the model (default off)
   --resume f        continue from a checkpoint written by this command (its .state file is read too)
@@ -116,7 +118,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
       warmup: { type: 'string', default: '0' },
       steps: { type: 'string' },
       minutes: { type: 'string' },
-      loss: { type: 'string', default: 'l1' },
+      loss: { type: 'string' },
+      objective: { type: 'string' },
       reduction: { type: 'string', default: 'sum' },
       schedule: { type: 'string', default: 'linear:2000:1e-6:0.01' },
       ema: { type: 'string' },
@@ -149,7 +152,18 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const minutes = values.minutes !== undefined ? num('minutes', 0, false) : Infinity;
   const ema = values.ema !== undefined ? num('ema', 0, false) : 0;
   if (ema >= 1) throw new Error(`--ema must be below 1, got ${ema}`);
-  const lossKind = values.loss as 'l1' | 'l2';
+  let savedObjective: string | undefined;
+  if (values.resume) {
+    try {
+      savedObjective = JSON.parse(loadModel(await readFileBytes(values.resume)).metadata.training ?? '{}').objective;
+    } catch {
+      /* reported when the checkpoint is loaded below */
+    }
+  }
+  const objective = (values.objective ?? savedObjective ?? 'diffusion') as 'diffusion' | 'regression';
+  if (objective !== 'diffusion' && objective !== 'regression') throw new Error(`--objective must be diffusion or regression, got '${values.objective}'`);
+  if (savedObjective && savedObjective !== objective) throw new Error(`${values.resume} was trained with --objective ${savedObjective}; cannot continue it as ${objective}`);
+  const lossKind = (values.loss ?? (objective === 'regression' ? 'l2' : 'l1')) as 'l1' | 'l2';
   if (lossKind !== 'l1' && lossKind !== 'l2') throw new Error(`--loss must be l1 or l2`);
   const reduction = values.reduction as 'sum' | 'mean';
   if (reduction !== 'sum' && reduction !== 'mean') throw new Error(`--reduction must be sum or mean`);
@@ -213,7 +227,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', onSig);
   try {
     const weights = { config: cfg, param: (n: string) => (start instanceof Map ? start.get(n)! : start.param(n)) };
-    const tg = await TrainGraph.build(ctx, weights, { batch: B, height: patch, width: patch, loss: lossKind, reduction, adam: { lr } });
+    const tg = await TrainGraph.build(ctx, weights, { batch: B, height: patch, width: patch, loss: lossKind, reduction, adam: { lr }, objective });
     // condition from the HR batch on the GPU: LR = antialiased downscale, condition = bicubic upscale, clamped
     const rs = await Resampler.create(ctx);
     const lrBuf = ctx.buffer(B * 3 * (patch / scale) ** 2 * 4, 'train.lr');
@@ -242,7 +256,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     const condition = { scale, resample: 'bicubic', bicubic_a: -0.75, clamp: true };
     const save = async (why: string) => {
       const params = tg.byName(emaBuf ? await ctx.read(emaBuf, tg.nParams * 4) : await tg.readParams());
-      const extra = { steps: tg.steps, batch: B, patch, lr, loss: lossKind, reduction, ema, data: basename(resolve(values.data!)), images: photos.length };
+      const extra = { objective, steps: tg.steps, batch: B, patch, lr, loss: lossKind, reduction, ema, data: basename(resolve(values.data!)), images: photos.length };
       await writeFileAtomic(out, encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra }));
       const raw = await tg.readParams();
       const st: [string, ReturnType<typeof f32Entry>][] = [
@@ -270,7 +284,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
         const t = 1 + Math.floor(rnd() * T);
         const a = tables.sqrtGammaPrev[t - 1];
         const c = tables.sqrtGammaPrev[t];
-        sg[b] = c + rnd() * (a - c);
+        sg[b] = objective === 'regression' ? 0 : c + rnd() * (a - c);
       }
     };
     const total = Number.isFinite(maxSteps) ? maxSteps : 0;
