@@ -90,7 +90,8 @@ export async function conv2d(
   let workgroups: [number, number, number];
   if (kernel === 'direct') {
     const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout);
-    const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0 });
+    const vec = spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && DIRECT_BLOCK.vec !== false;
+    const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0, vec });
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else {
@@ -139,7 +140,7 @@ export function directBlock(ks: 1 | 3, Hout: number, Wout: number, Cout: number)
   const CC = DIRECT_BLOCK.CC ?? Math.max(1, Math.floor(512 / (ks * ks * (RN / 4))));
   return { PX, RN, CC, WG };
 }
-export const DIRECT_BLOCK: { PX?: number; RN?: number; CC?: number; WG?: number } = {};
+export const DIRECT_BLOCK: { PX?: number; RN?: number; CC?: number; WG?: number; vec?: boolean } = {};
 
 export interface GroupNormSpec {
   B: number;

@@ -139,6 +139,11 @@ export interface DirectConvShape {
   WG: number;
   /** whether input B (the skip concatenation) has channels: without it, its loop is left out of the text */
   concat: boolean;
+  /**
+   * Read the inputs as vec4s (a per-lane vec4 load costs about twice a scalar one on lavapipe, for four values). Only
+   * for stride 1 without upsampling, PX a multiple of 4 and input rows a multiple of 4 wide (the caller checks Win).
+   */
+  vec?: boolean;
 }
 
 /**
@@ -153,6 +158,8 @@ export interface DirectConvShape {
 export function conv2dDirectWgsl(o: DirectConvShape): string {
   const { ks, stride, upsample, PX, RN, CC, WG, concat } = o;
   if (RN % 4 !== 0) throw new Error('conv2dDirectWgsl: RN must be a multiple of 4');
+  const vec = !!o.vec;
+  if (vec && (stride !== 1 || upsample || PX % 4 !== 0)) throw new Error('conv2dDirectWgsl: vec4 loads need stride 1, no upsampling and PX % 4 == 0');
   const KK = ks * ks;
   const RN4 = RN / 4;
   const pad = ks >> 1;
@@ -180,8 +187,21 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
     B.push(`        let vy = ey >= 0 && ey < He;`);
     B.push(`        let ry = cb + u32(select(0, ey, vy))${up} * p.Win;`);
     B.push(`        let wt = (cl * ${KK}u + u32(ky) * ${ks}u) * ${RN4}u;`);
+    if (vec) {
+      // column d is at offset e = d - pad from ox0: vec4 number floor(e / 4) of the row segment, component e mod 4
+      B.push(`        let rv = (ry + ox0) / 4u;`);
+      const vk = [...new Set(cols.map((d) => Math.floor((d - pad) / 4)))];
+      for (const k of vk) {
+        const idx = k < 0 ? `select(rv - ${-k}u, rv, ox0 < ${-4 * k}u)` : `rv + ${k}u`;
+        B.push(`        let v${k < 0 ? `m${-k}` : k} = ${src}[${idx}];`);
+      }
+    }
     for (const d of cols) {
-      B.push(`        var x${d} = ${src}[ry + cx${d}];`);
+      if (vec) {
+        const e = d - pad;
+        const k = Math.floor(e / 4);
+        B.push(`        var x${d} = v${k < 0 ? `m${-k}` : k}[${e - 4 * k}];`);
+      } else B.push(`        var x${d} = ${src}[ry + cx${d}];`);
       B.push(`        if (NORM != 0u) { x${d} = (x${d} - mu) * sc + be; if (NORM == 2u) { x${d} = x${d} / (1.0 + exp(-x${d})); } }`);
       B.push(`        x${d} = select(0.0, x${d}, vy && vx${d});`);
     }
@@ -252,8 +272,8 @@ override HAS_EMB: bool = false;
 override HAS_RES: bool = false;
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
-@group(0) @binding(1) var<storage, read> inA: array<f32>;
-@group(0) @binding(2) var<storage, read> inB: array<f32>;
+@group(0) @binding(1) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;
+@group(0) @binding(2) var<storage, read> inB: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read> emb: array<f32>;
 @group(0) @binding(5) var<storage, read> res: array<f32>;

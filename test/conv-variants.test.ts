@@ -84,6 +84,10 @@ const CASES: Case[] = [
   { B: 1, C1: 40, C2: 0, H: 3, W: 33, Cout: 9, ks: 3, stride: 1, norm: 2, G: 8, bias: true, seed: 10 },
   // a large map and 33 output channels: the direct kernel's 16-channel block, with a partial last block
   { B: 1, C1: 3, C2: 2, H: 64, W: 65, Cout: 33, ks: 3, stride: 1, norm: 2, G: 5, bias: true, emb: true, seed: 11 },
+  // rows a multiple of 4 wide: the direct kernel's vec4 input loads (left/right borders inside vec4s)
+  { B: 2, C1: 5, C2: 3, H: 6, W: 20, Cout: 12, ks: 3, stride: 1, norm: 2, G: 4, bias: true, res: true, seed: 12 },
+  { B: 1, C1: 7, C2: 0, H: 5, W: 8, Cout: 5, ks: 1, stride: 1, bias: true, seed: 13 },
+  { B: 1, C1: 3, C2: 0, H: 64, W: 64, Cout: 33, ks: 3, stride: 1, norm: 2, G: 3, emb: true, seed: 14 },
 ];
 
 for (const kernel of ['tiled', 'direct'] as const) {
@@ -98,14 +102,14 @@ for (const kernel of ['tiled', 'direct'] as const) {
   });
 }
 
-test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged channel): partial blocks everywhere', async () => {
+test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged channel, scalar loads)', async () => {
   const ctx = await device();
   K.setConvKernel(ctx, 'direct');
-  Object.assign(K.DIRECT_BLOCK, { PX: 4, RN: 4, CC: 1, WG: 8 });
+  Object.assign(K.DIRECT_BLOCK, { PX: 4, RN: 4, CC: 1, WG: 8, vec: false });
   try {
-    for (const c of [CASES[1], CASES[3], CASES[5], CASES[8]]) await check(ctx, c, 'direct 4x4');
+    for (const c of [CASES[1], CASES[3], CASES[5], CASES[8], CASES[11], CASES[12]]) await check(ctx, c, 'direct 4x4');
   } finally {
-    for (const k of ['PX', 'RN', 'CC', 'WG'] as const) delete K.DIRECT_BLOCK[k];
+    for (const k of ['PX', 'RN', 'CC', 'WG', 'vec'] as const) delete K.DIRECT_BLOCK[k];
     K.setConvKernel(ctx, undefined);
   }
 });
