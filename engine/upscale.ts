@@ -35,7 +35,7 @@ export interface UpscaleOptions {
   signal?: AbortSignal;
 }
 
-export const DEFAULT_STEPS = 50;
+export const DEFAULT_STEPS = 20;
 
 /** The inference schedule used when only a step count is given: linear betas from 1e-4 whose sum is about 10. */
 export function defaultSchedule(steps: number): string {
