@@ -165,15 +165,14 @@ async function main(argv: string[]): Promise<number> {
       console.log(`device: ${device}${ctx.adapter.isSoftware ? ' (software)' : ''}; timer: ${ctx.features.timestampQuery ? 'timestamp queries' : 'wall clock'}; conv2d kernel: ${common.conv_kernel}; ${reps} samples per case, median`);
     }
     const table = new Table();
+    let failed = 0;
     for (const c of cases) {
       try {
         if (c.kind === 'unet') {
           const r = await benchUNet(ctx, c, { reps, warmup: 1 });
           const { timing, ...rest } = r;
           if (json) console.log(JSON.stringify({ ...rest, kind: 'unet', timer: timing.source, ms: timing.ms, ms_min: timing.min, ...common }));
-          else {
-            table.unet(r);
-          }
+          else table.unet(r);
         } else if (c.kind === 'upscale') {
           const r = await benchUpscale(ctx, c, Math.min(reps, 3));
           if ('skipped' in r) {
@@ -181,9 +180,7 @@ async function main(argv: string[]): Promise<number> {
             continue;
           }
           if (json) console.log(JSON.stringify({ ...r, kind: 'upscale', timer: 'wall', ...common }));
-          else {
-            table.upscale(r);
-          }
+          else table.upscale(r);
         } else {
           const r = await benchKernel(ctx, c, { reps, warmup: 1 });
           const { timing, ...rest } = r;
@@ -191,6 +188,7 @@ async function main(argv: string[]): Promise<number> {
           else table.kernel(r);
         }
       } catch (e) {
+        failed++;
         note(`${c.name}: failed (${(e as Error).message.split('\n')[0]})`);
         try {
           ctx.check(); // drop errors the failure left behind, so the next case starts clean
@@ -199,10 +197,11 @@ async function main(argv: string[]): Promise<number> {
         }
       }
     }
+    if (failed) note(`${failed} of ${cases.length} cases failed`);
+    return failed ? 1 : 0;
   } finally {
     ctx.destroy();
   }
-  return 0;
 }
 
 /** The readable output: kernels in one table, networks in another, printed as they finish. */
@@ -211,12 +210,12 @@ class Table {
   private unetHeader = false;
   kernel(r: Awaited<ReturnType<typeof benchKernel>>): void {
     if (!this.kernelHeader) {
-      console.log(`\n${'kernel'.padEnd(46)} ${'ms'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)}  timer`);
+      console.log(`\n${'kernel'.padEnd(46)} ${'ms'.padStart(9)} ${'best ms'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)}  timer`);
       this.kernelHeader = true;
       this.unetHeader = false;
     }
     console.log(
-      `${r.name.padEnd(46)} ${fmt(r.ms).padStart(9)} ${(r.gflops === null ? '-' : r.gflops.toFixed(2)).padStart(9)} ${r.gbps.toFixed(2).padStart(8)}  ${r.timing.source}`,
+      `${r.name.padEnd(46)} ${fmt(r.ms).padStart(9)} ${fmt(r.timing.min).padStart(9)} ${(r.gflops === null ? '-' : r.gflops.toFixed(2)).padStart(9)} ${r.gbps.toFixed(2).padStart(8)}  ${r.timing.source}`,
     );
   }
   unet(r: Awaited<ReturnType<typeof benchUNet>>): void {
