@@ -100,6 +100,10 @@ export class Sampler {
   readonly steps: number;
   readonly n: number;
   private stepDispatches: Dispatch[] = [];
+  /** One step without the step counter's decrement (for callers that run a step over several tiles). */
+  body: Dispatch[] = [];
+  /** The step counter's decrement: the end of a step. */
+  decrement!: Dispatch;
   private startFill!: Fill;
   private stepFill: Fill | null = null;
   private extraFills: Fill[] = [];
@@ -166,12 +170,14 @@ export class Sampler {
       d.push(...extra.dispatches);
       this.extraFills.push(...(extra.fills ?? []));
     }
-    d.push({
+    this.body = [...d];
+    this.decrement = {
       pipeline: dec,
       bindGroup: ctx.bind(dec, [this.counter, ctx.uniform(new Uint32Array([0xffffffff, 0, 0, 0]))]),
       workgroups: [1],
       label: 'sampler.counter',
-    });
+    };
+    d.push(this.decrement);
     this.stepDispatches = d;
   }
 
@@ -201,14 +207,25 @@ export class Sampler {
     });
   }
 
+  /** Seed the step noise and set the step counter to the first step (T-1). */
+  prepare(seed: Seed): void {
+    if (this.stepFill) this.stepFill.setSeed(seed);
+    for (const f of this.extraFills) f.setSeed(seed);
+    this.ctx.write(this.counter, new Uint32Array([this.steps - 1, 0, 0, 0]));
+  }
+
+  /** Give tile `i` its own noise (the `sub` counter of every fill of a step). */
+  setTile(i: number): void {
+    this.stepFill?.setSub(4 * i);
+    for (const f of this.extraFills) f.setSub(4 * i + 2);
+  }
+
   /** Run all T steps; y (this.buffers.y) holds the result. */
   async run(o: RunOptions = {}): Promise<void> {
     const ctx = this.ctx;
     const T = this.steps;
     const seed = o.seed ?? 0;
-    if (this.stepFill) this.stepFill.setSeed(seed);
-    for (const f of this.extraFills) f.setSeed(seed);
-    ctx.write(this.counter, new Uint32Array([T - 1, 0, 0, 0]));
+    this.prepare(seed);
     if (!o.keepStart) {
       this.startFill.setSeed(seed);
       ctx.run([this.startFill.dispatch], 'sampler.start');

@@ -3,12 +3,14 @@
 // frequencies (consistency). Images of any size are padded to what the U-Net needs and cropped back.
 // Browser-safe core: tensors in, tensors out; files and PNG live at the Node edge.
 import type { SR3Model } from '../weights-format/index.ts';
-import type { Dispatch, GpuContext } from './gpu.ts';
+import { encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
 import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './resample.ts';
 import { Sampler, type SamplerKind } from './sampler.ts';
 import { makeSchedule } from './schedule.ts';
 import { UNet } from './unet.ts';
+import { planUNet } from './unet-plan.ts';
+import { TILE_ACCUMULATE_WGSL, TILE_GATHER_WGSL, TILE_NORMALIZE_WGSL } from '../shaders/tiles.ts';
 import { CONSISTENCY_WGSL } from '../shaders/diffusion.ts';
 
 /** A float image, channels-first, values in [-1, 1]. */
@@ -33,6 +35,13 @@ export interface UpscaleOptions {
   consistency?: boolean;
   onProgress?: (done: number, total: number) => void;
   signal?: AbortSignal;
+  /**
+   * Work on overlapping tiles of at most tile x tile output pixels, sampled jointly (seamless). Default: the whole
+   * image in one pass when it fits the device (tileFor), else the largest tile that does.
+   */
+  tile?: number;
+  /** Overlap between neighbouring tiles in output pixels (default a quarter of the tile). */
+  overlap?: number;
 }
 
 export const DEFAULT_STEPS = 20;
@@ -118,6 +127,11 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
   UNet.checkShape(cfg, samples, Hp, Wp);
 
   const rs = await Resampler.create(ctx);
+  const m = lcm(2 ** (cfg.channel_mults.length - 1), scale);
+  const tile = opts.tile ?? tileFor(ctx, model, samples, Hp, Wp, m);
+  if (tile < Math.max(Hp, Wp)) {
+    return upscaleTiled(ctx, rs, model, lrP, { ...opts, samples, schedule: spec, consistency, scale, up, down, clamp, m, tile, out: [lr.height * scale, lr.width * scale] });
+  }
   if (modelObjective(model) === 'regression') return regress(ctx, rs, model, lrP, { scale, up, clamp, samples, out: [lr.height * scale, lr.width * scale] });
   const n = samples * C * Hp * Wp;
   const lrBuf = ctx.buffer(samples * C * hlr * wlr * 4, 'upscale.lr');
@@ -243,5 +257,173 @@ export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number
   } finally {
     inp.destroy();
     out.destroy();
+  }
+}
+
+/**
+ * The largest tile side (a multiple of m) whose U-Net fits the device: every tensor within maxStorageBufferBindingSize
+ * and the activations within a budget (1 GiB on a software device, 4 GiB otherwise). The whole image when it fits.
+ */
+export function tileFor(ctx: GpuContext, model: SR3Model, batch: number, H: number, W: number, m: number): number {
+  const budget = ctx.adapter.isSoftware ? 2 ** 30 : 4 * 2 ** 30;
+  const fits = (h: number, w: number) => {
+    const plan = planUNet(model.config, batch, h, w, true);
+    let biggest = 0;
+    let total = 0;
+    for (const t of plan.tensors) {
+      biggest = Math.max(biggest, t.bytes);
+      total += t.bytes;
+    }
+    // activations are shared between tensors whose lifetimes do not overlap: about a third of the sum is live
+    return biggest <= ctx.limits.maxStorageBufferBindingSize && total / 3 <= budget;
+  };
+  if (fits(H, W)) return Math.max(H, W);
+  let t = Math.max(m, Math.floor(Math.min(Math.max(H, W), 1024) / m) * m);
+  while (t > m && !fits(Math.min(t, H), Math.min(t, W))) t = Math.max(m, Math.floor(t / 2 / m) * m);
+  if (!fits(Math.min(t, H), Math.min(t, W))) {
+    throw new Error(`even a ${t}x${t} tile of this model does not fit this device (maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize})`);
+  }
+  return t;
+}
+
+/** Tile origins along one side: n equal tiles of `size` covering `full`, overlapping by at least `overlap`, aligned to m. */
+export function tileOrigins(full: number, size: number, overlap: number, m: number): number[] {
+  if (size >= full) return [0];
+  const n = Math.ceil((full - overlap) / (size - overlap));
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(Math.min(full - size, Math.round((i * (full - size)) / (n - 1) / m) * m));
+  return [...new Set(out)];
+}
+
+interface TiledOptions extends UpscaleOptions {
+  samples: number;
+  schedule: string;
+  consistency: boolean;
+  scale: number;
+  up: CubicKernel;
+  down: CubicKernel;
+  clamp: boolean;
+  m: number;
+  tile: number;
+  out: [number, number];
+}
+
+/** Upscaling on overlapping tiles sampled jointly: after each step the tiles are blended into one canvas. */
+async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP: Tensor3, o: TiledOptions): Promise<Tensor3[]> {
+  const C = lrP.channels;
+  const B = o.samples;
+  const [Hc, Wc] = [lrP.height * o.scale, lrP.width * o.scale];
+  const th = Math.min(Math.floor(o.tile / o.m) * o.m, Hc);
+  const tw = Math.min(Math.floor(o.tile / o.m) * o.m, Wc);
+  if (th < o.m || tw < o.m) throw new Error(`tile ${o.tile} is smaller than this model's multiple of ${o.m}`);
+  const ov = Math.max(o.m, Math.round((o.overlap ?? Math.floor(Math.min(th, tw) / 4)) / o.m) * o.m);
+  if (ov >= Math.min(th, tw)) throw new Error(`overlap ${ov} must be smaller than the tile (${th}x${tw})`);
+  const tiles: [number, number][] = [];
+  for (const oy of tileOrigins(Hc, th, ov, o.m)) for (const ox of tileOrigins(Wc, tw, ov, o.m)) tiles.push([oy, ox]);
+  const regression = modelObjective(model) === 'regression';
+  const nCanvas = B * C * Hc * Wc;
+  const own: GPUBuffer[] = [];
+  const buf = (bytes: number, label: string) => {
+    const b = ctx.buffer(bytes, label);
+    own.push(b);
+    return b;
+  };
+  const lrBuf = buf(B * lrP.data.byteLength, 'tiles.lr');
+  for (let s = 0; s < B; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
+  const condC = buf(nCanvas * 4, 'tiles.cond');
+  const yC = buf(nCanvas * 4, 'tiles.y');
+  const num = buf(nCanvas * 4, 'tiles.num');
+  const den = buf(Hc * Wc * 4, 'tiles.den');
+  const [gather, accumulate, normalize] = await Promise.all([
+    ctx.pipeline(TILE_GATHER_WGSL, { label: 'tile.gather' }),
+    ctx.pipeline(TILE_ACCUMULATE_WGSL, { label: 'tile.accumulate' }),
+    ctx.pipeline(TILE_NORMALIZE_WGSL, { label: 'tile.normalize' }),
+  ]);
+  const u = (oy: number, ox: number) => ctx.uniform(new Uint32Array([B, C, Hc, Wc, th, tw, oy, ox, ov, 0, 0, 0]), 'tile.u');
+  const nTile = B * C * th * tw;
+  const gatherTo = (src: GPUBuffer, dst: GPUBuffer, oy: number, ox: number): Dispatch => ({
+    pipeline: gather, bindGroup: ctx.bind(gather, [src, dst, u(oy, ox)]), workgroups: rngWorkgroups(nTile), label: 'tile.gather',
+  });
+  const accumulateFrom = (src: GPUBuffer, oy: number, ox: number): Dispatch => ({
+    pipeline: accumulate, bindGroup: ctx.bind(accumulate, [src, num, den, u(oy, ox)]), workgroups: rngWorkgroups(nTile), label: 'tile.accumulate',
+  });
+  const normalized: Dispatch = { pipeline: normalize, bindGroup: ctx.bind(normalize, [num, den, yC, u(0, 0)]), workgroups: rngWorkgroups(nCanvas), label: 'tile.normalize' };
+  const submit = (d: Dispatch[], clear = false) => {
+    const enc = ctx.device.createCommandEncoder({ label: 'tiles' });
+    if (clear) {
+      enc.clearBuffer(num);
+      enc.clearBuffer(den);
+    }
+    const pass = enc.beginComputePass({ label: 'tiles' });
+    for (const x of d) encodeDispatch(pass, x);
+    pass.end();
+    ctx.device.queue.submit([enc.finish()]);
+  };
+  const readCanvas = async () => {
+    const y = await ctx.read(yC, nCanvas * 4);
+    const per = C * Hc * Wc;
+    return Array.from({ length: B }, (_, s) => crop({ channels: C, height: Hc, width: Wc, data: y.slice(s * per, (s + 1) * per) }, o.out[0], o.out[1]));
+  };
+  try {
+    ctx.run([rs.upscale({ input: lrBuf, output: condC, batch: B, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp, label: 'tiles.condition' })]);
+    if (regression) {
+      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true });
+      try {
+        submit([], true);
+        for (const [oy, ox] of tiles) submit([gatherTo(condC, net.cond!, oy, ox), ...net.dispatches, accumulateFrom(net.output, oy, ox)]);
+        submit([normalized]);
+        return await readCanvas();
+      } finally {
+        net.destroy();
+      }
+    }
+    let extra: { bufs: GPUBuffer[] } = { bufs: [] };
+    const sampler = await Sampler.build(ctx, model, {
+      batch: B, height: th, width: tw,
+      sampler: { kind: o.sampler ?? 'reference', schedule: makeSchedule(o.schedule), eta: o.eta },
+      afterStep: o.consistency
+        ? async (smp) => {
+            const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: o.scale, up: o.up, down: o.down, samples: B, n: nTile });
+            extra = r;
+            return r;
+          }
+        : undefined,
+    });
+    try {
+      const { y, cond } = sampler.buffers;
+      const perTile = tiles.map(([oy, ox]) => {
+        const d = [gatherTo(condC, cond, oy, ox), gatherTo(yC, y, oy, ox)];
+        if (o.consistency) {
+          const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
+          d.push(
+            rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' }),
+            rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' }),
+          );
+        }
+        return [...d, ...sampler.body, accumulateFrom(y, oy, ox)];
+      });
+      const seed = o.seed ?? 0;
+      sampler.prepare(seed);
+      // the start noise is drawn on the canvas, so overlapping tiles start from the same values
+      const rng = await GaussianRng.create(ctx);
+      ctx.run([rng.fill({ out: yC, n: nCanvas, seed, sub: 1, label: 'tiles.y_T' }).dispatch]);
+      const T = sampler.steps;
+      for (let step = 0; step < T; step++) {
+        if (o.signal?.aborted) throw o.signal.reason ?? new Error('upscaling cancelled');
+        perTile.forEach((d, i) => {
+          sampler.setTile(i);
+          submit(d, i === 0);
+        });
+        submit([normalized, sampler.decrement]);
+        await ctx.sync();
+        o.onProgress?.(step + 1, T);
+      }
+      return await readCanvas();
+    } finally {
+      sampler.destroy();
+      for (const b of extra.bufs) b.destroy();
+    }
+  } finally {
+    for (const b of own) b.destroy();
   }
 }

@@ -1,0 +1,75 @@
+// Tiled upscaling (overlapping tiles sampled jointly): the layout, agreement with a one-pass result where both fit,
+// and no seam where tiles meet.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { tileOrigins, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
+import { device, releaseDevice } from './helpers/device.ts';
+import { goldenModel } from './helpers/golden.ts';
+
+test('tile origins cover the side with equal, aligned, overlapping tiles', () => {
+  assert.equal(tileOrigins(64, 64, 8, 4), [0]);
+  const o = tileOrigins(100, 32, 8, 4);
+  assert.is(o[0], 0);
+  assert.is(o[o.length - 1], 100 - 32);
+  for (const x of o) assert.is(x % 4, 0);
+  for (let i = 1; i < o.length; i++) assert.ok(o[i - 1] + 32 - o[i] >= 8, `overlap at ${i}: ${o}`);
+});
+
+// a smooth input with some structure, 16x16 -> 64x64
+const lr: Tensor3 = {
+  channels: 3, height: 16, width: 16,
+  data: Float32Array.from({ length: 3 * 256 }, (_, i) => 0.6 * Math.sin((i % 16) / 3 + Math.floor(i / 16) / 5 + Math.floor(i / 256))),
+};
+const meanAbs = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + Math.abs(v - b[i]), 0) / a.length;
+
+test('tiles agree with one pass as closely as two seeds of one pass agree, and leave no seam', async () => {
+  const ctx = await device();
+  const model = goldenModel('tiny');
+  const o = { steps: 4, seed: 2 };
+  const [one] = await upscaleTensor(ctx, model, lr, o);
+  const [other] = await upscaleTensor(ctx, model, lr, { ...o, seed: 3 });
+  const [tiled] = await upscaleTensor(ctx, model, lr, { ...o, tile: 32, overlap: 8 });
+  assert.equal([tiled.height, tiled.width], [64, 64]);
+  const dTiled = meanAbs(tiled.data, one.data);
+  const dSeeds = meanAbs(other.data, one.data);
+  console.log(`    mean |tiled - one pass| ${dTiled.toFixed(4)}, mean |seed 3 - seed 2| ${dSeeds.toFixed(4)}`);
+  assert.ok(dTiled <= 1.5 * dSeeds, `tiling moved the result more than a new seed: ${dTiled} vs ${dSeeds}`);
+  // seams: the jump between neighbouring columns (rows) where tiles meet is like anywhere else
+  const W = 64;
+  const jump = (x: number, vertical: boolean) => {
+    let s = 0;
+    for (let c = 0; c < 3; c++)
+      for (let k = 0; k < W; k++) {
+        const a = vertical ? tiled.data[(c * W + k) * W + x] : tiled.data[(c * W + x) * W + k];
+        const b = vertical ? tiled.data[(c * W + k) * W + x + 1] : tiled.data[(c * W + x + 1) * W + k];
+        s += Math.abs(a - b);
+      }
+    return s / (3 * W);
+  };
+  const all: number[] = [];
+  for (let x = 0; x < W - 1; x++) all.push(jump(x, true), jump(x, false));
+  const typical = all.reduce((s, v) => s + v, 0) / all.length;
+  // every place a tile starts or ends inside the image
+  const origins = tileOrigins(64, 32, 8, 4);
+  assert.ok(origins.length > 1);
+  const edges = [...new Set(origins.flatMap((x) => [x - 1, x + 31]).filter((x) => x >= 0 && x < W - 1))];
+  for (const edge of edges) {
+    for (const v of [true, false]) {
+      const j = jump(edge, v);
+      assert.ok(j <= 2 * typical, `seam at ${v ? 'column' : 'row'} ${edge}: jump ${j} vs typical ${typical}`);
+    }
+  }
+});
+
+test('a tile smaller than the model allows is refused', async () => {
+  const ctx = await device();
+  try {
+    await upscaleTensor(ctx, goldenModel('tiny'), lr, { steps: 2, tile: 2 });
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /smaller than this model's multiple of 4/);
+  }
+});
+
+test.after(releaseDevice);
+test.run();
