@@ -26,6 +26,8 @@ Super-resolves images with an SR3 model (default: the bundled 4x model, models/n
   --seed n         random seed (default 0): the same seed gives the same image
   --samples k      k different samples per image (default 1)
   --no-consistency do not pin the output's low frequencies to the input
+  --tile T         work on overlapping T x T output tiles sampled jointly (default: only when the image does not
+                   fit the device); --overlap P pixels between tiles (default T/4)
   --quiet          no progress bar`;
 
 export async function upscaleCommand(argv: string[]): Promise<number> {
@@ -43,6 +45,8 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
       seed: { type: 'string', default: '0' },
       samples: { type: 'string', default: '1' },
       'no-consistency': { type: 'boolean' },
+      tile: { type: 'string' },
+      overlap: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -62,6 +66,8 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
   const steps = int(values.steps, 'steps', 2);
   const samples = int(values.samples, 'samples', 1)!;
   const seed = int(values.seed, 'seed', 0)!;
+  const tile = int(values.tile, 'tile', 8);
+  const overlap = int(values.overlap, 'overlap', 0);
   const sampler = values.sampler as SamplerKind;
   if (!SAMPLERS.includes(sampler)) throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
   const eta = values.eta === undefined ? undefined : Number(values.eta);
@@ -101,7 +107,7 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
       const bar = progress(`${basename(file)} ${img.width}x${img.height} -> ${img.width * scale}x${img.height * scale}`, 'steps', process.stderr, !!values.quiet);
       const t0 = performance.now();
       const outs = await upscaleTensor(ctx, model, color, {
-        schedule, sampler, eta, seed, samples, consistency: !values['no-consistency'],
+        schedule, sampler, eta, seed, samples, consistency: !values['no-consistency'], tile, overlap,
         onProgress: (d, t) => bar.update(d, t),
       });
       const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
