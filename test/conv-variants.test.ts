@@ -82,7 +82,7 @@ const CASES: Case[] = [
   // concatenation of 3 + 14 channels (more than one staged weight chunk when CC is small), GroupNorm + Swish
   { B: 2, C1: 3, C2: 14, H: 5, W: 19, Cout: 20, ks: 3, stride: 1, norm: 2, G: 17, bias: true, emb: true, res: true, seed: 9 },
   { B: 1, C1: 40, C2: 0, H: 3, W: 33, Cout: 9, ks: 3, stride: 1, norm: 2, G: 8, bias: true, seed: 10 },
-  // a large map and 33 output channels: the direct kernel's 16-channel block, with a partial last block
+  // a large map and 33 output channels: the direct kernel's 16-pixel rows (a partial last one), partial channel blocks
   { B: 1, C1: 3, C2: 2, H: 64, W: 65, Cout: 33, ks: 3, stride: 1, norm: 2, G: 5, bias: true, emb: true, seed: 11 },
   // rows a multiple of 4 wide: the direct kernel's vec4 input loads (left/right borders inside vec4s)
   { B: 2, C1: 5, C2: 3, H: 6, W: 20, Cout: 12, ks: 3, stride: 1, norm: 2, G: 4, bias: true, res: true, seed: 12 },
