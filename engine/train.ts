@@ -41,6 +41,8 @@ export class TrainGraph {
   adamV: GPUBuffer | null = null;
   /** Dispatches run before each step's forward (e.g. making the condition from the HR batch on the GPU). */
   prelude: Dispatch[] = [];
+  /** Dispatches run between the backward pass and the update (e.g. gradient-norm clipping). */
+  preUpdate: Dispatch[] = [];
   /** Dispatches run after each update (e.g. the EMA of the weights). */
   postlude: Dispatch[] = [];
   private forwardLoss: Dispatch[] = [];
@@ -227,6 +229,7 @@ export class TrainGraph {
     for (const d of this.backward) encodeDispatch(pass, d);
     if (update) {
       if (!this.adamStep) throw new Error('this graph was built without an optimizer (pass adam options)');
+      for (const d of this.preUpdate) encodeDispatch(pass, d);
       encodeDispatch(pass, this.adamStep);
       for (const d of this.postlude) encodeDispatch(pass, d);
     }

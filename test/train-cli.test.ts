@@ -55,7 +55,7 @@ test('a tiny model trains, lowers its loss, and saves everything', async () => {
 
 test('--resume continues the step count and the log', async () => {
   const out = join(dir, 'tiny.safetensors');
-  const r = await run(['train', '--data', data, '--out', out, '--resume', out, '--patch', '16', '--batch', '4', '--steps', '3', '--lr', '1e-3', '--reduction', 'mean', '--quiet']);
+  const r = await run(['train', '--data', data, '--out', out, '--resume', out, '--patch', '16', '--batch', '4', '--steps', '3', '--lr', '1e-3', '--reduction', 'mean', '--clip', '1', '--ema', '0.9', '--warmup', '2', '--quiet']);
   assert.is(r.code, 0, r.out);
   const log = readLog(`${out}.log.jsonl`);
   assert.is(log.length, 27);

@@ -9,7 +9,8 @@ import {
 } from '../../weights-format/index.ts';
 import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
 import { imageToTensors } from '../image.ts';
-import { emaUpdate, warmupLr } from '../optim.ts';
+import { clipGradNorm, emaUpdate, warmupLr } from '../optim.ts';
+import { reducePartials } from '../kernels-backward.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from '../resample.ts';
 import { GaussianRng } from '../rng.ts';
 import { makeSchedule, parseSchedule } from '../schedule.ts';
@@ -42,6 +43,7 @@ Trains an SR3 model (Algorithm 1 of the paper) on random crops of the PNG/JPEG p
                     from the condition in one pass (MSE, l2, unless --loss says otherwise)
   --schedule s      training noise schedule kind:steps:start:end (default linear:2000:1e-6:0.01)
   --ema d           keep an EMA of the weights with decay d and save it as the model (default off)
+  --clip n          clip the gradients' global L2 norm to n before each update (default off)
   --resume f        continue from a checkpoint written by this command (its .state file is read too)
   --save-every n    checkpoint every n steps (default 500)
   --seed n          (default 0)
@@ -123,6 +125,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       reduction: { type: 'string', default: 'sum' },
       schedule: { type: 'string', default: 'linear:2000:1e-6:0.01' },
       ema: { type: 'string' },
+      clip: { type: 'string' },
       resume: { type: 'string' },
       'save-every': { type: 'string', default: '500' },
       seed: { type: 'string', default: '0' },
@@ -151,6 +154,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const maxSteps = values.steps !== undefined ? num('steps', 1) : values.minutes !== undefined ? Infinity : 1000;
   const minutes = values.minutes !== undefined ? num('minutes', 0, false) : Infinity;
   const ema = values.ema !== undefined ? num('ema', 0, false) : 0;
+  const clip = values.clip !== undefined ? num('clip', 0, false) : 0;
   if (ema >= 1) throw new Error(`--ema must be below 1, got ${ema}`);
   let savedObjective: string | undefined;
   if (values.resume) {
@@ -238,6 +242,11 @@ export async function trainCommand(argv: string[]): Promise<number> {
       rs.upscale({ input: lrBuf, output: tg.cond, batch: B, channels: 3, inH: patch / scale, inW: patch / scale, factor: scale, kernel: BICUBIC_TORCH, clamp: true }),
       noiseFill.dispatch,
     ];
+    if (clip > 0) {
+      const partial = ctx.buffer(reducePartials(tg.nParams) * 4, 'train.clip_partial');
+      const norm = ctx.buffer(16, 'train.grad_norm');
+      tg.preUpdate = await clipGradNorm(ctx, { n: tg.nParams, maxNorm: clip }, { grads: tg.grads, partial, norm });
+    }
     let emaBuf: GPUBuffer | null = null;
     if (ema > 0) {
       emaBuf = ctx.buffer(tg.nParams * 4, 'train.ema');
@@ -256,7 +265,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     const condition = { scale, resample: 'bicubic', bicubic_a: -0.75, clamp: true };
     const save = async (why: string) => {
       const params = tg.byName(emaBuf ? await ctx.read(emaBuf, tg.nParams * 4) : await tg.readParams());
-      const extra = { objective, steps: tg.steps, batch: B, patch, lr, loss: lossKind, reduction, ema, data: basename(resolve(values.data!)), images: photos.length };
+      const extra = { objective, steps: tg.steps, batch: B, patch, lr, loss: lossKind, reduction, ema, clip, data: basename(resolve(values.data!)), images: photos.length };
       await writeFileAtomic(out, encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra }));
       const raw = await tg.readParams();
       const st: [string, ReturnType<typeof f32Entry>][] = [
