@@ -171,7 +171,7 @@ async function main(argv: string[]): Promise<number> {
         if (c.kind === 'unet') {
           const r = await benchUNet(ctx, c, { reps, warmup: 1 });
           const { timing, ...rest } = r;
-          if (json) console.log(JSON.stringify({ ...rest, kind: 'unet', timer: timing.source, ms: timing.ms, ms_min: timing.min, ...common }));
+          if (json) console.log(JSON.stringify({ ...rest, kind: 'unet', timer: timing.source, ms: timing.ms, ms_min: timing.min, per_sample: timing.perSample, ...common }));
           else table.unet(r);
         } else if (c.kind === 'upscale') {
           const r = await benchUpscale(ctx, c, Math.min(reps, 3));
@@ -184,7 +184,7 @@ async function main(argv: string[]): Promise<number> {
         } else {
           const r = await benchKernel(ctx, c, { reps, warmup: 1 });
           const { timing, ...rest } = r;
-          if (json) console.log(JSON.stringify({ ...rest, timer: timing.source, ms_min: timing.min, ...common }));
+          if (json) console.log(JSON.stringify({ ...rest, timer: timing.source, ms_min: timing.min, per_sample: timing.perSample, ...common }));
           else table.kernel(r);
         }
       } catch (e) {

@@ -1,6 +1,8 @@
 // Timing for the benchmarks: GPU time from timestamp queries where the device has `timestamp-query`, otherwise wall
 // time around submit + onSubmittedWorkDone. Each sample is one submission of `perSample` repetitions of the encoded
-// work inside one compute pass; the figure is the median sample divided by `perSample`.
+// work inside one compute pass; the figure is the median sample divided by `perSample`. Unless the caller fixes it,
+// `perSample` grows until a sample lasts at least `minSampleMs` (Dawn may quantise timestamps, and a submission has a
+// fixed cost), so microsecond kernels on a real GPU are timed over many back-to-back dispatches.
 import type { GpuContext } from '../engine/gpu.ts';
 
 export type TimerSource = 'timestamp' | 'wall';
@@ -10,8 +12,10 @@ export interface TimingOptions {
   reps: number;
   /** untimed submissions first (pipeline compilation, first-touch of buffers) */
   warmup: number;
-  /** repetitions of the work per sample (amortises submission overhead for tiny kernels) */
+  /** repetitions of the work per sample (default: calibrated so a sample lasts at least minSampleMs) */
   perSample?: number;
+  /** shortest sample when perSample is calibrated (default 10 ms) */
+  minSampleMs?: number;
   /** force wall-clock timing even when timestamp queries exist */
   wall?: boolean;
 }
@@ -19,6 +23,8 @@ export interface TimingOptions {
 export interface Timing {
   /** median ms for one repetition of the work */
   ms: number;
+  /** repetitions of the work in each sample */
+  perSample: number;
   min: number;
   max: number;
   samples: number;
@@ -40,7 +46,7 @@ export async function timePass(
   opts: TimingOptions,
 ): Promise<Timing> {
   const dev = ctx.device;
-  const perSample = Math.max(1, opts.perSample ?? 1);
+  let perSample = Math.max(1, opts.perSample ?? 1);
   const useTs = ctx.features.timestampQuery && !opts.wall;
   let querySet: GPUQuerySet | null = null;
   let resolve: GPUBuffer | null = null;
@@ -70,27 +76,36 @@ export async function timePass(
       submit(false);
       await ctx.sync();
     }
-    const samples: number[] = [];
-    for (let i = 0; i < Math.max(1, opts.reps); i++) {
+    /** ms for one submission of perSample repetitions */
+    const sample = async (): Promise<number> => {
       if (useTs) {
         submit(true);
         await readback!.mapAsync(GPUMapMode.READ);
         const t = new BigUint64Array(readback!.getMappedRange().slice(0));
         readback!.unmap();
         ctx.check();
-        const ns = Number(t[1] - t[0]);
-        samples.push(ns / 1e6 / perSample);
-      } else {
-        const t0 = performance.now();
-        submit(false);
-        await ctx.sync();
-        samples.push((performance.now() - t0) / perSample);
+        return Number(t[1] - t[0]) / 1e6;
+      }
+      const t0 = performance.now();
+      submit(false);
+      await ctx.sync();
+      return performance.now() - t0;
+    };
+    if (opts.perSample === undefined) {
+      const target = opts.minSampleMs ?? 10;
+      for (let i = 0; i < 6; i++) {
+        const ms = await sample();
+        if (ms >= target || perSample >= 4096) break;
+        perSample = Math.min(4096, perSample * Math.min(64, Math.ceil((1.2 * target) / Math.max(ms, target / 64))));
       }
     }
+    const samples: number[] = [];
+    for (let i = 0; i < Math.max(1, opts.reps); i++) samples.push((await sample()) / perSample);
     // A timestamp pair of zeros (a driver that accepts the feature but writes nothing) is no measurement: fall back.
     if (useTs && samples.every((s) => s <= 0)) return timePass(ctx, encode, { ...opts, warmup: 0, wall: true });
     return {
       ms: median(samples),
+      perSample,
       min: Math.min(...samples),
       max: Math.max(...samples),
       samples: samples.length,
