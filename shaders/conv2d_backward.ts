@@ -13,6 +13,8 @@
 // upsample, norm) are uniforms rather than override constants: one pipeline per kernel, because each variant costs
 // seconds of shader compilation on software Vulkan and the branches are uniform across a dispatch.
 
+import { IM2COL_ELEMENT } from './conv2d.ts';
+
 /** Input gradient as an implicit GEMM: M = stored input pixels, N = input channels, K = Cout * KS * KS * (4 if upsampled). */
 export const CONV2D_DX_WGSL = /* wgsl */ `
 struct P {
@@ -166,38 +168,7 @@ fn loadA(b: u32, k: u32, m: u32) -> f32 {
   let STRIDE = p.stride;
   let UPSAMPLE = p.upsample != 0u;
   let NORM = p.norm;
-  let KK = KS * KS;
-  let ci = k / KK;
-  let r = k - ci * KK;
-  let ky = r / KS;
-  let kx = r - ky * KS;
-  let oy = m / p.Wout;
-  let ox = m - oy * p.Wout;
-  let pad = i32(KS / 2u);
-  let iy = i32(oy * STRIDE + ky) - pad;
-  let ix = i32(ox * STRIDE + kx) - pad;
-  var He = p.Hin;
-  var We = p.Win;
-  if (UPSAMPLE) { He = 2u * p.Hin; We = 2u * p.Win; }
-  if (iy < 0 || ix < 0 || iy >= i32(He) || ix >= i32(We)) { return 0.0; }
-  var sy = u32(iy);
-  var sx = u32(ix);
-  if (UPSAMPLE) { sy = sy / 2u; sx = sx / 2u; }
-  let hw = p.Hin * p.Win;
-  var v: f32;
-  if (ci < p.C1) {
-    v = inA[(b * p.C1 + ci) * hw + sy * p.Win + sx];
-  } else {
-    v = inB[(b * p.C2 + (ci - p.C1)) * hw + sy * p.Win + sx];
-  }
-  if (NORM != 0u) {
-    let g = ci / ((p.C1 + p.C2) / p.G);
-    let s = p.statsOff + (b * p.G + g) * 2u;
-    v = (v - stats[s]) * stats[s + 1u] * params[p.gOff + ci] + params[p.betaOff + ci];
-    if (NORM == 2u) { v = v / (1.0 + exp(-v)); }
-  }
-  return v;
-}
+${IM2COL_ELEMENT}}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u,
