@@ -4,29 +4,19 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../engine/node/cli.ts';
+import { runCli } from './helpers/cli.ts';
 import { f32Entry, readSafetensors, toFloat32, writeSafetensors } from '../weights-format/index.ts';
 import { relErr } from './helpers/device.ts';
 import { FIXTURES, goldenTensors } from './helpers/golden.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sr3-forward-'));
-const quiet = async (argv: string[]) => {
-  const err = console.error;
-  const lines: string[] = [];
-  console.error = (...a: unknown[]) => lines.push(a.join(' '));
-  try {
-    return { code: await main(argv), stderr: lines.join('\n') };
-  } finally {
-    console.error = err;
-  }
-};
 
 for (const name of ['tiny', 'groups32']) {
   test(`sr3 forward reproduces the golden ${name} eps from the CLI`, async () => {
     const g = join(FIXTURES, 'golden', name);
     const out = join(dir, `${name}.safetensors`);
-    const r = await quiet(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'forward.safetensors'), '--out', out]);
-    assert.is(r.code, 0, r.stderr);
+    const r = await runCli(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'forward.safetensors'), '--out', out]);
+    assert.is(r.code, 0, r.out);
     const eps = toFloat32(readSafetensors(new Uint8Array(readFileSync(out))).tensors.get('eps')!);
     const err = relErr(eps, goldenTensors(name, 'forward.safetensors').get('eps'));
     assert.ok(err <= 1e-4, `eps error ${err}`);
@@ -36,8 +26,8 @@ for (const name of ['tiny', 'groups32']) {
 test('sr3 sample reproduces the golden tiny paper-sampler steps from the CLI', async () => {
   const g = join(FIXTURES, 'golden', 'tiny');
   const out = join(dir, 'sample.safetensors');
-  const r = await quiet(['sample', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'sample.safetensors'), '--out', out, '--sampler', 'paper', '--schedule', 'linear:12:1e-4:0.3']);
-  assert.is(r.code, 0, r.stderr);
+  const r = await runCli(['sample', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'sample.safetensors'), '--out', out, '--sampler', 'paper', '--schedule', 'linear:12:1e-4:0.3']);
+  assert.is(r.code, 0, r.out);
   const got = readSafetensors(new Uint8Array(readFileSync(out))).tensors;
   const want = goldenTensors('tiny', 'sample.safetensors');
   for (let t = 0; t < 12; t++) {
@@ -49,8 +39,8 @@ test('sr3 sample reproduces the golden tiny paper-sampler steps from the CLI', a
 test('sr3 grad reproduces the golden tiny L1 loss, gradients and two Adam steps from the CLI', async () => {
   const g = join(FIXTURES, 'golden', 'tiny');
   const out = join(dir, 'grad.safetensors');
-  const r = await quiet(['grad', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'train.safetensors'), '--loss', 'l1', '--adam-steps', '2', '--out', out]);
-  assert.is(r.code, 0, r.stderr);
+  const r = await runCli(['grad', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'train.safetensors'), '--loss', 'l1', '--adam-steps', '2', '--out', out]);
+  assert.is(r.code, 0, r.out);
   const got = readSafetensors(new Uint8Array(readFileSync(out))).tensors;
   const want = goldenTensors('tiny', 'train.safetensors');
   const loss = toFloat32(got.get('loss')!)[0];
@@ -78,18 +68,18 @@ test('sr3 forward refuses an input that does not fit the model, and writes nothi
     ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
   ]));
   const out = join(dir, 'never.safetensors');
-  const r = await quiet(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', bad, '--out', out]);
+  const r = await runCli(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', bad, '--out', out]);
   assert.is(r.code, 1);
-  assert.match(r.stderr, /x_in has 4 channels, but this model takes 6/);
+  assert.match(r.out, /x_in has 4 channels, but this model takes 6/);
   assert.not.ok(existsSync(out));
   const odd = join(dir, 'odd-in.safetensors');
   writeFileSync(odd, writeSafetensors([
     ['x_in', f32Entry([1, 6, 30, 32], new Float32Array(6 * 30 * 32))],
     ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
   ]));
-  const r2 = await quiet(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', odd, '--out', out]);
+  const r2 = await runCli(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', odd, '--out', out]);
   assert.is(r2.code, 1);
-  assert.match(r2.stderr, /multiples of 4/);
+  assert.match(r2.out, /multiples of 4/);
   assert.not.ok(existsSync(out));
 });
 

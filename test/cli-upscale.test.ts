@@ -5,25 +5,12 @@ import * as assert from 'uvu/assert';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../engine/node/cli.ts';
+import { runCli } from './helpers/cli.ts';
 import { encodePng, readPng, type Image } from '../engine/node/png.ts';
 import { FIXTURES } from './helpers/golden.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sr3-upscale-'));
 const model = ['--model', join(FIXTURES, 'golden', 'tiny', 'model_gen.pth'), '--config', join(FIXTURES, 'golden', 'tiny', 'config.json')];
-const run = async (argv: string[]) => {
-  const err = console.error;
-  const log = console.log;
-  const lines: string[] = [];
-  console.error = (...a: unknown[]) => lines.push(a.join(' '));
-  console.log = (...a: unknown[]) => lines.push(a.join(' '));
-  try {
-    return { code: await main(argv), out: lines.join('\n') };
-  } finally {
-    console.error = err;
-    console.log = log;
-  }
-};
 
 function image(width: number, height: number, channels: 1 | 2 | 3 | 4, bitDepth: 8 | 16): Image {
   const max = bitDepth === 16 ? 65535 : 255;
@@ -42,7 +29,7 @@ for (const [channels, bits] of [[3, 8], [4, 16], [1, 8], [2, 8]] as const) {
   test(`a ${channels}-channel ${bits}-bit PNG comes back 4x larger with the same colour type and depth`, async () => {
     const input = save(`in${channels}-${bits}.png`, image(6, 5, channels, bits));
     const out = join(dir, `out${channels}-${bits}.png`);
-    const r = await run(['upscale', input, '-o', out, '--steps', '3', '--quiet', ...model]);
+    const r = await runCli(['upscale', input, '-o', out, '--steps', '3', '--quiet', ...model]);
     assert.is(r.code, 0, r.out);
     const img = await readPng(out);
     assert.equal([img.width, img.height, img.channels, img.bitDepth], [24, 20, channels, bits]);
@@ -53,12 +40,12 @@ test('same seed, same PNG; several samples and inputs go to a folder', async () 
   const input = save('seed.png', image(8, 8, 3, 8));
   const a = join(dir, 'a.png');
   const b = join(dir, 'b.png');
-  await run(['upscale', input, '-o', a, '--steps', '3', '--seed', '5', '--quiet', ...model]);
-  await run(['upscale', input, '-o', b, '--steps', '3', '--seed', '5', '--quiet', ...model]);
+  await runCli(['upscale', input, '-o', a, '--steps', '3', '--seed', '5', '--quiet', ...model]);
+  await runCli(['upscale', input, '-o', b, '--steps', '3', '--seed', '5', '--quiet', ...model]);
   assert.equal(Array.from((await readPng(a)).data), Array.from((await readPng(b)).data));
   const folder = join(dir, 'many');
   mkdirSync(folder);
-  const r = await run(['upscale', input, save('second.png', image(4, 4, 3, 8)), '-o', folder, '--steps', '2', '--samples', '2', '--quiet', ...model]);
+  const r = await runCli(['upscale', input, save('second.png', image(4, 4, 3, 8)), '-o', folder, '--steps', '2', '--samples', '2', '--quiet', ...model]);
   assert.is(r.code, 0, r.out);
   assert.equal(readdirSync(folder).sort(), ['second_sr4x_s0.png', 'second_sr4x_s1.png', 'seed_sr4x_s0.png', 'seed_sr4x_s1.png']);
 });
@@ -76,7 +63,7 @@ test('bad inputs and outputs are refused with a clear message and nothing is wri
     [['upscale', good, '-o', out, '--sampler', 'magic'], /--sampler must be one of/],
   ];
   for (const [argv, msg] of cases) {
-    const r = await run([...argv, '--quiet', ...model]);
+    const r = await runCli([...argv, '--quiet', ...model]);
     assert.is(r.code, 1, argv.join(' '));
     assert.match(r.out, msg);
     assert.not.ok(existsSync(out));
@@ -85,7 +72,7 @@ test('bad inputs and outputs are refused with a clear message and nothing is wri
     const ro = join(dir, 'readonly');
     mkdirSync(ro);
     chmodSync(ro, 0o500);
-    const r = await run(['upscale', good, '-o', join(ro, 'x.png'), '--quiet', ...model]);
+    const r = await runCli(['upscale', good, '-o', join(ro, 'x.png'), '--quiet', ...model]);
     assert.match(r.out, /cannot write there/);
   }
 });
@@ -94,7 +81,7 @@ test('sr3 eval reports PSNR, SSIM and consistency for the model and bicubic', as
   const data = join(dir, 'hr');
   mkdirSync(data);
   writeFileSync(join(data, 'one.png'), encodePng(image(20, 20, 3, 8)));
-  const r = await run(['eval', '--data', data, '--crop', '16', '--steps', '2', '--json', ...model]);
+  const r = await runCli(['eval', '--data', data, '--crop', '16', '--steps', '2', '--json', ...model]);
   assert.is(r.code, 0, r.out);
   const rows = r.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
   assert.is(rows.length, 2);

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { main } from '../engine/node/cli.ts';
+import { runCli } from './helpers/cli.ts';
 import { encodePng } from '../engine/node/png.ts';
 import { loadModel } from '../weights-format/index.ts';
 
@@ -22,21 +22,11 @@ for (let k = 0; k < 3; k++) {
   writeFileSync(join(data, `p${k}.png`), encodePng({ width: W, height: W, channels: 3, bitDepth: 8, data: px }));
 }
 
-const run = async (argv: string[]) => {
-  const err = console.error;
-  const lines: string[] = [];
-  console.error = (...a: unknown[]) => lines.push(a.join(' '));
-  try {
-    return { code: await main(argv), out: lines.join('\n') };
-  } finally {
-    console.error = err;
-  }
-};
 const readLog = (f: string) => readFileSync(f, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss: number });
 
 test('a tiny model trains, lowers its loss, and saves everything', async () => {
   const out = join(dir, 'tiny.safetensors');
-  const r = await run(['train', '--data', data, '--out', out, '--config', 'tiny', '--patch', '16', '--batch', '4', '--steps', '24', '--lr', '1e-3', '--reduction', 'mean', '--quiet']);
+  const r = await runCli(['train', '--data', data, '--out', out, '--config', 'tiny', '--patch', '16', '--batch', '4', '--steps', '24', '--lr', '1e-3', '--reduction', 'mean', '--quiet']);
   assert.is(r.code, 0, r.out);
   const log = readLog(`${out}.log.jsonl`);
   assert.is(log.length, 24);
@@ -55,7 +45,7 @@ test('a tiny model trains, lowers its loss, and saves everything', async () => {
 
 test('--resume continues the step count and the log', async () => {
   const out = join(dir, 'tiny.safetensors');
-  const r = await run(['train', '--data', data, '--out', out, '--resume', out, '--patch', '16', '--batch', '4', '--steps', '3', '--lr', '1e-3', '--reduction', 'mean', '--clip', '1', '--ema', '0.9', '--warmup', '2', '--quiet']);
+  const r = await runCli(['train', '--data', data, '--out', out, '--resume', out, '--patch', '16', '--batch', '4', '--steps', '3', '--lr', '1e-3', '--reduction', 'mean', '--clip', '1', '--ema', '0.9', '--warmup', '2', '--quiet']);
   assert.is(r.code, 0, r.out);
   const log = readLog(`${out}.log.jsonl`);
   assert.is(log.length, 27);
@@ -64,7 +54,7 @@ test('--resume continues the step count and the log', async () => {
 
 test('the regression baseline trains with MSE and upscales in one pass', async () => {
   const out = join(dir, 'regress.safetensors');
-  const r = await run(['train', '--data', data, '--out', out, '--config', 'tiny', '--objective', 'regression', '--patch', '16', '--batch', '4', '--steps', '16', '--lr', '1e-3', '--reduction', 'mean', '--quiet']);
+  const r = await runCli(['train', '--data', data, '--out', out, '--config', 'tiny', '--objective', 'regression', '--patch', '16', '--batch', '4', '--steps', '16', '--lr', '1e-3', '--reduction', 'mean', '--quiet']);
   assert.is(r.code, 0, r.out);
   const log = readLog(`${out}.log.jsonl`);
   const first = log.slice(0, 4).reduce((s, p) => s + p.loss, 0) / 4;
@@ -73,10 +63,10 @@ test('the regression baseline trains with MSE and upscales in one pass', async (
   assert.ok(last < 0.8 * first, `MSE did not fall: ${first} -> ${last}`);
   assert.match(loadModel(new Uint8Array(readFileSync(out))).metadata.training, /"objective":"regression"/);
   const png = join(dir, 'regress.png');
-  const a = await run(['upscale', join(data, 'p0.png'), '-o', png, '--model', out, '--quiet']);
+  const a = await runCli(['upscale', join(data, 'p0.png'), '-o', png, '--model', out, '--quiet']);
   assert.is(a.code, 0, a.out);
   assert.ok(existsSync(png));
-  const again = await run(['train', '--data', data, '--out', out, '--resume', out, '--objective', 'diffusion', '--steps', '1', '--quiet']);
+  const again = await runCli(['train', '--data', data, '--out', out, '--resume', out, '--objective', 'diffusion', '--steps', '1', '--quiet']);
   assert.is(again.code, 1);
   assert.match(again.out, /trained with --objective regression/);
 });
@@ -89,7 +79,7 @@ test('bad requests are refused before training', async () => {
     [['train', '--data', data, '--out', join(dir, 'x.safetensors'), '--config', 'tiny', '--patch', '64'], /at least 64x64/],
   ];
   for (const [argv, msg] of cases) {
-    const r = await run([...argv, '--quiet']);
+    const r = await runCli([...argv, '--quiet']);
     assert.is(r.code, 1, argv.join(' '));
     assert.match(r.out, msg);
   }
