@@ -48,6 +48,13 @@ export interface PlanBuffers {
 export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float32Array, label: string): PlanBuffers {
   const { B } = plan;
   const inner = plan.mlp.inner;
+  if (params.byteLength > ctx.limits.maxStorageBufferBindingSize) {
+    throw new Error(
+      `this model's parameters take ${fmtBytes(params.byteLength)}, more than one storage binding of this device can hold ` +
+        `(maxStorageBufferBindingSize ${fmtBytes(ctx.limits.maxStorageBufferBindingSize)}): run it on a GPU adapter ` +
+        '(they allow 2 GiB and more), or use a smaller model',
+    );
+  }
   return {
     params: ctx.upload(params, `${label}.params`),
     level: ctx.buffer(B * 4, `${label}.noise_level`),
