@@ -1,8 +1,9 @@
 // `sr3 forward`: one U-Net evaluation from a safetensors input, for checking against PyTorch.
 import { parseArgs } from 'node:util';
 import { UNet } from '../unet.ts';
-import { f32Entry, readSafetensors, toFloat32, writeSafetensors, type TensorEntry } from '../../weights-format/index.ts';
-import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
+import { f32Entry, toFloat32, writeSafetensors } from '../../weights-format/index.ts';
+import { writeFileAtomic } from '../../weights-format/node.ts';
+import { openTensorFile } from './tensor-file.ts';
 import { openDevice } from './device.ts';
 import { openModel } from './model.ts';
 
@@ -13,13 +14,6 @@ Evaluates eps = UNet(x_in, noise_level) once.
   --in       safetensors with x_in [B, in_channel, H, W] and noise_level [B, 1] (float32)
   --out      safetensors to write, with eps [B, out_channel, H, W] (float32)
   --repeat   run N more forward passes and print the median time of one`;
-
-function need(t: Map<string, TensorEntry>, name: string, file: string, rank: number): TensorEntry {
-  const e = t.get(name);
-  if (!e) throw new Error(`${file}: no tensor '${name}' (found: ${[...t.keys()].join(', ') || 'none'})`);
-  if (e.shape.length !== rank) throw new Error(`${file}: '${name}' has shape [${e.shape}], expected ${rank} dimensions`);
-  return e;
-}
 
 export async function forwardCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -44,10 +38,9 @@ export async function forwardCommand(argv: string[]): Promise<number> {
   if (!Number.isInteger(repeat) || repeat < 0) throw new Error(`--repeat must be a non-negative integer, got '${values.repeat}'`);
   const model = await openModel(values.model!, { config: values.config });
   const inFile = values.in!;
-  const { tensors } = readSafetensors(await readFileBytes(inFile));
-  const xe = need(tensors, 'x_in', inFile, 4);
-  const ne = tensors.get('noise_level');
-  if (!ne) throw new Error(`${inFile}: no tensor 'noise_level' [B, 1]`);
+  const input = await openTensorFile(inFile, 'x_in [B, in_channel, H, W] and noise_level [B, 1]');
+  const xe = input.get('x_in', 4);
+  const ne = input.get('noise_level');
   const [B, C, H, W] = xe.shape;
   const cfg = model.config;
   if (C !== cfg.in_channel) {

@@ -2,8 +2,9 @@
 // checking training against PyTorch.
 import { parseArgs } from 'node:util';
 import { TrainGraph } from '../train.ts';
-import { f32Entry, readSafetensors, toFloat32, writeSafetensors, type TensorEntry } from '../../weights-format/index.ts';
-import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
+import { f32Entry, toFloat32, writeSafetensors, type TensorEntry } from '../../weights-format/index.ts';
+import { writeFileAtomic } from '../../weights-format/node.ts';
+import { openTensorFile } from './tensor-file.ts';
 import { openDevice } from './device.ts';
 import { openModel } from './model.ts';
 
@@ -44,24 +45,19 @@ export async function gradCommand(argv: string[]): Promise<number> {
   if (!(lr > 0)) throw new Error(`--lr must be a positive number, got '${values.lr}'`);
   const model = await openModel(values.model!, { config: values.config });
   const inFile = values.in!;
-  const { tensors } = readSafetensors(await readFileBytes(inFile));
-  const get = (name: string): TensorEntry => {
-    const e = tensors.get(name);
-    if (!e) throw new Error(`${inFile}: no tensor '${name}' (needs hr, sr, sqrt_gamma, noise)`);
-    return e;
-  };
-  const hr = get('hr');
+  const input = await openTensorFile(inFile, 'hr, sr, sqrt_gamma and noise');
+  const hr = input.get('hr');
   if (hr.shape.length !== 4) throw new Error(`${inFile}: hr has shape [${hr.shape}], expected [B, C, H, W]`);
   const [B, C, H, W] = hr.shape;
   const cfg = model.config;
   if (C !== cfg.out_channel) throw new Error(`${inFile}: hr has ${C} channels; this model makes ${cfg.out_channel}`);
-  const cond = get('sr');
+  const cond = input.get('sr');
   if (cond.shape.join() !== [B, cfg.in_channel - cfg.out_channel, H, W].join()) {
     throw new Error(`${inFile}: sr has shape [${cond.shape}], expected [${[B, cfg.in_channel - cfg.out_channel, H, W]}]`);
   }
-  const noise = get('noise');
+  const noise = input.get('noise');
   if (noise.shape.join() !== hr.shape.join()) throw new Error(`${inFile}: noise has shape [${noise.shape}], expected [${hr.shape}]`);
-  const sg = toFloat32(get('sqrt_gamma'));
+  const sg = toFloat32(input.get('sqrt_gamma'));
   if (sg.length !== B) throw new Error(`${inFile}: sqrt_gamma has ${sg.length} values, expected ${B}`);
   const ctx = await openDevice();
   try {

@@ -2,8 +2,9 @@
 import { parseArgs } from 'node:util';
 import { SAMPLERS, Sampler, type SamplerKind } from '../sampler.ts';
 import { makeSchedule } from '../schedule.ts';
-import { f32Entry, readSafetensors, toFloat32, writeSafetensors, type TensorEntry } from '../../weights-format/index.ts';
-import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
+import { f32Entry, toFloat32, writeSafetensors, type TensorEntry } from '../../weights-format/index.ts';
+import { writeFileAtomic } from '../../weights-format/node.ts';
+import { openTensorFile } from './tensor-file.ts';
 import { openDevice } from './device.ts';
 import { openModel } from './model.ts';
 
@@ -42,13 +43,8 @@ export async function sampleCommand(argv: string[]): Promise<number> {
   const T = schedule.betas.length;
   const model = await openModel(values.model!, { config: values.config });
   const inFile = values.in!;
-  const { tensors } = readSafetensors(await readFileBytes(inFile));
-  const get = (name: string): TensorEntry => {
-    const e = tensors.get(name);
-    if (!e) throw new Error(`${inFile}: no tensor '${name}'`);
-    return e;
-  };
-  const cond = get('cond');
+  const input = await openTensorFile(inFile, 'cond, y_T and z.0 ... z.{T-1}');
+  const cond = input.get('cond');
   if (cond.shape.length !== 4) throw new Error(`${inFile}: cond has shape [${cond.shape}], expected [B, C, H, W]`);
   const [B, C, H, W] = cond.shape;
   const cfg = model.config;
@@ -56,7 +52,7 @@ export async function sampleCommand(argv: string[]): Promise<number> {
     throw new Error(`${inFile}: cond has ${C} channels; this model takes a ${cfg.in_channel - cfg.out_channel}-channel condition`);
   }
   const same = (name: string) => {
-    const e = get(name);
+    const e = input.get(name);
     if (e.shape.join() !== [B, cfg.out_channel, H, W].join()) {
       throw new Error(`${inFile}: ${name} has shape [${e.shape}], expected [${[B, cfg.out_channel, H, W]}]`);
     }
