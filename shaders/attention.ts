@@ -1,21 +1,25 @@
 // Single-head self-attention over all positions, the reference's SelfAttention core:
 //   out[c, i] = sum_j softmax_j(q[:, i] . k[:, j] * scale) v[c, j],   scale = 1/sqrt(C)
 // from qkv [B, 3C, HW] (q, k, v = channel blocks 0, 1, 2, as `qkv.chunk(3, dim=2)` with one head).
-// Computed flash-style: a workgroup owns QT=16 queries and walks the keys in blocks of 16 with an online softmax, so
-// memory stays O(C * HW) whatever the map size (no HW x HW score buffer).
+// Computed flash-style: a workgroup owns 16 queries and walks the keys in blocks of 64 with an online softmax, so
+// memory stays O(C * HW) whatever the map size (no HW x HW score buffer). Register blocking keeps loads per
+// multiply-add low (each one costs far more than the arithmetic on a CPU device): a thread computes a 1 x 4 block of
+// scores, and accumulates 4 queries x ceil(C / 64) channels.
 
-/** R = ceil(C / 16) accumulators per thread (a function-scope array needs a constant size, so it is templated). */
+/** R = ceil(C / 64) channel groups per thread (a function-scope array needs a constant size, so it is templated). */
 export const attentionWgsl = (R: number): string => /* wgsl */ `
 struct P { C: u32, HW: u32, scale: f32, _pad: u32 }
 
 const R: u32 = ${R}u;
+const QT: u32 = 16u;  // queries per workgroup
+const KB: u32 = 64u;  // keys per block
 
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read_write> outp: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
 
 const NEG: f32 = -3.0e38;
-var<workgroup> S: array<f32, 256>;   // [16 queries][16 keys]
+var<workgroup> S: array<f32, 1024>;   // [QT queries][KB keys]
 var<workgroup> rowAlpha: array<f32, 16>;
 var<workgroup> rowL: array<f32, 16>;
 var<workgroup> rowM: array<f32, 16>;
@@ -23,45 +27,48 @@ var<workgroup> rowM: array<f32, 16>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let b = wg.y;
-  let i0 = wg.x * 16u;
+  let i0 = wg.x * QT;
   let C = p.C;
   let HW = p.HW;
-  let base = b * 3u * C * HW;
-  let qb = base;
-  let kb = base + C * HW;
-  let vb = base + 2u * C * HW;
-  // score phase: thread -> (query si, key sj)
+  let qb = b * 3u * C * HW;
+  let kb = qb + C * HW;
+  let vb = qb + 2u * C * HW;
+  // scores: thread -> query si, keys 4 sg .. 4 sg + 3
   let si = lid / 16u;
-  let sj = lid % 16u;
-  // accumulate phase: thread -> (query aq, channels ac + 16 r)
-  let aq = lid % 16u;
-  let ac = lid / 16u;
-  var acc: array<f32, R>;
-  if (lid < 16u) { rowM[lid] = NEG; rowL[lid] = 0.0; }
+  let sg = lid % 16u;
+  // accumulation: thread -> queries 4 aq .. 4 aq + 3, channels ac + 64 r
+  let aq = lid % 4u;
+  let ac = lid / 4u;
+  var acc: array<array<f32, 4>, R>;
+  if (lid < QT) { rowM[lid] = NEG; rowL[lid] = 0.0; }
   workgroupBarrier();
-  let nblocks = (HW + 15u) / 16u;
+  let qi = min(i0 + si, HW - 1u); // a padding query row repeats the last one; its result is not written
+  let nblocks = (HW + KB - 1u) / KB;
   for (var blk = 0u; blk < nblocks; blk++) {
-    let j0 = blk * 16u;
-    var s = NEG;
-    let qi = i0 + si;
-    let kj = j0 + sj;
-    if (kj < HW && qi < HW) {
-      var d = 0.0;
-      for (var c = 0u; c < C; c++) { d = fma(qkv[qb + c * HW + qi], qkv[kb + c * HW + kj], d); }
-      s = d * p.scale;
-    } else if (kj < HW) {
-      s = 0.0; // a padding query row: any finite value keeps its (unused) softmax finite
+    let j0 = blk * KB + 4u * sg;
+    var d = vec4f(0.0);
+    for (var c = 0u; c < C; c++) {
+      let qv = qkv[qb + c * HW + qi];
+      let kr = kb + c * HW;
+      d.x = fma(qv, qkv[kr + min(j0, HW - 1u)], d.x);
+      d.y = fma(qv, qkv[kr + min(j0 + 1u, HW - 1u)], d.y);
+      d.z = fma(qv, qkv[kr + min(j0 + 2u, HW - 1u)], d.z);
+      d.w = fma(qv, qkv[kr + min(j0 + 3u, HW - 1u)], d.w);
     }
-    S[lid] = s;
+    for (var e = 0u; e < 4u; e++) {
+      var s = NEG;
+      if (j0 + e < HW) { s = d[e] * p.scale; }
+      S[si * KB + 4u * sg + e] = s;
+    }
     workgroupBarrier();
-    if (lid < 16u) {
+    if (lid < QT) {
       let mOld = rowM[lid];
       var mNew = mOld;
-      for (var j = 0u; j < 16u; j++) { mNew = max(mNew, S[lid * 16u + j]); }
+      for (var j = 0u; j < KB; j++) { mNew = max(mNew, S[lid * KB + j]); }
       var sum = 0.0;
-      for (var j = 0u; j < 16u; j++) {
-        let e = exp(S[lid * 16u + j] - mNew);
-        S[lid * 16u + j] = e;
+      for (var j = 0u; j < KB; j++) {
+        let e = exp(S[lid * KB + j] - mNew);
+        S[lid * KB + j] = e;
         sum += e;
       }
       let alpha = exp(mOld - mNew);
@@ -70,24 +77,30 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       rowM[lid] = mNew;
     }
     workgroupBarrier();
-    let alpha = rowAlpha[aq];
-    let jn = min(16u, HW - j0);
+    let jn = min(KB, HW - blk * KB);
+    let a4 = vec4f(rowAlpha[4u * aq], rowAlpha[4u * aq + 1u], rowAlpha[4u * aq + 2u], rowAlpha[4u * aq + 3u]);
     for (var r = 0u; r < R; r++) {
-      let c = ac + 16u * r;
+      let c = ac + 64u * r;
       if (c < C) {
-        var a = acc[r] * alpha;
-        for (var j = 0u; j < jn; j++) { a = fma(S[aq * 16u + j], qkv[vb + c * HW + j0 + j], a); }
-        acc[r] = a;
+        var a = vec4f(acc[r][0], acc[r][1], acc[r][2], acc[r][3]) * a4;
+        let vr = vb + c * HW + blk * KB;
+        for (var j = 0u; j < jn; j++) {
+          let v = qkv[vr + j];
+          a = fma(vec4f(S[(4u * aq) * KB + j], S[(4u * aq + 1u) * KB + j], S[(4u * aq + 2u) * KB + j], S[(4u * aq + 3u) * KB + j]), vec4f(v), a);
+        }
+        acc[r][0] = a.x; acc[r][1] = a.y; acc[r][2] = a.z; acc[r][3] = a.w;
       }
     }
     workgroupBarrier();
   }
-  let qi = i0 + aq;
-  if (qi < HW) {
-    let l = rowL[aq];
-    for (var r = 0u; r < R; r++) {
-      let c = ac + 16u * r;
-      if (c < C) { outp[(b * C + c) * HW + qi] = acc[r] / l; }
+  for (var q = 0u; q < 4u; q++) {
+    let i = i0 + 4u * aq + q;
+    if (i < HW) {
+      let l = rowL[4u * aq + q];
+      for (var r = 0u; r < R; r++) {
+        let c = ac + 64u * r;
+        if (c < C) { outp[(b * C + c) * HW + i] = acc[r][q] / l; }
+      }
     }
   }
 }

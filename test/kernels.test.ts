@@ -99,6 +99,7 @@ for (const [B, C, H, W] of [
   [2, 20, 5, 7],
   [1, 16, 4, 4],
   [1, 40, 3, 11],
+  [2, 70, 9, 10], // several key blocks of 64, a partial last block, two channel groups per thread
 ] as const) {
   test(`attention B${B} C${C} ${H}x${W} (flash-style online softmax vs direct)`, async () => {
     const ctx = await device();
