@@ -9,7 +9,7 @@
 //   the noise embedding shared by all blocks' projections.
 // - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { convOutSize, dummy, type ConvSpec } from './kernels.ts';
+import { checkWorkgroups, convOutSize, dummy, u32s, type ConvSpec } from './kernels.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { GN_APPLY_WGSL, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
@@ -36,26 +36,12 @@ export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
   return list[i];
 }
 
-export function u32s(values: number[], label?: string): Uint32Array {
-  for (const v of values) {
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`${label ?? 'kernel'}: parameter out of u32 range: ${v}`);
-  }
-  return new Uint32Array(values);
-}
-
 /** A uniform of u32 fields followed by f32 fields. */
 function mixedUniform(ctx: GpuContext, ints: number[], floats: number[], label?: string): GPUBuffer {
   const buf = new ArrayBuffer(Math.max(16, Math.ceil((ints.length + floats.length) * 4 / 16) * 16));
   new Uint32Array(buf, 0, ints.length).set(u32s(ints, label));
   new Float32Array(buf, ints.length * 4, floats.length).set(floats);
   return ctx.uniform(buf, `${label ?? 'kernel'}.u`);
-}
-
-function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
-  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
-  for (const n of wg) {
-    if (n > max) throw new Error(`${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`);
-  }
 }
 
 /** Workgroups of 256 covering n threads, folded into 2D past the per-dimension limit (kernels index wg.y * nw.x + wg.x). */

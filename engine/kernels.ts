@@ -17,9 +17,10 @@ export function dummy(ctx: GpuContext): GPUBuffer {
   return d;
 }
 
-function u32s(values: number[]): Uint32Array {
+/** Uniform fields as u32, each checked to be one (the message names the kernel when a label is given). */
+export function u32s(values: number[], label?: string): Uint32Array {
   for (const v of values) {
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`kernel parameter out of u32 range: ${v}`);
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`${label ?? 'kernel'}: parameter out of u32 range: ${v}`);
   }
   return new Uint32Array(values);
 }
@@ -212,7 +213,8 @@ export async function linear(
   return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
 }
 
-function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
+/** Throw when a dispatch would exceed the device's workgroups per dimension. */
+export function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
   const max = ctx.limits.maxComputeWorkgroupsPerDimension;
   for (const n of wg) {
     if (n > max) throw new Error(`${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`);
