@@ -61,12 +61,13 @@ export class TrainGraph {
     this.plan = plan;
     this.params = pb.params;
     this.nParams = plan.params.total;
-    this.hr = undefined as unknown as GPUBuffer;
+    const n = plan.inputB!.bytes / 4;
+    this.hr = this.own(ctx.buffer(n * 4, 'train.hr'));
     this.cond = bufs.get(plan.inputA)!;
     this.sqrtGamma = pb.level;
-    this.noise = undefined as unknown as GPUBuffer;
-    this.grads = undefined as unknown as GPUBuffer;
-    this.lossValue = undefined as unknown as GPUBuffer;
+    this.noise = this.own(ctx.buffer(n * 4, 'train.noise'));
+    this.grads = this.own(ctx.buffer(plan.params.total * 4, 'train.grads'));
+    this.lossValue = this.own(ctx.buffer(16, 'train.loss'));
   }
 
   static async build(ctx: GpuContext, weights: UNetWeights, o: TrainGraphOptions): Promise<TrainGraph> {
@@ -93,11 +94,6 @@ export class TrainGraph {
     const buf = (t: PTensor) => this.bufs.get(t)!;
     const yT = plan.inputB!;
     const n = yT.bytes / 4;
-    const self = this as unknown as Record<string, GPUBuffer>;
-    self.hr = this.own(ctx.buffer(n * 4, 'train.hr'));
-    self.noise = this.own(ctx.buffer(n * 4, 'train.noise'));
-    self.grads = this.own(ctx.buffer(plan.params.total * 4, 'train.grads'));
-    self.lossValue = this.own(ctx.buffer(16, 'train.loss'));
 
     // ---- forward: y_noisy = sqrt(g) y0 + sqrt(1-g) eps, then the U-Net on cat(cond, y_noisy)
     const noisify = await ctx.pipeline(NOISIFY_WGSL, { label: 'noisify' });
