@@ -3,7 +3,7 @@
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
-import { convKernelFor, setConvKernel, type ConvKernel } from '../engine/kernels.ts';
+import { CONV_KERNELS, convKernelFor, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, gn, type KernelCase } from './kernels.ts';
 import { benchUNet, benchUpscale, unetConfig, type UNetCase, type UpscaleCase } from './unet.ts';
@@ -113,14 +113,15 @@ function fullCases(): Case[] {
   return cases;
 }
 
-const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--reps N] [--conv-kernel tiled|direct]
+const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--reps N] [--conv-kernel tiled|direct|f16|mma]
 
   --quick        small shapes that finish on a software device (the default set is the reference configs' shapes)
   --json         one JSON object per line: name, kind, device, timer and the figures
                  (ms, gflops, gbps; for U-Nets ms_per_step, ms_per_image, peak_bytes; for upscales images_per_s)
   --filter RE    only the cases whose name matches RE (e.g. --filter conv3x3, --filter unet)
   --reps N       timed samples per case (median reported; default 5 with --quick, 20 otherwise)
-  --conv-kernel  force the conv2d shader (default: direct on a software device, tiled on a GPU)
+  --conv-kernel  force the conv2d shader (default: direct on a software device, tiled on a GPU); f16 and mma are
+                 the mixed-precision kernels (f16 operands, f32 accumulation; mma on tensor cores)
 
 GPU time comes from timestamp queries when the adapter has 'timestamp-query', else from the wall clock around
 submit + onSubmittedWorkDone.`;
@@ -147,11 +148,11 @@ async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
   const filter = values.filter ? new RegExp(values.filter) : null;
   const forced = values['conv-kernel'];
-  if (forced && forced !== 'tiled' && forced !== 'direct') throw new Error(`--conv-kernel must be tiled or direct, got ${forced}`);
+  if (forced && !CONV_KERNELS.includes(forced as ConvKernel)) throw new Error(`--conv-kernel must be one of ${CONV_KERNELS.join(', ')}, got ${forced}`);
 
   const ctx = await openDevice();
   try {
-    if (forced) setConvKernel(ctx, forced as ConvKernel);
+    if (forced) await useConvKernel(ctx, forced as ConvKernel);
     const device = ctx.adapter.description;
     const common = {
       device,

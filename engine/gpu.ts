@@ -16,6 +16,19 @@ export interface AdapterDescription {
   description: string;
   backend: string;
   isSoftware: boolean;
+  /** invocations per subgroup (0 when the adapter does not say) */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
+  /** subgroup-matrix shapes the adapter offers (chromium-experimental-subgroup-matrix), e.g. f16->f32 16x16x16 */
+  subgroupMatrixConfigs: SubgroupMatrixConfig[];
+}
+
+export interface SubgroupMatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
 }
 
 export interface GpuContextOptions {
@@ -55,7 +68,14 @@ const RAISED_LIMITS = [
 ] as const;
 
 export function describeAdapter(adapter: GPUAdapter): AdapterDescription {
-  const info = adapter.info as GPUAdapterInfo & { backend?: string; type?: string; driver?: string };
+  const info = adapter.info as GPUAdapterInfo & {
+    backend?: string;
+    type?: string;
+    driver?: string;
+    subgroupMinSize?: number;
+    subgroupMaxSize?: number;
+    subgroupMatrixConfigs?: Iterable<SubgroupMatrixConfig>;
+  };
   const vendor = info?.vendor ?? '';
   const architecture = info?.architecture ?? '';
   const device = info?.device ?? '';
@@ -72,6 +92,15 @@ export function describeAdapter(adapter: GPUAdapter): AdapterDescription {
     description: description || [vendor, device].filter(Boolean).join(' ') || 'unnamed adapter',
     backend: info?.backend ?? '',
     isSoftware,
+    subgroupMinSize: info?.subgroupMinSize ?? 0,
+    subgroupMaxSize: info?.subgroupMaxSize ?? 0,
+    subgroupMatrixConfigs: [...(info?.subgroupMatrixConfigs ?? [])].map((c) => ({
+      componentType: String(c.componentType),
+      resultComponentType: String(c.resultComponentType),
+      M: Number(c.M),
+      N: Number(c.N),
+      K: Number(c.K),
+    })),
   };
 }
 

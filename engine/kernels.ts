@@ -2,6 +2,7 @@
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV2D_WGSL, conv2dDirectWgsl } from '../shaders/conv2d.ts';
+import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { GROUPNORM_STATS_WGSL } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
 import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
@@ -95,6 +96,10 @@ export async function conv2d(
     const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0, vec });
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
+  } else if (kernel === 'f16' || kernel === 'mma') {
+    const code = kernel === 'mma' ? conv2dMmaWgsl(await requireMma(ctx)) : conv2dMmaWgsl(requireF16(ctx));
+    pipeline = await ctx.pipeline(code, { label: `conv2d_${kernel}`, constants: { KS: spec.ks, ...constants } });
+    workgroups = [ceilDiv(Hout * Wout, MMA_TILE.TM), ceilDiv(spec.Cout, MMA_TILE.TN), spec.B];
   } else {
     pipeline = await ctx.pipeline(CONV2D_WGSL, { label: 'conv2d', constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, 64), ceilDiv(spec.Cout, 64), spec.B];
@@ -110,12 +115,19 @@ export async function conv2d(
 }
 
 /**
- * Which conv2d shader a context uses: 'tiled' (64x64 workgroup tiles staged through workgroup memory, for GPUs) or
- * 'direct' (each invocation a block of pixels x output channels held in registers, weights staged in workgroup memory,
- * for CPU-like software devices, where every load is a per-lane loop with bounds checks and arithmetic is nearly
- * free). Both compute the same thing; the tests run both.
+ * Which conv2d shader a context uses:
+ * - 'tiled' (f32; 64x64 workgroup tiles staged through workgroup memory, for GPUs; the default there);
+ * - 'direct' (f32; each invocation a block of pixels x output channels held in registers, weights staged in workgroup
+ *   memory, for CPU-like software devices, where every load is a per-lane loop with bounds checks and arithmetic is
+ *   nearly free; the default there);
+ * - 'mma' (mixed precision: f16 operands, f32 accumulation, on tensor cores through subgroup matrices; needs
+ *   'chromium-experimental-subgroup-matrix' with an f16->f32 16x16x16 config and a fixed subgroup size);
+ * - 'f16' (the same mixed precision with plain FMAs; needs 'shader-f16').
+ * The f32 kernels compute the same thing to rounding; the mixed ones round every operand to f16 (see
+ * shaders/conv2d_mma.ts and the tolerances in test/conv-mixed.test.ts). Only an explicit choice selects them.
  */
-export type ConvKernel = 'tiled' | 'direct';
+export type ConvKernel = 'tiled' | 'direct' | 'mma' | 'f16';
+export const CONV_KERNELS: readonly ConvKernel[] = ['tiled', 'direct', 'mma', 'f16'];
 const convKernels = new WeakMap<GpuContext, ConvKernel>();
 /** Force a conv2d kernel for this context (tests, benchmarks); `undefined` returns to the automatic choice. */
 export function setConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): void {
@@ -124,6 +136,83 @@ export function setConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): 
 }
 export function convKernelFor(ctx: GpuContext): ConvKernel {
   return convKernels.get(ctx) ?? (ctx.adapter.isSoftware ? 'direct' : 'tiled');
+}
+
+/**
+ * Select a conv2d kernel after checking that this device can run it: the mixed-precision kernels throw an error that
+ * names what the device lacks instead of falling back silently. `undefined` returns to the automatic choice.
+ */
+export async function useConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): Promise<void> {
+  if (kernel !== undefined && !CONV_KERNELS.includes(kernel)) {
+    throw new Error(`unknown conv2d kernel '${kernel}': use one of ${CONV_KERNELS.join(', ')}`);
+  }
+  if (kernel === 'mma') await requireMma(ctx);
+  if (kernel === 'f16') requireF16(ctx);
+  setConvKernel(ctx, kernel);
+}
+
+function requireF16(ctx: GpuContext): { body: 'f16-tiles' } {
+  if (!ctx.features.shaderF16) {
+    throw new Error(`the 'f16' conv2d kernel needs the 'shader-f16' feature, which ${ctx.adapter.description} does not offer; use 'tiled' or 'direct'`);
+  }
+  return { body: 'f16-tiles' };
+}
+
+export interface MmaSupport {
+  ok: boolean;
+  /** why not, when not ok */
+  reason?: string;
+  subgroupSize?: number;
+  syntax?: SubgroupMatrixSyntax;
+}
+const mmaProbes = new WeakMap<GpuContext, Promise<MmaSupport>>();
+
+/**
+ * Whether this device can run the 'mma' conv2d kernel, and how: the feature, an f16->f32 16x16x16 config, one fixed
+ * subgroup size (the kernel's workgroup is four subgroups), and a compiler that takes one of the two spellings of the
+ * subgroup-matrix builtins (probed by compiling a small kernel; the answer is cached per context).
+ */
+export function mmaSupport(ctx: GpuContext): Promise<MmaSupport> {
+  let p = mmaProbes.get(ctx);
+  if (!p) {
+    p = probeMma(ctx);
+    mmaProbes.set(ctx, p);
+  }
+  return p;
+}
+
+async function probeMma(ctx: GpuContext): Promise<MmaSupport> {
+  const a = ctx.adapter;
+  if (!ctx.features.subgroupMatrix) return { ok: false, reason: `${a.description} does not offer 'chromium-experimental-subgroup-matrix' (on NVIDIA, Dawn needs the allow_unsafe_apis toggle)` };
+  if (!ctx.features.shaderF16 || !ctx.features.subgroups) return { ok: false, reason: `${a.description} lacks 'shader-f16' or 'subgroups'` };
+  const cfg = a.subgroupMatrixConfigs.find((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+  if (!cfg) {
+    const have = a.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ') || 'none';
+    return { ok: false, reason: `${a.description} has no f16->f32 16x16x16 subgroup-matrix config (it has: ${have})` };
+  }
+  if (!a.subgroupMaxSize || a.subgroupMinSize !== a.subgroupMaxSize) {
+    return { ok: false, reason: `${a.description} has subgroups of ${a.subgroupMinSize}..${a.subgroupMaxSize} invocations; the 'mma' kernel needs one fixed size` };
+  }
+  const subgroupSize = a.subgroupMaxSize;
+  const errors: string[] = [];
+  for (const syntax of ['template', 'arg'] as const) {
+    try {
+      await ctx.pipeline(subgroupMatrixProbeWgsl(syntax, subgroupSize), { label: `subgroup_matrix_probe_${syntax}` });
+      return { ok: true, subgroupSize, syntax };
+    } catch (e) {
+      errors.push(`${syntax}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
+    }
+  }
+  return { ok: false, reason: `the shader compiler took neither spelling of the subgroup-matrix builtins (${errors.join('; ')})` };
+}
+
+async function requireMma(ctx: GpuContext): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax }> {
+  const s = await mmaSupport(ctx);
+  if (!s.ok) throw new Error(`the 'mma' conv2d kernel cannot run here: ${s.reason}; use 'f16' or 'tiled'`);
+  if (mmaWorkgroupSize({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize }) > ctx.limits.maxComputeInvocationsPerWorkgroup) {
+    throw new Error(`the 'mma' conv2d kernel needs ${4 * s.subgroupSize!} invocations per workgroup, over this device's limit`);
+  }
+  return { body: 'subgroup-matrix', subgroupSize: s.subgroupSize!, syntax: s.syntax! };
 }
 /**
  * The direct kernel's block for one conv: PX pixels of a row x RN output channels per invocation (on lavapipe a load

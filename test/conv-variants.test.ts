@@ -13,7 +13,11 @@ interface Case {
   upsample?: boolean; norm?: 0 | 1 | 2; G?: number; bias?: boolean; emb?: boolean; res?: boolean; seed: number;
 }
 
-async function check(ctx: GpuContext, o: Case, what: string): Promise<void> {
+/**
+ * Run one case on the context's current kernel and return its error against the float64 reference, and against the
+ * same reference with every operand (normalised input and weight) rounded to f16, as the mixed kernels do.
+ */
+async function run(ctx: GpuContext, o: Case): Promise<{ exact: number; f16: number }> {
   const { B, C1, C2, H, W, Cout, ks } = o;
   const Cin = C1 + C2;
   const a = rand(B * C1 * H * W, o.seed);
@@ -61,12 +65,21 @@ async function check(ctx: GpuContext, o: Case, what: string): Promise<void> {
   if (C2) x = R.concat(x, R.t4(B, C2, H, W, bIn));
   if (o.norm) x = R.groupNorm(x, o.G!, gamma, beta, o.norm === 2);
   if (o.upsample) x = R.upsample2(x);
-  let y = R.conv2d(x, w, o.bias ? bias : null, Cout, ks, o.stride);
-  if (o.emb) y = R.addPerChannel(y, emb);
-  if (o.res) y = R.add(y, R.t4(B, Cout, Ho, Wo, res));
-  const err = relErr(got, y.data);
+  const finish = (x: R.T4, w: ArrayLike<number>) => {
+    let y = R.conv2d(x, w, o.bias ? bias : null, Cout, ks, o.stride);
+    if (o.emb) y = R.addPerChannel(y, emb);
+    if (o.res) y = R.add(y, R.t4(B, Cout, Ho, Wo, res));
+    return relErr(got, y.data);
+  };
+  const exact = finish(x, w);
+  const f16 = finish(R.mapT4(x, R.roundF16), Array.from(w, R.roundF16));
   for (const buf of [params, aBuf, bBuf, stats, embBuf, resBuf, out]) buf?.destroy();
-  assert.ok(err < 2e-5, `${what} ${JSON.stringify(o)}: rel err ${err}`);
+  return { exact, f16 };
+}
+
+async function check(ctx: GpuContext, o: Case, what: string): Promise<void> {
+  const { exact } = await run(ctx, o);
+  assert.ok(exact < 2e-5, `${what} ${JSON.stringify(o)}: rel err ${exact}`);
 }
 
 const CASES: Case[] = [
@@ -111,6 +124,69 @@ test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged
   } finally {
     for (const k of ['PX', 'RN', 'CC', 'WG', 'vec'] as const) delete K.DIRECT_BLOCK[k];
     K.setConvKernel(ctx, undefined);
+  }
+});
+
+// The mixed-precision kernels round each operand to f16 and accumulate in f32. Against a reference that rounds the
+// same operands they must agree to f32 summation error; against the exact reference the rounding shows (stated
+// tolerance 2e-3 of the output's scale per conv; these cases measure 1.9-3.3e-4 with the f16 kernel on lavapipe).
+async function checkMixed(ctx: GpuContext, kernel: 'f16' | 'mma'): Promise<void> {
+  await K.useConvKernel(ctx, kernel);
+  try {
+    let worstF16 = 0;
+    let worstExact = 0;
+    for (const c of CASES) {
+      const { exact, f16 } = await run(ctx, c);
+      worstF16 = Math.max(worstF16, f16);
+      worstExact = Math.max(worstExact, exact);
+      // with GroupNorm, the engine's f32 statistics and the reference's float64 ones can round a value near an f16
+      // boundary differently: a few ulp flips (up to 1e-4 measured); without it, only the summation order differs
+      const tol = c.norm ? 2e-4 : 2e-6;
+      assert.ok(f16 < tol, `${kernel} ${JSON.stringify(c)}: ${f16} from the f16-rounded reference`);
+      assert.ok(exact < 2e-3, `${kernel} ${JSON.stringify(c)}: ${exact} from the exact reference`);
+    }
+    // the f16 rounding must be visible: an f32 kernel chosen by mistake would be 1e-7 from the exact reference
+    assert.ok(worstExact > 1e-5, `${kernel}: ${worstExact} from the exact reference: are the operands really f16?`);
+    console.log(`    conv2d ${kernel}: worst ${worstF16.toExponential(2)} from the f16-rounded reference, ${worstExact.toExponential(2)} from the exact one`);
+  } finally {
+    K.setConvKernel(ctx, undefined);
+  }
+}
+
+test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of the f16-operand reference', async () => {
+  const ctx = await device();
+  if (!ctx.features.shaderF16) {
+    console.log(`    skipped: ${ctx.adapter.description} has no shader-f16`);
+    return;
+  }
+  await checkMixed(ctx, 'f16');
+});
+
+test('conv2d mma (subgroup matrices): the same, where the device has them; otherwise refused with the reason', async () => {
+  const ctx = await device();
+  const s = await K.mmaSupport(ctx);
+  if (!s.ok) {
+    try {
+      await K.useConvKernel(ctx, 'mma');
+      assert.unreachable('mma accepted without support');
+    } catch (e) {
+      assert.match((e as Error).message, /'mma' conv2d kernel cannot run here: .+; use 'f16' or 'tiled'/);
+    }
+    assert.is(K.convKernelFor(ctx), ctx.adapter.isSoftware ? 'direct' : 'tiled', 'a refused kernel is not selected');
+    console.log(`    mma not available: ${s.reason}`);
+    return;
+  }
+  console.log(`    mma: subgroup size ${s.subgroupSize}, '${s.syntax}' builtin spelling`);
+  await checkMixed(ctx, 'mma');
+});
+
+test('an unknown conv2d kernel name is refused with the list', async () => {
+  const ctx = await device();
+  try {
+    await K.useConvKernel(ctx, 'fast' as K.ConvKernel);
+    assert.unreachable();
+  } catch (e) {
+    assert.match((e as Error).message, /unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16/);
   }
 });
 

@@ -2,6 +2,7 @@
 // eps and every layer's activation within max|ours - ref| / max(1, max|ref|) <= 1e-4.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as K from '../engine/kernels.ts';
 import { UNet } from '../engine/unet.ts';
 import { device, relErr, releaseDevice } from './helpers/device.ts';
 import { GOLDEN_CASES, goldenModel, goldenTensors } from './helpers/golden.ts';
@@ -35,6 +36,43 @@ for (const name of GOLDEN_CASES) for (const materializeNorm of [false, true]) {
     console.log(`    ${name}, ${materializeNorm ? 'materialised' : 'fused'} GroupNorm: worst relative error ${worst.toExponential(2)} over eps and ${acts.length} activations`);
     assert.equal(errs, [], errs.join('\n'));
     net.destroy();
+  });
+}
+
+// The mixed-precision conv kernels (f16 operands, f32 accumulation) state their own tolerance: 5e-3 over eps and
+// every activation (measured with 'f16' on lavapipe: tiny 1.3e-3, groups32 1.4e-3 worst, eps 0.9e-3 / 1.1e-3).
+for (const kernel of ['f16', 'mma'] as const) for (const name of GOLDEN_CASES) {
+  test(`golden ${name} with the '${kernel}' conv kernel: eps and every activation within 5e-3 of the reference`, async () => {
+    const ctx = await device();
+    const why = kernel === 'mma' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
+    if (why) {
+      console.log(`    skipped: ${why}`);
+      return;
+    }
+    await K.useConvKernel(ctx, kernel);
+    try {
+      const model = goldenModel(name);
+      const g = goldenTensors(name, 'forward.safetensors');
+      const [B, , H, W] = g.shape('x_in');
+      const net = await UNet.build(ctx, model, { batch: B, height: H, width: W, keepActivations: true });
+      const eps = await net.forward(g.get('x_in'), g.get('noise_level'));
+      let worst = 0;
+      const errs: string[] = [];
+      for (const k of [...g.keys.filter((k) => k.startsWith('act.')), 'eps']) {
+        const got = k === 'eps' ? eps : await ctx.read(net.activations.get(k)!.buf, g.get(k).length * 4);
+        const e = relErr(got, g.get(k));
+        worst = Math.max(worst, e);
+        if (!(e <= 5e-3)) errs.push(`${k}: ${e.toExponential(2)}`);
+      }
+      const epsErr = relErr(eps, g.get('eps'));
+      console.log(`    ${name}, ${kernel}: worst relative error ${worst.toExponential(2)}, eps ${epsErr.toExponential(2)}`);
+      assert.equal(errs, [], errs.join('\n'));
+      // the f16 rounding must show: an f32 kernel chosen by mistake would be within 1e-5
+      assert.ok(epsErr > 1e-5, `eps ${epsErr}: the mixed kernel did not run`);
+      net.destroy();
+    } finally {
+      K.setConvKernel(ctx, undefined);
+    }
   });
 }
 

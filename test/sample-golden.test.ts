@@ -2,6 +2,7 @@
 // per-step noise in, every intermediate y within max|ours - ref| / max(1, max|ref|) <= 1e-3.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as K from '../engine/kernels.ts';
 import { Sampler, type SamplerKind } from '../engine/sampler.ts';
 import { makeSchedule } from '../engine/schedule.ts';
 import { device, relErr, releaseDevice } from './helpers/device.ts';
@@ -36,6 +37,42 @@ for (const name of GOLDEN_CASES) {
       s.destroy();
     });
   }
+}
+
+// With the mixed-precision conv kernels: the reference sampler's 12 steps within 1e-2 (measured with 'f16' on
+// lavapipe: tiny 5.4e-3, groups32 5.6e-3; the f16 operand rounding of every conv, compounded over 12 steps).
+for (const kernel of ['f16', 'mma'] as const) for (const name of GOLDEN_CASES) {
+  test(`golden ${name}: reference sampler with the '${kernel}' conv kernel, 12 steps, every y_t within 1e-2`, async () => {
+    const ctx = await device();
+    const why = kernel === 'mma' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
+    if (why) {
+      console.log(`    skipped: ${why}`);
+      return;
+    }
+    await K.useConvKernel(ctx, kernel);
+    try {
+      const g = goldenTensors(name, 'sample.safetensors');
+      const [B, , H, W] = g.shape('cond');
+      const s = await Sampler.build(ctx, goldenModel(name), {
+        batch: B, height: H, width: W, sampler: { kind: 'reference', schedule: makeSchedule('linear:12:1e-4:0.3') }, noise: 'provided',
+      });
+      s.setCondition(g.get('cond'));
+      s.setStart(g.get('y_T'));
+      s.setNoise(Array.from({ length: 12 }, (_, t) => g.get(`z.${t}`)));
+      let worst = 0;
+      await s.run({
+        keepStart: true,
+        onStep: async (t) => {
+          worst = Math.max(worst, relErr(await s.readY(), g.get(`ref.y.${t}`)));
+        },
+      });
+      console.log(`    ${name} reference sampler, ${kernel}: worst relative error ${worst.toExponential(2)} over 12 steps`);
+      assert.ok(worst <= 1e-2, `worst ${worst}`);
+      s.destroy();
+    } finally {
+      K.setConvKernel(ctx, undefined);
+    }
+  });
 }
 
 test.after(releaseDevice);

@@ -3,6 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
+import { useConvKernel, type ConvKernel } from '../kernels.ts';
 
 /**
  * Dawn toggles asked for by default. `allow_unsafe_apis` exposes subgroup matrices (tensor cores) and
@@ -43,9 +44,23 @@ export function dawnFlagsFromEnv(): string[] {
   return env.split(';').map((s) => s.trim()).filter(Boolean);
 }
 
-/** Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none. */
+/**
+ * Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none.
+ * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
+ * never a silent fallback.
+ */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
   const gpu = create(opts.dawnFlags ?? dawnFlagsFromEnv());
-  return GpuContext.create(gpu, opts);
+  const ctx = await GpuContext.create(gpu, opts);
+  const kernel = process.env.SR3_CONV_KERNEL?.trim();
+  if (kernel) {
+    try {
+      await useConvKernel(ctx, kernel as ConvKernel);
+    } catch (e) {
+      ctx.destroy();
+      throw new GpuError(`SR3_CONV_KERNEL=${kernel}: ${(e as Error).message}`);
+    }
+  }
+  return ctx;
 }

@@ -1,6 +1,7 @@
 // `sr3 doctor`: what WebGPU device this machine gives the engine.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../gpu.ts';
+import { convKernelFor, mmaSupport } from '../kernels.ts';
 import { dawnFlagsFromEnv, openDevice } from './device.ts';
 
 export async function doctorCommand(argv: string[]): Promise<number> {
@@ -27,6 +28,13 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       backend: ctx.adapter.backend || (process.platform === 'linux' ? 'vulkan (Dawn on Linux)' : 'unknown'),
       software: ctx.adapter.isSoftware,
       features: ctx.features,
+      subgroupSizes: [ctx.adapter.subgroupMinSize, ctx.adapter.subgroupMaxSize],
+      subgroupMatrixConfigs: ctx.adapter.subgroupMatrixConfigs,
+      convKernel: convKernelFor(ctx),
+      mixedPrecision: {
+        f16: ctx.features.shaderF16 ? 'yes' : 'no: no shader-f16',
+        mma: await mmaSupport(ctx).then((m) => (m.ok ? `yes (subgroup size ${m.subgroupSize}, '${m.syntax}' spelling)` : `no: ${m.reason}`)),
+      },
       limits,
       dawnFlags: dawnFlagsFromEnv(),
     };
@@ -43,6 +51,13 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       `features     shader-f16 ${yes(ctx.features.shaderF16)}, subgroups ${yes(ctx.features.subgroups)}, ` +
         `timestamp-query ${yes(ctx.features.timestampQuery)}, subgroup-matrix ${yes(ctx.features.subgroupMatrix)}`,
     );
+    if (report.subgroupSizes[1]) console.log(`subgroups    ${report.subgroupSizes[0]}..${report.subgroupSizes[1]} invocations`);
+    if (report.subgroupMatrixConfigs.length) {
+      console.log(`sg matrices  ${report.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ')}`);
+    }
+    console.log(`conv2d       ${report.convKernel} (set SR3_CONV_KERNEL=tiled|direct|f16|mma to choose)`);
+    console.log(`  f16 (mixed precision, FMAs)            ${report.mixedPrecision.f16}`);
+    console.log(`  mma (mixed precision, tensor cores)    ${report.mixedPrecision.mma}`);
     console.log('limits');
     for (const [k, v] of Object.entries(limits)) {
       console.log(`  ${k.padEnd(34)} ${v}${k.includes('Size') && v >= 1024 ? `  (${fmtBytes(v)})` : ''}`);

@@ -154,3 +154,25 @@ export function linear(x: ArrayLike<number>, B: number, K: number, w: ArrayLike<
     }
   return out;
 }
+
+/**
+ * Round to the nearest IEEE half-precision value (ties to even), clamping beyond +-65504 as the mixed-precision
+ * conv kernel does: what a GPU's f32 -> f16 conversion gives, for the f16 kernels' reference.
+ */
+export function roundF16(v: number): number {
+  if (!Number.isFinite(v) || v === 0) return v;
+  const a = Math.abs(v);
+  if (a >= 65504) return Math.sign(v) * 65504;
+  let e = Math.floor(Math.log2(a));
+  if (2 ** e > a) e--;
+  else if (2 ** (e + 1) <= a) e++;
+  const quantum = 2 ** (Math.max(e, -14) - 10); // subnormals below 2^-14 share the 2^-24 step
+  const q = a / quantum;
+  const f = Math.floor(q);
+  const r = q - f > 0.5 || (q - f === 0.5 && f % 2 === 1) ? f + 1 : f;
+  return Math.sign(v) * r * quantum;
+}
+
+export function mapT4(x: T4, f: (v: number) => number): T4 {
+  return t4(x.B, x.C, x.H, x.W, Array.from(x.data, f));
+}
