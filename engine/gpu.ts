@@ -341,12 +341,16 @@ export interface Dispatch {
   bindGroup: GPUBindGroup;
   workgroups: [number, number?, number?];
   label?: string;
+  /** a dispatch that must follow this one (a second pass of the same op, e.g. the split-K reduction) */
+  next?: Dispatch;
 }
 
 export function encodeDispatch(pass: GPUComputePassEncoder, d: Dispatch): void {
-  pass.setPipeline(d.pipeline);
-  pass.setBindGroup(0, d.bindGroup);
-  pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+  for (let x: Dispatch | undefined = d; x; x = x.next) {
+    pass.setPipeline(x.pipeline);
+    pass.setBindGroup(0, x.bindGroup);
+    pass.dispatchWorkgroups(x.workgroups[0], x.workgroups[1] ?? 1, x.workgroups[2] ?? 1);
+  }
 }
 
 export function noAdapterMessage(): string {

@@ -1,7 +1,7 @@
 // Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { CONV2D_WGSL, conv2dDirectWgsl } from '../shaders/conv2d.ts';
+import { CONV2D_SPLITK_REDUCE_WGSL, CONV2D_WGSL, conv2dDirectWgsl } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { GROUPNORM_STATS_WGSL } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
@@ -90,6 +90,17 @@ export async function conv2d(
   const kernel = convKernelFor(ctx);
   let pipeline: GPUComputePipeline;
   let workgroups: [number, number, number];
+  let split: { S: number; parts: GPUBuffer } | null = null;
+  const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
+  if (kernel !== 'direct') {
+    const tk = kernel === 'tiled' ? 16 : MMA_TILE.TK;
+    const wgs = ceilDiv(Hout * Wout, 64) * ceilDiv(spec.Cout, 64) * spec.B;
+    const { S, kChunk } = splitK(ctx, wgs, K, tk);
+    if (S > 1) {
+      (constants as Record<string, number>).KCHUNK = kChunk;
+      split = { S, parts: scratch(ctx, S * spec.B * spec.Cout * Hout * Wout * 4) };
+    }
+  }
   if (kernel === 'direct') {
     const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout);
     const vec = spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && DIRECT_BLOCK.vec !== false;
@@ -99,19 +110,72 @@ export async function conv2d(
   } else if (kernel === 'f16' || kernel === 'mma') {
     const code = kernel === 'mma' ? conv2dMmaWgsl(await requireMma(ctx)) : conv2dMmaWgsl(requireF16(ctx));
     pipeline = await ctx.pipeline(code, { label: `conv2d_${kernel}`, constants: { KS: spec.ks, ...constants } });
-    workgroups = [ceilDiv(Hout * Wout, MMA_TILE.TM), ceilDiv(spec.Cout, MMA_TILE.TN), spec.B];
+    workgroups = [ceilDiv(Hout * Wout, MMA_TILE.TM), ceilDiv(spec.Cout, MMA_TILE.TN), spec.B * (split?.S ?? 1)];
   } else {
     pipeline = await ctx.pipeline(CONV2D_WGSL, { label: 'conv2d', constants: { KS: spec.ks, ...constants } });
-    workgroups = [ceilDiv(Hout * Wout, 64), ceilDiv(spec.Cout, 64), spec.B];
+    workgroups = [ceilDiv(Hout * Wout, 64), ceilDiv(spec.Cout, 64), spec.B * (split?.S ?? 1)];
   }
   const d = dummy(ctx);
+  // with split-K the conv writes raw partial sums to the scratch buffer: its epilogue inputs are left unbound
   const bindGroup = ctx.bind(
     pipeline,
-    [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
+    split
+      ? [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, d, d, split.parts, ctx.uniform(u, `${spec.label}.u`)]
+      : [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
     spec.label,
   );
   checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
+  const conv: Dispatch = { pipeline, bindGroup, workgroups, label: spec.label };
+  if (!split) return conv;
+  const n = spec.B * spec.Cout * Hout * Wout;
+  const reduce = await ctx.pipeline(CONV2D_SPLITK_REDUCE_WGSL, {
+    label: 'conv2d_splitk_reduce',
+    constants: { HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 },
+  });
+  const ru = u32s([split.S, spec.B, spec.Cout, Hout * Wout, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, spec.bOff >= 0 ? 1 : 0, 0], spec.label);
+  const groups = ceilDiv(n, 256);
+  const gx = Math.min(groups, ctx.limits.maxComputeWorkgroupsPerDimension);
+  conv.next = {
+    pipeline: reduce,
+    bindGroup: ctx.bind(reduce, [bufs.params, split.parts, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(ru, `${spec.label}.splitk.u`)], `${spec.label}.splitk`),
+    workgroups: [gx, ceilDiv(groups, gx)],
+    label: `${spec.label}.splitk`,
+  };
+  return conv;
+}
+
+/**
+ * Split-K for the GEMM conv kernels: a conv whose output tiles give fewer than SPLIT_K.target workgroups (the
+ * low-resolution levels at batch 1 leave most of a large GPU idle: 8x8 x 512 channels is 8 workgroups) cuts its
+ * reduction into S chunks of at least 8 k-steps, run as S times the workgroups, and a second pass adds the partial
+ * sums and applies the epilogue. Off on software devices (the direct kernel does not use it) unless forced.
+ * SPLIT_K.target = 0 turns it off; SPLIT_K.force sets S for every conv (tests).
+ */
+export const SPLIT_K: { target: number; force?: number } = { target: 256 };
+
+export function splitK(ctx: GpuContext, workgroups: number, K: number, tk: number): { S: number; kChunk: number } {
+  let S = 1;
+  if (SPLIT_K.force !== undefined) S = SPLIT_K.force;
+  else if (!ctx.adapter.isSoftware && SPLIT_K.target > 0 && workgroups < SPLIT_K.target) {
+    S = Math.min(Math.ceil(SPLIT_K.target / workgroups), Math.floor(K / (8 * tk)), 32);
+  }
+  if (S < 2) return { S: 1, kChunk: 0 };
+  const kChunk = ceilDiv(ceilDiv(K, S), tk) * tk;
+  S = ceilDiv(K, kChunk);
+  return S < 2 ? { S: 1, kChunk: 0 } : { S, kChunk };
+}
+
+const scratches = new WeakMap<GpuContext, GPUBuffer>();
+/**
+ * One scratch buffer per context for split-K partial sums, grown as needed. Dispatches run in order, so every conv
+ * can use it between its two passes; a buffer replaced by a larger one stays alive for the bind groups that hold it.
+ */
+function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
+  const cur = scratches.get(ctx);
+  if (cur && cur.size >= bytes) return cur;
+  const buf = ctx.buffer(Math.max(bytes, 1 << 20), 'conv2d.splitk_partials');
+  scratches.set(ctx, buf);
+  return buf;
 }
 
 /**

@@ -44,6 +44,55 @@ export const IM2COL_ELEMENT = /* wgsl */ `
   return v;
 `;
 
+/**
+ * Split-K: with KCHUNK > 0 the reduction is cut into chunks of KCHUNK (a multiple of the kernel's TK), workgroup z is
+ * batch * splits + split, and each workgroup writes its raw partial sum to outp[split][b][co][m] (no epilogue);
+ * CONV2D_SPLITK_REDUCE_WGSL then adds the partials and applies the epilogue. Convs whose output is too small to fill
+ * a GPU (low-resolution levels at batch 1: 8x8 x 512 channels is 8 workgroups) use it.
+ */
+export const SPLIT_K_DECL = /* wgsl */ `override KCHUNK: u32 = 0u;  // 0: the whole reduction in one workgroup`;
+export const SPLIT_K_RANGE = /* wgsl */ `
+  var b = wg.z;
+  var split = 0u;
+  var kBeg = 0u;
+  var kEnd = K;
+  if (KCHUNK != 0u) {
+    let chunk = max(KCHUNK, 1u); // an override of 0 would be a constant division by zero
+    let splits = (K + chunk - 1u) / chunk;
+    b = wg.z / splits;
+    split = wg.z - b * splits;
+    kBeg = split * chunk;
+    kEnd = min(K, kBeg + chunk);
+  }`;
+
+/** Sum of the split-K partials parts[s][b][co][m] plus the conv epilogue (bias, embedding, residual) into outp. */
+export const CONV2D_SPLITK_REDUCE_WGSL = /* wgsl */ `
+struct R { S: u32, B: u32, Cout: u32, M: u32, bOff: u32, embOff: u32, hasBias: u32, _pad: u32 }
+override HAS_EMB: bool = false;
+override HAS_RES: bool = false;
+@group(0) @binding(0) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<storage, read> parts: array<f32>;
+@group(0) @binding(2) var<storage, read> emb: array<f32>;
+@group(0) @binding(3) var<storage, read> res: array<f32>;
+@group(0) @binding(4) var<storage, read_write> outp: array<f32>;
+@group(0) @binding(5) var<uniform> r: R;
+
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let n = r.B * r.Cout * r.M;
+  let o = gid.x + gid.y * nwg.x * 256u;
+  if (o >= n) { return; }
+  var v = 0.0;
+  for (var s = 0u; s < r.S; s++) { v += parts[s * n + o]; }
+  let co = (o / r.M) % r.Cout;
+  let b = o / (r.M * r.Cout);
+  if (r.hasBias != 0u) { v += params[r.bOff + co]; }
+  if (HAS_EMB) { v += emb[r.embOff + b * r.Cout + co]; }
+  if (HAS_RES) { v += res[o]; }
+  outp[o] = v;
+}
+`;
+
 export const CONV2D_WGSL = /* wgsl */ `
 struct P {
   B: u32, C1: u32, C2: u32, Hin: u32,
@@ -58,6 +107,7 @@ override UPSAMPLE: bool = false;
 override NORM: u32 = 0u;       // 0: none, 1: GroupNorm, 2: GroupNorm + Swish
 override HAS_EMB: bool = false;
 override HAS_RES: bool = false;
+${SPLIT_K_DECL}
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inA: array<f32>;
@@ -84,13 +134,13 @@ fn main(@builtin(workgroup_id) wg: vec3u,
         @builtin(local_invocation_index) li: u32) {
   let M = p.Hout * p.Wout;
   let K = (p.C1 + p.C2) * KS * KS;
-  let b = wg.z;
+${SPLIT_K_RANGE}
   let m0 = wg.x * TM;
   let n0 = wg.y * TN;
   let tm = lid.x * 4u;
   let tn = lid.y * 4u;
   var acc: array<array<f32, 4>, 4>;
-  for (var k0 = 0u; k0 < K; k0 += TK) {
+  for (var k0 = kBeg; k0 < kEnd; k0 += TK) {
     for (var e = 0u; e < 4u; e++) {
       let idx = li + e * 256u;
       let kk = idx / TM;
@@ -123,6 +173,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
       let co = n0 + tn + j;
       if (co >= p.Cout) { continue; }
       var v = acc[i][j];
+      if (KCHUNK != 0u) { outp[((split * p.B + b) * p.Cout + co) * M + m] = v; continue; }
       if (p.hasBias != 0u) { v += params[p.bOff + co]; }
       if (HAS_EMB) { v += emb[p.embOff + b * p.Cout + co]; }
       let o = (b * p.Cout + co) * M + m;

@@ -13,7 +13,7 @@
 //   probes which one the device's compiler takes.
 // - 'f16-tiles': the same tiles multiplied by plain FMAs, each invocation a 4x8 block. It runs wherever `shader-f16`
 //   exists (the software device too), so the staging, the tile walk and the epilogue are tested everywhere.
-import { IM2COL_ELEMENT } from './conv2d.ts';
+import { IM2COL_ELEMENT, SPLIT_K_DECL, SPLIT_K_RANGE } from './conv2d.ts';
 
 export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
 /** 'arg': subgroupMatrixLoad<T>(p, off, col_major, stride); 'template': subgroupMatrixLoad<T, col_major>(p, off, stride). */
@@ -149,6 +149,7 @@ override UPSAMPLE: bool = false;
 override NORM: u32 = 0u;
 override HAS_EMB: bool = false;
 override HAS_RES: bool = false;
+${SPLIT_K_DECL}
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inA: array<f32>;
@@ -172,11 +173,11 @@ fn main(@builtin(workgroup_id) wg: vec3u,
         @builtin(local_invocation_index) li: u32${sm ? ',\n        @builtin(subgroup_id) sg: u32' : ''}) {
   let M = p.Hout * p.Wout;
   let K = (p.C1 + p.C2) * KS * KS;
-  let b = wg.z;
+${SPLIT_K_RANGE}
   let m0 = wg.x * ${TM}u;
   let n0 = wg.y * ${TN}u;
 ${decl}
-  for (var k0 = 0u; k0 < K; k0 += ${TK}u) {
+  for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
     // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
     for (var idx = li; idx < ${TM * TK}u; idx += ${WG}u) {
       let kk = idx / ${TM}u;
@@ -205,6 +206,7 @@ ${store}
     let co = n0 + nn;
     if (m >= M || co >= p.Cout) { continue; }
     var v = Cs[idx];
+    if (KCHUNK != 0u) { outp[((split * p.B + b) * p.Cout + co) * M + m] = v; continue; }
     if (p.hasBias != 0u) { v += params[p.bOff + co]; }
     if (HAS_EMB) { v += emb[p.embOff + b * p.Cout + co]; }
     let o = (b * p.Cout + co) * M + m;

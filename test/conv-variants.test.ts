@@ -127,6 +127,42 @@ test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged
   }
 });
 
+// Split-K (the reduction cut into chunks run by separate workgroups, then summed with the epilogue by a second
+// pass): forced on every case, for the tiled f32 kernel and the f16 one.
+test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the float64 reference', async () => {
+  const ctx = await device();
+  K.setConvKernel(ctx, 'tiled');
+  K.SPLIT_K.force = 3;
+  try {
+    // the chained reduction pass is there (cases whose reduction is shorter than 3 k-steps run unsplit)
+    const d = await K.conv2d(ctx, { B: 1, C1: 8, C2: 0, Hin: 4, Win: 4, Cout: 4, ks: 3, stride: 1, wOff: 0, bOff: -1, label: 'probe' }, {
+      params: ctx.buffer(4096), a: ctx.buffer(4096), out: ctx.buffer(4096),
+    });
+    assert.ok(d.next, 'a split conv has a reduction pass');
+    assert.is(d.workgroups[2], 3, 'workgroups z = batch x splits');
+    for (const c of CASES) await check(ctx, c, 'tiled split-K');
+  } finally {
+    delete K.SPLIT_K.force;
+    K.setConvKernel(ctx, undefined);
+  }
+});
+
+test('split-K choice: only convs that leave a GPU idle, chunks of whole k-steps, never on a software device', async () => {
+  const ctx = await device();
+  const gpu = { ...ctx, adapter: { ...ctx.adapter, isSoftware: false } } as GpuContext;
+  // 8x8 x 512 -> 512 at batch 1: 1 x 8 workgroups, K = 4608
+  const low = K.splitK(gpu, 8, 4608, 16);
+  assert.is(low.S, 32);
+  assert.is(low.kChunk % 16, 0);
+  assert.ok(low.kChunk * low.S >= 4608 && low.kChunk * (low.S - 1) < 4608);
+  // a full-resolution layer already fills the GPU
+  assert.is(K.splitK(gpu, 4 * 256, 576, 16).S, 1);
+  // a short reduction is not split below 8 k-steps a chunk
+  assert.is(K.splitK(gpu, 4, 54, 16).S, 1);
+  assert.is(K.splitK(gpu, 16, 512, 32).S, 2);
+  if (ctx.adapter.isSoftware) assert.is(K.splitK(ctx, 8, 4608, 16).S, 1);
+});
+
 // The mixed-precision kernels round each operand to f16 and accumulate in f32. Against a reference that rounds the
 // same operands they must agree to f32 summation error; against the exact reference the rounding shows (stated
 // tolerance 2e-3 of the output's scale per conv; these cases measure 1.9-3.3e-4 with the f16 kernel on lavapipe).
@@ -160,6 +196,12 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
     return;
   }
   await checkMixed(ctx, 'f16');
+  K.SPLIT_K.force = 2;
+  try {
+    await checkMixed(ctx, 'f16');
+  } finally {
+    delete K.SPLIT_K.force;
+  }
 });
 
 test('conv2d mma (subgroup matrices): the same, where the device has them; otherwise refused with the reason', async () => {
@@ -178,6 +220,12 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   }
   console.log(`    mma: subgroup size ${s.subgroupSize}, '${s.syntax}' builtin spelling`);
   await checkMixed(ctx, 'mma');
+  K.SPLIT_K.force = 2;
+  try {
+    await checkMixed(ctx, 'mma');
+  } finally {
+    delete K.SPLIT_K.force;
+  }
 });
 
 test('an unknown conv2d kernel name is refused with the list', async () => {
