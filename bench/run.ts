@@ -3,7 +3,7 @@
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
-import { CONV_KERNELS, convKernelFor, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
+import { CONV_KERNELS, convKernelFor, SPLIT_K, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, gn, type KernelCase } from './kernels.ts';
 import { benchUNet, benchUpscale, unetConfig, type UNetCase, type UpscaleCase } from './unet.ts';
@@ -159,11 +159,13 @@ async function main(argv: string[]): Promise<number> {
       backend: ctx.adapter.backend || undefined,
       software: ctx.adapter.isSoftware,
       conv_kernel: convKernelFor(ctx),
+      // split-K's workgroup target (0: off; see engine/kernels.ts; SR3_SPLIT_K sets it)
+      split_k: ctx.adapter.isSoftware ? 0 : SPLIT_K.target,
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));
     const note = (s: string) => (json ? console.error(s) : console.log(s));
     if (!json) {
-      console.log(`device: ${device}${ctx.adapter.isSoftware ? ' (software)' : ''}; timer: ${ctx.features.timestampQuery ? 'timestamp queries' : 'wall clock'}; conv2d kernel: ${common.conv_kernel}; ${reps} samples per case, median`);
+      console.log(`device: ${device}${ctx.adapter.isSoftware ? ' (software)' : ''}; timer: ${ctx.features.timestampQuery ? 'timestamp queries' : 'wall clock'}; conv2d kernel: ${common.conv_kernel}${common.split_k ? `, split-K below ${common.split_k} workgroups` : ''}; ${reps} samples per case, median`);
     }
     const table = new Table();
     let failed = 0;

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
-import { useConvKernel, type ConvKernel } from '../kernels.ts';
+import { SPLIT_K, useConvKernel, type ConvKernel } from '../kernels.ts';
 
 /**
  * Dawn toggles asked for by default. `allow_unsafe_apis` exposes subgroup matrices (tensor cores) and
@@ -47,12 +47,21 @@ export function dawnFlagsFromEnv(): string[] {
 /**
  * Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none.
  * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
- * never a silent fallback.
+ * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off).
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
   const gpu = create(opts.dawnFlags ?? dawnFlagsFromEnv());
   const ctx = await GpuContext.create(gpu, opts);
+  const split = process.env.SR3_SPLIT_K?.trim();
+  if (split) {
+    const n = Number(split);
+    if (!Number.isInteger(n) || n < 0) {
+      ctx.destroy();
+      throw new GpuError(`SR3_SPLIT_K=${split}: give a workgroup count (split-K below it), or 0 for off`);
+    }
+    SPLIT_K.target = n;
+  }
   const kernel = process.env.SR3_CONV_KERNEL?.trim();
   if (kernel) {
     try {

@@ -1,0 +1,90 @@
+// `npx tsx bench/compare.ts FILE.jsonl...`: issue 6's table from JSON lines of `npm run bench -- --json` (any conv
+// kernel) and of `python3 bench/torch_unet.py`, all measured in one run on one card. Prints Markdown.
+import { readFileSync } from 'node:fs';
+
+/** The reference's figures from ../shared/device/README.md (ms per U-Net forward; H100 eager, H200 CUDA graphs). */
+const TARGETS: { model: string; size: number; batch: number; eager32: number; graph16: number }[] = [
+  { model: '16->128', size: 128, batch: 1, eager32: 11.8, graph16: 3.53 },
+  { model: '16->128', size: 128, batch: 8, eager32: 31.5, graph16: 7.0 },
+  { model: '64->512', size: 512, batch: 1, eager32: 60.9, graph16: 20.2 },
+];
+
+interface Row {
+  name: string;
+  kind?: string;
+  impl?: string;
+  conv_kernel?: string;
+  split_k?: number;
+  device?: string;
+  ms_per_step?: number;
+  gflops?: number;
+  ms?: number;
+  images_per_s?: number;
+  peak_bytes?: number;
+  error?: string;
+}
+
+export function readRows(files: string[]): Row[] {
+  const rows: Row[] = [];
+  for (const f of files) {
+    for (const line of readFileSync(f, 'utf8').split('\n')) {
+      const t = line.trim();
+      if (!t.startsWith('{')) continue;
+      try {
+        rows.push(JSON.parse(t) as Row);
+      } catch {
+        /* a truncated last line of an interrupted run */
+      }
+    }
+  }
+  return rows;
+}
+
+const fmt = (v: number | undefined) => (v === undefined ? '–' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+
+export function table(rows: Row[]): string {
+  const ours = rows.filter((r) => r.kind === 'unet' && r.ms_per_step !== undefined);
+  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}`;
+  const kernels = [...new Set(ours.map(variant))];
+  const torch = rows.filter((r) => r.impl && r.ms_per_step !== undefined);
+  const impls = [...new Set(torch.map((r) => r.impl!))];
+  const device = rows.find((r) => r.device)?.device ?? 'unknown device';
+  const out: string[] = [];
+  out.push(`Device: ${device}. ms per U-Net forward (one denoising step); lower is better.`, '');
+  const head = ['config', 'batch', 'target: eager fp32', 'target: graph fp16', ...kernels.map((k) => `sr3-wgsl ${k}`), ...impls.map((i) => `torch ${i} (this run)`), 'met'];
+  out.push(`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`);
+  for (const t of TARGETS) {
+    const name = `unet ${t.model} ${t.size}x${t.size} b${t.batch}`;
+    const mine = kernels.map((k) => ours.find((r) => r.name === name && variant(r) === k)?.ms_per_step);
+    const theirs = impls.map((i) => torch.find((r) => r.name === `torch ${name}` && r.impl === i)?.ms_per_step);
+    const f32 = mine[kernels.indexOf('tiled')];
+    const best = Math.min(...mine.filter((v): v is number => v !== undefined));
+    const met: string[] = [];
+    if (f32 !== undefined) met.push(f32 < t.eager32 ? 'f32 beats eager fp32' : 'f32 slower than eager fp32');
+    if (Number.isFinite(best)) met.push(best <= t.graph16 ? 'fastest <= graph fp16' : 'fastest > graph fp16');
+    out.push(`| ${[t.model, t.batch, t.eager32, t.graph16, ...mine.map(fmt), ...theirs.map(fmt), met.join('; ') || '–'].join(' | ')} |`);
+  }
+  const kernelRows = rows.filter((r) => r.gflops !== undefined && r.kind !== 'unet');
+  if (kernelRows.length) {
+    out.push('', '| kernel | conv2d kernel | ms | GFLOP/s |', '| --- | --- | --- | --- |');
+    for (const r of kernelRows) out.push(`| ${r.name} | ${variant(r)} | ${fmt(r.ms)} | ${r.gflops === null ? '–' : fmt(r.gflops)} |`);
+  }
+  const ups = rows.filter((r) => r.kind === 'upscale');
+  if (ups.length) {
+    out.push('', '| upscale | conv2d kernel | images/s |', '| --- | --- | --- |');
+    for (const r of ups) out.push(`| ${r.name} | ${variant(r)} | ${r.images_per_s?.toFixed(3) ?? '–'} |`);
+  }
+  const failed = rows.filter((r) => r.error);
+  if (failed.length) out.push('', 'Failed rows:', ...failed.map((r) => `- ${r.name} ${r.impl ?? ''}: ${r.error}`));
+  return out.join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const files = process.argv.slice(2);
+  if (!files.length) {
+    console.error('usage: npx tsx bench/compare.ts FILE.jsonl...');
+    process.exitCode = 2;
+  } else {
+    console.log(table(readRows(files)));
+  }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Issue 6's GPU check in one call of the device tool (15 minutes of device time per session, start included).
+# Here, once per dependency change:    npm ci && bash ../shared/device/stage.sh
+# Device tool: carry [".device"], command:  source .device/enter.sh && bash bench/device.sh
+# Every stage has its own time limit and the script goes on past a failed one; at most 8 files come back from $OUT:
+#   summary.txt   each stage's exit code and seconds, doctor's report, the table
+#   tests.log     the GPU-relevant tests (golden forward/sampler/training on this card, the f16 and mma kernels)
+#   bench-tiled.jsonl, bench-mma.jsonl, bench-nosplit.jsonl   `npm run bench -- --json` rows (f32 tiled kernel with
+#                 split-K, mixed-precision tensor-core kernel, f32 without split-K for the U-Net rows)
+#   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
+#   table.md      bench/compare.ts over all of it: the issue's table
+# Total limits: 480 s, inside the tool's 600 s per command.
+set -u
+OUT=${OUT:-out/device}
+mkdir -p "$OUT"
+summary="$OUT/summary.txt"
+: > "$summary"
+
+stage() { # name limit_s logfile command...
+  local name=$1 limit=$2 log=$3
+  shift 3
+  local t0=$SECONDS
+  timeout "$limit" "$@" >> "$log" 2>&1
+  local rc=$?
+  echo "$name: rc=$rc, $((SECONDS - t0)) s (limit $limit s)" | tee -a "$summary"
+}
+
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
+stage doctor 30 "$summary" npx sr3 doctor
+stage tests 120 "$OUT/tests.log" npx uvu -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
+# --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
+stage bench-tiled 170 "$OUT/bench-tiled.jsonl" npm run -s bench -- --json --reps 20
+stage bench-mma 80 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)'
+stage bench-nosplit 30 "$OUT/bench-nosplit.jsonl" env SR3_SPLIT_K=0 npm run -s bench -- --json --reps 20 --filter '^unet'
+stage torch 90 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 30
+stage compare 20 "$OUT/table.md" npx tsx bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-nosplit.jsonl" "$OUT/torch.jsonl"
+cat "$OUT/table.md" >> "$summary"
+grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"
+cat "$summary"
