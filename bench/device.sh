@@ -10,7 +10,7 @@
 #                 without split-K for the U-Net rows)
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the table
-# Total limits: 480 s, inside the tool's 600 s per command.
+# Total limits: 545 s at most, inside the tool's 600 s per command (use timeout_s 600).
 set -u
 OUT=${OUT:-out/device}
 mkdir -p "$OUT"
@@ -28,16 +28,16 @@ stage() { # name limit_s logfile command...
 }
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
-stage doctor 30 "$summary" npx sr3 doctor
-stage tests 120 "$OUT/tests.log" npx uvu -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
+stage doctor 20 "$summary" npx sr3 doctor
+stage tests 110 "$OUT/tests.log" npx uvu -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
 # --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
-stage bench-tiled 170 "$OUT/bench-tiled.jsonl" npm run -s bench -- --json --reps 20
+stage bench-tiled 160 "$OUT/bench-tiled.jsonl" npm run -s bench -- --json --reps 20
 # if the tensor-core kernel cannot run (its reason is in the file), the FMA f16 kernel's rows take its place
 stage bench-mma 80 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)' ||
-  stage bench-f16 60 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
+  stage bench-f16 50 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
 stage bench-nosplit 30 "$OUT/bench-nosplit.jsonl" env SR3_SPLIT_K=0 npm run -s bench -- --json --reps 20 --filter '^unet'
-stage torch 90 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 30
-stage compare 20 "$OUT/table.md" npx tsx bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-nosplit.jsonl" "$OUT/torch.jsonl"
+stage torch 80 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 30
+stage compare 15 "$OUT/table.md" npx tsx bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-nosplit.jsonl" "$OUT/torch.jsonl"
 cat "$OUT/table.md" >> "$summary"
 grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"
 cat "$summary"
