@@ -1,7 +1,7 @@
 // Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { CONV2D_SPLITK_REDUCE_WGSL, CONV2D_WGSL, conv2dDirectWgsl } from '../shaders/conv2d.ts';
+import { CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { GROUPNORM_STATS_WGSL } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
@@ -92,9 +92,10 @@ export async function conv2d(
   let workgroups: [number, number, number];
   let split: { S: number; parts: GPUBuffer } | null = null;
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
+  const tile: TiledShape = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : { TM: 64, TN: 64 };
   if (kernel !== 'direct') {
     const tk = kernel === 'tiled' ? 16 : MMA_TILE.TK;
-    const wgs = ceilDiv(Hout * Wout, 64) * ceilDiv(spec.Cout, 64) * spec.B;
+    const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
     const { S, kChunk } = splitK(ctx, wgs, K, tk);
     if (S > 1) {
       (constants as Record<string, number>).KCHUNK = kChunk;
@@ -112,8 +113,8 @@ export async function conv2d(
     pipeline = await ctx.pipeline(code, { label: `conv2d_${kernel}`, constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, MMA_TILE.TM), ceilDiv(spec.Cout, MMA_TILE.TN), spec.B * (split?.S ?? 1)];
   } else {
-    pipeline = await ctx.pipeline(CONV2D_WGSL, { label: 'conv2d', constants: { KS: spec.ks, ...constants } });
-    workgroups = [ceilDiv(Hout * Wout, 64), ceilDiv(spec.Cout, 64), spec.B * (split?.S ?? 1)];
+    pipeline = await ctx.pipeline(conv2dTiledWgsl(tile), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
+    workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   }
   const d = dummy(ctx);
   // with split-K the conv writes raw partial sums to the scratch buffer: its epilogue inputs are left unbound
@@ -143,6 +144,19 @@ export async function conv2d(
   };
   return conv;
 }
+
+/**
+ * The tiled kernel's tile for one conv: 128 output channels a workgroup where the layer has that many, 128 pixels
+ * where the map has at least 32x32 of them, else 64 (a 128-wide tile on a narrow layer would idle half its
+ * invocations). TILED_TILE overrides either (experiments, tests; SR3_TILED_TILE=TMxTN in Node).
+ */
+export function tiledShape(M: number, Cout: number): TiledShape {
+  return {
+    TM: TILED_TILE.TM ?? (M >= 1024 ? 128 : 64),
+    TN: TILED_TILE.TN ?? (Cout >= 128 ? 128 : 64),
+  };
+}
+export const TILED_TILE: Partial<TiledShape> = {};
 
 /**
  * Split-K for the GEMM conv kernels: a conv whose output tiles give fewer than SPLIT_K.target workgroups (the
@@ -180,7 +194,7 @@ function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
 
 /**
  * Which conv2d shader a context uses:
- * - 'tiled' (f32; 64x64 workgroup tiles staged through workgroup memory, for GPUs; the default there);
+ * - 'tiled' (f32; 64 or 128 square-ish workgroup tiles staged through workgroup memory, for GPUs; the default there);
  * - 'direct' (f32; each invocation a block of pixels x output channels held in registers, weights staged in workgroup
  *   memory, for CPU-like software devices, where every load is a per-lane loop with bounds checks and arithmetic is
  *   nearly free; the default there);

@@ -93,7 +93,23 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
-export const CONV2D_WGSL = /* wgsl */ `
+/** The tiled kernel's workgroup tile: TM output pixels x TN output channels, each of 16x16 invocations RM x RN. */
+export interface TiledShape {
+  TM: 64 | 128;
+  TN: 64 | 128;
+}
+
+/**
+ * The tiled implicit-GEMM conv for GPUs: a TM x TN output tile per workgroup of 16x16 invocations, each accumulating
+ * an (TM/16) x (TN/16) block in registers; K is staged 16 at a time through workgroup memory, read back as vec4s.
+ * 64x64 (4x4 per invocation) suits small layers; 128x128 (8x8) does four times the FMAs per staged element.
+ */
+export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }): string {
+  const { TM, TN } = shape;
+  const TK = 16;
+  const RM = TM / 16;
+  const RN = TN / 16;
+  return /* wgsl */ `
 struct P {
   B: u32, C1: u32, C2: u32, Hin: u32,
   Win: u32, Hout: u32, Wout: u32, Cout: u32,
@@ -118,11 +134,11 @@ ${SPLIT_K_DECL}
 @group(0) @binding(6) var<storage, read_write> outp: array<f32>;
 @group(0) @binding(7) var<uniform> p: P;
 
-const TM: u32 = 64u;
-const TN: u32 = 64u;
-const TK: u32 = 16u;
-var<workgroup> As: array<f32, 1024>; // [TK][TM]
-var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
+const TM: u32 = ${TM}u;
+const TN: u32 = ${TN}u;
+const TK: u32 = ${TK}u;
+var<workgroup> As: array<vec4f, ${(TK * TM) / 4}>; // [TK][TM]
+var<workgroup> Bs: array<vec4f, ${(TK * TN) / 4}>; // [TK][TN]
 
 fn loadA(b: u32, k: u32, m: u32, M: u32, K: u32) -> f32 {
   if (k >= K || m >= M) { return 0.0; }
@@ -137,39 +153,45 @@ fn main(@builtin(workgroup_id) wg: vec3u,
 ${SPLIT_K_RANGE}
   let m0 = wg.x * TM;
   let n0 = wg.y * TN;
-  let tm = lid.x * 4u;
-  let tn = lid.y * 4u;
-  var acc: array<array<f32, 4>, 4>;
+  let tm = lid.x * ${RM}u;
+  let tn = lid.y * ${RN}u;
+  var acc: array<array<f32, ${RN}>, ${RM}>;
   for (var k0 = kBeg; k0 < kEnd; k0 += TK) {
-    for (var e = 0u; e < 4u; e++) {
+    // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
+    for (var e = 0u; e < ${(TK * TM) / 256}u; e++) {
       let idx = li + e * 256u;
       let kk = idx / TM;
       let mm = idx - kk * TM;
-      As[idx] = loadA(b, k0 + kk, m0 + mm, M, K);
+      As[idx / 4u][idx % 4u] = loadA(b, k0 + kk, m0 + mm, M, K);
+    }
+    for (var e = 0u; e < ${(TK * TN) / 256}u; e++) {
+      let idx = li + e * 256u;
       let nn = idx / TK;
       let kb = idx - nn * TK;
       let k = k0 + kb;
       let co = n0 + nn;
       var w = 0.0;
       if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
-      Bs[kb * TN + nn] = w;
+      let t = kb * TN + nn;
+      Bs[t / 4u][t % 4u] = w;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
-      var a: array<f32, 4>;
-      var bw: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = As[kk * TM + tm + i]; }
-      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * TN + tn + j]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], bw[j], acc[i][j]); }
+      var a: array<vec4f, ${RM / 4}>;
+      var bw: array<vec4f, ${RN / 4}>;
+      for (var i = 0u; i < ${RM / 4}u; i++) { a[i] = As[(kk * TM + tm) / 4u + i]; }
+      for (var j = 0u; j < ${RN / 4}u; j++) { bw[j] = Bs[(kk * TN + tn) / 4u + j]; }
+      for (var i = 0u; i < ${RM}u; i++) {
+        let ai = a[i / 4u][i % 4u];
+        for (var j = 0u; j < ${RN}u; j++) { acc[i][j] = fma(ai, bw[j / 4u][j % 4u], acc[i][j]); }
       }
     }
     workgroupBarrier();
   }
-  for (var i = 0u; i < 4u; i++) {
+  for (var i = 0u; i < ${RM}u; i++) {
     let m = m0 + tm + i;
     if (m >= M) { continue; }
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < ${RN}u; j++) {
       let co = n0 + tn + j;
       if (co >= p.Cout) { continue; }
       var v = acc[i][j];
@@ -183,6 +205,7 @@ ${SPLIT_K_RANGE}
   }
 }
 `;
+}
 
 export interface DirectConvShape {
   ks: 1 | 3;

@@ -115,6 +115,24 @@ for (const kernel of ['tiled', 'direct'] as const) {
   });
 }
 
+test('conv2d tiled with each tile shape (64/128 pixels x 64/128 channels): within 2e-5 of the float64 reference', async () => {
+  const ctx = await device();
+  K.setConvKernel(ctx, 'tiled');
+  try {
+    for (const TM of [64, 128] as const) for (const TN of [64, 128] as const) {
+      Object.assign(K.TILED_TILE, { TM, TN });
+      // partial pixel and channel tiles, the concatenation with GroupNorm + Swish, stride 2, upsampling, a 1x1 conv
+      for (const c of [CASES[1], CASES[3], CASES[5], CASES[6], CASES[8], CASES[10]]) await check(ctx, c, `tiled ${TM}x${TN}`);
+    }
+  } finally {
+    delete K.TILED_TILE.TM;
+    delete K.TILED_TILE.TN;
+    K.setConvKernel(ctx, undefined);
+  }
+  assert.equal(K.tiledShape(128 * 128, 64), { TM: 128, TN: 64 });
+  assert.equal(K.tiledShape(16 * 16, 512), { TM: 64, TN: 128 });
+});
+
 test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged channel, scalar loads)', async () => {
   const ctx = await device();
   K.setConvKernel(ctx, 'direct');
