@@ -10,7 +10,7 @@
 #                 without split-K for the U-Net rows)
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the table
-# Total limits: 545 s at most, inside the tool's 600 s per command (use timeout_s 600).
+# Total limits: 555 s at most, inside the tool's 600 s per command (use timeout_s 600).
 set -u
 OUT=${OUT:-out/device}
 mkdir -p "$OUT"
@@ -36,7 +36,9 @@ stage bench-tiled 160 "$OUT/bench-tiled.jsonl" npm run -s bench -- --json --reps
 stage bench-mma 80 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)' ||
   stage bench-f16 50 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
 stage bench-nosplit 30 "$OUT/bench-nosplit.jsonl" env SR3_SPLIT_K=0 npm run -s bench -- --json --reps 20 --filter '^unet'
-stage torch 80 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 30
+# the architecture first (float64 forward vs the golden eps, a few seconds), then the timings that the targets name
+stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
+stage torch 70 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
 stage compare 15 "$OUT/table.md" npx tsx bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-nosplit.jsonl" "$OUT/torch.jsonl"
 cat "$OUT/table.md" >> "$summary"
 grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"
