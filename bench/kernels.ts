@@ -1,7 +1,7 @@
 // Kernel benchmarks: conv2d (with its fusions), GroupNorm statistics and attention on random data, one dispatch
 // timed in isolation. FLOP counts are the useful arithmetic (2 per multiply-add); bytes are the minimum traffic
 // (every input read once, every output written once), so GB/s is an effective, not a measured, bandwidth.
-import type { GpuContext } from '../engine/gpu.ts';
+import { encodeDispatch, type GpuContext } from '../engine/gpu.ts';
 import * as K from '../engine/kernels.ts';
 import { timePass, type Timing, type TimingOptions } from './timing.ts';
 
@@ -137,9 +137,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
         { params, a, b, stats, emb, res, out },
       );
       const timing = await timePass(ctx, (p) => {
-        p.setPipeline(d.pipeline);
-        p.setBindGroup(0, d.bindGroup);
-        p.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+        encodeDispatch(p, d); // with its chained passes (split-K's reduction)
       }, t);
       const flop = 2 * c.B * c.Cout * Cin * c.ks * c.ks * Ho * Wo;
       const bytes = 4 * (c.B * Cin * c.H * c.W + nW + outN * (c.res ? 2 : 1));
@@ -151,9 +149,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
       const stats = buf(c.B * c.groups * 2 * 4, 'bench.stats');
       const d = await K.groupNormStats(ctx, { B: c.B, C1: c.C, C2: 0, HW, groups: c.groups, statsOff: 0, label: c.name }, { a, stats });
       const timing = await timePass(ctx, (p) => {
-        p.setPipeline(d.pipeline);
-        p.setBindGroup(0, d.bindGroup);
-        p.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+        encodeDispatch(p, d); // with its chained passes (split-K's reduction)
       }, t);
       // two passes over the input (mean, then centred variance)
       return result(c, timing, null, 2 * 4 * c.B * c.C * HW);
@@ -163,9 +159,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
     const out = buf(c.B * c.C * HW * 4, 'bench.out');
     const d = await K.attention(ctx, { B: c.B, C: c.C, HW, label: c.name }, { qkv, out });
     const timing = await timePass(ctx, (p) => {
-      p.setPipeline(d.pipeline);
-      p.setBindGroup(0, d.bindGroup);
-      p.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
+      encodeDispatch(p, d);
     }, t);
     // q.k for every (query, key) pair and the weighted sum of v: 2 * 2 * HW^2 * C per image
     return result(c, timing, 4 * c.B * HW * HW * c.C, 4 * c.B * 4 * c.C * HW);
