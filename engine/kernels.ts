@@ -2,7 +2,7 @@
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
-import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
+import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupIdSource, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { GROUPNORM_STATS_WGSL } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
 import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
@@ -242,6 +242,7 @@ export interface MmaSupport {
   reason?: string;
   subgroupSize?: number;
   syntax?: SubgroupMatrixSyntax;
+  subgroupId?: SubgroupIdSource;
 }
 const mmaProbes = new WeakMap<GpuContext, Promise<MmaSupport>>();
 
@@ -273,24 +274,26 @@ async function probeMma(ctx: GpuContext): Promise<MmaSupport> {
   }
   const subgroupSize = a.subgroupMaxSize;
   const errors: string[] = [];
-  for (const syntax of ['template', 'arg'] as const) {
-    try {
-      await ctx.pipeline(subgroupMatrixProbeWgsl(syntax, subgroupSize), { label: `subgroup_matrix_probe_${syntax}` });
-      return { ok: true, subgroupSize, syntax };
-    } catch (e) {
-      errors.push(`${syntax}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
+  for (const subgroupId of ['builtin', 'index'] as const) {
+    for (const syntax of ['template', 'arg'] as const) {
+      try {
+        await ctx.pipeline(subgroupMatrixProbeWgsl(syntax, subgroupSize, subgroupId), { label: `subgroup_matrix_probe_${syntax}_${subgroupId}` });
+        return { ok: true, subgroupSize, syntax, subgroupId };
+      } catch (e) {
+        errors.push(`${syntax}/${subgroupId}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
+      }
     }
   }
   return { ok: false, reason: `the shader compiler took neither spelling of the subgroup-matrix builtins (${errors.join('; ')})` };
 }
 
-async function requireMma(ctx: GpuContext): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax }> {
+async function requireMma(ctx: GpuContext): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; subgroupId: SubgroupIdSource }> {
   const s = await mmaSupport(ctx);
   if (!s.ok) throw new Error(`the 'mma' conv2d kernel cannot run here: ${s.reason}; use 'f16' or 'tiled'`);
   if (mmaWorkgroupSize({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize }) > ctx.limits.maxComputeInvocationsPerWorkgroup) {
     throw new Error(`the 'mma' conv2d kernel needs ${4 * s.subgroupSize!} invocations per workgroup, over this device's limit`);
   }
-  return { body: 'subgroup-matrix', subgroupSize: s.subgroupSize!, syntax: s.syntax! };
+  return { body: 'subgroup-matrix', subgroupSize: s.subgroupSize!, syntax: s.syntax!, subgroupId: s.subgroupId! };
 }
 /**
  * The direct kernel's block for one conv: PX pixels of a row x RN output channels per invocation (on lavapipe a load

@@ -19,11 +19,26 @@ export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
 /** 'arg': subgroupMatrixLoad<T>(p, off, col_major, stride); 'template': subgroupMatrixLoad<T, col_major>(p, off, stride). */
 export type SubgroupMatrixSyntax = 'arg' | 'template';
 
+/**
+ * How a subgroup knows which tiles are its own: 'builtin' reads @builtin(subgroup_id) (newer Dawn); 'index' takes
+ * local_invocation_index / subgroup size, which relies on full subgroups being consecutive invocations (Dawn requires
+ * full subgroups for subgroup matrices; the mma tests on the device check the result either way).
+ */
+export type SubgroupIdSource = 'builtin' | 'index';
+
 export interface MmaConvOptions {
   body: MmaBody;
   /** invocations per subgroup the kernel is built for (subgroup-matrix only: the workgroup is 4 subgroups) */
   subgroupSize?: number;
   syntax?: SubgroupMatrixSyntax;
+  subgroupId?: SubgroupIdSource;
+}
+
+function subgroupIdParam(src: SubgroupIdSource): string {
+  return src === 'builtin' ? ',\n        @builtin(subgroup_id) sgid: u32' : '';
+}
+function subgroupIdLet(src: SubgroupIdSource, subgroupSize: number): string {
+  return src === 'builtin' ? '  let sg = sgid;' : `  let sg = li / ${subgroupSize}u;`;
 }
 
 /** Workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
@@ -45,7 +60,7 @@ function smOps(syntax: SubgroupMatrixSyntax) {
 }
 
 /** A minimal kernel using every builtin the conv needs, to find which spelling the device's compiler accepts. */
-export function subgroupMatrixProbeWgsl(syntax: SubgroupMatrixSyntax, subgroupSize: number): string {
+export function subgroupMatrixProbeWgsl(syntax: SubgroupMatrixSyntax, subgroupSize: number, subgroupId: SubgroupIdSource = 'builtin'): string {
   const { load, store } = smOps(syntax);
   return /* wgsl */ `
 enable f16;
@@ -56,7 +71,8 @@ diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
 var<workgroup> a: array<f16, 256>;
 var<workgroup> c: array<f32, 256>;
 @compute @workgroup_size(${subgroupSize})
-fn main(@builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sg: u32) {
+fn main(@builtin(local_invocation_index) li: u32${subgroupIdParam(subgroupId)}) {
+${subgroupIdLet(subgroupId, subgroupSize)}
   for (var i = li; i < 256u; i += ${subgroupSize}u) { a[i] = f16(buf[i]); }
   workgroupBarrier();
   let l = ${load('subgroup_matrix_left<f16, 16, 16>', '&a', '0u', '16u')};
@@ -170,7 +186,8 @@ ${IM2COL_ELEMENT}}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u,
-        @builtin(local_invocation_index) li: u32${sm ? ',\n        @builtin(subgroup_id) sg: u32' : ''}) {
+        @builtin(local_invocation_index) li: u32${sm ? subgroupIdParam(o.subgroupId ?? 'builtin') : ''}) {
+${sm ? subgroupIdLet(o.subgroupId ?? 'builtin', o.subgroupSize ?? 32) : ''}
   let M = p.Hout * p.Wout;
   let K = (p.C1 + p.C2) * KS * KS;
 ${SPLIT_K_RANGE}
