@@ -93,24 +93,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
-/** The tiled kernel's workgroup tile: TM output pixels x TN output channels, each of 16x16 invocations RM x RN. */
-export interface TiledShape {
-  TM: 64 | 128;
-  TN: 64 | 128;
-}
-
 /**
- * The tiled implicit-GEMM conv for GPUs: a TM x TN output tile per workgroup of 16x16 invocations, each accumulating
- * an (TM/16) x (TN/16) block in registers; K is staged 16 at a time through workgroup memory, read back as vec4s.
- * 64x64 (4x4 per invocation) suits small layers; 128x128 (8x8) does four times the FMAs per staged element.
+ * The uniform, overrides and bindings of the GEMM conv kernels (tiled f32 and the mixed-precision ones): the host
+ * side (engine/kernels.ts conv2d) binds them all the same way.
  */
-export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }): string {
-  const { TM, TN } = shape;
-  const TK = 16;
-  const RM = TM / 16;
-  const RN = TN / 16;
-  return /* wgsl */ `
-struct P {
+export const GEMM_CONV_HEADER = /* wgsl */ `struct P {
   B: u32, C1: u32, C2: u32, Hin: u32,
   Win: u32, Hout: u32, Wout: u32, Cout: u32,
   G: u32, wOff: u32, bOff: u32, gOff: u32,
@@ -133,6 +120,26 @@ ${SPLIT_K_DECL}
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read_write> outp: array<f32>;
 @group(0) @binding(7) var<uniform> p: P;
+`;
+
+/** The tiled kernel's workgroup tile: TM output pixels x TN output channels, each of 16x16 invocations RM x RN. */
+export interface TiledShape {
+  TM: 64 | 128;
+  TN: 64 | 128;
+}
+
+/**
+ * The tiled implicit-GEMM conv for GPUs: a TM x TN output tile per workgroup of 16x16 invocations, each accumulating
+ * an (TM/16) x (TN/16) block in registers; K is staged 16 at a time through workgroup memory, read back as vec4s.
+ * 64x64 (4x4 per invocation) suits small layers; 128x128 (8x8) does four times the FMAs per staged element.
+ */
+export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }): string {
+  const { TM, TN } = shape;
+  const TK = 16;
+  const RM = TM / 16;
+  const RN = TN / 16;
+  return /* wgsl */ `
+${GEMM_CONV_HEADER}
 
 const TM: u32 = ${TM}u;
 const TN: u32 = ${TN}u;

@@ -13,7 +13,7 @@
 //   probes which one the device's compiler takes.
 // - 'f16-tiles': the same tiles multiplied by plain FMAs, each invocation a 4x8 block. It runs wherever `shader-f16`
 //   exists (the software device too), so the staging, the tile walk and the epilogue are tested everywhere.
-import { IM2COL_ELEMENT, SPLIT_K_DECL, SPLIT_K_RANGE } from './conv2d.ts';
+import { GEMM_CONV_HEADER, IM2COL_ELEMENT, SPLIT_K_RANGE } from './conv2d.ts';
 
 export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
 /** 'arg': subgroupMatrixLoad<T>(p, off, col_major, stride); 'template': subgroupMatrixLoad<T, col_major>(p, off, stride). */
@@ -152,29 +152,7 @@ enable f16;
 ${sm ? `enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);` : ''}
-struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  G: u32, wOff: u32, bOff: u32, gOff: u32,
-  betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
-}
-
-override KS: u32 = 3u;
-override STRIDE: u32 = 1u;
-override UPSAMPLE: bool = false;
-override NORM: u32 = 0u;
-override HAS_EMB: bool = false;
-override HAS_RES: bool = false;
-${SPLIT_K_DECL}
-
-@group(0) @binding(0) var<storage, read> params: array<f32>;
-@group(0) @binding(1) var<storage, read> inA: array<f32>;
-@group(0) @binding(2) var<storage, read> inB: array<f32>;
-@group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read> emb: array<f32>;
-@group(0) @binding(5) var<storage, read> res: array<f32>;
-@group(0) @binding(6) var<storage, read_write> outp: array<f32>;
-@group(0) @binding(7) var<uniform> p: P;
+${GEMM_CONV_HEADER}
 
 var<workgroup> As: array<f16, ${TM * TK}>; // [TK][TM]: column-major A (pixels x reduction)
 var<workgroup> Bs: array<f16, ${TN * TK}>; // [TN][TK]: column-major B (reduction x channels)

@@ -2,9 +2,8 @@
 // eps and every layer's activation within max|ours - ref| / max(1, max|ref|) <= 1e-4.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as K from '../engine/kernels.ts';
 import { UNet } from '../engine/unet.ts';
-import { device, relErr, releaseDevice } from './helpers/device.ts';
+import { device, relErr, releaseDevice, withConvKernel } from './helpers/device.ts';
 import { GOLDEN_CASES, goldenModel, goldenTensors } from './helpers/golden.ts';
 
 for (const name of GOLDEN_CASES) for (const materializeNorm of [false, true]) {
@@ -44,13 +43,7 @@ for (const name of GOLDEN_CASES) for (const materializeNorm of [false, true]) {
 for (const kernel of ['f16', 'mma'] as const) for (const name of GOLDEN_CASES) {
   test(`golden ${name} with the '${kernel}' conv kernel: eps and every activation within 5e-3 of the reference`, async () => {
     const ctx = await device();
-    const why = kernel === 'mma' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
-    if (why) {
-      console.log(`    skipped: ${why}`);
-      return;
-    }
-    await K.useConvKernel(ctx, kernel);
-    try {
+    await withConvKernel(ctx, kernel, async () => {
       const model = goldenModel(name);
       const g = goldenTensors(name, 'forward.safetensors');
       const [B, , H, W] = g.shape('x_in');
@@ -70,9 +63,7 @@ for (const kernel of ['f16', 'mma'] as const) for (const name of GOLDEN_CASES) {
       // the f16 rounding must show: an f32 kernel chosen by mistake would be within 1e-5
       assert.ok(epsErr > 1e-5, `eps ${epsErr}: the mixed kernel did not run`);
       net.destroy();
-    } finally {
-      K.setConvKernel(ctx, undefined);
-    }
+    });
   });
 }
 

@@ -2,10 +2,9 @@
 // per-step noise in, every intermediate y within max|ours - ref| / max(1, max|ref|) <= 1e-3.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import * as K from '../engine/kernels.ts';
 import { Sampler, type SamplerKind } from '../engine/sampler.ts';
 import { makeSchedule } from '../engine/schedule.ts';
-import { device, relErr, releaseDevice } from './helpers/device.ts';
+import { device, relErr, releaseDevice, withConvKernel } from './helpers/device.ts';
 import { GOLDEN_CASES, goldenModel, goldenTensors } from './helpers/golden.ts';
 
 for (const name of GOLDEN_CASES) {
@@ -44,13 +43,7 @@ for (const name of GOLDEN_CASES) {
 for (const kernel of ['f16', 'mma'] as const) for (const name of GOLDEN_CASES) {
   test(`golden ${name}: reference sampler with the '${kernel}' conv kernel, 12 steps, every y_t within 1e-2`, async () => {
     const ctx = await device();
-    const why = kernel === 'mma' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
-    if (why) {
-      console.log(`    skipped: ${why}`);
-      return;
-    }
-    await K.useConvKernel(ctx, kernel);
-    try {
+    await withConvKernel(ctx, kernel, async () => {
       const g = goldenTensors(name, 'sample.safetensors');
       const [B, , H, W] = g.shape('cond');
       const s = await Sampler.build(ctx, goldenModel(name), {
@@ -69,9 +62,7 @@ for (const kernel of ['f16', 'mma'] as const) for (const name of GOLDEN_CASES) {
       console.log(`    ${name} reference sampler, ${kernel}: worst relative error ${worst.toExponential(2)} over 12 steps`);
       assert.ok(worst <= 1e-2, `worst ${worst}`);
       s.destroy();
-    } finally {
-      K.setConvKernel(ctx, undefined);
-    }
+    });
   });
 }
 

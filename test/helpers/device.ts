@@ -1,5 +1,6 @@
 // One device per test file, opened lazily and released at the end so the runner exits.
 import type { GpuContext } from '../../engine/gpu.ts';
+import * as K from '../../engine/kernels.ts';
 import { openDevice } from '../../engine/node/device.ts';
 
 let ctx: Promise<GpuContext> | null = null;
@@ -14,6 +15,24 @@ export async function releaseDevice(): Promise<void> {
   const c = await ctx;
   ctx = null;
   c.destroy();
+}
+
+/**
+ * Run `body` with a mixed-precision conv kernel selected, then return to the automatic choice; where the device
+ * cannot run that kernel, print why and skip (the refusal itself is tested in conv-variants.test.ts).
+ */
+export async function withConvKernel(ctx: GpuContext, kernel: 'f16' | 'mma', body: () => Promise<void>): Promise<void> {
+  const why = kernel === 'mma' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
+  if (why) {
+    console.log(`    skipped: ${why}`);
+    return;
+  }
+  await K.useConvKernel(ctx, kernel);
+  try {
+    await body();
+  } finally {
+    K.setConvKernel(ctx, undefined);
+  }
 }
 
 /** Deterministic pseudo-random numbers in [-1, 1) for test data (mulberry32). */
