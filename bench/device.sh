@@ -7,10 +7,10 @@
 #   tests.log     the GPU-relevant tests (golden forward/sampler/training on this card, the f16 and mma kernels)
 #   bench-tiled.jsonl, bench-mma.jsonl, bench-nosplit.jsonl   `npm run bench -- --json` rows (f32 tiled kernel with
 #                 split-K; mixed-precision tensor-core kernel, or the f16 FMA kernel where mma cannot run; f32
-#                 without split-K for the U-Net rows)
+#                 without split-K, and with 64x64 tiles only, for the U-Net rows)
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the table
-# Total limits: 555 s at most, inside the tool's 600 s per command (use timeout_s 600).
+# Total limits: 575 s at most, inside the tool's 600 s per command (use timeout_s 600).
 set -u
 OUT=${OUT:-out/device}
 mkdir -p "$OUT"
@@ -31,11 +31,12 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>
 stage doctor 20 "$summary" npx sr3 doctor
 stage tests 110 "$OUT/tests.log" npx uvu -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
 # --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
-stage bench-tiled 160 "$OUT/bench-tiled.jsonl" npm run -s bench -- --json --reps 20
+stage bench-tiled 150 "$OUT/bench-tiled.jsonl" npm run -s bench -- --json --reps 20
 # if the tensor-core kernel cannot run (its reason is in the file), the FMA f16 kernel's rows take its place
 stage bench-mma 80 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)' ||
   stage bench-f16 50 "$OUT/bench-mma.jsonl" npm run -s bench -- --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
 stage bench-nosplit 30 "$OUT/bench-nosplit.jsonl" env SR3_SPLIT_K=0 npm run -s bench -- --json --reps 20 --filter '^unet'
+stage bench-64tiles 30 "$OUT/bench-nosplit.jsonl" env SR3_TILED_TILE=64x64 npm run -s bench -- --json --reps 20 --filter '^unet'
 # the architecture first (float64 forward vs the golden eps, a few seconds), then the timings that the targets name
 stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
 stage torch 70 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16

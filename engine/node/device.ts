@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
-import { SPLIT_K, useConvKernel, type ConvKernel } from '../kernels.ts';
+import { SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
 
 /**
  * Dawn toggles asked for by default. `allow_unsafe_apis` exposes subgroup matrices (tensor cores) and
@@ -47,7 +47,8 @@ export function dawnFlagsFromEnv(): string[] {
 /**
  * Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none.
  * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
- * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off).
+ * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off); SR3_TILED_TILE=TMxTN fixes the
+ * tiled kernel's tile (64 or 128 each; default: chosen per conv).
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -61,6 +62,16 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
       throw new GpuError(`SR3_SPLIT_K=${split}: give a workgroup count (split-K below it), or 0 for off`);
     }
     SPLIT_K.target = n;
+  }
+  const tile = process.env.SR3_TILED_TILE?.trim();
+  if (tile) {
+    const m = /^(64|128)x(64|128)$/.exec(tile);
+    if (!m) {
+      ctx.destroy();
+      throw new GpuError(`SR3_TILED_TILE=${tile}: give the tiled conv kernel's tile as TMxTN, each 64 or 128 (e.g. 64x64)`);
+    }
+    TILED_TILE.TM = Number(m[1]) as 64 | 128;
+    TILED_TILE.TN = Number(m[2]) as 64 | 128;
   }
   const kernel = process.env.SR3_CONV_KERNEL?.trim();
   if (kernel) {
