@@ -3,6 +3,7 @@
 // branches on values.
 import type { GpuContext } from '../engine/gpu.ts';
 import { UNet, type UNetWeights } from '../engine/unet.ts';
+import * as K from '../engine/kernels.ts';
 import type { UNetConfig } from '../weights-format/config.ts';
 import { expectedParamShapes } from '../weights-format/unet.ts';
 import { timePass, type Timing, type TimingOptions } from './timing.ts';
@@ -31,6 +32,7 @@ export interface UNetResult {
   activation_bytes: number;
   activation_bytes_unshared: number;
   peak_bytes: number;
+  splitk_scratch_bytes: number;
   build_ms: number;
   dispatches: number;
   timing: Timing;
@@ -175,7 +177,9 @@ export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions):
       params_bytes: m.params,
       activation_bytes: m.activations,
       activation_bytes_unshared: m.unshared,
-      peak_bytes: m.params + m.activations,
+      // the split-K partial sums live in one scratch buffer per context, shared by every conv
+      splitk_scratch_bytes: K.splitKScratchBytes(ctx),
+      peak_bytes: m.params + m.activations + K.splitKScratchBytes(ctx),
       build_ms: buildMs,
       dispatches: net.dispatches.length,
       timing,

@@ -180,6 +180,10 @@ export function splitK(ctx: GpuContext, workgroups: number, K: number, tk: numbe
 }
 
 const scratches = new WeakMap<GpuContext, GPUBuffer>();
+/** Bytes of the split-K scratch buffer this context holds now (0 before any split conv). */
+export function splitKScratchBytes(ctx: GpuContext): number {
+  return scratches.get(ctx)?.size ?? 0;
+}
 /**
  * One scratch buffer per context for split-K partial sums, grown as needed. Dispatches run in order, so every conv
  * can use it between its two passes; a buffer replaced by a larger one stays alive for the bind groups that hold it.
