@@ -1,14 +1,16 @@
-// `npm run bench [-- --quick] [-- --json]`: kernel and whole-network timings on this machine's WebGPU device.
+// `npm run bench [-- --quick] [-- --json]`: kernel (conv2d forward and backward, GroupNorm, attention), whole-network
+// (U-Net forward, 100-step upscale) and training-step timings on this machine's WebGPU device.
 // --quick runs small shapes that finish on a software device (lavapipe) in a few minutes; without it, the shapes of
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
 import { CONV_KERNELS, convKernelFor, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { openDevice } from '../engine/node/device.ts';
-import { attn, benchKernel, conv, gn, type KernelCase } from './kernels.ts';
+import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
+import { benchTrain, type TrainCase } from './train.ts';
 import { benchUNet, benchUpscale, unetConfig, type UNetCase, type UpscaleCase } from './unet.ts';
 
-type Case = KernelCase | UNetCase | UpscaleCase;
+type Case = KernelCase | UNetCase | UpscaleCase | TrainCase;
 
 // --- the models
 const REF_16_128 = unetConfig({ inner: 64, mults: [1, 2, 4, 8, 8], attnLevels: [3], resBlocks: 2, groups: 32 });
@@ -36,6 +38,16 @@ const upscale = (model: string, config: UNetCase['config'], batch: number, size:
   schedule,
 });
 
+/** One training step (TrainGraph: forward, loss, backward, Adam) at batch `batch` on square patches of `size`. */
+const train = (model: string, config: UNetCase['config'], batch: number, size: number): TrainCase => ({
+  kind: 'train',
+  name: `train ${model} ${size}x${size} b${batch}`,
+  model,
+  config,
+  batch,
+  size,
+});
+
 /** Small shapes: everything finishes on lavapipe (2 CPU cores) in a few minutes. */
 function quickCases(): Case[] {
   return [
@@ -48,6 +60,12 @@ function quickCases(): Case[] {
     conv({ B: 1, C1: 32, H: 64, W: 64, Cout: 32, ks: 3, stride: 2 }),
     conv({ B: 1, C1: 128, H: 8, W: 8, Cout: 128, ks: 3, upsample: true }),
     conv({ B: 1, C1: 128, H: 8, W: 8, Cout: 384, ks: 1, norm: 1, groups: 32 }),
+    // the backward (engine/kernels-backward.ts) of the yardstick, a GroupNorm+Swish conv over a skip concatenation, a
+    // stride-2 Downsample and an upsampling conv
+    ...convGrads({ B: 1, C1: 64, H: 128, W: 128, Cout: 64, ks: 3 }),
+    ...convGrads({ B: 1, C1: 64, C2: 64, H: 32, W: 32, Cout: 64, ks: 3, norm: 2, groups: 32, emb: true }),
+    ...convGrads({ B: 1, C1: 32, H: 64, W: 64, Cout: 32, ks: 3, stride: 2 }),
+    ...convGrads({ B: 1, C1: 128, H: 8, W: 8, Cout: 128, ks: 3, upsample: true }),
     gn(1, 64, 128, 128, 32),
     gn(1, 128, 16, 16, 32),
     attn(1, 128, 8, 8),
@@ -56,6 +74,7 @@ function quickCases(): Case[] {
     unet('tiny', TINY, 8, 32),
     unet('natural4x', NATURAL4X, 1, 64),
     upscale('tiny', TINY, 1, 32, 'linear:100:1e-4:0.2'),
+    train('tiny', TINY, 4, 32),
   ];
 }
 
@@ -86,6 +105,15 @@ function fullCases(): Case[] {
       gn(B, 512, 16, 16, 32),
       attn(B, 512, 16, 16),
       attn(B, 512, 8, 8),
+      // the backward of the main shapes: level 0's plain and normalised convs, the skip concatenation, level 3's
+      // 512-channel conv, the Downsample and the Upsample
+      ...convGrads({ B, C1: 64, H: 128, W: 128, Cout: 64, ks: 3 }),
+      ...convGrads({ B, C1: 64, H: 128, W: 128, Cout: 64, ks: 3, norm: 2, groups: 32, emb: true }),
+      ...convGrads({ B, C1: 64, C2: 64, H: 128, W: 128, Cout: 64, ks: 3, norm: 2, groups: 32, emb: true }),
+      ...convGrads({ B, C1: 256, H: 32, W: 32, Cout: 256, ks: 3, norm: 2, groups: 32 }),
+      ...convGrads({ B, C1: 512, H: 16, W: 16, Cout: 512, ks: 3, norm: 2, groups: 32 }),
+      ...convGrads({ B, C1: 64, H: 128, W: 128, Cout: 64, ks: 3, stride: 2 }),
+      ...convGrads({ B, C1: 512, H: 8, W: 8, Cout: 512, ks: 3, upsample: true }),
     );
   }
   // 64->512 at 512x512 (batch 1): level 0 is 64 channels at full size, level 4 is 1024 channels at 32x32.
@@ -101,6 +129,10 @@ function fullCases(): Case[] {
     conv({ B: 1, C1: 64, H: 256, W: 256, Cout: 64, ks: 3, upsample: true }),
     gn(1, 64, 512, 512, 16),
     attn(1, 1024, 32, 32),
+    ...convGrads({ B: 1, C1: 64, H: 512, W: 512, Cout: 64, ks: 3, norm: 2, groups: 16, emb: true }),
+    ...convGrads({ B: 1, C1: 512, H: 64, W: 64, Cout: 512, ks: 3, norm: 2, groups: 16 }),
+    ...convGrads({ B: 1, C1: 1024, H: 32, W: 32, Cout: 1024, ks: 3, norm: 2, groups: 16 }),
+    ...convGrads({ B: 1, C1: 64, H: 256, W: 256, Cout: 64, ks: 3, upsample: true }),
   );
   cases.push(
     unet('16->128', REF_16_128, 1, 128),
@@ -109,6 +141,8 @@ function fullCases(): Case[] {
     unet('64->512', REF_64_512, 8, 512),
     upscale('16->128', REF_16_128, 1, 128, 'linear:100:1e-4:0.2'),
     upscale('16->128', REF_16_128, 8, 128, 'linear:100:1e-4:0.2'),
+    train('16->128', REF_16_128, 1, 128),
+    train('16->128', REF_16_128, 8, 128),
   );
   return cases;
 }
@@ -116,9 +150,10 @@ function fullCases(): Case[] {
 const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--reps N] [--conv-kernel tiled|direct|f16|mma]
 
   --quick        small shapes that finish on a software device (the default set is the reference configs' shapes)
-  --json         one JSON object per line: name, kind, device, timer and the figures
-                 (ms, gflops, gbps; for U-Nets ms_per_step, ms_per_image, peak_bytes; for upscales images_per_s)
-  --filter RE    only the cases whose name matches RE (e.g. --filter conv3x3, --filter unet)
+  --json         one JSON object per line: name, kind (kernel, unet, upscale, train), device, timer and the figures
+                 (kernels ms, gflops, gbps; U-Nets ms_per_step, ms_per_image, peak_bytes; upscales ms_per_step,
+                 images_per_s; training steps ms_per_step, images_per_s, peak_bytes)
+  --filter RE    only the cases whose name matches RE (e.g. --filter conv3x3, --filter unet, --filter 'dX|dW|train')
   --reps N       timed samples per case (median reported; default 5 with --quick, 20 otherwise)
   --conv-kernel  force the conv2d shader (default: direct on a software device, tiled on a GPU); f16 and mma are
                  the mixed-precision kernels (f16 operands, f32 accumulation; mma on tensor cores)
@@ -186,6 +221,10 @@ async function main(argv: string[]): Promise<number> {
           }
           if (json) console.log(JSON.stringify({ ...r, kind: 'upscale', timer: 'wall', ...common }));
           else table.upscale(r);
+        } else if (c.kind === 'train') {
+          const r = await benchTrain(ctx, c, Math.min(reps, quick ? 5 : 10));
+          if (json) console.log(JSON.stringify({ ...r, kind: 'train', timer: 'wall', ...common }));
+          else table.train(r);
         } else {
           const r = await benchKernel(ctx, c, { reps, warmup: 1 });
           const { timing, ...rest } = r;
@@ -215,12 +254,12 @@ class Table {
   private unetHeader = false;
   kernel(r: Awaited<ReturnType<typeof benchKernel>>): void {
     if (!this.kernelHeader) {
-      console.log(`\n${'kernel'.padEnd(46)} ${'ms'.padStart(9)} ${'best ms'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)}  timer`);
+      console.log(`\n${'kernel'.padEnd(50)} ${'ms'.padStart(9)} ${'best ms'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)}  timer`);
       this.kernelHeader = true;
       this.unetHeader = false;
     }
     console.log(
-      `${r.name.padEnd(46)} ${fmt(r.ms).padStart(9)} ${fmt(r.timing.min).padStart(9)} ${(r.gflops === null ? '-' : r.gflops.toFixed(2)).padStart(9)} ${r.gbps.toFixed(2).padStart(8)}  ${r.timing.source}`,
+      `${r.name.padEnd(50)} ${fmt(r.ms).padStart(9)} ${fmt(r.timing.min).padStart(9)} ${(r.gflops === null ? '-' : r.gflops.toFixed(2)).padStart(9)} ${r.gbps.toFixed(2).padStart(8)}  ${r.timing.source}`,
     );
   }
   unet(r: Awaited<ReturnType<typeof benchUNet>>): void {
@@ -235,6 +274,14 @@ class Table {
   }
   upscale(r: Exclude<Awaited<ReturnType<typeof benchUpscale>>, { skipped: string }>): void {
     console.log(`\n${r.name}: ${fmt(r.ms)} ms for ${r.steps} steps (${fmt(r.ms_per_step)} ms/step), ${r.images_per_s.toFixed(3)} images/s`);
+    this.kernelHeader = false;
+    this.unetHeader = false;
+  }
+  train(r: Awaited<ReturnType<typeof benchTrain>>): void {
+    console.log(
+      `\n${r.name} (forward + loss + backward + Adam): ${fmt(r.ms_per_step)} ms/step (best ${fmt(r.ms_min)}, ${r.steps} steps), ` +
+        `${r.images_per_s.toFixed(2)} images/s, ${(r.params / 1e6).toFixed(2)} M params, peak ${fmtBytes(r.peak_bytes)}, build ${(r.build_ms / 1e3).toFixed(1)} s`,
+    );
     this.kernelHeader = false;
     this.unetHeader = false;
   }
