@@ -45,6 +45,102 @@ export const IM2COL_ELEMENT = /* wgsl */ `
 `;
 
 /**
+ * The im2col gather of the GEMM kernels with its index math hoisted. Each invocation always stages the same pixel of
+ * the tile (mm = li % TM: its output row and column are divided out once per workgroup, not per element), and before
+ * each k-step the first TK invocations decode the step's TK reduction indices once for the whole workgroup: input
+ * channel, tap offsets, and the GroupNorm affine folded into one scale and shift (mean, rstd, gamma and beta are read
+ * once per channel instead of once per element). Needs WG a multiple of TM; expects the GEMM_CONV_HEADER bindings,
+ * M, K, b, m0, li and k0 in scope, and writes the value of element (kk, mm) through `store(kk, mm, value)`.
+ */
+export interface StagedIm2col {
+  /** workgroup arrays, at module scope */
+  decl: string;
+  /** once per workgroup, before the k loop */
+  setup: string;
+  /** at the top of each k-step: decode the step's reduction indices (ends with a barrier) */
+  decode: string;
+  /** the gather into the A tile */
+  gather: string;
+}
+
+export function stagedIm2col(o: { TM: number; TK: number; WG: number; store: (kk: string, mm: string, v: string) => string }): StagedIm2col {
+  const { TM, TK, WG } = o;
+  if (WG % TM !== 0) throw new Error(`stagedIm2col: ${WG} invocations do not cover ${TM} pixels evenly`);
+  const per = (TM * TK) / WG;
+  const stride = WG / TM;
+  return {
+    decl: /* wgsl */ `
+var<workgroup> kCh: array<u32, ${TK}>;      // input channel of each reduction index of the step (0xffffffff: past K)
+var<workgroup> kDy: array<i32, ${TK}>;      // its tap's row and column offsets (ky - pad, kx - pad)
+var<workgroup> kDx: array<i32, ${TK}>;
+var<workgroup> kScale: array<f32, ${TK}>;   // GroupNorm folded: x * scale + shift
+var<workgroup> kShift: array<f32, ${TK}>;`,
+    setup: /* wgsl */ `
+  let smm = li % ${TM}u;
+  let skk0 = li / ${TM}u;
+  let sm = m0 + smm;
+  let sLive = sm < M;
+  let soy = sm / p.Wout;
+  let sox = sm - soy * p.Wout;
+  let syb = i32(soy * STRIDE);
+  let sxb = i32(sox * STRIDE);
+  var sHe = i32(p.Hin);
+  var sWe = i32(p.Win);
+  if (UPSAMPLE) { sHe = 2 * sHe; sWe = 2 * sWe; }
+  let shw = p.Hin * p.Win;
+  var scpg = 1u;
+  if (NORM != 0u) { scpg = (p.C1 + p.C2) / p.G; }`,
+    decode: /* wgsl */ `
+    if (li < ${TK}u) {
+      let k = k0 + li;
+      var ci = 0xffffffffu;
+      if (k < K) {
+        ci = k / (KS * KS);
+        let r = k - ci * KS * KS;
+        let ky = r / KS;
+        let pad = i32(KS / 2u);
+        kDy[li] = i32(ky) - pad;
+        kDx[li] = i32(r - ky * KS) - pad;
+        var sc = 1.0;
+        var sh = 0.0;
+        if (NORM != 0u) {
+          let s = p.statsOff + (b * p.G + ci / scpg) * 2u;
+          sc = stats[s + 1u] * params[p.gOff + ci];
+          sh = params[p.betaOff + ci] - stats[s] * sc;
+        }
+        kScale[li] = sc;
+        kShift[li] = sh;
+      }
+      kCh[li] = ci;
+    }
+    workgroupBarrier();`,
+    gather: /* wgsl */ `
+    for (var e = 0u; e < ${per}u; e++) {
+      let kk = skk0 + e * ${stride}u;
+      let ci = kCh[kk];
+      let iy = syb + kDy[kk];
+      let ix = sxb + kDx[kk];
+      var v = 0.0;
+      if (sLive && ci != 0xffffffffu && iy >= 0 && ix >= 0 && iy < sHe && ix < sWe) {
+        var sy = u32(iy);
+        var sx = u32(ix);
+        if (UPSAMPLE) { sy = sy / 2u; sx = sx / 2u; }
+        if (ci < p.C1) {
+          v = inA[(b * p.C1 + ci) * shw + sy * p.Win + sx];
+        } else {
+          v = inB[(b * p.C2 + (ci - p.C1)) * shw + sy * p.Win + sx];
+        }
+        if (NORM != 0u) {
+          v = v * kScale[kk] + kShift[kk];
+          if (NORM == 2u) { v = v / (1.0 + exp(-v)); }
+        }
+      }
+      ${o.store('kk', 'smm', 'v')}
+    }`,
+  };
+}
+
+/**
  * Split-K: with KCHUNK > 0 the reduction is cut into chunks of KCHUNK (a multiple of the kernel's TK), workgroup z is
  * batch * splits + split, and each workgroup writes its raw partial sum to outp[split][b][co][m] (no epilogue);
  * CONV2D_SPLITK_REDUCE_WGSL then adds the partials and applies the epilogue. Convs whose output is too small to fill
@@ -138,6 +234,7 @@ export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }): string 
   const TK = 16;
   const RM = TM / 16;
   const RN = TN / 16;
+  const g = stagedIm2col({ TM, TK, WG: 256, store: (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};` });
   return /* wgsl */ `
 ${GEMM_CONV_HEADER}
 
@@ -146,10 +243,7 @@ const TN: u32 = ${TN}u;
 const TK: u32 = ${TK}u;
 var<workgroup> As: array<vec4f, ${(TK * TM) / 4}>; // [TK][TM]
 var<workgroup> Bs: array<vec4f, ${(TK * TN) / 4}>; // [TK][TN]
-
-fn loadA(b: u32, k: u32, m: u32, M: u32, K: u32) -> f32 {
-  if (k >= K || m >= M) { return 0.0; }
-${IM2COL_ELEMENT}}
+${g.decl}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u,
@@ -163,14 +257,11 @@ ${SPLIT_K_RANGE}
   let tm = lid.x * ${RM}u;
   let tn = lid.y * ${RN}u;
   var acc: array<array<f32, ${RN}>, ${RM}>;
+${g.setup}
   for (var k0 = kBeg; k0 < kEnd; k0 += TK) {
+${g.decode}
     // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
-    for (var e = 0u; e < ${(TK * TM) / 256}u; e++) {
-      let idx = li + e * 256u;
-      let kk = idx / TM;
-      let mm = idx - kk * TM;
-      As[idx / 4u][idx % 4u] = loadA(b, k0 + kk, m0 + mm, M, K);
-    }
+${g.gather}
     for (var e = 0u; e < ${(TK * TN) / 256}u; e++) {
       let idx = li + e * 256u;
       let nn = idx / TK;

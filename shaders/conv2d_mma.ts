@@ -13,7 +13,7 @@
 //   probes which one the device's compiler takes.
 // - 'f16-tiles': the same tiles multiplied by plain FMAs, each invocation a 4x8 block. It runs wherever `shader-f16`
 //   exists (the software device too), so the staging, the tile walk and the epilogue are tested everywhere.
-import { GEMM_CONV_HEADER, IM2COL_ELEMENT, SPLIT_K_RANGE } from './conv2d.ts';
+import { GEMM_CONV_HEADER, SPLIT_K_RANGE, stagedIm2col } from './conv2d.ts';
 
 export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
 /** 'arg': subgroupMatrixLoad<T>(p, off, col_major, stride); 'template': subgroupMatrixLoad<T, col_major>(p, off, stride). */
@@ -90,6 +90,7 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
   const { TM, TN, TK } = MMA_TILE;
   const WG = mmaWorkgroupSize(o);
   const sm = o.body === 'subgroup-matrix';
+  const g = stagedIm2col({ TM, TK, WG, store: (kk, mm, v) => `As[${kk} * ${TM}u + ${mm}] = f16(clamp(${v}, -65504.0, 65504.0));` });
   if (sm && (TM !== 64 || TN !== 64 || TK % 16 !== 0)) throw new Error('conv2dMmaWgsl: the subgroup walk assumes 64x64 tiles');
 
   let compute: string;
@@ -157,10 +158,7 @@ ${GEMM_CONV_HEADER}
 var<workgroup> As: array<f16, ${TM * TK}>; // [TK][TM]: column-major A (pixels x reduction)
 var<workgroup> Bs: array<f16, ${TN * TK}>; // [TN][TK]: column-major B (reduction x channels)
 var<workgroup> Cs: array<f32, ${TM * TN}>; // [TN][TM]: the f32 result tile
-
-fn loadA(b: u32, k: u32, m: u32, M: u32, K: u32) -> f32 {
-  if (k >= K || m >= M) { return 0.0; }
-${IM2COL_ELEMENT}}
+${g.decl}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u,
@@ -172,13 +170,11 @@ ${SPLIT_K_RANGE}
   let m0 = wg.x * ${TM}u;
   let n0 = wg.y * ${TN}u;
 ${decl}
+${g.setup}
   for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
+${g.decode}
     // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
-    for (var idx = li; idx < ${TM * TK}u; idx += ${WG}u) {
-      let kk = idx / ${TM}u;
-      let mm = idx - kk * ${TM}u;
-      As[idx] = f16(clamp(loadA(b, k0 + kk, m0 + mm, M, K), -65504.0, 65504.0));
-    }
+${g.gather}
     for (var idx = li; idx < ${TN * TK}u; idx += ${WG}u) {
       let nn = idx / ${TK}u;
       let kb = idx - nn * ${TK}u;
