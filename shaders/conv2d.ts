@@ -6,45 +6,6 @@
 // All weights live in one flat `params` buffer; offsets come in the uniform.
 
 /**
- * The body of the im2col gather: input element (channel, tap) k of output pixel m of batch b, read from the skip
- * concatenation, through the folded upsampling and the GroupNorm(+Swish). Shared by the forward conv and the weight
- * gradient; expects KS, STRIDE, UPSAMPLE and NORM, the uniform p, and the inA, inB, stats and params buffers in scope.
- */
-export const IM2COL_ELEMENT = /* wgsl */ `
-  let KK = KS * KS;
-  let ci = k / KK;
-  let r = k - ci * KK;
-  let ky = r / KS;
-  let kx = r - ky * KS;
-  let oy = m / p.Wout;
-  let ox = m - oy * p.Wout;
-  let pad = i32(KS / 2u);
-  let iy = i32(oy * STRIDE + ky) - pad;
-  let ix = i32(ox * STRIDE + kx) - pad;
-  var He = p.Hin;
-  var We = p.Win;
-  if (UPSAMPLE) { He = 2u * p.Hin; We = 2u * p.Win; }
-  if (iy < 0 || ix < 0 || iy >= i32(He) || ix >= i32(We)) { return 0.0; }
-  var sy = u32(iy);
-  var sx = u32(ix);
-  if (UPSAMPLE) { sy = sy / 2u; sx = sx / 2u; }
-  let hw = p.Hin * p.Win;
-  var v: f32;
-  if (ci < p.C1) {
-    v = inA[(b * p.C1 + ci) * hw + sy * p.Win + sx];
-  } else {
-    v = inB[(b * p.C2 + (ci - p.C1)) * hw + sy * p.Win + sx];
-  }
-  if (NORM != 0u) {
-    let g = ci / ((p.C1 + p.C2) / p.G);
-    let s = p.statsOff + (b * p.G + g) * 2u;
-    v = (v - stats[s]) * stats[s + 1u] * params[p.gOff + ci] + params[p.betaOff + ci];
-    if (NORM == 2u) { v = v / (1.0 + exp(-v)); }
-  }
-  return v;
-`;
-
-/**
  * The im2col gather of the GEMM kernels with its index math hoisted. Each invocation always stages the same pixel of
  * the tile (mm = li % TM: its output row and column are divided out once per workgroup, not per element), and before
  * each k-step the first TK invocations decode the step's TK reduction indices once for the whole workgroup: input

@@ -13,8 +13,6 @@
 // upsample, norm) are uniforms rather than override constants: one pipeline per kernel, because each variant costs
 // seconds of shader compilation on software Vulkan and the branches are uniform across a dispatch.
 
-import { IM2COL_ELEMENT } from './conv2d.ts';
-
 /** Input gradient as an implicit GEMM: M = stored input pixels, N = input channels, K = Cout * KS * KS * (4 if upsampled). */
 export const CONV2D_DX_WGSL = /* wgsl */ `
 struct P {
@@ -39,34 +37,13 @@ var<workgroup> Bs: array<f32, 1040>; // [TK][PN]
 
 fn U() -> u32 { if (p.upsample != 0u) { return 4u; } return 1u; }
 
-// dOut at the output pixel that reads stored input pixel m through tap (ky, kx) (and upsample sub-pixel u), or 0.
-fn loadG(b: u32, k: u32, m: u32, M: u32, K: u32) -> f32 {
-  if (k >= K || m >= M) { return 0.0; }
-  let KS = p.ks;
-  let STRIDE = p.stride;
-  let KK = KS * KS;
-  let per = KK * U();
-  let co = k / per;
-  let r2 = k - co * per;
-  let r = r2 / U();
-  let u = r2 - r * U();
-  let ky = r / KS;
-  let kx = r - ky * KS;
-  let sy = m / p.Win;
-  let sx = m - sy * p.Win;
-  var iy = sy;
-  var ix = sx;
-  if (p.upsample != 0u) { iy = 2u * sy + u / 2u; ix = 2u * sx + (u & 1u); }
-  let pad = i32(KS / 2u);
-  let ty = i32(iy) + pad - i32(ky);
-  let tx = i32(ix) + pad - i32(kx);
-  if (ty < 0 || tx < 0) { return 0.0; }
-  if (u32(ty) % STRIDE != 0u || u32(tx) % STRIDE != 0u) { return 0.0; }
-  let oy = u32(ty) / STRIDE;
-  let ox = u32(tx) / STRIDE;
-  if (oy >= p.Hout || ox >= p.Wout) { return 0.0; }
-  return dOut[(b * p.Cout + co) * p.Hout * p.Wout + oy * p.Wout + ox];
-}
+// Each invocation always stages the same stored input pixel of the tile (its row and column divided out once), and
+// before each k-step the first TK invocations decode the step's reduction indices (output channel, tap, upsample
+// sub-pixel) for the whole workgroup, so the per-element gather is a few adds, a stride test and one load.
+var<workgroup> kCo: array<u32, 16>;   // output channel of each reduction index of the step (0xffffffff: past K)
+var<workgroup> kTap: array<u32, 16>;  // its tap r = ky * KS + kx
+var<workgroup> kDy: array<i32, 16>;   // pad - ky (+ the upsample sub-pixel's row), and the same for columns
+var<workgroup> kDx: array<i32, 16>;
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u,
@@ -75,30 +52,71 @@ fn main(@builtin(workgroup_id) wg: vec3u,
   let M = p.Hin * p.Win;
   let Cin = p.C1 + p.C2;
   let KK = p.ks * p.ks;
-  let K = p.Cout * KK * U();
+  let per = KK * U();
+  let K = p.Cout * per;
   let b = wg.z;
   let m0 = wg.x * TM;
   let n0 = wg.y * TN;
   let tm = lid.x * 4u;
   let tn = lid.y * 4u;
+  // the pixel this invocation stages: mm = li % TM, reduction rows li / TM + 4 e
+  let smm = li % TM;
+  let skk0 = li / TM;
+  let sm = m0 + smm;
+  let sLive = sm < M;
+  let sy = sm / p.Win;
+  let sx = sm - sy * p.Win;
+  var by = i32(sy);
+  var bx = i32(sx);
+  if (p.upsample != 0u) { by = 2 * by; bx = 2 * bx; }
+  let smask = p.stride - 1u;  // stride 1 or 2: divisibility and division as bit operations
+  let sshift = p.stride - 1u;
+  let HWo = p.Hout * p.Wout;
   var acc: array<array<f32, 4>, 4>;
   for (var k0 = 0u; k0 < K; k0 += TK) {
+    if (li < TK) {
+      let k = k0 + li;
+      var co = 0xffffffffu;
+      if (k < K) {
+        co = k / per;
+        let r2 = k - co * per;
+        let r = r2 / U();
+        let u = r2 - r * U();
+        let ky = r / p.ks;
+        let kx = r - ky * p.ks;
+        let pad = i32(p.ks / 2u);
+        var uy = 0;
+        var ux = 0;
+        if (p.upsample != 0u) { uy = i32(u / 2u); ux = i32(u & 1u); }
+        kTap[li] = r;
+        kDy[li] = pad - i32(ky) + uy;
+        kDx[li] = pad - i32(kx) + ux;
+      }
+      kCo[li] = co;
+    }
+    workgroupBarrier();
     for (var e = 0u; e < 4u; e++) {
+      let kk = skk0 + 4u * e;
+      let co = kCo[kk];
+      var g = 0.0;
+      if (sLive && co != 0xffffffffu) {
+        let ty = by + kDy[kk];
+        let tx = bx + kDx[kk];
+        if (ty >= 0 && tx >= 0 && (u32(ty) & smask) == 0u && (u32(tx) & smask) == 0u) {
+          let oy = u32(ty) >> sshift;
+          let ox = u32(tx) >> sshift;
+          if (oy < p.Hout && ox < p.Wout) { g = dOut[(b * p.Cout + co) * HWo + oy * p.Wout + ox]; }
+        }
+      }
+      As[kk * TM + smm] = g;
+      // the weight tile: transposed and flipped reads of W[co, ci, tap]
       let idx = li + e * 256u;
-      let kk = idx / TM;
-      let mm = idx - kk * TM;
-      As[idx] = loadG(b, k0 + kk, m0 + mm, M, K);
       let nn = idx / TK;
       let kb = idx - nn * TK;
-      let k = k0 + kb;
       let ci = n0 + nn;
+      let wco = kCo[kb];
       var w = 0.0;
-      if (k < K && ci < Cin) {
-        let per = KK * U();
-        let co = k / per;
-        let r = (k - co * per) / U();
-        w = params[p.wOff + (co * Cin + ci) * KK + r];
-      }
+      if (wco != 0xffffffffu && ci < Cin) { w = params[p.wOff + (wco * Cin + ci) * KK + kTap[kb]]; }
       Bs[kb * PN + nn] = w;
     }
     workgroupBarrier();
@@ -162,20 +180,13 @@ const PAD: u32 = 65u;  // padded rows: the loads store down columns, one bank pe
 var<workgroup> As: array<f32, 1040>; // [TK][PAD]
 var<workgroup> Bs: array<f32, 1040>; // [TK][PAD]
 
-// The forward's im2col element (shaders/conv2d.ts loadA), for output pixel m and K index k of batch b.
-fn loadA(b: u32, k: u32, m: u32) -> f32 {
-  let KS = p.ks;
-  let STRIDE = p.stride;
-  let UPSAMPLE = p.upsample != 0u;
-  let NORM = p.norm;
-${IM2COL_ELEMENT}}
-
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3u,
         @builtin(local_invocation_id) lid: vec3u,
         @builtin(local_invocation_index) li: u32) {
   let M = p.Hout * p.Wout;
-  let K = (p.C1 + p.C2) * p.ks * p.ks;
+  let KK = p.ks * p.ks;
+  let K = (p.C1 + p.C2) * KK;
   let R = p.B * M;
   let rStart = wg.z * p.chunk;
   let rEnd = min(R, rStart + p.chunk);
@@ -183,22 +194,69 @@ fn main(@builtin(workgroup_id) wg: vec3u,
   let c0 = wg.y * TM;
   let tm = lid.x * 4u;
   let tn = lid.y * 4u;
+  // The forward's im2col (shaders/conv2d.ts) with its index math hoisted: this invocation always stages reduction
+  // row rr (one output pixel per step) and the same four K indices (channel, tap) and output channels, decoded once.
+  let rr = li % TK;
+  let pad = i32(p.ks / 2u);
+  var He = i32(p.Hin);
+  var We = i32(p.Win);
+  if (p.upsample != 0u) { He = 2 * He; We = 2 * We; }
+  let hw = p.Hin * p.Win;
+  var cpg = 1u;
+  if (p.norm != 0u) { cpg = (p.C1 + p.C2) / p.G; }
+  var eCi: array<u32, 4>;    // input channel of K index n0 + cc (0xffffffff: past K)
+  var eDy: array<i32, 4>;
+  var eDx: array<i32, 4>;
+  var eGamma: array<f32, 4>;
+  var eBeta: array<f32, 4>;
+  for (var e = 0u; e < 4u; e++) {
+    let k = n0 + li / TK + 16u * e;
+    eCi[e] = 0xffffffffu;
+    if (k < K) {
+      let ci = k / KK;
+      let r = k - ci * KK;
+      let ky = r / p.ks;
+      eCi[e] = ci;
+      eDy[e] = i32(ky) - pad;
+      eDx[e] = i32(r - ky * p.ks) - pad;
+      if (p.norm != 0u) { eGamma[e] = params[p.gOff + ci]; eBeta[e] = params[p.betaOff + ci]; }
+    }
+  }
   var acc: array<array<f32, 4>, 4>;
   for (var r0 = rStart; r0 < rEnd; r0 += TK) {
+    let r = r0 + rr;
+    let live = r < rEnd;
+    let b = select(0u, r / M, live);
+    let m = select(0u, r - b * M, live);
+    let oy = m / p.Wout;
+    let ox = m - oy * p.Wout;
+    let yb = i32(oy * p.stride);
+    let xb = i32(ox * p.stride);
     for (var e = 0u; e < 4u; e++) {
-      let idx = li + e * 256u;
-      let cc = idx / TK;
-      let rr = idx - cc * TK;
-      let r = r0 + rr;
+      let cc = li / TK + 16u * e;
       var g = 0.0;
       var a = 0.0;
-      if (r < rEnd) {
-        let b = r / M;
-        let m = r - b * M;
+      if (live) {
         let co = c0 + cc;
         if (co < p.Cout) { g = dOut[(b * p.Cout + co) * M + m]; }
-        let k = n0 + cc;
-        if (k < K) { a = loadA(b, k, m); }
+        let ci = eCi[e];
+        let iy = yb + eDy[e];
+        let ix = xb + eDx[e];
+        if (ci != 0xffffffffu && iy >= 0 && ix >= 0 && iy < He && ix < We) {
+          var sy = u32(iy);
+          var sx = u32(ix);
+          if (p.upsample != 0u) { sy = sy / 2u; sx = sx / 2u; }
+          if (ci < p.C1) {
+            a = inA[(b * p.C1 + ci) * hw + sy * p.Win + sx];
+          } else {
+            a = inB[(b * p.C2 + (ci - p.C1)) * hw + sy * p.Win + sx];
+          }
+          if (p.norm != 0u) {
+            let st = p.statsOff + (b * p.G + ci / cpg) * 2u;
+            a = (a - stats[st]) * stats[st + 1u] * eGamma[e] + eBeta[e];
+            if (p.norm == 2u) { a = a / (1.0 + exp(-a)); }
+          }
+        }
       }
       As[rr * PAD + cc] = g;
       Bs[rr * PAD + cc] = a;
