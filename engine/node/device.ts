@@ -54,6 +54,11 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
   const { create } = await loadDawn();
   const gpu = create(opts.dawnFlags ?? dawnFlagsFromEnv());
   const ctx = await GpuContext.create(gpu, opts);
+  if (process.env.SR3_GPU_PATHS === '1') {
+    // tests only: take a software adapter through the code paths chosen for GPUs (tiled conv with split-K, GroupNorm
+    // fused into the conv, several sampler steps per submission), so they are exercised where no GPU is
+    (ctx.adapter as { isSoftware: boolean }).isSoftware = false;
+  }
   const split = process.env.SR3_SPLIT_K?.trim();
   if (split) {
     const n = Number(split);
