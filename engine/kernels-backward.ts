@@ -11,7 +11,7 @@
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { checkWorkgroups, convOutSize, dummy, u32s, type ConvSpec } from './kernels.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
-import { GN_APPLY_WGSL, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
+import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
 import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../shaders/embedding_backward.ts';
 import { LOSS_PARTIAL_WGSL, REDUCE_FINAL_WGSL } from '../shaders/loss.ts';
@@ -334,14 +334,15 @@ export async function groupNormApply(
   need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs b`);
   noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
-  const p = await ctx.pipeline(GN_APPLY_WGSL, { label: 'gn_apply' });
+  const vec = spec.HW % 4 === 0;
+  const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply' });
   const u = u32s([
     spec.B, spec.C1, spec.C2, spec.HW,
     spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
     spec.swish ? 1 : 0, 0, 0, 0,
   ], L);
   const bg = ctx.bind(p, [bufs.params, bufs.a, bufs.b ?? dummy(ctx), bufs.stats, bufs.out, ctx.uniform(u, `${L}.gn_apply.u`)], `${L}.gn_apply`);
-  return { pipeline: p, bindGroup: bg, workgroups: grid256(ctx, spec.B * C * spec.HW, L), label: `${L}.gn_apply` };
+  return { pipeline: p, bindGroup: bg, workgroups: grid256(ctx, (spec.B * C * spec.HW) / (vec ? 4 : 1), L), label: `${L}.gn_apply` };
 }
 
 // ------------------------------------------------------------------------------------------- the whole fused conv

@@ -3,7 +3,7 @@
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupIdSource, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
-import { GROUPNORM_STATS_WGSL } from '../shaders/groupnorm.ts';
+import { groupNormStatsWgsl } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
 import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
 
@@ -338,7 +338,7 @@ export async function groupNormStats(
   if ((spec.C1 + spec.C2) % spec.groups !== 0) {
     throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${spec.groups} groups`);
   }
-  const pipeline = await ctx.pipeline(GROUPNORM_STATS_WGSL, { label: 'groupnorm_stats' });
+  const pipeline = await ctx.pipeline(groupNormStatsWgsl(spec.HW % 4 === 0), { label: 'groupnorm_stats' });
   const u = new ArrayBuffer(32);
   new Uint32Array(u, 0, 5).set(u32s([spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff]));
   new Float32Array(u, 20, 1)[0] = spec.eps ?? 1e-5;

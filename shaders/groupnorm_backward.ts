@@ -179,12 +179,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
  * f = GroupNorm (norm 1) or GroupNorm + Swish (norm 2) with the saved stats. The weight gradient then reads xn as a
  * plain input instead of renormalising every element once per kernel tap (9x the exp() calls for a 3x3 conv).
  */
-export const GN_APPLY_WGSL = /* wgsl */ `
+export const gnApplyWgsl = (vec: boolean): string => /* wgsl */ `
 @group(0) @binding(0) var<storage, read> params: array<f32>;
-@group(0) @binding(1) var<storage, read> inA: array<f32>;
-@group(0) @binding(2) var<storage, read> inB: array<f32>;
+@group(0) @binding(1) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;
+@group(0) @binding(2) var<storage, read> inB: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
-@group(0) @binding(4) var<storage, read_write> xn: array<f32>;
+@group(0) @binding(4) var<storage, read_write> xn: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(5) var<uniform> p: P;
 struct P {
   B: u32, C1: u32, C2: u32, HW: u32,
@@ -192,19 +192,22 @@ struct P {
   swish: u32, _a: u32, _b: u32, _c: u32,
 }
 
+// ${vec ? 'four pixels of one channel per invocation (HW is a multiple of 4)' : 'one element per invocation'}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
   let C = p.C1 + p.C2;
+  let n = p.HW${vec ? ' / 4u' : ''};
   let idx = (wg.y * nw.x + wg.x) * 256u + li;
-  if (idx >= p.B * C * p.HW) { return; }
-  let i = idx % p.HW;
-  let bc = idx / p.HW;
+  if (idx >= p.B * C * n) { return; }
+  let i = idx % n;
+  let bc = idx / n;
   let c = bc % C;
   let b = bc / C;
-  var v: f32;
-  if (c < p.C1) { v = inA[(b * p.C1 + c) * p.HW + i]; } else { v = inB[(b * p.C2 + (c - p.C1)) * p.HW + i]; }
+  var v: ${vec ? 'vec4f' : 'f32'};
+  if (c < p.C1) { v = inA[(b * p.C1 + c) * n + i]; } else { v = inB[(b * p.C2 + (c - p.C1)) * n + i]; }
   let so = p.statsOff + (b * p.G + c / (C / p.G)) * 2u;
-  v = (v - stats[so]) * stats[so + 1u] * params[p.gOff + c] + params[p.betaOff + c];
+  let sc = stats[so + 1u] * params[p.gOff + c];
+  v = v * sc + (params[p.betaOff + c] - stats[so] * sc);
   if (p.swish != 0u) { v = v / (1.0 + exp(-v)); }
   xn[idx] = v;
 }
