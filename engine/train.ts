@@ -5,7 +5,7 @@ import { encodeDispatch } from './gpu.ts';
 import * as KB from './kernels-backward.ts';
 import { adam, type AdamDispatch, type AdamOptions } from './optim.ts';
 import { rngWorkgroups } from './rng.ts';
-import { allocPlanBuffers, recordEmbedding, recordOp, type PlanBuffers, type UNetWeights } from './unet.ts';
+import { allocPlanBuffers, planBufferList, recordEmbedding, recordOp, type PlanBuffers, type UNetWeights } from './unet.ts';
 import { packParams, planUNet, type PTensor, type UNetPlan } from './unet-plan.ts';
 import { NOISIFY_WGSL } from '../shaders/diffusion.ts';
 
@@ -59,6 +59,7 @@ export class TrainGraph {
     private readonly bufs: Map<PTensor, GPUBuffer>,
   ) {
     this.plan = plan;
+    if (!pb.params) throw new Error('internal: training needs the parameters in one buffer'); // allocPlanBuffers refuses otherwise
     this.params = pb.params;
     this.nParams = plan.params.total;
     const n = plan.inputB!.bytes / 4;
@@ -76,7 +77,7 @@ export class TrainGraph {
     const bufs = new Map<PTensor, GPUBuffer>();
     for (const t of plan.tensors) bufs.set(t, ctx.buffer(t.bytes, `train.${t.name}`));
     const g = new TrainGraph(ctx, plan, pb, bufs);
-    g.owned.push(...Object.values(pb), ...bufs.values());
+    g.owned.push(...planBufferList(pb), ...bufs.values());
     await g.record(o);
     return g;
   }
@@ -166,7 +167,7 @@ export class TrainGraph {
           ctx,
           spec,
           {
-            params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: spec.norm ? pb.stats : undefined,
+            params: this.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: spec.norm ? pb.stats : undefined,
             dOut: gradOf(op.out), grads: this.grads, dEmb: spec.embOff !== undefined && spec.embOff >= 0 ? dEmb : undefined,
             dA: inputGrad ? gradOf(op.a) : undefined, dB: inputGrad && op.b ? gradOf(op.b) : undefined, scratch,
           },
@@ -182,14 +183,14 @@ export class TrainGraph {
         ...(await KB.linearBackward(
           ctx,
           { B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, dOutOff: e.embOff, label: `${e.name}.noise_func` },
-          { params: pb.params, inp: pb.t, dOut: dEmb, grads: this.grads, dIn: dT },
+          { params: this.params, inp: pb.t, dOut: dEmb, grads: this.grads, dIn: dT },
           { accumulate: true },
         )),
       );
     }
     bw.push(
-      ...(await KB.linearBackward(ctx, { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, { params: pb.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden })),
-      ...(await KB.linearBackward(ctx, { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, { params: pb.params, inp: pb.enc, dOut: dHidden, grads: this.grads })),
+      ...(await KB.linearBackward(ctx, { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, { params: this.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden })),
+      ...(await KB.linearBackward(ctx, { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, { params: this.params, inp: pb.enc, dOut: dHidden, grads: this.grads })),
     );
     this.backward = bw;
     this.zero = [...[...grad.entries()].filter(([t]) => t !== plan.output).map(([, g]) => g), dT];
@@ -199,7 +200,7 @@ export class TrainGraph {
       const v = this.own(ctx.buffer(plan.params.total * 4, 'train.adam_v'));
       this.adamM = m;
       this.adamV = v;
-      this.adamStep = await adam(ctx, { n: plan.params.total, ...o.adam }, { params: pb.params, grads: this.grads, m, v });
+      this.adamStep = await adam(ctx, { n: plan.params.total, ...o.adam }, { params: this.params, grads: this.grads, m, v });
     }
   }
 

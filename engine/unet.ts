@@ -31,11 +31,26 @@ export interface UNetBuildOptions {
    * software device, where the fused form recomputes exp() in every tap; off on GPUs, where it saves a round trip).
    */
   materializeNorm?: boolean;
+  /**
+   * The largest parameter binding to use (default: the device's maxStorageBufferBindingSize). Parameters beyond it are
+   * split over several buffers at layer boundaries, so a model larger than one binding still runs (tests set less).
+   */
+  maxParamBindingBytes?: number;
+}
+
+/** A slice [start, end) of the flat parameter array in its own buffer (offsets inside it are off - start). */
+export interface ParamChunk {
+  start: number;
+  end: number;
+  buf: GPUBuffer;
 }
 
 /** Device buffers for a plan's parameters, embeddings and statistics, and the dispatches of the noise-level MLP. */
 export interface PlanBuffers {
-  params: GPUBuffer;
+  /** the whole flat parameter array in one buffer, or null where it was split into chunks (inference only) */
+  params: GPUBuffer | null;
+  /** the parameters as bound: one chunk (the whole buffer), or several when they exceed one storage binding */
+  chunks: ParamChunk[];
   /** noise level [B] in, sinusoidal encoding, hidden layer, embedding t [B, inner] */
   level: GPUBuffer;
   enc: GPUBuffer;
@@ -45,18 +60,89 @@ export interface PlanBuffers {
   stats: GPUBuffer;
 }
 
-export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float32Array, label: string): PlanBuffers {
+export function planBufferList(pb: PlanBuffers): GPUBuffer[] {
+  return [pb.level, pb.enc, pb.hidden, pb.t, pb.emb, pb.stats, ...pb.chunks.map((c) => c.buf)];
+}
+
+export interface ParamBindingOptions {
+  /** allow splitting the parameters over several buffers when they exceed one binding (inference; default false) */
+  split?: boolean;
+  /** the largest binding to use, in bytes (default: the device's maxStorageBufferBindingSize; tests set less) */
+  maxBindingBytes?: number;
+}
+
+/** [offset, length] of every parameter range one dispatch reads (the ranges one binding must hold together). */
+function dispatchRanges(plan: UNetPlan): [number, number][][] {
+  const out: [number, number][][] = [];
+  const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
+  out.push([[w1Off, inner * 4 * inner], [b1Off, 4 * inner]], [[w2Off, 4 * inner * inner], [b2Off, inner]]);
+  for (const e of plan.embBlocks) out.push([[e.wOff, inner * e.dimOut], [e.bOff, e.dimOut]]);
+  for (const op of plan.ops) {
+    if (op.kind !== 'conv') continue;
+    out.push(convRanges(op.spec));
+  }
+  return out;
+}
+
+function convRanges(s: K.ConvSpec): [number, number][] {
+  const cin = s.C1 + s.C2;
+  const r: [number, number][] = [[s.wOff, s.Cout * cin * s.ks * s.ks]];
+  if (s.bOff >= 0) r.push([s.bOff, s.Cout]);
+  if (s.norm) r.push([s.gammaOff ?? 0, cin], [s.betaOff ?? 0, cin]);
+  return r;
+}
+
+/**
+ * Cut the flat parameters into chunks that each fit one binding, never separating the ranges one dispatch reads:
+ * the dispatches' spans are merged where they overlap and packed in order.
+ */
+export function chunkParams(plan: UNetPlan, maxFloats: number): [number, number][] {
+  const spans = dispatchRanges(plan)
+    .map((rs) => [Math.min(...rs.map(([o]) => o)), Math.max(...rs.map(([o, n]) => o + n))] as [number, number])
+    .sort((a, b) => a[0] - b[0]);
+  const blocks: [number, number][] = [];
+  for (const [a, b] of spans) {
+    const last = blocks[blocks.length - 1];
+    if (last && a < last[1]) last[1] = Math.max(last[1], b);
+    else blocks.push([a, b]);
+  }
+  const chunks: [number, number][] = [];
+  for (const [a, b] of blocks) {
+    if (b - a > maxFloats) {
+      throw new Error(`one layer's parameters take ${fmtBytes((b - a) * 4)}, more than one storage binding of this device holds (${fmtBytes(maxFloats * 4)})`);
+    }
+    const last = chunks[chunks.length - 1];
+    if (last && b - last[0] <= maxFloats) last[1] = b;
+    else chunks.push([a, b]);
+  }
+  return chunks;
+}
+
+export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float32Array, label: string, opts: ParamBindingOptions = {}): PlanBuffers {
   const { B } = plan;
   const inner = plan.mlp.inner;
-  if (params.byteLength > ctx.limits.maxStorageBufferBindingSize) {
+  const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, ctx.limits.maxStorageBufferBindingSize);
+  let whole: GPUBuffer | null = null;
+  let chunks: ParamChunk[];
+  if (params.byteLength <= maxBytes) {
+    whole = ctx.upload(params, `${label}.params`);
+    chunks = [{ start: 0, end: params.length, buf: whole }];
+  } else if (opts.split) {
+    chunks = chunkParams(plan, Math.floor(maxBytes / 4)).map(([start, end], i) => ({
+      start,
+      end,
+      buf: ctx.upload(params.subarray(start, end), `${label}.params.${i}`),
+    }));
+  } else {
     throw new Error(
       `this model's parameters take ${fmtBytes(params.byteLength)}, more than one storage binding of this device can hold ` +
-        `(maxStorageBufferBindingSize ${fmtBytes(ctx.limits.maxStorageBufferBindingSize)}): run it on a GPU adapter ` +
-        '(they allow 2 GiB and more), or use a smaller model',
+        `(maxStorageBufferBindingSize ${fmtBytes(ctx.limits.maxStorageBufferBindingSize)}), and training needs them in one: ` +
+        'train on a GPU adapter (they allow 2 GiB and more), or a smaller model',
     );
   }
   return {
-    params: ctx.upload(params, `${label}.params`),
+    params: whole,
+    chunks,
     level: ctx.buffer(B * 4, `${label}.noise_level`),
     enc: ctx.buffer(B * inner * 4, `${label}.noise_enc`),
     hidden: ctx.buffer(B * 4 * inner * 4, `${label}.noise_hidden`),
@@ -66,17 +152,41 @@ export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float3
   };
 }
 
+/** The chunk holding every range a dispatch reads, and the offset to subtract from its parameter offsets. */
+export function paramView(pb: PlanBuffers, ranges: [number, number][]): { buf: GPUBuffer; base: number } {
+  const lo = Math.min(...ranges.map(([o]) => o));
+  const hi = Math.max(...ranges.map(([o, n]) => o + n));
+  const c = pb.chunks.find((c) => c.start <= lo && hi <= c.end);
+  if (!c) throw new Error(`internal: parameters [${lo}, ${hi}) are not in one chunk`);
+  return { buf: c.buf, base: c.start };
+}
+
+/** A conv spec with its parameter offsets rebased into `base`'s chunk. */
+function rebaseConv(s: K.ConvSpec, base: number): K.ConvSpec {
+  return {
+    ...s,
+    wOff: s.wOff - base,
+    bOff: s.bOff >= 0 ? s.bOff - base : s.bOff,
+    gammaOff: s.norm ? (s.gammaOff ?? 0) - base : s.gammaOff,
+    betaOff: s.norm ? (s.betaOff ?? 0) - base : s.betaOff,
+  };
+}
+
 /** The noise-level MLP and every block's projection into the embedding buffer. */
 export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanBuffers): Promise<Dispatch[]> {
   const { B } = plan;
   const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
+  const lin = async (spec: Parameters<typeof K.linear>[1], inp: GPUBuffer, out: GPUBuffer) => {
+    const v = paramView(pb, [[spec.wOff, spec.K * spec.N], [spec.bOff, spec.N]]);
+    return K.linear(ctx, { ...spec, wOff: spec.wOff - v.base, bOff: spec.bOff - v.base }, { params: v.buf, inp, out });
+  };
   const d: Dispatch[] = [
     await K.positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: pb.level, out: pb.enc }),
-    await K.linear(ctx, { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, { params: pb.params, inp: pb.enc, out: pb.hidden }),
-    await K.linear(ctx, { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, { params: pb.params, inp: pb.hidden, out: pb.t }),
+    await lin({ B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, pb.enc, pb.hidden),
+    await lin({ B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, pb.hidden, pb.t),
   ];
   for (const e of plan.embBlocks) {
-    d.push(await K.linear(ctx, { B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, outOff: e.embOff, label: `${e.name}.noise_func` }, { params: pb.params, inp: pb.t, out: pb.emb }));
+    d.push(await lin({ B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, outOff: e.embOff, label: `${e.name}.noise_func` }, pb.t, pb.emb));
   }
   return d;
 }
@@ -91,19 +201,21 @@ export async function recordOp(ctx: GpuContext, op: PlanOp, pb: PlanBuffers, buf
     case 'gnstats':
       return [await K.groupNormStats(ctx, op.spec, { a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats })];
     case 'conv': {
-      const s = op.spec;
+      const view = paramView(pb, convRanges(op.spec));
+      const s = rebaseConv(op.spec, view.base);
+      const params = view.buf;
       const emb = s.embOff !== undefined && s.embOff >= 0 ? pb.emb : undefined;
       const res = op.res ? buf(op.res) : undefined;
       if (xn && s.norm) {
         const apply = await groupNormApply(
           ctx,
           { B: s.B, C1: s.C1, C2: s.C2, HW: s.Hin * s.Win, groups: s.groups ?? 1, statsOff: s.statsOff ?? 0, gammaOff: s.gammaOff ?? 0, betaOff: s.betaOff ?? 0, swish: s.norm === 2, label: `${op.label}.norm` },
-          { params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats, out: xn },
+          { params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats, out: xn },
         );
-        const conv = await K.conv2d(ctx, { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 }, { params: pb.params, a: xn, emb, res, out: buf(op.out) });
+        const conv = await K.conv2d(ctx, { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 }, { params, a: xn, emb, res, out: buf(op.out) });
         return [apply, conv];
       }
-      return [await K.conv2d(ctx, s, { params: pb.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: s.norm ? pb.stats : undefined, emb, res, out: buf(op.out) })];
+      return [await K.conv2d(ctx, s, { params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: s.norm ? pb.stats : undefined, emb, res, out: buf(op.out) })];
     }
     case 'attention':
       return [await K.attention(ctx, op.spec, { qkv: buf(op.qkv), out: buf(op.out) })];
@@ -131,6 +243,8 @@ export class UNet {
   readonly activations = new Map<string, { buf: GPUBuffer; shape: number[] }>();
   /** Bytes of activation buffers after reuse, and what they would take without it. */
   readonly memory = { activations: 0, unshared: 0, params: 0 };
+  /** The parameter buffers as bound: one, or several when the model exceeds one storage binding. */
+  paramChunks: { start: number; end: number }[] = [];
   readonly plan: UNetPlan;
   private owned: GPUBuffer[] = [];
 
@@ -157,10 +271,11 @@ export class UNet {
     const { batch: B, height: H, width: W } = opts;
     const plan = planUNet(weights.config, B, H, W, !!opts.splitInput);
     const flat = packParams(plan, (n) => weights.param(n));
-    const pb = allocPlanBuffers(ctx, plan, flat, opts.label ?? 'unet');
+    const pb = allocPlanBuffers(ctx, plan, flat, opts.label ?? 'unet', { split: true, maxBindingBytes: opts.maxParamBindingBytes });
     const net = new UNet(ctx, weights.config, B, H, W, plan, pb);
-    net.owned.push(...Object.values(pb));
+    net.owned.push(...planBufferList(pb));
     net.memory.params = flat.byteLength;
+    net.paramChunks = pb.chunks.map(({ start, end }) => ({ start, end }));
     await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? ctx.adapter.isSoftware);
     return net;
   }

@@ -79,6 +79,32 @@ test('the same output with activation buffers shared (memory planner) as without
   net.destroy();
 });
 
+test('parameters split over several buffers (a model larger than one storage binding): the same eps', async () => {
+  const ctx = await device();
+  const model = goldenModel('groups32');
+  const g = goldenTensors('groups32', 'forward.safetensors');
+  const [B, , H, W] = g.shape('x_in');
+  // 384 KiB bindings (its largest layer, a 128->64 3x3 conv, is 289 KiB): the 2.3 MB of groups32 parameters in
+  // several chunks, cut only between layers
+  const net = await UNet.build(ctx, model, { batch: B, height: H, width: W, maxParamBindingBytes: 384 * 1024 });
+  const chunks = net.paramChunks;
+  assert.ok(chunks.length >= 5, `${chunks.length} chunks`);
+  for (const c of chunks) assert.ok((c.end - c.start) * 4 <= 384 * 1024, 'every chunk fits the binding');
+  for (let i = 1; i < chunks.length; i++) assert.ok(chunks[i].start >= chunks[i - 1].end, 'chunks do not overlap');
+  const eps = await net.forward(g.get('x_in'), g.get('noise_level'));
+  const e = relErr(eps, g.get('eps'));
+  console.log(`    groups32 over ${chunks.length} parameter buffers: eps relative error ${e.toExponential(2)}`);
+  assert.ok(e <= 1e-4, `eps ${e}`);
+  net.destroy();
+  // a single layer larger than the binding cannot be split
+  try {
+    await UNet.build(ctx, model, { batch: B, height: H, width: W, maxParamBindingBytes: 4096 });
+    assert.unreachable();
+  } catch (err) {
+    assert.match((err as Error).message, /one layer's parameters take .* more than one storage binding of this device holds/);
+  }
+});
+
 test('a model that does not fit the input is refused with a clear message', async () => {
   const ctx = await device();
   const model = goldenModel('tiny');
