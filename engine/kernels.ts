@@ -354,7 +354,7 @@ export async function attention(
   spec: { B: number; C: number; HW: number; label?: string },
   bufs: { qkv: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(attentionWgsl(Math.ceil(spec.C / 64)), { label: 'attention' });
+  const pipeline = await ctx.pipeline(attentionWgsl(Math.ceil(spec.C / 64), spec.HW % 4 === 0), { label: 'attention' });
   const u = new ArrayBuffer(16);
   new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW]));
   new Float32Array(u, 8, 1)[0] = 1 / Math.sqrt(spec.C);

@@ -100,6 +100,8 @@ for (const [B, C, H, W] of [
   [1, 16, 4, 4],
   [1, 40, 3, 11],
   [2, 70, 9, 10], // several key blocks of 64, a partial last block, two channel groups per thread
+  [2, 70, 10, 10], // the same with HW a multiple of 4 (vec4 reads): a last block of 36 keys
+  [1, 64, 12, 12], // three key blocks, the last of 16
 ] as const) {
   test(`attention B${B} C${C} ${H}x${W} (flash-style online softmax vs direct)`, async () => {
     const ctx = await device();
