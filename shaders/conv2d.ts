@@ -177,6 +177,17 @@ ${SPLIT_K_DECL}
 @group(0) @binding(5) var<storage, read> res: array<f32>;
 @group(0) @binding(6) var<storage, read_write> outp: array<f32>;
 @group(0) @binding(7) var<uniform> p: P;
+
+// The epilogue: a split-K partial is written as is; otherwise bias, embedding and residual are added.
+fn writeOut(b: u32, split: u32, co: u32, m: u32, M: u32, acc: f32) {
+  if (KCHUNK != 0u) { outp[((split * p.B + b) * p.Cout + co) * M + m] = acc; return; }
+  var v = acc;
+  if (p.hasBias != 0u) { v += params[p.bOff + co]; }
+  if (HAS_EMB) { v += emb[p.embOff + b * p.Cout + co]; }
+  let o = (b * p.Cout + co) * M + m;
+  if (HAS_RES) { v += res[o]; }
+  outp[o] = v;
+}
 `;
 
 /** The tiled kernel's workgroup tile: TM output pixels x TN output channels, each of 16x16 invocations RM x RN. */
@@ -253,13 +264,7 @@ ${g.gather}
     for (var j = 0u; j < ${RN}u; j++) {
       let co = n0 + tn + j;
       if (co >= p.Cout) { continue; }
-      var v = acc[i][j];
-      if (KCHUNK != 0u) { outp[((split * p.B + b) * p.Cout + co) * M + m] = v; continue; }
-      if (p.hasBias != 0u) { v += params[p.bOff + co]; }
-      if (HAS_EMB) { v += emb[p.embOff + b * p.Cout + co]; }
-      let o = (b * p.Cout + co) * M + m;
-      if (HAS_RES) { v += res[o]; }
-      outp[o] = v;
+      writeOut(b, split, co, m, M, acc[i][j]);
     }
   }
 }

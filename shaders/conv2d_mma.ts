@@ -196,13 +196,7 @@ ${store}
     let m = m0 + mm;
     let co = n0 + nn;
     if (m >= M || co >= p.Cout) { continue; }
-    var v = Cs[idx];
-    if (KCHUNK != 0u) { outp[((split * p.B + b) * p.Cout + co) * M + m] = v; continue; }
-    if (p.hasBias != 0u) { v += params[p.bOff + co]; }
-    if (HAS_EMB) { v += emb[p.embOff + b * p.Cout + co]; }
-    let o = (b * p.Cout + co) * M + m;
-    if (HAS_RES) { v += res[o]; }
-    outp[o] = v;
+    writeOut(b, split, co, m, M, Cs[idx]);
   }
 }
 `;
