@@ -185,6 +185,16 @@ test('split-K choice: only convs that leave a GPU idle, chunks of whole k-steps,
 // same operands they must agree to f32 summation error; against the exact reference the rounding shows (stated
 // tolerance 2e-3 of the output's scale per conv; these cases measure 1.9-3.3e-4 with the f16 kernel on lavapipe).
 async function checkMixed(ctx: GpuContext, kernel: 'f16' | 'mma'): Promise<void> {
+  await checkMixedOnce(ctx, kernel);
+  K.SPLIT_K.force = 2; // and with the reduction split in two
+  try {
+    await checkMixedOnce(ctx, kernel);
+  } finally {
+    delete K.SPLIT_K.force;
+  }
+}
+
+async function checkMixedOnce(ctx: GpuContext, kernel: 'f16' | 'mma'): Promise<void> {
   await K.useConvKernel(ctx, kernel);
   try {
     let worstF16 = 0;
@@ -214,12 +224,6 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
     return;
   }
   await checkMixed(ctx, 'f16');
-  K.SPLIT_K.force = 2;
-  try {
-    await checkMixed(ctx, 'f16');
-  } finally {
-    delete K.SPLIT_K.force;
-  }
 });
 
 test('conv2d mma (subgroup matrices): the same, where the device has them; otherwise refused with the reason', async () => {
@@ -238,12 +242,6 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   }
   console.log(`    mma: subgroup size ${s.subgroupSize}, '${s.syntax}' builtin spelling`);
   await checkMixed(ctx, 'mma');
-  K.SPLIT_K.force = 2;
-  try {
-    await checkMixed(ctx, 'mma');
-  } finally {
-    delete K.SPLIT_K.force;
-  }
 });
 
 test('an unknown conv2d kernel name is refused with the list', async () => {
