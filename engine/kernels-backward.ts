@@ -9,8 +9,8 @@
 //   the noise embedding shared by all blocks' projections.
 // - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { checkWorkgroups, convOutSize, dummy, u32s, type ConvSpec } from './kernels.ts';
-import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
+import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
+import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
 import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../shaders/embedding_backward.ts';
@@ -106,6 +106,7 @@ export async function conv2dBackwardInput(
   const L = spec.label ?? 'conv';
   need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
   noAlias(L, { dA: bufs.dA, dB: bufs.dB }, { params: bufs.params, dOut: bufs.dOut });
+  if (convKernelFor(ctx) === 'direct' && spec.stride === 1 && !spec.upsample) return directInputGradient(ctx, spec, bufs, opts);
   const [Hout, Wout] = convOutSize(spec);
   const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, { label: 'conv2d_dx' });
   const u = u32s([
@@ -122,6 +123,54 @@ export async function conv2dBackwardInput(
   const workgroups: [number, number, number] = [ceilDiv(spec.Hin * spec.Win, 64), ceilDiv(spec.C1 + spec.C2, 64), spec.B];
   checkWorkgroups(ctx, workgroups, L);
   return { pipeline, bindGroup, workgroups, label: `${L}.dx` };
+}
+
+/**
+ * The input gradient of a stride-1 conv where the context runs the direct conv kernel (software devices): flip and
+ * transpose the weights into a scratch buffer (every step: Adam moves them), then one direct conv of dOut per part of
+ * the input (dA's channels, dB's), through a scratch and an add where the gradient accumulates. One chained dispatch.
+ */
+async function directInputGradient(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  bufs: { params: GPUBuffer; dOut: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer },
+  opts: BackwardOptions,
+): Promise<Dispatch> {
+  const L = spec.label ?? 'conv';
+  const Cin = spec.C1 + spec.C2;
+  const KK = spec.ks * spec.ks;
+  const nW = spec.Cout * Cin * KK;
+  const wT = sharedScratch(ctx, 'conv2d_dx.flipped_weights', nW * 4);
+  const flip = await ctx.pipeline(FLIP_WEIGHTS_WGSL, { label: 'conv2d_dx_flip' });
+  const chain: Dispatch[] = [
+    {
+      pipeline: flip,
+      bindGroup: ctx.bind(flip, [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, KK, spec.wOff], L), `${L}.dx_flip.u`)], `${L}.dx_flip`),
+      workgroups: grid256(ctx, nW, L),
+      label: `${L}.dx_flip`,
+    },
+  ];
+  const HW = spec.Hin * spec.Win;
+  const parts: [number, number, GPUBuffer][] = [[0, spec.C1, bufs.dA]];
+  if (spec.C2) parts.push([spec.C1, spec.C2, bufs.dB!]);
+  for (const [c0, C, dst] of parts) {
+    const n = spec.B * C * HW;
+    const out = opts.accumulate ? sharedScratch(ctx, 'conv2d_dx.partial', n * 4) : dst;
+    chain.push(
+      await conv2d(
+        ctx,
+        { B: spec.B, C1: spec.Cout, C2: 0, Hin: spec.Hin, Win: spec.Win, Cout: C, ks: spec.ks, stride: 1, wOff: c0 * spec.Cout * KK, bOff: -1, label: `${L}.dx` },
+        { params: wT, a: bufs.dOut, out },
+      ),
+    );
+    if (opts.accumulate) chain.push(await addInto(ctx, { n, label: `${L}.dx_add` }, { src: out, dst }));
+  }
+  for (let i = 0; i + 1 < chain.length; i++) {
+    let tail = chain[i];
+    while (tail.next) tail = tail.next;
+    tail.next = chain[i + 1];
+  }
+  return chain[0];
 }
 
 /** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */

@@ -179,21 +179,30 @@ export function splitK(ctx: GpuContext, workgroups: number, K: number, tk: numbe
   return S < 2 ? { S: 1, kChunk: 0 } : { S, kChunk };
 }
 
-const scratches = new WeakMap<GpuContext, GPUBuffer>();
+const scratches = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
 /** Bytes of the split-K scratch buffer this context holds now (0 before any split conv). */
 export function splitKScratchBytes(ctx: GpuContext): number {
-  return scratches.get(ctx)?.size ?? 0;
+  return scratches.get(ctx)?.get('conv2d.splitk_partials')?.size ?? 0;
 }
 /**
- * One scratch buffer per context for split-K partial sums, grown as needed. Dispatches run in order, so every conv
- * can use it between its two passes; a buffer replaced by a larger one stays alive for the bind groups that hold it.
+ * One scratch buffer per context and purpose (split-K partial sums, the backward's flipped weights...), grown as
+ * needed. Dispatches run in order, so every op can use it between the passes of its own chain (Dispatch.next); a
+ * buffer replaced by a larger one stays alive for the bind groups that hold it.
  */
-function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
-  const cur = scratches.get(ctx);
+export function sharedScratch(ctx: GpuContext, name: string, bytes: number): GPUBuffer {
+  let m = scratches.get(ctx);
+  if (!m) {
+    m = new Map();
+    scratches.set(ctx, m);
+  }
+  const cur = m.get(name);
   if (cur && cur.size >= bytes) return cur;
-  const buf = ctx.buffer(Math.max(bytes, 1 << 20), 'conv2d.splitk_partials');
-  scratches.set(ctx, buf);
+  const buf = ctx.buffer(Math.max(bytes, 1 << 16), name);
+  m.set(name, buf);
   return buf;
+}
+function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
+  return sharedScratch(ctx, 'conv2d.splitk_partials', bytes);
 }
 
 /**

@@ -355,6 +355,29 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 }
 `;
 
+/**
+ * The input gradient of a stride-1 conv is a conv of dOut with the weights transposed (input and output channels
+ * swapped) and flipped (tap ky, kx -> KS-1-ky, KS-1-kx): wT[(ci * Cout + co) * KK + KK-1-t] = W[(co * Cin + ci) * KK + t].
+ * The software device runs that conv with its fast direct kernel instead of the GEMM gather.
+ */
+export const FLIP_WEIGHTS_WGSL = /* wgsl */ `
+struct P { Cout: u32, Cin: u32, KK: u32, wOff: u32 }
+@group(0) @binding(0) var<storage, read> params: array<f32>;
+@group(0) @binding(1) var<storage, read_write> wT: array<f32>;
+@group(0) @binding(2) var<uniform> p: P;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = (wg.y * nw.x + wg.x) * 256u + li;
+  if (i >= p.Cout * p.Cin * p.KK) { return; }
+  let t = i % p.KK;
+  let cc = i / p.KK;
+  let ci = cc % p.Cin;
+  let co = cc / p.Cin;
+  wT[(ci * p.Cout + co) * p.KK + (p.KK - 1u - t)] = params[p.wOff + i];
+}
+`;
+
 /** dst[dstOff + i] (=|+=) scale * src[srcOff + i], i < n: residual pass-through and gradient accumulation. */
 export const ADD_WGSL = /* wgsl */ `
 struct P { n: u32, dstOff: u32, srcOff: u32, accumulate: u32, scale: f32, _a: u32, _b: u32, _c: u32 }
