@@ -147,7 +147,7 @@ function fullCases(): Case[] {
   return cases;
 }
 
-const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--reps N] [--conv-kernel tiled|direct|f16|mma]
+const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--reps N] [--profile] [--conv-kernel tiled|direct|f16|mma]
 
   --quick        small shapes that finish on a software device (the default set is the reference configs' shapes)
   --json         one JSON object per line: name, kind (kernel, unet, upscale, train), device, timer and the figures
@@ -155,6 +155,8 @@ const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--rep
                  images_per_s; training steps ms_per_step, images_per_s, peak_bytes)
   --filter RE    only the cases whose name matches RE (e.g. --filter conv3x3, --filter unet, --filter 'dX|dW|train')
   --reps N       timed samples per case (median reported; default 5 with --quick, 20 otherwise)
+  --profile      for U-Net cases, also time every dispatch alone and print where a step goes (by pipeline, and
+                 the 15 slowest dispatches)
   --conv-kernel  force the conv2d shader (default: direct on a software device, tiled on a GPU); f16 and mma are
                  the mixed-precision kernels (f16 operands, f32 accumulation; mma on tensor cores)
 
@@ -170,6 +172,7 @@ async function main(argv: string[]): Promise<number> {
       filter: { type: 'string' },
       reps: { type: 'string' },
       'conv-kernel': { type: 'string' },
+      profile: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -209,10 +212,14 @@ async function main(argv: string[]): Promise<number> {
     for (const c of cases) {
       try {
         if (c.kind === 'unet') {
-          const r = await benchUNet(ctx, c, { reps, warmup: 1 });
-          const { timing, ...rest } = r;
+          const r = await benchUNet(ctx, c, { reps, warmup: 1, profile: !!values.profile });
+          const { timing, profile, ...rest } = r;
           if (json) console.log(JSON.stringify({ ...rest, kind: 'unet', timer: timing.source, ms: timing.ms, ms_min: timing.min, per_sample: timing.perSample, ...common }));
           else table.unet(r);
+          if (profile) {
+            if (json) console.log(JSON.stringify({ name: `profile ${c.name}`, kind: 'profile', ...profile, ...common }));
+            else printProfile(c.name, profile);
+          }
         } else if (c.kind === 'upscale') {
           const r = await benchUpscale(ctx, c, Math.min(reps, 3));
           if ('skipped' in r) {
@@ -285,6 +292,13 @@ class Table {
     this.kernelHeader = false;
     this.unetHeader = false;
   }
+}
+
+function printProfile(name: string, p: NonNullable<Awaited<ReturnType<typeof benchUNet>>['profile']>): void {
+  console.log(`\n${name}: ${fmt(p.step_ms)} ms as one pass, ${fmt(p.sum_alone_ms)} ms as the sum of its dispatches timed alone`);
+  for (const b of p.by_pipeline) console.log(`  ${b.pipeline.padEnd(28)} ${fmt(b.ms).padStart(9)} ms  ${(100 * b.share).toFixed(1).padStart(5)}%  x${b.count}`);
+  console.log('  slowest dispatches:');
+  for (const t of p.top) console.log(`    ${t.label.padEnd(40)} ${t.pipeline.padEnd(24)} ${fmt(t.ms).padStart(9)} ms  [${t.workgroups.join(', ')}]`);
 }
 
 function fmt(ms: number): string {

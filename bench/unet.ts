@@ -1,7 +1,7 @@
 // Whole-network benchmarks: one U-Net forward (one denoising step) with random weights, and a full upscale (every
 // step of a sampling schedule) through engine/sampler.ts. Random weights time the same as trained ones: no kernel
 // branches on values.
-import type { GpuContext } from '../engine/gpu.ts';
+import { encodeDispatch, type GpuContext } from '../engine/gpu.ts';
 import { UNet, type UNetWeights } from '../engine/unet.ts';
 import * as K from '../engine/kernels.ts';
 import type { UNetConfig } from '../weights-format/config.ts';
@@ -36,6 +36,7 @@ export interface UNetResult {
   build_ms: number;
   dispatches: number;
   timing: Timing;
+  profile?: UNetProfile;
 }
 
 export function unetConfig(o: {
@@ -146,7 +147,7 @@ export function unetFlops(cfg: UNetConfig, B: number, H: number, W: number): num
   return f;
 }
 
-export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions): Promise<UNetResult> {
+export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions & { profile?: boolean }): Promise<UNetResult> {
   const weights = randomWeights(c.config);
   const t0 = performance.now();
   const net = await UNet.build(ctx, weights, { batch: c.batch, height: c.size, width: c.size, label: c.name });
@@ -162,6 +163,7 @@ export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions):
     await ctx.sync();
     const buildMs = performance.now() - t0;
     const timing = await timePass(ctx, (p) => net.encode(p), { ...t, warmup: Math.max(0, t.warmup - 1) });
+    const profile = t.profile ? await profileDispatches(ctx, net, timing.ms) : undefined;
     const gflop = unetFlops(c.config, c.batch, c.size, c.size) / 1e9;
     const m = net.memory;
     return {
@@ -183,10 +185,42 @@ export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions):
       build_ms: buildMs,
       dispatches: net.dispatches.length,
       timing,
+      profile,
     };
   } finally {
     net.destroy();
   }
+}
+
+/** Where one forward's time goes: every dispatch (with its chained passes) timed alone, summed by pipeline. */
+export interface UNetProfile {
+  /** the forward as one pass, and the sum of its dispatches timed one by one (the difference: overlap, gaps) */
+  step_ms: number;
+  sum_alone_ms: number;
+  by_pipeline: { pipeline: string; ms: number; count: number; share: number }[];
+  top: { label: string; pipeline: string; ms: number; workgroups: number[] }[];
+}
+
+async function profileDispatches(ctx: GpuContext, net: UNet, stepMs: number): Promise<UNetProfile> {
+  const rows: { label: string; pipeline: string; ms: number; workgroups: number[] }[] = [];
+  for (const d of net.dispatches) {
+    const tm = await timePass(ctx, (p) => encodeDispatch(p, d), { reps: 3, warmup: 1, minSampleMs: 2 });
+    rows.push({ label: d.label ?? '', pipeline: d.pipeline.label || '?', ms: tm.ms, workgroups: d.workgroups.map((w) => w ?? 1) });
+  }
+  const sum = rows.reduce((a, r) => a + r.ms, 0);
+  const by = new Map<string, { ms: number; count: number }>();
+  for (const r of rows) {
+    const e = by.get(r.pipeline) ?? { ms: 0, count: 0 };
+    e.ms += r.ms;
+    e.count++;
+    by.set(r.pipeline, e);
+  }
+  return {
+    step_ms: stepMs,
+    sum_alone_ms: sum,
+    by_pipeline: [...by].map(([pipeline, e]) => ({ pipeline, ...e, share: e.ms / sum })).sort((a, b) => b.ms - a.ms),
+    top: rows.sort((a, b) => b.ms - a.ms).slice(0, 15),
+  };
 }
 
 export interface UpscaleCase {
