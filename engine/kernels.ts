@@ -347,7 +347,11 @@ export async function groupNormStats(
   if ((spec.C1 + spec.C2) % spec.groups !== 0) {
     throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${spec.groups} groups`);
   }
-  const pipeline = await ctx.pipeline(groupNormStatsWgsl(spec.HW % 4 === 0), { label: 'groupnorm_stats' });
+  const vec = spec.HW % 4 === 0;
+  // elements each invocation reads per pass: at least 16 with 256 invocations, else a smaller workgroup
+  const perGroup = ((spec.C1 + spec.C2) / spec.groups) * spec.HW / (vec ? 4 : 1);
+  const WG = perGroup >= 4096 ? 256 : perGroup >= 1024 ? 64 : 32;
+  const pipeline = await ctx.pipeline(groupNormStatsWgsl(vec, WG), { label: 'groupnorm_stats' });
   const u = new ArrayBuffer(32);
   new Uint32Array(u, 0, 5).set(u32s([spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff]));
   new Float32Array(u, 20, 1)[0] = spec.eps ?? 1e-5;

@@ -6,8 +6,9 @@
 /**
  * One workgroup per (group, batch): each channel of the group is walked row by row (no per-element division), as
  * vec4s when the map's pixel count is a multiple of 4 (`vec`: a quarter of the loads, which dominate on a CPU device).
+ * WG invocations (a power of two): fewer for small groups, where the tree reduction's barriers cost more than the loads.
  */
-export const groupNormStatsWgsl = (vec: boolean): string => /* wgsl */ `
+export const groupNormStatsWgsl = (vec: boolean, WG = 256): string => /* wgsl */ `
 struct P { C1: u32, C2: u32, HW: u32, G: u32, statsOff: u32, eps: f32, _a: u32, _b: u32 }
 
 @group(0) @binding(0) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;
@@ -15,8 +16,8 @@ struct P { C1: u32, C2: u32, HW: u32, G: u32, statsOff: u32, eps: f32, _a: u32, 
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
 
-const WG: u32 = 256u;
-var<workgroup> red: array<f32, 256>;
+const WG: u32 = ${WG}u;
+var<workgroup> red: array<f32, ${WG}>;
 
 fn wgSum(lid: u32, v: f32) -> f32 {
   red[lid] = v;
@@ -36,7 +37,7 @@ fn rowBase(b: u32, c: u32, n: u32) -> u32 {
   return (b * p.C2 + (c - p.C1)) * n;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let g = wg.x;
   let b = wg.y;
