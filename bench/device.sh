@@ -5,9 +5,9 @@
 # Every stage has its own time limit and the script goes on past a failed one; at most 8 files come back from $OUT:
 #   summary.txt   each stage's exit code and seconds, doctor's report, the table
 #   tests.log     the GPU-relevant tests (golden forward/sampler/training on this card, the f16 and mma kernels)
-#   bench-tiled.jsonl, bench-mma.jsonl, bench-nosplit.jsonl   `npm run bench -- --json` rows (f32 tiled kernel with
+#   bench-tiled.jsonl, bench-mma.jsonl, bench-extra.jsonl   `npm run bench -- --json` rows (f32 tiled kernel with
 #                 split-K; mixed-precision tensor-core kernel, or the f16 FMA kernel where mma cannot run; f32
-#                 without split-K, and with 64x64 tiles only, for the U-Net rows)
+#                 without split-K, and with 64x64 tiles only, for the U-Net rows; a per-dispatch profile of a step)
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the issue's table
 # Total limits: 525 s at most (the f16 stage runs only when mma fails), inside the tool's 600 s per command (use timeout_s 600).
@@ -37,16 +37,18 @@ stage tests 110 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden
 # --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
 # the networks first (the issue's table), then the kernels, each under its own limit
 stage bench-nets 90 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(unet|upscale)'
-stage bench-kernels 70 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
+stage bench-kernels 60 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
 # if the tensor-core kernel cannot run (its reason is in the file), the FMA f16 kernel's rows take its place
 stage bench-mma 70 "$OUT/bench-mma.jsonl" $BENCH --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)' ||
   stage bench-f16 40 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
-stage bench-nosplit 30 "$OUT/bench-nosplit.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 20 --filter '^unet'
-stage bench-64tiles 30 "$OUT/bench-nosplit.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 20 --filter '^unet'
+stage bench-nosplit 30 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 20 --filter '^unet'
+stage bench-64tiles 30 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 20 --filter '^unet'
+# where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
+stage profile 40 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
 # the architecture first (float64 forward vs the golden eps, a few seconds), then the timings that the targets name
 stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
 stage torch 70 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
-stage compare 15 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-nosplit.jsonl" "$OUT/torch.jsonl"
+stage compare 15 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-extra.jsonl" "$OUT/torch.jsonl"
 cat "$OUT/table.md" >> "$summary"
 grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"
 cat "$summary"
