@@ -10,7 +10,7 @@
 // - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
-import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
+import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
 import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../shaders/embedding_backward.ts';
@@ -173,6 +173,51 @@ async function directInputGradient(
   return chain[0];
 }
 
+/**
+ * The weight gradient of a stride-1 conv on a plain input where the context runs the direct conv kernel (software
+ * devices): bands of rows per invocation into per-band slices of a scratch, then the slices summed into the
+ * gradient (convDwDirectWgsl + SPLIT_REDUCE_WGSL).
+ */
+async function directWeightGradient(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  bufs: { a: GPUBuffer; b?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer },
+  opts: BackwardOptions,
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'conv';
+  const Cin = spec.C1 + spec.C2;
+  const n = spec.Cout * Cin * spec.ks * spec.ks;
+  // enough independent invocations to keep the device's threads busy (at least 512), in bands of whole rows
+  const perImage = Cin * ceilDiv(spec.Cout, 4);
+  const chunks = Math.max(1, Math.min(spec.Hin, Math.ceil(512 / (spec.B * perImage))));
+  const rows = ceilDiv(spec.Hin, chunks);
+  const bands = ceilDiv(spec.Hin, rows);
+  const S = spec.B * bands;
+  const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
+  noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
+  const pipeline = await ctx.pipeline(convDwDirectWgsl(spec.ks), { label: 'conv2d_dw_direct' });
+  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, spec.Cout, rows, bands], L);
+  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);
+  const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
+  const ru = u32s([n, S, spec.wOff, opts.accumulate ? 1 : 0], L);
+  const reduce: Dispatch = {
+    pipeline: rp,
+    bindGroup: ctx.bind(rp, [partial, bufs.grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`),
+    workgroups: grid256(ctx, n, L),
+    label: `${L}.dw_reduce`,
+  };
+  // chained: the shared scratch is only valid between the two passes
+  return [{ pipeline, bindGroup, workgroups: grid64(ctx, S * perImage, L), label: `${L}.dw`, next: reduce }];
+}
+
+function grid64(ctx: GpuContext, n: number, label?: string): [number, number] {
+  const groups = Math.max(1, ceilDiv(n, 64));
+  const x = Math.min(groups, ctx.limits.maxComputeWorkgroupsPerDimension);
+  const wg: [number, number] = [x, ceilDiv(groups, x)];
+  checkWorkgroups(ctx, wg, label);
+  return wg;
+}
+
 /** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */
 export function convWeightSplit(spec: ConvBackwardSpec): number {
   const [Hout, Wout] = convOutSize(spec);
@@ -218,6 +263,9 @@ export async function conv2dBackwardWeight(
   }
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs input B`);
   need(!norm || bufs.stats, `${L}: GroupNorm needs a stats buffer`);
+  if (convKernelFor(ctx) === 'direct' && spec.stride === 1 && !spec.upsample && !norm && spec.Win % 4 === 0) {
+    return directWeightGradient(ctx, spec, bufs, opts);
+  }
   const [Hout, Wout] = convOutSize(spec);
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   const R = spec.B * Hout * Wout;

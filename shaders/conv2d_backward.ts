@@ -378,6 +378,73 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
 }
 `;
 
+/**
+ * The weight gradient of a stride-1 conv on a plain input (no fused GroupNorm, no upsampling) for software devices:
+ * each invocation owns 4 output channels x one input channel x a band of rows of one image, and walks it four pixels at
+ * a time (dOut as vec4s, W a multiple of 4), keeping the 4 x KS*KS sums in registers; it writes them to its band's
+ * slice of `partial` ([slice][Cout][Cin][KS*KS], the weights' layout), and SPLIT_REDUCE_WGSL adds the slices.
+ */
+export const convDwDirectWgsl = (ks: 1 | 3): string => /* wgsl */ `
+struct P { B: u32, C1: u32, C2: u32, H: u32, W: u32, Cout: u32, rows: u32, chunks: u32 }
+@group(0) @binding(0) var<storage, read> inA: array<f32>;
+@group(0) @binding(1) var<storage, read> inB: array<f32>;
+@group(0) @binding(2) var<storage, read> dOut: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(4) var<uniform> p: P;
+
+const KS: u32 = ${ks}u;
+const KK: u32 = ${ks * ks}u;
+const PAD: i32 = ${ks >> 1};
+
+fn xAt(b: u32, ci: u32, y: i32, x: i32) -> f32 {
+  if (y < 0 || x < 0 || y >= i32(p.H) || x >= i32(p.W)) { return 0.0; }
+  let o = u32(y) * p.W + u32(x);
+  if (ci < p.C1) { return inA[(b * p.C1 + ci) * p.H * p.W + o]; }
+  return inB[(b * p.C2 + (ci - p.C1)) * p.H * p.W + o];
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
+  let Cin = p.C1 + p.C2;
+  let nCoB = (p.Cout + 3u) / 4u;
+  let id = (wg.y * nw.x + wg.x) * 64u + li;
+  if (id >= p.B * p.chunks * Cin * nCoB) { return; }
+  let cob = id % nCoB;
+  let r = id / nCoB;
+  let ci = r % Cin;
+  let slice = r / Cin;               // b * chunks + chunk
+  let b = slice / p.chunks;
+  let y0 = (slice - b * p.chunks) * p.rows;
+  let y1 = min(p.H, y0 + p.rows);
+  let co0 = cob * 4u;
+  let W4 = p.W / 4u;
+  var acc: array<array<f32, KK>, 4>;
+  for (var y = y0; y < y1; y++) {
+    for (var x4 = 0u; x4 < W4; x4++) {
+      var g: array<vec4f, 4>;
+      for (var j = 0u; j < 4u; j++) {
+        if (co0 + j < p.Cout) { g[j] = dOut[((b * p.Cout + co0 + j) * p.H + y) * W4 + x4]; }
+      }
+      let xb = i32(x4 * 4u) - PAD;
+      for (var ky = 0u; ky < KS; ky++) {
+        let iy = i32(y + ky) - PAD;
+        var xs: array<f32, ${4 + ks - 1}>;
+        for (var d = 0u; d < ${4 + ks - 1}u; d++) { xs[d] = xAt(b, ci, iy, xb + i32(d)); }
+        for (var kx = 0u; kx < KS; kx++) {
+          let v = vec4f(xs[kx], xs[kx + 1u], xs[kx + 2u], xs[kx + 3u]);
+          for (var j = 0u; j < 4u; j++) { acc[j][ky * KS + kx] += dot(g[j], v); }
+        }
+      }
+    }
+  }
+  let base = slice * p.Cout * Cin * KK;
+  for (var j = 0u; j < 4u; j++) {
+    if (co0 + j >= p.Cout) { continue; }
+    for (var t = 0u; t < KK; t++) { partial[base + ((co0 + j) * Cin + ci) * KK + t] = acc[j][t]; }
+  }
+}
+`;
+
 /** dst[dstOff + i] (=|+=) scale * src[srcOff + i], i < n: residual pass-through and gradient accumulation. */
 export const ADD_WGSL = /* wgsl */ `
 struct P { n: u32, dstOff: u32, srcOff: u32, accumulate: u32, scale: f32, _a: u32, _b: u32, _c: u32 }

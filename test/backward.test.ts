@@ -195,6 +195,17 @@ test('attention qkv conv backward: 1x1 with GroupNorm (no Swish), no bias, Cout 
 test('res_conv backward: 1x1 over a concatenation, Cin over one 64 tile', () =>
   convCase({ B: 1, C1: 40, C2: 27, H: 2, W: 3, Cout: 3, ks: 1, stride: 1, bias: true, seed: 60 }));
 
+// Stride 1 with rows a multiple of 4 wide: on a software device the input gradient runs as a direct conv over flipped
+// weights and the weight gradient as the banded direct kernel (elsewhere the GEMM kernels, as above).
+test('conv3x3 stride 1 over a concatenation, rows a multiple of 4 wide, a partial block of 4 output channels', () =>
+  convCase({ B: 2, C1: 5, C2: 3, H: 6, W: 8, Cout: 7, ks: 3, stride: 1, bias: true, seed: 80 }));
+
+test('the same with GroupNorm + Swish materialised (xn) and an embedding', () =>
+  convCase({ B: 2, C1: 4, C2: 4, H: 5, W: 12, Cout: 6, ks: 3, stride: 1, norm: 2, G: 4, bias: true, emb: true, xn: true, seed: 85 }));
+
+test('conv1x1 stride 1, rows a multiple of 4 wide', () =>
+  convCase({ B: 1, C1: 9, C2: 0, H: 3, W: 4, Cout: 5, ks: 1, stride: 1, bias: true, seed: 90 }));
+
 test('GroupNorm + Swish then upsample (a combination the kernels allow), groups of one channel', () =>
   convCase({ B: 1, C1: 3, C2: 2, H: 2, W: 3, Cout: 2, ks: 3, stride: 1, upsample: true, norm: 2, G: 5, bias: true, seed: 70 }));
 
