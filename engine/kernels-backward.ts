@@ -9,7 +9,7 @@
 //   the noise embedding shared by all blocks' projections.
 // - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
+import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, grid, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
@@ -44,14 +44,9 @@ function mixedUniform(ctx: GpuContext, ints: number[], floats: number[], label?:
   return ctx.uniform(buf, `${label ?? 'kernel'}.u`);
 }
 
-/** Workgroups of 256 covering n threads, folded into 2D past the per-dimension limit (kernels index wg.y * nw.x + wg.x). */
+/** Workgroups of 256 covering n threads (kernels.ts grid). */
 export function grid256(ctx: GpuContext, n: number, label?: string): [number, number] {
-  const groups = Math.max(1, ceilDiv(n, 256));
-  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
-  const x = Math.min(groups, max);
-  const y = ceilDiv(groups, x);
-  checkWorkgroups(ctx, [x, y], label);
-  return [x, y];
+  return grid(ctx, n, 256, label);
 }
 
 function need(cond: unknown, msg: string): void {
@@ -207,15 +202,7 @@ async function directWeightGradient(
     label: `${L}.dw_reduce`,
   };
   // chained: the shared scratch is only valid between the two passes
-  return [{ pipeline, bindGroup, workgroups: grid64(ctx, S * perImage, L), label: `${L}.dw`, next: reduce }];
-}
-
-function grid64(ctx: GpuContext, n: number, label?: string): [number, number] {
-  const groups = Math.max(1, ceilDiv(n, 64));
-  const x = Math.min(groups, ctx.limits.maxComputeWorkgroupsPerDimension);
-  const wg: [number, number] = [x, ceilDiv(groups, x)];
-  checkWorkgroups(ctx, wg, label);
-  return wg;
+  return [{ pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L), label: `${L}.dw`, next: reduce }];
 }
 
 /** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */

@@ -74,7 +74,7 @@ export async function conv2d(
   const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
   if (hasEmb && !bufs.emb) throw new Error(`${spec.label}: embedding offset without an embedding buffer`);
   if (spec.hasRes && !bufs.res) throw new Error(`${spec.label}: residual flag without a residual buffer`);
-  const constants = {
+  const constants: Record<string, number> = {
     STRIDE: spec.stride,
     UPSAMPLE: spec.upsample ? 1 : 0,
     NORM: norm,
@@ -92,13 +92,14 @@ export async function conv2d(
   let workgroups: [number, number, number];
   let split: { S: number; parts: GPUBuffer } | null = null;
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
-  const tile: TiledShape = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : { TM: 64, TN: 64 };
+  // the GEMM kernels' output tile (the direct kernel has its own blocks)
+  const tile: TiledShape = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : { TM: MMA_TILE.TM, TN: MMA_TILE.TN };
   if (kernel !== 'direct') {
     const tk = kernel === 'tiled' ? 16 : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
     const { S, kChunk } = splitK(ctx, wgs, K, tk);
     if (S > 1) {
-      (constants as Record<string, number>).KCHUNK = kChunk;
+      constants.KCHUNK = kChunk;
       split = { S, parts: scratch(ctx, S * spec.B * spec.Cout * Hout * Wout * 4) };
     }
   }
@@ -111,7 +112,7 @@ export async function conv2d(
   } else if (kernel === 'f16' || kernel === 'mma') {
     const code = kernel === 'mma' ? conv2dMmaWgsl(await requireMma(ctx)) : conv2dMmaWgsl(requireF16(ctx));
     pipeline = await ctx.pipeline(code, { label: `conv2d_${kernel}`, constants: { KS: spec.ks, ...constants } });
-    workgroups = [ceilDiv(Hout * Wout, MMA_TILE.TM), ceilDiv(spec.Cout, MMA_TILE.TN), spec.B * (split?.S ?? 1)];
+    workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
     pipeline = await ctx.pipeline(conv2dTiledWgsl(tile), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
@@ -134,12 +135,10 @@ export async function conv2d(
     constants: { HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 },
   });
   const ru = u32s([split.S, spec.B, spec.Cout, Hout * Wout, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, spec.bOff >= 0 ? 1 : 0, 0], spec.label);
-  const groups = ceilDiv(n, 256);
-  const gx = Math.min(groups, ctx.limits.maxComputeWorkgroupsPerDimension);
   conv.next = {
     pipeline: reduce,
     bindGroup: ctx.bind(reduce, [bufs.params, split.parts, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(ru, `${spec.label}.splitk.u`)], `${spec.label}.splitk`),
-    workgroups: [gx, ceilDiv(groups, gx)],
+    workgroups: grid(ctx, n, 256, spec.label),
     label: `${spec.label}.splitk`,
   };
   return conv;
@@ -215,7 +214,7 @@ function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
  *   'chromium-experimental-subgroup-matrix' with an f16->f32 16x16x16 config and a fixed subgroup size);
  * - 'f16' (the same mixed precision with plain FMAs; needs 'shader-f16').
  * The f32 kernels compute the same thing to rounding; the mixed ones round every operand to f16 (see
- * shaders/conv2d_mma.ts and the tolerances in test/conv-mixed.test.ts). Only an explicit choice selects them.
+ * shaders/conv2d_mma.ts and the tolerances in test/conv-variants.test.ts and the golden tests). Only an explicit choice selects them.
  */
 export type ConvKernel = 'tiled' | 'direct' | 'mma' | 'f16';
 export const CONV_KERNELS: readonly ConvKernel[] = ['tiled', 'direct', 'mma', 'f16'];
@@ -398,6 +397,18 @@ export async function linear(
   const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, 0]);
   const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
   return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
+}
+
+/**
+ * Workgroups of `size` invocations covering n threads, folded into 2D past the per-dimension limit (the kernels index
+ * wg.y * nw.x + wg.x).
+ */
+export function grid(ctx: GpuContext, n: number, size: number, label?: string): [number, number] {
+  const groups = Math.max(1, ceilDiv(n, size));
+  const x = Math.min(groups, ctx.limits.maxComputeWorkgroupsPerDimension);
+  const wg: [number, number] = [x, ceilDiv(groups, x)];
+  checkWorkgroups(ctx, wg, label);
+  return wg;
 }
 
 /** Throw when a dispatch would exceed the device's workgroups per dimension. */

@@ -75,13 +75,22 @@ export interface ParamBindingOptions {
 function dispatchRanges(plan: UNetPlan): [number, number][][] {
   const out: [number, number][][] = [];
   const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
-  out.push([[w1Off, inner * 4 * inner], [b1Off, 4 * inner]], [[w2Off, 4 * inner * inner], [b2Off, inner]]);
-  for (const e of plan.embBlocks) out.push([[e.wOff, inner * e.dimOut], [e.bOff, e.dimOut]]);
+  out.push(linearRanges({ wOff: w1Off, bOff: b1Off, K: inner, N: 4 * inner }), linearRanges({ wOff: w2Off, bOff: b2Off, K: 4 * inner, N: inner }));
+  for (const e of plan.embBlocks) out.push(linearRanges({ wOff: e.wOff, bOff: e.bOff, K: inner, N: e.dimOut }));
   for (const op of plan.ops) {
     if (op.kind !== 'conv') continue;
     out.push(convRanges(op.spec));
   }
   return out;
+}
+
+function linearRanges(s: { wOff: number; bOff: number; K: number; N: number }): [number, number][] {
+  return [[s.wOff, s.K * s.N], [s.bOff, s.N]];
+}
+
+/** [first, end) of the parameters a dispatch's ranges cover. */
+function span(ranges: [number, number][]): [number, number] {
+  return [Math.min(...ranges.map(([o]) => o)), Math.max(...ranges.map(([o, n]) => o + n))];
 }
 
 function convRanges(s: K.ConvSpec): [number, number][] {
@@ -97,9 +106,7 @@ function convRanges(s: K.ConvSpec): [number, number][] {
  * the dispatches' spans are merged where they overlap and packed in order.
  */
 export function chunkParams(plan: UNetPlan, maxFloats: number): [number, number][] {
-  const spans = dispatchRanges(plan)
-    .map((rs) => [Math.min(...rs.map(([o]) => o)), Math.max(...rs.map(([o, n]) => o + n))] as [number, number])
-    .sort((a, b) => a[0] - b[0]);
+  const spans = dispatchRanges(plan).map(span).sort((a, b) => a[0] - b[0]);
   const blocks: [number, number][] = [];
   for (const [a, b] of spans) {
     const last = blocks[blocks.length - 1];
@@ -154,8 +161,7 @@ export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float3
 
 /** The chunk holding every range a dispatch reads, and the offset to subtract from its parameter offsets. */
 export function paramView(pb: PlanBuffers, ranges: [number, number][]): { buf: GPUBuffer; base: number } {
-  const lo = Math.min(...ranges.map(([o]) => o));
-  const hi = Math.max(...ranges.map(([o, n]) => o + n));
+  const [lo, hi] = span(ranges);
   const c = pb.chunks.find((c) => c.start <= lo && hi <= c.end);
   if (!c) throw new Error(`internal: parameters [${lo}, ${hi}) are not in one chunk`);
   return { buf: c.buf, base: c.start };
@@ -177,7 +183,7 @@ export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanB
   const { B } = plan;
   const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
   const lin = async (spec: Parameters<typeof K.linear>[1], inp: GPUBuffer, out: GPUBuffer) => {
-    const v = paramView(pb, [[spec.wOff, spec.K * spec.N], [spec.bOff, spec.N]]);
+    const v = paramView(pb, linearRanges(spec));
     return K.linear(ctx, { ...spec, wOff: spec.wOff - v.base, bOff: spec.bOff - v.base }, { params: v.buf, inp, out });
   };
   const d: Dispatch[] = [

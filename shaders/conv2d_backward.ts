@@ -69,8 +69,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
   var by = i32(sy);
   var bx = i32(sx);
   if (p.upsample != 0u) { by = 2 * by; bx = 2 * bx; }
-  let smask = p.stride - 1u;  // stride 1 or 2: divisibility and division as bit operations
-  let sshift = p.stride - 1u;
+  let s1 = p.stride - 1u;  // stride 1 or 2: the mask for divisibility and the shift for division
   let HWo = p.Hout * p.Wout;
   var acc: array<array<f32, 4>, 4>;
   for (var k0 = 0u; k0 < K; k0 += TK) {
@@ -102,9 +101,9 @@ fn main(@builtin(workgroup_id) wg: vec3u,
       if (sLive && co != 0xffffffffu) {
         let ty = by + kDy[kk];
         let tx = bx + kDx[kk];
-        if (ty >= 0 && tx >= 0 && (u32(ty) & smask) == 0u && (u32(tx) & smask) == 0u) {
-          let oy = u32(ty) >> sshift;
-          let ox = u32(tx) >> sshift;
+        if (ty >= 0 && tx >= 0 && (u32(ty) & s1) == 0u && (u32(tx) & s1) == 0u) {
+          let oy = u32(ty) >> s1;
+          let ox = u32(tx) >> s1;
           if (oy < p.Hout && ox < p.Wout) { g = dOut[(b * p.Cout + co) * HWo + oy * p.Wout + ox]; }
         }
       }
