@@ -302,8 +302,9 @@ async function probeMma(ctx: GpuContext): Promise<MmaSupport> {
 async function requireMma(ctx: GpuContext): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; subgroupId: SubgroupIdSource }> {
   const s = await mmaSupport(ctx);
   if (!s.ok) throw new Error(`the 'mma' conv2d kernel cannot run here: ${s.reason}; use 'f16' or 'tiled'`);
-  if (mmaWorkgroupSize({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize }) > ctx.limits.maxComputeInvocationsPerWorkgroup) {
-    throw new Error(`the 'mma' conv2d kernel needs ${4 * s.subgroupSize!} invocations per workgroup, over this device's limit`);
+  const wg = mmaWorkgroupSize({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize });
+  if (wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
+    throw new Error(`the 'mma' conv2d kernel needs ${wg} invocations per workgroup, over this device's limit`);
   }
   return { body: 'subgroup-matrix', subgroupSize: s.subgroupSize!, syntax: s.syntax!, subgroupId: s.subgroupId! };
 }
