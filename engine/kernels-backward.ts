@@ -11,6 +11,7 @@
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, grid, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
+import { convDwStridedWgsl, convDxDirectWgsl, dxTaps, dxWeightsWgsl, type DxDirectShape, type StridedMode } from '../shaders/conv2d_backward_direct.ts';
 import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
 import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../shaders/embedding_backward.ts';
@@ -101,7 +102,11 @@ export async function conv2dBackwardInput(
   const L = spec.label ?? 'conv';
   need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
   noAlias(L, { dA: bufs.dA, dB: bufs.dB }, { params: bufs.params, dOut: bufs.dOut });
-  if (convKernelFor(ctx) === 'direct' && spec.stride === 1 && !spec.upsample) return directInputGradient(ctx, spec, bufs, opts);
+  if (convKernelFor(ctx) === 'direct') {
+    if (spec.stride === 1 && !spec.upsample) return directInputGradient(ctx, spec, bufs, opts);
+    const mode = stridedMode(spec);
+    if (mode) return stridedInputGradient(ctx, spec, mode, bufs, opts);
+  }
   const [Hout, Wout] = convOutSize(spec);
   const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, { label: 'conv2d_dx' });
   const u = u32s([
@@ -205,6 +210,118 @@ async function directWeightGradient(
   return [{ pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L), label: `${L}.dw`, next: reduce }];
 }
 
+/** Which direct strided kernel a conv's backward uses on a software device: stride 2, or upsampling (not both). */
+function stridedMode(spec: ConvBackwardSpec): StridedMode | null {
+  if (spec.stride === 2 && !spec.upsample) return 'stride2';
+  if (spec.stride === 1 && spec.upsample) return 'upsample';
+  return null;
+}
+
+/**
+ * The direct input-gradient kernel's block for one conv: RY x PX input pixels x RN input channels per invocation
+ * (stride 2: both row parities, so every tap is used; upsampling: one row, whose 16 effective taps already give
+ * 16 * PX * RN FMAs per output channel), WG invocations per workgroup (fewer on small maps), CC output channels of
+ * weights staged at a time (8 KiB). DX_STRIDED_BLOCK overrides any field (experiments, tests).
+ */
+export function dxStridedBlock(spec: ConvBackwardSpec, mode: StridedMode): DxDirectShape {
+  const Cin = spec.C1 + spec.C2;
+  const o = DX_STRIDED_BLOCK;
+  const RY = o.RY ?? (mode === 'stride2' ? 2 : 1);
+  const PX = o.PX ?? (spec.Win >= 8 ? 8 : 4);
+  const RN = o.RN ?? (Cin > 4 ? 8 : 4);
+  const T = dxTaps(spec.ks, mode).length;
+  const units = ceilDiv(spec.Hin, RY) * ceilDiv(spec.Win, PX);
+  const WG = o.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
+  const CC = o.CC ?? Math.max(1, Math.floor(512 / (T * (RN / 4))));
+  return { ks: spec.ks, mode, RY, PX, RN, CC, WG };
+}
+export const DX_STRIDED_BLOCK: Partial<Omit<DxDirectShape, 'ks' | 'mode'>> = {};
+
+/**
+ * The input gradient of a stride-2 or upsampled conv where the context runs the direct conv kernel (software devices):
+ * the weights gathered per effective tap and transposed into a scratch (every step: Adam moves them), then the direct
+ * kernel (shaders/conv2d_backward_direct.ts), which writes or adds dA / dB itself. One chained dispatch.
+ */
+async function stridedInputGradient(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  mode: StridedMode,
+  bufs: { params: GPUBuffer; dOut: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer },
+  opts: BackwardOptions,
+): Promise<Dispatch> {
+  const L = spec.label ?? 'conv';
+  const [Hout, Wout] = convOutSize(spec);
+  const Cin = spec.C1 + spec.C2;
+  const shape = dxStridedBlock(spec, mode);
+  const T = dxTaps(spec.ks, mode).length;
+  const CinP = ceilDiv(Cin, shape.RN) * shape.RN;
+  const nW = spec.Cout * T * CinP;
+  const wT = sharedScratch(ctx, 'conv2d_dx.strided_weights', nW * 4);
+  const prep = await ctx.pipeline(dxWeightsWgsl(spec.ks, mode), { label: `conv2d_dx_${mode}_weights` });
+  const pipeline = await ctx.pipeline(convDxDirectWgsl(shape), { label: `conv2d_dx_${mode}_direct` });
+  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, CinP, opts.accumulate ? 1 : 0, 0, 0], L);
+  const workgroups: [number, number, number] = [ceilDiv(ceilDiv(spec.Hin, shape.RY) * ceilDiv(spec.Win, shape.PX), shape.WG), ceilDiv(Cin, shape.RN), spec.B];
+  checkWorkgroups(ctx, workgroups, L);
+  return {
+    pipeline: prep,
+    bindGroup: ctx.bind(prep, [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, CinP, spec.wOff], L), `${L}.dx_weights.u`)], `${L}.dx_weights`),
+    workgroups: grid256(ctx, nW, L),
+    label: `${L}.dx_weights`,
+    next: {
+      pipeline,
+      bindGroup: ctx.bind(pipeline, [wT, bufs.dOut, bufs.dA, bufs.dB ?? writeDummy(ctx), ctx.uniform(u, `${L}.dx.u`)], `${L}.dx`),
+      workgroups,
+      label: `${L}.dx`,
+    },
+  };
+}
+
+/** Output channels per invocation of the strided direct weight gradient (DW_STRIDED_BLOCK.RC overrides). */
+export const DW_STRIDED_BLOCK: { RC?: number } = {};
+
+/**
+ * The weight gradient of a stride-2 or upsampled conv on a plain input where the context runs the direct conv kernel
+ * (software devices): bands of output-gradient rows per invocation into per-band slices of a scratch, then the slices
+ * summed into the gradient (convDwStridedWgsl + SPLIT_REDUCE_WGSL), as directWeightGradient for stride 1.
+ */
+async function stridedWeightGradient(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  mode: StridedMode,
+  bufs: { a: GPUBuffer; b?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer },
+  opts: BackwardOptions,
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'conv';
+  const [Hout, Wout] = convOutSize(spec);
+  const Cin = spec.C1 + spec.C2;
+  const n = spec.Cout * Cin * spec.ks * spec.ks;
+  const RC = DW_STRIDED_BLOCK.RC ?? (spec.Cout > 4 ? 8 : 4);
+  const RY = mode === 'upsample' ? 2 : 1;
+  // enough independent invocations to keep the device's threads busy (at least 512), in bands of whole row steps
+  const perImage = Cin * ceilDiv(spec.Cout, RC);
+  const steps = ceilDiv(Hout, RY);
+  const chunks = Math.max(1, Math.min(steps, Math.ceil(512 / (spec.B * perImage))));
+  const rows = ceilDiv(steps, chunks) * RY;
+  const bands = ceilDiv(Hout, rows);
+  const S = spec.B * bands;
+  const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
+  noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
+  const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RY, vecG: Wout % 4 === 0 });
+  const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
+  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
+  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);
+  const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
+  const ru = u32s([n, S, spec.wOff, opts.accumulate ? 1 : 0], L);
+  const reduce: Dispatch = {
+    pipeline: rp,
+    bindGroup: ctx.bind(rp, [partial, bufs.grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`),
+    workgroups: grid256(ctx, n, L),
+    label: `${L}.dw_reduce`,
+  };
+  // chained: the shared scratch is only valid between the two passes
+  return [{ pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L), label: `${L}.dw`, next: reduce }];
+}
+
 /** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */
 export function convWeightSplit(spec: ConvBackwardSpec): number {
   const [Hout, Wout] = convOutSize(spec);
@@ -250,8 +367,10 @@ export async function conv2dBackwardWeight(
   }
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs input B`);
   need(!norm || bufs.stats, `${L}: GroupNorm needs a stats buffer`);
-  if (convKernelFor(ctx) === 'direct' && spec.stride === 1 && !spec.upsample && !norm && spec.Win % 4 === 0) {
-    return directWeightGradient(ctx, spec, bufs, opts);
+  if (convKernelFor(ctx) === 'direct' && !norm) {
+    if (spec.stride === 1 && !spec.upsample && spec.Win % 4 === 0) return directWeightGradient(ctx, spec, bufs, opts);
+    const mode = stridedMode(spec);
+    if (mode) return stridedWeightGradient(ctx, spec, mode, bufs, opts);
   }
   const [Hout, Wout] = convOutSize(spec);
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
