@@ -2,7 +2,7 @@
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
-import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupIdSource, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
+import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { groupNormStatsWgsl } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
 import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
@@ -93,7 +93,9 @@ export async function conv2d(
   let split: { S: number; parts: GPUBuffer } | null = null;
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
-  const tile: TiledShape = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : { TM: MMA_TILE.TM, TN: MMA_TILE.TN };
+  const mmaOpts = kernel === 'mma' ? await requireMma(ctx) : null;
+  const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts) } : null;
+  const tile: { TM: number; TN: number } = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : mma ? { TM: mma.TM, TN: mma.TN } : { TM: MMA_TILE.TM, TN: MMA_TILE.TN };
   if (kernel !== 'direct') {
     const tk = kernel === 'tiled' ? 16 : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
@@ -110,11 +112,11 @@ export async function conv2d(
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else if (kernel === 'f16' || kernel === 'mma') {
-    const code = kernel === 'mma' ? conv2dMmaWgsl(await requireMma(ctx)) : conv2dMmaWgsl(requireF16(ctx));
-    pipeline = await ctx.pipeline(code, { label: `conv2d_${kernel}`, constants: { KS: spec.ks, ...constants } });
+    const code = conv2dMmaWgsl(mma ?? requireF16(ctx));
+    pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_mma_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
-    pipeline = await ctx.pipeline(conv2dTiledWgsl(tile), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
+    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiledShape(Hout * Wout, spec.Cout)), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   }
   const d = dummy(ctx);
@@ -156,6 +158,22 @@ export function tiledShape(M: number, Cout: number): TiledShape {
   };
 }
 export const TILED_TILE: Partial<TiledShape> = {};
+
+/**
+ * The 'mma' kernel's tile for one conv, by the same rule as tiledShape, within what the device's fragments and
+ * subgroups allow (shaders/conv2d_mma.ts mmaTile: multiples of 2S up to 8S pixels and channels, pixels dividing the
+ * four subgroups' invocations): 64 to 128 a side with NVIDIA's 16x16 fragments and 32-wide subgroups, 32 x 64 with
+ * lavapipe's 8x8 and 8-wide ones. MMA_OPTIONS overrides either (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
+ */
+export function mmaShape(M: number, Cout: number, s: { fragment: number; subgroupSize: number }): { TM: number; TN: number } {
+  const S = s.fragment;
+  return {
+    TM: MMA_OPTIONS.TM ?? Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, 4 * s.subgroupSize, 8 * S)),
+    TN: MMA_OPTIONS.TN ?? Math.max(2 * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S)),
+  };
+}
+/** Overrides for the 'mma' kernel's tile (experiments, tests). */
+export const MMA_OPTIONS: { TM?: number; TN?: number } = {};
 
 /**
  * Split-K for the GEMM conv kernels: a conv whose output tiles give fewer than SPLIT_K.target workgroups (the
@@ -211,7 +229,7 @@ function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
  *   memory, for CPU-like software devices, where every load is a per-lane loop with bounds checks and arithmetic is
  *   nearly free; the default there);
  * - 'mma' (mixed precision: f16 operands, f32 accumulation, on tensor cores through subgroup matrices; needs
- *   'chromium-experimental-subgroup-matrix' with an f16->f32 16x16x16 config and a fixed subgroup size);
+ *   'chromium-experimental-subgroup-matrix' with an f16->f32 16x16x16 (or 8x8x8) config and a fixed subgroup size);
  * - 'f16' (the same mixed precision with plain FMAs; needs 'shader-f16').
  * The f32 kernels compute the same thing to rounding; the mixed ones round every operand to f16 (see
  * shaders/conv2d_mma.ts and the tolerances in test/conv-variants.test.ts and the golden tests). Only an explicit choice selects them.
@@ -254,12 +272,13 @@ export interface MmaSupport {
   reason?: string;
   subgroupSize?: number;
   syntax?: SubgroupMatrixSyntax;
-  subgroupId?: SubgroupIdSource;
+  /** S of the f16->f32 SxSxS subgroup-matrix config the kernel uses */
+  fragment?: number;
 }
 const mmaProbes = new WeakMap<GpuContext, Promise<MmaSupport>>();
 
 /**
- * Whether this device can run the 'mma' conv2d kernel, and how: the feature, an f16->f32 16x16x16 config, one fixed
+ * Whether this device can run the 'mma' conv2d kernel, and how: the feature, an f16->f32 16x16x16 or 8x8x8 config, one fixed
  * subgroup size (the kernel's workgroup is four subgroups), and a compiler that takes one of the two spellings of the
  * subgroup-matrix builtins (probed by compiling a small kernel; the answer is cached per context).
  */
@@ -276,37 +295,42 @@ async function probeMma(ctx: GpuContext): Promise<MmaSupport> {
   const a = ctx.adapter;
   if (!ctx.features.subgroupMatrix) return { ok: false, reason: `${a.description} does not offer 'chromium-experimental-subgroup-matrix' (on NVIDIA, Dawn needs the allow_unsafe_apis toggle)` };
   if (!ctx.features.shaderF16 || !ctx.features.subgroups) return { ok: false, reason: `${a.description} lacks 'shader-f16' or 'subgroups'` };
-  const cfg = a.subgroupMatrixConfigs.find((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === 16 && c.N === 16 && c.K === 16);
+  // square f16->f32 configs, the largest first (16x16x16 on NVIDIA; lavapipe offers 8x8x8)
+  const cfg = a.subgroupMatrixConfigs
+    .filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === c.N && c.N === c.K && (c.M === 8 || c.M === 16))
+    .sort((x, y) => y.M - x.M)[0];
   if (!cfg) {
     const have = a.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ') || 'none';
-    return { ok: false, reason: `${a.description} has no f16->f32 16x16x16 subgroup-matrix config (it has: ${have})` };
+    return { ok: false, reason: `${a.description} has no f16->f32 16x16x16 or 8x8x8 subgroup-matrix config (it has: ${have})` };
   }
   if (!a.subgroupMaxSize || a.subgroupMinSize !== a.subgroupMaxSize) {
     return { ok: false, reason: `${a.description} has subgroups of ${a.subgroupMinSize}..${a.subgroupMaxSize} invocations; the 'mma' kernel needs one fixed size` };
   }
   const subgroupSize = a.subgroupMaxSize;
+  const fragment = cfg.M;
+  if (subgroupSize * 4 < 2 * fragment || (4 * subgroupSize) % (2 * fragment) !== 0) {
+    return { ok: false, reason: `${a.description}'s subgroups of ${subgroupSize} do not fit the 'mma' kernel's tiles of ${fragment}x${fragment} fragments` };
+  }
   const errors: string[] = [];
-  for (const subgroupId of ['builtin', 'index'] as const) {
-    for (const syntax of ['template', 'arg'] as const) {
-      try {
-        await ctx.pipeline(subgroupMatrixProbeWgsl(syntax, subgroupSize, subgroupId), { label: `subgroup_matrix_probe_${syntax}_${subgroupId}` });
-        return { ok: true, subgroupSize, syntax, subgroupId };
-      } catch (e) {
-        errors.push(`${syntax}/${subgroupId}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
-      }
+  for (const syntax of ['template', 'arg'] as const) {
+    try {
+      await ctx.pipeline(subgroupMatrixProbeWgsl(syntax, subgroupSize, fragment), { label: `subgroup_matrix_probe_${syntax}` });
+      return { ok: true, subgroupSize, syntax, fragment };
+    } catch (e) {
+      errors.push(`${syntax}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
     }
   }
   return { ok: false, reason: `the shader compiler took neither spelling of the subgroup-matrix builtins (${errors.join('; ')})` };
 }
 
-async function requireMma(ctx: GpuContext): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; subgroupId: SubgroupIdSource }> {
+async function requireMma(ctx: GpuContext): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; fragment: number }> {
   const s = await mmaSupport(ctx);
   if (!s.ok) throw new Error(`the 'mma' conv2d kernel cannot run here: ${s.reason}; use 'f16' or 'tiled'`);
   const wg = mmaWorkgroupSize({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize });
   if (wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
     throw new Error(`the 'mma' conv2d kernel needs ${wg} invocations per workgroup, over this device's limit`);
   }
-  return { body: 'subgroup-matrix', subgroupSize: s.subgroupSize!, syntax: s.syntax!, subgroupId: s.subgroupId! };
+  return { body: 'subgroup-matrix', subgroupSize: s.subgroupSize!, syntax: s.syntax!, fragment: s.fragment! };
 }
 /**
  * The direct kernel's block for one conv: PX pixels of a row x RN output channels per invocation (on lavapipe a load

@@ -7,10 +7,13 @@
 // are clamped to +-65504 rather than becoming infinite).
 //
 // Two bodies over the same staging and epilogue:
-// - 'subgroup-matrix': each subgroup multiplies 16x16x16 f16 tiles into f32 result tiles with the
-//   chromium-experimental-subgroup-matrix builtins (tensor cores on NVIDIA). Two spellings of the builtins exist
-//   across Dawn versions (`col_major` as a bool argument, or as a template parameter); `syntax` picks one and the host
-//   probes which one the device's compiler takes.
+// - 'subgroup-matrix': four subgroups each multiply SxSxS f16 fragments into f32 result fragments with the
+//   chromium-experimental-subgroup-matrix builtins (S = 16 on NVIDIA tensor cores; lavapipe's cooperative matrices,
+//   Mesa 25.1 and later, offer S = 8, so the body is tested on a software device too). Each subgroup owns a quarter of
+//   the workgroup's tile (mmaTile) and learns which from @builtin(subgroup_id): the matrix builtins need a
+//   subgroup-uniform offset, which an id derived from local_invocation_index is not. Two spellings of the builtins
+//   exist across Dawn versions (`col_major` as a bool argument, or as a template parameter); `syntax` picks one and
+//   the host probes which one the device's compiler takes.
 // - 'f16-tiles': the same tiles multiplied by plain FMAs, each invocation a 4x8 block. It runs wherever `shader-f16`
 //   exists (the software device too), so the staging, the tile walk and the epilogue are tested everywhere.
 import { GEMM_CONV_HEADER, SPLIT_K_RANGE, stagedIm2col } from './conv2d.ts';
@@ -19,34 +22,45 @@ export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
 /** 'arg': subgroupMatrixLoad<T>(p, off, col_major, stride); 'template': subgroupMatrixLoad<T, col_major>(p, off, stride). */
 export type SubgroupMatrixSyntax = 'arg' | 'template';
 
-/**
- * How a subgroup knows which tiles are its own: 'builtin' reads @builtin(subgroup_id) (newer Dawn); 'index' takes
- * local_invocation_index / subgroup size, which relies on full subgroups being consecutive invocations (Dawn requires
- * full subgroups for subgroup matrices; the mma tests on the device check the result either way).
- */
-export type SubgroupIdSource = 'builtin' | 'index';
-
 export interface MmaConvOptions {
   body: MmaBody;
   /** invocations per subgroup the kernel is built for (subgroup-matrix only: the workgroup is 4 subgroups) */
   subgroupSize?: number;
   syntax?: SubgroupMatrixSyntax;
-  subgroupId?: SubgroupIdSource;
+  /** subgroup-matrix only: S of the device's f16->f32 SxSxS config (16 on NVIDIA, 8 on lavapipe); default 16 */
+  fragment?: number;
+  /** subgroup-matrix only: the workgroup's output tile, TM pixels x TN channels (default 64 x 64; see mmaTile) */
+  TM?: number;
+  TN?: number;
 }
 
-function subgroupIdParam(src: SubgroupIdSource): string {
-  return src === 'builtin' ? ',\n        @builtin(subgroup_id) sgid: u32' : '';
-}
-function subgroupIdLet(src: SubgroupIdSource, subgroupSize: number): string {
-  return src === 'builtin' ? '  let sg = sgid;' : `  let sg = li / ${subgroupSize}u;`;
-}
-
-/** Workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
+/** The f16-tiles body's workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
 export const MMA_TILE = { TM: 64, TN: 64, TK: 32 } as const;
 
 /** Invocations per workgroup for a body. */
 export function mmaWorkgroupSize(o: MmaConvOptions): number {
   return o.body === 'subgroup-matrix' ? 4 * (o.subgroupSize ?? 32) : 128;
+}
+
+/**
+ * The workgroup tile a kernel is built for, with the reasons a requested one cannot be: the four subgroups split it
+ * 2 x 2, each a grid of FM x FN fragments of S x S (so TM and TN are multiples of 2S, at most 8S, to bound the
+ * accumulators); the im2col staging gives each invocation one pixel column, so the workgroup's invocations must be
+ * a multiple of TM; TK (32) is a multiple of S and at most the workgroup's invocations (one decodes each k).
+ */
+export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number } {
+  if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0 };
+  const S = o.fragment ?? 16;
+  const WG = mmaWorkgroupSize(o);
+  const TM = o.TM ?? 64;
+  const TN = o.TN ?? 64;
+  const TK = 32;
+  for (const [n, v] of [['TM', TM], ['TN', TN]] as const) {
+    if (!Number.isInteger(v) || v % (2 * S) !== 0 || v > 8 * S) throw new Error(`conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${2 * S} and at most ${8 * S} (fragments of ${S})`);
+  }
+  if (WG % TM !== 0) throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
+  if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step`);
+  return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (2 * S) };
 }
 
 /** Load and store spellings for one syntax (the matrices are all column-major in workgroup memory). */
@@ -60,72 +74,77 @@ function smOps(syntax: SubgroupMatrixSyntax) {
 }
 
 /** A minimal kernel using every builtin the conv needs, to find which spelling the device's compiler accepts. */
-export function subgroupMatrixProbeWgsl(syntax: SubgroupMatrixSyntax, subgroupSize: number, subgroupId: SubgroupIdSource = 'builtin'): string {
+export function subgroupMatrixProbeWgsl(syntax: SubgroupMatrixSyntax, subgroupSize: number, S = 16): string {
   const { load, store } = smOps(syntax);
+  const n = S * S;
   return /* wgsl */ `
 enable f16;
 enable subgroups;
 enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);
 @group(0) @binding(0) var<storage, read_write> buf: array<f32>;
-var<workgroup> a: array<f16, 256>;
-var<workgroup> c: array<f32, 256>;
+var<workgroup> a: array<f16, ${n}>;
+var<workgroup> c: array<f32, ${n}>;
 @compute @workgroup_size(${subgroupSize})
-fn main(@builtin(local_invocation_index) li: u32${subgroupIdParam(subgroupId)}) {
-${subgroupIdLet(subgroupId, subgroupSize)}
-  for (var i = li; i < 256u; i += ${subgroupSize}u) { a[i] = f16(buf[i]); }
+fn main(@builtin(local_invocation_index) li: u32,
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_id) sg: u32) {
+  for (var i = li; i < ${n}u; i += ${subgroupSize}u) { a[i] = f16(buf[i]); }
   workgroupBarrier();
-  let l = ${load('subgroup_matrix_left<f16, 16, 16>', '&a', '0u', '16u')};
-  let r = ${load('subgroup_matrix_right<f16, 16, 16>', '&a', '0u', '16u')};
-  var acc = subgroup_matrix_result<f32, 16, 16>();
+  let l = ${load(`subgroup_matrix_left<f16, ${S}, ${S}>`, '&a', '0u', `${S}u`)};
+  let r = ${load(`subgroup_matrix_right<f16, ${S}, ${S}>`, '&a', '0u', `${S}u`)};
+  var acc = subgroup_matrix_result<f32, ${S}, ${S}>();
   acc = subgroupMatrixMultiplyAccumulate(l, r, acc);
-  ${store('&c', 'sg * 0u', 'acc', '16u')};
+  ${store('&c', `sg * ${n}u`, 'acc', `${S}u`)};
   workgroupBarrier();
-  for (var i = li; i < 256u; i += ${subgroupSize}u) { buf[i] = c[i]; }
+  for (var i = lane; i < ${n}u; i += ${subgroupSize}u) { buf[i] = c[i]; }
 }
 `;
 }
 
 export function conv2dMmaWgsl(o: MmaConvOptions): string {
-  const { TM, TN, TK } = MMA_TILE;
-  const WG = mmaWorkgroupSize(o);
   const sm = o.body === 'subgroup-matrix';
+  const { TM, TN, TK, S, FM, FN } = mmaTile(o);
+  const WG = mmaWorkgroupSize(o);
+  const SG = o.subgroupSize ?? 32;
   const g = stagedIm2col({ TM, TK, WG, store: (kk, mm, v) => `As[${kk} * ${TM}u + ${mm}] = f16(clamp(${v}, -65504.0, 65504.0));` });
-  if (sm && (TM !== 64 || TN !== 64 || TK % 16 !== 0)) throw new Error('conv2dMmaWgsl: the subgroup walk assumes 64x64 tiles');
 
   let compute: string;
   let store: string;
   let decl: string;
+  let result: string;
+  const range = (n: number) => [...Array(n).keys()];
   if (sm) {
     const { load, store: st } = smOps(o.syntax ?? 'template');
-    // subgroup s owns result rows (pixels) [32*(s%2), +32) and columns (channels) [32*(s/2), +32): 2x2 tiles of 16x16
+    const L = `subgroup_matrix_left<f16, ${S}, ${S}>`;
+    const R = `subgroup_matrix_right<f16, ${S}, ${S}>`;
+    const C = `subgroup_matrix_result<f32, ${S}, ${S}>`;
+    // subgroup s owns result rows (pixels) [TM/2 * (s%2), +TM/2) and columns (channels) [TN/2 * (s/2), +TN/2):
+    // FM x FN fragments of S x S, c_i_j at rows rm + i*S, columns rn + j*S
     decl = `
-  let rm = (sg % 2u) * 32u;
-  let rn = (sg / 2u) * 32u;
-  var c00 = subgroup_matrix_result<f32, 16, 16>();
-  var c01 = subgroup_matrix_result<f32, 16, 16>();
-  var c10 = subgroup_matrix_result<f32, 16, 16>();
-  var c11 = subgroup_matrix_result<f32, 16, 16>();`;
-    const L = 'subgroup_matrix_left<f16, 16, 16>';
-    const R = 'subgroup_matrix_right<f16, 16, 16>';
+  let rm = (sg % 2u) * ${TM / 2}u;
+  let rn = (sg / 2u) * ${TN / 2}u;
+${range(FM).flatMap((i) => range(FN).map((j) => `  var c_${i}_${j} = ${C}();`)).join('\n')}`;
     compute = `
-    for (var ks = 0u; ks < ${TK}u; ks += 16u) {
+    for (var ks = 0u; ks < ${TK}u; ks += ${S}u) {
       // A tile [TM x TK] column-major (stride TM), B tile [TK x TN] column-major (stride TK)
-      let a0 = ${load(L, '&As', `ks * ${TM}u + rm`, `${TM}u`)};
-      let a1 = ${load(L, '&As', `ks * ${TM}u + rm + 16u`, `${TM}u`)};
-      let b0 = ${load(R, '&Bs', `rn * ${TK}u + ks`, `${TK}u`)};
-      let b1 = ${load(R, '&Bs', `(rn + 16u) * ${TK}u + ks`, `${TK}u`)};
-      c00 = subgroupMatrixMultiplyAccumulate(a0, b0, c00);
-      c01 = subgroupMatrixMultiplyAccumulate(a0, b1, c01);
-      c10 = subgroupMatrixMultiplyAccumulate(a1, b0, c10);
-      c11 = subgroupMatrixMultiplyAccumulate(a1, b1, c11);
+${range(FM).map((i) => `      let a${i} = ${load(L, '&As', `ks * ${TM}u + rm + ${i * S}u`, `${TM}u`)};`).join('\n')}
+${range(FN).map((j) => `      let b${j} = ${load(R, '&Bs', `(rn + ${j * S}u) * ${TK}u + ks`, `${TK}u`)};`).join('\n')}
+${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c_${i}_${j});`)).join('\n')}
     }`;
-    // the result tile [TM x TN] column-major (stride TM) in workgroup memory, for the epilogue
-    store = `
-  ${st('&Cs', `rn * ${TM}u + rm`, 'c00', `${TM}u`)};
-  ${st('&Cs', `(rn + 16u) * ${TM}u + rm`, 'c01', `${TM}u`)};
-  ${st('&Cs', `rn * ${TM}u + rm + 16u`, 'c10', `${TM}u`)};
-  ${st('&Cs', `(rn + 16u) * ${TM}u + rm + 16u`, 'c11', `${TM}u`)};`;
+    // the epilogue, a fragment at a time through each subgroup's own S x S slice of Cs (column-major, stride S): the
+    // barriers are in uniform control flow (every subgroup walks the same fragments)
+    store = range(FM).flatMap((i) => range(FN).map((j) => `
+  ${st('&Cs', `sg * ${S * S}u`, `c_${i}_${j}`, `${S}u`)};
+  workgroupBarrier();
+  for (var e = lane; e < ${S * S}u; e += ${SG}u) {
+    let nn = e / ${S}u;
+    let m = m0 + rm + ${i * S}u + (e - nn * ${S}u);
+    let co = n0 + rn + ${j * S}u + nn;
+    if (m < M && co < p.Cout) { writeOut(b, split, co, m, M, Cs[sg * ${S * S}u + e]); }
+  }
+  workgroupBarrier();`)).join('');
+    result = `var<workgroup> Cs: array<f32, ${4 * S * S}>; // each subgroup's S x S result fragment on its way out`;
   } else {
     // 128 invocations, each 4 pixels x 8 channels of the 64x64 tile
     decl = `
@@ -145,7 +164,17 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
     store = `
   for (var i = 0u; i < 4u; i++) {
     for (var j = 0u; j < 8u; j++) { Cs[(tn + j) * ${TM}u + tm + i] = acc[i][j]; }
+  }
+  workgroupBarrier();
+  for (var idx = li; idx < ${TM * TN}u; idx += ${WG}u) {
+    let nn = idx / ${TM}u;
+    let mm = idx - nn * ${TM}u;
+    let m = m0 + mm;
+    let co = n0 + nn;
+    if (m >= M || co >= p.Cout) { continue; }
+    writeOut(b, split, co, m, M, Cs[idx]);
   }`;
+    result = `var<workgroup> Cs: array<f32, ${TM * TN}>; // [TN][TM]: the f32 result tile`;
   }
 
   return /* wgsl */ `
@@ -157,13 +186,14 @@ ${GEMM_CONV_HEADER}
 
 var<workgroup> As: array<f16, ${TM * TK}>; // [TK][TM]: column-major A (pixels x reduction)
 var<workgroup> Bs: array<f16, ${TN * TK}>; // [TN][TK]: column-major B (reduction x channels)
-var<workgroup> Cs: array<f32, ${TM * TN}>; // [TN][TM]: the f32 result tile
+${result}
 ${g.decl}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u,
-        @builtin(local_invocation_index) li: u32${sm ? subgroupIdParam(o.subgroupId ?? 'builtin') : ''}) {
-${sm ? subgroupIdLet(o.subgroupId ?? 'builtin', o.subgroupSize ?? 32) : ''}
+        @builtin(local_invocation_index) li: u32${sm ? `,
+        @builtin(subgroup_invocation_id) lane: u32,
+        @builtin(subgroup_id) sg: u32` : ''}) {
   let M = p.Hout * p.Wout;
   let K = (p.C1 + p.C2) * KS * KS;
 ${SPLIT_K_RANGE}
@@ -189,15 +219,6 @@ ${compute}
     workgroupBarrier();
   }
 ${store}
-  workgroupBarrier();
-  for (var idx = li; idx < ${TM * TN}u; idx += ${WG}u) {
-    let nn = idx / ${TM}u;
-    let mm = idx - nn * ${TM}u;
-    let m = m0 + mm;
-    let co = n0 + nn;
-    if (m >= M || co >= p.Cout) { continue; }
-    writeOut(b, split, co, m, M, Cs[idx]);
-  }
 }
 `;
 }

@@ -7,6 +7,7 @@ import type { GpuContext } from '../engine/gpu.ts';
 import * as K from '../engine/kernels.ts';
 import * as R from './reference/nn-ref.ts';
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
+import { mmaTile } from '../shaders/conv2d_mma.ts';
 
 interface Case {
   B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
@@ -240,8 +241,34 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
     console.log(`    mma not available: ${s.reason}`);
     return;
   }
-  console.log(`    mma: subgroup size ${s.subgroupSize}, '${s.syntax}' builtin spelling`);
+  console.log(`    mma: subgroup size ${s.subgroupSize}, ${s.fragment}x${s.fragment} fragments, '${s.syntax}' builtin spelling`);
   await checkMixed(ctx, 'mma');
+  // another tile the device allows: one fragment row per subgroup by four columns (the unequal walk)
+  const S = s.fragment!;
+  const variants: (typeof K.MMA_OPTIONS)[] = [{ TM: 2 * S, TN: 8 * S }];
+  for (const v of variants) {
+    Object.assign(K.MMA_OPTIONS, v);
+    try {
+      console.log(`    mma with ${JSON.stringify(v)}:`);
+      await checkMixedOnce(ctx, 'mma');
+    } finally {
+      for (const k of Object.keys(v)) delete K.MMA_OPTIONS[k as keyof typeof v];
+    }
+  }
+});
+
+test('mma tiles: chosen within the fragments and subgroups, and a tile that cannot work is refused with the reason', () => {
+  // NVIDIA: 16x16 fragments, subgroups of 32 (128 invocations); lavapipe: 8x8, subgroups of 8 (32 invocations)
+  assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32 }), { TM: 128, TN: 64 });
+  assert.equal(K.mmaShape(16 * 16, 512, { fragment: 16, subgroupSize: 32 }), { TM: 64, TN: 128 });
+  assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8 }), { TM: 32, TN: 64 });
+  for (const [TM, TN] of [[128, 128], [64, 64], [32, 32], [32, 128]]) {
+    const t = mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN });
+    assert.equal([t.FM, t.FN], [TM / 32, TN / 32]);
+  }
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 48, TN: 64 }), /TM = 48 must be a multiple of 32 and at most 128/);
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 256 }), /TN = 256 must be a multiple of 32 and at most 128/);
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 8, fragment: 8, TM: 64, TN: 64 }), /TM = 64 pixels do not divide the 32 invocations/);
 });
 
 test('an unknown conv2d kernel name is refused with the list', async () => {

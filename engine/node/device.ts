@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
-import { SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
+import { MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
 
 /**
  * Dawn toggles asked for by default. `allow_unsafe_apis` exposes subgroup matrices (tensor cores) and
@@ -48,7 +48,7 @@ export function dawnFlagsFromEnv(): string[] {
  * Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none.
  * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
  * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off); SR3_TILED_TILE=TMxTN fixes the
- * tiled kernel's tile (64 or 128 each; default: chosen per conv).
+ * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's.
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -77,6 +77,16 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
     }
     TILED_TILE.TM = Number(m[1]) as 64 | 128;
     TILED_TILE.TN = Number(m[2]) as 64 | 128;
+  }
+  const mmaTile = process.env.SR3_MMA_TILE?.trim();
+  if (mmaTile) {
+    const m = /^(\d+)x(\d+)$/.exec(mmaTile);
+    if (!m) {
+      ctx.destroy();
+      throw new GpuError(`SR3_MMA_TILE=${mmaTile}: give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)`);
+    }
+    MMA_OPTIONS.TM = Number(m[1]);
+    MMA_OPTIONS.TN = Number(m[2]);
   }
   const kernel = process.env.SR3_CONV_KERNEL?.trim();
   if (kernel) {

@@ -33,7 +33,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       convKernel: convKernelFor(ctx),
       mixedPrecision: {
         f16: ctx.features.shaderF16 ? 'yes' : 'no: no shader-f16',
-        mma: await mmaSupport(ctx).then((m) => (m.ok ? `yes (subgroup size ${m.subgroupSize}, '${m.syntax}' spelling)` : `no: ${m.reason}`)),
+        mma: await mmaSupport(ctx).then((m) => (m.ok ? `yes (subgroup size ${m.subgroupSize}, ${m.fragment}x${m.fragment} fragments, '${m.syntax}' spelling)` : `no: ${m.reason}`)),
       },
       limits,
       dawnFlags: dawnFlagsFromEnv(),
