@@ -24,6 +24,7 @@ export async function releaseDevice(): Promise<void> {
 export async function withConvKernel(ctx: GpuContext, kernel: 'f16' | 'mma', body: () => Promise<void>): Promise<void> {
   const why = kernel === 'mma' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
   if (why) {
+    if (kernel === 'mma' && process.env.SR3_EXPECT_MMA === '1') throw new Error(`SR3_EXPECT_MMA=1 but the mma kernel cannot run: ${why}`);
     console.log(`    skipped: ${why}`);
     return;
   }
