@@ -4,7 +4,7 @@
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
-import { CONV_KERNELS, convKernelFor, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
+import { CONV_KERNELS, convKernelFor, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
 import { benchTrain, type TrainCase } from './train.ts';
@@ -199,8 +199,8 @@ async function main(argv: string[]): Promise<number> {
       conv_kernel: convKernelFor(ctx),
       // split-K's workgroup target (0: off; see engine/kernels.ts; SR3_SPLIT_K sets it)
       split_k: ctx.adapter.isSoftware ? 0 : SPLIT_K.target,
-      // the tiled kernel's tile when fixed (SR3_TILED_TILE), else chosen per conv
-      tile: TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
+      // the GEMM kernel's tile when fixed (SR3_TILED_TILE, SR3_MMA_TILE), else chosen per conv
+      tile: convKernelFor(ctx) === 'mma' ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));
     const note = (s: string) => (json ? console.error(s) : console.log(s));
