@@ -26,7 +26,40 @@ var<workgroup> DP: array<f32, 256>;
 fn put(o: u32, v: f32) {
   if (p.accumulate != 0u) { dqkv[o] = dqkv[o] + v; } else { dqkv[o] = v; }
 }
+
+// (q_i . k_j, dO_i . v_j) of batch element b: the unscaled score and dP, recomputed wherever a tile needs them
+fn dots(b: u32, qi: u32, kj: u32) -> vec2f {
+  let C = p.C;
+  let HW = p.HW;
+  let qb = b * 3u * C * HW;
+  let kb = qb + C * HW;
+  let vb = kb + C * HW;
+  let ob = b * C * HW;
+  var d = 0.0;
+  var e = 0.0;
+  for (var c = 0u; c < C; c++) {
+    d = fma(qkv[qb + c * HW + qi], qkv[kb + c * HW + kj], d);
+    e = fma(dO[ob + c * HW + qi], qkv[vb + c * HW + kj], e);
+  }
+  return vec2f(d, e);
+}
 `;
+
+// Both kernels' start: batch element, block offsets, and the two thread layouts over 256 invocations: the score
+// phase's (row si, column sj) of a 16x16 tile, the accumulate phase's (position al, channels ac + 16 r).
+const PROLOGUE = /* wgsl */ `
+  let b = wg.y;
+  let C = p.C;
+  let HW = p.HW;
+  let qb = b * 3u * C * HW;
+  let kb = qb + C * HW;
+  let vb = kb + C * HW;
+  let ob = b * C * HW;
+  let si = lid / 16u;
+  let sj = lid % 16u;
+  let al = lid % 16u;
+  let ac = lid / 16u;
+  let nblocks = (HW + 15u) / 16u;`;
 
 export const attentionBackwardQWgsl = (R: number): string => /* wgsl */ `
 ${HEADER}
@@ -37,37 +70,20 @@ var<workgroup> rowT: array<f32, 16>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wg.y;
+${PROLOGUE}
   let i0 = wg.x * 16u;
-  let C = p.C;
-  let HW = p.HW;
-  let base = b * 3u * C * HW;
-  let qb = base;
-  let kb = base + C * HW;
-  let vb = base + 2u * C * HW;
-  let ob = b * C * HW;
-  let si = lid / 16u;
-  let sj = lid % 16u;
-  let aq = lid % 16u;
-  let ac = lid / 16u;
   let qi = i0 + si;
   if (lid < 16u) { rowM[lid] = NEG; rowL[lid] = 0.0; rowT[lid] = 0.0; }
   workgroupBarrier();
-  let nblocks = (HW + 15u) / 16u;
   // pass 1: row max, normaliser, and t = sum_j exp(s - m) dP (so D = t / l)
   for (var blk = 0u; blk < nblocks; blk++) {
     let kj = blk * 16u + sj;
     var s = NEG;
     var dp = 0.0;
     if (kj < HW && qi < HW) {
-      var d = 0.0;
-      var e = 0.0;
-      for (var c = 0u; c < C; c++) {
-        d = fma(qkv[qb + c * HW + qi], qkv[kb + c * HW + kj], d);
-        e = fma(dO[ob + c * HW + qi], qkv[vb + c * HW + kj], e);
-      }
-      s = d * p.scale;
-      dp = e;
+      let de = dots(b, qi, kj);
+      s = de.x * p.scale;
+      dp = de.y;
     } else if (kj < HW) {
       s = 0.0;
     }
@@ -111,14 +127,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     let kj = j0 + sj;
     var ds = 0.0;
     if (kj < HW && qi < HW) {
-      var d = 0.0;
-      var e = 0.0;
-      for (var c = 0u; c < C; c++) {
-        d = fma(qkv[qb + c * HW + qi], qkv[kb + c * HW + kj], d);
-        e = fma(dO[ob + c * HW + qi], qkv[vb + c * HW + kj], e);
-      }
-      let pr = exp(d * p.scale - rowM[si]);
-      ds = pr * (e - rowT[si]);
+      let de = dots(b, qi, kj);
+      let pr = exp(de.x * p.scale - rowM[si]);
+      ds = pr * (de.y - rowT[si]);
     }
     S[lid] = ds;
     workgroupBarrier();
@@ -127,13 +138,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
       let c = ac + 16u * r;
       if (c < C) {
         var a = acc[r];
-        for (var j = 0u; j < jn; j++) { a = fma(S[aq * 16u + j], qkv[kb + c * HW + j0 + j], a); }
+        for (var j = 0u; j < jn; j++) { a = fma(S[al * 16u + j], qkv[kb + c * HW + j0 + j], a); }
         acc[r] = a;
       }
     }
     workgroupBarrier();
   }
-  let q = i0 + aq;
+  let q = i0 + al;
   if (q < HW) {
     for (var r = 0u; r < R; r++) {
       let c = ac + 16u * r;
@@ -149,38 +160,21 @@ const R: u32 = ${R}u;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let b = wg.y;
+${PROLOGUE}
+  // score phase: (query si, key sj); accumulate phase: (key al, channels ac + 16 r)
   let j0 = wg.x * 16u;
-  let C = p.C;
-  let HW = p.HW;
-  let base = b * 3u * C * HW;
-  let qb = base;
-  let kb = base + C * HW;
-  let vb = base + 2u * C * HW;
-  let ob = b * C * HW;
-  // score phase: thread -> (query si, key sj); accumulate phase: thread -> (key ak, channels ac + 16 r)
-  let si = lid / 16u;
-  let sj = lid % 16u;
-  let ak = lid % 16u;
-  let ac = lid / 16u;
   let kj = j0 + sj;
   var accK: array<f32, R>;
   var accV: array<f32, R>;
-  let nblocks = (HW + 15u) / 16u;
   for (var blk = 0u; blk < nblocks; blk++) {
     let i0 = blk * 16u;
     let qi = i0 + si;
     var pr = 0.0;
     var ds = 0.0;
     if (kj < HW && qi < HW) {
-      var d = 0.0;
-      var e = 0.0;
-      for (var c = 0u; c < C; c++) {
-        d = fma(qkv[qb + c * HW + qi], qkv[kb + c * HW + kj], d);
-        e = fma(dO[ob + c * HW + qi], qkv[vb + c * HW + kj], e);
-      }
-      pr = exp(d * p.scale - rowStats[(b * HW + qi) * 2u]);
-      ds = pr * (e - rowStats[(b * HW + qi) * 2u + 1u]);
+      let de = dots(b, qi, kj);
+      pr = exp(de.x * p.scale - rowStats[(b * HW + qi) * 2u]);
+      ds = pr * (de.y - rowStats[(b * HW + qi) * 2u + 1u]);
     }
     S[lid] = pr;
     DP[lid] = ds;
@@ -192,8 +186,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
         var av = accV[r];
         var ak2 = accK[r];
         for (var i = 0u; i < iN; i++) {
-          av = fma(S[i * 16u + ak], dO[ob + c * HW + i0 + i], av);
-          ak2 = fma(DP[i * 16u + ak], qkv[qb + c * HW + i0 + i], ak2);
+          av = fma(S[i * 16u + al], dO[ob + c * HW + i0 + i], av);
+          ak2 = fma(DP[i * 16u + al], qkv[qb + c * HW + i0 + i], ak2);
         }
         accV[r] = av;
         accK[r] = ak2;
@@ -201,7 +195,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
     }
     workgroupBarrier();
   }
-  let j = j0 + ak;
+  let j = j0 + al;
   if (j < HW) {
     for (var r = 0u; r < R; r++) {
       let c = ac + 16u * r;
