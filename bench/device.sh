@@ -10,7 +10,7 @@
 #                 without split-K, and with 64x64 tiles only, for the U-Net rows; a per-dispatch profile of a step)
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the table
-# Total limits: 535 s at most (the f16 stage runs only when mma cannot, in place of the 64x64 mma one), inside the
+# Total limits: 565 s at most (the f16 stage runs only when mma cannot, in place of the 64x64 mma one), inside the
 # tool's 600 s per command (use timeout_s 600).
 set -u
 OUT=${OUT:-out/device}
@@ -46,13 +46,17 @@ if stage bench-mma 70 "$OUT/bench-mma.jsonl" $BENCH --json --reps 20 --conv-kern
 else
   stage bench-f16 40 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
 fi
-stage bench-nosplit 30 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 20 --filter '^unet'
-stage bench-64tiles 30 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 20 --filter '^unet'
-# where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
-stage profile 40 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
+# PyTorch on this card before the variants, so the table's ratio survives the command being cut short
 # the architecture first (float64 forward vs the golden eps, a few seconds), then the timings that the targets name
 stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
 stage torch 60 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
+# variants, each for its own question
+stage bench-nosplit 30 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 20 --filter '^unet'
+stage bench-64tiles 30 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 20 --filter '^unet'
+# Dawn's robustness transform bounds-checks every storage access (the kernels check their own bounds): its cost
+stage bench-norobust 30 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 20 --filter '^unet'
+# where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
+stage profile 40 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
 stage compare 15 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-extra.jsonl" "$OUT/torch.jsonl"
 cat "$OUT/table.md" >> "$summary"
 grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"

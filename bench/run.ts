@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
 import { CONV_KERNELS, convKernelFor, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
-import { openDevice } from '../engine/node/device.ts';
+import { DEFAULT_DAWN_FLAGS, dawnFlagsFromEnv, openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
 import { benchTrain, type TrainCase } from './train.ts';
 import { benchUNet, benchUpscale, unetConfig, type UNetCase, type UpscaleCase } from './unet.ts';
@@ -200,6 +200,8 @@ async function main(argv: string[]): Promise<number> {
       // split-K's workgroup target (0: off; see engine/kernels.ts; SR3_SPLIT_K sets it)
       split_k: ctx.adapter.isSoftware ? 0 : SPLIT_K.target,
       // the GEMM kernel's tile when fixed (SR3_TILED_TILE, SR3_MMA_TILE), else chosen per conv
+      // Dawn toggles and features beyond the defaults (SR3_DAWN_FLAGS), e.g. disable_robustness
+      dawn_extra: dawnExtra(),
       tile: convKernelFor(ctx) === 'mma' ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));
@@ -314,3 +316,11 @@ main(process.argv.slice(2)).then(
     process.exitCode = 1;
   },
 );
+
+/** The Dawn toggles/features SR3_DAWN_FLAGS adds to the defaults (comma-separated), or undefined when none. */
+function dawnExtra(): string | undefined {
+  const items = (flags: string[]) => flags.flatMap((f) => f.split('=')[1]?.split(',') ?? [f]);
+  const base = new Set(items(DEFAULT_DAWN_FLAGS));
+  const extra = items(dawnFlagsFromEnv()).filter((t) => !base.has(t));
+  return extra.length ? extra.join(',') : undefined;
+}
