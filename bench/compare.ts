@@ -19,6 +19,8 @@ interface Row {
   dawn_extra?: string;
   device?: string;
   ms_per_step?: number;
+  wall_ms_per_step?: number;
+  encode_ms?: number;
   gflops?: number;
   ms?: number;
   images_per_s?: number;
@@ -65,6 +67,11 @@ export function table(rows: Row[]): string {
     if (f32 !== undefined) met.push(f32 < t.eager32 ? 'f32 beats eager fp32' : 'f32 slower than eager fp32');
     if (Number.isFinite(best)) met.push(best <= t.graph16 ? 'fastest <= graph fp16' : 'fastest > graph fp16');
     out.push(`| ${[t.model, t.batch, t.eager32, t.graph16, ...mine.map(fmt), ...theirs.map(fmt), met.join('; ') || '–'].join(' | ')} |`);
+  }
+  const walls = ours.filter((r) => r.wall_ms_per_step !== undefined);
+  if (walls.length) {
+    out.push('', '| U-Net (each step its own submission) | conv2d kernel | GPU ms/step | wall ms/step | CPU encode ms |', '| --- | --- | --- | --- | --- |');
+    for (const r of walls) out.push(`| ${r.name} | ${variant(r)} | ${fmt(r.ms_per_step)} | ${fmt(r.wall_ms_per_step)} | ${fmt(r.encode_ms)} |`);
   }
   const kernelRows = rows.filter((r) => r.gflops !== undefined && r.kind !== 'unet');
   if (kernelRows.length) {

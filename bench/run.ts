@@ -273,12 +273,12 @@ class Table {
   }
   unet(r: Awaited<ReturnType<typeof benchUNet>>): void {
     if (!this.unetHeader) {
-      console.log(`\n${'network (one forward = one step)'.padEnd(34)} ${'ms/step'.padStart(9)} ${'ms/image'.padStart(9)} ${'GFLOP'.padStart(7)} ${'GFLOP/s'.padStart(8)} ${'peak mem'.padStart(10)}  build`);
+      console.log(`\n${'network (one forward = one step)'.padEnd(34)} ${'ms/step'.padStart(9)} ${'ms/image'.padStart(9)} ${'GFLOP'.padStart(7)} ${'GFLOP/s'.padStart(8)} ${'peak mem'.padStart(10)} ${'wall/step'.padStart(9)} ${'encode'.padStart(7)}  build`);
       this.unetHeader = true;
       this.kernelHeader = false;
     }
     console.log(
-      `${r.name.padEnd(34)} ${fmt(r.ms_per_step).padStart(9)} ${fmt(r.ms_per_image).padStart(9)} ${r.gflop.toFixed(2).padStart(7)} ${r.gflops.toFixed(2).padStart(8)} ${fmtBytes(r.peak_bytes).padStart(10)}  ${(r.build_ms / 1e3).toFixed(1)} s`,
+      `${r.name.padEnd(34)} ${fmt(r.ms_per_step).padStart(9)} ${fmt(r.ms_per_image).padStart(9)} ${r.gflop.toFixed(2).padStart(7)} ${r.gflops.toFixed(2).padStart(8)} ${fmtBytes(r.peak_bytes).padStart(10)} ${fmt(r.wall_ms_per_step).padStart(9)} ${fmt(r.encode_ms).padStart(7)}  ${(r.build_ms / 1e3).toFixed(1)} s`,
     );
   }
   upscale(r: Exclude<Awaited<ReturnType<typeof benchUpscale>>, { skipped: string }>): void {

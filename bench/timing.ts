@@ -117,3 +117,34 @@ export async function timePass(
     readback?.destroy();
   }
 }
+
+/**
+ * Steps as an application runs them: each one encoded in its own command encoder and submitted, `n` in a row, the
+ * wall clock from the first encode to the last completion divided by n (so CPU encoding and submission count, where
+ * they do not overlap the GPU's work), and the CPU time to encode and finish one step's command buffer alone.
+ */
+export async function wallPerSubmission(
+  ctx: GpuContext,
+  encode: (pass: GPUComputePassEncoder) => void,
+  n: number,
+): Promise<{ ms: number; encode_ms: number; n: number }> {
+  const dev = ctx.device;
+  const record = () => {
+    const enc = dev.createCommandEncoder({ label: 'bench-wall' });
+    const pass = enc.beginComputePass({ label: 'bench-wall' });
+    encode(pass);
+    pass.end();
+    return enc.finish();
+  };
+  await ctx.sync();
+  const e0 = performance.now();
+  const cbs = Array.from({ length: 5 }, record);
+  const encodeMs = (performance.now() - e0) / cbs.length;
+  dev.queue.submit(cbs);
+  await ctx.sync();
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) dev.queue.submit([record()]);
+  await ctx.sync();
+  ctx.check();
+  return { ms: (performance.now() - t0) / n, encode_ms: encodeMs, n };
+}

@@ -6,7 +6,7 @@ import { UNet, type UNetWeights } from '../engine/unet.ts';
 import * as K from '../engine/kernels.ts';
 import type { UNetConfig } from '../weights-format/config.ts';
 import { expectedParamShapes } from '../weights-format/unet.ts';
-import { timePass, type Timing, type TimingOptions } from './timing.ts';
+import { timePass, wallPerSubmission, type Timing, type TimingOptions } from './timing.ts';
 
 export interface UNetCase {
   kind: 'unet';
@@ -25,6 +25,9 @@ export interface UNetResult {
   size: number;
   ms_per_step: number;
   ms_per_image: number;
+  /** wall clock per step with each step encoded and submitted on its own (wallPerSubmission), and its CPU encode */
+  wall_ms_per_step: number;
+  encode_ms: number;
   gflop: number;
   gflops: number;
   params: number;
@@ -163,6 +166,8 @@ export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions &
     await ctx.sync();
     const buildMs = performance.now() - t0;
     const timing = await timePass(ctx, (p) => net.encode(p), { ...t, warmup: Math.max(0, t.warmup - 1) });
+    // about half a second of steps, 3 to 100 of them
+    const wall = await wallPerSubmission(ctx, (p) => net.encode(p), Math.max(3, Math.min(100, Math.ceil(500 / timing.ms))));
     const profile = t.profile ? await profileDispatches(ctx, net, timing.ms) : undefined;
     const gflop = unetFlops(c.config, c.batch, c.size, c.size) / 1e9;
     const m = net.memory;
@@ -173,6 +178,8 @@ export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions &
       size: c.size,
       ms_per_step: timing.ms,
       ms_per_image: timing.ms / c.batch,
+      wall_ms_per_step: wall.ms,
+      encode_ms: wall.encode_ms,
       gflop,
       gflops: gflop / (timing.ms / 1e3),
       params: weights.count,
