@@ -155,5 +155,55 @@ test('a GroupNorm whose groups do not divide the channels is refused', async () 
   }
 });
 
+// GroupNorm statistics against float64, one workgroup per group and split over chunks (the GPU form: chunks that
+// cross channel rows and the concatenation's boundary, vec4 and scalar reads, values far from zero)
+for (const [B, C1, C2, H, W, G, P] of [
+  [2, 3, 5, 12, 12, 2, 5], // vec4 reads, groups of 4 channels straddling the concatenation, chunks of 29 vec4s
+  [1, 6, 0, 7, 9, 3, 4], // scalar reads (63 pixels), chunks of 32
+  [2, 8, 0, 4, 4, 8, 3], // one channel a group, 4 vec4s in 3 chunks (of 2, 2 and none: merged to 2 chunks)
+] as const) {
+  test(`groupnorm stats B${B} C${C1}+${C2} ${H}x${W} G${G}: one workgroup a group, and ${P} chunks combined`, async () => {
+    const ctx = await device();
+    const HW = H * W;
+    const a = rand(B * C1 * HW, 90 + B).map((v) => 100 + 0.1 * v);
+    const bIn = rand(B * C2 * HW, 91).map((v) => 99.9 + 0.3 * v);
+    const aBuf = ctx.upload(a);
+    const bBuf = C2 ? ctx.upload(bIn) : undefined;
+    const cpg = (C1 + C2) / G;
+    const want: number[] = [];
+    for (let b = 0; b < B; b++) {
+      for (let g = 0; g < G; g++) {
+        const xs: number[] = [];
+        for (let c = g * cpg; c < (g + 1) * cpg; c++) {
+          for (let i = 0; i < HW; i++) xs.push(c < C1 ? a[(b * C1 + c) * HW + i] : bIn[(b * C2 + c - C1) * HW + i]);
+        }
+        const mean = xs.reduce((s, v) => s + v, 0) / xs.length;
+        const v = xs.reduce((s, x) => s + (x - mean) ** 2, 0) / xs.length;
+        want.push(mean, 1 / Math.sqrt(v + 1e-5));
+      }
+    }
+    let worst = 0;
+    for (const force of [undefined, P]) {
+      if (force !== undefined) K.GN_SPLIT.force = force;
+      try {
+        const stats = ctx.buffer((B * G * 2 + 4) * 4);
+        const d = await K.groupNormStats(ctx, { B, C1, C2, HW, groups: G, statsOff: 4, label: 'gn' }, { a: aBuf, b: bBuf, stats });
+        assert.is(!!d.next, force !== undefined, 'the split form is a chained pair of dispatches');
+        ctx.run([d]);
+        const got = (await ctx.read(stats, (B * G * 2 + 4) * 4)).subarray(4);
+        for (let i = 0; i < B * G; i++) {
+          const em = Math.abs(got[2 * i] - want[2 * i]) / Math.abs(want[2 * i]);
+          const er = Math.abs(got[2 * i + 1] - want[2 * i + 1]) / want[2 * i + 1];
+          worst = Math.max(worst, er);
+          assert.ok(em < 1e-6 && er < 1e-4, `split ${force}: group ${i}: mean ${got[2 * i]} vs ${want[2 * i]}, rstd ${got[2 * i + 1]} vs ${want[2 * i + 1]}`);
+        }
+      } finally {
+        delete K.GN_SPLIT.force;
+      }
+    }
+    console.log(`    worst rstd relative error ${worst.toExponential(2)}`);
+  });
+}
+
 test.after(releaseDevice);
 test.run();
