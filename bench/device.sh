@@ -10,7 +10,7 @@
 #                 without split-K, and with 64x64 tiles only, for the U-Net rows; a per-dispatch profile of a step)
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the table
-# Total limits: 565 s at most (the f16 stage runs only when mma cannot, in place of the 64x64 mma one), inside the
+# Total limits: 570 s at most (the f16 stage runs only when mma cannot, in place of the 64x64 mma one), inside the
 # tool's 600 s per command (use timeout_s 600).
 set -u
 OUT=${OUT:-out/device}
@@ -34,11 +34,11 @@ stage() { # name limit_s logfile command...
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
 stage doctor 20 "$summary" node bin/sr3.js doctor
-stage tests 90 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
+stage tests 75 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
 # --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
 # the networks first (the table), then the kernels, each under its own limit
 stage bench-nets 80 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(unet|upscale)'
-stage bench-kernels 50 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
+stage bench-kernels 45 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
 # if the tensor-core kernel cannot run (its reason is in the file), the FMA f16 kernel's rows take its place; if it
 # can, its U-Net rows again with 64x64 tiles only (the default takes 128 where a layer is large enough)
 if stage bench-mma 70 "$OUT/bench-mma.jsonl" $BENCH --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)'; then
@@ -53,10 +53,12 @@ stage torch 60 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls 
 # variants, each for its own question
 stage bench-nosplit 30 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 20 --filter '^unet'
 stage bench-64tiles 30 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 20 --filter '^unet'
+# attention: the flash-style kernel (CPU-tuned) in place of the GEMM form GPUs get by default (16->128 only has it)
+stage bench-flashattn 25 "$OUT/bench-extra.jsonl" env SR3_ATTENTION=flash $BENCH --json --reps 20 --filter '^unet 16->128'
 # Dawn's robustness transform bounds-checks every storage access (the kernels check their own bounds): its cost
 stage bench-norobust 30 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 20 --filter '^unet'
 # where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
-stage profile 40 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
+stage profile 35 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
 stage compare 15 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-extra.jsonl" "$OUT/torch.jsonl"
 cat "$OUT/table.md" >> "$summary"
 grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"

@@ -4,7 +4,7 @@
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
-import { CONV_KERNELS, convKernelFor, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
+import { ATTN_GEMM, CONV_KERNELS, convKernelFor, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { DEFAULT_DAWN_FLAGS, dawnFlagsFromEnv, openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
 import { benchTrain, type TrainCase } from './train.ts';
@@ -202,6 +202,8 @@ async function main(argv: string[]): Promise<number> {
       // the GEMM kernel's tile when fixed (SR3_TILED_TILE, SR3_MMA_TILE), else chosen per conv
       // Dawn toggles and features beyond the defaults (SR3_DAWN_FLAGS), e.g. disable_robustness
       dawn_extra: dawnExtra(),
+      // the attention form when fixed (SR3_ATTENTION), else chosen per layer (engine/kernels.ts ATTN_GEMM)
+      attention: ATTN_GEMM.force === undefined ? 'auto' : ATTN_GEMM.force ? 'gemm' : 'flash',
       tile: convKernelFor(ctx) === 'mma' ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));

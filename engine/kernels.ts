@@ -3,6 +3,7 @@
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
+import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../shaders/attention_gemm.ts';
 import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
 import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
@@ -426,12 +427,23 @@ export async function groupNormStats(
   return { pipeline, bindGroup, workgroups, label: spec.label };
 }
 
+/**
+ * Attention as two GEMMs through an HW x HW score buffer (shaders/attention_gemm.ts) on GPUs, where the flash-style
+ * kernel's one workgroup per 16 queries leaves most of the device idle, as long as the scores of the batch take at
+ * most ATTN_GEMM.maxScoreBytes (256 MiB: 64x64 maps at batch 4; larger maps use the flash form, whose memory does not
+ * grow with HW^2). ATTN_GEMM.force: true takes the GEMM form anywhere (tests), false never.
+ */
+export const ATTN_GEMM: { maxScoreBytes: number; force?: boolean } = { maxScoreBytes: 256 * 2 ** 20 };
+
 /** softmax(q.k / sqrt(C)) v over all HW positions, from qkv [B, 3C, HW] into out [B, C, HW]. */
 export async function attention(
   ctx: GpuContext,
   spec: { B: number; C: number; HW: number; label?: string },
   bufs: { qkv: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
+  const scoreBytes = spec.B * spec.HW * spec.HW * 4;
+  const gemm = ATTN_GEMM.force ?? (!ctx.adapter.isSoftware && scoreBytes <= Math.min(ATTN_GEMM.maxScoreBytes, ctx.limits.maxStorageBufferBindingSize));
+  if (gemm) return attentionGemm(ctx, spec, bufs);
   const pipeline = await ctx.pipeline(attentionWgsl(Math.ceil(spec.C / 64), spec.HW % 4 === 0), { label: 'attention' });
   const u = new ArrayBuffer(16);
   new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW]));
@@ -440,6 +452,58 @@ export async function attention(
   const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];
   checkWorkgroups(ctx, workgroups, spec.label);
   return { pipeline, bindGroup, workgroups, label: spec.label };
+}
+
+/** A strided GEMM's uniform (STRIDED_GEMM_WGSL): sizes, alpha, and per operand offset, batch/row/column strides. */
+function gemmUniform(ctx: GpuContext, label: string, g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] }): GPUBuffer {
+  const u = new ArrayBuffer(64);
+  const w = new Uint32Array(u);
+  w.set(u32s([g.M, g.N, g.K, 0, ...g.a, ...g.b, ...g.c], label));
+  new Float32Array(u, 12, 1)[0] = g.alpha;
+  return ctx.uniform(u, `${label}.u`);
+}
+
+async function attentionGemm(
+  ctx: GpuContext,
+  spec: { B: number; C: number; HW: number; label?: string },
+  bufs: { qkv: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const L = spec.label ?? 'attention';
+  const { B, C, HW } = spec;
+  const S = sharedScratch(ctx, 'attention.scores', B * HW * HW * 4);
+  const gemmP = await ctx.pipeline(STRIDED_GEMM_WGSL, { label: 'attention_gemm' });
+  const smP = await ctx.pipeline(ROW_SOFTMAX_WGSL, { label: 'attention_softmax' });
+  const per = 3 * C * HW; // one batch element of qkv
+  // S(i, j) = scale * sum_c q[c, i] k[c, j]: A(k=c, m=i) = q[c*HW + i], B(k=c, n=j) = k[c*HW + j], C(i, j) = S[i*HW + j]
+  const scores: Dispatch = {
+    pipeline: gemmP,
+    bindGroup: ctx.bind(gemmP, [bufs.qkv, bufs.qkv, S, gemmUniform(ctx, `${L}.scores`, {
+      M: HW, N: HW, K: C, alpha: 1 / Math.sqrt(C), a: [0, per, HW, 1], b: [C * HW, per, HW, 1], c: [0, HW * HW, HW, 1],
+    })], `${L}.scores`),
+    workgroups: [ceilDiv(HW, 64), ceilDiv(HW, 64), B],
+    label: `${L}.scores`,
+  };
+  const rows = B * HW;
+  const softmax: Dispatch = {
+    pipeline: smP,
+    bindGroup: ctx.bind(smP, [S, ctx.uniform(u32s([rows, HW, 0, 0], L), `${L}.softmax.u`)], `${L}.softmax`),
+    workgroups: [Math.min(rows, 65535), ceilDiv(rows, 65535)],
+    label: `${L}.softmax`,
+  };
+  // out(c, i) = sum_j P(i, j) v[c, j]: m = i, n = c; A(k=j, m=i) = P[i*HW + j], B(k=j, n=c) = v[c*HW + j], C = out[c*HW + i]
+  const output: Dispatch = {
+    pipeline: gemmP,
+    bindGroup: ctx.bind(gemmP, [S, bufs.qkv, bufs.out, gemmUniform(ctx, `${L}.pv`, {
+      M: HW, N: C, K: HW, alpha: 1, a: [0, HW * HW, 1, HW], b: [2 * C * HW, per, 1, HW], c: [0, C * HW, 1, HW],
+    })], `${L}.pv`),
+    workgroups: [ceilDiv(HW, 64), ceilDiv(C, 64), B],
+    label: `${L}.pv`,
+  };
+  for (const d of [scores, softmax, output]) checkWorkgroups(ctx, d.workgroups.map((v) => v ?? 1), L);
+  // chained: the shared score buffer is only valid inside the three passes
+  scores.next = softmax;
+  softmax.next = output;
+  return scores;
 }
 
 /** The reference's PositionalEncoding(dim) of level [B] into out [B, dim]. */

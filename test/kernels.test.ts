@@ -103,18 +103,27 @@ for (const [B, C, H, W] of [
   [2, 70, 10, 10], // the same with HW a multiple of 4 (vec4 reads): a last block of 36 keys
   [1, 64, 12, 12], // three key blocks, the last of 16
 ] as const) {
-  test(`attention B${B} C${C} ${H}x${W} (flash-style online softmax vs direct)`, async () => {
-    const ctx = await device();
-    const HW = H * W;
-    const qkv = rand(B * 3 * C * HW, B * 100 + C).map((v) => v * 2);
-    const qb = ctx.upload(qkv);
-    const out = ctx.buffer(B * C * HW * 4);
-    ctx.run([await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out })]);
-    const got = await ctx.read(out, B * C * HW * 4);
-    const want = R.attentionCore(R.t4(B, 3 * C, H, W, qkv));
-    const err = relErr(got, want.data);
-    assert.ok(err < 1e-5, `attention rel err ${err}`);
-  });
+  for (const form of ['flash', 'gemm'] as const) {
+    test(`attention B${B} C${C} ${H}x${W}, ${form === 'flash' ? 'flash-style online softmax' : 'two GEMMs and a row softmax'} vs direct`, async () => {
+      const ctx = await device();
+      const HW = H * W;
+      const qkv = rand(B * 3 * C * HW, B * 100 + C).map((v) => v * 2);
+      const qb = ctx.upload(qkv);
+      const out = ctx.buffer(B * C * HW * 4);
+      K.ATTN_GEMM.force = form === 'gemm';
+      try {
+        const d = await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out });
+        assert.is(!!d.next, form === 'gemm');
+        ctx.run([d]);
+      } finally {
+        delete K.ATTN_GEMM.force;
+      }
+      const got = await ctx.read(out, B * C * HW * 4);
+      const want = R.attentionCore(R.t4(B, 3 * C, H, W, qkv));
+      const err = relErr(got, want.data);
+      assert.ok(err < 1e-5, `attention rel err ${err}`);
+    });
+  }
 }
 
 test('positional encoding, Linear, Swish, Linear (the noise-level MLP), batch 3', async () => {

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
-import { MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
+import { ATTN_GEMM, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
 
 /**
  * Dawn toggles asked for by default. `allow_unsafe_apis` exposes subgroup matrices (tensor cores) and
@@ -48,7 +48,8 @@ export function dawnFlagsFromEnv(): string[] {
  * Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none.
  * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
  * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off); SR3_TILED_TILE=TMxTN fixes the
- * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's.
+ * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's; SR3_ATTENTION=flash|gemm fixes the attention form (default:
+ * gemm on GPUs where the scores fit, flash elsewhere).
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -87,6 +88,14 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
     }
     MMA_OPTIONS.TM = Number(m[1]);
     MMA_OPTIONS.TN = Number(m[2]);
+  }
+  const attn = process.env.SR3_ATTENTION?.trim();
+  if (attn) {
+    if (attn !== 'flash' && attn !== 'gemm') {
+      ctx.destroy();
+      throw new GpuError(`SR3_ATTENTION=${attn}: give flash (the online-softmax kernel) or gemm (two GEMMs through a score buffer)`);
+    }
+    ATTN_GEMM.force = attn === 'gemm';
   }
   const kernel = process.env.SR3_CONV_KERNEL?.trim();
   if (kernel) {
