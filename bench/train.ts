@@ -102,7 +102,7 @@ export async function benchTrain(ctx: GpuContext, c: TrainCase, reps: number): P
       steps: times.length,
       params: tg.nParams,
       params_bytes: 4 * 4 * tg.nParams,
-      peak_bytes: allocated + K.splitKScratchBytes(ctx),
+      peak_bytes: allocated + K.scratchBytes(ctx),
       build_ms: buildMs,
       loss,
     };

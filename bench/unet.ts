@@ -188,7 +188,8 @@ export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions &
       activation_bytes_unshared: m.unshared,
       // the split-K partial sums live in one scratch buffer per context, shared by every conv
       splitk_scratch_bytes: K.splitKScratchBytes(ctx),
-      peak_bytes: m.params + m.activations + K.splitKScratchBytes(ctx),
+      // every shared scratch (split-K partials, attention scores, GroupNorm partials), one of each per context
+      peak_bytes: m.params + m.activations + K.scratchBytes(ctx),
       build_ms: buildMs,
       dispatches: net.dispatches.length,
       timing,

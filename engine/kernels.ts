@@ -202,6 +202,12 @@ const scratches = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
 export function splitKScratchBytes(ctx: GpuContext): number {
   return scratches.get(ctx)?.get('conv2d.splitk_partials')?.size ?? 0;
 }
+/** Bytes of every shared scratch buffer of this context (split-K, attention scores, GroupNorm partials, ...). */
+export function scratchBytes(ctx: GpuContext): number {
+  let n = 0;
+  for (const b of scratches.get(ctx)?.values() ?? []) n += b.size;
+  return n;
+}
 /**
  * One scratch buffer per context and purpose (split-K partial sums, the backward's flipped weights...), grown as
  * needed. Dispatches run in order, so every op can use it between the passes of its own chain (Dispatch.next); a
