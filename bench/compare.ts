@@ -18,6 +18,7 @@ interface Row {
   tile?: string;
   dawn_extra?: string;
   attention?: string;
+  prefetch?: boolean;
   device?: string;
   ms_per_step?: number;
   wall_ms_per_step?: number;
@@ -49,7 +50,7 @@ const fmt = (v: number | undefined) => (v === undefined ? '–' : v >= 100 ? v.t
 
 export function table(rows: Row[]): string {
   const ours = rows.filter((r) => r.kind === 'unet' && r.ms_per_step !== undefined);
-  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}`;
+  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}`;
   const kernels = [...new Set(ours.map(variant))];
   const torch = rows.filter((r) => r.impl && r.ms_per_step !== undefined);
   const impls = [...new Set(torch.map((r) => r.impl!))];

@@ -51,12 +51,13 @@ fi
 stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
 stage torch 60 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
 # variants, each for its own question
-stage bench-nosplit 30 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 20 --filter '^unet'
-stage bench-64tiles 30 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 20 --filter '^unet'
+stage bench-nosplit 25 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 10 --filter '^unet'
+stage bench-64tiles 25 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 10 --filter '^unet'
+stage bench-noprefetch 25 "$OUT/bench-extra.jsonl" env SR3_TILED_PREFETCH=0 $BENCH --json --reps 10 --filter '^unet'
 # attention: the flash-style kernel (CPU-tuned) in place of the GEMM form GPUs get by default (16->128 only has it)
-stage bench-flashattn 25 "$OUT/bench-extra.jsonl" env SR3_ATTENTION=flash $BENCH --json --reps 20 --filter '^unet 16->128'
+stage bench-flashattn 20 "$OUT/bench-extra.jsonl" env SR3_ATTENTION=flash $BENCH --json --reps 10 --filter '^unet 16->128'
 # Dawn's robustness transform bounds-checks every storage access (the kernels check their own bounds): its cost
-stage bench-norobust 30 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 20 --filter '^unet'
+stage bench-norobust 25 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 10 --filter '^unet'
 # where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
 stage profile 35 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
 stage compare 15 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-extra.jsonl" "$OUT/torch.jsonl"

@@ -4,6 +4,7 @@
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
+import { TILED_PREFETCH } from '../shaders/conv2d.ts';
 import { ATTN_GEMM, CONV_KERNELS, convKernelFor, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { DEFAULT_DAWN_FLAGS, dawnFlagsFromEnv, openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
@@ -202,6 +203,8 @@ async function main(argv: string[]): Promise<number> {
       // the GEMM kernel's tile when fixed (SR3_TILED_TILE, SR3_MMA_TILE), else chosen per conv
       // Dawn toggles and features beyond the defaults (SR3_DAWN_FLAGS), e.g. disable_robustness
       dawn_extra: dawnExtra(),
+      // whether the tiled conv prefetches the next k-step into registers (SR3_TILED_PREFETCH)
+      prefetch: TILED_PREFETCH.on,
       // the attention form when fixed (SR3_ATTENTION), else chosen per layer (engine/kernels.ts ATTN_GEMM)
       attention: ATTN_GEMM.force === undefined ? 'auto' : ATTN_GEMM.force ? 'gemm' : 'flash',
       tile: convKernelFor(ctx) === 'mma' ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',

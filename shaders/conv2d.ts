@@ -197,16 +197,67 @@ export interface TiledShape {
 }
 
 /**
+ * Register prefetch (the default): the next k-step's input and weight values are loaded into registers before the
+ * current step's multiply-adds and stored to workgroup memory after them, so global-memory latency overlaps the
+ * arithmetic instead of stalling every step. TILED_PREFETCH.on = false builds the plain form (SR3_TILED_PREFETCH=0).
+ */
+export const TILED_PREFETCH = { on: true };
+
+/**
  * The tiled implicit-GEMM conv for GPUs: a TM x TN output tile per workgroup of 16x16 invocations, each accumulating
  * an (TM/16) x (TN/16) block in registers; K is staged 16 at a time through workgroup memory, read back as vec4s.
  * 64x64 (4x4 per invocation) suits small layers; 128x128 (8x8) does four times the FMAs per staged element.
  */
-export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }): string {
+export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }, prefetch = TILED_PREFETCH.on): string {
   const { TM, TN } = shape;
   const TK = 16;
   const RM = TM / 16;
   const RN = TN / 16;
-  const g = stagedIm2col({ TM, TK, WG: 256, store: (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};` });
+  const PA = (TK * TM) / 256; // staged values per invocation and step
+  const PB = (TK * TN) / 256;
+  const g = stagedIm2col({
+    TM, TK, WG: 256,
+    store: prefetch ? (_kk, _mm, v) => `ra[e] = ${v};` : (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};`,
+  });
+  // the weights of one k-step: consecutive invocations read consecutive weights of one output channel
+  const weights = (put: (t: string, w: string) => string) => `
+    for (var e = 0u; e < ${PB}u; e++) {
+      let idx = li + e * 256u;
+      let nn = idx / TK;
+      let kb = idx - nn * TK;
+      let k = k0 + kb;
+      let co = n0 + nn;
+      var w = 0.0;
+      if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
+      ${put('kb * TN + nn', 'w')}
+    }`;
+  const stage = prefetch
+    ? `
+    // the values prefetched during the previous step (or before the loop) into workgroup memory
+    for (var e = 0u; e < ${PA}u; e++) {
+      let t = (skk0 + e * ${256 / TM}u) * TM + smm;
+      As[t / 4u][t % 4u] = ra[e];
+    }
+    for (var e = 0u; e < ${PB}u; e++) {
+      let idx = li + e * 256u;
+      let nn = idx / TK;
+      let t = (idx - nn * TK) * TN + nn;
+      Bs[t / 4u][t % 4u] = rb[e];
+    }
+    workgroupBarrier();
+    // the next step's loads, in flight during this step's multiply-adds (a uniform branch: barriers inside are fine)
+    if (k0 + TK < kEnd) {
+      let k0 = k0 + TK;
+${g.decode}
+${g.gather}
+${weights((_t, w) => `rb[e] = ${w};`)}
+    }`
+    : `
+${g.decode}
+    // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
+${g.gather}
+${weights((t, w) => `let t = ${t}; Bs[t / 4u][t % 4u] = ${w};`)}
+    workgroupBarrier();`;
   return /* wgsl */ `
 ${GEMM_CONV_HEADER}
 
@@ -230,22 +281,16 @@ ${SPLIT_K_RANGE}
   let tn = lid.y * ${RN}u;
   var acc: array<array<f32, ${RN}>, ${RM}>;
 ${g.setup}
-  for (var k0 = kBeg; k0 < kEnd; k0 += TK) {
+${prefetch ? `  var ra: array<f32, ${PA}>;
+  var rb: array<f32, ${PB}>;
+  if (kBeg < kEnd) {
+    let k0 = kBeg;
 ${g.decode}
-    // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
 ${g.gather}
-    for (var e = 0u; e < ${(TK * TN) / 256}u; e++) {
-      let idx = li + e * 256u;
-      let nn = idx / TK;
-      let kb = idx - nn * TK;
-      let k = k0 + kb;
-      let co = n0 + nn;
-      var w = 0.0;
-      if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
-      let t = kb * TN + nn;
-      Bs[t / 4u][t % 4u] = w;
-    }
-    workgroupBarrier();
+${weights((_t, w) => `rb[e] = ${w};`)}
+  }` : ''}
+  for (var k0 = kBeg; k0 < kEnd; k0 += TK) {
+${stage}
     for (var kk = 0u; kk < TK; kk++) {
       var a: array<vec4f, ${RM / 4}>;
       var bw: array<vec4f, ${RN / 4}>;

@@ -8,6 +8,7 @@ import * as K from '../engine/kernels.ts';
 import * as R from './reference/nn-ref.ts';
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
 import { mmaTile } from '../shaders/conv2d_mma.ts';
+import { TILED_PREFETCH } from '../shaders/conv2d.ts';
 
 interface Case {
   B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
@@ -132,6 +133,18 @@ test('conv2d tiled with each tile shape (64/128 pixels x 64/128 channels): withi
   }
   assert.equal(K.tiledShape(128 * 128, 64), { TM: 128, TN: 64 });
   assert.equal(K.tiledShape(16 * 16, 512), { TM: 64, TN: 128 });
+});
+
+test('conv2d tiled without the register prefetch (plain staging): every case within 2e-5 of the float64 reference', async () => {
+  const ctx = await device();
+  K.setConvKernel(ctx, 'tiled');
+  TILED_PREFETCH.on = false;
+  try {
+    for (const c of CASES) await check(ctx, c, 'tiled, no prefetch');
+  } finally {
+    TILED_PREFETCH.on = true;
+    K.setConvKernel(ctx, undefined);
+  }
 });
 
 test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged channel, scalar loads)', async () => {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
 import { ATTN_GEMM, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
+import { TILED_PREFETCH } from '../../shaders/conv2d.ts';
 
 /**
  * Dawn toggles asked for by default. `allow_unsafe_apis` exposes subgroup matrices (tensor cores) and
@@ -48,8 +49,9 @@ export function dawnFlagsFromEnv(): string[] {
  * Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none.
  * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
  * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off); SR3_TILED_TILE=TMxTN fixes the
- * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's; SR3_ATTENTION=flash|gemm fixes the attention form (default:
- * gemm on GPUs where the scores fit, flash elsewhere).
+ * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's;
+ * SR3_TILED_PREFETCH=0 builds the tiled conv without its register prefetch; SR3_ATTENTION=flash|gemm fixes the
+ * attention form (default: gemm on GPUs where the scores fit, flash elsewhere).
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -78,6 +80,14 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
     }
     TILED_TILE.TM = Number(m[1]) as 64 | 128;
     TILED_TILE.TN = Number(m[2]) as 64 | 128;
+  }
+  const prefetch = process.env.SR3_TILED_PREFETCH?.trim();
+  if (prefetch) {
+    if (prefetch !== '0' && prefetch !== '1') {
+      ctx.destroy();
+      throw new GpuError(`SR3_TILED_PREFETCH=${prefetch}: give 1 (the tiled conv prefetches the next step into registers, the default) or 0`);
+    }
+    TILED_PREFETCH.on = prefetch === '1';
   }
   const mmaTile = process.env.SR3_MMA_TILE?.trim();
   if (mmaTile) {
