@@ -5,12 +5,14 @@
 # Every stage has its own time limit and the script goes on past a failed one; at most 8 files come back from $OUT:
 #   summary.txt   each stage's exit code and seconds, doctor's report, the table
 #   tests.log     the GPU-relevant tests (golden forward/sampler/training on this card, the f16 and mma kernels)
-#   bench-tiled.jsonl, bench-mma.jsonl, bench-extra.jsonl   `npm run bench -- --json` rows (f32 tiled kernel with
-#                 split-K; mixed-precision tensor-core kernel, or the f16 FMA kernel where mma cannot run; f32
-#                 without split-K, and with 64x64 tiles only, for the U-Net rows; a per-dispatch profile of a step)
+#   bench-tiled.jsonl, bench-mma.jsonl, bench-extra.jsonl   `npm run bench -- --json` rows: the f32 tiled kernel
+#                 with its defaults; the mixed-precision tensor-core kernel (also with 64x64 tiles and without its
+#                 register prefetch), or the f16 FMA kernel where mma cannot run; the f32 U-Net rows without
+#                 split-K, with 64x64 tiles, without the prefetch, with flash attention, without Dawn's robustness;
+#                 a per-dispatch profile of a step
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the table
-# Total limits: 570 s at most (the f16 stage runs only when mma cannot, in place of the 64x64 mma one), inside the
+# Total limits: 565 s at most (the f16 stage runs only when mma cannot, in place of the two mma variants), inside the
 # tool's 600 s per command (use timeout_s 600).
 set -u
 OUT=${OUT:-out/device}
@@ -34,22 +36,24 @@ stage() { # name limit_s logfile command...
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
 stage doctor 20 "$summary" node bin/sr3.js doctor
-stage tests 75 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
+stage tests 60 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
 # --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
 # the networks first (the table), then the kernels, each under its own limit
-stage bench-nets 80 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(unet|upscale)'
+stage bench-nets 75 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(unet|upscale)'
 stage bench-kernels 45 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
 # if the tensor-core kernel cannot run (its reason is in the file), the FMA f16 kernel's rows take its place; if it
-# can, its U-Net rows again with 64x64 tiles only (the default takes 128 where a layer is large enough)
+# can, its U-Net rows again with 64x64 tiles only (the default takes 128 where a layer is large enough), and without
+# the register prefetch
 if stage bench-mma 70 "$OUT/bench-mma.jsonl" $BENCH --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)'; then
-  stage bench-mma64 30 "$OUT/bench-mma.jsonl" env SR3_MMA_TILE=64x64 $BENCH --json --reps 20 --conv-kernel mma --filter '^unet'
+  stage bench-mma64 25 "$OUT/bench-mma.jsonl" env SR3_MMA_TILE=64x64 $BENCH --json --reps 10 --conv-kernel mma --filter '^unet'
+  stage bench-mma-noprefetch 25 "$OUT/bench-mma.jsonl" env SR3_MMA_PREFETCH=0 $BENCH --json --reps 10 --conv-kernel mma --filter '^unet'
 else
   stage bench-f16 40 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
 fi
 # PyTorch on this card before the variants, so the table's ratio survives the command being cut short
 # the architecture first (float64 forward vs the golden eps, a few seconds), then the timings that the targets name
 stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
-stage torch 60 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
+stage torch 55 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
 # variants, each for its own question
 stage bench-nosplit 25 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 10 --filter '^unet'
 stage bench-64tiles 25 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 10 --filter '^unet'

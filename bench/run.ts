@@ -203,8 +203,8 @@ async function main(argv: string[]): Promise<number> {
       // the GEMM kernel's tile when fixed (SR3_TILED_TILE, SR3_MMA_TILE), else chosen per conv
       // Dawn toggles and features beyond the defaults (SR3_DAWN_FLAGS), e.g. disable_robustness
       dawn_extra: dawnExtra(),
-      // whether the tiled conv prefetches the next k-step into registers (SR3_TILED_PREFETCH)
-      prefetch: TILED_PREFETCH.on,
+      // whether the GEMM conv prefetches the next k-step into registers (SR3_TILED_PREFETCH, SR3_MMA_PREFETCH)
+      prefetch: convKernelFor(ctx) === 'tiled' ? TILED_PREFETCH.on : MMA_OPTIONS.prefetch ?? true,
       // the attention form when fixed (SR3_ATTENTION), else chosen per layer (engine/kernels.ts ATTN_GEMM)
       attention: ATTN_GEMM.force === undefined ? 'auto' : ATTN_GEMM.force ? 'gemm' : 'flash',
       tile: convKernelFor(ctx) === 'mma' ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',

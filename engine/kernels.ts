@@ -113,7 +113,7 @@ export async function conv2d(
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else if (kernel === 'f16' || kernel === 'mma') {
-    const code = conv2dMmaWgsl(mma ?? requireF16(ctx));
+    const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: MMA_OPTIONS.prefetch });
     pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_mma_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
@@ -173,8 +173,8 @@ export function mmaShape(M: number, Cout: number, s: { fragment: number; subgrou
     TN: MMA_OPTIONS.TN ?? Math.max(2 * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S)),
   };
 }
-/** Overrides for the 'mma' kernel's tile (experiments, tests). */
-export const MMA_OPTIONS: { TM?: number; TN?: number } = {};
+/** Overrides for the mixed-precision kernels (experiments, tests): the 'mma' tile, and the register prefetch of both. */
+export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean } = {};
 
 /**
  * Split-K for the GEMM conv kernels: a conv whose output tiles give fewer than SPLIT_K.target workgroups (the

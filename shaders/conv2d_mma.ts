@@ -32,6 +32,11 @@ export interface MmaConvOptions {
   /** subgroup-matrix only: the workgroup's output tile, TM pixels x TN channels (default 64 x 64; see mmaTile) */
   TM?: number;
   TN?: number;
+  /**
+   * Load the next k-step's values (as f16) into registers during the current step's multiplies (default true), as
+   * the tiled f32 kernel does; false stages each step after the previous one's barrier.
+   */
+  prefetch?: boolean;
 }
 
 /** The f16-tiles body's workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
@@ -107,7 +112,45 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
   const { TM, TN, TK, S, FM, FN } = mmaTile(o);
   const WG = mmaWorkgroupSize(o);
   const SG = o.subgroupSize ?? 32;
-  const g = stagedIm2col({ TM, TK, WG, store: (kk, mm, v) => `As[${kk} * ${TM}u + ${mm}] = f16(clamp(${v}, -65504.0, 65504.0));` });
+  const prefetch = o.prefetch ?? true;
+  const PA = (TM * TK) / WG; // staged values per invocation and step
+  const PB = (TN * TK) / WG;
+  if (!Number.isInteger(PB)) throw new Error(`conv2dMmaWgsl: ${WG} invocations do not stage a ${TN}-channel tile evenly`);
+  const half = (v: string) => `f16(clamp(${v}, -65504.0, 65504.0))`;
+  const g = stagedIm2col({
+    TM, TK, WG,
+    store: prefetch ? (_kk, _mm, v) => `ra[e] = ${half(v)};` : (kk, mm, v) => `As[${kk} * ${TM}u + ${mm}] = ${half(v)};`,
+  });
+  // the weights of one k-step, B [TK x TN] column-major: consecutive invocations read consecutive weights of a channel
+  const weights = (put: (idx: string, w: string) => string) => `
+    for (var e = 0u; e < ${PB}u; e++) {
+      let idx = li + e * ${WG}u;
+      let nn = idx / ${TK}u;
+      let kb = idx - nn * ${TK}u;
+      let k = k0 + kb;
+      let co = n0 + nn;
+      var w = 0.0;
+      if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
+      ${put('idx', half('w'))}
+    }`;
+  const load = `
+${g.decode}
+    // consecutive invocations gather consecutive pixels of one reduction row
+${g.gather}
+${weights(prefetch ? (_i, w) => `rb[e] = ${w};` : (i, w) => `Bs[${i}] = ${w};`)}`;
+  const stage = prefetch
+    ? `
+    // the values prefetched during the previous step (or before the loop) into workgroup memory
+    for (var e = 0u; e < ${PA}u; e++) { As[(skk0 + e * ${WG / TM}u) * ${TM}u + smm] = ra[e]; }
+    for (var e = 0u; e < ${PB}u; e++) { Bs[li + e * ${WG}u] = rb[e]; }
+    workgroupBarrier();
+    // the next step's loads, in flight during this step's multiplies (a uniform branch: its barriers are fine)
+    if (k0 + ${TK}u < kEnd) {
+      let k0 = k0 + ${TK}u;
+${load}
+    }`
+    : `${load}
+    workgroupBarrier();`;
 
   let compute: string;
   let store: string;
@@ -201,20 +244,14 @@ ${SPLIT_K_RANGE}
   let n0 = wg.y * ${TN}u;
 ${decl}
 ${g.setup}
+${prefetch ? `  var ra: array<f16, ${PA}>;
+  var rb: array<f16, ${PB}>;
+  if (kBeg < kEnd) {
+    let k0 = kBeg;
+${load}
+  }` : ''}
   for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
-${g.decode}
-    // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
-${g.gather}
-    for (var idx = li; idx < ${TN * TK}u; idx += ${WG}u) {
-      let nn = idx / ${TK}u;
-      let kb = idx - nn * ${TK}u;
-      let k = k0 + kb;
-      let co = n0 + nn;
-      var w = 0.0;
-      if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
-      Bs[idx] = f16(clamp(w, -65504.0, 65504.0));
-    }
-    workgroupBarrier();
+${stage}
 ${compute}
     workgroupBarrier();
   }

@@ -238,6 +238,13 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
     return;
   }
   await checkMixed(ctx, 'f16');
+  K.MMA_OPTIONS.prefetch = false;
+  try {
+    console.log('    without the register prefetch:');
+    await checkMixedOnce(ctx, 'f16');
+  } finally {
+    delete K.MMA_OPTIONS.prefetch;
+  }
 });
 
 test('conv2d mma (subgroup matrices): the same, where the device has them; otherwise refused with the reason', async () => {
@@ -258,9 +265,10 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   }
   console.log(`    mma: subgroup size ${s.subgroupSize}, ${s.fragment}x${s.fragment} fragments, '${s.syntax}' builtin spelling`);
   await checkMixed(ctx, 'mma');
-  // another tile the device allows: one fragment row per subgroup by four columns (the unequal walk)
+  // another tile the device allows: one fragment row per subgroup by four columns (the unequal walk); and without
+  // the register prefetch
   const S = s.fragment!;
-  const variants: (typeof K.MMA_OPTIONS)[] = [{ TM: 2 * S, TN: 8 * S }];
+  const variants: (typeof K.MMA_OPTIONS)[] = [{ TM: 2 * S, TN: 8 * S }, { prefetch: false }];
   for (const v of variants) {
     Object.assign(K.MMA_OPTIONS, v);
     try {

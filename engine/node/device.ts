@@ -50,7 +50,8 @@ export function dawnFlagsFromEnv(): string[] {
  * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
  * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off); SR3_TILED_TILE=TMxTN fixes the
  * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's;
- * SR3_TILED_PREFETCH=0 builds the tiled conv without its register prefetch; SR3_ATTENTION=flash|gemm fixes the
+ * SR3_TILED_PREFETCH=0 / SR3_MMA_PREFETCH=0 build the tiled / mixed-precision convs without their register
+ * prefetch; SR3_ATTENTION=flash|gemm fixes the
  * attention form (default: gemm on GPUs where the scores fit, flash elsewhere).
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
@@ -88,6 +89,14 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
       throw new GpuError(`SR3_TILED_PREFETCH=${prefetch}: give 1 (the tiled conv prefetches the next step into registers, the default) or 0`);
     }
     TILED_PREFETCH.on = prefetch === '1';
+  }
+  const mmaPrefetch = process.env.SR3_MMA_PREFETCH?.trim();
+  if (mmaPrefetch) {
+    if (mmaPrefetch !== '0' && mmaPrefetch !== '1') {
+      ctx.destroy();
+      throw new GpuError(`SR3_MMA_PREFETCH=${mmaPrefetch}: give 1 (the mixed-precision convs prefetch the next step into registers, the default) or 0`);
+    }
+    MMA_OPTIONS.prefetch = mmaPrefetch === '1';
   }
   const mmaTile = process.env.SR3_MMA_TILE?.trim();
   if (mmaTile) {
