@@ -36,11 +36,11 @@ stage() { # name limit_s logfile command...
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
 stage doctor 20 "$summary" node bin/sr3.js doctor
-stage tests 60 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
+stage tests 70 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
 # --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
 # the networks first (the table), then the kernels, each under its own limit
 stage bench-nets 75 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(unet|upscale)'
-stage bench-kernels 45 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
+stage bench-kernels 40 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
 # if the tensor-core kernel cannot run (its reason is in the file), the FMA f16 kernel's rows take its place; if it
 # can, its U-Net rows again with 64x64 tiles only (the default takes 128 where a layer is large enough), and without
 # the register prefetch
@@ -63,7 +63,7 @@ stage bench-flashattn 20 "$OUT/bench-extra.jsonl" env SR3_ATTENTION=flash $BENCH
 # Dawn's robustness transform bounds-checks every storage access (the kernels check their own bounds): its cost
 stage bench-norobust 25 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 10 --filter '^unet'
 # where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
-stage profile 35 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
+stage profile 30 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
 stage compare 15 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-extra.jsonl" "$OUT/torch.jsonl"
 cat "$OUT/table.md" >> "$summary"
 grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"
