@@ -63,6 +63,12 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       console.log(`  ${k.padEnd(34)} ${v}${k.includes('Size') && v >= 1024 ? `  (${fmtBytes(v)})` : ''}`);
     }
     console.log(`dawn flags   ${report.dawnFlags.join(' ') || '(none)'}`);
+    // Mesa's version is the last "Mesa X.Y" in the llvmpipe description
+    const mesa = /Mesa (\d+)\.(\d+)/.exec(report.adapter);
+    if (report.software && mesa && Number(mesa[1]) < 26) {
+      console.log(`hint         Mesa ${mesa[1]}.${mesa[2]}'s lavapipe: Mesa 26's runs these kernels about twice as fast, and has subgroup matrices;`);
+      console.log('             bash scripts/lavapipe-coopmat.sh bin/sr3.js <command> runs on it without installing anything (README)');
+    }
     return 0;
   } finally {
     ctx.destroy();
