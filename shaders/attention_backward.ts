@@ -27,14 +27,11 @@ fn put(o: u32, v: f32) {
   if (p.accumulate != 0u) { dqkv[o] = dqkv[o] + v; } else { dqkv[o] = v; }
 }
 
-// (q_i . k_j, dO_i . v_j) of batch element b: the unscaled score and dP, recomputed wherever a tile needs them
-fn dots(b: u32, qi: u32, kj: u32) -> vec2f {
+// (q_i . k_j, dO_i . v_j) from one batch element's q, k, v and dO blocks (qb, kb, vb, ob): the unscaled score and
+// dP, recomputed wherever a tile needs them
+fn dots(qb: u32, kb: u32, vb: u32, ob: u32, qi: u32, kj: u32) -> vec2f {
   let C = p.C;
   let HW = p.HW;
-  let qb = b * 3u * C * HW;
-  let kb = qb + C * HW;
-  let vb = kb + C * HW;
-  let ob = b * C * HW;
   var d = 0.0;
   var e = 0.0;
   for (var c = 0u; c < C; c++) {
@@ -81,7 +78,7 @@ ${PROLOGUE}
     var s = NEG;
     var dp = 0.0;
     if (kj < HW && qi < HW) {
-      let de = dots(b, qi, kj);
+      let de = dots(qb, kb, vb, ob, qi, kj);
       s = de.x * p.scale;
       dp = de.y;
     } else if (kj < HW) {
@@ -127,7 +124,7 @@ ${PROLOGUE}
     let kj = j0 + sj;
     var ds = 0.0;
     if (kj < HW && qi < HW) {
-      let de = dots(b, qi, kj);
+      let de = dots(qb, kb, vb, ob, qi, kj);
       let pr = exp(de.x * p.scale - rowM[si]);
       ds = pr * (de.y - rowT[si]);
     }
@@ -172,7 +169,7 @@ ${PROLOGUE}
     var pr = 0.0;
     var ds = 0.0;
     if (kj < HW && qi < HW) {
-      let de = dots(b, qi, kj);
+      let de = dots(qb, kb, vb, ob, qi, kj);
       pr = exp(de.x * p.scale - rowStats[(b * HW + qi) * 2u]);
       ds = pr * (de.y - rowStats[(b * HW + qi) * 2u + 1u]);
     }

@@ -3,19 +3,8 @@
 // The normalisation itself is applied where the data is next read (the following conv's input load), or written out
 // by GN_APPLY (shaders/groupnorm_backward.ts).
 
-/**
- * One workgroup per (group, batch): each channel of the group is walked row by row (no per-element division), as
- * vec4s when the map's pixel count is a multiple of 4 (`vec`: a quarter of the loads, which dominate on a CPU device).
- * WG invocations (a power of two): fewer for small groups, where the tree reduction's barriers cost more than the loads.
- */
-export const groupNormStatsWgsl = (vec: boolean, WG = 256): string => /* wgsl */ `
-struct P { C1: u32, C2: u32, HW: u32, G: u32, statsOff: u32, eps: f32, _a: u32, _b: u32 }
-
-@group(0) @binding(0) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;
-@group(0) @binding(1) var<storage, read> inB: array<${vec ? 'vec4f' : 'f32'}>;
-@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
-
+// The statistics kernels' shared helpers: a workgroup sum, and where channel c's row starts in inA or inB.
+const STATS_HELPERS = (WG: number): string => /* wgsl */ `
 const WG: u32 = ${WG}u;
 var<workgroup> red: array<f32, ${WG}>;
 
@@ -36,7 +25,22 @@ fn rowBase(b: u32, c: u32, n: u32) -> u32 {
   if (c < p.C1) { return (b * p.C1 + c) * n; }
   return (b * p.C2 + (c - p.C1)) * n;
 }
+`;
 
+/**
+ * One workgroup per (group, batch): each channel of the group is walked row by row (no per-element division), as
+ * vec4s when the map's pixel count is a multiple of 4 (`vec`: a quarter of the loads, which dominate on a CPU device).
+ * WG invocations (a power of two): fewer for small groups, where the tree reduction's barriers cost more than the loads.
+ */
+export const groupNormStatsWgsl = (vec: boolean, WG = 256): string => /* wgsl */ `
+struct P { C1: u32, C2: u32, HW: u32, G: u32, statsOff: u32, eps: f32, _a: u32, _b: u32 }
+
+@group(0) @binding(0) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> inB: array<${vec ? 'vec4f' : 'f32'}>;
+@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+
+${STATS_HELPERS(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let g = wg.x;
@@ -88,26 +92,7 @@ struct P { C1: u32, C2: u32, HW: u32, G: u32, P: u32, L: u32, _a: u32, _b: u32 }
 @group(0) @binding(2) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(3) var<uniform> p: P;
 
-const WG: u32 = ${WG}u;
-var<workgroup> red: array<f32, ${WG}>;
-
-fn wgSum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WG / 2u; s > 0u; s = s / 2u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let total = red[0];
-  workgroupBarrier();
-  return total;
-}
-
-fn rowBase(b: u32, c: u32, n: u32) -> u32 {
-  if (c < p.C1) { return (b * p.C1 + c) * n; }
-  return (b * p.C2 + (c - p.C1)) * n;
-}
-
+${STATS_HELPERS(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: u32) {
   let k = wg.x;
