@@ -28,6 +28,13 @@ const TK: u32 = 16u;
 var<workgroup> As: array<f32, 1024>; // [TK][TM]
 var<workgroup> Bs: array<f32, 1024>; // [TK][TN]
 
+// Element idx of a 16 x 64 tile to stage, as (k, m): consecutive idx along m where the operand's m stride is 1,
+// else along k, so consecutive invocations read consecutive addresses either way
+fn slot(idx: u32, alongM: bool) -> vec2u {
+  if (alongM) { return vec2u(idx / 64u, idx % 64u); }
+  return vec2u(idx % TK, idx / TK);
+}
+
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let m0 = wg.x * TM;
@@ -40,25 +47,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let tn = (li / 16u) * 4u;
   var acc: array<vec4f, 4>;
   for (var k0 = 0u; k0 < p.K; k0 += TK) {
-    // stage A(k, m) and B(k, n): consecutive invocations take consecutive elements along whichever index is
-    // contiguous in memory (stride 1), so the loads coalesce for either layout
+    // stage A(k, m) and B(k, n), each along whichever index is contiguous in memory
     for (var r = 0u; r < 4u; r++) {
       let idx = li + r * 256u;
-      var kk: u32;
-      var mm: u32;
-      if (p.aM == 1u) { mm = idx % TM; kk = idx / TM; } else { kk = idx % TK; mm = idx / TK; }
-      let k = k0 + kk;
-      let m = m0 + mm;
+      let sa = slot(idx, p.aM == 1u);
       var v = 0.0;
-      if (k < p.K && m < p.M) { v = A[aBase + k * p.aK + m * p.aM]; }
-      As[kk * TM + mm] = v;
-      var nn: u32;
-      if (p.bN == 1u) { nn = idx % TN; kk = idx / TN; } else { kk = idx % TK; nn = idx / TK; }
-      let kb = k0 + kk;
-      let n = n0 + nn;
+      if (k0 + sa.x < p.K && m0 + sa.y < p.M) { v = A[aBase + (k0 + sa.x) * p.aK + (m0 + sa.y) * p.aM]; }
+      As[sa.x * TM + sa.y] = v;
+      let sb = slot(idx, p.bN == 1u);
       var w = 0.0;
-      if (kb < p.K && n < p.N) { w = Bm[bBase + kb * p.bK + n * p.bN]; }
-      Bs[kk * TN + nn] = w;
+      if (k0 + sb.x < p.K && n0 + sb.y < p.N) { w = Bm[bBase + (k0 + sb.x) * p.bK + (n0 + sb.y) * p.bN]; }
+      Bs[sb.x * TN + sb.y] = w;
     }
     workgroupBarrier();
     for (var kk = 0u; kk < TK; kk++) {
