@@ -460,6 +460,8 @@ export async function attention(
   return { pipeline, bindGroup, workgroups, label: spec.label };
 }
 
+const fmtMiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
 /** A strided GEMM's uniform (STRIDED_GEMM_WGSL): sizes, alpha, and per operand offset, batch/row/column strides. */
 function gemmUniform(ctx: GpuContext, label: string, g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] }): GPUBuffer {
   const u = new ArrayBuffer(64);
@@ -476,7 +478,14 @@ async function attentionGemm(
 ): Promise<Dispatch> {
   const L = spec.label ?? 'attention';
   const { B, C, HW } = spec;
-  const S = sharedScratch(ctx, 'attention.scores', B * HW * HW * 4);
+  const bytes = B * HW * HW * 4;
+  if (bytes > ctx.limits.maxStorageBufferBindingSize) {
+    throw new Error(
+      `${L}: attention as GEMMs needs ${fmtMiB(bytes)} of scores for ${B} x ${HW} positions, over this device's ` +
+        `${fmtMiB(ctx.limits.maxStorageBufferBindingSize)} storage binding limit: use the flash form (SR3_ATTENTION=flash, or leave it unset)`,
+    );
+  }
+  const S = sharedScratch(ctx, 'attention.scores', bytes);
   const gemmP = await ctx.pipeline(STRIDED_GEMM_WGSL, { label: 'attention_gemm' });
   const smP = await ctx.pipeline(ROW_SOFTMAX_WGSL, { label: 'attention_softmax' });
   const per = 3 * C * HW; // one batch element of qkv

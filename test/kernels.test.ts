@@ -214,5 +214,20 @@ for (const [B, C1, C2, H, W, G, P] of [
   });
 }
 
+test('attention as GEMMs refuses a score buffer over the storage binding limit, naming the way out', async () => {
+  const ctx = await device();
+  // more positions than fit: HW^2 * 4 bytes over the limit (the buffers themselves are never touched)
+  const HW = Math.ceil(Math.sqrt(ctx.limits.maxStorageBufferBindingSize / 4)) + 1;
+  K.ATTN_GEMM.force = true;
+  try {
+    await K.attention(ctx, { B: 1, C: 4, HW, label: 'attn' }, { qkv: ctx.buffer(64), out: ctx.buffer(64) });
+    assert.unreachable('accepted');
+  } catch (e) {
+    assert.match((e as Error).message, /attn: attention as GEMMs needs .* MiB of scores .* over this device's .* storage binding limit: use the flash form \(SR3_ATTENTION=flash/);
+  } finally {
+    delete K.ATTN_GEMM.force;
+  }
+});
+
 test.after(releaseDevice);
 test.run();
