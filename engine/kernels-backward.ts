@@ -219,21 +219,27 @@ function stridedMode(spec: ConvBackwardSpec): StridedMode | null {
 
 /**
  * The direct input-gradient kernel's block for one conv: RY x PX input pixels x RN input channels per invocation
- * (stride 2: both row parities, so every tap is used; upsampling: one row, whose 16 effective taps already give
- * 16 * PX * RN FMAs per output channel), WG invocations per workgroup (fewer on small maps), CC output channels of
- * weights staged at a time (8 KiB). DX_STRIDED_BLOCK overrides any field (experiments, tests).
+ * (stride 2: 4 rows of 16 (8 on narrow maps) x 4 channels, so each tap's weights serve a quarter of the 64 pixels;
+ * upsampling: one row of 8 x 16 channels, whose 16 effective taps give 16 * PX * RN FMAs per output channel), WG
+ * invocations per workgroup (fewer on small maps), CC output channels of weights staged at a time (8 KiB), vec4
+ * reads of the output gradient and writes of the input gradient where the rows allow. Measured on lavapipe
+ * (CPU time, other blocks: 2x8x8, 4x8x8, 4x16x8, 1x8x8, 2x4x8...): these were the fastest that compile in under 4 s.
+ * DX_STRIDED_BLOCK overrides any field (experiments, tests).
  */
 export function dxStridedBlock(spec: ConvBackwardSpec, mode: StridedMode): DxDirectShape {
   const Cin = spec.C1 + spec.C2;
+  const [, Wout] = convOutSize(spec);
   const o = DX_STRIDED_BLOCK;
-  const RY = o.RY ?? (mode === 'stride2' ? 2 : 1);
-  const PX = o.PX ?? (spec.Win >= 8 ? 8 : 4);
-  const RN = o.RN ?? (Cin > 4 ? 8 : 4);
+  const RY = o.RY ?? (mode === 'stride2' ? 4 : 1);
+  const PX = o.PX ?? (mode === 'stride2' && spec.Win >= 16 ? 16 : spec.Win >= 8 ? 8 : 4);
+  const RN = o.RN ?? (mode === 'stride2' || Cin <= 4 ? 4 : Cin <= 8 ? 8 : 16);
   const T = dxTaps(spec.ks, mode).length;
   const units = ceilDiv(spec.Hin, RY) * ceilDiv(spec.Win, PX);
   const WG = o.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
   const CC = o.CC ?? Math.max(1, Math.floor(512 / (T * (RN / 4))));
-  return { ks: spec.ks, mode, RY, PX, RN, CC, WG };
+  const vecG = o.vecG ?? (Wout % 4 === 0 && PX % (mode === 'stride2' ? 8 : 2) === 0);
+  const vecOut = o.vecOut ?? (spec.Win % 4 === 0 && PX % 4 === 0);
+  return { ks: spec.ks, mode, RY, PX, RN, CC, WG, vecG, vecOut };
 }
 export const DX_STRIDED_BLOCK: Partial<Omit<DxDirectShape, 'ks' | 'mode'>> = {};
 
@@ -265,7 +271,7 @@ async function stridedInputGradient(
   return {
     pipeline: prep,
     bindGroup: ctx.bind(prep, [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, CinP, spec.wOff], L), `${L}.dx_weights.u`)], `${L}.dx_weights`),
-    workgroups: grid256(ctx, nW, L),
+    workgroups: grid256(ctx, spec.Cout * CinP, L),
     label: `${L}.dx_weights`,
     next: {
       pipeline,
@@ -276,8 +282,14 @@ async function stridedInputGradient(
   };
 }
 
-/** Output channels per invocation of the strided direct weight gradient (DW_STRIDED_BLOCK.RC overrides). */
-export const DW_STRIDED_BLOCK: { RC?: number } = {};
+/**
+ * Output and input channels per invocation of the strided direct weight gradient: each step loads RC x RY vec4s of
+ * the output gradient and RCI x (the step's input values) for RC x RCI x KS*KS x 4 x RY FMAs. Stride 2 reads 27 input
+ * values per input channel and step, upsampling 12 (its columns come in pairs) against 2 vec4 rows of the output
+ * gradient, so stride 2 takes more output channels (8 x 2) and upsampling more input channels (4 x 4); measured on
+ * lavapipe against 8 x 1, 16 x 1, 16 x 2 (6 s of compile) and 4 x 8 (7-10 s). DW_STRIDED_BLOCK overrides them.
+ */
+export const DW_STRIDED_BLOCK: { RC?: number; RCI?: number } = {};
 
 /**
  * The weight gradient of a stride-2 or upsampled conv on a plain input where the context runs the direct conv kernel
@@ -295,10 +307,11 @@ async function stridedWeightGradient(
   const [Hout, Wout] = convOutSize(spec);
   const Cin = spec.C1 + spec.C2;
   const n = spec.Cout * Cin * spec.ks * spec.ks;
-  const RC = DW_STRIDED_BLOCK.RC ?? (spec.Cout > 4 ? 8 : 4);
+  const RC = DW_STRIDED_BLOCK.RC ?? (mode === 'stride2' && spec.Cout > 4 ? 8 : 4);
+  const RCI = DW_STRIDED_BLOCK.RCI ?? (mode === 'stride2' ? 2 : 4);
   const RY = mode === 'upsample' ? 2 : 1;
   // enough independent invocations to keep the device's threads busy (at least 512), in bands of whole row steps
-  const perImage = Cin * ceilDiv(spec.Cout, RC);
+  const perImage = ceilDiv(Cin, RCI) * ceilDiv(spec.Cout, RC);
   const steps = ceilDiv(Hout, RY);
   const chunks = Math.max(1, Math.min(steps, Math.ceil(512 / (spec.B * perImage))));
   const rows = ceilDiv(steps, chunks) * RY;
@@ -306,7 +319,7 @@ async function stridedWeightGradient(
   const S = spec.B * bands;
   const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
   noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
-  const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RY, vecG: Wout % 4 === 0 });
+  const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0 });
   const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
   const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);

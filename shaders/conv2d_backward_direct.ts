@@ -65,14 +65,16 @@ export function dxTaps(ks: 1 | 3, mode: StridedMode): Tap[] {
 
 /**
  * wT[(co * T + t) * CinP + ci] = sum of W[co, ci, s] over the original taps s of effective tap t (0 for ci >= Cin):
- * the weights transposed for the input gradient, one vec4 of 4 input channels per staged element.
+ * the weights transposed for the input gradient, one vec4 of 4 input channels per staged element. One invocation per
+ * (co, ci) reads its KS*KS weights once and writes its T effective taps.
  */
 export function dxWeightsWgsl(ks: 1 | 3, mode: StridedMode): string {
   const taps = dxTaps(ks, mode);
   const KK = ks * ks;
-  const cases = taps
-    .map((tp) => `    case ${tp.t}u: { s = ${tp.sources.map((s) => `params[w + ${s}u]`).join(' + ')}; }`)
-    .join('\n');
+  const T = taps.length;
+  const L: string[] = [];
+  for (let s = 0; s < KK; s++) L.push(`    w${s} = params[w + ${s}u];`);
+  const S = taps.map((tp) => `  wT[o + ${tp.t}u * p.CinP] = ${tp.sources.map((s) => `w${s}`).join(' + ')};`);
   return /* wgsl */ `
 struct P { Cout: u32, Cin: u32, CinP: u32, wOff: u32 }
 @group(0) @binding(0) var<storage, read> params: array<f32>;
@@ -82,20 +84,16 @@ struct P { Cout: u32, Cin: u32, CinP: u32, wOff: u32 }
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
   let i = (wg.y * nw.x + wg.x) * 256u + li;
-  if (i >= p.Cout * ${taps.length}u * p.CinP) { return; }
+  if (i >= p.Cout * p.CinP) { return; }
   let ci = i % p.CinP;
-  let r = i / p.CinP;
-  let t = r % ${taps.length}u;
-  let co = r / ${taps.length}u;
-  var s = 0.0;
+  let co = i / p.CinP;
+${[...Array(KK).keys()].map((s) => `  var w${s} = 0.0;`).join('\n')}
   if (ci < p.Cin) {
     let w = p.wOff + (co * p.Cin + ci) * ${KK}u;
-    switch t {
-${cases}
-      default: {}
-    }
+${L.join('\n')}
   }
-  wT[i] = s;
+  let o = co * ${T}u * p.CinP + ci;
+${S.join('\n')}
 }
 `;
 }
@@ -113,6 +111,13 @@ export interface DxDirectShape {
   CC: number;
   /** invocations per workgroup */
   WG: number;
+  /**
+   * Read the output gradient as vec4s: its rows a multiple of 4 wide and the block's first column in it a multiple of
+   * 4 (stride 2: PX a multiple of 8; upsampling: PX even).
+   */
+  vecG?: boolean;
+  /** Write the input gradient as vec4s: its rows a multiple of 4 wide, PX a multiple of 4. */
+  vecOut?: boolean;
 }
 
 /**
@@ -123,6 +128,10 @@ export interface DxDirectShape {
  */
 export function convDxDirectWgsl(o: DxDirectShape): string {
   const { ks, mode, RY, PX, RN, CC, WG } = o;
+  const vecG = !!o.vecG;
+  const vecOut = !!o.vecOut;
+  if (vecOut && PX % 4 !== 0) throw new Error('convDxDirectWgsl: vec4 writes need PX % 4 == 0');
+  if (vecG && (mode === 'stride2' ? PX % 8 : PX % 2) !== 0) throw new Error('convDxDirectWgsl: vec4 reads need the block to start on a vec4');
   if (RN % 4 !== 0) throw new Error('convDxDirectWgsl: RN must be a multiple of 4');
   if (mode === 'stride2' && (RY % 2 !== 0 || PX % 2 !== 0)) throw new Error('convDxDirectWgsl: stride 2 needs an even block');
   const taps = dxTaps(ks, mode);
@@ -162,8 +171,19 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
   // its staged weights (RN/4 vec4s, loaded once) and every (pixel, value) pair it joins
   const B: string[] = [];
   for (const sr of srcRows) {
+    if (vecG) {
+      // column d is component d mod 4 of vec4 floor(d / 4) from the block's base (a vec4 before the row's start is
+      // re-read from the row's first, its values masked)
+      B.push(`      let rv${nm(sr)} = (gc + ry${nm(sr)}) / 4u + gxv;`);
+      for (const k of [...new Set(srcCols.map((d) => Math.floor(d / 4)))]) {
+        const idx = k < 0 ? `select(rv${nm(sr)} - ${-k}u, rv${nm(sr)}, gxv < ${-k}u)` : `rv${nm(sr)} + ${k}u`;
+        B.push(`      let q${nm(sr)}_${nm(k)} = dOut4[${idx}];`);
+      }
+    }
     for (const d of srcCols) {
-      B.push(`      let g${nm(sr)}_${nm(d)} = select(0.0, dOut[gc + ry${nm(sr)} + cx${nm(d)}], vy${nm(sr)} && vx${nm(d)});`);
+      const k = Math.floor(d / 4);
+      const v = vecG ? `q${nm(sr)}_${nm(k)}[${d - 4 * k}]` : `dOut[gc + ry${nm(sr)} + cx${nm(d)}]`;
+      B.push(`      let g${nm(sr)}_${nm(d)} = select(0.0, ${v}, vy${nm(sr)} && vx${nm(d)});`);
     }
   }
   for (let t = 0; t < T; t++) {
@@ -186,23 +206,36 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
     B.push(...fmas);
   }
 
+  // the epilogue: the accumulators into an array, then one loop over it (unrolled stores with their bounds tests
+  // and the accumulate / dA-or-dB branches take LLVM several times longer to compile than the whole reduction); four
+  // pixels a store where the rows allow vec4s
+  const V = vecOut ? 4 : 1;
+  const n = (RY * PX * RN) / V;
   const E: string[] = [];
+  E.push(`  var res: array<${vecOut ? 'vec4f' : 'f32'}, ${n}>;`);
   for (const j of J) {
-    E.push(`  if (ci0 + ${j}u < Cin) {`);
-    E.push(`    let ci = ci0 + ${j}u;`);
-    E.push(`    let inA = ci < p.C1;`);
-    E.push(`    let ob = select((b * p.C2 + ci - p.C1) * hw, (b * p.C1 + ci) * hw, inA);`);
     for (const r of R) {
-      for (const i of I) {
-        E.push(`    if (live && iy0 + ${r}u < p.Hin && ix0 + ${i}u < p.Win) {`);
-        E.push(`      let o = ob + (iy0 + ${r}u) * p.Win + ix0 + ${i}u;`);
-        E.push(`      if (inA) { dA[o] = select(0.0, dA[o], p.accumulate != 0u) + a${r}_${i}_${j}; }`);
-        E.push(`      else { dB[o] = select(0.0, dB[o], p.accumulate != 0u) + a${r}_${i}_${j}; }`);
-        E.push(`    }`);
+      for (let i = 0; i < PX; i += V) {
+        const v = vecOut ? `vec4f(${[0, 1, 2, 3].map((c) => `a${r}_${i + c}_${j}`).join(', ')})` : `a${r}_${i}_${j}`;
+        E.push(`  res[${((j * RY + r) * PX + i) / V}u] = ${v};`);
       }
     }
-    E.push(`  }`);
   }
+  const Q = PX / V;
+  E.push(`  for (var k = 0u; k < ${n}u; k++) {`);
+  E.push(`    let ci = ci0 + k / ${RY * Q}u;`);
+  E.push(`    let iy = iy0 + (k / ${Q}u) % ${RY}u;`);
+  E.push(`    let ix = ix0 + (k % ${Q}u) * ${V}u;`);
+  E.push(`    if (!live || ci >= Cin || iy >= p.Hin || ix >= p.Win) { continue; }`);
+  E.push(`    let pix = (iy * p.Win + ix) / ${V}u;`);
+  E.push(`    if (ci < p.C1) {`);
+  E.push(`      let o = (b * p.C1 + ci) * hw${vecOut ? '4' : ''} + pix;`);
+  E.push(`      dA[o] = select(${vecOut ? 'vec4f(0.0)' : '0.0'}, dA[o], p.accumulate != 0u) + res[k];`);
+  E.push(`    } else {`);
+  E.push(`      let o = (b * p.C2 + ci - p.C1) * hw${vecOut ? '4' : ''} + pix;`);
+  E.push(`      dB[o] = select(${vecOut ? 'vec4f(0.0)' : '0.0'}, dB[o], p.accumulate != 0u) + res[k];`);
+  E.push(`    }`);
+  E.push(`  }`);
 
   const base = mode === 'stride2'
     ? [`  let gyb = i32(iy0 / 2u);`, `  let gxb = i32(ix0 / 2u);`]
@@ -216,9 +249,9 @@ struct P {
 }
 
 @group(0) @binding(0) var<storage, read> wT: array<vec4f>;
-@group(0) @binding(1) var<storage, read> dOut: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dA: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dB: array<f32>;
+@group(0) @binding(1) var<storage, read> ${vecG ? 'dOut4: array<vec4f>' : 'dOut: array<f32>'};
+@group(0) @binding(2) var<storage, read_write> dA: array<${vecOut ? 'vec4f' : 'f32'}>;
+@group(0) @binding(3) var<storage, read_write> dB: array<${vecOut ? 'vec4f' : 'f32'}>;
 @group(0) @binding(4) var<uniform> p: P;
 
 var<workgroup> ws: array<vec4f, ${CC * T * RN4}>;
@@ -227,6 +260,7 @@ var<workgroup> ws: array<vec4f, ${CC * T * RN4}>;
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
   let Cin = p.C1 + p.C2;
   let hw = p.Hin * p.Win;
+  let hw4 = hw / 4u;
   let b = wg.z;
   let ci0 = wg.y * ${RN}u;
   let QW = (p.Win + ${PX - 1}u) / ${PX}u;
@@ -239,6 +273,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let ix0 = (uc - by * QW) * ${PX}u;
 ${base.join('\n')}
   let CinP4 = p.CinP / 4u;
+  let gxv = u32(gxb) / 4u;
 ${S.join('\n')}
   for (var c0 = 0u; c0 < p.Cout; c0 += ${CC}u) {
     let cn = min(${CC}u, p.Cout - c0);
@@ -265,24 +300,27 @@ ${E.join('\n')}
 export interface DwDirectShape {
   ks: 1 | 3;
   mode: StridedMode;
-  /** output channels per invocation, a multiple of 4 */
+  /** output channels per invocation (RC >= 1) */
   RC: number;
+  /** input channels per invocation (each of its loaded input values serves RC channels, each dOut vec4 RCI) */
+  RCI: number;
   /** output-gradient rows per step (upsampling: 2, the two rows that copy one input row) */
   RY: number;
   /** the output gradient's rows are a multiple of 4 wide: read it as vec4s */
   vecG: boolean;
+  /** whether input B (the skip concatenation) has channels: without it, its branch is left out of the text */
+  concat: boolean;
 }
 
 /**
- * The weight gradient of a stride-2 or upsampled conv on a plain input: invocation (band slice, input channel,
- * block of RC output channels) walks its band of output-gradient rows RY rows x 4 columns at a time, loads the
- * forward's input values those pixels read through each tap once (deduplicated at generation time: upsampled columns
- * come in pairs), and keeps the RC x KS*KS sums in registers; it writes them to its slice of `partial`
- * ([slice][Cout][Cin][KS*KS], the weights' layout), summed by SPLIT_REDUCE_WGSL.
+ * The weight gradient of a stride-2 or upsampled conv on a plain input: invocation (band slice, block of RCI input
+ * channels, block of RC output channels) walks its band of output-gradient rows RY rows x 4 columns at a time, loads
+ * the forward's input values those pixels read through each tap once (deduplicated at generation time: upsampled
+ * columns come in pairs), and keeps the RC x RCI x KS*KS sums in registers; it writes them to its slice of
+ * `partial` ([slice][Cout][Cin][KS*KS], the weights' layout), summed by SPLIT_REDUCE_WGSL.
  */
 export function convDwStridedWgsl(o: DwDirectShape): string {
-  const { ks, mode, RC, RY, vecG } = o;
-  if (RC % 4 !== 0) throw new Error('convDwStridedWgsl: RC must be a multiple of 4');
+  const { ks, mode, RC, RCI, RY, vecG, concat } = o;
   const KK = ks * ks;
   const pad = ks >> 1;
   const up = mode === 'upsample';
@@ -298,6 +336,7 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
   const colsUsed = [...new Set(I.flatMap((i) => Kx.map((k) => off(i, k))))].sort((a, b) => a - b);
   const nm = (d: number) => (d < 0 ? `m${-d}` : `${d}`);
   const C = [...Array(RC).keys()];
+  const N = [...Array(RCI).keys()];
 
   const L: string[] = [];
   for (const d of colsUsed) {
@@ -305,12 +344,12 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
     L.push(`      let vx${nm(d)} = sx${nm(d)} >= 0 && sx${nm(d)} < i32(p.W);`);
     L.push(`      let cx${nm(d)} = u32(select(0, sx${nm(d)}, vx${nm(d)}));`);
   }
-  // the output gradient: RC channels x RY rows of 4 pixels
+  // the output gradient: RC channels x RY rows of 4 pixels (0 past the channels)
   for (const j of C) {
     for (const r of R) {
-      const row = `((b * p.Cout + co0 + ${j}u) * p.Hout + y + ${r}u) * `;
+      const row = `(gc${j} + y + ${r}u) * `;
       if (vecG) {
-        L.push(`      let g${j}_${r} = select(vec4f(0.0), dOut4[min(${row}W4 + x4, n4 - 1u)], co0 + ${j}u < p.Cout);`);
+        L.push(`      let g${j}_${r} = select(vec4f(0.0), dOut4[${row}W4 + x4], co0 + ${j}u < p.Cout);`);
       } else {
         L.push(`      var g${j}_${r} = vec4f(0.0);`);
         L.push(`      if (co0 + ${j}u < p.Cout) {`);
@@ -324,38 +363,61 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
     L.push(`        let sy = yb + ${dr};`);
     L.push(`        let vy = sy >= 0 && sy < i32(p.H);`);
     L.push(`        let rb = u32(select(0, sy, vy)) * p.W;`);
-    for (const d of colsUsed) {
-      L.push(`        var x${nm(d)} = 0.0;`);
-      L.push(`        if (useA) { x${nm(d)} = inA[xc + rb + cx${nm(d)}]; } else { x${nm(d)} = inB[xc + rb + cx${nm(d)}]; }`);
-      L.push(`        x${nm(d)} = select(0.0, x${nm(d)}, vy && vx${nm(d)});`);
+    for (const n of N) {
+      for (const d of colsUsed) {
+        const x = `x${n}_${nm(d)}`;
+        if (concat) {
+          L.push(`        var ${x} = 0.0;`);
+          L.push(`        if (useA${n}) { ${x} = inA[xc${n} + rb + cx${nm(d)}]; } else { ${x} = inB[xc${n} + rb + cx${nm(d)}]; }`);
+          L.push(`        ${x} = select(0.0, ${x}, vy && vx${nm(d)});`);
+        } else {
+          L.push(`        let ${x} = select(0.0, inA[xc${n} + rb + cx${nm(d)}], vy && vx${nm(d)});`);
+        }
+      }
     }
     for (const r of R) {
       for (const ky of Kx) {
         if (off(r, ky) !== dr) continue;
         for (const kx of Kx) {
-          const v = `vec4f(${I.map((i) => `x${nm(off(i, kx))}`).join(', ')})`;
-          L.push(`        let v${r}_${ky}_${kx} = ${v};`);
-          for (const j of C) L.push(`        acc${j}_${ky * ks + kx} += dot(g${j}_${r}, v${r}_${ky}_${kx});`);
+          for (const n of N) {
+            const v = `v${n}_${r}_${ky}_${kx}`;
+            L.push(`        let ${v} = vec4f(${I.map((i) => `x${n}_${nm(off(i, kx))}`).join(', ')});`);
+            for (const j of C) L.push(`        acc${j}_${n}_${ky * ks + kx} += dot(g${j}_${r}, ${v});`);
+          }
         }
       }
     }
     L.push(`      }`);
   }
   const A: string[] = [];
-  for (const j of C) for (let t = 0; t < KK; t++) A.push(`  var acc${j}_${t} = 0.0;`);
+  for (const j of C) for (const n of N) for (let t = 0; t < KK; t++) A.push(`  var acc${j}_${n}_${t} = 0.0;`);
+  // each input channel of the block: its base in inA or inB (a channel past Cin reads the block's first, unwritten)
+  const X: string[] = [];
+  for (const n of N) {
+    X.push(`  let cc${n} = select(ci0, ci0 + ${n}u, ci0 + ${n}u < Cin);`);
+    if (concat) {
+      X.push(`  let useA${n} = cc${n} < p.C1;`);
+      X.push(`  let xc${n} = select((b * p.C2 + cc${n} - p.C1) * p.H * p.W, (b * p.C1 + cc${n}) * p.H * p.W, useA${n});`);
+    } else {
+      X.push(`  let xc${n} = (b * p.C1 + cc${n}) * p.H * p.W;`);
+    }
+  }
+  for (const j of C) X.push(`  let gc${j} = (b * p.Cout + min(co0 + ${j}u, p.Cout - 1u)) * p.Hout;`);
   const W: string[] = [];
   for (const j of C) {
-    W.push(`  if (co0 + ${j}u < p.Cout) {`);
-    W.push(`    let o = base + ((co0 + ${j}u) * Cin + ci) * ${KK}u;`);
-    for (let t = 0; t < KK; t++) W.push(`    partial[o + ${t}u] = acc${j}_${t};`);
-    W.push(`  }`);
+    for (const n of N) {
+      W.push(`  if (co0 + ${j}u < p.Cout && ci0 + ${n}u < Cin) {`);
+      W.push(`    let o = base + ((co0 + ${j}u) * Cin + ci0 + ${n}u) * ${KK}u;`);
+      for (let t = 0; t < KK; t++) W.push(`    partial[o + ${t}u] = acc${j}_${n}_${t};`);
+      W.push(`  }`);
+    }
   }
 
   return /* wgsl */ `
 struct P { B: u32, C1: u32, C2: u32, H: u32, W: u32, Hout: u32, Wout: u32, Cout: u32, rows: u32, chunks: u32, _a: u32, _b: u32 }
 @group(0) @binding(0) var<storage, read> inA: array<f32>;
 @group(0) @binding(1) var<storage, read> inB: array<f32>;
-@group(0) @binding(2) var<storage, read> dOut${vecG ? '4' : ''}: array<${vecG ? 'vec4f' : 'f32'}>;
+@group(0) @binding(2) var<storage, read> ${vecG ? 'dOut4: array<vec4f>' : 'dOut: array<f32>'};
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(4) var<uniform> p: P;
 
@@ -363,20 +425,21 @@ struct P { B: u32, C1: u32, C2: u32, H: u32, W: u32, Hout: u32, Wout: u32, Cout:
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
   let Cin = p.C1 + p.C2;
   let nCoB = (p.Cout + ${RC - 1}u) / ${RC}u;
+  let nCiB = (Cin + ${RCI - 1}u) / ${RCI}u;
   let id = (wg.y * nw.x + wg.x) * 64u + li;
-  if (id >= p.B * p.chunks * Cin * nCoB) { return; }
+  if (id >= p.B * p.chunks * nCiB * nCoB) { return; }
   let cob = id % nCoB;
   let rr = id / nCoB;
-  let ci = rr % Cin;
-  let slice = rr / Cin;               // b * chunks + chunk
+  let cib = rr % nCiB;
+  let slice = rr / nCiB;              // b * chunks + chunk
   let b = slice / p.chunks;
   let y0 = (slice - b * p.chunks) * p.rows;
   let y1 = min(p.Hout, y0 + p.rows);
   let co0 = cob * ${RC}u;
-  let useA = ci < p.C1;
-  let xc = select((b * p.C2 + ci - p.C1) * p.H * p.W, (b * p.C1 + ci) * p.H * p.W, useA);
+  let ci0 = cib * ${RCI}u;
+${concat ? '' : '  _ = arrayLength(&inB); // keeps binding 1 in the layout'}
+${X.join('\n')}
   let W4 = (p.Wout + 3u) / 4u;
-${vecG ? '  let n4 = arrayLength(&dOut4);' : ''}
 ${A.join('\n')}
   for (var y = y0; y < y1; y += ${RY}u) {
     let yb = ${up ? 'i32(y / 2u)' : 'i32(y * 2u)'};
