@@ -10,7 +10,7 @@
 // - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, grid, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
-import { ADD_WGSL, CHANNEL_SUM_WGSL, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
+import { ADD_WGSL, CHANNEL_SUM_WGSL, channelSumDirectWgsl, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { convDwStridedWgsl, convDxDirectWgsl, dxTaps, dxWeightsWgsl, type DxDirectShape, type StridedMode } from '../shaders/conv2d_backward_direct.ts';
 import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
 import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
@@ -442,15 +442,21 @@ export async function channelSumBackward(
   need(!hasBias || bufs.grads, `${L}: a bias gradient needs the grads buffer`);
   need(!hasEmb || bufs.dEmb, `${L}: an embedding gradient needs a dEmb buffer`);
   noAlias(L, { grads: hasBias ? bufs.grads : undefined, dEmb: hasEmb ? bufs.dEmb : undefined }, { dOut: bufs.dOut });
-  const pipeline = await ctx.pipeline(CHANNEL_SUM_WGSL, { label: 'channel_sum' });
+  // software devices: one invocation per channel instead of a workgroup's tree reduction (see channelSumDirectWgsl)
+  const direct = convKernelFor(ctx) === 'direct';
+  const vec = spec.HW % 4 === 0;
+  const pipeline = direct
+    ? await ctx.pipeline(channelSumDirectWgsl(vec), { label: 'channel_sum_direct' })
+    : await ctx.pipeline(CHANNEL_SUM_WGSL, { label: 'channel_sum' });
   const u = u32s([spec.B, spec.C, spec.HW, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, hasBias ? 1 : 0, hasEmb ? 1 : 0, opts.accumulate ? 1 : 0], L);
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.dOut, bufs.grads ?? writeDummy(ctx, 0), bufs.dEmb ?? writeDummy(ctx, 1), ctx.uniform(u, `${L}.bias.u`)],
     `${L}.bias`,
   );
-  checkWorkgroups(ctx, [spec.C], L);
-  return { pipeline, bindGroup, workgroups: [spec.C], label: `${L}.bias` };
+  const workgroups: [number] = [direct ? ceilDiv(spec.C, 8) : spec.C];
+  checkWorkgroups(ctx, workgroups, L);
+  return { pipeline, bindGroup, workgroups, label: `${L}.bias` };
 }
 
 /** dst[dstOff + i] (=|+=) scale * src[srcOff + i] for i < n: the residual add's pass-through into an existing gradient. */

@@ -355,6 +355,44 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 `;
 
 /**
+ * The same per-channel sums for CPU-like devices (software Vulkan), where a 256-wide workgroup's tree reduction
+ * (nine barriers per image, each a switch between the workgroup's SIMD batches) costs far more than the sum itself:
+ * one invocation per channel adds its B * HW values in order (four at a time as vec4s where HW is a multiple of 4),
+ * in small workgroups so the channels spread over the device's threads. Same bindings and uniform as
+ * CHANNEL_SUM_WGSL.
+ */
+export const channelSumDirectWgsl = (vec: boolean): string => /* wgsl */ `
+struct P { B: u32, C: u32, HW: u32, bOff: u32, embOff: u32, hasBias: u32, hasEmb: u32, accumulate: u32 }
+@group(0) @binding(0) var<storage, read> dOut: array<${vec ? 'vec4f' : 'f32'}>;
+@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dEmb: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;
+
+@compute @workgroup_size(8)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let c = gid.x;
+  if (c >= p.C) { return; }
+  let n = p.HW${vec ? ' / 4u' : ''};
+  var total = 0.0;
+  for (var b = 0u; b < p.B; b++) {
+    let base = (b * p.C + c) * n;
+    var s = ${vec ? 'vec4f(0.0)' : '0.0'};
+    for (var i = 0u; i < n; i++) { s += dOut[base + i]; }
+    let t = ${vec ? '(s.x + s.y) + (s.z + s.w)' : 's'};
+    total += t;
+    if (p.hasEmb != 0u) {
+      let o = p.embOff + b * p.C + c;
+      if (p.accumulate != 0u) { dEmb[o] = dEmb[o] + t; } else { dEmb[o] = t; }
+    }
+  }
+  if (p.hasBias != 0u) {
+    let o = p.bOff + c;
+    if (p.accumulate != 0u) { grads[o] = grads[o] + total; } else { grads[o] = total; }
+  }
+}
+`;
+
+/**
  * The input gradient of a stride-1 conv is a conv of dOut with the weights transposed (input and output channels
  * swapped) and flipped (tap ky, kx -> KS-1-ky, KS-1-kx): wT[(ci * Cout + co) * KK + KK-1-t] = W[(co * Cin + ci) * KK + t].
  * The software device runs that conv with its fast direct kernel instead of the GEMM gather.

@@ -1,6 +1,7 @@
 // The software device's direct backward kernels for stride-2 and upsampled convs (engine/kernels-backward.ts
 // stridedInputGradient / stridedWeightGradient, shaders/conv2d_backward_direct.ts) against the float64 reference
-// backward (test/reference/nn-backward-ref.ts, itself checked against finite differences in backward.test.ts).
+// backward (test/reference/nn-backward-ref.ts, itself checked against finite differences in backward.test.ts), and
+// its per-channel bias / embedding sums (channelSumDirectWgsl) against plain sums.
 // The direct conv kernel is forced, so these run the direct path on any device. Shapes vary what the kernels' blocks
 // depend on: odd sizes (partial pixel blocks, stride-2 maps whose last input row/column has no output), rows of the
 // output gradient a multiple of 4 wide or not (vec4 or scalar reads), input channels under, at and across a block
@@ -113,6 +114,40 @@ for (const [name, c] of cases) {
 
 test('direct weight gradient of an upsampled conv over GroupNorm + Swish, materialised into xn', () =>
   run({ B: 2, C1: 4, C2: 2, H: 4, W: 4, Cout: 5, ks: 3, mode: 'upsample', norm: 2, G: 3, seed: 160 }, true));
+
+for (const [HW, accumulate] of [[12, false], [7, true]] as const) {
+  test(`direct channel sums (bias and embedding gradients), HW ${HW}${accumulate ? ', accumulating' : ''}`, async () => {
+    const B = 2, C = 5, bOff = 3, embOff = 2;
+    const g = rand(B * C * HW, HW);
+    const bias = new Float64Array(C);
+    const emb = new Float64Array(B * C);
+    for (let b = 0; b < B; b++) {
+      for (let c = 0; c < C; c++) {
+        for (let i = 0; i < HW; i++) emb[b * C + c] += g[(b * C + c) * HW + i];
+        bias[c] += emb[b * C + c];
+      }
+    }
+    const ctx = await device();
+    K.setConvKernel(ctx, 'direct');
+    try {
+      const fillG = rand(bOff + C + 2, 7);
+      const fillE = rand(embOff + B * C + 1, 8);
+      const dOut = ctx.upload(g);
+      const grads = ctx.upload(fillG);
+      const dEmb = ctx.upload(fillE);
+      ctx.run([await KB.channelSumBackward(ctx, { B, C, HW, bOff, embOff, label: 'bias' }, { dOut, grads, dEmb }, { accumulate })]);
+      const gg = await ctx.read(grads, fillG.length * 4);
+      const ge = await ctx.read(dEmb, fillE.length * 4);
+      close('dBias', gg.subarray(bOff, bOff + C), Array.from(bias, (v, i) => v + (accumulate ? fillG[bOff + i] : 0)), 1e-6);
+      close('dEmb', ge.subarray(embOff, embOff + B * C), Array.from(emb, (v, i) => v + (accumulate ? fillE[embOff + i] : 0)), 1e-6);
+      for (const i of [0, bOff - 1, bOff + C, bOff + C + 1]) assert.is(gg[i], fillG[i], `grads[${i}] untouched`);
+      for (const i of [0, embOff - 1, embOff + B * C]) assert.is(ge[i], fillE[i], `dEmb[${i}] untouched`);
+      for (const buf of [dOut, grads, dEmb]) buf.destroy();
+    } finally {
+      K.setConvKernel(ctx, undefined);
+    }
+  });
+}
 
 test.after(releaseDevice);
 test.run();
