@@ -99,9 +99,10 @@ const cases: [string, Case][] = [
   ['3x3 stride 2, even sizes (last input row and column unread), vec4 reads, 9 output channels', { B: 1, C1: 3, C2: 0, H: 16, W: 16, Cout: 9, ks: 3, mode: 'stride2', seed: 110 }],
   ['3x3 stride 2, a map smaller than one block', { B: 2, C1: 8, C2: 0, H: 3, W: 2, Cout: 4, ks: 3, mode: 'stride2', seed: 115 }],
   ['3x3 stride 2, concatenation, rows a multiple of 4 (vec4 writes) but not the output gradient\'s', { B: 2, C1: 4, C2: 3, H: 6, W: 12, Cout: 10, ks: 3, mode: 'stride2', seed: 117 }],
+  ['3x3 stride 2, 60 output channels (two staged chunks of weights)', { B: 1, C1: 2, C2: 0, H: 5, W: 5, Cout: 60, ks: 3, mode: 'stride2', seed: 118 }],
   ['1x1 stride 2 over a concatenation', { B: 2, C1: 4, C2: 2, H: 5, W: 6, Cout: 3, ks: 1, mode: 'stride2', seed: 120 }],
   ['3x3 upsampled, concatenation, odd width (scalar reads)', { B: 2, C1: 3, C2: 4, H: 3, W: 5, Cout: 5, ks: 3, mode: 'upsample', seed: 130 }],
-  ['3x3 upsampled, 9 input channels, rows of 8 pixels (vec4 reads)', { B: 1, C1: 9, C2: 0, H: 6, W: 10, Cout: 4, ks: 3, mode: 'upsample', seed: 140 }],
+  ['3x3 upsampled, 9 input channels, rows of 8 pixels (vec4 reads), output channels over two staged chunks', { B: 1, C1: 9, C2: 0, H: 6, W: 10, Cout: 11, ks: 3, mode: 'upsample', seed: 140 }],
   ['3x3 upsampled, rows of 8 pixels (vec4 reads and writes), 3 output channels', { B: 2, C1: 6, C2: 0, H: 5, W: 8, Cout: 3, ks: 3, mode: 'upsample', seed: 145 }],
   ['1x1 upsampled over a concatenation', { B: 2, C1: 2, C2: 3, H: 4, W: 3, Cout: 6, ks: 1, mode: 'upsample', seed: 150 }],
 ];
