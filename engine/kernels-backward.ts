@@ -219,19 +219,19 @@ function stridedMode(spec: ConvBackwardSpec): StridedMode | null {
 
 /**
  * The direct input-gradient kernel's block for one conv: RY x PX input pixels x RN input channels per invocation
- * (stride 2: 4 rows of 16 (8 on narrow maps) x 4 channels, so each tap's weights serve a quarter of the 64 pixels;
- * upsampling: one row of 8 x 16 channels, whose 16 effective taps give 16 * PX * RN FMAs per output channel), WG
- * invocations per workgroup (fewer on small maps), CC output channels of weights staged at a time (8 KiB), vec4
- * reads of the output gradient and writes of the input gradient where the rows allow. Measured on lavapipe
- * (CPU time, other blocks: 2x8x8, 4x8x8, 4x16x8, 1x8x8, 2x4x8...): these were the fastest that compile in under 4 s.
- * DX_STRIDED_BLOCK overrides any field (experiments, tests).
+ * (stride 2: 4 rows x 16 pixels x 4 channels, so each tap's weights serve a quarter of the 64 pixels; upsampling:
+ * one row of 16 pixels x 16 channels, each of whose 16 effective taps serves all 16 pixels; 8 or 4 pixels on narrower
+ * maps), WG invocations per workgroup (fewer on small maps), CC output channels of weights staged at a time
+ * (8 KiB), vec4 reads of the output gradient and writes of the input gradient where the rows allow. Measured on
+ * lavapipe (CPU time) against 2x8x8, 4x8x8, 4x16x8 (stride 2) and 1x8x8, 1x4x16, 2x4x8, 2x8x8 (upsampling); each
+ * of these compiles in 0.5 to 2.5 s. DX_STRIDED_BLOCK overrides any field (experiments, tests).
  */
 export function dxStridedBlock(spec: ConvBackwardSpec, mode: StridedMode): DxDirectShape {
   const Cin = spec.C1 + spec.C2;
   const [, Wout] = convOutSize(spec);
   const o = DX_STRIDED_BLOCK;
   const RY = o.RY ?? (mode === 'stride2' ? 4 : 1);
-  const PX = o.PX ?? (mode === 'stride2' && spec.Win >= 16 ? 16 : spec.Win >= 8 ? 8 : 4);
+  const PX = o.PX ?? (spec.Win >= 16 ? 16 : spec.Win >= 8 ? 8 : 4);
   const RN = o.RN ?? (mode === 'stride2' || Cin <= 4 ? 4 : Cin <= 8 ? 8 : 16);
   const T = dxTaps(spec.ks, mode).length;
   const units = ceilDiv(spec.Hin, RY) * ceilDiv(spec.Win, PX);

@@ -170,40 +170,63 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
   // the reduction body for one output channel: the output-gradient values the block reads, then per effective tap
   // its staged weights (RN/4 vec4s, loaded once) and every (pixel, value) pair it joins
   const B: string[] = [];
-  for (const sr of srcRows) {
+  const rowLoads = (sr: string, tag: string) => {
     if (vecG) {
       // column d is component d mod 4 of vec4 floor(d / 4) from the block's base (a vec4 before the row's start is
       // re-read from the row's first, its values masked)
-      B.push(`      let rv${nm(sr)} = (gc + ry${nm(sr)}) / 4u + gxv;`);
+      B.push(`      let rv${tag} = (gc + ry${sr}) / 4u + gxv;`);
       for (const k of [...new Set(srcCols.map((d) => Math.floor(d / 4)))]) {
-        const idx = k < 0 ? `select(rv${nm(sr)} - ${-k}u, rv${nm(sr)}, gxv < ${-k}u)` : `rv${nm(sr)} + ${k}u`;
-        B.push(`      let q${nm(sr)}_${nm(k)} = dOut4[${idx}];`);
+        const idx = k < 0 ? `select(rv${tag} - ${-k}u, rv${tag}, gxv < ${-k}u)` : `rv${tag} + ${k}u`;
+        B.push(`      let q${tag}_${nm(k)} = dOut4[${idx}];`);
       }
     }
     for (const d of srcCols) {
       const k = Math.floor(d / 4);
-      const v = vecG ? `q${nm(sr)}_${nm(k)}[${d - 4 * k}]` : `dOut[gc + ry${nm(sr)} + cx${nm(d)}]`;
-      B.push(`      let g${nm(sr)}_${nm(d)} = select(0.0, ${v}, vy${nm(sr)} && vx${nm(d)});`);
+      const v = vecG ? `q${tag}_${nm(k)}[${d - 4 * k}]` : `dOut[gc + ry${sr} + cx${nm(d)}]`;
+      B.push(`      let g${tag}_${nm(d)} = select(0.0, ${v}, vy${sr} && vx${nm(d)});`);
     }
-  }
-  for (let t = 0; t < T; t++) {
-    const ty = Math.floor(t / TA);
-    const tx = t % TA;
-    const fmas: string[] = [];
-    for (const r of R) {
-      for (const [sr, kr] of rows[r]) {
-        if (kr !== ty) continue;
-        for (const i of I) {
-          for (const [sc, kc] of cols[i]) {
-            if (kc !== tx) continue;
-            for (const j of J) fmas.push(`      a${r}_${i}_${j} = fma(g${nm(sr)}_${nm(sc)}, w${t}_${j >> 2}[${j & 3}], a${r}_${i}_${j});`);
-          }
+  };
+  if (mode === 'upsample' && RY === 1) {
+    // one input row reads TA output-gradient rows, each through its own TA effective taps: a loop over them (a
+    // quarter of the text of the unrolled form, which took LLVM 4-6 s to compile at 8 x 16)
+    const lo = srcRows[0];
+    B.push(`      for (var a = 0; a < ${TA}; a++) {`);
+    B.push(`      let gyr = gyb + a + ${lo};`);
+    B.push(`      let vyr = gyr >= 0 && gyr < i32(p.Hout);`);
+    B.push(`      let ryr = u32(select(0, gyr, vyr)) * p.Wout;`);
+    rowLoads('r', 'r');
+    B.push(`      let wa = wt + u32(a) * ${TA * RN4}u;`);
+    for (let tx = 0; tx < TA; tx++) {
+      for (let q = 0; q < RN4; q++) B.push(`      let w${tx}_${q} = ws[wa + ${tx * RN4 + q}u];`);
+      for (const i of I) {
+        for (const [sc, kc] of cols[i]) {
+          if (kc !== tx) continue;
+          for (const j of J) B.push(`      a0_${i}_${j} = fma(gr_${nm(sc)}, w${tx}_${j >> 2}[${j & 3}], a0_${i}_${j});`);
         }
       }
     }
-    if (!fmas.length) continue;
-    for (let q = 0; q < RN4; q++) B.push(`      let w${t}_${q} = ws[wt + ${t * RN4 + q}u];`);
-    B.push(...fmas);
+    B.push(`      }`);
+  } else {
+    for (const sr of srcRows) rowLoads(nm(sr), nm(sr));
+    for (let t = 0; t < T; t++) {
+      const ty = Math.floor(t / TA);
+      const tx = t % TA;
+      const fmas: string[] = [];
+      for (const r of R) {
+        for (const [sr, kr] of rows[r]) {
+          if (kr !== ty) continue;
+          for (const i of I) {
+            for (const [sc, kc] of cols[i]) {
+              if (kc !== tx) continue;
+              for (const j of J) fmas.push(`      a${r}_${i}_${j} = fma(g${nm(sr)}_${nm(sc)}, w${t}_${j >> 2}[${j & 3}], a${r}_${i}_${j});`);
+            }
+          }
+        }
+      }
+      if (!fmas.length) continue;
+      for (let q = 0; q < RN4; q++) B.push(`      let w${t}_${q} = ws[wt + ${t * RN4 + q}u];`);
+      B.push(...fmas);
+    }
   }
 
   // the epilogue: the accumulators into an array, then one loop over it (unrolled stores with their bounds tests
