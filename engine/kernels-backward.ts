@@ -289,7 +289,7 @@ async function stridedInputGradient(
  * gradient, so stride 2 takes more output channels (8 x 2) and upsampling more input channels (4 x 4); measured on
  * lavapipe against 8 x 1, 16 x 1, 16 x 2 (6 s of compile) and 4 x 8 (7-10 s). DW_STRIDED_BLOCK overrides them.
  */
-export const DW_STRIDED_BLOCK: { RC?: number; RCI?: number } = {};
+export const DW_STRIDED_BLOCK: { RC?: number; RCI?: number; vecX?: boolean } = {};
 
 /**
  * The weight gradient of a stride-2 or upsampled conv on a plain input where the context runs the direct conv kernel
@@ -319,7 +319,8 @@ async function stridedWeightGradient(
   const S = spec.B * bands;
   const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
   noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
-  const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0 });
+  const vecX = DW_STRIDED_BLOCK.vecX ?? (mode === 'stride2' && spec.Win % 4 === 0);
+  const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0, vecX });
   const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
   const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);

@@ -333,6 +333,8 @@ export interface DwDirectShape {
   vecG: boolean;
   /** whether input B (the skip concatenation) has channels: without it, its branch is left out of the text */
   concat: boolean;
+  /** stride 2 only: read the input as vec4s (its rows a multiple of 4 wide; a step's 9 columns start on a vec4) */
+  vecX?: boolean;
 }
 
 /**
@@ -347,7 +349,9 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
   const KK = ks * ks;
   const pad = ks >> 1;
   const up = mode === 'upsample';
+  const vecX = !!o.vecX;
   if (up && RY % 2 !== 0) throw new Error('convDwStridedWgsl: upsampling needs pairs of rows');
+  if (up && vecX) throw new Error('convDwStridedWgsl: vec4 input reads are for stride 2');
   const R = [...Array(RY).keys()];
   const I = [0, 1, 2, 3];
   const Kx = [...Array(ks).keys()];
@@ -387,6 +391,26 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
     L.push(`        let vy = sy >= 0 && sy < i32(p.H);`);
     L.push(`        let rb = u32(select(0, sy, vy)) * p.W;`);
     for (const n of N) {
+      if (vecX) {
+        // column d is component d mod 4 of vec4 floor(d / 4) from the step's base (which is a multiple of 8; the
+        // vec4 before a row's start is re-read from its first, its values masked)
+        L.push(`        let xv${n} = (xc${n} + rb) / 4u + xbv;`);
+        for (const k of [...new Set(colsUsed.map((d) => Math.floor(d / 4)))]) {
+          const idx = k < 0 ? `select(xv${n} - ${-k}u, xv${n}, xbv < ${-k}u)` : `xv${n} + ${k}u`;
+          const h = `h${n}_${nm(k)}`;
+          if (concat) {
+            L.push(`        var ${h} = vec4f(0.0);`);
+            L.push(`        if (useA${n}) { ${h} = inA[${idx}]; } else { ${h} = inB[${idx}]; }`);
+          } else {
+            L.push(`        let ${h} = inA[${idx}];`);
+          }
+        }
+        for (const d of colsUsed) {
+          const k = Math.floor(d / 4);
+          L.push(`        let x${n}_${nm(d)} = select(0.0, h${n}_${nm(k)}[${d - 4 * k}], vy && vx${nm(d)});`);
+        }
+        continue;
+      }
       for (const d of colsUsed) {
         const x = `x${n}_${nm(d)}`;
         if (concat) {
@@ -438,8 +462,8 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
 
   return /* wgsl */ `
 struct P { B: u32, C1: u32, C2: u32, H: u32, W: u32, Hout: u32, Wout: u32, Cout: u32, rows: u32, chunks: u32, _a: u32, _b: u32 }
-@group(0) @binding(0) var<storage, read> inA: array<f32>;
-@group(0) @binding(1) var<storage, read> inB: array<f32>;
+@group(0) @binding(0) var<storage, read> inA: array<${vecX ? 'vec4f' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> inB: array<${vecX ? 'vec4f' : 'f32'}>;
 @group(0) @binding(2) var<storage, read> ${vecG ? 'dOut4: array<vec4f>' : 'dOut: array<f32>'};
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(4) var<uniform> p: P;
@@ -469,6 +493,7 @@ ${A.join('\n')}
     for (var x4 = 0u; x4 < W4; x4++) {
       let ox0 = x4 * 4u;
       let xb = ${up ? 'i32(ox0 / 2u)' : 'i32(ox0 * 2u)'};
+      let xbv = u32(xb) / 4u;
 ${L.join('\n')}
     }
   }
