@@ -2,7 +2,8 @@
 // Vulkan), where every per-lane load is a loop with bounds checks and arithmetic is nearly free: the generic GEMM
 // kernels of conv2d_backward.ts gather through workgroup memory and, for stride 2, spend 3 in 4 of their loads on the
 // stride mask. Like the forward's direct kernel (shaders/conv2d.ts conv2dDirectWgsl), each invocation holds a block
-// of outputs in registers and the address math is unrolled at generation time, so it is an add per element.
+// of outputs in registers and the address math is unrolled at generation time, so it is an add per element. The
+// block shapes are chosen in engine/kernels-backward.ts (dxStridedBlock, DW_STRIDED_BLOCK), measured on lavapipe.
 //
 // The input gradient of a conv (pad P = KS/2) is a sum over the output pixels that read each input pixel. Split by
 // the position of the input pixel, each class receives from a fixed set of taps:
@@ -18,7 +19,10 @@
 //
 // The weight gradient walks the output gradient four pixels of a row at a time, as the stride-1 banded kernel
 // (convDwDirectWgsl), with the forward's input addressing (stride 2, or the upsampled frame read at half
-// resolution); each invocation owns RC output channels x one input channel x a band of rows.
+// resolution); each invocation owns RC output channels x RCI input channels x a band of rows.
+//
+// Summing the upsampled taps first changes only the order of f32 additions: the results match the float64 reference
+// as closely as the GEMM kernels do (test/backward-direct.test.ts).
 
 export type StridedMode = 'stride2' | 'upsample';
 
