@@ -174,6 +174,29 @@ async function directInputGradient(
 }
 
 /**
+ * The banded direct weight gradients' two passes, chained (the shared scratch is only valid between them): the bands
+ * into S slices of `partial`, then SPLIT_REDUCE_WGSL sums the slices into grads[wOff ...] (n weights).
+ */
+async function bandsThenReduce(
+  ctx: GpuContext,
+  L: string,
+  bands: Omit<Dispatch, 'label' | 'next'>,
+  r: { n: number; S: number; wOff: number; accumulate: boolean },
+  partial: GPUBuffer,
+  grads: GPUBuffer,
+): Promise<Dispatch[]> {
+  const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
+  const ru = u32s([r.n, r.S, r.wOff, r.accumulate ? 1 : 0], L);
+  const reduce: Dispatch = {
+    pipeline: rp,
+    bindGroup: ctx.bind(rp, [partial, grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`),
+    workgroups: grid256(ctx, r.n, L),
+    label: `${L}.dw_reduce`,
+  };
+  return [{ ...bands, label: `${L}.dw`, next: reduce }];
+}
+
+/**
  * The weight gradient of a stride-1 conv on a plain input where the context runs the direct conv kernel (software
  * devices): bands of rows per invocation into per-band slices of a scratch, then the slices summed into the
  * gradient (convDwDirectWgsl + SPLIT_REDUCE_WGSL).
@@ -198,16 +221,7 @@ async function directWeightGradient(
   const pipeline = await ctx.pipeline(convDwDirectWgsl(spec.ks), { label: 'conv2d_dw_direct' });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, spec.Cout, rows, bands], L);
   const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);
-  const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
-  const ru = u32s([n, S, spec.wOff, opts.accumulate ? 1 : 0], L);
-  const reduce: Dispatch = {
-    pipeline: rp,
-    bindGroup: ctx.bind(rp, [partial, bufs.grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`),
-    workgroups: grid256(ctx, n, L),
-    label: `${L}.dw_reduce`,
-  };
-  // chained: the shared scratch is only valid between the two passes
-  return [{ pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L), label: `${L}.dw`, next: reduce }];
+  return bandsThenReduce(ctx, L, { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) }, { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate }, partial, bufs.grads);
 }
 
 /** Which direct strided kernel a conv's backward uses on a software device: stride 2, or upsampling (not both). */
@@ -324,16 +338,7 @@ async function stridedWeightGradient(
   const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
   const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);
-  const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
-  const ru = u32s([n, S, spec.wOff, opts.accumulate ? 1 : 0], L);
-  const reduce: Dispatch = {
-    pipeline: rp,
-    bindGroup: ctx.bind(rp, [partial, bufs.grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`),
-    workgroups: grid256(ctx, n, L),
-    label: `${L}.dw_reduce`,
-  };
-  // chained: the shared scratch is only valid between the two passes
-  return [{ pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L), label: `${L}.dw`, next: reduce }];
+  return bandsThenReduce(ctx, L, { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) }, { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate }, partial, bufs.grads);
 }
 
 /** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */
