@@ -3,7 +3,8 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
-import { ATTN_GEMM, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
+import { ATTN_GEMM, MMA_OPTIONS, mmaSupport, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
+import { mmaTile } from '../../shaders/conv2d_mma.ts';
 import { TILED_PREFETCH } from '../../shaders/conv2d.ts';
 
 /**
@@ -98,15 +99,25 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
     }
     MMA_OPTIONS.prefetch = mmaPrefetch === '1';
   }
-  const mmaTile = process.env.SR3_MMA_TILE?.trim();
-  if (mmaTile) {
-    const m = /^(\d+)x(\d+)$/.exec(mmaTile);
+  const mmaTileEnv = process.env.SR3_MMA_TILE?.trim();
+  if (mmaTileEnv) {
+    const m = /^(\d+)x(\d+)$/.exec(mmaTileEnv);
     if (!m) {
       ctx.destroy();
-      throw new GpuError(`SR3_MMA_TILE=${mmaTile}: give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)`);
+      throw new GpuError(`SR3_MMA_TILE=${mmaTileEnv}: give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)`);
     }
     MMA_OPTIONS.TM = Number(m[1]);
     MMA_OPTIONS.TN = Number(m[2]);
+    // checked against this device's fragments and subgroups now, not at the first conv
+    const s = await mmaSupport(ctx);
+    if (s.ok) {
+      try {
+        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: MMA_OPTIONS.TM, TN: MMA_OPTIONS.TN });
+      } catch (e) {
+        ctx.destroy();
+        throw new GpuError(`SR3_MMA_TILE=${mmaTileEnv}: ${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
+      }
+    }
   }
   const attn = process.env.SR3_ATTENTION?.trim();
   if (attn) {

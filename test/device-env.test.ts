@@ -1,0 +1,57 @@
+// The environment switches openDevice reads (README "Environment"): a bad value is refused with a message that
+// names the variable and what it takes, before anything runs, and leaves the engine's settings as they were.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { openDevice } from '../engine/node/device.ts';
+import * as K from '../engine/kernels.ts';
+import { TILED_PREFETCH } from '../shaders/conv2d.ts';
+
+const CASES: [string, string, RegExp][] = [
+  ['SR3_SPLIT_K', '-3', /SR3_SPLIT_K=-3: give a workgroup count \(split-K below it\), or 0 for off/],
+  ['SR3_TILED_TILE', '96x64', /SR3_TILED_TILE=96x64: give the tiled conv kernel's tile as TMxTN, each 64 or 128/],
+  ['SR3_TILED_PREFETCH', 'yes', /SR3_TILED_PREFETCH=yes: give 1 .* or 0/],
+  ['SR3_MMA_PREFETCH', '2', /SR3_MMA_PREFETCH=2: give 1 .* or 0/],
+  ['SR3_MMA_TILE', '64', /SR3_MMA_TILE=64: give the mma conv kernel's tile as TMxTN/],
+  ['SR3_ATTENTION', 'fast', /SR3_ATTENTION=fast: give flash .* or gemm/],
+  ['SR3_CONV_KERNEL', 'fast', /SR3_CONV_KERNEL=fast: unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16/],
+];
+
+test('openDevice refuses a bad value of each switch, naming it, and changes no setting', async () => {
+  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH]);
+  for (const [name, value, message] of CASES) {
+    const saved = process.env[name];
+    process.env[name] = value;
+    try {
+      await openDevice();
+      assert.unreachable(`${name}=${value} accepted`);
+    } catch (e) {
+      assert.match((e as Error).message, message, `${name}=${value}`);
+    } finally {
+      if (saved === undefined) delete process.env[name];
+      else process.env[name] = saved;
+    }
+  }
+  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH]), before);
+});
+
+test('the switches take effect on an accepted value', async () => {
+  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm' };
+  Object.assign(process.env, env);
+  try {
+    const ctx = await openDevice();
+    ctx.destroy();
+    assert.is(K.SPLIT_K.target, 128);
+    assert.equal({ ...K.TILED_TILE }, { TM: 64, TN: 128 });
+    assert.is(TILED_PREFETCH.on, false);
+    assert.is(K.ATTN_GEMM.force, true);
+  } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+    K.SPLIT_K.target = 256;
+    delete K.TILED_TILE.TM;
+    delete K.TILED_TILE.TN;
+    TILED_PREFETCH.on = true;
+    delete K.ATTN_GEMM.force;
+  }
+});
+
+test.run();
