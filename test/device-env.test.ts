@@ -34,6 +34,21 @@ test('openDevice refuses a bad value of each switch, naming it, and changes no s
   assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH]), before);
 });
 
+test('a bad switch beside good ones: refused, and the good ones are not applied either', async () => {
+  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.ATTN_GEMM]);
+  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_ATTENTION: 'fast' };
+  Object.assign(process.env, env);
+  try {
+    await openDevice();
+    assert.unreachable('accepted');
+  } catch (e) {
+    assert.match((e as Error).message, /SR3_ATTENTION=fast/);
+  } finally {
+    for (const k of Object.keys(env)) delete process.env[k];
+  }
+  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.ATTN_GEMM]), before);
+});
+
 test('the switches take effect on an accepted value', async () => {
   const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm' };
   Object.assign(process.env, env);

@@ -52,8 +52,8 @@ export function dawnFlagsFromEnv(): string[] {
  * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off); SR3_TILED_TILE=TMxTN fixes the
  * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's;
  * SR3_TILED_PREFETCH=0 / SR3_MMA_PREFETCH=0 build the tiled / mixed-precision convs without their register
- * prefetch; SR3_ATTENTION=flash|gemm fixes the
- * attention form (default: gemm on GPUs where the scores fit, flash elsewhere).
+ * prefetch; SR3_ATTENTION=flash|gemm fixes the attention form (default: gemm on GPUs where the scores fit, flash
+ * elsewhere). See applySwitches.
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -64,77 +64,75 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
     // fused into the conv, several sampler steps per submission), so they are exercised where no GPU is
     (ctx.adapter as { isSoftware: boolean }).isSoftware = false;
   }
-  const split = process.env.SR3_SPLIT_K?.trim();
-  if (split) {
-    const n = Number(split);
-    if (!Number.isInteger(n) || n < 0) {
-      ctx.destroy();
-      throw new GpuError(`SR3_SPLIT_K=${split}: give a workgroup count (split-K below it), or 0 for off`);
-    }
-    SPLIT_K.target = n;
+  try {
+    await applySwitches(ctx);
+  } catch (e) {
+    ctx.destroy();
+    throw e;
   }
-  const tile = process.env.SR3_TILED_TILE?.trim();
-  if (tile) {
-    const m = /^(64|128)x(64|128)$/.exec(tile);
-    if (!m) {
-      ctx.destroy();
-      throw new GpuError(`SR3_TILED_TILE=${tile}: give the tiled conv kernel's tile as TMxTN, each 64 or 128 (e.g. 64x64)`);
-    }
-    TILED_TILE.TM = Number(m[1]) as 64 | 128;
-    TILED_TILE.TN = Number(m[2]) as 64 | 128;
-  }
-  const prefetch = process.env.SR3_TILED_PREFETCH?.trim();
-  if (prefetch) {
-    if (prefetch !== '0' && prefetch !== '1') {
-      ctx.destroy();
-      throw new GpuError(`SR3_TILED_PREFETCH=${prefetch}: give 1 (the tiled conv prefetches the next step into registers, the default) or 0`);
-    }
-    TILED_PREFETCH.on = prefetch === '1';
-  }
-  const mmaPrefetch = process.env.SR3_MMA_PREFETCH?.trim();
-  if (mmaPrefetch) {
-    if (mmaPrefetch !== '0' && mmaPrefetch !== '1') {
-      ctx.destroy();
-      throw new GpuError(`SR3_MMA_PREFETCH=${mmaPrefetch}: give 1 (the mixed-precision convs prefetch the next step into registers, the default) or 0`);
-    }
-    MMA_OPTIONS.prefetch = mmaPrefetch === '1';
-  }
-  const mmaTileEnv = process.env.SR3_MMA_TILE?.trim();
-  if (mmaTileEnv) {
-    const m = /^(\d+)x(\d+)$/.exec(mmaTileEnv);
-    if (!m) {
-      ctx.destroy();
-      throw new GpuError(`SR3_MMA_TILE=${mmaTileEnv}: give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)`);
-    }
-    MMA_OPTIONS.TM = Number(m[1]);
-    MMA_OPTIONS.TN = Number(m[2]);
+  return ctx;
+}
+
+/**
+ * The SR3_* switches of openDevice. Every value is checked (a bad one throws a GpuError naming the variable and what it
+ * takes) before any engine setting changes, so a refusal leaves them all as they were.
+ */
+async function applySwitches(ctx: GpuContext): Promise<void> {
+  const env = (name: string) => process.env[name]?.trim() || undefined;
+  const bad = (name: string, value: string, what: string): never => {
+    throw new GpuError(`${name}=${value}: ${what}`);
+  };
+  const onOff = (name: string, what: string): boolean | undefined => {
+    const v = env(name);
+    if (v !== undefined && v !== '0' && v !== '1') bad(name, v, `give 1 (${what}, the default) or 0`);
+    return v === undefined ? undefined : v === '1';
+  };
+
+  const split = env('SR3_SPLIT_K');
+  const splitK = split === undefined ? undefined : Number(split);
+  if (split !== undefined && (!Number.isInteger(splitK) || splitK! < 0)) bad('SR3_SPLIT_K', split, 'give a workgroup count (split-K below it), or 0 for off');
+  const tile = env('SR3_TILED_TILE');
+  const tiled = tile === undefined ? undefined : /^(64|128)x(64|128)$/.exec(tile);
+  if (tile !== undefined && !tiled) bad('SR3_TILED_TILE', tile, "give the tiled conv kernel's tile as TMxTN, each 64 or 128 (e.g. 64x64)");
+  const tiledPrefetch = onOff('SR3_TILED_PREFETCH', 'the tiled conv prefetches the next step into registers');
+  const mmaPrefetch = onOff('SR3_MMA_PREFETCH', 'the mixed-precision convs prefetch the next step into registers');
+  const mmaTileEnv = env('SR3_MMA_TILE');
+  const mmaTm = mmaTileEnv === undefined ? undefined : /^(\d+)x(\d+)$/.exec(mmaTileEnv);
+  if (mmaTileEnv !== undefined) {
+    if (!mmaTm) bad('SR3_MMA_TILE', mmaTileEnv, "give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)");
     // checked against this device's fragments and subgroups now, not at the first conv
     const s = await mmaSupport(ctx);
     if (s.ok) {
       try {
-        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: MMA_OPTIONS.TM, TN: MMA_OPTIONS.TN });
+        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]) });
       } catch (e) {
-        ctx.destroy();
-        throw new GpuError(`SR3_MMA_TILE=${mmaTileEnv}: ${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
+        bad('SR3_MMA_TILE', mmaTileEnv, `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
       }
     }
   }
-  const attn = process.env.SR3_ATTENTION?.trim();
-  if (attn) {
-    if (attn !== 'flash' && attn !== 'gemm') {
-      ctx.destroy();
-      throw new GpuError(`SR3_ATTENTION=${attn}: give flash (the online-softmax kernel) or gemm (two GEMMs through a score buffer)`);
-    }
-    ATTN_GEMM.force = attn === 'gemm';
-  }
-  const kernel = process.env.SR3_CONV_KERNEL?.trim();
-  if (kernel) {
+  const attn = env('SR3_ATTENTION');
+  if (attn !== undefined && attn !== 'flash' && attn !== 'gemm') bad('SR3_ATTENTION', attn, 'give flash (the online-softmax kernel) or gemm (two GEMMs through a score buffer)');
+  const kernel = env('SR3_CONV_KERNEL');
+  // an unknown kernel, or one this device cannot run, is refused by useConvKernel, which then selects nothing: so it
+  // goes before any other setting changes
+  if (kernel !== undefined) {
     try {
       await useConvKernel(ctx, kernel as ConvKernel);
     } catch (e) {
-      ctx.destroy();
-      throw new GpuError(`SR3_CONV_KERNEL=${kernel}: ${(e as Error).message}`);
+      bad('SR3_CONV_KERNEL', kernel, (e as Error).message);
     }
   }
-  return ctx;
+
+  if (splitK !== undefined) SPLIT_K.target = splitK;
+  if (tiled) {
+    TILED_TILE.TM = Number(tiled[1]) as 64 | 128;
+    TILED_TILE.TN = Number(tiled[2]) as 64 | 128;
+  }
+  if (tiledPrefetch !== undefined) TILED_PREFETCH.on = tiledPrefetch;
+  if (mmaPrefetch !== undefined) MMA_OPTIONS.prefetch = mmaPrefetch;
+  if (mmaTm) {
+    MMA_OPTIONS.TM = Number(mmaTm[1]);
+    MMA_OPTIONS.TN = Number(mmaTm[2]);
+  }
+  if (attn !== undefined) ATTN_GEMM.force = attn === 'gemm';
 }
