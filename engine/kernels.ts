@@ -96,7 +96,8 @@ export async function conv2d(
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
   const mmaOpts = kernel === 'mma' ? await requireMma(ctx) : null;
   const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts) } : null;
-  const tile: { TM: number; TN: number } = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : mma ? { TM: mma.TM, TN: mma.TN } : { TM: MMA_TILE.TM, TN: MMA_TILE.TN };
+  const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : null;
+  const tile: { TM: number; TN: number } = tiled ?? mma ?? MMA_TILE;
   if (kernel !== 'direct') {
     const tk = kernel === 'tiled' ? 16 : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
@@ -117,7 +118,7 @@ export async function conv2d(
     pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_mma_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
-    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiledShape(Hout * Wout, spec.Cout)), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
+    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiled!), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   }
   const d = dummy(ctx);
