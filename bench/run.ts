@@ -148,7 +148,7 @@ function fullCases(): Case[] {
   return cases;
 }
 
-const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--reps N] [--profile] [--conv-kernel tiled|direct|f16|mma]
+const HELP = `usage: npm run bench -- [--quick] [--json] [--filter REGEX] [--reps N] [--profile] [--conv-kernel tiled|direct|f16|mma|mma3]
 
   --quick        small shapes that finish on a software device (the default set is the reference configs' shapes)
   --json         one JSON object per line: name, kind (kernel, unet, upscale, train), device, timer and the figures
@@ -207,7 +207,7 @@ async function main(argv: string[]): Promise<number> {
       prefetch: convKernelFor(ctx) === 'tiled' ? TILED_PREFETCH.on : MMA_OPTIONS.prefetch ?? true,
       // the attention form when fixed (SR3_ATTENTION), else chosen per layer (engine/kernels.ts ATTN_GEMM)
       attention: ATTN_GEMM.force === undefined ? 'auto' : ATTN_GEMM.force ? 'gemm' : 'flash',
-      tile: convKernelFor(ctx) === 'mma' ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
+      tile: convKernelFor(ctx).startsWith('mma') ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));
     const note = (s: string) => (json ? console.error(s) : console.log(s));

@@ -94,7 +94,7 @@ export async function conv2d(
   let split: { S: number; parts: GPUBuffer } | null = null;
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
-  const mmaOpts = kernel === 'mma' ? await requireMma(ctx) : null;
+  const mmaOpts = kernel === 'mma' || kernel === 'mma3' ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3' } : null;
   const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts) } : null;
   const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : null;
   const tile: { TM: number; TN: number } = tiled ?? mma ?? MMA_TILE;
@@ -113,9 +113,9 @@ export async function conv2d(
     const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0, vec });
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
-  } else if (kernel === 'f16' || kernel === 'mma') {
+  } else if (kernel === 'f16' || mma) {
     const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: MMA_OPTIONS.prefetch });
-    pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_mma_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
+    pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_${kernel}_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
     pipeline = await ctx.pipeline(conv2dTiledWgsl(tiled!), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
@@ -165,14 +165,16 @@ export const TILED_TILE: Partial<TiledShape> = {};
  * The 'mma' kernel's tile for one conv, by the same rule as tiledShape, within what the device's fragments and
  * subgroups allow (shaders/conv2d_mma.ts mmaTile: multiples of 2S up to 8S pixels and channels, pixels dividing the
  * four subgroups' invocations): 64 to 128 a side with NVIDIA's 16x16 fragments and 32-wide subgroups, 32 x 64 with
- * lavapipe's 8x8 and 8-wide ones. MMA_OPTIONS overrides either (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
+ * lavapipe's 8x8 and 8-wide ones. The split ('mma3') kernel holds twice the accumulators and takes at most 8
+ * fragments a subgroup: where both sides would be 8 fragments' worth (128 x 128 with 16x16 fragments), its pixels
+ * are halved. MMA_OPTIONS overrides either (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
  */
-export function mmaShape(M: number, Cout: number, s: { fragment: number; subgroupSize: number }): { TM: number; TN: number } {
+export function mmaShape(M: number, Cout: number, s: { fragment: number; subgroupSize: number; split?: boolean }): { TM: number; TN: number } {
   const S = s.fragment;
-  return {
-    TM: MMA_OPTIONS.TM ?? Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, 4 * s.subgroupSize, 8 * S)),
-    TN: MMA_OPTIONS.TN ?? Math.max(2 * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S)),
-  };
+  let TM = Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, 4 * s.subgroupSize, 8 * S));
+  const TN = MMA_OPTIONS.TN ?? Math.max(2 * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S));
+  while (s.split && TM > 2 * S && (TM / (2 * S)) * (TN / (2 * S)) > 8) TM /= 2;
+  return { TM: MMA_OPTIONS.TM ?? TM, TN };
 }
 /** Overrides for the mixed-precision kernels (experiments, tests): the 'mma' tile, and the register prefetch of both. */
 export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean } = {};
@@ -238,12 +240,15 @@ function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
  *   nearly free; the default there);
  * - 'mma' (mixed precision: f16 operands, f32 accumulation, on tensor cores through subgroup matrices; needs
  *   'chromium-experimental-subgroup-matrix' with an f16->f32 16x16x16 (or 8x8x8) config and a fixed subgroup size);
- * - 'f16' (the same mixed precision with plain FMAs; needs 'shader-f16').
- * The f32 kernels compute the same thing to rounding; the mixed ones round every operand to f16 (see
- * shaders/conv2d_mma.ts and the tolerances in test/conv-variants.test.ts and the golden tests). Only an explicit choice selects them.
+ * - 'f16' (the same mixed precision with plain FMAs; needs 'shader-f16');
+ * - 'mma3' (f32 accuracy on the tensor cores: each operand split into two f16s, three products per fragment; needs
+ *   what 'mma' needs).
+ * The f32 kernels, 'mma3' among them, compute the same thing to f32 rounding (the tolerances of test/conv-variants.test.ts
+ * and the golden tests); the mixed ones round every operand to f16 (see shaders/conv2d_mma.ts and their own
+ * tolerances). Only an explicit choice selects the tensor-core and f16 kernels.
  */
-export type ConvKernel = 'tiled' | 'direct' | 'mma' | 'f16';
-export const CONV_KERNELS: readonly ConvKernel[] = ['tiled', 'direct', 'mma', 'f16'];
+export type ConvKernel = 'tiled' | 'direct' | 'mma' | 'f16' | 'mma3';
+export const CONV_KERNELS: readonly ConvKernel[] = ['tiled', 'direct', 'mma', 'f16', 'mma3'];
 const convKernels = new WeakMap<GpuContext, ConvKernel>();
 /** Force a conv2d kernel for this context (tests, benchmarks); `undefined` returns to the automatic choice. */
 export function setConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): void {
@@ -262,7 +267,7 @@ export async function useConvKernel(ctx: GpuContext, kernel: ConvKernel | undefi
   if (kernel !== undefined && !CONV_KERNELS.includes(kernel)) {
     throw new Error(`unknown conv2d kernel '${kernel}': use one of ${CONV_KERNELS.join(', ')}`);
   }
-  if (kernel === 'mma') await requireMma(ctx);
+  if (kernel === 'mma' || kernel === 'mma3') await requireMma(ctx, kernel);
   if (kernel === 'f16') requireF16(ctx);
   setConvKernel(ctx, kernel);
 }
@@ -331,12 +336,12 @@ async function probeMma(ctx: GpuContext): Promise<MmaSupport> {
   return { ok: false, reason: `the shader compiler took neither spelling of the subgroup-matrix builtins (${errors.join('; ')})` };
 }
 
-async function requireMma(ctx: GpuContext): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; fragment: number }> {
+async function requireMma(ctx: GpuContext, kernel: 'mma' | 'mma3'): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; fragment: number }> {
   const s = await mmaSupport(ctx);
-  if (!s.ok) throw new Error(`the 'mma' conv2d kernel cannot run here: ${s.reason}; use 'f16' or 'tiled'`);
+  if (!s.ok) throw new Error(`the '${kernel}' conv2d kernel cannot run here: ${s.reason}; use ${kernel === 'mma' ? "'f16' or 'tiled'" : "'tiled' (f32)"}`);
   const wg = mmaWorkgroupSize({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize });
   if (wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
-    throw new Error(`the 'mma' conv2d kernel needs ${wg} invocations per workgroup, over this device's limit`);
+    throw new Error(`the '${kernel}' conv2d kernel needs ${wg} invocations per workgroup, over this device's limit`);
   }
   return { body: 'subgroup-matrix', subgroupSize: s.subgroupSize!, syntax: s.syntax!, fragment: s.fragment! };
 }

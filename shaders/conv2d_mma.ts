@@ -16,6 +16,15 @@
 //   the host probes which one the device's compiler takes.
 // - 'f16-tiles': the same tiles multiplied by plain FMAs, each invocation a 4x8 block. It runs wherever `shader-f16`
 //   exists (the software device too), so the staging, the tile walk and the epilogue are tested everywhere.
+//
+// `split` (subgroup-matrix only) makes the tensor cores give f32 accuracy: every operand v is staged as two f16s,
+// hi = v cut to f16's 11 significand bits and lo = f16((v - hi) * 2^11), so hi + lo * 2^-11 carries 22 of f32's 24
+// significand bits (lo is scaled so that it stays a normal f16 where v is small: the weights are mostly under 0.1). Each fragment product is
+// then three tensor-core products, hi*hi into one f32 accumulator and hi*lo + lo*hi into a second, added as
+// c + d * 2^-11 on the way out; lo*lo (2^-22 of the product) is dropped. The staging and the accumulators double,
+// the multiplies triple. (The scheme is Ootomo and Yokota's, "Recovering single precision accuracy from Tensor
+// Cores while surpassing the FP32 theoretical peak performance", 2022.) Values beyond f16's range (65504) are clamped
+// as in the plain kernel.
 import { GEMM_CONV_HEADER, SPLIT_K_RANGE, stagedIm2col } from './conv2d.ts';
 
 export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
@@ -37,6 +46,8 @@ export interface MmaConvOptions {
    * the tiled f32 kernel does; false stages each step after the previous one's barrier.
    */
   prefetch?: boolean;
+  /** subgroup-matrix only: f32 accuracy from three f16 products per fragment (hi/lo operand split, see above) */
+  split?: boolean;
 }
 
 /** The f16-tiles body's workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
@@ -51,7 +62,9 @@ export function mmaWorkgroupSize(o: MmaConvOptions): number {
  * The workgroup tile a kernel is built for, with the reasons a requested one cannot be: the four subgroups split it
  * 2 x 2, each a grid of FM x FN fragments of S x S (so TM and TN are multiples of 2S, at most 8S, to bound the
  * accumulators); the im2col staging gives each invocation one pixel column, so the workgroup's invocations must be
- * a multiple of TM; TK (32) is a multiple of S and at most the workgroup's invocations (one decodes each k).
+ * a multiple of TM; TK (32) is a multiple of S and at most the workgroup's invocations (one decodes each k). The
+ * split kernel holds two accumulators a fragment, so it takes at most 8 fragments a subgroup (128 x 64 or 64 x 128
+ * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers).
  */
 export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number } {
   if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0 };
@@ -64,6 +77,7 @@ export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number
     if (!Number.isInteger(v) || v % (2 * S) !== 0 || v > 8 * S) throw new Error(`conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${2 * S} and at most ${8 * S} (fragments of ${S})`);
   }
   if (WG % TM !== 0) throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
+  if (o.split && (TM / (2 * S)) * (TN / (2 * S)) > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${(TM / (2 * S)) * (TN / (2 * S))} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
   if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step`);
   return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (2 * S) };
 }
@@ -113,16 +127,35 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
   const WG = mmaWorkgroupSize(o);
   const SG = o.subgroupSize ?? 32;
   const prefetch = o.prefetch ?? true;
+  const split = !!o.split;
+  if (split && !sm) throw new Error('conv2dMmaWgsl: the split (f32-accurate) form needs the subgroup-matrix body');
   const PA = (TM * TK) / WG; // staged values per invocation and step
   const PB = (TN * TK) / WG;
   if (!Number.isInteger(PB)) throw new Error(`conv2dMmaWgsl: ${WG} invocations do not stage a ${TN}-channel tile evenly`);
   const half = (v: string) => `f16(clamp(${v}, -65504.0, 65504.0))`;
+  // one value into its f16 slot, and with split its scaled remainder into the matching lo slot. hi is cut from v's
+  // bits (the top 11 of the significand), not taken as f32(f16(v)): compilers fold that round trip to v where they
+  // may (lavapipe's does), which would leave lo = 0. Below f16's smallest normal hi is 0 and lo takes all of v, so
+  // whether the device flushes f16 subnormals does not matter.
+  const put = (dst: (arr: string) => string, hiArr: string, loArr: string, v: string) =>
+    split
+      ? `{ let t = clamp(${v}, -65504.0, 65504.0);
+        var h = bitcast<f32>(bitcast<u32>(t) & 0xffffe000u);
+        if (abs(h) < 6.103515625e-5) { h = 0.0; }
+        ${dst(hiArr)} = f16(h); ${dst(loArr)} = ${half(`(${v} - h) * 2048.0`)}; }`
+      : `${dst(hiArr)} = ${half(v)};`;
   const g = stagedIm2col({
     TM, TK, WG,
-    store: prefetch ? (_kk, _mm, v) => `ra[e] = ${half(v)};` : (kk, mm, v) => `As[${kk} * ${TM}u + ${mm}] = ${half(v)};`,
+    store: prefetch
+      ? (_kk, _mm, v) => put((a) => `${a}[e]`, 'ra', 'rla', v)
+      : (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v),
   });
   // the weights of one k-step, B [TK x TN] column-major: consecutive invocations read consecutive weights of a channel
-  const weights = (put: (idx: string, w: string) => string) => `
+  const weights = prefetch ? (v: string) => put((a) => `${a}[e]`, 'rb', 'rlb', v) : (v: string) => put((a) => `${a}[idx]`, 'Bs', 'Bl', v);
+  const load = `
+${g.decode}
+    // consecutive invocations gather consecutive pixels of one reduction row
+${g.gather}
     for (var e = 0u; e < ${PB}u; e++) {
       let idx = li + e * ${WG}u;
       let nn = idx / ${TK}u;
@@ -131,18 +164,13 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
       let co = n0 + nn;
       var w = 0.0;
       if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
-      ${put('idx', half('w'))}
+      ${weights('w')}
     }`;
-  const load = `
-${g.decode}
-    // consecutive invocations gather consecutive pixels of one reduction row
-${g.gather}
-${weights(prefetch ? (_i, w) => `rb[e] = ${w};` : (i, w) => `Bs[${i}] = ${w};`)}`;
   const stage = prefetch
     ? `
     // the values prefetched during the previous step (or before the loop) into workgroup memory
-    for (var e = 0u; e < ${PA}u; e++) { As[(skk0 + e * ${WG / TM}u) * ${TM}u + smm] = ra[e]; }
-    for (var e = 0u; e < ${PB}u; e++) { Bs[li + e * ${WG}u] = rb[e]; }
+    for (var e = 0u; e < ${PA}u; e++) { As[(skk0 + e * ${WG / TM}u) * ${TM}u + smm] = ra[e];${split ? ` Al[(skk0 + e * ${WG / TM}u) * ${TM}u + smm] = rla[e];` : ''} }
+    for (var e = 0u; e < ${PB}u; e++) { Bs[li + e * ${WG}u] = rb[e];${split ? ` Bl[li + e * ${WG}u] = rlb[e];` : ''} }
     workgroupBarrier();
     // the next step's loads, in flight during this step's multiplies (a uniform branch: its barriers are fine)
     if (k0 + ${TK}u < kEnd) {
@@ -167,27 +195,34 @@ ${load}
     decl = `
   let rm = (sg % 2u) * ${TM / 2}u;
   let rn = (sg / 2u) * ${TN / 2}u;
-${range(FM).flatMap((i) => range(FN).map((j) => `  var c_${i}_${j} = ${C}();`)).join('\n')}`;
+${range(FM).flatMap((i) => range(FN).map((j) => `  var c_${i}_${j} = ${C}();${split ? ` var d_${i}_${j} = ${C}();` : ''}`)).join('\n')}`;
     compute = `
     for (var ks = 0u; ks < ${TK}u; ks += ${S}u) {
       // A tile [TM x TK] column-major (stride TM), B tile [TK x TN] column-major (stride TK)
 ${range(FM).map((i) => `      let a${i} = ${load(L, '&As', `ks * ${TM}u + rm + ${i * S}u`, `${TM}u`)};`).join('\n')}
 ${range(FN).map((j) => `      let b${j} = ${load(R, '&Bs', `(rn + ${j * S}u) * ${TK}u + ks`, `${TK}u`)};`).join('\n')}
-${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c_${i}_${j});`)).join('\n')}
+${split ? range(FM).map((i) => `      let al${i} = ${load(L, '&Al', `ks * ${TM}u + rm + ${i * S}u`, `${TM}u`)};`).join('\n') : ''}
+${split ? range(FN).map((j) => `      let bl${j} = ${load(R, '&Bl', `(rn + ${j * S}u) * ${TK}u + ks`, `${TK}u`)};`).join('\n') : ''}
+${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c_${i}_${j});${split ? `
+      d_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, bl${j}, d_${i}_${j});
+      d_${i}_${j} = subgroupMatrixMultiplyAccumulate(al${i}, b${j}, d_${i}_${j});` : ''}`)).join('\n')}
     }`;
     // the epilogue, a fragment at a time through each subgroup's own S x S slice of Cs (column-major, stride S): the
     // barriers are in uniform control flow (every subgroup walks the same fragments)
+    // (split: the two accumulators through two slices, combined as c + d * 2^-11)
+    const SL = (split ? 2 : 1) * S * S;
     store = range(FM).flatMap((i) => range(FN).map((j) => `
-  ${st('&Cs', `sg * ${S * S}u`, `c_${i}_${j}`, `${S}u`)};
+  ${st('&Cs', `sg * ${SL}u`, `c_${i}_${j}`, `${S}u`)};${split ? `
+  ${st('&Cs', `sg * ${SL}u + ${S * S}u`, `d_${i}_${j}`, `${S}u`)};` : ''}
   workgroupBarrier();
   for (var e = lane; e < ${S * S}u; e += ${SG}u) {
     let nn = e / ${S}u;
     let m = m0 + rm + ${i * S}u + (e - nn * ${S}u);
     let co = n0 + rn + ${j * S}u + nn;
-    if (m < M && co < p.Cout) { writeOut(b, split, co, m, M, Cs[sg * ${S * S}u + e]); }
+    if (m < M && co < p.Cout) { writeOut(b, split, co, m, M, ${split ? `Cs[sg * ${SL}u + e] + Cs[sg * ${SL}u + ${S * S}u + e] * ${2 ** -11}` : `Cs[sg * ${SL}u + e]`}); }
   }
   workgroupBarrier();`)).join('');
-    result = `var<workgroup> Cs: array<f32, ${4 * S * S}>; // each subgroup's S x S result fragment on its way out`;
+    result = `var<workgroup> Cs: array<f32, ${4 * SL}>; // each subgroup's S x S result fragment${split ? 's (hi and correction)' : ''} on its way out`;
   } else {
     // 128 invocations, each 4 pixels x 8 channels of the 64x64 tile
     decl = `
@@ -229,6 +264,8 @@ ${GEMM_CONV_HEADER}
 
 var<workgroup> As: array<f16, ${TM * TK}>; // [TK][TM]: column-major A (pixels x reduction)
 var<workgroup> Bs: array<f16, ${TN * TK}>; // [TN][TK]: column-major B (reduction x channels)
+${split ? `var<workgroup> Al: array<f16, ${TM * TK}>; // the operands' scaled remainders, laid out as As and Bs
+var<workgroup> Bl: array<f16, ${TN * TK}>;` : ''}
 ${result}
 ${g.decl}
 
@@ -245,7 +282,9 @@ ${SPLIT_K_RANGE}
 ${decl}
 ${g.setup}
 ${prefetch ? `  var ra: array<f16, ${PA}>;
-  var rb: array<f16, ${PB}>;
+  var rb: array<f16, ${PB}>;${split ? `
+  var rla: array<f16, ${PA}>;
+  var rlb: array<f16, ${PB}>;` : ''}
   if (kBeg < kEnd) {
     let k0 = kBeg;
 ${load}

@@ -280,6 +280,55 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   }
 });
 
+// 'mma3': the tensor cores with each operand split into an f16 and its scaled f16 remainder, three products per
+// fragment: an f32-accuracy kernel, so the f32 kernels' tolerance (2e-5 of the float64 reference) applies. Dropping
+// the remainders would leave the plain mma kernel's 1e-4 to 3e-4, so the test sees whether the split is real.
+test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of the float64 reference, where the device has them', async () => {
+  const ctx = await device();
+  const s = await K.mmaSupport(ctx);
+  if (process.env.SR3_EXPECT_MMA === '1') assert.ok(s.ok, `SR3_EXPECT_MMA=1 but the mma3 kernel cannot run: ${s.reason}`);
+  if (!s.ok) {
+    try {
+      await K.useConvKernel(ctx, 'mma3');
+      assert.unreachable('mma3 accepted without support');
+    } catch (e) {
+      assert.match((e as Error).message, /'mma3' conv2d kernel cannot run here: .+; use 'tiled' \(f32\)/);
+    }
+    console.log(`    mma3 not available: ${s.reason}`);
+    return;
+  }
+  const S = s.fragment!;
+  // the default tiles, split-K, the widest tile the split kernel takes (one fragment row by four columns), and
+  // without the register prefetch
+  const variants: [string, () => void, () => void][] = [
+    ['default', () => {}, () => {}],
+    ['split-K 2', () => { K.SPLIT_K.force = 2; }, () => { delete K.SPLIT_K.force; }],
+    [`${2 * S}x${8 * S} tiles`, () => Object.assign(K.MMA_OPTIONS, { TM: 2 * S, TN: 8 * S }), () => { delete K.MMA_OPTIONS.TM; delete K.MMA_OPTIONS.TN; }],
+    ['no prefetch', () => { K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.prefetch; }],
+  ];
+  await K.useConvKernel(ctx, 'mma3');
+  try {
+    for (const [what, on, off] of variants) {
+      on();
+      try {
+        let worst = 0;
+        // the variants on the cases that reach their differences: partial tiles, the concatenation with GroupNorm +
+        // Swish, stride 2, upsampling, a 1x1 conv, the large map
+        for (const c of what === 'default' ? CASES : [CASES[1], CASES[3], CASES[5], CASES[6], CASES[8], CASES[10]]) {
+          const { exact } = await run(ctx, c);
+          worst = Math.max(worst, exact);
+          assert.ok(exact < 2e-5, `mma3 (${what}) ${JSON.stringify(c)}: rel err ${exact}`);
+        }
+        console.log(`    conv2d mma3 (${what}): worst ${worst.toExponential(2)} from the float64 reference`);
+      } finally {
+        off();
+      }
+    }
+  } finally {
+    K.setConvKernel(ctx, undefined);
+  }
+});
+
 test('mma tiles: chosen within the fragments and subgroups, and a tile that cannot work is refused with the reason', () => {
   // NVIDIA: 16x16 fragments, subgroups of 32 (128 invocations); lavapipe: 8x8, subgroups of 8 (32 invocations)
   assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32 }), { TM: 128, TN: 64 });
@@ -292,6 +341,11 @@ test('mma tiles: chosen within the fragments and subgroups, and a tile that cann
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 48, TN: 64 }), /TM = 48 must be a multiple of 32 and at most 128/);
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 256 }), /TN = 256 must be a multiple of 32 and at most 128/);
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 8, fragment: 8, TM: 64, TN: 64 }), /TM = 64 pixels do not divide the 32 invocations/);
+  // the split kernel: at most 8 fragments a subgroup, so a large layer's 128 x 128 becomes 64 x 128
+  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, split: true }), { TM: 64, TN: 128 });
+  assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, split: true }), { TM: 128, TN: 64 });
+  assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8, split: true }), { TM: 32, TN: 64 });
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, split: true }), /16 fragments a subgroup; the split kernel takes at most 8/);
 });
 
 test('an unknown conv2d kernel name is refused with the list', async () => {
@@ -300,7 +354,7 @@ test('an unknown conv2d kernel name is refused with the list', async () => {
     await K.useConvKernel(ctx, 'fast' as K.ConvKernel);
     assert.unreachable();
   } catch (e) {
-    assert.match((e as Error).message, /unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16/);
+    assert.match((e as Error).message, /unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/);
   }
 });
 

@@ -67,6 +67,31 @@ for (const kernel of ['f16', 'mma'] as const) for (const name of GOLDEN_CASES) {
   });
 }
 
+// 'mma3' (tensor cores, each operand split into two f16s) is an f32-accuracy kernel: the f32 tolerance, 1e-4.
+for (const name of GOLDEN_CASES) {
+  test(`golden ${name} with the 'mma3' conv kernel: eps and every activation within 1e-4 of the reference`, async () => {
+    const ctx = await device();
+    await withConvKernel(ctx, 'mma3', async () => {
+      const model = goldenModel(name);
+      const g = goldenTensors(name, 'forward.safetensors');
+      const [B, , H, W] = g.shape('x_in');
+      const net = await UNet.build(ctx, model, { batch: B, height: H, width: W, keepActivations: true });
+      const eps = await net.forward(g.get('x_in'), g.get('noise_level'));
+      let worst = 0;
+      const errs: string[] = [];
+      for (const k of [...g.keys.filter((k) => k.startsWith('act.')), 'eps']) {
+        const got = k === 'eps' ? eps : await ctx.read(net.activations.get(k)!.buf, g.get(k).length * 4);
+        const e = relErr(got, g.get(k));
+        worst = Math.max(worst, e);
+        if (!(e <= 1e-4)) errs.push(`${k}: ${e.toExponential(2)}`);
+      }
+      console.log(`    ${name}, mma3: worst relative error ${worst.toExponential(2)}, eps ${relErr(eps, g.get('eps')).toExponential(2)}`);
+      assert.equal(errs, [], errs.join('\n'));
+      net.destroy();
+    });
+  });
+}
+
 test('the same output with activation buffers shared (memory planner) as without', async () => {
   const ctx = await device();
   const model = goldenModel('tiny');

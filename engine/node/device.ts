@@ -48,7 +48,7 @@ export function dawnFlagsFromEnv(): string[] {
 
 /**
  * Open the best WebGPU device Dawn finds. Throws a GpuError that names the fix when there is none.
- * SR3_CONV_KERNEL (tiled, direct, f16 or mma) picks the conv2d kernel; a kernel the device cannot run is an error,
+ * SR3_CONV_KERNEL (tiled, direct, f16, mma or mma3) picks the conv2d kernel; a kernel the device cannot run is an error,
  * never a silent fallback. SR3_SPLIT_K sets split-K's workgroup target (0: off); SR3_TILED_TILE=TMxTN fixes the
  * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's;
  * SR3_TILED_PREFETCH=0 / SR3_MMA_PREFETCH=0 build the tiled / mixed-precision convs without their register
@@ -104,7 +104,8 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
     const s = await mmaSupport(ctx);
     if (s.ok) {
       try {
-        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]) });
+        // the split kernel ('mma3') takes fewer fragments a subgroup
+        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3' });
       } catch (e) {
         bad('SR3_MMA_TILE', mmaTileEnv, `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
       }

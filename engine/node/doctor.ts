@@ -55,7 +55,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
     if (report.subgroupMatrixConfigs.length) {
       console.log(`sg matrices  ${report.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ')}`);
     }
-    console.log(`conv2d       ${report.convKernel} (set SR3_CONV_KERNEL=tiled|direct|f16|mma to choose)`);
+    console.log(`conv2d       ${report.convKernel} (set SR3_CONV_KERNEL=tiled|direct|f16|mma|mma3 to choose)`);
     console.log(`  f16 (mixed precision, FMAs)            ${report.mixedPrecision.f16}`);
     console.log(`  mma (mixed precision, tensor cores)    ${report.mixedPrecision.mma}`);
     console.log('limits');

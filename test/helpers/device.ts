@@ -18,13 +18,13 @@ export async function releaseDevice(): Promise<void> {
 }
 
 /**
- * Run `body` with a mixed-precision conv kernel selected, then return to the automatic choice; where the device
+ * Run `body` with a mixed-precision or tensor-core conv kernel selected, then return to the automatic choice; where the device
  * cannot run that kernel, print why and skip (the refusal itself is tested in conv-variants.test.ts).
  */
-export async function withConvKernel(ctx: GpuContext, kernel: 'f16' | 'mma', body: () => Promise<void>): Promise<void> {
-  const why = kernel === 'mma' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
+export async function withConvKernel(ctx: GpuContext, kernel: 'f16' | 'mma' | 'mma3', body: () => Promise<void>): Promise<void> {
+  const why = kernel !== 'f16' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
   if (why) {
-    if (kernel === 'mma' && process.env.SR3_EXPECT_MMA === '1') throw new Error(`SR3_EXPECT_MMA=1 but the mma kernel cannot run: ${why}`);
+    if (kernel !== 'f16' && process.env.SR3_EXPECT_MMA === '1') throw new Error(`SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${why}`);
     console.log(`    skipped: ${why}`);
     return;
   }
