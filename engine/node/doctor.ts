@@ -34,6 +34,8 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       mixedPrecision: {
         f16: ctx.features.shaderF16 ? 'yes' : 'no: no shader-f16',
         mma: await mmaSupport(ctx).then((m) => (m.ok ? `yes (subgroup size ${m.subgroupSize}, ${m.fragment}x${m.fragment} fragments, '${m.syntax}' spelling)` : `no: ${m.reason}`)),
+        // f32 accuracy on the same subgroup matrices: it runs wherever mma does
+        mma3: await mmaSupport(ctx).then((m) => (m.ok ? 'yes (three f16 products a fragment)' : 'no: as mma')),
       },
       limits,
       dawnFlags: dawnFlagsFromEnv(),
@@ -58,6 +60,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
     console.log(`conv2d       ${report.convKernel} (set SR3_CONV_KERNEL=tiled|direct|f16|mma|mma3 to choose)`);
     console.log(`  f16 (mixed precision, FMAs)            ${report.mixedPrecision.f16}`);
     console.log(`  mma (mixed precision, tensor cores)    ${report.mixedPrecision.mma}`);
+    console.log(`  mma3 (f32 accuracy, tensor cores)      ${report.mixedPrecision.mma3}`);
     console.log('limits');
     for (const [k, v] of Object.entries(limits)) {
       console.log(`  ${k.padEnd(34)} ${v}${k.includes('Size') && v >= 1024 ? `  (${fmtBytes(v)})` : ''}`);
