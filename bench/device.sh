@@ -12,7 +12,7 @@
 #                 a per-dispatch profile of a step
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the issue's table
-# Total limits: 570 s at most (the f16 stage runs only when mma cannot, in place of the two mma variants), inside the
+# Total limits: 570 s at most (the f16 stage runs only when mma cannot, in place of the three mma variants), inside the
 # tool's 600 s per command (use timeout_s 600).
 set -u
 OUT=${OUT:-out/device}
@@ -21,6 +21,8 @@ TSX="node node_modules/tsx/dist/cli.mjs"
 UVU="node node_modules/uvu/bin.js"
 BENCH="$TSX bench/run.ts"
 mkdir -p "$OUT"
+# the U-Net rows of the issue's table (the variants leave out 64->512 at batch 8, the slowest row)
+TARGETS='^unet (16->128 128x128 b[18]|64->512 512x512 b1)$'
 summary="$OUT/summary.txt"
 : > "$summary"
 
@@ -36,18 +38,20 @@ stage() { # name limit_s logfile command...
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >> "$summary" 2>&1
 stage doctor 20 "$summary" node bin/sr3.js doctor
-stage tests 70 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
+stage tests 65 "$OUT/tests.log" $UVU -r tsx test '(conv-variants|forward-golden|sample-golden|train-golden|kernels|backward|adam)'
 # --json: the rows go to stdout, progress and failures to stderr (kept in the same file: compare.ts skips non-JSON)
 # the networks first (the issue's table), then the kernels, each under its own limit
 stage bench-nets 75 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(unet|upscale)'
-stage bench-kernels 40 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
+stage bench-kernels 35 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter '^(conv|groupnorm|attention|train)'
 # if the tensor-core kernel cannot run (its reason is in the file), the FMA f16 kernel's rows take its place; if it
 # can, the split f32-accuracy form's rows, and the U-Net rows again with 64x64 tiles only (the default takes 128
 # where a layer is large enough)
 if stage bench-mma 70 "$OUT/bench-mma.jsonl" $BENCH --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)'; then
   # the f32-accuracy tensor-core kernel (three f16 products a fragment): the f32 rows' other candidate
-  stage bench-mma3 45 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel mma3 --filter '^(conv3x3 64->64|unet)'
-  stage bench-mma64 25 "$OUT/bench-mma.jsonl" env SR3_MMA_TILE=64x64 $BENCH --json --reps 10 --conv-kernel mma --filter '^unet'
+  stage bench-mma3 40 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel mma3 --filter "^conv3x3 64->64 [0-9x]+ b[18]( gn\+swish emb)?$|$TARGETS"
+  # its default tiles take 4 fragments a subgroup (register pressure); 128x64 is 8
+  stage bench-mma3-128x64 20 "$OUT/bench-mma.jsonl" env SR3_MMA_TILE=128x64 $BENCH --json --reps 10 --conv-kernel mma3 --filter "$TARGETS"
+  stage bench-mma64 20 "$OUT/bench-mma.jsonl" env SR3_MMA_TILE=64x64 $BENCH --json --reps 10 --conv-kernel mma --filter "$TARGETS"
 else
   stage bench-f16 40 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
 fi
@@ -56,13 +60,13 @@ fi
 stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
 stage torch 55 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
 # variants, each for its own question
-stage bench-nosplit 25 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 10 --filter '^unet'
-stage bench-64tiles 25 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 10 --filter '^unet'
-stage bench-noprefetch 25 "$OUT/bench-extra.jsonl" env SR3_TILED_PREFETCH=0 $BENCH --json --reps 10 --filter '^unet'
+stage bench-nosplit 25 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 10 --filter "$TARGETS"
+stage bench-64tiles 25 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 10 --filter "$TARGETS"
+stage bench-noprefetch 25 "$OUT/bench-extra.jsonl" env SR3_TILED_PREFETCH=0 $BENCH --json --reps 10 --filter "$TARGETS"
 # attention: the flash-style kernel (CPU-tuned) in place of the GEMM form GPUs get by default (16->128 only has it)
 stage bench-flashattn 20 "$OUT/bench-extra.jsonl" env SR3_ATTENTION=flash $BENCH --json --reps 10 --filter '^unet 16->128'
 # Dawn's robustness transform bounds-checks every storage access (the kernels check their own bounds): its cost
-stage bench-norobust 20 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 10 --filter '^unet'
+stage bench-norobust 20 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 10 --filter "$TARGETS"
 # where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
 stage profile 25 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
 stage compare 10 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-extra.jsonl" "$OUT/torch.jsonl"

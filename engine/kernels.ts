@@ -165,16 +165,20 @@ export const TILED_TILE: Partial<TiledShape> = {};
  * The 'mma' kernel's tile for one conv, by the same rule as tiledShape, within what the device's fragments and
  * subgroups allow (shaders/conv2d_mma.ts mmaTile: multiples of 2S up to 8S pixels and channels, pixels dividing the
  * four subgroups' invocations): 64 to 128 a side with NVIDIA's 16x16 fragments and 32-wide subgroups, 32 x 64 with
- * lavapipe's 8x8 and 8-wide ones. The split ('mma3') kernel holds twice the accumulators and takes at most 8
- * fragments a subgroup: where both sides would be 8 fragments' worth (128 x 128 with 16x16 fragments), its pixels
- * are halved. MMA_OPTIONS overrides either (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
+ * lavapipe's 8x8 and 8-wide ones. The split ('mma3') kernel holds twice the accumulators, fragments and prefetch
+ * registers, so by default it takes at most 4 fragments a subgroup (64 x 64 with 16x16 fragments: 64 accumulator
+ * registers of an NVIDIA thread, about 160 in all; 128 x 64 would need about 270 of its 255 and spill), halving
+ * its pixels first; SR3_MMA_TILE can ask for up to 8 (mmaTile's limit). MMA_OPTIONS overrides either
+ * (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
  */
 export function mmaShape(M: number, Cout: number, s: { fragment: number; subgroupSize: number; split?: boolean }): { TM: number; TN: number } {
   const S = s.fragment;
-  let TM = Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, 4 * s.subgroupSize, 8 * S));
-  const TN = MMA_OPTIONS.TN ?? Math.max(2 * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S));
-  while (s.split && TM > 2 * S && (TM / (2 * S)) * (TN / (2 * S)) > 8) TM /= 2;
-  return { TM: MMA_OPTIONS.TM ?? TM, TN };
+  let TM = MMA_OPTIONS.TM ?? Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, 4 * s.subgroupSize, 8 * S));
+  let TN = MMA_OPTIONS.TN ?? Math.max(2 * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S));
+  const frags = () => (TM / (2 * S)) * (TN / (2 * S));
+  while (s.split && frags() > 4 && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
+  while (s.split && frags() > 4 && TN > 2 * S && MMA_OPTIONS.TN === undefined) TN /= 2;
+  return { TM, TN };
 }
 /** Overrides for the mixed-precision kernels (experiments, tests): the 'mma' tile, and the register prefetch of both. */
 export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean } = {};

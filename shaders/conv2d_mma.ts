@@ -64,7 +64,8 @@ export function mmaWorkgroupSize(o: MmaConvOptions): number {
  * accumulators); the im2col staging gives each invocation one pixel column, so the workgroup's invocations must be
  * a multiple of TM; TK (32) is a multiple of S and at most the workgroup's invocations (one decodes each k). The
  * split kernel holds two accumulators a fragment, so it takes at most 8 fragments a subgroup (128 x 64 or 64 x 128
- * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers).
+ * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers; the host's default
+ * takes 4, see mmaShape).
  */
 export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number } {
   if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0 };

@@ -247,22 +247,30 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
   }
 });
 
+/**
+ * Whether the device runs the tensor-core kernels; where it does not, that selecting `kernel` is refused with `why`
+ * and leaves the automatic choice. npm run test:mma runs on a lavapipe with cooperative matrices: there, a refusal
+ * is a failure.
+ */
+async function tensorCoreSupport(ctx: GpuContext, kernel: 'mma' | 'mma3', why: RegExp): Promise<K.MmaSupport> {
+  const s = await K.mmaSupport(ctx);
+  if (process.env.SR3_EXPECT_MMA === '1') assert.ok(s.ok, `SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${s.reason}`);
+  if (s.ok) return s;
+  try {
+    await K.useConvKernel(ctx, kernel);
+    assert.unreachable(`${kernel} accepted without support`);
+  } catch (e) {
+    assert.match((e as Error).message, why);
+  }
+  assert.is(K.convKernelFor(ctx), ctx.adapter.isSoftware ? 'direct' : 'tiled', 'a refused kernel is not selected');
+  console.log(`    ${kernel} not available: ${s.reason}`);
+  return s;
+}
+
 test('conv2d mma (subgroup matrices): the same, where the device has them; otherwise refused with the reason', async () => {
   const ctx = await device();
-  const s = await K.mmaSupport(ctx);
-  // npm run test:mma runs on a lavapipe with cooperative matrices: there, a refusal is a failure
-  if (process.env.SR3_EXPECT_MMA === '1') assert.ok(s.ok, `SR3_EXPECT_MMA=1 but the mma kernel cannot run: ${s.reason}`);
-  if (!s.ok) {
-    try {
-      await K.useConvKernel(ctx, 'mma');
-      assert.unreachable('mma accepted without support');
-    } catch (e) {
-      assert.match((e as Error).message, /'mma' conv2d kernel cannot run here: .+; use 'f16' or 'tiled'/);
-    }
-    assert.is(K.convKernelFor(ctx), ctx.adapter.isSoftware ? 'direct' : 'tiled', 'a refused kernel is not selected');
-    console.log(`    mma not available: ${s.reason}`);
-    return;
-  }
+  const s = await tensorCoreSupport(ctx, 'mma', /'mma' conv2d kernel cannot run here: .+; use 'f16' or 'tiled'/);
+  if (!s.ok) return;
   console.log(`    mma: subgroup size ${s.subgroupSize}, ${s.fragment}x${s.fragment} fragments, '${s.syntax}' builtin spelling`);
   await checkMixed(ctx, 'mma');
   // another tile the device allows: one fragment row per subgroup by four columns (the unequal walk); and without
@@ -285,25 +293,15 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
 // the remainders would leave the plain mma kernel's 1e-4 to 3e-4, so the test sees whether the split is real.
 test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of the float64 reference, where the device has them', async () => {
   const ctx = await device();
-  const s = await K.mmaSupport(ctx);
-  if (process.env.SR3_EXPECT_MMA === '1') assert.ok(s.ok, `SR3_EXPECT_MMA=1 but the mma3 kernel cannot run: ${s.reason}`);
-  if (!s.ok) {
-    try {
-      await K.useConvKernel(ctx, 'mma3');
-      assert.unreachable('mma3 accepted without support');
-    } catch (e) {
-      assert.match((e as Error).message, /'mma3' conv2d kernel cannot run here: .+; use 'tiled' \(f32\)/);
-    }
-    console.log(`    mma3 not available: ${s.reason}`);
-    return;
-  }
+  const s = await tensorCoreSupport(ctx, 'mma3', /'mma3' conv2d kernel cannot run here: .+; use 'tiled' \(f32\)/);
+  if (!s.ok) return;
   const S = s.fragment!;
-  // the default tiles, split-K, the widest tile the split kernel takes (one fragment row by four columns), and
+  // the default tiles, split-K, the largest tile the split kernel takes (8 fragments a subgroup: 2 x 4), and
   // without the register prefetch
   const variants: [string, () => void, () => void][] = [
     ['default', () => {}, () => {}],
     ['split-K 2', () => { K.SPLIT_K.force = 2; }, () => { delete K.SPLIT_K.force; }],
-    [`${2 * S}x${8 * S} tiles`, () => Object.assign(K.MMA_OPTIONS, { TM: 2 * S, TN: 8 * S }), () => { delete K.MMA_OPTIONS.TM; delete K.MMA_OPTIONS.TN; }],
+    [`${4 * S}x${8 * S} tiles`, () => Object.assign(K.MMA_OPTIONS, { TM: 4 * S, TN: 8 * S }), () => { delete K.MMA_OPTIONS.TM; delete K.MMA_OPTIONS.TN; }],
     ['no prefetch', () => { K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.prefetch; }],
   ];
   await K.useConvKernel(ctx, 'mma3');
@@ -341,10 +339,11 @@ test('mma tiles: chosen within the fragments and subgroups, and a tile that cann
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 48, TN: 64 }), /TM = 48 must be a multiple of 32 and at most 128/);
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 256 }), /TN = 256 must be a multiple of 32 and at most 128/);
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 8, fragment: 8, TM: 64, TN: 64 }), /TM = 64 pixels do not divide the 32 invocations/);
-  // the split kernel: at most 8 fragments a subgroup, so a large layer's 128 x 128 becomes 64 x 128
-  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, split: true }), { TM: 64, TN: 128 });
-  assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, split: true }), { TM: 128, TN: 64 });
-  assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8, split: true }), { TM: 32, TN: 64 });
+  // the split kernel: 4 fragments a subgroup by default (pixels halved first), up to 8 when asked for
+  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, split: true }), { TM: 32, TN: 128 });
+  assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, split: true }), { TM: 64, TN: 64 });
+  assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8, split: true }), { TM: 16, TN: 64 });
+  assert.equal(mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true }).FM, 4);
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, split: true }), /16 fragments a subgroup; the split kernel takes at most 8/);
 });
 
