@@ -13,6 +13,24 @@
 // upsample, norm) are uniforms rather than override constants: one pipeline per kernel, because each variant costs
 // seconds of shader compilation on software Vulkan and the branches are uniform across a dispatch.
 
+/**
+ * The GEMM kernels' step over one staged tile (As [TK][aRow], Bs [TK][bRow]): each invocation adds the outer products
+ * of its 4 rows (tm) and 4 columns (tn) into acc; the closing barrier keeps the next staging out until all have read.
+ */
+function tileFmaWgsl(aRow: string, bRow: string): string {
+  return /* wgsl */ `    workgroupBarrier();
+    for (var kk = 0u; kk < TK; kk++) {
+      var a: array<f32, 4>;
+      var bw: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) { a[i] = As[kk * ${aRow} + tm + i]; }
+      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * ${bRow} + tn + j]; }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], bw[j], acc[i][j]); }
+      }
+    }
+    workgroupBarrier();`;
+}
+
 /** Input gradient as an implicit GEMM: M = stored input pixels, N = input channels, K = Cout * KS * KS * (4 if upsampled). */
 export const CONV2D_DX_WGSL = /* wgsl */ `
 struct P {
@@ -118,17 +136,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
       if (wco != 0xffffffffu && ci < Cin) { w = params[p.wOff + (wco * Cin + ci) * KK + kTap[kb]]; }
       Bs[kb * PN + nn] = w;
     }
-    workgroupBarrier();
-    for (var kk = 0u; kk < TK; kk++) {
-      var a: array<f32, 4>;
-      var bw: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = As[kk * TM + tm + i]; }
-      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * PN + tn + j]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], bw[j], acc[i][j]); }
-      }
-    }
-    workgroupBarrier();
+${tileFmaWgsl('TM', 'PN')}
   }
   for (var i = 0u; i < 4u; i++) {
     let m = m0 + tm + i;
@@ -260,17 +268,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
       As[rr * PAD + cc] = g;
       Bs[rr * PAD + cc] = a;
     }
-    workgroupBarrier();
-    for (var kk = 0u; kk < TK; kk++) {
-      var a: array<f32, 4>;
-      var bw: array<f32, 4>;
-      for (var i = 0u; i < 4u; i++) { a[i] = As[kk * PAD + tm + i]; }
-      for (var j = 0u; j < 4u; j++) { bw[j] = Bs[kk * PAD + tn + j]; }
-      for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) { acc[i][j] = fma(a[i], bw[j], acc[i][j]); }
-      }
-    }
-    workgroupBarrier();
+${tileFmaWgsl('PAD', 'PAD')}
   }
   for (var i = 0u; i < 4u; i++) {
     let co = c0 + tm + i;
