@@ -414,6 +414,22 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
 `;
 
 /**
+ * The banded weight-gradient kernels' invocation decode (convDwDirectWgsl, convDwStridedWgsl): id = ((b * chunks +
+ * chunk) * nCi + ci) * nCoB + cob over 64-wide workgroups; the band is rows [y0, y1) of the `height` rows it walks.
+ */
+export function dwBandWgsl(nCi: string, ci: string, height: string): string {
+  return /* wgsl */ `  let id = (wg.y * nw.x + wg.x) * 64u + li;
+  if (id >= p.B * p.chunks * ${nCi} * nCoB) { return; }
+  let cob = id % nCoB;
+  let rr = id / nCoB;
+  let ${ci} = rr % ${nCi};
+  let slice = rr / ${nCi};  // b * chunks + chunk
+  let b = slice / p.chunks;
+  let y0 = (slice - b * p.chunks) * p.rows;
+  let y1 = min(${height}, y0 + p.rows);`;
+}
+
+/**
  * The weight gradient of a stride-1 conv on a plain input (no fused GroupNorm, no upsampling) for software devices:
  * each invocation owns 4 output channels x one input channel x a band of rows of one image, and walks it four pixels at
  * a time (dOut as vec4s, W a multiple of 4), keeping the 4 x KS*KS sums in registers; it writes them to its band's
@@ -442,15 +458,7 @@ fn xAt(b: u32, ci: u32, y: i32, x: i32) -> f32 {
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
   let Cin = p.C1 + p.C2;
   let nCoB = (p.Cout + 3u) / 4u;
-  let id = (wg.y * nw.x + wg.x) * 64u + li;
-  if (id >= p.B * p.chunks * Cin * nCoB) { return; }
-  let cob = id % nCoB;
-  let r = id / nCoB;
-  let ci = r % Cin;
-  let slice = r / Cin;               // b * chunks + chunk
-  let b = slice / p.chunks;
-  let y0 = (slice - b * p.chunks) * p.rows;
-  let y1 = min(p.H, y0 + p.rows);
+${dwBandWgsl('Cin', 'ci', 'p.H')}
   let co0 = cob * 4u;
   let W4 = p.W / 4u;
   var acc: array<array<f32, KK>, 4>;

@@ -24,6 +24,8 @@
 // Summing the upsampled taps first changes only the order of f32 additions: the results match the float64 reference
 // as closely as the GEMM kernels do (test/backward-direct.test.ts).
 
+import { dwBandWgsl } from './conv2d_backward.ts';
+
 export type StridedMode = 'stride2' | 'upsample';
 
 /** One effective tap of the input gradient: its index in the gathered weights and the original taps summed into it. */
@@ -477,15 +479,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
   let Cin = p.C1 + p.C2;
   let nCoB = (p.Cout + ${RC - 1}u) / ${RC}u;
   let nCiB = (Cin + ${RCI - 1}u) / ${RCI}u;
-  let id = (wg.y * nw.x + wg.x) * 64u + li;
-  if (id >= p.B * p.chunks * nCiB * nCoB) { return; }
-  let cob = id % nCoB;
-  let rr = id / nCoB;
-  let cib = rr % nCiB;
-  let slice = rr / nCiB;              // b * chunks + chunk
-  let b = slice / p.chunks;
-  let y0 = (slice - b * p.chunks) * p.rows;
-  let y1 = min(p.Hout, y0 + p.rows);
+${dwBandWgsl('nCiB', 'cib', 'p.Hout')}
   let co0 = cob * ${RC}u;
   let ci0 = cib * ${RCI}u;
 ${concat ? '' : '  _ = arrayLength(&inB); // keeps binding 1 in the layout'}
