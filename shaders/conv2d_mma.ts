@@ -140,19 +140,21 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
   // whether the device flushes f16 subnormals does not matter.
   const put = (dst: (arr: string) => string, hiArr: string, loArr: string, v: string) =>
     split
-      ? `{ let t = clamp(${v}, -65504.0, 65504.0);
-        var h = bitcast<f32>(bitcast<u32>(t) & 0xffffe000u);
-        if (abs(h) < 6.103515625e-5) { h = 0.0; }
-        ${dst(hiArr)} = f16(h); ${dst(loArr)} = ${half(`(${v} - h) * 2048.0`)}; }`
+      ? `{ let sv = clamp(${v}, -65504.0, 65504.0);
+        var shi = bitcast<f32>(bitcast<u32>(sv) & 0xffffe000u);
+        if (abs(shi) < 6.103515625e-5) { shi = 0.0; }
+        ${dst(hiArr)} = f16(shi); ${dst(loArr)} = ${half(`(${v} - shi) * 2048.0`)}; }`
       : `${dst(hiArr)} = ${half(v)};`;
+  // the prefetch registers hold f16s, or with split the f32 values themselves (one register where hi and lo would
+  // take two), split as they go into workgroup memory
+  const reg = split ? 'f32' : 'f16';
+  const toReg = (r: string) => (v: string) => (split ? `${r}[e] = ${v};` : put((a) => `${a}[e]`, r, '', v));
   const g = stagedIm2col({
     TM, TK, WG,
-    store: prefetch
-      ? (_kk, _mm, v) => put((a) => `${a}[e]`, 'ra', 'rla', v)
-      : (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v),
+    store: prefetch ? (_kk, _mm, v) => toReg('ra')(v) : (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v),
   });
   // the weights of one k-step, B [TK x TN] column-major: consecutive invocations read consecutive weights of a channel
-  const weights = prefetch ? (v: string) => put((a) => `${a}[e]`, 'rb', 'rlb', v) : (v: string) => put((a) => `${a}[idx]`, 'Bs', 'Bl', v);
+  const weights = prefetch ? toReg('rb') : (v: string) => put((a) => `${a}[idx]`, 'Bs', 'Bl', v);
   const load = `
 ${g.decode}
     // consecutive invocations gather consecutive pixels of one reduction row
@@ -170,8 +172,14 @@ ${g.gather}
   const stage = prefetch
     ? `
     // the values prefetched during the previous step (or before the loop) into workgroup memory
-    for (var e = 0u; e < ${PA}u; e++) { As[(skk0 + e * ${WG / TM}u) * ${TM}u + smm] = ra[e];${split ? ` Al[(skk0 + e * ${WG / TM}u) * ${TM}u + smm] = rla[e];` : ''} }
-    for (var e = 0u; e < ${PB}u; e++) { Bs[li + e * ${WG}u] = rb[e];${split ? ` Bl[li + e * ${WG}u] = rlb[e];` : ''} }
+    for (var e = 0u; e < ${PA}u; e++) {
+      let t = (skk0 + e * ${WG / TM}u) * ${TM}u + smm;
+      ${split ? put((a) => `${a}[t]`, 'As', 'Al', 'ra[e]') : 'As[t] = ra[e];'}
+    }
+    for (var e = 0u; e < ${PB}u; e++) {
+      let t = li + e * ${WG}u;
+      ${split ? put((a) => `${a}[t]`, 'Bs', 'Bl', 'rb[e]') : 'Bs[t] = rb[e];'}
+    }
     workgroupBarrier();
     // the next step's loads, in flight during this step's multiplies (a uniform branch: its barriers are fine)
     if (k0 + ${TK}u < kEnd) {
@@ -282,10 +290,8 @@ ${SPLIT_K_RANGE}
   let n0 = wg.y * ${TN}u;
 ${decl}
 ${g.setup}
-${prefetch ? `  var ra: array<f16, ${PA}>;
-  var rb: array<f16, ${PB}>;${split ? `
-  var rla: array<f16, ${PA}>;
-  var rlb: array<f16, ${PB}>;` : ''}
+${prefetch ? `  var ra: array<${reg}, ${PA}>;
+  var rb: array<${reg}, ${PB}>;
   if (kBeg < kEnd) {
     let k0 = kBeg;
 ${load}
