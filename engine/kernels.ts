@@ -94,7 +94,9 @@ export async function conv2d(
   let split: { S: number; parts: GPUBuffer } | null = null;
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
-  const mmaOpts = kernel === 'mma' || kernel === 'mma3' ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3' } : null;
+  const mmaOpts = kernel === 'mma' || kernel === 'mma3'
+    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize }
+    : null;
   const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts) } : null;
   const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : null;
   const tile: { TM: number; TN: number } = tiled ?? mma ?? MMA_TILE;

@@ -48,6 +48,8 @@ export interface MmaConvOptions {
   prefetch?: boolean;
   /** subgroup-matrix only: f32 accuracy from three f16 products per fragment (hi/lo operand split, see above) */
   split?: boolean;
+  /** the device's maxComputeWorkgroupStorageSize: mmaTile refuses a tile that needs more */
+  maxWorkgroupBytes?: number;
 }
 
 /** The f16-tiles body's workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
@@ -80,6 +82,11 @@ export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number
   if (WG % TM !== 0) throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
   if (o.split && (TM / (2 * S)) * (TN / (2 * S)) > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${(TM / (2 * S)) * (TN / (2 * S))} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
   if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step`);
+  // the staged operands (twice with split), each subgroup's result slices, the im2col decode tables
+  const bytes = (o.split ? 2 : 1) * (TM + TN) * TK * 2 + 4 * (o.split ? 2 : 1) * S * S * 4 + 5 * TK * 4;
+  if (o.maxWorkgroupBytes !== undefined && bytes > o.maxWorkgroupBytes) {
+    throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile${o.split ? ' (split)' : ''} needs ${bytes} bytes of workgroup memory, over this device's ${o.maxWorkgroupBytes}`);
+  }
   return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (2 * S) };
 }
 

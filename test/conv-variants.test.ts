@@ -344,6 +344,11 @@ test('mma tiles: chosen within the fragments and subgroups, and a tile that cann
   assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, split: true }), { TM: 64, TN: 64 });
   assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8, split: true }), { TM: 16, TN: 64 });
   assert.equal(mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true }).FM, 4);
+  // workgroup memory: the split 128x64 tile stages 2 x 192 x 32 f16s and 8 result fragments (33408 bytes in all,
+  // what Dawn counts for the generated kernel), over a 32 KiB device; 64x64 fits
+  const big = { body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, split: true, maxWorkgroupBytes: 32768 } as const;
+  assert.throws(() => mmaTile({ ...big, TM: 128, TN: 64 }), /a 128x64 tile \(split\) needs 33408 bytes of workgroup memory, over this device's 32768/);
+  assert.equal(mmaTile({ ...big, TM: 64, TN: 64 }).FM, 2);
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, split: true }), /16 fragments a subgroup; the split kernel takes at most 8/);
 });
 

@@ -105,7 +105,7 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
     if (s.ok) {
       try {
         // the split kernel ('mma3') takes fewer fragments a subgroup
-        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3' });
+        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize });
       } catch (e) {
         bad('SR3_MMA_TILE', mmaTileEnv, `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
       }
