@@ -7,7 +7,7 @@ import type { GpuContext } from '../engine/gpu.ts';
 import * as K from '../engine/kernels.ts';
 import * as R from './reference/nn-ref.ts';
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
-import { mmaTile } from '../shaders/conv2d_mma.ts';
+import { conv2dMmaWgsl, mmaTile } from '../shaders/conv2d_mma.ts';
 import { TILED_PREFETCH } from '../shaders/conv2d.ts';
 
 interface Case {
@@ -325,6 +325,27 @@ test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of th
   } finally {
     K.setConvKernel(ctx, undefined);
   }
+});
+
+// NVIDIA's shapes (16x16 fragments, subgroups of 32) cannot run here, but Dawn's WGSL front end checks the module
+// before the pipeline is refused for its config: every tile, split or not, with and without the prefetch.
+test('the mma kernels for NVIDIA (16x16 fragments, subgroups of 32): every tile validates as WGSL, where the device has subgroup matrices', async () => {
+  const ctx = await device();
+  const s = await K.mmaSupport(ctx);
+  if (!s.ok) {
+    console.log(`    skipped: ${s.reason}`);
+    return;
+  }
+  let n = 0;
+  for (const split of [false, true]) for (const [TM, TN] of [[128, 128], [128, 64], [64, 128], [64, 64], [32, 128]]) {
+    if (split && TM * TN > 128 * 64) continue;
+    for (const prefetch of [true, false]) {
+      const code = conv2dMmaWgsl({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN, split, prefetch, syntax: s.syntax });
+      await ctx.shader(code, `conv2d_mma_nvidia_${TM}x${TN}${split ? '_split' : ''}`); // throws with the compiler's messages
+      n++;
+    }
+  }
+  console.log(`    ${n} NVIDIA-shaped modules validate`);
 });
 
 test('mma tiles: chosen within the fragments and subgroups, and a tile that cannot work is refused with the reason', () => {
