@@ -4,34 +4,42 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { TrainGraph } from '../engine/train.ts';
-import { device, relErr, releaseDevice } from './helpers/device.ts';
+import { device, relErr, releaseDevice, withConvKernel } from './helpers/device.ts';
 import { goldenModel, goldenTensors } from './helpers/golden.ts';
 
 const g = goldenTensors('tiny', 'train.safetensors');
 const batch = { hr: g.get('hr'), cond: g.get('sr'), sqrtGamma: g.get('sqrt_gamma'), noise: g.get('noise') };
 const [B, , H, W] = g.shape('hr');
 
-for (const kind of ['l1', 'l2'] as const) {
-  test(`golden tiny: ${kind} loss and every gradient`, async () => {
-    const ctx = await device();
-    const tg = await TrainGraph.build(ctx, goldenModel('tiny'), { batch: B, height: H, width: W, loss: kind, reduction: 'sum' });
-    tg.setBatch(batch);
-    const lossV = await tg.run();
-    const want = g.get(`${kind}.loss`)[0];
-    assert.ok(Math.abs(lossV - want) / Math.max(1, Math.abs(want)) <= 1e-4, `loss ${lossV} vs ${want}`);
-    const grads = tg.byName(await tg.readGrads());
-    let worst = 0;
-    const bad: string[] = [];
-    for (const [name, got] of grads) {
-      const e = relErr(got, g.get(`${kind}.grad.denoise_fn.${name}`));
-      worst = Math.max(worst, e);
-      if (!(e <= 1e-3)) bad.push(`${name}: ${e.toExponential(2)}`);
-    }
-    console.log(`    ${kind}: loss ${lossV.toFixed(3)} (reference ${want.toFixed(3)}), worst gradient error ${worst.toExponential(2)} over ${grads.size} parameters`);
-    assert.equal(bad, []);
-    tg.destroy();
-  });
+async function checkGradients(kind: 'l1' | 'l2', what: string): Promise<void> {
+  const ctx = await device();
+  const tg = await TrainGraph.build(ctx, goldenModel('tiny'), { batch: B, height: H, width: W, loss: kind, reduction: 'sum' });
+  tg.setBatch(batch);
+  const lossV = await tg.run();
+  const want = g.get(`${kind}.loss`)[0];
+  assert.ok(Math.abs(lossV - want) / Math.max(1, Math.abs(want)) <= 1e-4, `loss ${lossV} vs ${want}`);
+  const grads = tg.byName(await tg.readGrads());
+  let worst = 0;
+  const bad: string[] = [];
+  for (const [name, got] of grads) {
+    const e = relErr(got, g.get(`${kind}.grad.denoise_fn.${name}`));
+    worst = Math.max(worst, e);
+    if (!(e <= 1e-3)) bad.push(`${name}: ${e.toExponential(2)}`);
+  }
+  console.log(`    ${what}: loss ${lossV.toFixed(3)} (reference ${want.toFixed(3)}), worst gradient error ${worst.toExponential(2)} over ${grads.size} parameters`);
+  assert.equal(bad, []);
+  tg.destroy();
 }
+
+for (const kind of ['l1', 'l2'] as const) {
+  test(`golden tiny: ${kind} loss and every gradient`, () => checkGradients(kind, kind));
+}
+
+// the forward convs on the tensor cores at f32 accuracy ('mma3'): the same tolerances (npm run test:mma runs it)
+test(`golden tiny with the 'mma3' conv kernel: l2 loss and every gradient`, async () => {
+  const ctx = await device();
+  await withConvKernel(ctx, 'mma3', () => checkGradients('l2', 'l2, mma3'));
+});
 
 test('golden tiny: weights after one and two Adam steps within 1e-6', async () => {
   const ctx = await device();
