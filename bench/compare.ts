@@ -14,6 +14,7 @@ interface Row {
   kind?: string;
   impl?: string;
   conv_kernel?: string;
+  norm?: string;
   split_k?: number;
   tile?: string;
   dawn_extra?: string;
@@ -50,7 +51,7 @@ const fmt = (v: number | undefined) => (v === undefined ? '–' : v >= 100 ? v.t
 
 export function table(rows: Row[]): string {
   const ours = rows.filter((r) => r.kind === 'unet' && r.ms_per_step !== undefined);
-  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}`;
+  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}${r.norm && r.norm !== 'auto' ? ` (${r.norm} norm)` : ''}`;
   const kernels = [...new Set(ours.map(variant))];
   const torch = rows.filter((r) => r.impl && r.ms_per_step !== undefined);
   const impls = [...new Set(torch.map((r) => r.impl!))];

@@ -6,9 +6,10 @@
 #   summary.txt   each stage's exit code and seconds, doctor's report, the table
 #   tests.log     the GPU-relevant tests (golden forward/sampler/training on this card, the f16 and mma kernels)
 #   bench-tiled.jsonl, bench-mma.jsonl, bench-extra.jsonl   `npm run bench -- --json` rows: the f32 tiled kernel
-#                 with its defaults; the mixed-precision tensor-core kernel (also with 64x64 tiles) and the
-#                 f32-accuracy one (mma3), or the f16 FMA kernel where mma cannot run; the f32 U-Net rows without
-#                 split-K, with 64x64 tiles, without the prefetch, with flash attention, without Dawn's robustness;
+#                 with its defaults; the mixed-precision tensor-core kernel (also with 64x64 tiles, and with
+#                 GroupNorm written out) and the f32-accuracy one (mma3), or the f16 FMA kernel where mma cannot run;
+#                 the f32 U-Net rows without split-K, with 64x64 tiles, without the prefetch, with GroupNorm written
+#                 out, with flash attention, without Dawn's robustness;
 #                 a per-dispatch profile of a step
 #   torch.jsonl   bench/torch_unet.py: the reference architecture in PyTorch on the same card
 #   table.md      bench/compare.ts over all of it: the issue's table
@@ -49,9 +50,10 @@ stage bench-kernels 35 "$OUT/bench-tiled.jsonl" $BENCH --json --reps 20 --filter
 if stage bench-mma 70 "$OUT/bench-mma.jsonl" $BENCH --json --reps 20 --conv-kernel mma --filter '^(conv|unet|upscale)'; then
   # the f32-accuracy tensor-core kernel (three f16 products a fragment): the f32 rows' other candidate
   stage bench-mma3 40 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel mma3 --filter "^conv3x3 64->64 [0-9x]+ b[18]( gn\+swish emb)?$|$TARGETS"
-  # its default tiles take 4 fragments a subgroup (register pressure); 128x64 is 8
-  stage bench-mma3-128x64 20 "$OUT/bench-mma.jsonl" env SR3_MMA_TILE=128x64 $BENCH --json --reps 10 --conv-kernel mma3 --filter "$TARGETS"
   stage bench-mma64 20 "$OUT/bench-mma.jsonl" env SR3_MMA_TILE=64x64 $BENCH --json --reps 10 --conv-kernel mma --filter "$TARGETS"
+  # GroupNorm + Swish written out before each conv instead of recomputed (an exp) in every tap of the gather, which
+  # may bound the tensor-core kernel
+  stage bench-mma-normout 20 "$OUT/bench-mma.jsonl" env SR3_NORM=materialized $BENCH --json --reps 10 --conv-kernel mma --filter "$TARGETS"
 else
   stage bench-f16 40 "$OUT/bench-mma.jsonl" $BENCH --json --reps 10 --conv-kernel f16 --filter '^(conv3x3 64->64|unet)'
 fi
@@ -60,15 +62,16 @@ fi
 stage torch-check 20 "$OUT/torch.jsonl" python3 bench/torch_unet.py --check test/fixtures/golden/tiny
 stage torch 55 "$OUT/torch.jsonl" python3 bench/torch_unet.py --reps 20 --impls eager-fp32,eager-fp32-tf32,graph-fp16
 # variants, each for its own question
-stage bench-nosplit 25 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 10 --filter "$TARGETS"
-stage bench-64tiles 25 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 10 --filter "$TARGETS"
-stage bench-noprefetch 25 "$OUT/bench-extra.jsonl" env SR3_TILED_PREFETCH=0 $BENCH --json --reps 10 --filter "$TARGETS"
+stage bench-nosplit 20 "$OUT/bench-extra.jsonl" env SR3_SPLIT_K=0 $BENCH --json --reps 10 --filter "$TARGETS"
+stage bench-64tiles 20 "$OUT/bench-extra.jsonl" env SR3_TILED_TILE=64x64 $BENCH --json --reps 10 --filter "$TARGETS"
+stage bench-noprefetch 20 "$OUT/bench-extra.jsonl" env SR3_TILED_PREFETCH=0 $BENCH --json --reps 10 --filter "$TARGETS"
+stage bench-normout 20 "$OUT/bench-extra.jsonl" env SR3_NORM=materialized $BENCH --json --reps 10 --filter "$TARGETS"
 # attention: the flash-style kernel (CPU-tuned) in place of the GEMM form GPUs get by default (16->128 only has it)
 stage bench-flashattn 20 "$OUT/bench-extra.jsonl" env SR3_ATTENTION=flash $BENCH --json --reps 10 --filter '^unet 16->128'
 # Dawn's robustness transform bounds-checks every storage access (the kernels check their own bounds): its cost
 stage bench-norobust 20 "$OUT/bench-extra.jsonl" env SR3_DAWN_FLAGS='enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness' $BENCH --json --reps 10 --filter "$TARGETS"
 # where a 16->128 step goes: every dispatch timed alone, by pipeline, and the slowest 15 (kind "profile" rows)
-stage profile 25 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
+stage profile 20 "$OUT/bench-extra.jsonl" $BENCH --json --reps 5 --profile --filter '^unet 16->128 128x128 b1$'
 stage compare 10 "$OUT/table.md" $TSX bench/compare.ts "$OUT/bench-tiled.jsonl" "$OUT/bench-mma.jsonl" "$OUT/bench-extra.jsonl" "$OUT/torch.jsonl"
 cat "$OUT/table.md" >> "$summary"
 grep -E "worst|skipped|mma|Total|Passed|Failed|FAIL" "$OUT/tests.log" | head -40 >> "$summary"

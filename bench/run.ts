@@ -10,6 +10,7 @@ import { DEFAULT_DAWN_FLAGS, dawnFlagsFromEnv, openDevice } from '../engine/node
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
 import { benchTrain, type TrainCase } from './train.ts';
 import { benchUNet, benchUpscale, unetConfig, type UNetCase, type UpscaleCase } from './unet.ts';
+import { NORM_FUSION } from '../engine/unet.ts';
 
 type Case = KernelCase | UNetCase | UpscaleCase | TrainCase;
 
@@ -207,6 +208,8 @@ async function main(argv: string[]): Promise<number> {
       prefetch: convKernelFor(ctx) === 'tiled' ? TILED_PREFETCH.on : MMA_OPTIONS.prefetch ?? true,
       // the attention form when fixed (SR3_ATTENTION), else chosen per layer (engine/kernels.ts ATTN_GEMM)
       attention: ATTN_GEMM.force === undefined ? 'auto' : ATTN_GEMM.force ? 'gemm' : 'flash',
+      // where GroupNorm(+Swish) is applied when fixed (SR3_NORM), else by device (engine/unet.ts NORM_FUSION)
+      norm: NORM_FUSION.materialize === undefined ? 'auto' : NORM_FUSION.materialize ? 'materialized' : 'fused',
       tile: convKernelFor(ctx).startsWith('mma') ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));

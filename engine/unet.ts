@@ -8,6 +8,13 @@ import { groupNormApply } from './kernels-backward.ts';
 import { checkShape, opInputs, opOutput, packParams, planUNet, type PlanOp, type PTensor, type UNetPlan } from './unet-plan.ts';
 
 /** What the builder needs of a model: its config and float32 parameters by reference name. */
+/**
+ * Overrides the default of UNetOptions.materializeNorm for every U-Net built (SR3_NORM=fused|materialized in Node):
+ * on GPUs the fused form recomputes GroupNorm and Swish (an exp) in every tap of the conv's im2col gather, which may
+ * cost the tensor-core kernels more than a write and a read of the normalised map. Unset: the device decides.
+ */
+export const NORM_FUSION: { materialize?: boolean } = {};
+
 export interface UNetWeights {
   config: UNetConfig;
   param(name: string): Float32Array;
@@ -282,7 +289,7 @@ export class UNet {
     net.owned.push(...planBufferList(pb));
     net.memory.params = flat.byteLength;
     net.paramChunks = pb.chunks.map(({ start, end }) => ({ start, end }));
-    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? ctx.adapter.isSoftware);
+    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? NORM_FUSION.materialize ?? ctx.adapter.isSoftware);
     return net;
   }
 

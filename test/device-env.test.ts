@@ -5,6 +5,8 @@ import * as assert from 'uvu/assert';
 import { openDevice } from '../engine/node/device.ts';
 import * as K from '../engine/kernels.ts';
 import { TILED_PREFETCH } from '../shaders/conv2d.ts';
+import { NORM_FUSION, UNet } from '../engine/unet.ts';
+import { goldenModel } from './helpers/golden.ts';
 
 const CASES: [string, string, RegExp][] = [
   ['SR3_SPLIT_K', '-3', /SR3_SPLIT_K=-3: give a workgroup count \(split-K below it\), or 0 for off/],
@@ -13,11 +15,12 @@ const CASES: [string, string, RegExp][] = [
   ['SR3_MMA_PREFETCH', '2', /SR3_MMA_PREFETCH=2: give 1 .* or 0/],
   ['SR3_MMA_TILE', '64', /SR3_MMA_TILE=64: give the mma conv kernel's tile as TMxTN/],
   ['SR3_ATTENTION', 'fast', /SR3_ATTENTION=fast: give flash .* or gemm/],
+  ['SR3_NORM', 'fuse', /SR3_NORM=fuse: give fused .* or materialized/],
   ['SR3_CONV_KERNEL', 'fast', /SR3_CONV_KERNEL=fast: unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/],
 ];
 
 test('openDevice refuses a bad value of each switch, naming it, and changes no setting', async () => {
-  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH]);
+  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION]);
   for (const [name, value, message] of CASES) {
     const saved = process.env[name];
     process.env[name] = value;
@@ -31,7 +34,7 @@ test('openDevice refuses a bad value of each switch, naming it, and changes no s
       else process.env[name] = saved;
     }
   }
-  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH]), before);
+  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION]), before);
 });
 
 test('a bad switch beside good ones: refused, and the good ones are not applied either', async () => {
@@ -50,7 +53,7 @@ test('a bad switch beside good ones: refused, and the good ones are not applied 
 });
 
 test('the switches take effect on an accepted value', async () => {
-  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm' };
+  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm', SR3_NORM: 'materialized' };
   Object.assign(process.env, env);
   try {
     const ctx = await openDevice();
@@ -59,6 +62,7 @@ test('the switches take effect on an accepted value', async () => {
     assert.equal({ ...K.TILED_TILE }, { TM: 64, TN: 128 });
     assert.is(TILED_PREFETCH.on, false);
     assert.is(K.ATTN_GEMM.force, true);
+    assert.is(NORM_FUSION.materialize, true);
   } finally {
     for (const k of Object.keys(env)) delete process.env[k];
     K.SPLIT_K.target = 256;
@@ -66,6 +70,32 @@ test('the switches take effect on an accepted value', async () => {
     delete K.TILED_TILE.TN;
     TILED_PREFETCH.on = true;
     delete K.ATTN_GEMM.force;
+    delete NORM_FUSION.materialize;
+  }
+});
+
+// SR3_NORM's setting reaches the U-Net: the fused form has no GroupNorm-apply dispatches, the materialised one has
+// one per normalised conv input
+test('NORM_FUSION decides where GroupNorm is applied when the caller does not', async () => {
+  const ctx = await openDevice();
+  try {
+    const count = async (materialize: boolean | undefined) => {
+      if (materialize === undefined) delete NORM_FUSION.materialize;
+      else NORM_FUSION.materialize = materialize;
+      const net = await UNet.build(ctx, goldenModel('tiny'), { batch: 1, height: 16, width: 16 });
+      const n = net.dispatches.filter((d) => d.pipeline.label === 'gn_apply').length;
+      net.destroy();
+      return n;
+    };
+    const fused = await count(false);
+    const materialized = await count(true);
+    assert.is(fused, 0);
+    assert.ok(materialized > 10, `${materialized} GroupNorm-apply dispatches`);
+    // unset: the device decides (materialised on a software device, fused on a GPU)
+    assert.is(await count(undefined), ctx.adapter.isSoftware ? materialized : 0);
+  } finally {
+    delete NORM_FUSION.materialize;
+    ctx.destroy();
   }
 });
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
 import { ATTN_GEMM, MMA_OPTIONS, mmaSupport, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
 import { mmaTile } from '../../shaders/conv2d_mma.ts';
+import { NORM_FUSION } from '../unet.ts';
 import { TILED_PREFETCH } from '../../shaders/conv2d.ts';
 
 /**
@@ -53,7 +54,8 @@ export function dawnFlagsFromEnv(): string[] {
  * tiled kernel's tile (64 or 128 each; default: chosen per conv), SR3_MMA_TILE=TMxTN the mma kernel's;
  * SR3_TILED_PREFETCH=0 / SR3_MMA_PREFETCH=0 build the tiled / mixed-precision convs without their register
  * prefetch; SR3_ATTENTION=flash|gemm fixes the attention form (default: gemm on GPUs where the scores fit, flash
- * elsewhere). See applySwitches.
+ * elsewhere); SR3_NORM=fused|materialized where GroupNorm(+Swish) is applied (default: fused on GPUs, materialized
+ * on software devices). See applySwitches.
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -111,6 +113,8 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
       }
     }
   }
+  const norm = env('SR3_NORM');
+  if (norm !== undefined && norm !== 'fused' && norm !== 'materialized') bad('SR3_NORM', norm, "give fused (GroupNorm and Swish applied in each conv's input load) or materialized (written out before the conv)");
   const attn = env('SR3_ATTENTION');
   if (attn !== undefined && attn !== 'flash' && attn !== 'gemm') bad('SR3_ATTENTION', attn, 'give flash (the online-softmax kernel) or gemm (two GEMMs through a score buffer)');
   const kernel = env('SR3_CONV_KERNEL');
@@ -136,4 +140,5 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
     MMA_OPTIONS.TN = Number(mmaTm[2]);
   }
   if (attn !== undefined) ATTN_GEMM.force = attn === 'gemm';
+  if (norm !== undefined) NORM_FUSION.materialize = norm === 'materialized';
 }
