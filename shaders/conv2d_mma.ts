@@ -18,13 +18,13 @@
 //   exists (the software device too), so the staging, the tile walk and the epilogue are tested everywhere.
 //
 // `split` (subgroup-matrix only) makes the tensor cores give f32 accuracy: every operand v is staged as two f16s,
-// hi = v cut to f16's 11 significand bits and lo = f16((v - hi) * 2^11), so hi + lo * 2^-11 carries 22 of f32's 24
-// significand bits (lo is scaled so that it stays a normal f16 where v is small: the weights are mostly under 0.1). Each fragment product is
-// then three tensor-core products, hi*hi into one f32 accumulator and hi*lo + lo*hi into a second, added as
-// c + d * 2^-11 on the way out; lo*lo (2^-22 of the product) is dropped. The staging and the accumulators double,
-// the multiplies triple. (The scheme is Ootomo and Yokota's, "Recovering single precision accuracy from Tensor
-// Cores while surpassing the FP32 theoretical peak performance", 2022.) Values beyond f16's range (65504) are clamped
-// as in the plain kernel.
+// hi = v cut to f16's 11 significand bits and lo = f16((v - hi) * 2^11), so hi + lo * 2^-11 carries about 22 of
+// f32's 24 significand bits (lo is scaled so that it stays a normal f16 where v is small: the weights are mostly
+// under 0.1). Each fragment product is then three tensor-core products, hi*hi into one f32 accumulator and
+// hi*lo + lo*hi into a second, added as c + d * 2^-11 on the way out; lo*lo (2^-22 of the product) is dropped. The
+// staging and the accumulators double, the multiplies triple. (The scheme is Ootomo and Yokota's, "Recovering single
+// precision accuracy from Tensor Cores while surpassing the FP32 theoretical peak performance", 2022.) Values
+// beyond f16's range (65504) are clamped as in the plain kernel.
 import { GEMM_CONV_HEADER, SPLIT_K_RANGE, stagedIm2col } from './conv2d.ts';
 
 export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
