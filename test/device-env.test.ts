@@ -7,6 +7,7 @@ import * as K from '../engine/kernels.ts';
 import { TILED_PREFETCH } from '../shaders/conv2d.ts';
 import { NORM_FUSION, UNet } from '../engine/unet.ts';
 import { goldenModel } from './helpers/golden.ts';
+import { runCli } from './helpers/cli.ts';
 
 const CASES: [string, string, RegExp][] = [
   ['SR3_SPLIT_K', '-3', /SR3_SPLIT_K=-3: give a workgroup count \(split-K below it\), or 0 for off/],
@@ -97,6 +98,14 @@ test('NORM_FUSION decides where GroupNorm is applied when the caller does not', 
     delete NORM_FUSION.materialize;
     ctx.destroy();
   }
+});
+
+test('sr3 --help names the environment switches, with every conv2d kernel', async () => {
+  const r = await runCli(['--help']);
+  assert.is(r.code, 0);
+  const line = r.out.split('\n').find((l) => l.trim().startsWith('SR3_CONV_KERNEL'));
+  assert.ok(line, r.out);
+  for (const k of K.CONV_KERNELS) assert.match(line!, new RegExp(`\\b${k}\\b`), `${k} in: ${line}`);
 });
 
 test.run();

@@ -44,7 +44,13 @@ const commands: Record<string, Command> = {
 function usage(): string {
   const width = Math.max(...Object.keys(commands).map((k) => k.length));
   const lines = Object.entries(commands).map(([k, c]) => `  ${k.padEnd(width)}  ${c.summary}`);
-  return `usage: sr3 <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun \`sr3 <command> --help\` for a command's options.`;
+  const env = [
+    'environment (any command; README "Environment"):',
+    '  SR3_CONV_KERNEL  tiled | direct (f32) | mma3 (f32 on tensor cores) | mma | f16 (f16 operands); sr3 doctor shows which run here',
+    '  SR3_DAWN_FLAGS   the Dawn toggles asked for (none for no toggles)',
+    '  SR3_DEBUG=1      stack traces with errors',
+  ];
+  return `usage: sr3 <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n${env.join('\n')}\n\nRun \`sr3 <command> --help\` for a command's options.`;
 }
 
 export async function main(argv: string[]): Promise<number> {
