@@ -21,6 +21,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
     };
+    const mma = await mmaSupport(ctx);
     const report = {
       adapter: ctx.adapter.description,
       vendor: ctx.adapter.vendor,
@@ -33,9 +34,9 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       convKernel: convKernelFor(ctx),
       mixedPrecision: {
         f16: ctx.features.shaderF16 ? 'yes' : 'no: no shader-f16',
-        mma: await mmaSupport(ctx).then((m) => (m.ok ? `yes (subgroup size ${m.subgroupSize}, ${m.fragment}x${m.fragment} fragments, '${m.syntax}' spelling)` : `no: ${m.reason}`)),
+        mma: mma.ok ? `yes (subgroup size ${mma.subgroupSize}, ${mma.fragment}x${mma.fragment} fragments, '${mma.syntax}' spelling)` : `no: ${mma.reason}`,
         // f32 accuracy on the same subgroup matrices: it runs wherever mma does
-        mma3: await mmaSupport(ctx).then((m) => (m.ok ? 'yes (three f16 products a fragment)' : 'no: as mma')),
+        mma3: mma.ok ? 'yes (three f16 products a fragment)' : 'no: as mma',
       },
       limits,
       dawnFlags: dawnFlagsFromEnv(),
