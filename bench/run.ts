@@ -4,7 +4,7 @@
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
-import { TILED_PREFETCH } from '../shaders/conv2d.ts';
+import { BATCH_LOADS, TILED_PREFETCH } from '../shaders/conv2d.ts';
 import { ATTN_GEMM, CONV_KERNELS, convKernelFor, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { DEFAULT_DAWN_FLAGS, dawnFlagsFromEnv, openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
@@ -210,6 +210,10 @@ async function main(argv: string[]): Promise<number> {
       attention: ATTN_GEMM.force === undefined ? 'auto' : ATTN_GEMM.force ? 'gemm' : 'flash',
       // where GroupNorm(+Swish) is applied when fixed (SR3_NORM), else by device (engine/unet.ts NORM_FUSION)
       norm: NORM_FUSION.materialize === undefined ? 'auto' : NORM_FUSION.materialize ? 'materialized' : 'fused',
+      // the batched gather (SR3_BATCH_LOADS) in the tiled and mixed-precision kernels, and the subgroups of a
+      // tensor-core workgroup (SR3_MMA_SUBGROUPS)
+      batch_loads: BATCH_LOADS.on,
+      mma_subgroups: MMA_OPTIONS.subgroups ?? 4,
       tile: convKernelFor(ctx).startsWith('mma') ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));

@@ -1,7 +1,7 @@
 // Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
+import { BATCH_LOADS, CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../shaders/attention_gemm.ts';
 import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../shaders/groupnorm.ts';
@@ -95,7 +95,7 @@ export async function conv2d(
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
   const mmaOpts = kernel === 'mma' || kernel === 'mma3'
-    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize }
+    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: MMA_OPTIONS.subgroups }
     : null;
   const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts) } : null;
   const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : null;
@@ -116,7 +116,7 @@ export async function conv2d(
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else if (kernel === 'f16' || mma) {
-    const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: MMA_OPTIONS.prefetch });
+    const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: MMA_OPTIONS.prefetch, batched: BATCH_LOADS.on });
     pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_${kernel}_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
@@ -173,17 +173,22 @@ export const TILED_TILE: Partial<TiledShape> = {};
  * its pixels first; SR3_MMA_TILE can ask for up to 8 (mmaTile's limit). MMA_OPTIONS overrides either
  * (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
  */
-export function mmaShape(M: number, Cout: number, s: { fragment: number; subgroupSize: number; split?: boolean }): { TM: number; TN: number } {
+export function mmaShape(M: number, Cout: number, s: { fragment: number; subgroupSize: number; split?: boolean; subgroups?: 4 | 8 }): { TM: number; TN: number } {
   const S = s.fragment;
-  let TM = MMA_OPTIONS.TM ?? Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, 4 * s.subgroupSize, 8 * S));
-  let TN = MMA_OPTIONS.TN ?? Math.max(2 * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S));
-  const frags = () => (TM / (2 * S)) * (TN / (2 * S));
+  const NSG = s.subgroups ?? 4;
+  const SGN = NSG / 2; // subgroups across the channels
+  let TM = MMA_OPTIONS.TM ?? Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, NSG * s.subgroupSize, 8 * S));
+  let TN = MMA_OPTIONS.TN ?? Math.max(SGN * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S));
+  const frags = () => (TM / (2 * S)) * (TN / (SGN * S));
   while (s.split && frags() > 4 && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
-  while (s.split && frags() > 4 && TN > 2 * S && MMA_OPTIONS.TN === undefined) TN /= 2;
+  while (s.split && frags() > 4 && TN > SGN * S && MMA_OPTIONS.TN === undefined) TN /= 2;
   return { TM, TN };
 }
-/** Overrides for the mixed-precision kernels (experiments, tests): the 'mma' tile, and the register prefetch of both. */
-export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean } = {};
+/**
+ * Overrides for the mixed-precision kernels (experiments, tests): the 'mma' tile, the register prefetch of both, and
+ * the subgroups of a tensor-core workgroup (SR3_MMA_SUBGROUPS=4|8 in Node; default 4).
+ */
+export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean; subgroups?: 4 | 8 } = {};
 
 /**
  * Split-K for the GEMM conv kernels: a conv whose output tiles give fewer than SPLIT_K.target workgroups (the

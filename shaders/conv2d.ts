@@ -20,15 +20,21 @@ export interface StagedIm2col {
   setup: string;
   /** at the top of each k-step: decode the step's reduction indices (ends with a barrier) */
   decode: string;
-  /** the gather into the A tile */
+  /** the gather into the A tile (batched: into the registers ra0.. and the mask rmask only) */
   gather: string;
+  /**
+   * batched only: the registered values into the A tile through `store`, with the GroupNorm (+ Swish) and the zero
+   * padding applied. Needs the same step's decode in the workgroup arrays, so it runs before the next decode.
+   */
+  finish?: string;
 }
 
-export function stagedIm2col(o: { TM: number; TK: number; WG: number; store: (kk: string, mm: string, v: string) => string }): StagedIm2col {
+export function stagedIm2col(o: { TM: number; TK: number; WG: number; store: (kk: string, mm: string, v: string) => string; batched?: boolean }): StagedIm2col {
   const { TM, TK, WG } = o;
   if (WG % TM !== 0) throw new Error(`stagedIm2col: ${WG} invocations do not cover ${TM} pixels evenly`);
   const per = (TM * TK) / WG;
   const stride = WG / TM;
+  if (o.batched) return batchedIm2col(o, per, stride);
   return {
     decl: /* wgsl */ `
 var<workgroup> kCh: array<u32, ${TK}>;      // input channel of each reduction index of the step (0xffffffff: past K)
@@ -98,6 +104,80 @@ var<workgroup> kShift: array<f32, ${TK}>;`,
       }
       ${o.store('kk', 'smm', 'v')}
     }`,
+  };
+}
+
+/**
+ * The batched form of stagedIm2col (BATCH_LOADS): every load of a step is issued before any of its values is used,
+ * so their latencies overlap. The inline form uses each value as it arrives (GroupNorm, Swish, the f16 conversion),
+ * and a compiler must then wait for each load in turn; here the loads go to named registers (ra0.., the loop unrolled
+ * in the generator so that no array can fall to local memory), from clamped addresses that are always in bounds, with
+ * one bit of rmask a value that is real (not padding, past K or past the map). `finish` applies the GroupNorm, the
+ * Swish and the padding, and stores, after the step's multiplies where the kernel prefetches.
+ */
+function batchedIm2col(o: { TM: number; TK: number; WG: number; store: (kk: string, mm: string, v: string) => string }, per: number, stride: number): StagedIm2col {
+  if (per > 32) throw new Error(`stagedIm2col: the batched gather holds at most 32 values an invocation, not ${per}`);
+  const plain = stagedIm2col({ ...o, batched: false });
+  const range = [...Array(per).keys()];
+  const kk = (e: number) => (e === 0 ? 'skk0' : `(skk0 + ${e * stride}u)`);
+  return {
+    decl: plain.decl,
+    setup: `${plain.setup}
+  let sHl = sHe - 1;
+  let sWl = sWe - 1;
+${range.map((e) => `  var ra${e} = 0.0;`).join('\n')}
+  var rmask = 0u;`,
+    decode: plain.decode,
+    gather: `
+    rmask = 0u;
+${range
+  .map(
+    (e) => `    {
+      let ci = kCh[${kk(e)}];
+      let iy = syb + kDy[${kk(e)}];
+      let ix = sxb + kDx[${kk(e)}];
+      let ok = sLive && ci != 0xffffffffu && iy >= 0 && ix >= 0 && iy < sHe && ix < sWe;
+      var sy = u32(clamp(iy, 0, sHl));
+      var sx = u32(clamp(ix, 0, sWl));
+      if (UPSAMPLE) { sy = sy / 2u; sx = sx / 2u; }
+      let cc = select(0u, ci, ok);
+      if (cc < p.C1) { ra${e} = inA[(b * p.C1 + cc) * shw + sy * p.Win + sx]; }
+      else { ra${e} = inB[(b * p.C2 + (cc - p.C1)) * shw + sy * p.Win + sx]; }
+      rmask |= select(0u, ${2 ** e >>> 0}u, ok);
+    }`,
+  )
+  .join('\n')}`,
+    finish: range
+      .map(
+        (e) => `    {
+      var v = 0.0;
+      if ((rmask & ${2 ** e >>> 0}u) != 0u) {
+        v = ra${e};
+        if (NORM != 0u) {
+          v = v * kScale[${kk(e)}] + kShift[${kk(e)}];
+          if (NORM == 2u) { v = v / (1.0 + exp(-v)); }
+        }
+      }
+      ${o.store(kk(e), 'smm', 'v')}
+    }`,
+      )
+      .join('\n'),
+  };
+}
+
+/**
+ * The weights of one k-step, batched as the gather is (see batchedIm2col): invocation li loads the weights
+ * idx = li + e * WG (e < PB) of the B tile, reduction index kb = idx % TK of output channel nn = idx / TK, into rb0..,
+ * from clamped addresses (a weight past K meets a zero input, one past Cout is never written out); `stage` stores
+ * them through put(idx, kb, nn, value).
+ */
+export function batchedWeights(o: { PB: number; WG: number; TK: number }): { regs: string; load: string; stage: (put: (idx: string, kb: string, nn: string, v: string) => string) => string } {
+  const range = [...Array(o.PB).keys()];
+  const at = (e: number) => `let idx = li + ${e * o.WG}u; let nn = idx / ${o.TK}u; let kb = idx - nn * ${o.TK}u;`;
+  return {
+    regs: range.map((e) => `  var rb${e} = 0.0;`).join('\n'),
+    load: range.map((e) => `    { ${at(e)} rb${e} = params[p.wOff + min(n0 + nn, p.Cout - 1u) * K + min(k0 + kb, K - 1u)]; }`).join('\n'),
+    stage: (put) => range.map((e) => `    { ${at(e)} ${put('idx', 'kb', 'nn', `rb${e}`)} }`).join('\n'),
   };
 }
 
@@ -204,23 +284,65 @@ export interface TiledShape {
 export const TILED_PREFETCH = { on: true };
 
 /**
+ * The batched gather (batchedIm2col, batchedWeights) in the tiled and mixed-precision GEMM kernels: all of a step's
+ * loads issued before their values are used (SR3_BATCH_LOADS=1 in Node). Off by default until a GPU measures it.
+ */
+export const BATCH_LOADS = { on: false };
+
+/**
  * The tiled implicit-GEMM conv for GPUs: a TM x TN output tile per workgroup of 16x16 invocations, each accumulating
  * an (TM/16) x (TN/16) block in registers; K is staged 16 at a time through workgroup memory, read back as vec4s.
  * 64x64 (4x4 per invocation) suits small layers; 128x128 (8x8) does four times the FMAs per staged element.
  */
-export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }, prefetch = TILED_PREFETCH.on): string {
+export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }, prefetch = TILED_PREFETCH.on, batched = BATCH_LOADS.on): string {
   const { TM, TN } = shape;
   const TK = 16;
   const RM = TM / 16;
   const RN = TN / 16;
   const PA = (TK * TM) / 256; // staged values per invocation and step
   const PB = (TK * TN) / 256;
-  const g = stagedIm2col({
-    TM, TK, WG: 256,
-    store: prefetch ? (_kk, _mm, v) => `ra[e] = ${v};` : (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};`,
-  });
-  // the weights of one k-step: consecutive invocations read consecutive weights of one output channel
-  const weights = (put: (t: string, w: string) => string) => `
+  // the staging: stage (at the top of each k-step: fill the tiles, then a barrier), with the prefetch a prologue before
+  // the loop and the next step's loads at the end of stage
+  let g: StagedIm2col;
+  let regs: string;
+  let prologue = '';
+  let stage: string;
+  const putB = (t: string, w: string) => `let t = ${t}; Bs[t / 4u][t % 4u] = ${w};`;
+  if (batched) {
+    g = stagedIm2col({ TM, TK, WG: 256, batched: true, store: (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};` });
+    const w = batchedWeights({ PB, WG: 256, TK });
+    regs = w.regs;
+    const loads = `${g.decode}
+${g.gather}
+${w.load}`;
+    const store = `${g.finish}
+${w.stage((_idx, kb, nn, v) => putB(`${kb} * TN + ${nn}`, v))}`;
+    if (prefetch) {
+      prologue = `  if (kBeg < kEnd) {
+    let k0 = kBeg;
+${loads}
+  }`;
+      stage = `
+    // the values loaded during the previous step (or before the loop) into workgroup memory
+${store}
+    workgroupBarrier();
+    // the next step's loads, in flight during this step's multiply-adds (a uniform branch: barriers inside are fine)
+    if (k0 + TK < kEnd) {
+      let k0 = k0 + TK;
+${loads}
+    }`;
+    } else {
+      stage = `${loads}
+${store}
+    workgroupBarrier();`;
+    }
+  } else {
+    g = stagedIm2col({
+      TM, TK, WG: 256,
+      store: prefetch ? (_kk, _mm, v) => `ra[e] = ${v};` : (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};`,
+    });
+    // the weights of one k-step: consecutive invocations read consecutive weights of one output channel
+    const weights = (put: (t: string, w: string) => string) => `
     for (var e = 0u; e < ${PB}u; e++) {
       let idx = li + e * 256u;
       let nn = idx / TK;
@@ -231,8 +353,16 @@ export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }, prefetch
       if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
       ${put('kb * TN + nn', 'w')}
     }`;
-  const stage = prefetch
-    ? `
+    regs = prefetch ? `  var ra: array<f32, ${PA}>;
+  var rb: array<f32, ${PB}>;` : '';
+    if (prefetch) {
+      prologue = `  if (kBeg < kEnd) {
+    let k0 = kBeg;
+${g.decode}
+${g.gather}
+${weights((_t, w) => `rb[e] = ${w};`)}
+  }`;
+      stage = `
     // the values prefetched during the previous step (or before the loop) into workgroup memory
     for (var e = 0u; e < ${PA}u; e++) {
       let t = (skk0 + e * ${256 / TM}u) * TM + smm;
@@ -251,13 +381,16 @@ export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }, prefetch
 ${g.decode}
 ${g.gather}
 ${weights((_t, w) => `rb[e] = ${w};`)}
-    }`
-    : `
+    }`;
+    } else {
+      stage = `
 ${g.decode}
     // consecutive invocations gather consecutive pixels of one reduction row, and consecutive weights of one channel
 ${g.gather}
-${weights((t, w) => `let t = ${t}; Bs[t / 4u][t % 4u] = ${w};`)}
+${weights(putB)}
     workgroupBarrier();`;
+    }
+  }
   return /* wgsl */ `
 ${GEMM_CONV_HEADER}
 
@@ -281,14 +414,8 @@ ${SPLIT_K_RANGE}
   let tn = lid.y * ${RN}u;
   var acc: array<array<f32, ${RN}>, ${RM}>;
 ${g.setup}
-${prefetch ? `  var ra: array<f32, ${PA}>;
-  var rb: array<f32, ${PB}>;
-  if (kBeg < kEnd) {
-    let k0 = kBeg;
-${g.decode}
-${g.gather}
-${weights((_t, w) => `rb[e] = ${w};`)}
-  }` : ''}
+${regs}
+${prologue}
   for (var k0 = kBeg; k0 < kEnd; k0 += TK) {
 ${stage}
     for (var kk = 0u; kk < TK; kk++) {

@@ -25,7 +25,7 @@
 // staging and the accumulators double, the multiplies triple. (The scheme is Ootomo and Yokota's, "Recovering single
 // precision accuracy from Tensor Cores while surpassing the FP32 theoretical peak performance", 2022.) Values
 // beyond f16's range (65504) are clamped as in the plain kernel.
-import { GEMM_CONV_HEADER, SPLIT_K_RANGE, stagedIm2col } from './conv2d.ts';
+import { batchedWeights, GEMM_CONV_HEADER, SPLIT_K_RANGE, stagedIm2col } from './conv2d.ts';
 
 export type MmaBody = 'subgroup-matrix' | 'f16-tiles';
 /** 'arg': subgroupMatrixLoad<T>(p, off, col_major, stride); 'template': subgroupMatrixLoad<T, col_major>(p, off, stride). */
@@ -50,6 +50,13 @@ export interface MmaConvOptions {
   split?: boolean;
   /** the device's maxComputeWorkgroupStorageSize: mmaTile refuses a tile that needs more */
   maxWorkgroupBytes?: number;
+  /** the batched gather (conv2d.ts batchedIm2col): a step's loads all issued before their values are used */
+  batched?: boolean;
+  /**
+   * subgroup-matrix only: subgroups a workgroup (default 4), as a 2 x (subgroups / 2) grid over the tile. 8 halve
+   * each invocation's share of the staging and each subgroup's accumulators, for twice the invocations.
+   */
+  subgroups?: 4 | 8;
 }
 
 /** The f16-tiles body's workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
@@ -57,7 +64,7 @@ export const MMA_TILE = { TM: 64, TN: 64, TK: 32 } as const;
 
 /** Invocations per workgroup for a body. */
 export function mmaWorkgroupSize(o: MmaConvOptions): number {
-  return o.body === 'subgroup-matrix' ? 4 * (o.subgroupSize ?? 32) : 128;
+  return o.body === 'subgroup-matrix' ? (o.subgroups ?? 4) * (o.subgroupSize ?? 32) : 128;
 }
 
 /**
@@ -69,25 +76,29 @@ export function mmaWorkgroupSize(o: MmaConvOptions): number {
  * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers; the host's default
  * takes 4, see mmaShape).
  */
-export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number } {
-  if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0 };
+export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number; SGN: number } {
+  if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0, SGN: 0 };
   const S = o.fragment ?? 16;
   const WG = mmaWorkgroupSize(o);
+  const NSG = o.subgroups ?? 4;
+  if (NSG !== 4 && NSG !== 8) throw new Error(`conv2dMmaWgsl: ${NSG} subgroups a workgroup: 4 or 8`);
+  const SGN = NSG / 2; // subgroups across the channels (two across the pixels)
   const TM = o.TM ?? 64;
   const TN = o.TN ?? 64;
   const TK = 32;
-  for (const [n, v] of [['TM', TM], ['TN', TN]] as const) {
-    if (!Number.isInteger(v) || v % (2 * S) !== 0 || v > 8 * S) throw new Error(`conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${2 * S} and at most ${8 * S} (fragments of ${S})`);
+  for (const [n, v, per] of [['TM', TM, 2], ['TN', TN, SGN]] as const) {
+    if (!Number.isInteger(v) || v % (per * S) !== 0 || v > 8 * S) throw new Error(`conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${per * S} and at most ${8 * S} (fragments of ${S}, ${NSG} subgroups)`);
   }
   if (WG % TM !== 0) throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
-  if (o.split && (TM / (2 * S)) * (TN / (2 * S)) > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${(TM / (2 * S)) * (TN / (2 * S))} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
+  const frags = (TM / (2 * S)) * (TN / (SGN * S));
+  if (o.split && frags > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${frags} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
   if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step`);
   // the staged operands (twice with split), each subgroup's result slices, the im2col decode tables
-  const bytes = (o.split ? 2 : 1) * (TM + TN) * TK * 2 + 4 * (o.split ? 2 : 1) * S * S * 4 + 5 * TK * 4;
+  const bytes = (o.split ? 2 : 1) * (TM + TN) * TK * 2 + NSG * (o.split ? 2 : 1) * S * S * 4 + 5 * TK * 4;
   if (o.maxWorkgroupBytes !== undefined && bytes > o.maxWorkgroupBytes) {
     throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile${o.split ? ' (split)' : ''} needs ${bytes} bytes of workgroup memory, over this device's ${o.maxWorkgroupBytes}`);
   }
-  return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (2 * S) };
+  return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (SGN * S), SGN };
 }
 
 /** Load and store spellings for one syntax (the matrices are all column-major in workgroup memory). */
@@ -131,7 +142,8 @@ fn main(@builtin(local_invocation_index) li: u32,
 
 export function conv2dMmaWgsl(o: MmaConvOptions): string {
   const sm = o.body === 'subgroup-matrix';
-  const { TM, TN, TK, S, FM, FN } = mmaTile(o);
+  const { TM, TN, TK, S, FM, FN, SGN } = mmaTile(o);
+  const NSG = 2 * SGN;
   const WG = mmaWorkgroupSize(o);
   const SG = o.subgroupSize ?? 32;
   const prefetch = o.prefetch ?? true;
@@ -154,15 +166,46 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
       : `${dst(hiArr)} = ${half(v)};`;
   // the prefetch registers hold f16s, or with split the f32 values themselves (one register where hi and lo would
   // take two), split as they go into workgroup memory
-  const reg = split ? 'f32' : 'f16';
-  const toReg = (r: string) => (v: string) => (split ? `${r}[e] = ${v};` : put((a) => `${a}[e]`, r, '', v));
-  const g = stagedIm2col({
-    TM, TK, WG,
-    store: prefetch ? (_kk, _mm, v) => toReg('ra')(v) : (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v),
-  });
-  // the weights of one k-step, B [TK x TN] column-major: consecutive invocations read consecutive weights of a channel
-  const weights = prefetch ? toReg('rb') : (v: string) => put((a) => `${a}[idx]`, 'Bs', 'Bl', v);
-  const load = `
+  let g: ReturnType<typeof stagedIm2col>;
+  let load: string;
+  let stage: string;
+  let regs = '';
+  if (o.batched) {
+    // raw f32 values in registers (conv2d.ts batchedIm2col); normalised, split or rounded as they are stored
+    g = stagedIm2col({ TM, TK, WG, batched: true, store: (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v) });
+    const w = batchedWeights({ PB, WG, TK });
+    regs = w.regs;
+    load = `
+${g.decode}
+    // consecutive invocations gather consecutive pixels of one reduction row
+${g.gather}
+${w.load}`;
+    const store = `${g.finish}
+${w.stage((idx, _kb, _nn, v) => put((a) => `${a}[${idx}]`, 'Bs', 'Bl', v))}`;
+    stage = prefetch
+      ? `
+    // the values loaded during the previous step (or before the loop) into workgroup memory
+${store}
+    workgroupBarrier();
+    // the next step's loads, in flight during this step's multiplies (a uniform branch: its barriers are fine)
+    if (k0 + ${TK}u < kEnd) {
+      let k0 = k0 + ${TK}u;
+${load}
+    }`
+      : `${load}
+${store}
+    workgroupBarrier();`;
+  } else {
+    const reg = split ? 'f32' : 'f16';
+    regs = prefetch ? `  var ra: array<${reg}, ${PA}>;\n  var rb: array<${reg}, ${PB}>;` : '';
+    const toReg = (r: string) => (v: string) => (split ? `${r}[e] = ${v};` : put((a) => `${a}[e]`, r, '', v));
+    g = stagedIm2col({
+      TM, TK, WG,
+      store: prefetch ? (_kk, _mm, v) => toReg('ra')(v) : (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v),
+    });
+    // the weights of one k-step, B [TK x TN] column-major: consecutive invocations read consecutive weights of a channel
+    const weights = prefetch ? toReg('rb') : (v: string) => put((a) => `${a}[idx]`, 'Bs', 'Bl', v);
+    load = `
 ${g.decode}
     // consecutive invocations gather consecutive pixels of one reduction row
 ${g.gather}
@@ -176,8 +219,8 @@ ${g.gather}
       if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
       ${weights('w')}
     }`;
-  const stage = prefetch
-    ? `
+    stage = prefetch
+      ? `
     // the values prefetched during the previous step (or before the loop) into workgroup memory
     for (var e = 0u; e < ${PA}u; e++) {
       let t = (skk0 + e * ${WG / TM}u) * ${TM}u + smm;
@@ -193,8 +236,9 @@ ${g.gather}
       let k0 = k0 + ${TK}u;
 ${load}
     }`
-    : `${load}
+      : `${load}
     workgroupBarrier();`;
+  }
 
   let compute: string;
   let store: string;
@@ -206,11 +250,11 @@ ${load}
     const L = `subgroup_matrix_left<f16, ${S}, ${S}>`;
     const R = `subgroup_matrix_right<f16, ${S}, ${S}>`;
     const C = `subgroup_matrix_result<f32, ${S}, ${S}>`;
-    // subgroup s owns result rows (pixels) [TM/2 * (s%2), +TM/2) and columns (channels) [TN/2 * (s/2), +TN/2):
+    // subgroup s owns result rows (pixels) [TM/2 * (s%2), +TM/2) and columns (channels) [TN/SGN * (s/2), +TN/SGN):
     // FM x FN fragments of S x S, c_i_j at rows rm + i*S, columns rn + j*S
     decl = `
   let rm = (sg % 2u) * ${TM / 2}u;
-  let rn = (sg / 2u) * ${TN / 2}u;
+  let rn = (sg / 2u) * ${TN / SGN}u;
 ${range(FM).flatMap((i) => range(FN).map((j) => `  var c_${i}_${j} = ${C}();${split ? ` var d_${i}_${j} = ${C}();` : ''}`)).join('\n')}`;
     compute = `
     for (var ks = 0u; ks < ${TK}u; ks += ${S}u) {
@@ -238,7 +282,7 @@ ${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMat
     if (m < M && co < p.Cout) { writeOut(b, split, co, m, M, ${split ? `Cs[sg * ${SL}u + e] + Cs[sg * ${SL}u + ${S * S}u + e] * ${2 ** -11}` : `Cs[sg * ${SL}u + e]`}); }
   }
   workgroupBarrier();`)).join('');
-    result = `var<workgroup> Cs: array<f32, ${4 * SL}>; // each subgroup's S x S result fragment${split ? 's (hi and correction)' : ''} on its way out`;
+    result = `var<workgroup> Cs: array<f32, ${NSG * SL}>; // each subgroup's S x S result fragment${split ? 's (hi and correction)' : ''} on its way out`;
   } else {
     // 128 invocations, each 4 pixels x 8 channels of the 64x64 tile
     decl = `
@@ -297,12 +341,11 @@ ${SPLIT_K_RANGE}
   let n0 = wg.y * ${TN}u;
 ${decl}
 ${g.setup}
-${prefetch ? `  var ra: array<${reg}, ${PA}>;
-  var rb: array<${reg}, ${PB}>;
+${prefetch ? `${regs}
   if (kBeg < kEnd) {
     let k0 = kBeg;
 ${load}
-  }` : ''}
+  }` : regs}
   for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
 ${stage}
 ${compute}

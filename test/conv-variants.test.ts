@@ -8,7 +8,7 @@ import * as K from '../engine/kernels.ts';
 import * as R from './reference/nn-ref.ts';
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
 import { conv2dMmaWgsl, mmaTile } from '../shaders/conv2d_mma.ts';
-import { TILED_PREFETCH } from '../shaders/conv2d.ts';
+import { BATCH_LOADS, TILED_PREFETCH } from '../shaders/conv2d.ts';
 
 interface Case {
   B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
@@ -147,6 +147,29 @@ test('conv2d tiled without the register prefetch (plain staging): every case wit
   }
 });
 
+// the batched gather (a step's loads issued together into named registers from clamped addresses, the GroupNorm,
+// Swish and zero padding applied as they are stored): every case with the prefetch, the larger tiles' register
+// counts, and the plain staging
+test('conv2d tiled with the batched gather: every case within 2e-5 of the float64 reference', async () => {
+  const ctx = await device();
+  K.setConvKernel(ctx, 'tiled');
+  BATCH_LOADS.on = true;
+  try {
+    for (const c of CASES) await check(ctx, c, 'tiled, batched');
+    for (const [TM, TN, prefetch] of [[128, 128, true], [64, 128, false], [128, 64, false]] as const) {
+      Object.assign(K.TILED_TILE, { TM, TN });
+      TILED_PREFETCH.on = prefetch;
+      for (const c of [CASES[1], CASES[3], CASES[5], CASES[6], CASES[8], CASES[10]]) await check(ctx, c, `tiled ${TM}x${TN}, batched${prefetch ? '' : ', no prefetch'}`);
+    }
+  } finally {
+    BATCH_LOADS.on = false;
+    TILED_PREFETCH.on = true;
+    delete K.TILED_TILE.TM;
+    delete K.TILED_TILE.TN;
+    K.setConvKernel(ctx, undefined);
+  }
+});
+
 test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged channel, scalar loads)', async () => {
   const ctx = await device();
   K.setConvKernel(ctx, 'direct');
@@ -245,6 +268,13 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
   } finally {
     delete K.MMA_OPTIONS.prefetch;
   }
+  BATCH_LOADS.on = true;
+  try {
+    console.log('    with the batched gather:');
+    await checkMixedOnce(ctx, 'f16');
+  } finally {
+    BATCH_LOADS.on = false;
+  }
 });
 
 /**
@@ -276,14 +306,25 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   // another tile the device allows: one fragment row per subgroup by four columns (the unequal walk); and without
   // the register prefetch
   const S = s.fragment!;
-  const variants: (typeof K.MMA_OPTIONS)[] = [{ TM: 2 * S, TN: 8 * S }, { prefetch: false }];
+  // the batched gather, with and without the prefetch; 8 subgroups a workgroup (a 2 x 4 grid), batched or not
+  const variants: (typeof K.MMA_OPTIONS & { batched?: boolean })[] = [
+    { TM: 2 * S, TN: 8 * S },
+    { prefetch: false },
+    { batched: true },
+    { batched: true, prefetch: false },
+    { subgroups: 8 },
+    { subgroups: 8, batched: true, TM: 8 * S, TN: 8 * S },
+  ];
   for (const v of variants) {
-    Object.assign(K.MMA_OPTIONS, v);
+    const { batched, ...opts } = v;
+    Object.assign(K.MMA_OPTIONS, opts);
+    BATCH_LOADS.on = !!batched;
     try {
       console.log(`    mma with ${JSON.stringify(v)}:`);
       await checkMixedOnce(ctx, 'mma');
     } finally {
-      for (const k of Object.keys(v)) delete K.MMA_OPTIONS[k as keyof typeof v];
+      for (const k of Object.keys(opts)) delete K.MMA_OPTIONS[k as keyof typeof opts];
+      BATCH_LOADS.on = false;
     }
   }
 });
@@ -303,6 +344,9 @@ test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of th
     ['split-K 2', () => { K.SPLIT_K.force = 2; }, () => { delete K.SPLIT_K.force; }],
     [`${4 * S}x${8 * S} tiles`, () => Object.assign(K.MMA_OPTIONS, { TM: 4 * S, TN: 8 * S }), () => { delete K.MMA_OPTIONS.TM; delete K.MMA_OPTIONS.TN; }],
     ['no prefetch', () => { K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.prefetch; }],
+    ['batched gather', () => { BATCH_LOADS.on = true; }, () => { BATCH_LOADS.on = false; }],
+    ['batched gather, 8 subgroups', () => { BATCH_LOADS.on = true; K.MMA_OPTIONS.subgroups = 8; }, () => { BATCH_LOADS.on = false; delete K.MMA_OPTIONS.subgroups; }],
+    ['8 subgroups, no prefetch', () => { K.MMA_OPTIONS.subgroups = 8; K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.subgroups; delete K.MMA_OPTIONS.prefetch; }],
   ];
   await K.useConvKernel(ctx, 'mma3');
   try {
@@ -339,8 +383,9 @@ test('the mma kernels for NVIDIA (16x16 fragments, subgroups of 32): every tile 
   let n = 0;
   for (const split of [false, true]) for (const [TM, TN] of [[128, 128], [128, 64], [64, 128], [64, 64], [32, 128]]) {
     if (split && TM * TN > 128 * 64) continue;
-    for (const prefetch of [true, false]) {
-      const code = conv2dMmaWgsl({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN, split, prefetch, syntax: s.syntax });
+    for (const prefetch of [true, false]) for (const batched of [false, true]) for (const subgroups of [4, 8] as const) {
+      if (subgroups === 8 && TN < 64) continue;
+      const code = conv2dMmaWgsl({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN, split, prefetch, syntax: s.syntax, batched, subgroups });
       await ctx.shader(code, `conv2d_mma_nvidia_${TM}x${TN}${split ? '_split' : ''}`); // throws with the compiler's messages
       n++;
     }
@@ -363,6 +408,14 @@ test('mma tiles: chosen within the fragments and subgroups, and a tile that cann
   // the split kernel: 4 fragments a subgroup by default (pixels halved first), up to 8 when asked for
   assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, split: true }), { TM: 32, TN: 128 });
   assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, split: true }), { TM: 64, TN: 64 });
+  // 8 subgroups: 2 x 4 over the tile, so channels come in fours of fragments, and the split kernel's 4 fragments a
+  // subgroup reach 128 x 64 or 64 x 128
+  assert.equal(K.mmaShape(128 * 128, 512, { fragment: 16, subgroupSize: 32, subgroups: 8 }), { TM: 128, TN: 128 });
+  assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, subgroups: 8, split: true }), { TM: 128, TN: 64 });
+  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, subgroups: 8, split: true }), { TM: 64, TN: 128 });
+  const t8 = mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, subgroups: 8 });
+  assert.equal([t8.FM, t8.FN], [4, 2]);
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 32, subgroups: 8 }), /TN = 32 must be a multiple of 64 and at most 128 \(fragments of 16, 8 subgroups\)/);
   assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8, split: true }), { TM: 16, TN: 64 });
   assert.equal(mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true }).FM, 4);
   // workgroup memory: the split 128x64 tile stages 2 x 192 x 32 f16s and 8 result fragments (33408 bytes in all,
