@@ -51,20 +51,38 @@ export function readRows(files: string[]): Row[] {
 
 const fmt = (v: number | undefined) => (v === undefined ? '–' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
 
+/**
+ * A GEMM conv row with the inline gather: SR3_BATCH_LOADS=0, or a row from before the batched gather existed (no
+ * batch_loads field; 4 subgroups a tensor-core workgroup then too).
+ */
+const inlineLoads = (r: Row) => r.batch_loads !== true && /^(tiled|mma|mma3|f16)$/.test(r.conv_kernel ?? '');
+
+/**
+ * One U-Net step: the GPU time from timestamp queries, or the wall time per step of back-to-back submissions where
+ * that is lower. A step cannot take the GPU longer than the steps take end to end, yet on an H100 some timestamp
+ * medians came out 2-3x the wall time (the samples, each one step followed by a read-back, caught the GPU at a low
+ * clock; their minimum agreed with the wall time).
+ */
+export const stepMs = (r: Row): number | undefined =>
+  r.ms_per_step === undefined ? undefined : Math.min(r.ms_per_step, r.wall_ms_per_step ?? Infinity);
+
 export function table(rows: Row[]): string {
   const ours = rows.filter((r) => r.kind === 'unet' && r.ms_per_step !== undefined);
-  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}${r.norm && r.norm !== 'auto' ? ` (${r.norm} norm)` : ''}${r.batch_loads ? ' (batched loads)' : ''}${r.mma_subgroups === 8 && r.conv_kernel?.startsWith('mma') ? ' (8 subgroups)' : ''}`;
+  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}${r.norm && r.norm !== 'auto' ? ` (${r.norm} norm)` : ''}${inlineLoads(r) ? ' (inline loads)' : ''}${(r.mma_subgroups ?? 4) === 4 && r.conv_kernel?.startsWith('mma') ? ' (4 subgroups)' : ''}`;
   const kernels = [...new Set(ours.map(variant))];
   const torch = rows.filter((r) => r.impl && r.ms_per_step !== undefined);
   const impls = [...new Set(torch.map((r) => r.impl!))];
   const device = rows.find((r) => r.device)?.device ?? 'unknown device';
   const out: string[] = [];
-  out.push(`Device: ${device}. ms per U-Net forward (one denoising step); lower is better.`, '');
+  out.push(`Device: ${device}. ms per U-Net forward (one denoising step; GPU time, or the wall time of back-to-back steps where lower); lower is better.`, '');
   const head = ['config', 'batch', 'target: eager fp32', 'target: graph fp16', ...kernels.map((k) => `sr3-wgsl ${k}`), ...impls.map((i) => `torch ${i} (this run)`), 'met'];
   out.push(`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`);
   for (const t of TARGETS) {
     const name = `unet ${t.model} ${t.size}x${t.size} b${t.batch}`;
-    const mine = kernels.map((k) => ours.find((r) => r.name === name && variant(r) === k)?.ms_per_step);
+    const mine = kernels.map((k) => {
+      const r = ours.find((r) => r.name === name && variant(r) === k);
+      return r && stepMs(r);
+    });
     const theirs = impls.map((i) => torch.find((r) => r.name === `torch ${name}` && r.impl === i)?.ms_per_step);
     // the f32-accuracy paths: the tiled FMA kernel and the split tensor-core one ('mma3'), any of their variants
     const f32s = kernels.map((k, i) => [k, mine[i]] as const).filter(([k, v]) => v !== undefined && /^(tiled|mma3)\b/.test(k)) as [string, number][];

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
 import { BATCH_LOADS, TILED_PREFETCH } from '../shaders/conv2d.ts';
-import { ATTN_GEMM, CONV_KERNELS, convKernelFor, MMA_OPTIONS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
+import { ATTN_GEMM, CONV_KERNELS, convKernelFor, MMA_OPTIONS, MMA_SUBGROUPS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
 import { DEFAULT_DAWN_FLAGS, dawnFlagsFromEnv, openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
 import { benchTrain, type TrainCase } from './train.ts';
@@ -213,7 +213,7 @@ async function main(argv: string[]): Promise<number> {
       // the batched gather (SR3_BATCH_LOADS) in the tiled and mixed-precision kernels, and the subgroups of a
       // tensor-core workgroup (SR3_MMA_SUBGROUPS)
       batch_loads: BATCH_LOADS.on,
-      mma_subgroups: MMA_OPTIONS.subgroups ?? 4,
+      mma_subgroups: MMA_OPTIONS.subgroups ?? MMA_SUBGROUPS,
       tile: convKernelFor(ctx).startsWith('mma') ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));

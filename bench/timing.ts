@@ -18,6 +18,8 @@ export interface TimingOptions {
   minSampleMs?: number;
   /** force wall-clock timing even when timestamp queries exist */
   wall?: boolean;
+  /** ms of back-to-back untimed submissions just before the samples (default 200, 0 on a software device) */
+  spinMs?: number;
 }
 
 export interface Timing {
@@ -91,14 +93,26 @@ export async function timePass(
       await ctx.sync();
       return performance.now() - t0;
     };
+    let last = 0; // ms of the latest sample at the current perSample
     if (opts.perSample === undefined) {
       const target = opts.minSampleMs ?? 10;
       for (let i = 0; i < 6; i++) {
-        const ms = await sample();
-        if (ms >= target || perSample >= 4096) break;
-        perSample = Math.min(4096, perSample * Math.min(64, Math.ceil((1.2 * target) / Math.max(ms, target / 64))));
+        last = await sample();
+        if (last >= target || perSample >= 4096) break;
+        const grow = Math.min(64, Math.ceil((1.2 * target) / Math.max(last, target / 64)));
+        perSample = Math.min(4096, perSample * grow);
+        last *= grow;
       }
+    } else {
+      last = await sample();
     }
+    // Back-to-back submissions for about spinMs before the timed samples, so that the GPU's clocks are up: on an H100,
+    // samples of one U-Net step each, with a read-back between them, gave timestamp medians 2-3x the wall time of
+    // back-to-back steps (their minimum matched it), as if the GPU had dropped to a low clock between samples.
+    // (none on a software device, which has no clocks to raise)
+    const spins = Math.min(1000, Math.ceil((opts.spinMs ?? (ctx.adapter.isSoftware ? 0 : 200)) / Math.max(last, 0.01)));
+    for (let i = 0; i < spins; i++) submit(false);
+    await ctx.sync();
     const samples: number[] = [];
     for (let i = 0; i < Math.max(1, opts.reps); i++) samples.push((await sample()) / perSample);
     // A timestamp pair of zeros (a driver that accepts the feature but writes nothing) is no measurement: fall back.

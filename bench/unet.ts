@@ -212,7 +212,7 @@ export interface UNetProfile {
 async function profileDispatches(ctx: GpuContext, net: UNet, stepMs: number): Promise<UNetProfile> {
   const rows: { label: string; pipeline: string; ms: number; workgroups: number[] }[] = [];
   for (const d of net.dispatches) {
-    const tm = await timePass(ctx, (p) => encodeDispatch(p, d), { reps: 3, warmup: 1, minSampleMs: 2 });
+    const tm = await timePass(ctx, (p) => encodeDispatch(p, d), { reps: 3, warmup: 1, minSampleMs: 2, spinMs: 20 });
     rows.push({ label: d.label ?? '', pipeline: d.pipeline.label || '?', ms: tm.ms, workgroups: d.workgroups.map((w) => w ?? 1) });
   }
   const sum = rows.reduce((a, r) => a + r.ms, 0);

@@ -7,10 +7,10 @@
 // are clamped to +-65504 rather than becoming infinite).
 //
 // Two bodies over the same staging and epilogue:
-// - 'subgroup-matrix': four subgroups each multiply SxSxS f16 fragments into f32 result fragments with the
+// - 'subgroup-matrix': four or eight subgroups each multiply SxSxS f16 fragments into f32 result fragments with the
 //   chromium-experimental-subgroup-matrix builtins (S = 16 on NVIDIA tensor cores; lavapipe's cooperative matrices,
-//   Mesa 25.1 and later, offer S = 8, so the body is tested on a software device too). Each subgroup owns a quarter of
-//   the workgroup's tile (mmaTile) and learns which from @builtin(subgroup_id): the matrix builtins need a
+//   Mesa 25.1 and later, offer S = 8, so the body is tested on a software device too). Each subgroup owns a quarter
+//   or an eighth of the workgroup's tile (mmaTile) and learns which from @builtin(subgroup_id): the matrix builtins need a
 //   subgroup-uniform offset, which an id derived from local_invocation_index is not. Two spellings of the builtins
 //   exist across Dawn versions (`col_major` as a bool argument, or as a template parameter); `syntax` picks one and
 //   the host probes which one the device's compiler takes.
@@ -33,7 +33,7 @@ export type SubgroupMatrixSyntax = 'arg' | 'template';
 
 export interface MmaConvOptions {
   body: MmaBody;
-  /** invocations per subgroup the kernel is built for (subgroup-matrix only: the workgroup is 4 subgroups) */
+  /** invocations per subgroup the kernel is built for (subgroup-matrix only: the workgroup is `subgroups` of them) */
   subgroupSize?: number;
   syntax?: SubgroupMatrixSyntax;
   /** subgroup-matrix only: S of the device's f16->f32 SxSxS config (16 on NVIDIA, 8 on lavapipe); default 16 */
@@ -68,9 +68,9 @@ export function mmaWorkgroupSize(o: MmaConvOptions): number {
 }
 
 /**
- * The workgroup tile a kernel is built for, with the reasons a requested one cannot be: the four subgroups split it
- * 2 x 2, each a grid of FM x FN fragments of S x S (so TM and TN are multiples of 2S, at most 8S, to bound the
- * accumulators); the im2col staging gives each invocation one pixel column, so the workgroup's invocations must be
+ * The workgroup tile a kernel is built for, with the reasons a requested one cannot be: the subgroups split it
+ * 2 x 2 (four) or 2 x 4 (eight; SGN = subgroups / 2 across the channels), each a grid of FM x FN fragments of S x S
+ * (so TM is a multiple of 2S and TN of SGN * S, each at most 8S, to bound the accumulators); the im2col staging gives each invocation one pixel column, so the workgroup's invocations must be
  * a multiple of TM; TK (32) is a multiple of S and at most the workgroup's invocations (one decodes each k). The
  * split kernel holds two accumulators a fragment, so it takes at most 8 fragments a subgroup (128 x 64 or 64 x 128
  * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers; the host's default

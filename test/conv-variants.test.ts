@@ -147,22 +147,24 @@ test('conv2d tiled without the register prefetch (plain staging): every case wit
   }
 });
 
-// the batched gather (a step's loads issued together into named registers from clamped addresses, the GroupNorm,
-// Swish and zero padding applied as they are stored): every case with the prefetch, the larger tiles' register
-// counts, and the plain staging
-test('conv2d tiled with the batched gather: every case within 2e-5 of the float64 reference', async () => {
+// The GEMM kernels gather with a step's loads issued together by default (the batched gather: named registers,
+// clamped addresses, the GroupNorm, Swish and zero padding applied as values are stored), so the tests above run it;
+// here the inline form (SR3_BATCH_LOADS=0), with and without the prefetch, and the batched form's larger tiles
+test('conv2d tiled with the inline gather, and the batched one with every tile: within 2e-5 of the float64 reference', async () => {
   const ctx = await device();
   K.setConvKernel(ctx, 'tiled');
-  BATCH_LOADS.on = true;
+  assert.ok(BATCH_LOADS.on, 'the batched gather is the default');
   try {
-    for (const c of CASES) await check(ctx, c, 'tiled, batched');
-    for (const [TM, TN, prefetch] of [[128, 128, true], [64, 128, false], [128, 64, false]] as const) {
+    BATCH_LOADS.on = false;
+    for (const c of CASES) await check(ctx, c, 'tiled, inline gather');
+    for (const [TM, TN, prefetch, batched] of [[128, 128, true, true], [64, 128, false, true], [128, 64, false, false]] as const) {
       Object.assign(K.TILED_TILE, { TM, TN });
       TILED_PREFETCH.on = prefetch;
-      for (const c of [CASES[1], CASES[3], CASES[5], CASES[6], CASES[8], CASES[10]]) await check(ctx, c, `tiled ${TM}x${TN}, batched${prefetch ? '' : ', no prefetch'}`);
+      BATCH_LOADS.on = batched;
+      for (const c of [CASES[1], CASES[3], CASES[5], CASES[6], CASES[8], CASES[10]]) await check(ctx, c, `tiled ${TM}x${TN}, ${batched ? 'batched' : 'inline'}${prefetch ? '' : ', no prefetch'}`);
     }
   } finally {
-    BATCH_LOADS.on = false;
+    BATCH_LOADS.on = true;
     TILED_PREFETCH.on = true;
     delete K.TILED_TILE.TM;
     delete K.TILED_TILE.TN;
@@ -268,12 +270,12 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
   } finally {
     delete K.MMA_OPTIONS.prefetch;
   }
-  BATCH_LOADS.on = true;
+  BATCH_LOADS.on = false;
   try {
-    console.log('    with the batched gather:');
+    console.log('    with the inline gather:');
     await checkMixedOnce(ctx, 'f16');
   } finally {
-    BATCH_LOADS.on = false;
+    BATCH_LOADS.on = true;
   }
 });
 
@@ -306,25 +308,25 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   // another tile the device allows: one fragment row per subgroup by four columns (the unequal walk); and without
   // the register prefetch
   const S = s.fragment!;
-  // the batched gather, with and without the prefetch; 8 subgroups a workgroup (a 2 x 4 grid), batched or not
+  // (the default: 8 subgroups a workgroup, a 2 x 4 grid, and the batched gather) the inline gather, with and without
+  // the prefetch; 4 subgroups (2 x 2), with either gather
   const variants: (typeof K.MMA_OPTIONS & { batched?: boolean })[] = [
-    { TM: 2 * S, TN: 8 * S },
     { prefetch: false },
-    { batched: true },
-    { batched: true, prefetch: false },
-    { subgroups: 8 },
-    { subgroups: 8, batched: true, TM: 8 * S, TN: 8 * S },
+    { batched: false },
+    { batched: false, prefetch: false },
+    { subgroups: 4 },
+    { subgroups: 4, batched: false, TM: 2 * S, TN: 8 * S },
   ];
   for (const v of variants) {
     const { batched, ...opts } = v;
     Object.assign(K.MMA_OPTIONS, opts);
-    BATCH_LOADS.on = !!batched;
+    BATCH_LOADS.on = batched ?? true;
     try {
       console.log(`    mma with ${JSON.stringify(v)}:`);
       await checkMixedOnce(ctx, 'mma');
     } finally {
       for (const k of Object.keys(opts)) delete K.MMA_OPTIONS[k as keyof typeof opts];
-      BATCH_LOADS.on = false;
+      BATCH_LOADS.on = true;
     }
   }
 });
@@ -337,16 +339,16 @@ test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of th
   const s = await tensorCoreSupport(ctx, 'mma3', /'mma3' conv2d kernel cannot run here: .+; use 'tiled' \(f32\)/);
   if (!s.ok) return;
   const S = s.fragment!;
-  // the default tiles, split-K, the largest tile the split kernel takes (8 fragments a subgroup: 2 x 4), and
-  // without the register prefetch
+  // the default tiles, split-K, the largest tile the split kernel takes (8 fragments a subgroup: 4 x 2 with the
+  // default 8 subgroups), without the register prefetch, the inline gather, 4 subgroups
   const variants: [string, () => void, () => void][] = [
     ['default', () => {}, () => {}],
     ['split-K 2', () => { K.SPLIT_K.force = 2; }, () => { delete K.SPLIT_K.force; }],
-    [`${4 * S}x${8 * S} tiles`, () => Object.assign(K.MMA_OPTIONS, { TM: 4 * S, TN: 8 * S }), () => { delete K.MMA_OPTIONS.TM; delete K.MMA_OPTIONS.TN; }],
+    [`${8 * S}x${8 * S} tiles`, () => Object.assign(K.MMA_OPTIONS, { TM: 8 * S, TN: 8 * S }), () => { delete K.MMA_OPTIONS.TM; delete K.MMA_OPTIONS.TN; }],
     ['no prefetch', () => { K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.prefetch; }],
-    ['batched gather', () => { BATCH_LOADS.on = true; }, () => { BATCH_LOADS.on = false; }],
-    ['batched gather, 8 subgroups', () => { BATCH_LOADS.on = true; K.MMA_OPTIONS.subgroups = 8; }, () => { BATCH_LOADS.on = false; delete K.MMA_OPTIONS.subgroups; }],
-    ['8 subgroups, no prefetch', () => { K.MMA_OPTIONS.subgroups = 8; K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.subgroups; delete K.MMA_OPTIONS.prefetch; }],
+    ['inline gather', () => { BATCH_LOADS.on = false; }, () => { BATCH_LOADS.on = true; }],
+    ['inline gather, 4 subgroups', () => { BATCH_LOADS.on = false; K.MMA_OPTIONS.subgroups = 4; }, () => { BATCH_LOADS.on = true; delete K.MMA_OPTIONS.subgroups; }],
+    ['4 subgroups, no prefetch', () => { K.MMA_OPTIONS.subgroups = 4; K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.subgroups; delete K.MMA_OPTIONS.prefetch; }],
   ];
   await K.useConvKernel(ctx, 'mma3');
   try {

@@ -4,7 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { openDevice } from '../engine/node/device.ts';
 import * as K from '../engine/kernels.ts';
-import { TILED_PREFETCH } from '../shaders/conv2d.ts';
+import { BATCH_LOADS, TILED_PREFETCH } from '../shaders/conv2d.ts';
 import { NORM_FUSION, UNet } from '../engine/unet.ts';
 import { goldenModel } from './helpers/golden.ts';
 import { runCli } from './helpers/cli.ts';
@@ -15,13 +15,15 @@ const CASES: [string, string, RegExp][] = [
   ['SR3_TILED_PREFETCH', 'yes', /SR3_TILED_PREFETCH=yes: give 1 .* or 0/],
   ['SR3_MMA_PREFETCH', '2', /SR3_MMA_PREFETCH=2: give 1 .* or 0/],
   ['SR3_MMA_TILE', '64', /SR3_MMA_TILE=64: give the mma conv kernel's tile as TMxTN/],
+  ['SR3_BATCH_LOADS', 'on', /SR3_BATCH_LOADS=on: give 1 .* or 0/],
+  ['SR3_MMA_SUBGROUPS', '16', /SR3_MMA_SUBGROUPS=16: give 4 or 8 .* subgroups/],
   ['SR3_ATTENTION', 'fast', /SR3_ATTENTION=fast: give flash .* or gemm/],
   ['SR3_NORM', 'fuse', /SR3_NORM=fuse: give fused .* or materialized/],
   ['SR3_CONV_KERNEL', 'fast', /SR3_CONV_KERNEL=fast: unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/],
 ];
 
 test('openDevice refuses a bad value of each switch, naming it, and changes no setting', async () => {
-  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION]);
+  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION, BATCH_LOADS]);
   for (const [name, value, message] of CASES) {
     const saved = process.env[name];
     process.env[name] = value;
@@ -35,7 +37,7 @@ test('openDevice refuses a bad value of each switch, naming it, and changes no s
       else process.env[name] = saved;
     }
   }
-  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION]), before);
+  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION, BATCH_LOADS]), before);
 });
 
 test('a bad switch beside good ones: refused, and the good ones are not applied either', async () => {
@@ -54,9 +56,10 @@ test('a bad switch beside good ones: refused, and the good ones are not applied 
 });
 
 test('the switches take effect on an accepted value', async () => {
-  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm', SR3_NORM: 'materialized' };
+  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm', SR3_NORM: 'materialized', SR3_BATCH_LOADS: '0', SR3_MMA_SUBGROUPS: '4' };
   Object.assign(process.env, env);
   try {
+    assert.is(BATCH_LOADS.on, true, 'the batched gather is the default');
     const ctx = await openDevice();
     ctx.destroy();
     assert.is(K.SPLIT_K.target, 128);
@@ -64,7 +67,11 @@ test('the switches take effect on an accepted value', async () => {
     assert.is(TILED_PREFETCH.on, false);
     assert.is(K.ATTN_GEMM.force, true);
     assert.is(NORM_FUSION.materialize, true);
+    assert.is(BATCH_LOADS.on, false);
+    assert.is(K.MMA_OPTIONS.subgroups, 4);
   } finally {
+    BATCH_LOADS.on = true;
+    delete K.MMA_OPTIONS.subgroups;
     for (const k of Object.keys(env)) delete process.env[k];
     K.SPLIT_K.target = 256;
     delete K.TILED_TILE.TM;

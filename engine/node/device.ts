@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
-import { ATTN_GEMM, MMA_OPTIONS, mmaSupport, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
+import { ATTN_GEMM, MMA_OPTIONS, MMA_SUBGROUPS, mmaSupport, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
 import { mmaTile } from '../../shaders/conv2d_mma.ts';
 import { NORM_FUSION } from '../unet.ts';
 import { BATCH_LOADS, TILED_PREFETCH } from '../../shaders/conv2d.ts';
@@ -55,8 +55,9 @@ export function dawnFlagsFromEnv(): string[] {
  * SR3_TILED_PREFETCH=0 / SR3_MMA_PREFETCH=0 build the tiled / mixed-precision convs without their register
  * prefetch; SR3_ATTENTION=flash|gemm fixes the attention form (default: gemm on GPUs where the scores fit, flash
  * elsewhere); SR3_NORM=fused|materialized where GroupNorm(+Swish) is applied (default: fused on GPUs, materialized
- * on software devices); SR3_BATCH_LOADS=1 makes the GEMM convs issue a k-step's loads together (default 0);
- * SR3_MMA_SUBGROUPS=4|8 sets a tensor-core conv workgroup's subgroups (default 4). See applySwitches.
+ * on software devices); SR3_BATCH_LOADS=0 makes the GEMM convs use each loaded value as it arrives instead of
+ * issuing a k-step's loads together (the default, 1); SR3_MMA_SUBGROUPS=4|8 sets a tensor-core conv workgroup's
+ * subgroups (default 8). See applySwitches.
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -100,9 +101,9 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
   const tiledPrefetch = onOff('SR3_TILED_PREFETCH', 'the tiled conv prefetches the next step into registers');
   const mmaPrefetch = onOff('SR3_MMA_PREFETCH', 'the mixed-precision convs prefetch the next step into registers');
   const batchEnv = env('SR3_BATCH_LOADS');
-  if (batchEnv !== undefined && batchEnv !== '0' && batchEnv !== '1') bad('SR3_BATCH_LOADS', batchEnv, "give 1 (the GEMM convs issue a step's loads together, then normalise and store them) or 0 (each value used as it arrives, the default)");
+  if (batchEnv !== undefined && batchEnv !== '0' && batchEnv !== '1') bad('SR3_BATCH_LOADS', batchEnv, "give 1 (the GEMM convs issue a step's loads together, then normalise and store them: the default) or 0 (each value used as it arrives)");
   const sgEnv = env('SR3_MMA_SUBGROUPS');
-  if (sgEnv !== undefined && sgEnv !== '4' && sgEnv !== '8') bad('SR3_MMA_SUBGROUPS', sgEnv, 'give 4 (the default) or 8 subgroups a tensor-core conv workgroup');
+  if (sgEnv !== undefined && sgEnv !== '4' && sgEnv !== '8') bad('SR3_MMA_SUBGROUPS', sgEnv, 'give 4 or 8 (the default) subgroups a tensor-core conv workgroup');
   const mmaSubgroups = sgEnv === undefined ? undefined : (Number(sgEnv) as 4 | 8);
   const mmaTileEnv = env('SR3_MMA_TILE');
   const mmaTm = mmaTileEnv === undefined ? undefined : /^(\d+)x(\d+)$/.exec(mmaTileEnv);
@@ -113,7 +114,7 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
     if (s.ok) {
       try {
         // the split kernel ('mma3') takes fewer fragments a subgroup
-        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: mmaSubgroups });
+        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: mmaSubgroups ?? MMA_SUBGROUPS });
       } catch (e) {
         bad('SR3_MMA_TILE', mmaTileEnv, `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
       }
