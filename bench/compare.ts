@@ -22,6 +22,8 @@ interface Row {
   prefetch?: boolean;
   batch_loads?: boolean;
   mma_subgroups?: number;
+  mma_pad?: boolean;
+  mma_tk?: number;
   device?: string;
   ms_per_step?: number;
   wall_ms_per_step?: number;
@@ -68,7 +70,7 @@ export const stepMs = (r: Row): number | undefined =>
 
 export function table(rows: Row[]): string {
   const ours = rows.filter((r) => r.kind === 'unet' && r.ms_per_step !== undefined);
-  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}${r.norm && r.norm !== 'auto' ? ` (${r.norm} norm)` : ''}${inlineLoads(r) ? ' (inline loads)' : ''}${(r.mma_subgroups ?? 4) === 4 && r.conv_kernel?.startsWith('mma') ? ' (4 subgroups)' : ''}`;
+  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}${r.norm && r.norm !== 'auto' ? ` (${r.norm} norm)` : ''}${inlineLoads(r) ? ' (inline loads)' : ''}${(r.mma_subgroups ?? 4) === 4 && r.conv_kernel?.startsWith('mma') ? ' (4 subgroups)' : ''}${r.mma_pad && r.conv_kernel?.startsWith('mma') ? ' (padded tiles)' : ''}${r.mma_tk === 64 && r.conv_kernel?.startsWith('mma') ? ' (64-deep steps)' : ''}`;
   const kernels = [...new Set(ours.map(variant))];
   const torch = rows.filter((r) => r.impl && r.ms_per_step !== undefined);
   const impls = [...new Set(torch.map((r) => r.impl!))];

@@ -11,8 +11,8 @@ summary="$OUT/summary.txt"
 : > "$summary"
 
 # stage NAME LIMIT_S LOGFILE COMMAND...: run COMMAND under its own time limit, appending to LOGFILE, and record its
-# exit code and seconds in the summary (the script goes on past a failed or timed-out stage). A bench process
-# compiles every pipeline it uses (a fresh machine has no driver cache): about 10-25 s for the U-Net rows on an H100.
+# exit code and seconds in the summary (the script goes on past a failed or timed-out stage). On an H100 each U-Net
+# row took 7-14 s to build (build_ms: parameters, pipelines, first run) before its timings.
 stage() {
   local name=$1 limit=$2 log=$3
   shift 3

@@ -3,14 +3,14 @@
 # each on three conv shapes and the issue's three U-Net rows, in one call (limits total 300 s: use timeout_s 340).
 # It ran once (2026-11-26, H100), when the inline gather and 4 subgroups were the defaults; the batched gather and 8
 # subgroups are now (each variant names its switches, so it measures the same forms). Most stages ran out of time
-# compiling before their 64->512 row: give them more if the session's device time allows.
+# building U-Nets before their 64->512 row: give them more if the session's device time allows.
 # Here, once per dependency change:    npm ci && bash ../shared/device/stage.sh
 # Device tool: carry [".device"], command:  source .device/enter.sh && bash bench/device-variants.sh
 #   variants.log    conv-variants.test.ts on this card (every variant's accuracy with NVIDIA's 16x16 fragments)
 #   variants.jsonl  `npm run bench -- --json` rows, one stage a variant (the rows name their switches)
 #   table.md        bench/compare.ts over them (variants.jsonl first, then any earlier files given as arguments)
 #   summary.txt     each stage's exit code and seconds, then the table
-# Each stage compiles its own pipelines (a fresh machine has no driver cache), so the limits allow for that.
+# Each stage builds its own U-Nets (7-14 s each on an H100: parameters, pipelines, first run) before timing them.
 set -u
 source "$(dirname "$0")/device-lib.sh"
 CONVS='^conv3x3 (64->64 128x128 b8|1024->1024 32x32 b1 gn\+swish res|64->64 512x512 b1 gn\+swish emb)$'

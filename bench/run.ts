@@ -214,6 +214,10 @@ async function main(argv: string[]): Promise<number> {
       // tensor-core workgroup (SR3_MMA_SUBGROUPS)
       batch_loads: BATCH_LOADS.on,
       mma_subgroups: MMA_OPTIONS.subgroups ?? MMA_SUBGROUPS,
+      // padded tensor-core tiles in workgroup memory (SR3_MMA_PAD)
+      mma_pad: !!MMA_OPTIONS.pad,
+      // reduction elements a tensor-core k-step (SR3_MMA_TK)
+      mma_tk: MMA_OPTIONS.tk ?? 32,
       tile: convKernelFor(ctx).startsWith('mma') ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));

@@ -2,7 +2,7 @@
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { BATCH_LOADS, CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
-import { conv2dMmaWgsl, MMA_TILE, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
+import { conv2dMmaWgsl, MMA_TILE, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../shaders/attention_gemm.ts';
 import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../shaders/groupnorm.ts';
 import { attentionWgsl } from '../shaders/attention.ts';
@@ -95,13 +95,14 @@ export async function conv2d(
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
   const mmaOpts = kernel === 'mma' || kernel === 'mma3'
-    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: MMA_OPTIONS.subgroups ?? MMA_SUBGROUPS }
+    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: MMA_OPTIONS.subgroups ?? MMA_SUBGROUPS, pad: MMA_OPTIONS.pad, tk: MMA_OPTIONS.tk, batched: BATCH_LOADS.on }
     : null;
   const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts) } : null;
   const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : null;
   const tile: { TM: number; TN: number } = tiled ?? mma ?? MMA_TILE;
   if (kernel !== 'direct') {
-    const tk = kernel === 'tiled' ? 16 : MMA_TILE.TK;
+    // split-K's chunks are whole k-steps of the kernel
+    const tk = kernel === 'tiled' ? 16 : mma ? mma.tk ?? 32 : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
     const { S, kChunk } = splitK(ctx, wgs, K, tk);
     if (S > 1) {
@@ -173,7 +174,11 @@ export const TILED_TILE: Partial<TiledShape> = {};
  * its 255 and spill; with 8 subgroups, 128 x 64 or 64 x 128), halving its pixels first; SR3_MMA_TILE can ask for up
  * to 8 (mmaTile's limit). MMA_OPTIONS overrides either (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
  */
-export function mmaShape(M: number, Cout: number, s: { fragment: number; subgroupSize: number; split?: boolean; subgroups?: 4 | 8 }): { TM: number; TN: number } {
+export function mmaShape(
+  M: number,
+  Cout: number,
+  s: { fragment: number; subgroupSize: number; split?: boolean; subgroups?: 4 | 8; tk?: 32 | 64; batched?: boolean; pad?: boolean; maxWorkgroupBytes?: number },
+): { TM: number; TN: number } {
   const S = s.fragment;
   const NSG = s.subgroups ?? 4;
   const SGN = NSG / 2; // subgroups across the channels
@@ -182,6 +187,11 @@ export function mmaShape(M: number, Cout: number, s: { fragment: number; subgrou
   const frags = () => (TM / (2 * S)) * (TN / (SGN * S));
   while (s.split && frags() > 4 && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
   while (s.split && frags() > 4 && TN > SGN * S && MMA_OPTIONS.TN === undefined) TN /= 2;
+  // the batched gather holds at most 32 values an invocation a step (64-deep steps over 128 pixels need 8 subgroups)
+  while (((s.tk ?? 32) * TM) / (NSG * s.subgroupSize) > 32 && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
+  // and within the device's workgroup memory (64-deep split steps take more than 48 KiB at 128 x 64)
+  const bytes = () => mmaTileBytes({ ...s, TM, TN });
+  while (s.maxWorkgroupBytes !== undefined && bytes() > s.maxWorkgroupBytes && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
   return { TM, TN };
 }
 /**
@@ -192,9 +202,11 @@ export function mmaShape(M: number, Cout: number, s: { fragment: number; subgrou
 export const MMA_SUBGROUPS = 8;
 /**
  * Overrides for the mixed-precision kernels (experiments, tests): the 'mma' tile, the register prefetch of both, and
- * the subgroups of a tensor-core workgroup (SR3_MMA_SUBGROUPS=4|8 in Node; default MMA_SUBGROUPS).
+ * the subgroups of a tensor-core workgroup (SR3_MMA_SUBGROUPS=4|8 in Node; default MMA_SUBGROUPS), and padded
+ * tiles in workgroup memory (SR3_MMA_PAD=1) and 64-deep k-steps (SR3_MMA_TK=64): both off by default until a GPU
+ * measures them (shaders/conv2d_mma.ts `pad`, `tk`).
  */
-export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean; subgroups?: 4 | 8 } = {};
+export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean; subgroups?: 4 | 8; pad?: boolean; tk?: 32 | 64 } = {};
 
 /**
  * Split-K for the GEMM conv kernels: a conv whose output tiles give fewer than SPLIT_K.target workgroups (the

@@ -57,6 +57,18 @@ export interface MmaConvOptions {
    * each invocation's share of the staging and each subgroup's accumulators, for twice the invocations.
    */
   subgroups?: 4 | 8;
+  /**
+   * subgroup-matrix with the batched gather only: pad the staged tiles' columns by 8 f16s (16 bytes), so that the
+   * columns of a fragment start in different workgroup-memory banks. Unpadded, A's columns are TM f16s apart (256
+   * bytes for 128 pixels, a multiple of the 128 bytes that 32 four-byte banks span), so every column of a fragment
+   * starts in the same bank, and B's (32 f16s, 64 bytes) in one of two.
+   */
+  pad?: boolean;
+  /**
+   * subgroup-matrix only: reduction elements staged a step (default 32). 64 halves the steps, and with them the
+   * barriers and the waits for a step's loads, for twice the workgroup memory and staging registers.
+   */
+  tk?: 32 | 64;
 }
 
 /** The f16-tiles body's workgroup tile: TM output pixels x TN output channels, TK reduction elements staged per step. */
@@ -71,13 +83,16 @@ export function mmaWorkgroupSize(o: MmaConvOptions): number {
  * The workgroup tile a kernel is built for, with the reasons a requested one cannot be: the subgroups split it
  * 2 x 2 (four) or 2 x 4 (eight; SGN = subgroups / 2 across the channels), each a grid of FM x FN fragments of S x S
  * (so TM is a multiple of 2S and TN of SGN * S, each at most 8S, to bound the accumulators); the im2col staging gives each invocation one pixel column, so the workgroup's invocations must be
- * a multiple of TM; TK (32) is a multiple of S and at most the workgroup's invocations (one decodes each k). The
+ * a multiple of TM; TK (32, or 64) is a multiple of S and at most the workgroup's invocations (one decodes each k). The
  * split kernel holds two accumulators a fragment, so it takes at most 8 fragments a subgroup (128 x 64 or 64 x 128
  * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers; the host's default
  * takes 4, see mmaShape).
  */
-export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number; SGN: number } {
-  if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0, SGN: 0 };
+export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number; SGN: number; AP: number; BP: number } {
+  if (o.body !== 'subgroup-matrix') {
+    if (o.pad) throw new Error('conv2dMmaWgsl: the padded tiles need the subgroup-matrix body and the batched gather');
+    return { ...MMA_TILE, S: 0, FM: 0, FN: 0, SGN: 0, AP: MMA_TILE.TM, BP: MMA_TILE.TK };
+  }
   const S = o.fragment ?? 16;
   const WG = mmaWorkgroupSize(o);
   const NSG = o.subgroups ?? 4;
@@ -85,20 +100,35 @@ export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number
   const SGN = NSG / 2; // subgroups across the channels (two across the pixels)
   const TM = o.TM ?? 64;
   const TN = o.TN ?? 64;
-  const TK = 32;
+  const TK = o.tk ?? 32;
+  if (TK !== 32 && TK !== 64) throw new Error(`conv2dMmaWgsl: ${TK} reduction elements a step: 32 or 64`);
+  if (o.batched && (TM * TK) / WG > 32) throw new Error(`conv2dMmaWgsl: a ${TM}x${TK} step is ${(TM * TK) / WG} values an invocation to gather; the batched gather holds at most 32 (use fewer pixels or more subgroups)`);
   for (const [n, v, per] of [['TM', TM, 2], ['TN', TN, SGN]] as const) {
     if (!Number.isInteger(v) || v % (per * S) !== 0 || v > 8 * S) throw new Error(`conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${per * S} and at most ${8 * S} (fragments of ${S}, ${NSG} subgroups)`);
   }
   if (WG % TM !== 0) throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
   const frags = (TM / (2 * S)) * (TN / (SGN * S));
   if (o.split && frags > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${frags} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
-  if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step`);
-  // the staged operands (twice with split), each subgroup's result slices, the im2col decode tables
-  const bytes = (o.split ? 2 : 1) * (TM + TN) * TK * 2 + NSG * (o.split ? 2 : 1) * S * S * 4 + 5 * TK * 4;
+  if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step${TK > WG ? ' (one invocation decodes each: use more subgroups, or 32-deep steps)' : ''}`);
+  const P = o.pad ? 8 : 0;
+  if (o.pad && !o.batched) throw new Error('conv2dMmaWgsl: the padded tiles need the subgroup-matrix body and the batched gather');
+  const bytes = mmaTileBytes({ ...o, TM, TN });
   if (o.maxWorkgroupBytes !== undefined && bytes > o.maxWorkgroupBytes) {
     throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile${o.split ? ' (split)' : ''} needs ${bytes} bytes of workgroup memory, over this device's ${o.maxWorkgroupBytes}`);
   }
-  return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (SGN * S), SGN };
+  return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (SGN * S), SGN, AP: TM + P, BP: TK + P };
+}
+
+/**
+ * The workgroup memory a subgroup-matrix tile takes: the staged operands (twice with split; columns padded by 8 f16s
+ * with pad), each subgroup's result slices, the im2col decode tables.
+ */
+export function mmaTileBytes(o: { TM: number; TN: number; fragment?: number; subgroups?: 4 | 8; split?: boolean; pad?: boolean; tk?: 32 | 64 }): number {
+  const S = o.fragment ?? 16;
+  const TK = o.tk ?? 32;
+  const P = o.pad ? 8 : 0;
+  const x = o.split ? 2 : 1;
+  return x * ((o.TM + P) * TK + o.TN * (TK + P)) * 2 + (o.subgroups ?? 4) * x * S * S * 4 + 5 * TK * 4;
 }
 
 /** Load and store spellings for one syntax (the matrices are all column-major in workgroup memory). */
@@ -142,7 +172,8 @@ fn main(@builtin(local_invocation_index) li: u32,
 
 export function conv2dMmaWgsl(o: MmaConvOptions): string {
   const sm = o.body === 'subgroup-matrix';
-  const { TM, TN, TK, S, FM, FN, SGN } = mmaTile(o);
+  // AP, BP: the column strides of the staged A and B tiles in workgroup memory (TM and TK, or padded)
+  const { TM, TN, TK, S, FM, FN, SGN, AP, BP } = mmaTile(o);
   const NSG = 2 * SGN;
   const WG = mmaWorkgroupSize(o);
   const SG = o.subgroupSize ?? 32;
@@ -172,7 +203,7 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
   let regs = '';
   if (o.batched) {
     // raw f32 values in registers (conv2d.ts batchedIm2col); normalised, split or rounded as they are stored
-    g = stagedIm2col({ TM, TK, WG, batched: true, store: (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v) });
+    g = stagedIm2col({ TM, TK, WG, batched: true, store: (kk, mm, v) => put((a) => `${a}[${kk} * ${AP}u + ${mm}]`, 'As', 'Al', v) });
     const w = batchedWeights({ PB, WG, TK });
     regs = w.regs;
     load = `
@@ -181,7 +212,7 @@ ${g.decode}
 ${g.gather}
 ${w.load}`;
     const store = `${g.finish}
-${w.stage((idx, _kb, _nn, v) => put((a) => `${a}[${idx}]`, 'Bs', 'Bl', v))}`;
+${w.stage((idx, kb, nn, v) => put((a) => `${a}[${BP === TK ? idx : `${nn} * ${BP}u + ${kb}`}]`, 'Bs', 'Bl', v))}`;
     stage = prefetch
       ? `
     // the values loaded during the previous step (or before the loop) into workgroup memory
@@ -259,10 +290,10 @@ ${range(FM).flatMap((i) => range(FN).map((j) => `  var c_${i}_${j} = ${C}();${sp
     compute = `
     for (var ks = 0u; ks < ${TK}u; ks += ${S}u) {
       // A tile [TM x TK] column-major (stride TM), B tile [TK x TN] column-major (stride TK)
-${range(FM).map((i) => `      let a${i} = ${load(L, '&As', `ks * ${TM}u + rm + ${i * S}u`, `${TM}u`)};`).join('\n')}
-${range(FN).map((j) => `      let b${j} = ${load(R, '&Bs', `(rn + ${j * S}u) * ${TK}u + ks`, `${TK}u`)};`).join('\n')}
-${split ? range(FM).map((i) => `      let al${i} = ${load(L, '&Al', `ks * ${TM}u + rm + ${i * S}u`, `${TM}u`)};`).join('\n') : ''}
-${split ? range(FN).map((j) => `      let bl${j} = ${load(R, '&Bl', `(rn + ${j * S}u) * ${TK}u + ks`, `${TK}u`)};`).join('\n') : ''}
+${range(FM).map((i) => `      let a${i} = ${load(L, '&As', `ks * ${AP}u + rm + ${i * S}u`, `${AP}u`)};`).join('\n')}
+${range(FN).map((j) => `      let b${j} = ${load(R, '&Bs', `(rn + ${j * S}u) * ${BP}u + ks`, `${BP}u`)};`).join('\n')}
+${split ? range(FM).map((i) => `      let al${i} = ${load(L, '&Al', `ks * ${AP}u + rm + ${i * S}u`, `${AP}u`)};`).join('\n') : ''}
+${split ? range(FN).map((j) => `      let bl${j} = ${load(R, '&Bl', `(rn + ${j * S}u) * ${BP}u + ks`, `${BP}u`)};`).join('\n') : ''}
 ${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c_${i}_${j});${split ? `
       d_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, bl${j}, d_${i}_${j});
       d_${i}_${j} = subgroupMatrixMultiplyAccumulate(al${i}, b${j}, d_${i}_${j});` : ''}`)).join('\n')}
@@ -322,10 +353,10 @@ enable chromium_experimental_subgroup_matrix;
 diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);` : ''}
 ${GEMM_CONV_HEADER}
 
-var<workgroup> As: array<f16, ${TM * TK}>; // [TK][TM]: column-major A (pixels x reduction)
-var<workgroup> Bs: array<f16, ${TN * TK}>; // [TN][TK]: column-major B (reduction x channels)
-${split ? `var<workgroup> Al: array<f16, ${TM * TK}>; // the operands' scaled remainders, laid out as As and Bs
-var<workgroup> Bl: array<f16, ${TN * TK}>;` : ''}
+var<workgroup> As: array<f16, ${AP * TK}>; // [TK][TM]: column-major A (pixels x reduction), columns ${AP} apart
+var<workgroup> Bs: array<f16, ${TN * BP}>; // [TN][TK]: column-major B (reduction x channels), columns ${BP} apart
+${split ? `var<workgroup> Al: array<f16, ${AP * TK}>; // the operands' scaled remainders, laid out as As and Bs
+var<workgroup> Bl: array<f16, ${TN * BP}>;` : ''}
 ${result}
 ${g.decl}
 

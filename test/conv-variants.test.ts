@@ -316,6 +316,10 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
     { batched: false, prefetch: false },
     { subgroups: 4 },
     { subgroups: 4, batched: false, TM: 2 * S, TN: 8 * S },
+    { pad: true },
+    { pad: true, subgroups: 4, TM: 2 * S, TN: 8 * S },
+    { tk: 64 },
+    { tk: 64, pad: true },
   ];
   for (const v of variants) {
     const { batched, ...opts } = v;
@@ -349,6 +353,10 @@ test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of th
     ['inline gather', () => { BATCH_LOADS.on = false; }, () => { BATCH_LOADS.on = true; }],
     ['inline gather, 4 subgroups', () => { BATCH_LOADS.on = false; K.MMA_OPTIONS.subgroups = 4; }, () => { BATCH_LOADS.on = true; delete K.MMA_OPTIONS.subgroups; }],
     ['4 subgroups, no prefetch', () => { K.MMA_OPTIONS.subgroups = 4; K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.subgroups; delete K.MMA_OPTIONS.prefetch; }],
+    ['padded tiles', () => { K.MMA_OPTIONS.pad = true; }, () => { delete K.MMA_OPTIONS.pad; }],
+    // 64-deep steps, with split-K: its chunks must be whole steps of the kernel, or a chunk's last step would add in
+    // the next chunk's first 32 reduction elements as well
+    ['64-deep steps, split-K 3', () => { K.MMA_OPTIONS.tk = 64; K.SPLIT_K.force = 3; }, () => { delete K.MMA_OPTIONS.tk; delete K.SPLIT_K.force; }],
   ];
   await K.useConvKernel(ctx, 'mma3');
   try {
@@ -385,9 +393,10 @@ test('the mma kernels for NVIDIA (16x16 fragments, subgroups of 32): every tile 
   let n = 0;
   for (const split of [false, true]) for (const [TM, TN] of [[128, 128], [128, 64], [64, 128], [64, 64], [32, 128]]) {
     if (split && TM * TN > 128 * 64) continue;
-    for (const prefetch of [true, false]) for (const batched of [false, true]) for (const subgroups of [4, 8] as const) {
+    for (const prefetch of [true, false]) for (const [batched, pad] of [[false, false], [true, false], [true, true]]) for (const subgroups of [4, 8] as const) for (const tk of [32, 64] as const) {
       if (subgroups === 8 && TN < 64) continue;
-      const code = conv2dMmaWgsl({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN, split, prefetch, syntax: s.syntax, batched, subgroups });
+      if (tk === 64 && (!batched || (TM * 64) / (32 * subgroups) > 32)) continue;
+      const code = conv2dMmaWgsl({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN, split, prefetch, syntax: s.syntax, batched, subgroups, pad, tk });
       await ctx.shader(code, `conv2d_mma_nvidia_${TM}x${TN}${split ? '_split' : ''}`); // throws with the compiler's messages
       n++;
     }
@@ -418,6 +427,15 @@ test('mma tiles: chosen within the fragments and subgroups, and a tile that cann
   const t8 = mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, subgroups: 8 });
   assert.equal([t8.FM, t8.FN], [4, 2]);
   assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 32, subgroups: 8 }), /TN = 32 must be a multiple of 64 and at most 128 \(fragments of 16, 8 subgroups\)/);
+  // padded tiles: columns 8 f16s further apart, counted in the workgroup memory; only with the batched gather
+  const padded = mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, subgroups: 8, split: true, batched: true, pad: true, maxWorkgroupBytes: 49152 });
+  assert.equal([padded.AP, padded.BP], [136, 40]);
+  // 64-deep steps: at most 32 gathered values an invocation, so 128 pixels take 8 subgroups
+  assert.is(mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, subgroups: 8, batched: true, tk: 64, pad: true, maxWorkgroupBytes: 49152 }).TK, 64);
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, batched: true, tk: 64 }), /a 128x64 step is 64 values an invocation to gather; the batched gather holds at most 32/);
+  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, subgroups: 4, tk: 64 }), { TM: 64, TN: 128 });
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true, pad: true, maxWorkgroupBytes: 49152 }), /padded tiles need the subgroup-matrix body and the batched gather/);
+  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, subgroups: 8, split: true, batched: true, pad: true, maxWorkgroupBytes: 49152 }), /a 128x128 tile \(split\) needs 5\d{4} bytes of workgroup memory, over this device's 49152/);
   assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8, split: true }), { TM: 16, TN: 64 });
   assert.equal(mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true }).FM, 4);
   // workgroup memory: the split 128x64 tile stages 2 x 192 x 32 f16s and 8 result fragments (33408 bytes in all,

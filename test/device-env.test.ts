@@ -17,6 +17,8 @@ const CASES: [string, string, RegExp][] = [
   ['SR3_MMA_TILE', '64', /SR3_MMA_TILE=64: give the mma conv kernel's tile as TMxTN/],
   ['SR3_BATCH_LOADS', 'on', /SR3_BATCH_LOADS=on: give 1 .* or 0/],
   ['SR3_MMA_SUBGROUPS', '16', /SR3_MMA_SUBGROUPS=16: give 4 or 8 .* subgroups/],
+  ['SR3_MMA_PAD', 'yes', /SR3_MMA_PAD=yes: give 1 .* or 0/],
+  ['SR3_MMA_TK', '48', /SR3_MMA_TK=48: give 32 \(the default\) or 64 reduction elements/],
   ['SR3_ATTENTION', 'fast', /SR3_ATTENTION=fast: give flash .* or gemm/],
   ['SR3_NORM', 'fuse', /SR3_NORM=fuse: give fused .* or materialized/],
   ['SR3_CONV_KERNEL', 'fast', /SR3_CONV_KERNEL=fast: unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/],
@@ -53,6 +55,42 @@ test('a bad switch beside good ones: refused, and the good ones are not applied 
     for (const k of Object.keys(env)) delete process.env[k];
   }
   assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.ATTN_GEMM]), before);
+});
+
+test('SR3_MMA_TK=64 where a workgroup has fewer than 64 invocations is refused at openDevice, naming the fix', async () => {
+  const ctx = await openDevice();
+  const s = await K.mmaSupport(ctx);
+  ctx.destroy();
+  if (!s.ok || 4 * s.subgroupSize! >= 64) {
+    console.log(`    skipped: ${s.ok ? `4 subgroups of ${s.subgroupSize} make 64 invocations or more` : s.reason}`);
+    return;
+  }
+  Object.assign(process.env, { SR3_MMA_TK: '64', SR3_MMA_SUBGROUPS: '4' });
+  try {
+    await openDevice();
+    assert.unreachable('accepted');
+  } catch (e) {
+    assert.match((e as Error).message, /SR3_MMA_TK=64: fragments of \d+ with \d+ invocations cannot stage 64 reduction elements a step \(one invocation decodes each: use more subgroups, or 32-deep steps\) on this device/);
+  } finally {
+    delete process.env.SR3_MMA_TK;
+    delete process.env.SR3_MMA_SUBGROUPS;
+  }
+  assert.is(K.MMA_OPTIONS.tk, undefined);
+});
+
+test('SR3_MMA_PAD=1 with the inline gather is refused: the padded tiles need the batched one', async () => {
+  Object.assign(process.env, { SR3_MMA_PAD: '1', SR3_BATCH_LOADS: '0' });
+  try {
+    await openDevice();
+    assert.unreachable('accepted');
+  } catch (e) {
+    assert.match((e as Error).message, /SR3_MMA_PAD=1: the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1/);
+  } finally {
+    delete process.env.SR3_MMA_PAD;
+    delete process.env.SR3_BATCH_LOADS;
+  }
+  assert.is(BATCH_LOADS.on, true);
+  assert.is(K.MMA_OPTIONS.pad, undefined);
 });
 
 test('the switches take effect on an accepted value', async () => {

@@ -57,7 +57,8 @@ export function dawnFlagsFromEnv(): string[] {
  * elsewhere); SR3_NORM=fused|materialized where GroupNorm(+Swish) is applied (default: fused on GPUs, materialized
  * on software devices); SR3_BATCH_LOADS=0 makes the GEMM convs use each loaded value as it arrives instead of
  * issuing a k-step's loads together (the default, 1); SR3_MMA_SUBGROUPS=4|8 sets a tensor-core conv workgroup's
- * subgroups (default 8). See applySwitches.
+ * subgroups (default 8); SR3_MMA_PAD=1 pads their staged tiles in workgroup memory (default 0); SR3_MMA_TK=64
+ * stages 64 reduction elements a step instead of 32. See applySwitches.
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const { create } = await loadDawn();
@@ -105,6 +106,13 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
   const sgEnv = env('SR3_MMA_SUBGROUPS');
   if (sgEnv !== undefined && sgEnv !== '4' && sgEnv !== '8') bad('SR3_MMA_SUBGROUPS', sgEnv, 'give 4 or 8 (the default) subgroups a tensor-core conv workgroup');
   const mmaSubgroups = sgEnv === undefined ? undefined : (Number(sgEnv) as 4 | 8);
+  const tkEnv = env('SR3_MMA_TK');
+  if (tkEnv !== undefined && tkEnv !== '32' && tkEnv !== '64') bad('SR3_MMA_TK', tkEnv, 'give 32 (the default) or 64 reduction elements a tensor-core k-step');
+  const mmaTk = tkEnv === undefined ? undefined : (Number(tkEnv) as 32 | 64);
+  const padEnv = env('SR3_MMA_PAD');
+  if (padEnv !== undefined && padEnv !== '0' && padEnv !== '1') bad('SR3_MMA_PAD', padEnv, "give 1 (the tensor-core convs pad their staged tiles against workgroup-memory bank conflicts) or 0 (unpadded, the default)");
+  const mmaPad = padEnv === undefined ? undefined : padEnv === '1';
+  if (mmaPad && batchEnv === '0') bad('SR3_MMA_PAD', '1', 'the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1');
   const mmaTileEnv = env('SR3_MMA_TILE');
   const mmaTm = mmaTileEnv === undefined ? undefined : /^(\d+)x(\d+)$/.exec(mmaTileEnv);
   if (mmaTileEnv !== undefined) {
@@ -114,9 +122,23 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
     if (s.ok) {
       try {
         // the split kernel ('mma3') takes fewer fragments a subgroup
-        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: mmaSubgroups ?? MMA_SUBGROUPS });
+        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: mmaSubgroups ?? MMA_SUBGROUPS, batched: batchEnv !== '0', pad: mmaPad, tk: mmaTk });
       } catch (e) {
         bad('SR3_MMA_TILE', mmaTileEnv, `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
+      }
+    }
+  }
+  if (mmaTk === 64 && mmaTileEnv === undefined) {
+    // 64-deep steps need a workgroup of at least 64 invocations (one decodes each reduction index): checked with the
+    // smallest tile now, not at the first conv
+    const s = await mmaSupport(ctx);
+    if (s.ok) {
+      const subgroups = mmaSubgroups ?? MMA_SUBGROUPS;
+      try {
+        const S = s.fragment!;
+        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: S, TM: 2 * S, TN: (subgroups / 2) * S, subgroups, batched: batchEnv !== '0', tk: 64 });
+      } catch (e) {
+        bad('SR3_MMA_TK', '64', `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
       }
     }
   }
@@ -144,6 +166,8 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
   if (mmaPrefetch !== undefined) MMA_OPTIONS.prefetch = mmaPrefetch;
   if (batchEnv !== undefined) BATCH_LOADS.on = batchEnv === '1';
   if (mmaSubgroups !== undefined) MMA_OPTIONS.subgroups = mmaSubgroups;
+  if (mmaPad !== undefined) MMA_OPTIONS.pad = mmaPad;
+  if (mmaTk !== undefined) MMA_OPTIONS.tk = mmaTk;
   if (mmaTm) {
     MMA_OPTIONS.TM = Number(mmaTm[1]);
     MMA_OPTIONS.TN = Number(mmaTm[2]);
