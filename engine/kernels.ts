@@ -82,12 +82,16 @@ export async function conv2d(
     HAS_EMB: hasEmb ? 1 : 0,
     HAS_RES: spec.hasRes ? 1 : 0,
   };
-  const u = u32s([
-    spec.B, spec.C1, spec.C2, spec.Hin,
-    spec.Win, Hout, Wout, spec.Cout,
-    G, spec.wOff, Math.max(spec.bOff, 0), spec.gammaOff ?? 0,
-    spec.betaOff ?? 0, hasEmb ? spec.embOff! : 0, spec.statsOff ?? 0, spec.bOff >= 0 ? 1 : 0,
-  ]);
+  // the GEMM kernels' uniform has four more words, split-K's chunk and padding (the direct kernel reads the first 16)
+  let kChunk = 0;
+  const uniform = () =>
+    u32s([
+      spec.B, spec.C1, spec.C2, spec.Hin,
+      spec.Win, Hout, Wout, spec.Cout,
+      G, spec.wOff, Math.max(spec.bOff, 0), spec.gammaOff ?? 0,
+      spec.betaOff ?? 0, hasEmb ? spec.embOff! : 0, spec.statsOff ?? 0, spec.bOff >= 0 ? 1 : 0,
+      kChunk, 0, 0, 0,
+    ]);
   const kernel = convKernelFor(ctx);
   let pipeline: GPUComputePipeline;
   let workgroups: [number, number, number];
@@ -104,9 +108,10 @@ export async function conv2d(
     // split-K's chunks are whole k-steps of the kernel
     const tk = kernel === 'tiled' ? 16 : mma ? mma.tk ?? 32 : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
-    const { S, kChunk } = splitK(ctx, wgs, K, tk);
+    const { S, kChunk: chunk } = splitK(ctx, wgs, K, tk);
     if (S > 1) {
-      constants.KCHUNK = kChunk;
+      constants.SPLIT_K = 1;
+      kChunk = chunk;
       split = { S, parts: scratch(ctx, S * spec.B * spec.Cout * Hout * Wout * 4) };
     }
   }
@@ -129,8 +134,8 @@ export async function conv2d(
   const bindGroup = ctx.bind(
     pipeline,
     split
-      ? [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, d, d, split.parts, ctx.uniform(u, `${spec.label}.u`)]
-      : [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
+      ? [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, d, d, split.parts, ctx.uniform(uniform(), `${spec.label}.u`)]
+      : [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(uniform(), `${spec.label}.u`)],
     spec.label,
   );
   checkWorkgroups(ctx, workgroups, spec.label);

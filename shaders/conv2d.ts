@@ -182,19 +182,21 @@ export function batchedWeights(o: { PB: number; WG: number; TK: number }): { reg
 }
 
 /**
- * Split-K: with KCHUNK > 0 the reduction is cut into chunks of KCHUNK (a multiple of the kernel's TK), workgroup z is
+ * Split-K: with SPLIT_K the reduction is cut into chunks of p.kChunk (a multiple of the kernel's TK), workgroup z is
  * batch * splits + split, and each workgroup writes its raw partial sum to outp[split][b][co][m] (no epilogue);
  * CONV2D_SPLITK_REDUCE_WGSL then adds the partials and applies the epilogue. Convs whose output is too small to fill
- * a GPU (low-resolution levels at batch 1: 8x8 x 512 channels is 8 workgroups) use it.
+ * a GPU (low-resolution levels at batch 1: 8x8 x 512 channels is 8 workgroups) use it. The chunk is a uniform, not an
+ * override constant, so that convs split into different chunks (and a U-Net at another batch size) share pipelines:
+ * every pipeline is a driver compile, and on an H100 a U-Net took 7-14 s to build.
  */
-export const SPLIT_K_DECL = /* wgsl */ `override KCHUNK: u32 = 0u;  // 0: the whole reduction in one workgroup`;
+export const SPLIT_K_DECL = /* wgsl */ `override SPLIT_K: bool = false;  // false: the whole reduction in one workgroup`;
 export const SPLIT_K_RANGE = /* wgsl */ `
   var b = wg.z;
   var split = 0u;
   var kBeg = 0u;
   var kEnd = K;
-  if (KCHUNK != 0u) {
-    let chunk = max(KCHUNK, 1u); // an override of 0 would be a constant division by zero
+  if (SPLIT_K) {
+    let chunk = max(p.kChunk, 1u);
     let splits = (K + chunk - 1u) / chunk;
     b = wg.z / splits;
     split = wg.z - b * splits;
@@ -239,6 +241,7 @@ export const GEMM_CONV_HEADER = /* wgsl */ `struct P {
   Win: u32, Hout: u32, Wout: u32, Cout: u32,
   G: u32, wOff: u32, bOff: u32, gOff: u32,
   betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
+  kChunk: u32, _p0: u32, _p1: u32, _p2: u32, // split-K's chunk (with SPLIT_K)
 }
 
 override KS: u32 = 3u;         // kernel size: 1 or 3 (padding KS/2)
@@ -260,7 +263,7 @@ ${SPLIT_K_DECL}
 
 // The epilogue: a split-K partial is written as is; otherwise bias, embedding and residual are added.
 fn writeOut(b: u32, split: u32, co: u32, m: u32, M: u32, acc: f32) {
-  if (KCHUNK != 0u) { outp[((split * p.B + b) * p.Cout + co) * M + m] = acc; return; }
+  if (SPLIT_K) { outp[((split * p.B + b) * p.Cout + co) * M + m] = acc; return; }
   var v = acc;
   if (p.hasBias != 0u) { v += params[p.bOff + co]; }
   if (HAS_EMB) { v += emb[p.embOff + b * p.Cout + co]; }
