@@ -82,17 +82,15 @@ export function mmaWorkgroupSize(o: MmaConvOptions): number {
 /**
  * The workgroup tile a kernel is built for, with the reasons a requested one cannot be: the subgroups split it
  * 2 x 2 (four) or 2 x 4 (eight; SGN = subgroups / 2 across the channels), each a grid of FM x FN fragments of S x S
- * (so TM is a multiple of 2S and TN of SGN * S, each at most 8S, to bound the accumulators); the im2col staging gives each invocation one pixel column, so the workgroup's invocations must be
- * a multiple of TM; TK (32, or 64) is a multiple of S and at most the workgroup's invocations (one decodes each k). The
+ * (so TM is a multiple of 2S and TN of SGN * S, each at most 8S, to bound the accumulators); the im2col staging
+ * gives each invocation one pixel column, so the workgroup's invocations must be a multiple of TM; TK (32, or 64) is a multiple of S and at most the workgroup's invocations (one decodes each k). The
  * split kernel holds two accumulators a fragment, so it takes at most 8 fragments a subgroup (128 x 64 or 64 x 128
  * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers; the host's default
  * takes 4, see mmaShape).
  */
 export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number; SGN: number; AP: number; BP: number } {
-  if (o.body !== 'subgroup-matrix') {
-    if (o.pad) throw new Error('conv2dMmaWgsl: the padded tiles need the subgroup-matrix body and the batched gather');
-    return { ...MMA_TILE, S: 0, FM: 0, FN: 0, SGN: 0, AP: MMA_TILE.TM, BP: MMA_TILE.TK };
-  }
+  if (o.pad && (o.body !== 'subgroup-matrix' || !o.batched)) throw new Error('conv2dMmaWgsl: the padded tiles need the subgroup-matrix body and the batched gather');
+  if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0, SGN: 0, AP: MMA_TILE.TM, BP: MMA_TILE.TK };
   const S = o.fragment ?? 16;
   const WG = mmaWorkgroupSize(o);
   const NSG = o.subgroups ?? 4;
@@ -111,7 +109,6 @@ export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number
   if (o.split && frags > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${frags} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
   if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step${TK > WG ? ' (one invocation decodes each: use more subgroups, or 32-deep steps)' : ''}`);
   const P = o.pad ? 8 : 0;
-  if (o.pad && !o.batched) throw new Error('conv2dMmaWgsl: the padded tiles need the subgroup-matrix body and the batched gather');
   const bytes = mmaTileBytes({ ...o, TM, TN });
   if (o.maxWorkgroupBytes !== undefined && bytes > o.maxWorkgroupBytes) {
     throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile${o.split ? ' (split)' : ''} needs ${bytes} bytes of workgroup memory, over this device's ${o.maxWorkgroupBytes}`);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
 import { ATTN_GEMM, MMA_OPTIONS, MMA_SUBGROUPS, mmaSupport, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../kernels.ts';
-import { mmaTile } from '../../shaders/conv2d_mma.ts';
+import { mmaTile, type MmaConvOptions } from '../../shaders/conv2d_mma.ts';
 import { NORM_FUSION } from '../unet.ts';
 import { BATCH_LOADS, TILED_PREFETCH } from '../../shaders/conv2d.ts';
 
@@ -92,6 +92,22 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
     if (v !== undefined && v !== '0' && v !== '1') bad(name, v, `give 1 (${what}, the default) or 0`);
     return v === undefined ? undefined : v === '1';
   };
+  /** A switch that takes one of `values`, else refused with `what`. */
+  const oneOf = (name: string, values: string[], what: string): string | undefined => {
+    const v = env(name);
+    if (v !== undefined && !values.includes(v)) bad(name, v, what);
+    return v;
+  };
+  /** A tensor-core tile (the mma kernels' options as the switches set them) checked against this device now, not at the first conv. */
+  const checkMmaTile = async (name: string, value: string, tile: (S: number) => Partial<MmaConvOptions>): Promise<void> => {
+    const s = await mmaSupport(ctx);
+    if (!s.ok) return;
+    try {
+      mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, subgroups: mmaSubgroups ?? MMA_SUBGROUPS, batched: batchLoads !== false, ...tile(s.fragment!) });
+    } catch (e) {
+      bad(name, value, `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
+    }
+  };
 
   const split = env('SR3_SPLIT_K');
   const splitK = split === undefined ? undefined : Number(split);
@@ -101,46 +117,23 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
   if (tile !== undefined && !tiled) bad('SR3_TILED_TILE', tile, "give the tiled conv kernel's tile as TMxTN, each 64 or 128 (e.g. 64x64)");
   const tiledPrefetch = onOff('SR3_TILED_PREFETCH', 'the tiled conv prefetches the next step into registers');
   const mmaPrefetch = onOff('SR3_MMA_PREFETCH', 'the mixed-precision convs prefetch the next step into registers');
-  const batchEnv = env('SR3_BATCH_LOADS');
-  if (batchEnv !== undefined && batchEnv !== '0' && batchEnv !== '1') bad('SR3_BATCH_LOADS', batchEnv, "give 1 (the GEMM convs issue a step's loads together, then normalise and store them: the default) or 0 (each value used as it arrives)");
-  const sgEnv = env('SR3_MMA_SUBGROUPS');
-  if (sgEnv !== undefined && sgEnv !== '4' && sgEnv !== '8') bad('SR3_MMA_SUBGROUPS', sgEnv, 'give 4 or 8 (the default) subgroups a tensor-core conv workgroup');
+  const batchLoads = onOff('SR3_BATCH_LOADS', "the GEMM convs issue a step's loads together, then normalise and store them");
+  const sgEnv = oneOf('SR3_MMA_SUBGROUPS', ['4', '8'], 'give 4 or 8 (the default) subgroups a tensor-core conv workgroup');
   const mmaSubgroups = sgEnv === undefined ? undefined : (Number(sgEnv) as 4 | 8);
-  const tkEnv = env('SR3_MMA_TK');
-  if (tkEnv !== undefined && tkEnv !== '32' && tkEnv !== '64') bad('SR3_MMA_TK', tkEnv, 'give 32 (the default) or 64 reduction elements a tensor-core k-step');
+  const tkEnv = oneOf('SR3_MMA_TK', ['32', '64'], 'give 32 (the default) or 64 reduction elements a tensor-core k-step');
   const mmaTk = tkEnv === undefined ? undefined : (Number(tkEnv) as 32 | 64);
-  const padEnv = env('SR3_MMA_PAD');
-  if (padEnv !== undefined && padEnv !== '0' && padEnv !== '1') bad('SR3_MMA_PAD', padEnv, "give 1 (the tensor-core convs pad their staged tiles against workgroup-memory bank conflicts) or 0 (unpadded, the default)");
+  const padEnv = oneOf('SR3_MMA_PAD', ['0', '1'], 'give 1 (the tensor-core convs pad their staged tiles against workgroup-memory bank conflicts) or 0 (unpadded, the default)');
   const mmaPad = padEnv === undefined ? undefined : padEnv === '1';
-  if (mmaPad && batchEnv === '0') bad('SR3_MMA_PAD', '1', 'the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1');
+  if (mmaPad && batchLoads === false) bad('SR3_MMA_PAD', '1', 'the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1');
   const mmaTileEnv = env('SR3_MMA_TILE');
   const mmaTm = mmaTileEnv === undefined ? undefined : /^(\d+)x(\d+)$/.exec(mmaTileEnv);
   if (mmaTileEnv !== undefined) {
     if (!mmaTm) bad('SR3_MMA_TILE', mmaTileEnv, "give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)");
-    // checked against this device's fragments and subgroups now, not at the first conv
-    const s = await mmaSupport(ctx);
-    if (s.ok) {
-      try {
-        // the split kernel ('mma3') takes fewer fragments a subgroup
-        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: s.fragment, TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: mmaSubgroups ?? MMA_SUBGROUPS, batched: batchEnv !== '0', pad: mmaPad, tk: mmaTk });
-      } catch (e) {
-        bad('SR3_MMA_TILE', mmaTileEnv, `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
-      }
-    }
-  }
-  if (mmaTk === 64 && mmaTileEnv === undefined) {
-    // 64-deep steps need a workgroup of at least 64 invocations (one decodes each reduction index): checked with the
-    // smallest tile now, not at the first conv
-    const s = await mmaSupport(ctx);
-    if (s.ok) {
-      const subgroups = mmaSubgroups ?? MMA_SUBGROUPS;
-      try {
-        const S = s.fragment!;
-        mmaTile({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize, fragment: S, TM: 2 * S, TN: (subgroups / 2) * S, subgroups, batched: batchEnv !== '0', tk: 64 });
-      } catch (e) {
-        bad('SR3_MMA_TK', '64', `${(e as Error).message.replace(/^conv2dMmaWgsl: /, '')} on this device`);
-      }
-    }
+    // the split kernel ('mma3') takes fewer fragments a subgroup
+    await checkMmaTile('SR3_MMA_TILE', mmaTileEnv, () => ({ TM: Number(mmaTm![1]), TN: Number(mmaTm![2]), split: env('SR3_CONV_KERNEL') === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, pad: mmaPad, tk: mmaTk }));
+  } else if (mmaTk === 64) {
+    // 64-deep steps need a workgroup of at least 64 invocations (one decodes each reduction index): the smallest tile
+    await checkMmaTile('SR3_MMA_TK', '64', (S) => ({ TM: 2 * S, TN: ((mmaSubgroups ?? MMA_SUBGROUPS) / 2) * S, tk: 64 }));
   }
   const norm = env('SR3_NORM');
   if (norm !== undefined && norm !== 'fused' && norm !== 'materialized') bad('SR3_NORM', norm, "give fused (GroupNorm and Swish applied in each conv's input load) or materialized (written out before the conv)");
@@ -164,7 +157,7 @@ async function applySwitches(ctx: GpuContext): Promise<void> {
   }
   if (tiledPrefetch !== undefined) TILED_PREFETCH.on = tiledPrefetch;
   if (mmaPrefetch !== undefined) MMA_OPTIONS.prefetch = mmaPrefetch;
-  if (batchEnv !== undefined) BATCH_LOADS.on = batchEnv === '1';
+  if (batchLoads !== undefined) BATCH_LOADS.on = batchLoads;
   if (mmaSubgroups !== undefined) MMA_OPTIONS.subgroups = mmaSubgroups;
   if (mmaPad !== undefined) MMA_OPTIONS.pad = mmaPad;
   if (mmaTk !== undefined) MMA_OPTIONS.tk = mmaTk;
