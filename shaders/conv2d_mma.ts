@@ -100,11 +100,11 @@ export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number
   const TN = o.TN ?? 64;
   const TK = o.tk ?? 32;
   if (TK !== 32 && TK !== 64) throw new Error(`conv2dMmaWgsl: ${TK} reduction elements a step: 32 or 64`);
-  if (o.batched && (TM * TK) / WG > 32) throw new Error(`conv2dMmaWgsl: a ${TM}x${TK} step is ${(TM * TK) / WG} values an invocation to gather; the batched gather holds at most 32 (use fewer pixels or more subgroups)`);
   for (const [n, v, per] of [['TM', TM, 2], ['TN', TN, SGN]] as const) {
     if (!Number.isInteger(v) || v % (per * S) !== 0 || v > 8 * S) throw new Error(`conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${per * S} and at most ${8 * S} (fragments of ${S}, ${NSG} subgroups)`);
   }
   if (WG % TM !== 0) throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
+  if (o.batched && (TM * TK) / WG > 32) throw new Error(`conv2dMmaWgsl: a ${TM}x${TK} step is ${(TM * TK) / WG} values an invocation to gather; the batched gather holds at most 32 (use fewer pixels or more subgroups)`);
   const frags = (TM / (2 * S)) * (TN / (SGN * S));
   if (o.split && frags > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${frags} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
   if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step${TK > WG ? ' (one invocation decodes each: use more subgroups, or 32-deep steps)' : ''}`);
