@@ -114,8 +114,8 @@ export class GpuContext {
   readonly adapter: AdapterDescription;
   private lost: string | null = null;
   private uncaptured: string[] = [];
-  private modules = new Map<string, GPUShaderModule>();
-  private pipelines = new Map<string, GPUComputePipeline>();
+  private modules = new Map<string, Promise<GPUShaderModule>>();
+  private pipelines = new Map<string, Promise<GPUComputePipeline>>();
   private destroyed = false;
 
   private constructor(
@@ -180,13 +180,22 @@ export class GpuContext {
   }
 
   /** Compile WGSL (cached by source). A compile error throws with the compiler's messages and the offending lines. */
-  async shader(code: string, label = 'shader'): Promise<GPUShaderModule> {
+  shader(code: string, label = 'shader'): Promise<GPUShaderModule> {
     const hit = this.modules.get(code);
     if (hit) return hit;
+    const m = this.compileShader(code, label);
+    this.modules.set(code, m);
+    m.catch(() => this.modules.delete(code));
+    return m;
+  }
+
+  private async compileShader(code: string, label: string): Promise<GPUShaderModule> {
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ code, label });
+    // popped before any await: compiles run concurrently, and an error scope belongs to whoever pushed last
+    const scopedP = this.device.popErrorScope();
     const info = await module.getCompilationInfo();
-    const scoped = await this.device.popErrorScope();
+    const scoped = await scopedP;
     const errors = info.messages.filter((m) => m.type === 'error');
     if (errors.length || scoped) {
       const lines = code.split('\n');
@@ -195,12 +204,15 @@ export class GpuContext {
         .join('\n');
       throw new GpuError(`WGSL compile error in ${label}:\n${detail || scoped?.message}`);
     }
-    this.modules.set(code, module);
     return module;
   }
 
-  /** A compute pipeline (cached by source, entry point and override constants). */
-  async pipeline(
+  /**
+   * A compute pipeline (cached by source, entry point and override constants). Created with
+   * createComputePipelineAsync, and the cache holds the promise, so callers that do not await one pipeline before
+   * asking for the next get them compiled concurrently where the implementation does that (Dawn on a GPU driver).
+   */
+  pipeline(
     code: string,
     opts: { entry?: string; constants?: Record<string, number>; label?: string } = {},
   ): Promise<GPUComputePipeline> {
@@ -209,25 +221,74 @@ export class GpuContext {
     const key = `${entry}\u0000${JSON.stringify(Object.entries(constants).sort())}\u0000${code}`;
     const hit = this.pipelines.get(key);
     if (hit) return hit;
-    const label = opts.label ?? entry;
+    const p = this.createPipeline(code, entry, constants, opts.label ?? entry);
+    this.pipelines.set(key, p);
+    // a failed pipeline is not cached: the error is thrown to this caller, and the next one tries again
+    p.catch(() => this.pipelines.delete(key));
+    return p;
+  }
+
+  private async createPipeline(code: string, entry: string, constants: Record<string, number>, label: string): Promise<GPUComputePipeline> {
     const module = await this.shader(code, label);
-    this.device.pushErrorScope('validation');
-    // Pipelines are built once per graph and cached; lavapipe compiles them lazily on first dispatch anyway.
+    const t0 = performance.now();
     let pipeline: GPUComputePipeline;
     try {
-      pipeline = this.device.createComputePipeline({
-        label,
-        layout: 'auto',
-        compute: { module, entryPoint: entry, constants },
-      });
+      pipeline = await this.device.createComputePipelineAsync({ label, layout: 'auto', compute: { module, entryPoint: entry, constants } });
     } catch (e) {
-      await this.device.popErrorScope();
       throw new GpuError(`cannot create pipeline ${label}: ${(e as Error).message}`);
     }
-    const err = await this.device.popErrorScope();
-    if (err) throw new GpuError(`cannot create pipeline ${label}: ${err.message}`);
-    this.pipelines.set(key, pipeline);
+    this.pipelineLog.push({ label, createMs: performance.now() - t0, firstDispatchMs: null });
+    this.logIndex.set(pipeline, this.pipelineLog.length - 1);
     return pipeline;
+  }
+
+  /**
+   * Every distinct pipeline this context created, in order: its label, the wall time of its creation (Dawn's
+   * translation and the driver's pipeline creation) and, once warmUp ran it, of its first (empty) dispatch, where
+   * a driver that compiles lazily does its compiling (lavapipe runs LLVM there). For benchmarks and progress.
+   */
+  readonly pipelineLog: { label: string; createMs: number; firstDispatchMs: number | null }[] = [];
+  private logIndex = new WeakMap<GPUComputePipeline, number>();
+  private indirectZero: GPUBuffer | null = null;
+
+  /**
+   * Run every pipeline of `dispatches` (and their chained passes) that has not run yet once, on zero workgroups, one
+   * submission each: a driver that compiles on first use (lavapipe: LLVM, seconds a pipeline) compiles it now, so a
+   * caller can show "compiling k of n" instead of a first step that takes a minute. Nothing is written. The zero
+   * workgroup count is read from a buffer (an indirect dispatch) because Dawn warns about literal zero dispatches.
+   * `onProgress(done, total, label)` is called before each compile and once at the end.
+   */
+  async warmUp(dispatches: Dispatch[], onProgress?: (done: number, total: number, label: string) => void): Promise<void> {
+    const todo: Dispatch[] = [];
+    const seen = new Set<GPUComputePipeline>();
+    for (const d of dispatches) {
+      for (let x: Dispatch | undefined = d; x; x = x.next) {
+        const i = this.logIndex.get(x.pipeline);
+        if (seen.has(x.pipeline) || (i !== undefined && this.pipelineLog[i].firstDispatchMs !== null)) continue;
+        seen.add(x.pipeline);
+        todo.push(x);
+      }
+    }
+    if (!todo.length) return;
+    if (!this.indirectZero) {
+      this.indirectZero = this.device.createBuffer({ label: 'warmup.indirect', size: 16, usage: GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_DST });
+    }
+    for (let k = 0; k < todo.length; k++) {
+      const d = todo[k];
+      onProgress?.(k, todo.length, d.pipeline.label || d.label || 'pipeline');
+      const t0 = performance.now();
+      const enc = this.device.createCommandEncoder({ label: 'warmup' });
+      const pass = enc.beginComputePass({ label: 'warmup' });
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroupsIndirect(this.indirectZero, 0);
+      pass.end();
+      this.device.queue.submit([enc.finish()]);
+      await this.sync();
+      const i = this.logIndex.get(d.pipeline);
+      if (i !== undefined) this.pipelineLog[i].firstDispatchMs = performance.now() - t0;
+    }
+    onProgress?.(todo.length, todo.length, '');
   }
 
   /** A storage buffer of `bytes` (rounded up to 4), checked against the device's limits. */
@@ -331,6 +392,7 @@ export class GpuContext {
     this.destroyed = true;
     this.pipelines.clear();
     this.modules.clear();
+    this.indirectZero?.destroy();
     this.device.destroy();
   }
 }

@@ -181,6 +181,11 @@ export class Sampler {
     this.stepDispatches = d;
   }
 
+  /** Every dispatch a run makes (the start noise, then one step), e.g. for GpuContext.warmUp. */
+  get dispatches(): Dispatch[] {
+    return [this.startFill.dispatch, ...this.stepDispatches];
+  }
+
   /** The buffers a step reads and writes, for extra dispatches (afterStep). */
   get buffers() {
     return { y: this.net.y!, cond: this.net.cond!, counter: this.counter, table: this.table, eps: this.eps };

@@ -34,6 +34,11 @@ export interface UpscaleOptions {
   /** Keep the input's low frequencies at every step (default true). */
   consistency?: boolean;
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Before the first step: `done` of `total` shaders compiled (the first call has done = 0, the last done = total).
+   * On a software device the first use of each shader compiles it, seconds each; this is that time, made visible.
+   */
+  onPrepare?: (done: number, total: number) => void;
   signal?: AbortSignal;
   /**
    * Work on overlapping tiles of at most tile x tile output pixels, sampled jointly (seamless). Default: the whole
@@ -154,7 +159,9 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
   const cond = sampler.buffers.cond;
   try {
     // condition = bicubic upscale of the LR image (clamped as the model was trained)
-    ctx.run([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
+    const condition = rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' });
+    await ctx.warmUp([condition, ...sampler.dispatches], opts.onPrepare);
+    ctx.run([condition]);
     if (consistency) {
       // udc = U(D(cond)), once
       const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
@@ -402,6 +409,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
         }
         return [...d, ...sampler.body, accumulateFrom(y, oy, ox)];
       });
+      await ctx.warmUp([...perTile[0], normalized, ...sampler.dispatches], o.onPrepare);
       const seed = o.seed ?? 0;
       sampler.prepare(seed);
       // the start noise is drawn on the canvas, so overlapping tiles start from the same values

@@ -1,6 +1,11 @@
 // A progress line on stderr: a bar on a terminal, a line every few seconds otherwise (logs, CI).
 
 export interface Progress {
+  /**
+   * Show what is happening before the counted work starts (e.g. "preparing: compiling shaders 3/21"), with the time
+   * elapsed, redrawn every second on a terminal so that a long step does not look like a hang.
+   */
+  stage(text: string): void;
   update(done: number, total: number): void;
   done(message?: string): void;
 }
@@ -13,10 +18,22 @@ function fmtTime(s: number): string {
 }
 
 export function progress(label: string, unit = 'steps', stream: NodeJS.WriteStream = process.stderr, quiet = false): Progress {
-  const start = performance.now();
+  const begun = performance.now();
+  // the rate and ETA count from the end of the last stage, not from the preparation before it
+  let start = begun;
   const tty = stream.isTTY === true;
   let lastLog = 0;
   let last = '';
+  let stageText = '';
+  let ticker: ReturnType<typeof setInterval> | null = null;
+  const stopTicker = () => {
+    if (ticker) clearInterval(ticker);
+    ticker = null;
+  };
+  const drawStage = () => {
+    last = `${label} ${stageText}, elapsed ${fmtTime((performance.now() - begun) / 1000)}`;
+    if (tty) stream.write(`\r${last}\x1b[K`);
+  };
   const line = (done: number, total: number) => {
     const secs = (performance.now() - start) / 1000;
     const rate = done / Math.max(secs, 1e-9);
@@ -27,8 +44,25 @@ export function progress(label: string, unit = 'steps', stream: NodeJS.WriteStre
     return `${label} [${bar}] ${done}/${total} ${unit}, ${rate >= 1 ? rate.toFixed(1) + ' it/s' : (1 / Math.max(rate, 1e-9)).toFixed(1) + ' s/it'}, elapsed ${fmtTime(secs)}, ETA ${fmtTime(eta)}`;
   };
   return {
+    stage(text) {
+      if (quiet) return;
+      const changed = text.replace(/[\d/]+/g, '') !== stageText.replace(/[\d/]+/g, '');
+      stageText = text;
+      start = performance.now();
+      drawStage();
+      // off a terminal: a line when the stage changes, and at most every 5 s while it lasts
+      if (!tty && (changed || performance.now() - lastLog > 5000)) {
+        lastLog = performance.now();
+        stream.write(`${last}\n`);
+      }
+      if (tty && !ticker) {
+        ticker = setInterval(drawStage, 1000);
+        ticker.unref();
+      }
+    },
     update(done, total) {
       if (quiet) return;
+      stopTicker();
       last = line(done, total);
       if (tty) stream.write(`\r${last}\x1b[K`);
       else if (performance.now() - lastLog > 5000 || done === total) {
@@ -37,6 +71,7 @@ export function progress(label: string, unit = 'steps', stream: NodeJS.WriteStre
       }
     },
     done(message) {
+      stopTicker();
       if (quiet) return;
       if (tty && last) stream.write('\n');
       if (message) stream.write(`${message}\n`);

@@ -106,8 +106,10 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
       const { color, alpha } = imageToTensors(img, C);
       const bar = progress(`${basename(file)} ${img.width}x${img.height} -> ${img.width * scale}x${img.height * scale}`, 'steps', process.stderr, !!values.quiet);
       const t0 = performance.now();
+      bar.stage('preparing');
       const outs = await upscaleTensor(ctx, model, color, {
         schedule, sampler, eta, seed, samples, consistency: !values['no-consistency'], tile, overlap,
+        onPrepare: (d, t) => bar.stage(`preparing: compiling shaders ${d}/${t}`),
         onProgress: (d, t) => bar.update(d, t),
       });
       const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
