@@ -5,6 +5,7 @@
 // the first step and the later ones. Measured figures go in bench/README.md.
 //
 //   npx tsx bench/cold-start.ts [--steps N] [--sampler s] [--input f.png] [--runs R] [--cli] [--json]
+//   npx tsx bench/cold-start.ts --count     # only the pipelines: created, and run by the upscale (seconds, no steps)
 //
 // --cli also times the CLI line itself (`node bin/sr3.js upscale ... -o tmp.png`), cold and warm, as a user sees it.
 // The cold runs get a new MESA_SHADER_CACHE_DIR under the system's temporary folder (Mesa 25 honours it; it is
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     cli: { type: 'boolean' },
     json: { type: 'boolean' },
     child: { type: 'boolean' },
+    count: { type: 'boolean' },
   },
 });
 
@@ -45,8 +47,45 @@ interface Breakdown {
   laterStepMs: number;
   steps: number;
   totalMs: number;
+  /**
+   * CPU seconds of the whole process (every thread: lavapipe compiles and runs in it) over the same phases: on a
+   * shared machine they move much less with the load than the wall clock does
+   */
+  cpu: { start: number; build: number; compile: number; firstStep: number; laterStep: number; total: number };
   slowest: { label: string; createMs: number; firstDispatchMs: number | null }[];
   byLabel: Record<string, { n: number; createMs: number; compileMs: number }>;
+}
+
+/** The pipelines an upscale creates and the ones its steps run, without compiling or running any (stops at warmUp). */
+async function count(): Promise<void> {
+  const { openDevice } = await import('../engine/node/device.ts');
+  const { openModel } = await import('../engine/node/model.ts');
+  const { readImage } = await import('../engine/node/image-io.ts');
+  const { imageToTensors } = await import('../engine/image.ts');
+  const { upscaleTensor } = await import('../engine/upscale.ts');
+  const { DEFAULT_MODEL } = await import('../engine/node/upscale.ts');
+  const ctx = await openDevice();
+  const model = await openModel(DEFAULT_MODEL);
+  const { color } = imageToTensors(await readImage(values.input!), model.config.out_channel);
+  let used = -1;
+  const stop = new Error('stop');
+  try {
+    await upscaleTensor(ctx, model, color, {
+      steps: values.steps ? Number(values.steps) : undefined,
+      sampler: values.sampler as never,
+      onPrepare: (_d, n) => {
+        used = n;
+        throw stop;
+      },
+    });
+  } catch (e) {
+    if (e !== stop) throw e;
+  }
+  const by = new Map<string, number>();
+  for (const p of ctx.pipelineLog) by.set(p.label, (by.get(p.label) ?? 0) + 1);
+  console.log(`${ctx.pipelineLog.length} pipelines created, ${used} of them run by the upscale (the rest: generators' unused entry points)`);
+  for (const [k, n] of [...by].sort((a, b) => b[1] - a[1])) console.log(`  ${String(n).padStart(3)}  ${k}`);
+  ctx.destroy();
 }
 
 async function child(): Promise<void> {
@@ -60,6 +99,10 @@ async function child(): Promise<void> {
   const { planUNet, packParams } = await import('../engine/unet-plan.ts');
   const modulesMs = performance.now(); // since the process started (performance.timeOrigin), node's own start included
   void modulesStart;
+  const cpuNow = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  };
 
   let t = performance.now();
   const ctx = await openDevice();
@@ -84,21 +127,30 @@ async function child(): Promise<void> {
   const uploadMs = performance.now() - t;
   pbuf.destroy();
 
+  const cpuStart = cpuNow();
   const t0 = performance.now();
   let prepStart = 0;
   let prepEnd = 0;
+  let cpuPrepStart = 0;
+  let cpuPrepEnd = 0;
   const stepAt: number[] = [];
+  const cpuStep: number[] = [];
   await upscaleTensor(ctx, model, color, {
     steps: values.steps ? Number(values.steps) : undefined,
     sampler: values.sampler as never,
     seed: 0,
     onPrepare: (d, n) => {
-      if (d === 0) prepStart = performance.now();
-      if (d === n) prepEnd = performance.now();
+      if (d === 0) [prepStart, cpuPrepStart] = [performance.now(), cpuNow()];
+      if (d === n) [prepEnd, cpuPrepEnd] = [performance.now(), cpuNow()];
     },
-    onProgress: () => stepAt.push(performance.now()),
+    onProgress: () => {
+      stepAt.push(performance.now());
+      cpuStep.push(cpuNow());
+    },
   });
   const end = performance.now();
+  const cpuEnd = cpuNow();
+  const T = cpuStep.length;
   const log = ctx.pipelineLog;
   const byLabel: Breakdown['byLabel'] = {};
   for (const p of log) {
@@ -123,6 +175,14 @@ async function child(): Promise<void> {
     laterStepMs: stepAt.length > 1 ? (stepAt[stepAt.length - 1] - stepAt[0]) / (stepAt.length - 1) : 0,
     steps: stepAt.length,
     totalMs: end,
+    cpu: {
+      start: cpuStart,
+      build: cpuPrepStart - cpuStart,
+      compile: cpuPrepEnd - cpuPrepStart,
+      firstStep: cpuStep[0] - cpuPrepEnd,
+      laterStep: T > 1 ? (cpuStep[T - 1] - cpuStep[0]) / (T - 1) : 0,
+      total: cpuEnd,
+    },
     slowest: [...log].sort((a, b) => (b.firstDispatchMs ?? 0) + b.createMs - (a.firstDispatchMs ?? 0) - a.createMs).slice(0, 8),
     byLabel,
   };
@@ -163,17 +223,20 @@ const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 function print(name: string, b: Breakdown, load: string): void {
   const before = b.modulesMs + b.deviceMs + b.modelMs + b.imageMs + b.buildMs + b.compileMs;
   console.log(`\n${name} (load before: ${load}): ${s(b.totalMs)} in all, ${s(before)} before the first step, ${b.pipelines} pipelines`);
-  const rows: [string, number, string][] = [
-    ['node start + module loading (tsx)', b.modulesMs, ''],
-    ['device (Dawn, adapter, device)', b.deviceMs, ''],
-    ['model file', b.modelMs, ''],
-    ['input image', b.imageMs, ''],
-    ['build: plan, parameters, pipelines', b.buildMs, `of which pipeline creation ${s(b.createMs)} (${b.pipelines}); packing ${s(b.packMs)} and upload ${s(b.uploadMs)} measured apart`],
-    ['first use of each pipeline (LLVM on lavapipe)', b.compileMs, ''],
-    ['first step', b.firstStepMs, ''],
-    [`later steps (${b.steps - 1})`, b.laterStepMs * (b.steps - 1), `${s(b.laterStepMs)} each`],
+  const c = b.cpu;
+  console.log(`  CPU time (all threads): ${s(c.total)} in all, ${s(c.start + c.build + c.compile)} before the first step`);
+  const rows: [string, number, number | null, string][] = [
+    ['node start + module loading (tsx)', b.modulesMs, null, ''],
+    ['device (Dawn, adapter, device)', b.deviceMs, null, ''],
+    ['model file', b.modelMs, null, ''],
+    ['input image', b.imageMs, null, `(CPU of the four rows above, with the parameter packing and upload measured apart: ${s(c.start)})`],
+    ['build: plan, parameters, pipelines', b.buildMs, c.build, `pipeline creation ${s(b.createMs)} (${b.pipelines}, concurrent); packing ${s(b.packMs)} and upload ${s(b.uploadMs)} measured apart`],
+    ['first use of each pipeline (LLVM on lavapipe)', b.compileMs, c.compile, ''],
+    ['first step', b.firstStepMs, c.firstStep, ''],
+    [`later steps (${b.steps - 1})`, b.laterStepMs * (b.steps - 1), c.laterStep * (b.steps - 1), `${s(b.laterStepMs)} each (CPU ${s(c.laterStep)})`],
   ];
-  for (const [what, ms, note] of rows) console.log(`  ${what.padEnd(48)} ${s(ms).padStart(8)}  ${note}`);
+  console.log(`  ${''.padEnd(48)} ${'wall'.padStart(8)}  ${'CPU'.padStart(8)}`);
+  for (const [what, ms, cpu, note] of rows) console.log(`  ${what.padEnd(48)} ${s(ms).padStart(8)}  ${(cpu === null ? '' : s(cpu)).padStart(8)}  ${note}`);
   console.log('  by kernel (pipelines, creation, first use):');
   for (const [k, v] of Object.entries(b.byLabel).sort((x, y) => y[1].compileMs + y[1].createMs - x[1].compileMs - x[1].createMs)) {
     console.log(`    ${k.padEnd(28)} ${String(v.n).padStart(3)}  ${s(v.createMs).padStart(8)}  ${s(v.compileMs).padStart(8)}`);
@@ -182,6 +245,8 @@ function print(name: string, b: Breakdown, load: string): void {
 
 if (values.child) {
   await child();
+} else if (values.count) {
+  await count();
 } else {
   const runs = Number(values.runs);
   const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');

@@ -82,7 +82,8 @@ export async function conv2d(
     HAS_EMB: hasEmb ? 1 : 0,
     HAS_RES: spec.hasRes ? 1 : 0,
   };
-  // the GEMM kernels' uniform has four more words, split-K's chunk and padding (the direct kernel reads the first 16)
+  // the last row: split-K's chunk (GEMM kernels) and whether the embedding and the residual are added (the direct
+  // kernel; the GEMM kernels take those as override constants)
   let kChunk = 0;
   const uniform = () =>
     u32s([
@@ -90,7 +91,7 @@ export async function conv2d(
       spec.Win, Hout, Wout, spec.Cout,
       G, spec.wOff, Math.max(spec.bOff, 0), spec.gammaOff ?? 0,
       spec.betaOff ?? 0, hasEmb ? spec.embOff! : 0, spec.statsOff ?? 0, spec.bOff >= 0 ? 1 : 0,
-      kChunk, 0, 0, 0,
+      kChunk, hasEmb ? 1 : 0, spec.hasRes ? 1 : 0, 0,
     ]);
   const kernel = convKernelFor(ctx);
   let pipeline: GPUComputePipeline;
@@ -118,8 +119,11 @@ export async function conv2d(
   if (kernel === 'direct') {
     const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout);
     const vec = spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && DIRECT_BLOCK.vec !== false;
-    const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0, vec });
-    pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
+    // 1x1 convs always have the second input's loop (empty without one; a 1x1 body is short to compile), so the
+    // U-Net's 1x1 convs with and without a skip input share pipelines; a 3x3 body is long, so there only where used
+    const concat = spec.C2 > 0 || spec.ks === 1;
+    const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat, vec });
+    pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else if (kernel === 'f16' || mma) {
     const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: MMA_OPTIONS.prefetch, batched: BATCH_LOADS.on });
@@ -386,10 +390,12 @@ async function requireMma(ctx: GpuContext, kernel: 'mma' | 'mma3'): Promise<{ bo
  * time (8 KiB of weights in workgroup memory). DIRECT_BLOCK overrides any field (experiments, tests).
  */
 export function directBlock(ks: 1 | 3, Hout: number, Wout: number, Cout: number): { PX: number; RN: number; CC: number; WG: number } {
-  // 16 pixels on the large maps, where most of a U-Net's FLOPs are: 20-50% faster than 8 (fewer weight loads per FMA),
-  // but 3.2 s rather than 1.7 s of LLVM compile per pipeline on lavapipe, so not everywhere. (8 pixels x 16 channels
-  // is slower and compiles in 4.5 s; 16 x 16 is ~10% faster again but compiles in 17 s.)
-  const PX = DIRECT_BLOCK.PX ?? (Wout >= 32 && Hout * Wout >= 4096 ? 16 : Wout >= 8 ? 8 : 4);
+  // 16 pixels on maps at least 32 wide: 20-50% faster than 8 (fewer weight loads per FMA; at 32x32 too, see
+  // bench/README.md "Cold start"), but 3.2 s rather than 1.7 s of LLVM compile per pipeline on lavapipe. The
+  // 32-wide maps share the larger maps' pipelines (the same block and 64 invocations), so they cost no compile.
+  // Narrower maps keep 8 (16 would leave too few invocations a workgroup). (8 pixels x 16 channels is slower and
+  // compiles in 4.5 s; 16 x 16 is ~10% faster again but compiles in 17 s.)
+  const PX = DIRECT_BLOCK.PX ?? (Wout >= 32 ? 16 : Wout >= 8 ? 8 : 4);
   const RN = DIRECT_BLOCK.RN ?? (Cout > 4 ? 8 : 4);
   const units = Hout * ceilDiv(Wout, PX);
   const WG = DIRECT_BLOCK.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
@@ -578,8 +584,8 @@ export async function linear(
   spec: { B: number; K: number; N: number; inOff?: number; wOff: number; bOff: number; outOff?: number; swishIn?: boolean; label?: string },
   bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear', constants: { SWISH_IN: spec.swishIn ? 1 : 0 } });
-  const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, 0]);
+  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear' });
+  const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, spec.swishIn ? 1 : 0]);
   const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
   return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
 }

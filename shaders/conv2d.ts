@@ -475,8 +475,10 @@ export interface DirectConvShape {
  * RN output channels shared by the whole workgroup: for one input channel and kernel row it loads the PX + ks - 1
  * input values its pixels touch once (GroupNorm/Swish applied once per value), and reads the weights as vec4s of RN
  * channels from workgroup memory, where they are staged CC input channels at a time in a [ci][tap][RN] layout.
- * Kernel size, stride and upsampling are baked into the text (the address math is unrolled); the fusions and the
- * epilogue are the tiled kernel's, with the same overrides.
+ * Kernel size, stride and upsampling are baked into the text (the address math is unrolled); the fusions are the
+ * tiled kernel's (NORM is an override constant); whether an embedding and a residual are added is read from the
+ * uniform (a test per output value, nothing next to the reduction), so convs with and without them share pipelines:
+ * on lavapipe every pipeline costs seconds of LLVM the first time it runs.
  */
 export function conv2dDirectWgsl(o: DirectConvShape): string {
   const { ks, stride, upsample, PX, RN, CC, WG, concat } = o;
@@ -545,12 +547,12 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
     E.push(`    let co = co0 + ${j}u;`);
     E.push(`    var add = 0.0;`);
     E.push(`    if (p.hasBias != 0u) { add += params[p.bOff + co]; }`);
-    E.push(`    if (HAS_EMB) { add += emb[p.embOff + b * p.Cout + co]; }`);
+    E.push(`    if (p.hasEmb != 0u) { add += emb[p.embOff + b * p.Cout + co]; }`);
     E.push(`    let ob = (b * p.Cout + co) * M + oy * p.Wout + ox0;`);
     for (const i of I) {
       E.push(`    if (live && ox0 + ${i}u < p.Wout) {`);
       E.push(`      var v = a${i}_${j} + add;`);
-      E.push(`      if (HAS_RES) { v += res[ob + ${i}u]; }`);
+      E.push(`      if (p.hasRes != 0u) { v += res[ob + ${i}u]; }`);
       E.push(`      outp[ob + ${i}u] = v;`);
       E.push(`    }`);
     }
@@ -588,11 +590,10 @@ struct P {
   Win: u32, Hout: u32, Wout: u32, Cout: u32,
   G: u32, wOff: u32, bOff: u32, gOff: u32,
   betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
+  _kChunk: u32, hasEmb: u32, hasRes: u32, _p: u32,
 }
 
 override NORM: u32 = 0u;
-override HAS_EMB: bool = false;
-override HAS_RES: bool = false;
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;

@@ -23,10 +23,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-// out[outOff + b*N + n] = bias[n] + sum_k W[n, k] * f(in[inOff + b*K + k]), f = identity or Swish (SWISH_IN).
+// out[outOff + b*N + n] = bias[n] + sum_k W[n, k] * f(in[inOff + b*K + k]), f = identity or Swish (p.swishIn: a
+// uniform, not an override constant, so both layers of the noise-level MLP share one pipeline).
 export const LINEAR_WGSL = /* wgsl */ `
-struct P { B: u32, K: u32, N: u32, inOff: u32, wOff: u32, bOff: u32, outOff: u32, _a: u32 }
-override SWISH_IN: bool = false;
+struct P { B: u32, K: u32, N: u32, inOff: u32, wOff: u32, bOff: u32, outOff: u32, swishIn: u32 }
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> outp: array<f32>;
@@ -41,7 +41,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var acc = 0.0;
   for (var k = 0u; k < p.K; k++) {
     var x = inp[p.inOff + b * p.K + k];
-    if (SWISH_IN) { x = x / (1.0 + exp(-x)); }
+    if (p.swishIn != 0u) { x = x / (1.0 + exp(-x)); }
     acc = fma(params[p.wOff + n * p.K + k], x, acc);
   }
   outp[p.outOff + b * p.N + n] = acc + params[p.bOff + n];

@@ -96,5 +96,31 @@ test('buffers over the device limit are refused with a message that names the li
   assert.throws(() => ctx.buffer(ctx.limits.maxBufferSize + 1024, 'huge'), /maxBufferSize/);
 });
 
+test('warmUp runs each new pipeline once on no workgroups: progress per pipeline, nothing written, none twice', async () => {
+  const ctx = await device();
+  const n = 100;
+  const a = await ctx.pipeline(SAXPY, { label: 'saxpy.warm' });
+  const b = await ctx.pipeline(SAXPY.replace('sin(', 'cos('), { label: 'saxpy.cos' });
+  assert.is(await ctx.pipeline(SAXPY.replace('sin(', 'cos('), { label: 'again' }), b, 'the same source gives the cached pipeline');
+  const logged = ctx.pipelineLog.filter((p) => p.label.startsWith('saxpy.'));
+  assert.is(logged.length, 2, 'two distinct pipelines logged');
+  const xb = ctx.upload(rand(n, 3));
+  const yb = ctx.upload(new Float32Array(n).fill(2));
+  const params = new ArrayBuffer(8);
+  new Uint32Array(params, 0, 1)[0] = n;
+  new Float32Array(params, 4, 1)[0] = 1;
+  const ub = ctx.uniform(params);
+  const d = (p: GPUComputePipeline) => ({ pipeline: p, bindGroup: ctx.bind(p, [xb, yb, ub]), workgroups: [ceilDiv(n, 64)] as [number] });
+  const calls: [number, number][] = [];
+  await ctx.warmUp([d(a), d(b), d(a)], (done, total) => calls.push([done, total]));
+  assert.equal(calls, [[0, 2], [1, 2], [2, 2]]);
+  for (const p of logged) assert.ok(p.firstDispatchMs !== null && p.firstDispatchMs >= 0, `${p.label} has its first dispatch timed`);
+  const y = await ctx.read(yb, n * 4);
+  assert.ok(y.every((v) => v === 2), 'an empty dispatch writes nothing');
+  const again: number[] = [];
+  await ctx.warmUp([d(a), d(b)], (done) => again.push(done));
+  assert.equal(again, [], 'pipelines already run are not run again');
+});
+
 test.after(releaseDevice);
 test.run();
