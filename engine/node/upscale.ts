@@ -1,22 +1,46 @@
 // `sr3 upscale`: images in, super-resolved PNGs out, with the bundled model by default.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { imageToTensors, tensorsToImage } from '../image.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor } from '../upscale.ts';
-import { openDevice } from './device.ts';
+import { DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
+import { bundledModelPath, createUpscaler } from './api.ts';
 import { readImage, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
 import { writePng } from './png.ts';
 import { progress } from './progress.ts';
 
-export const DEFAULT_MODEL = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/natural4x.safetensors');
+export const DEFAULT_MODEL = bundledModelPath();
 
-const HELP = `usage: sr3 upscale <in.png|jpg> [more...] -o <out.png | dir> [options]
+const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg']);
 
-Super-resolves images with an SR3 model (default: the bundled 4x model, models/natural4x.safetensors).
+function isDir(p: string): boolean {
+  return existsSync(p) && statSync(p).isDirectory();
+}
+
+/** The input list with each folder replaced by its PNG and JPEG files (not recursive, sorted by name). */
+export function expandInputs(inputs: string[]): string[] {
+  const files: string[] = [];
+  for (const p of inputs) {
+    if (!isDir(p)) {
+      files.push(p);
+      continue;
+    }
+    const inside = readdirSync(p)
+      .filter((f) => IMAGE_EXT.has(extname(f).toLowerCase()))
+      .sort()
+      .map((f) => join(p, f));
+    if (inside.length === 0) throw new Error(`${p}: a folder with no .png, .jpg or .jpeg files`);
+    files.push(...inside);
+  }
+  return files;
+}
+
+const HELP = `usage: sr3 upscale <in.png|jpg | folder> [more...] -o <out.png | dir> [options]
+
+Super-resolves images with an SR3 model (default: the bundled 4x model, models/natural4x.safetensors). A folder
+stands for its PNG and JPEG files; several images run through one upscaler (the model and its GPU pipelines are
+built once) and end with a summary line (images, seconds, images/s).
   -o, --out        output PNG (one input, one sample) or a folder (written as <name>_sr<scale>x[_s<k>].png)
   --model f        an sr3-wgsl model file or a reference checkpoint (.pth)
   --steps N        sampling steps (default ${DEFAULT_STEPS}; the schedule is ${defaultSchedule(DEFAULT_STEPS)})
@@ -75,8 +99,9 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
   const schedule = values.schedule ?? defaultSchedule(steps ?? DEFAULT_STEPS);
 
   // Everything that can fail cheaply fails before the GPU work: inputs, outputs, model.
+  const files = expandInputs(positionals);
   const out = values.out;
-  const toDir = positionals.length > 1 || samples > 1 || (existsSync(out) && statSync(out).isDirectory()) || out.endsWith('/');
+  const toDir = files.length > 1 || positionals.some(isDir) || samples > 1 || isDir(out) || out.endsWith('/');
   if (toDir) {
     if (!existsSync(out)) throw new Error(`${out}: no such folder (create it first, or give a .png file name for a single image)`);
     if (!statSync(out).isDirectory()) throw new Error(`${out}: not a folder; several outputs need a folder`);
@@ -89,41 +114,47 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
   } catch {
     throw new Error(`${outDir}: cannot write there (missing folder or no permission)`);
   }
-  const images: { file: string; img: Image }[] = [];
-  for (const file of positionals) images.push({ file, img: await readImage(file) });
+  // every input is decoded once here, so a bad file stops the run before any GPU work; each is read again when its
+  // turn comes, so a large folder is not held in memory
+  const sizes = new Map<string, { width: number; height: number }>();
+  for (const file of files) {
+    const { width, height } = await readImage(file);
+    sizes.set(file, { width, height });
+  }
   const modelFile = values.model ?? DEFAULT_MODEL;
   if (!values.model && !existsSync(modelFile)) throw new Error(`the bundled model ${modelFile} is missing: reinstall, or pass --model`);
   const model = await openModel(modelFile, { config: values.config });
-  const { scale, up } = conditionRecipe(model);
-  const C = model.config.out_channel;
 
-  const ctx = await openDevice();
+  // one upscaler for every image: the device, the model's weights and the sampler of each image size are built once
+  const up = await createUpscaler({
+    model, schedule, sampler, eta, samples, consistency: !values['no-consistency'], tile, overlap,
+  });
+  const { scale } = up;
   try {
     if (!values.quiet) {
-      console.error(`model ${basename(modelFile)} (${scale}x), ${sampler} sampler, schedule ${schedule}, seed ${seed}, on ${ctx.adapter.description}`);
+      console.error(`model ${basename(modelFile)} (${scale}x), ${sampler} sampler, schedule ${schedule}, seed ${seed}, on ${up.device.adapter.description}`);
     }
-    for (const { file, img } of images) {
-      const { color, alpha } = imageToTensors(img, C);
-      const bar = progress(`${basename(file)} ${img.width}x${img.height} -> ${img.width * scale}x${img.height * scale}`, 'steps', process.stderr, !!values.quiet);
-      const t0 = performance.now();
-      const outs = await upscaleTensor(ctx, model, color, {
-        schedule, sampler, eta, seed, samples, consistency: !values['no-consistency'], tile, overlap,
-        onProgress: (d, t) => bar.update(d, t),
-      });
-      const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
-      const secs = (performance.now() - t0) / 1000;
+    const t0 = performance.now();
+    for (const file of files) {
+      const size = sizes.get(file)!;
+      const bar = progress(`${basename(file)} ${size.width}x${size.height} -> ${size.width * scale}x${size.height * scale}`, 'steps', process.stderr, !!values.quiet);
+      const r = await up.upscale(file, { seed, onProgress: (d, t) => bar.update(d, t) });
       const written: string[] = [];
-      for (let k = 0; k < outs.length; k++) {
+      for (let k = 0; k < r.images.length; k++) {
         const target = toDir
           ? join(out, `${basename(file, extname(file))}_sr${scale}x${samples > 1 ? `_s${k}` : ''}.png`)
           : out;
-        await writePng(target, tensorsToImage(outs[k], alphaUp, img) as Image);
+        await writePng(target, r.images[k] as Image);
         written.push(target);
       }
-      bar.done(values.quiet ? undefined : `wrote ${written.join(', ')} (${secs.toFixed(1)} s)`);
+      bar.done(values.quiet ? undefined : `wrote ${written.join(', ')} (${r.seconds.toFixed(1)} s)`);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    if (!values.quiet && files.length > 1) {
+      console.error(`${files.length} images in ${secs.toFixed(1)} s (${(files.length / secs).toFixed(2)} images/s, one upscaler)`);
     }
     return 0;
   } finally {
-    ctx.destroy();
+    up.dispose();
   }
 }
