@@ -126,13 +126,15 @@ export function checkRedisUrl(url: string | undefined): string {
  */
 export async function connectRedis(Redis: IORedisCtor, url: string, blocking: boolean): Promise<RedisClient> {
   const probe = new Redis(checkRedisUrl(url), { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-  probe.on('error', () => {}); // reported by connect() below
+  let cause = '';
+  probe.on('error', (e: Error) => (cause ||= e.message)); // the socket's error (ECONNREFUSED...); connect() only says "closed"
   try {
     await probe.connect();
     await probe.ping();
   } catch (e) {
     probe.disconnect();
-    throw new Error(`cannot reach Redis at ${url}: ${(e as Error).message}. Is redis-server running there (scripts/setup-redis.sh installs it)?`);
+    const why = (cause || (e as Error).message).replace(/\.+$/, '');
+    throw new Error(`cannot reach Redis at ${url}: ${why}. Is redis-server running there (scripts/setup-redis.sh installs it)?`);
   }
   probe.disconnect();
   const client = new Redis(url, { maxRetriesPerRequest: blocking ? null : 3 });
