@@ -5,7 +5,7 @@
 import { readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Job } from 'bullmq';
+import type { Job } from './queue-libs.ts';
 import { imageToTensors, tensorsToImage } from '../image.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
 import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor } from '../upscale.ts';
