@@ -21,7 +21,8 @@ export function progress(label: string, unit = 'steps', stream: NodeJS.WriteStre
   const begun = performance.now();
   // the rate and ETA count from the end of the last stage, not from the preparation before it
   let start = begun;
-  const tty = stream.isTTY === true;
+  // bin/sr3.js runs the command with stderr piped through its filter and says whether its own stderr is a terminal
+  const tty = stream.isTTY === true || (stream === process.stderr && process.env.SR3_STDERR_TTY === '1');
   let lastLog = 0;
   let last = '';
   let stageText = '';
