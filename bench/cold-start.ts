@@ -69,12 +69,19 @@ async function count(): Promise<void> {
   const { color } = imageToTensors(await readImage(values.input!), model.config.out_channel);
   let used = -1;
   const stop = new Error('stop');
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  let buildMs = 0;
+  let buildCpu = 0;
   try {
     await upscaleTensor(ctx, model, color, {
       steps: values.steps ? Number(values.steps) : undefined,
       sampler: values.sampler as never,
       onPrepare: (_d, n) => {
         used = n;
+        buildMs = performance.now() - t0;
+        const c = process.cpuUsage(cpu0);
+        buildCpu = (c.user + c.system) / 1000;
         throw stop;
       },
     });
@@ -84,6 +91,7 @@ async function count(): Promise<void> {
   const by = new Map<string, number>();
   for (const p of ctx.pipelineLog) by.set(p.label, (by.get(p.label) ?? 0) + 1);
   console.log(`${ctx.pipelineLog.length} pipelines created, ${used} of them run by the upscale (the rest: generators' unused entry points)`);
+  console.log(`building them (and packing, uploading the parameters): ${s(buildMs)} wall, ${s(buildCpu)} CPU; load ${loadavg()[0].toFixed(1)}`);
   for (const [k, n] of [...by].sort((a, b) => b[1] - a[1])) console.log(`  ${String(n).padStart(3)}  ${k}`);
   ctx.destroy();
 }

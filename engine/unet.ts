@@ -365,10 +365,14 @@ export class UNet {
       for (const t of new Set(opInputs(op))) if (lastUse.get(t) === i && !persistent.has(t)) pool.push(bufs.get(t)!);
     });
 
-    this.dispatches.push(...(await recordEmbedding(ctx, plan, pb)));
     const xn = materialize && normScratchBytes(plan) ? this.own(ctx.buffer(normScratchBytes(plan), `${label}.norm_scratch`)) : undefined;
     if (xn) this.memory.activations += xn.size;
-    for (const op of plan.ops) this.dispatches.push(...(await recordOp(ctx, op, pb, (t) => bufs.get(t)!, xn)));
+    // every op recorded at once: their pipelines are created concurrently (GpuContext.pipeline), in order in the list
+    const recorded = await Promise.all([
+      recordEmbedding(ctx, plan, pb),
+      ...plan.ops.map((op) => recordOp(ctx, op, pb, (t) => bufs.get(t)!, xn)),
+    ]);
+    for (const d of recorded) this.dispatches.push(...d);
     const self = this as { output: GPUBuffer; input: GPUBuffer | null; cond: GPUBuffer | null; y: GPUBuffer | null };
     self.output = bufs.get(plan.output)!;
     if (plan.inputB) {
