@@ -99,9 +99,11 @@ test('buffers over the device limit are refused with a message that names the li
 test('warmUp runs each new pipeline once on no workgroups: progress per pipeline, nothing written, none twice', async () => {
   const ctx = await device();
   const n = 100;
-  const a = await ctx.pipeline(SAXPY, { label: 'saxpy.warm' });
-  const b = await ctx.pipeline(SAXPY.replace('sin(', 'cos('), { label: 'saxpy.cos' });
-  assert.is(await ctx.pipeline(SAXPY.replace('sin(', 'cos('), { label: 'again' }), b, 'the same source gives the cached pipeline');
+  // sources of their own: the context caches pipelines by source, and the first test made SAXPY's
+  const src = `${SAXPY}\n// warm-up test`;
+  const a = await ctx.pipeline(src, { label: 'saxpy.warm' });
+  const b = await ctx.pipeline(src.replace('sin(', 'cos('), { label: 'saxpy.cos' });
+  assert.is(await ctx.pipeline(src.replace('sin(', 'cos('), { label: 'again' }), b, 'the same source gives the cached pipeline');
   const logged = ctx.pipelineLog.filter((p) => p.label.startsWith('saxpy.'));
   assert.is(logged.length, 2, 'two distinct pipelines logged');
   const xb = ctx.upload(rand(n, 3));
