@@ -5,10 +5,12 @@
 import { convertCheckpointAsync, loadModel, sniffFormat, webInflateRaw, type SR3Model } from '../weights-format/index.ts';
 import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
+import { checkEngineOptions } from './kernels.ts';
 import { SAMPLERS, type SamplerKind } from './sampler.ts';
 import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
 
 export { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
+export { CONV_KERNELS, type ConvKernel, type EngineOptions, type EngineSwitches } from './options.ts';
 export { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 export { SAMPLERS, type SamplerKind } from './sampler.ts';
 export { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
@@ -56,18 +58,28 @@ export async function webGpuStatus(gpu: GPU | undefined = defaultGpu()): Promise
 }
 
 /**
- * Open the engine's device on `gpu` (default: navigator.gpu). Throws WebGpuUnavailableError with a message fit to show
- * a user when WebGPU is missing or gives no adapter.
+ * Open the engine's device on `gpu` (default: navigator.gpu), with the engine's options in `opts.engine` (the same
+ * EngineSwitches that Node reads from SR3_* variables; defaults from the adapter). Throws WebGpuUnavailableError with
+ * a message fit to show a user when WebGPU is missing or gives no adapter, and an Error naming the option when one
+ * asks for what this device cannot do.
  */
 export async function openBrowserDevice(gpu: GPU | undefined = defaultGpu(), opts: GpuContextOptions = {}): Promise<GpuContext> {
   const st = await webGpuStatus(gpu);
   if (!st.ok) throw new WebGpuUnavailableError(st.reason);
+  let ctx: GpuContext;
   try {
-    return await GpuContext.create(gpu!, opts);
+    ctx = await GpuContext.create(gpu!, opts);
   } catch (e) {
     if (e instanceof GpuError && /adapter/i.test(e.message)) throw new WebGpuUnavailableError(NO_ADAPTER);
     throw e;
   }
+  try {
+    await checkEngineOptions(ctx);
+  } catch (e) {
+    ctx.destroy();
+    throw new Error(`engine option ${(e as { option?: string }).option}: ${(e as Error).message}`);
+  }
+  return ctx;
 }
 
 export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView;

@@ -9,7 +9,7 @@
 //   the noise embedding shared by all blocks' projections.
 // - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, grid, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
+import { checkWorkgroups, conv2d, convOutSize, dummy, grid, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, channelSumDirectWgsl, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { convDwStridedWgsl, convDxDirectWgsl, dxTaps, dxWeightsWgsl, type DxDirectShape, type StridedMode } from '../shaders/conv2d_backward_direct.ts';
 import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
@@ -22,17 +22,12 @@ export interface BackwardOptions {
   accumulate?: boolean;
 }
 
-const writeDummies = new WeakMap<GpuContext, GPUBuffer[]>();
 /**
  * Distinct small buffers bound where an optional *writable* output is absent (a buffer may not be bound twice in one
  * dispatch when one binding is writable, so these never share kernels.ts's read-only dummy).
  */
 export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
-  let list = writeDummies.get(ctx);
-  if (!list) {
-    list = [];
-    writeDummies.set(ctx, list);
-  }
+  const list = ctx.memo('unused-writable-bindings', (): GPUBuffer[] => []);
   while (list.length <= i) list.push(ctx.buffer(16, `unused-writable-binding-${list.length}`));
   return list[i];
 }
@@ -102,7 +97,7 @@ export async function conv2dBackwardInput(
   const L = spec.label ?? 'conv';
   need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
   noAlias(L, { dA: bufs.dA, dB: bufs.dB }, { params: bufs.params, dOut: bufs.dOut });
-  if (convKernelFor(ctx) === 'direct') {
+  if (ctx.options.convKernel === 'direct') {
     if (spec.stride === 1 && !spec.upsample) return directInputGradient(ctx, spec, bufs, opts);
     const mode = stridedMode(spec);
     if (mode) return stridedInputGradient(ctx, spec, mode, bufs, opts);
@@ -238,24 +233,22 @@ function stridedMode(spec: ConvBackwardSpec): StridedMode | null {
  * maps), WG invocations per workgroup (fewer on small maps), CC output channels of weights staged at a time
  * (8 KiB), vec4 reads of the output gradient and writes of the input gradient where the rows allow. Measured on
  * lavapipe (CPU time) against 2x8x8, 4x8x8, 4x16x8 (stride 2) and 1x8x8, 1x4x16, 2x4x8, 2x8x8 (upsampling); each
- * of these compiles in 0.5 to 2.5 s. DX_STRIDED_BLOCK overrides any field (experiments, tests).
+ * of these compiles in 0.5 to 2.5 s.
  */
 export function dxStridedBlock(spec: ConvBackwardSpec, mode: StridedMode): DxDirectShape {
   const Cin = spec.C1 + spec.C2;
   const [, Wout] = convOutSize(spec);
-  const o = DX_STRIDED_BLOCK;
-  const RY = o.RY ?? (mode === 'stride2' ? 4 : 1);
-  const PX = o.PX ?? (spec.Win >= 16 ? 16 : spec.Win >= 8 ? 8 : 4);
-  const RN = o.RN ?? (mode === 'stride2' || Cin <= 4 ? 4 : Cin <= 8 ? 8 : 16);
+  const RY = mode === 'stride2' ? 4 : 1;
+  const PX = spec.Win >= 16 ? 16 : spec.Win >= 8 ? 8 : 4;
+  const RN = mode === 'stride2' || Cin <= 4 ? 4 : Cin <= 8 ? 8 : 16;
   const T = dxTaps(spec.ks, mode).length;
   const units = ceilDiv(spec.Hin, RY) * ceilDiv(spec.Win, PX);
-  const WG = o.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
-  const CC = o.CC ?? Math.max(1, Math.floor(512 / (T * (RN / 4))));
-  const vecG = o.vecG ?? (Wout % 4 === 0 && PX % (mode === 'stride2' ? 8 : 2) === 0);
-  const vecOut = o.vecOut ?? (spec.Win % 4 === 0 && PX % 4 === 0);
+  const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
+  const CC = Math.max(1, Math.floor(512 / (T * (RN / 4))));
+  const vecG = Wout % 4 === 0 && PX % (mode === 'stride2' ? 8 : 2) === 0;
+  const vecOut = spec.Win % 4 === 0 && PX % 4 === 0;
   return { ks: spec.ks, mode, RY, PX, RN, CC, WG, vecG, vecOut };
 }
-export const DX_STRIDED_BLOCK: Partial<Omit<DxDirectShape, 'ks' | 'mode'>> = {};
 
 /**
  * The input gradient of a stride-2 or upsampled conv where the context runs the direct conv kernel (software devices):
@@ -297,18 +290,14 @@ async function stridedInputGradient(
 }
 
 /**
- * Output and input channels per invocation of the strided direct weight gradient: each step loads RC x RY vec4s of
- * the output gradient and RCI x (the step's input values) for RC x RCI x KS*KS x 4 x RY FMAs. Stride 2 reads 27 input
- * values per input channel and step, upsampling 12 (its columns come in pairs) against 2 vec4 rows of the output
- * gradient, so stride 2 takes more output channels (8 x 2) and upsampling more input channels (4 x 4); measured on
- * lavapipe against 8 x 1, 16 x 1, 16 x 2 (6 s of compile) and 4 x 8 (7-10 s). DW_STRIDED_BLOCK overrides them.
- */
-export const DW_STRIDED_BLOCK: { RC?: number; RCI?: number; vecX?: boolean } = {};
-
-/**
  * The weight gradient of a stride-2 or upsampled conv on a plain input where the context runs the direct conv kernel
  * (software devices): bands of output-gradient rows per invocation into per-band slices of a scratch, then the slices
  * summed into the gradient (convDwStridedWgsl + SPLIT_REDUCE_WGSL), as directWeightGradient for stride 1.
+ * RC x RCI output x input channels per invocation: each step loads RC x RY vec4s of the output gradient and RCI x
+ * (the step's input values) for RC x RCI x KS*KS x 4 x RY FMAs. Stride 2 reads 27 input values per input channel and
+ * step, upsampling 12 (its columns come in pairs) against 2 vec4 rows of the output gradient, so stride 2 takes more
+ * output channels (8 x 2) and upsampling more input channels (4 x 4); measured on lavapipe against 8 x 1, 16 x 1,
+ * 16 x 2 (6 s of compile) and 4 x 8 (7-10 s).
  */
 async function stridedWeightGradient(
   ctx: GpuContext,
@@ -321,8 +310,8 @@ async function stridedWeightGradient(
   const [Hout, Wout] = convOutSize(spec);
   const Cin = spec.C1 + spec.C2;
   const n = spec.Cout * Cin * spec.ks * spec.ks;
-  const RC = DW_STRIDED_BLOCK.RC ?? (mode === 'stride2' && spec.Cout > 4 ? 8 : 4);
-  const RCI = DW_STRIDED_BLOCK.RCI ?? (mode === 'stride2' ? 2 : 4);
+  const RC = mode === 'stride2' && spec.Cout > 4 ? 8 : 4;
+  const RCI = mode === 'stride2' ? 2 : 4;
   const RY = mode === 'upsample' ? 2 : 1;
   // enough independent invocations to keep the device's threads busy (at least 512), in bands of whole row steps
   const perImage = ceilDiv(Cin, RCI) * ceilDiv(spec.Cout, RC);
@@ -333,7 +322,7 @@ async function stridedWeightGradient(
   const S = spec.B * bands;
   const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
   noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
-  const vecX = DW_STRIDED_BLOCK.vecX ?? (mode === 'stride2' && spec.Win % 4 === 0);
+  const vecX = mode === 'stride2' && spec.Win % 4 === 0;
   const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0, vecX });
   const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
@@ -386,7 +375,7 @@ export async function conv2dBackwardWeight(
   }
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs input B`);
   need(!norm || bufs.stats, `${L}: GroupNorm needs a stats buffer`);
-  if (convKernelFor(ctx) === 'direct' && !norm) {
+  if (ctx.options.convKernel === 'direct' && !norm) {
     if (spec.stride === 1 && !spec.upsample && spec.Win % 4 === 0) return directWeightGradient(ctx, spec, bufs, opts);
     const mode = stridedMode(spec);
     if (mode) return stridedWeightGradient(ctx, spec, mode, bufs, opts);
@@ -449,7 +438,7 @@ export async function channelSumBackward(
   need(!hasEmb || bufs.dEmb, `${L}: an embedding gradient needs a dEmb buffer`);
   noAlias(L, { grads: hasBias ? bufs.grads : undefined, dEmb: hasEmb ? bufs.dEmb : undefined }, { dOut: bufs.dOut });
   // software devices: one invocation per channel instead of a workgroup's tree reduction (see channelSumDirectWgsl)
-  const direct = convKernelFor(ctx) === 'direct';
+  const direct = ctx.options.convKernel === 'direct';
   const vec = spec.HW % 4 === 0;
   const pipeline = direct
     ? await ctx.pipeline(channelSumDirectWgsl(vec), { label: 'channel_sum_direct' })

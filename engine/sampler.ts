@@ -230,7 +230,7 @@ export class Sampler {
       this.startFill.setSeed(seed);
       ctx.run([this.startFill.dispatch], 'sampler.start');
     }
-    const per = o.onStep ? 1 : Math.max(1, o.stepsPerSubmit ?? (ctx.adapter.isSoftware ? 1 : 10));
+    const per = o.onStep ? 1 : Math.max(1, o.stepsPerSubmit ?? (ctx.options.paths === 'software' ? 1 : 10));
     let done = 0;
     while (done < T) {
       if (o.signal?.aborted) throw o.signal.reason ?? new Error('sampling cancelled');

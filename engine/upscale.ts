@@ -262,10 +262,10 @@ export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number
 
 /**
  * The largest tile side (a multiple of m) whose U-Net fits the device: every tensor within maxStorageBufferBindingSize
- * and the activations within a budget (1 GiB on a software device, 4 GiB otherwise). The whole image when it fits.
+ * and the activations within a budget (1 GiB on the software paths, 4 GiB on the GPU ones). The whole image when it fits.
  */
 export function tileFor(ctx: GpuContext, model: SR3Model, batch: number, H: number, W: number, m: number): number {
-  const budget = ctx.adapter.isSoftware ? 2 ** 30 : 4 * 2 ** 30;
+  const budget = ctx.options.paths === 'software' ? 2 ** 30 : 4 * 2 ** 30;
   const fits = (h: number, w: number) => {
     const plan = planUNet(model.config, batch, h, w, true);
     let biggest = 0;

@@ -108,7 +108,7 @@ var<workgroup> kShift: array<f32, ${TK}>;`,
 }
 
 /**
- * The batched form of stagedIm2col (BATCH_LOADS): every load of a step is issued before any of its values is used,
+ * The batched form of stagedIm2col (EngineOptions.batchLoads): every load of a step is issued before any of its values is used,
  * so their latencies overlap. The inline form uses each value as it arrives (GroupNorm, Swish, the f16 conversion),
  * and a compiler must then wait for each load in turn; here the loads go to named registers (ra0.., the loop unrolled
  * in the generator so that no array can fall to local memory), from clamped addresses that are always in bounds, with
@@ -280,26 +280,15 @@ export interface TiledShape {
 }
 
 /**
- * Register prefetch (the default): the next k-step's input and weight values are loaded into registers before the
- * current step's multiply-adds and stored to workgroup memory after them, so global-memory latency overlaps the
- * arithmetic instead of stalling every step. TILED_PREFETCH.on = false builds the plain form (SR3_TILED_PREFETCH=0).
- */
-export const TILED_PREFETCH = { on: true };
-
-/**
- * The batched gather (batchedIm2col, batchedWeights) in the tiled and mixed-precision GEMM kernels: all of a step's
- * loads issued before their values are used. On by default: on an H100 it took the 16->128 U-Net at batch 8 from
- * 47.4 to 40.5 ms with the tiled kernel, and the 64-channel 512x512 GroupNorm conv from 1.45 to 1.16 ms
- * (bench/device-variants.sh). SR3_BATCH_LOADS=0 in Node builds the inline form.
- */
-export const BATCH_LOADS = { on: true };
-
-/**
  * The tiled implicit-GEMM conv for GPUs: a TM x TN output tile per workgroup of 16x16 invocations, each accumulating
  * an (TM/16) x (TN/16) block in registers; K is staged 16 at a time through workgroup memory, read back as vec4s.
  * 64x64 (4x4 per invocation) suits small layers; 128x128 (8x8) does four times the FMAs per staged element.
+ * `prefetch` (EngineOptions.tiledPrefetch): the next k-step's input and weight values are loaded into registers before
+ * the current step's multiply-adds and stored to workgroup memory after them, so global-memory latency overlaps the
+ * arithmetic instead of stalling every step. `batched` (EngineOptions.batchLoads): the batched gather
+ * (batchedIm2col, batchedWeights), all of a step's loads issued before their values are used.
  */
-export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }, prefetch = TILED_PREFETCH.on, batched = BATCH_LOADS.on): string {
+export function conv2dTiledWgsl(shape: TiledShape, prefetch: boolean, batched: boolean): string {
   const { TM, TN } = shape;
   const TK = 16;
   const RM = TM / 16;
