@@ -133,7 +133,9 @@ export class GpuContext {
     // Held for the device's lifetime: Dawn's Node binding destroys the native instance when the GPU object is
     // garbage-collected, and a device whose instance is gone crashes the process on its next event
     // (std::system_error in InstanceBase::ProcessEvents).
+    // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, never read (above)
     private readonly gpu: GPU,
+    // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, never read (above)
     private readonly gpuAdapter: GPUAdapter,
     switches: EngineSwitches,
   ) {
@@ -366,7 +368,10 @@ export class GpuContext {
 
   /** Release the device so the process can exit. Idempotent. */
   destroy(): void {
-    if (this.root !== this) return this.root.destroy();
+    if (this.root !== this) {
+      this.root.destroy();
+      return;
+    }
     if (this.destroyed) return;
     this.destroyed = true;
     this.memos.clear();

@@ -303,7 +303,9 @@ export class UNet {
 
     // Memory plan: a tensor's buffer returns to the pool after its last reader; best fit from the pool.
     const lastUse = new Map<PTensor, number>();
-    plan.ops.forEach((op, i) => opInputs(op).forEach((t) => lastUse.set(t, i)));
+    plan.ops.forEach((op, i) => {
+      for (const t of opInputs(op)) lastUse.set(t, i);
+    });
     const pool: GPUBuffer[] = [];
     plan.ops.forEach((op, i) => {
       const o = opOutput(op);

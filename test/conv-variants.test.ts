@@ -296,21 +296,17 @@ test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of th
   ];
   const mma3 = ctx.withOptions({ convKernel: 'mma3' });
   await K.checkEngineOptions(mma3);
-  {
-    for (const [what, switches] of variants) {
-      const ctx = mma3.withOptions(switches);
-      {
-        let worst = 0;
-        // the variants on the cases that reach their differences: partial tiles, the concatenation with GroupNorm +
-        // Swish, stride 2, upsampling, a 1x1 conv, the large map
-        for (const c of what === 'default' ? CASES : VARIANT_CASES) {
-          const { exact } = await run(ctx, c);
-          worst = Math.max(worst, exact);
-          assert.ok(exact < 2e-5, `mma3 (${what}) ${JSON.stringify(c)}: rel err ${exact}`);
-        }
-        console.log(`    conv2d mma3 (${what}): worst ${worst.toExponential(2)} from the float64 reference`);
-      }
+  for (const [what, switches] of variants) {
+    const ctx = mma3.withOptions(switches);
+    let worst = 0;
+    // the variants on the cases that reach their differences: partial tiles, the concatenation with GroupNorm +
+    // Swish, stride 2, upsampling, a 1x1 conv, the large map
+    for (const c of what === 'default' ? CASES : VARIANT_CASES) {
+      const { exact } = await run(ctx, c);
+      worst = Math.max(worst, exact);
+      assert.ok(exact < 2e-5, `mma3 (${what}) ${JSON.stringify(c)}: rel err ${exact}`);
     }
+    console.log(`    conv2d mma3 (${what}): worst ${worst.toExponential(2)} from the float64 reference`);
   }
 });
 

@@ -60,7 +60,7 @@ test('parseSwitches: each accepted value becomes its option, an unset variable l
 test('openDevice puts the switches on its context; the adapter is reported as it is', async () => {
   const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm', SR3_GPU_PATHS: '1' };
   Object.assign(process.env, env);
-  let ctx;
+  let ctx: Awaited<ReturnType<typeof openDevice>>;
   try {
     ctx = await openDevice();
   } finally {
