@@ -1,7 +1,7 @@
 // Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
 // recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
+import { CONV_UNIFORM, CONV2D_SPLITK_REDUCE_WGSL, SPLITK_REDUCE_UNIFORM, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaTile, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
 import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../shaders/attention_gemm.ts';
 import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../shaders/groupnorm.ts';
@@ -79,16 +79,16 @@ export async function conv2d(
     HAS_EMB: hasEmb ? 1 : 0,
     HAS_RES: spec.hasRes ? 1 : 0,
   };
-  // the GEMM kernels' uniform has four more words, split-K's chunk and padding (the direct kernel reads the first 16)
   let kChunk = 0;
   const uniform = () =>
-    u32s([
-      spec.B, spec.C1, spec.C2, spec.Hin,
-      spec.Win, Hout, Wout, spec.Cout,
-      G, spec.wOff, Math.max(spec.bOff, 0), spec.gammaOff ?? 0,
-      spec.betaOff ?? 0, hasEmb ? spec.embOff! : 0, spec.statsOff ?? 0, spec.bOff >= 0 ? 1 : 0,
-      kChunk, 0, 0, 0,
-    ]);
+    CONV_UNIFORM.pack(
+      {
+        B: spec.B, C1: spec.C1, C2: spec.C2, Hin: spec.Hin, Win: spec.Win, Hout, Wout, Cout: spec.Cout, G,
+        wOff: spec.wOff, bOff: Math.max(spec.bOff, 0), gOff: spec.gammaOff ?? 0, betaOff: spec.betaOff ?? 0,
+        embOff: hasEmb ? spec.embOff! : 0, statsOff: spec.statsOff ?? 0, hasBias: spec.bOff >= 0 ? 1 : 0, kChunk,
+      },
+      spec.label,
+    );
   const o = ctx.options;
   const kernel = o.convKernel;
   let pipeline: GPUComputePipeline;
@@ -144,7 +144,10 @@ export async function conv2d(
     label: 'conv2d_splitk_reduce',
     constants: { HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 },
   });
-  const ru = u32s([split.S, spec.B, spec.Cout, Hout * Wout, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, spec.bOff >= 0 ? 1 : 0, 0], spec.label);
+  const ru = SPLITK_REDUCE_UNIFORM.pack(
+    { S: split.S, B: spec.B, Cout: spec.Cout, M: Hout * Wout, bOff: Math.max(spec.bOff, 0), embOff: hasEmb ? spec.embOff! : 0, hasBias: spec.bOff >= 0 ? 1 : 0 },
+    spec.label,
+  );
   conv.next = {
     pipeline: reduce,
     bindGroup: ctx.bind(reduce, [bufs.params, split.parts, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(ru, `${spec.label}.splitk.u`)], `${spec.label}.splitk`),

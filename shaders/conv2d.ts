@@ -4,6 +4,7 @@
 // per-(batch, group) statistics; zero padding applies after the normalisation, as in the reference (GN -> Swish ->
 // Conv2d(padding=1)). Fused into the write: bias, the per-(batch, channel) noise-level embedding, a residual tensor.
 // All weights live in one flat `params` buffer; offsets come in the uniform.
+import { uniformLayout } from './uniform.ts';
 
 /**
  * The im2col gather of the GEMM kernels with its index math hoisted. Each invocation always stages the same pixel of
@@ -204,9 +205,12 @@ export const SPLIT_K_RANGE = /* wgsl */ `
     kEnd = min(K, kBeg + chunk);
   }`;
 
+/** The split-K reduction's uniform: S partial sums of B x Cout x M outputs, and the epilogue's bias and embedding. */
+export const SPLITK_REDUCE_UNIFORM = uniformLayout('R', { S: 'u32', B: 'u32', Cout: 'u32', M: 'u32', bOff: 'u32', embOff: 'u32', hasBias: 'u32' });
+
 /** Sum of the split-K partials parts[s][b][co][m] plus the conv epilogue (bias, embedding, residual) into outp. */
 export const CONV2D_SPLITK_REDUCE_WGSL = /* wgsl */ `
-struct R { S: u32, B: u32, Cout: u32, M: u32, bOff: u32, embOff: u32, hasBias: u32, _pad: u32 }
+${SPLITK_REDUCE_UNIFORM.wgsl}
 override HAS_EMB: bool = false;
 override HAS_RES: bool = false;
 @group(0) @binding(0) var<storage, read> params: array<f32>;
@@ -233,16 +237,24 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 /**
+ * The uniform of every conv2d forward kernel (direct, tiled and mixed-precision): batch, input channels of A and of
+ * the concatenated B, the stored input's size, the output's size and channels, GroupNorm's groups, the offsets in the
+ * params buffer of the weight, bias, GroupNorm's gamma and beta, of the embedding and of the statistics, whether
+ * there is a bias, and split-K's chunk of the reduction (the GEMM kernels with SPLIT_K).
+ */
+export const CONV_UNIFORM = uniformLayout('P', {
+  B: 'u32', C1: 'u32', C2: 'u32', Hin: 'u32',
+  Win: 'u32', Hout: 'u32', Wout: 'u32', Cout: 'u32',
+  G: 'u32', wOff: 'u32', bOff: 'u32', gOff: 'u32',
+  betaOff: 'u32', embOff: 'u32', statsOff: 'u32', hasBias: 'u32',
+  kChunk: 'u32',
+});
+
+/**
  * The uniform, overrides and bindings of the GEMM conv kernels (tiled f32 and the mixed-precision ones): the host
  * side (engine/kernels.ts conv2d) binds them all the same way.
  */
-export const GEMM_CONV_HEADER = /* wgsl */ `struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  G: u32, wOff: u32, bOff: u32, gOff: u32,
-  betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
-  kChunk: u32, _p0: u32, _p1: u32, _p2: u32, // split-K's chunk (with SPLIT_K)
-}
+export const GEMM_CONV_HEADER = /* wgsl */ `${CONV_UNIFORM.wgsl}
 
 override KS: u32 = 3u;         // kernel size: 1 or 3 (padding KS/2)
 override STRIDE: u32 = 1u;     // 1, or 2 for Downsample
@@ -572,12 +584,7 @@ ${body(src)}
   }`;
 
   return /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  G: u32, wOff: u32, bOff: u32, gOff: u32,
-  betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
-}
+${CONV_UNIFORM.wgsl}
 
 override NORM: u32 = 0u;
 override HAS_EMB: bool = false;
