@@ -6,8 +6,8 @@ import { convertCheckpointAsync, loadModel, sniffFormat, webInflateRaw, type SR3
 import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { checkEngineOptions } from './kernels.ts';
-import { SAMPLERS, type SamplerKind } from './sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+import { SAMPLERS } from './sampler.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type UpscaleOptions } from './upscale.ts';
 
 export { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 export { CONV_KERNELS, type ConvKernel, type EngineOptions, type EngineSwitches } from './options.ts';
@@ -333,9 +333,4 @@ export async function encodePng(img: PixelImage): Promise<Blob> {
   const c = Object.assign(document.createElement('canvas'), { width: img.width, height: img.height });
   c.getContext('2d')!.putImageData(data, 0, 0);
   return new Promise((resolve, reject) => c.toBlob((b) => (b ? resolve(b) : reject(new Error('PNG encoding failed'))), 'image/png'));
-}
-
-/** Tensor helpers for tests and callers working below images. */
-export function tensorFromPixels(img: PixelImage, channels: number): Tensor3 {
-  return imageToTensors(img, channels).color;
 }
