@@ -3,26 +3,16 @@
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV_UNIFORM, CONV2D_SPLITK_REDUCE_WGSL, SPLITK_REDUCE_UNIFORM, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaTile, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
-import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../shaders/attention_gemm.ts';
 import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../shaders/groupnorm.ts';
-import { attentionWgsl } from '../shaders/attention.ts';
-import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
 import type { EngineOptions } from './options.ts';
 
+import { checkWorkgroups, dummy, grid, sharedScratch, u32s } from './ops/common.ts';
+
 export { CONV_KERNELS, MMA_SUBGROUPS, type ConvKernel } from './options.ts';
-
-/** A small buffer bound where a kernel's optional input is absent. */
-export function dummy(ctx: GpuContext): GPUBuffer {
-  return ctx.memo('unused-binding', () => ctx.buffer(16, 'unused-binding'));
-}
-
-/** Uniform fields as u32, each checked to be one (the message names the kernel when a label is given). */
-export function u32s(values: number[], label?: string): Uint32Array {
-  for (const v of values) {
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`${label ?? 'kernel'}: parameter out of u32 range: ${v}`);
-  }
-  return new Uint32Array(values);
-}
+// the ops moved to engine/ops/, one module a family, forward and backward together
+export { checkWorkgroups, dummy, grid, scratchBytes, sharedScratch, splitKScratchBytes, u32s } from './ops/common.ts';
+export { attention } from './ops/attention.ts';
+export { linear, positionalEncoding } from './ops/linear.ts';
 
 export interface ConvSpec {
   B: number;
@@ -219,31 +209,6 @@ export function splitK(o: Pick<EngineOptions, 'splitK' | 'paths'>, workgroups: n
   return S < 2 ? { S: 1, kChunk: 0 } : { S, kChunk };
 }
 
-/** The shared scratch buffers of a context, by purpose. */
-const scratches = (ctx: GpuContext) => ctx.memo('scratches', () => new Map<string, GPUBuffer>());
-/** Bytes of the split-K scratch buffer this context holds now (0 before any split conv). */
-export function splitKScratchBytes(ctx: GpuContext): number {
-  return scratches(ctx).get('conv2d.splitk_partials')?.size ?? 0;
-}
-/** Bytes of every shared scratch buffer of this context (split-K, attention scores, GroupNorm partials, ...). */
-export function scratchBytes(ctx: GpuContext): number {
-  let n = 0;
-  for (const b of scratches(ctx).values()) n += b.size;
-  return n;
-}
-/**
- * One scratch buffer per context and purpose (split-K partial sums, the backward's flipped weights...), grown as
- * needed. Dispatches run in order, so every op can use it between the passes of its own chain (Dispatch.next); a
- * buffer replaced by a larger one stays alive for the bind groups that hold it.
- */
-export function sharedScratch(ctx: GpuContext, name: string, bytes: number): GPUBuffer {
-  const m = scratches(ctx);
-  const cur = m.get(name);
-  if (cur && cur.size >= bytes) return cur;
-  const buf = ctx.buffer(Math.max(bytes, 1 << 16), name);
-  m.set(name, buf);
-  return buf;
-}
 function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
   return sharedScratch(ctx, 'conv2d.splitk_partials', bytes);
 }
@@ -446,135 +411,4 @@ export async function groupNormStats(
   const workgroups: [number, number] = [spec.groups, spec.B];
   checkWorkgroups(ctx, workgroups, spec.label);
   return { pipeline, bindGroup, workgroups, label: spec.label };
-}
-
-/**
- * softmax(q.k / sqrt(C)) v over all HW positions, from qkv [B, 3C, HW] into out [B, C, HW]. As two GEMMs through an
- * HW x HW score buffer (shaders/attention_gemm.ts) on the GPU paths, where the flash-style kernel's one workgroup per
- * 16 queries leaves most of the device idle, as long as the scores fit (EngineOptions.attention).
- */
-export async function attention(
-  ctx: GpuContext,
-  spec: { B: number; C: number; HW: number; label?: string },
-  bufs: { qkv: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const scoreBytes = spec.B * spec.HW * spec.HW * 4;
-  const o = ctx.options;
-  const gemm =
-    o.attention === 'auto'
-      ? o.paths === 'gpu' && scoreBytes <= Math.min(o.attentionMaxScoreBytes, ctx.limits.maxStorageBufferBindingSize)
-      : o.attention === 'gemm';
-  if (gemm) return attentionGemm(ctx, spec, bufs);
-  const pipeline = await ctx.pipeline(attentionWgsl(Math.ceil(spec.C / 64), spec.HW % 4 === 0), { label: 'attention' });
-  const u = new ArrayBuffer(16);
-  new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW]));
-  new Float32Array(u, 8, 1)[0] = 1 / Math.sqrt(spec.C);
-  const bindGroup = ctx.bind(pipeline, [bufs.qkv, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
-  const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];
-  checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
-}
-
-const fmtMiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-
-/** A strided GEMM's uniform (STRIDED_GEMM_WGSL): sizes, alpha, and per operand offset, batch/row/column strides. */
-function gemmUniform(ctx: GpuContext, label: string, g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] }): GPUBuffer {
-  const u = new ArrayBuffer(64);
-  const w = new Uint32Array(u);
-  w.set(u32s([g.M, g.N, g.K, 0, ...g.a, ...g.b, ...g.c], label));
-  new Float32Array(u, 12, 1)[0] = g.alpha;
-  return ctx.uniform(u, `${label}.u`);
-}
-
-async function attentionGemm(
-  ctx: GpuContext,
-  spec: { B: number; C: number; HW: number; label?: string },
-  bufs: { qkv: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const L = spec.label ?? 'attention';
-  const { B, C, HW } = spec;
-  const bytes = B * HW * HW * 4;
-  if (bytes > ctx.limits.maxStorageBufferBindingSize) {
-    throw new Error(
-      `${L}: attention as GEMMs needs ${fmtMiB(bytes)} of scores for ${B} x ${HW} positions, over this device's ` +
-        `${fmtMiB(ctx.limits.maxStorageBufferBindingSize)} storage binding limit: use the flash form (SR3_ATTENTION=flash, or leave it unset)`,
-    );
-  }
-  const S = sharedScratch(ctx, 'attention.scores', bytes);
-  const gemmP = await ctx.pipeline(STRIDED_GEMM_WGSL, { label: 'attention_gemm' });
-  const smP = await ctx.pipeline(ROW_SOFTMAX_WGSL, { label: 'attention_softmax' });
-  const per = 3 * C * HW; // one batch element of qkv
-  // S(i, j) = scale * sum_c q[c, i] k[c, j]: A(k=c, m=i) = q[c*HW + i], B(k=c, n=j) = k[c*HW + j], C(i, j) = S[i*HW + j]
-  const scores: Dispatch = {
-    pipeline: gemmP,
-    bindGroup: ctx.bind(gemmP, [bufs.qkv, bufs.qkv, S, gemmUniform(ctx, `${L}.scores`, {
-      M: HW, N: HW, K: C, alpha: 1 / Math.sqrt(C), a: [0, per, HW, 1], b: [C * HW, per, HW, 1], c: [0, HW * HW, HW, 1],
-    })], `${L}.scores`),
-    workgroups: [ceilDiv(HW, 64), ceilDiv(HW, 64), B],
-    label: `${L}.scores`,
-  };
-  const rows = B * HW;
-  const softmax: Dispatch = {
-    pipeline: smP,
-    bindGroup: ctx.bind(smP, [S, ctx.uniform(u32s([rows, HW, 0, 0], L), `${L}.softmax.u`)], `${L}.softmax`),
-    workgroups: [Math.min(rows, 65535), ceilDiv(rows, 65535)],
-    label: `${L}.softmax`,
-  };
-  // out(c, i) = sum_j P(i, j) v[c, j]: m = i, n = c; A(k=j, m=i) = P[i*HW + j], B(k=j, n=c) = v[c*HW + j], C = out[c*HW + i]
-  const output: Dispatch = {
-    pipeline: gemmP,
-    bindGroup: ctx.bind(gemmP, [S, bufs.qkv, bufs.out, gemmUniform(ctx, `${L}.pv`, {
-      M: HW, N: C, K: HW, alpha: 1, a: [0, HW * HW, 1, HW], b: [2 * C * HW, per, 1, HW], c: [0, C * HW, 1, HW],
-    })], `${L}.pv`),
-    workgroups: [ceilDiv(HW, 64), ceilDiv(C, 64), B],
-    label: `${L}.pv`,
-  };
-  for (const d of [scores, softmax, output]) checkWorkgroups(ctx, d.workgroups.map((v) => v ?? 1), L);
-  // chained: the shared score buffer is only valid inside the three passes
-  scores.next = softmax;
-  softmax.next = output;
-  return scores;
-}
-
-/** The reference's PositionalEncoding(dim) of level [B] into out [B, dim]. */
-export async function positionalEncoding(
-  ctx: GpuContext,
-  spec: { B: number; dim: number; label?: string },
-  bufs: { level: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(POSENC_WGSL, { label: 'posenc' });
-  const bindGroup = ctx.bind(pipeline, [bufs.level, bufs.out, ctx.uniform(u32s([spec.B, spec.dim, 0, 0]))], spec.label);
-  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.dim, 64)], label: spec.label };
-}
-
-/** out[outOff + b*N + n] = bias[n] + W[n, :] . f(in[inOff + b*K + :]), W and bias in the params buffer. */
-export async function linear(
-  ctx: GpuContext,
-  spec: { B: number; K: number; N: number; inOff?: number; wOff: number; bOff: number; outOff?: number; swishIn?: boolean; label?: string },
-  bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear', constants: { SWISH_IN: spec.swishIn ? 1 : 0 } });
-  const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, 0]);
-  const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
-  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
-}
-
-/**
- * Workgroups of `size` invocations covering n threads, folded into 2D past the per-dimension limit (the kernels index
- * wg.y * nw.x + wg.x).
- */
-export function grid(ctx: GpuContext, n: number, size: number, label?: string): [number, number] {
-  const groups = Math.max(1, ceilDiv(n, size));
-  const x = Math.min(groups, ctx.limits.maxComputeWorkgroupsPerDimension);
-  const wg: [number, number] = [x, ceilDiv(groups, x)];
-  checkWorkgroups(ctx, wg, label);
-  return wg;
-}
-
-/** Throw when a dispatch would exceed the device's workgroups per dimension. */
-export function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
-  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
-  for (const n of wg) {
-    if (n > max) throw new Error(`${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`);
-  }
 }
