@@ -188,9 +188,8 @@ function stridedMode(spec: ConvBackwardSpec): StridedMode | null {
  * (stride 2: 4 rows x 16 pixels x 4 channels, so each tap's weights serve a quarter of the 64 pixels; upsampling:
  * one row of 16 pixels x 16 channels, each of whose 16 effective taps serves all 16 pixels; 8 or 4 pixels on narrower
  * maps), WG invocations per workgroup (fewer on small maps), CC output channels of weights staged at a time
- * (8 KiB), vec4 reads of the output gradient and writes of the input gradient where the rows allow. Measured on
- * lavapipe (CPU time) against 2x8x8, 4x8x8, 4x16x8 (stride 2) and 1x8x8, 1x4x16, 2x4x8, 2x8x8 (upsampling); each
- * of these compiles in 0.5 to 2.5 s.
+ * (8 KiB), vec4 reads of the output gradient and writes of the input gradient where the rows allow. Chosen on
+ * lavapipe against the blocks bench/README.md lists ("Bigger blocks vs compile time").
  */
 export function dxStridedBlock(spec: ConvBackwardSpec, mode: StridedMode): DxDirectShape {
   const Cin = spec.C1 + spec.C2;
@@ -253,8 +252,8 @@ async function stridedInputGradient(
  * RC x RCI output x input channels per invocation: each step loads RC x RY vec4s of the output gradient and RCI x
  * (the step's input values) for RC x RCI x KS*KS x 4 x RY FMAs. Stride 2 reads 27 input values per input channel and
  * step, upsampling 12 (its columns come in pairs) against 2 vec4 rows of the output gradient, so stride 2 takes more
- * output channels (8 x 2) and upsampling more input channels (4 x 4); measured on lavapipe against 8 x 1, 16 x 1,
- * 16 x 2 (6 s of compile) and 4 x 8 (7-10 s).
+ * output channels (8 x 2) and upsampling more input channels (4 x 4); chosen on lavapipe against the blocks
+ * bench/README.md lists ("Bigger blocks vs compile time").
  */
 async function stridedWeightGradient(
   ctx: GpuContext,

@@ -329,9 +329,9 @@ export function directBlock(
   Cout: number,
   fixed: { PX?: number; RN?: number; CC?: number; WG?: number } = {},
 ): { PX: number; RN: number; CC: number; WG: number } {
-  // 16 pixels on the large maps, where most of a U-Net's FLOPs are: 20-50% faster than 8 (fewer weight loads per FMA),
-  // but 3.2 s rather than 1.7 s of LLVM compile per pipeline on lavapipe, so not everywhere. (8 pixels x 16 channels
-  // is slower and compiles in 4.5 s; 16 x 16 is ~10% faster again but compiles in 17 s.)
+  // 16 pixels on the large maps, where most of a U-Net's FLOPs are: faster than 8 (fewer weight loads per FMA), but
+  // about twice the LLVM compile per pipeline on lavapipe, so not everywhere (bench/README.md, "Bigger blocks vs
+  // compile time", has the figures of the blocks tried)
   const PX = fixed.PX ?? (Wout >= 32 && Hout * Wout >= 4096 ? 16 : Wout >= 8 ? 8 : 4);
   const RN = fixed.RN ?? (Cout > 4 ? 8 : 4);
   const units = Hout * ceilDiv(Wout, PX);
