@@ -7,7 +7,9 @@
 // - `accumulate: false` (default) overwrites the destination; `true` adds into it (a uniform flag), for a
 //   tensor that feeds two consumers: skip connections (concatenated input and the previous layer), residual inputs,
 //   the noise embedding shared by all blocks' projections.
-// - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
+// - Scratch buffers named in an op's arguments are the caller's (sizes from the *Bytes helpers), so a training graph
+//   can share them; the ones only valid inside an op's own chain of passes are the context's (sharedScratch).
+// The op families already in engine/ops/ (attention, linear, loss) are re-exported from here.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { conv2d, convOutSize, type ConvSpec } from './kernels.ts';
 import { checkWorkgroups, dummy, grid, grid256, mixedUniform, need, noAlias, sharedScratch, u32s, writeDummy, type BackwardOptions } from './ops/common.ts';

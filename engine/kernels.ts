@@ -1,5 +1,8 @@
-// Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
-// recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
+// Host side of the U-Net's forward kernels: each function checks its shapes, creates (cached) pipelines and returns a
+// recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times. Every choice of
+// kernel, tile or form comes from the context's options (ctx.options, engine/options.ts). The op families already in
+// engine/ops/ (one module each, forward and backward together) are re-exported from here; conv2d and GroupNorm
+// statistics are still here, their backward in kernels-backward.ts.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV_UNIFORM, CONV2D_SPLITK_REDUCE_WGSL, SPLITK_REDUCE_UNIFORM, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaTile, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
