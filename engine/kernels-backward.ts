@@ -16,11 +16,12 @@ import { checkWorkgroups, dummy, grid, grid256, mixedUniform, need, noAlias, sha
 
 export { grid256, writeDummy, type BackwardOptions } from './ops/common.ts';
 export { attentionBackward, attentionBackwardStatsBytes } from './ops/attention.ts';
+export { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes, type GroupNormBackwardSpec } from './ops/groupnorm.ts';
 export { linearBackward, type LinearBackwardSpec } from './ops/linear.ts';
 export { loss, reduceFinal, reducePartials, type LossSpec } from './ops/loss.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, channelSumDirectWgsl, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { convDwStridedWgsl, convDxDirectWgsl, dxTaps, dxWeightsWgsl, type DxDirectShape, type StridedMode } from '../shaders/conv2d_backward_direct.ts';
-import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
+import { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes } from './ops/groupnorm.ts';
 
 // ---------------------------------------------------------------------------------------------------------------- conv
 
@@ -425,99 +426,6 @@ export async function addInto(
   const ub = mixedUniform(ctx, [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0, opts.accumulate === false ? 0 : 1], [spec.scale ?? 1], L);
   const bindGroup = ctx.bind(pipeline, [bufs.src, bufs.dst, ub], L);
   return { pipeline, bindGroup, workgroups: grid256(ctx, spec.n, L), label: L };
-}
-
-// ------------------------------------------------------------------------------------------------------- groupnorm
-
-export interface GroupNormBackwardSpec {
-  B: number;
-  C1: number;
-  C2: number;
-  HW: number;
-  groups: number;
-  statsOff: number;
-  gammaOff: number;
-  betaOff: number;
-  /** the forward applied Swish after the normalisation (NORM 2) */
-  swish: boolean;
-  label?: string;
-}
-
-export function groupNormBackwardScratchBytes(spec: Pick<GroupNormBackwardSpec, 'B' | 'C1' | 'C2' | 'groups'>): number {
-  return (spec.B * (spec.C1 + spec.C2) * 2 + spec.B * spec.groups * 2) * 4;
-}
-
-/**
- * GroupNorm(+Swish) backward from dY (the gradient w.r.t. the normalised(+swished) input, split as dYA / dYB) and
- * the forward's saved stats: dGamma / dBeta into grads[gammaOff + c] / grads[betaOff + c] (summed over batch and
- * pixels), dx into dA / dB. `accumulate` applies to dA / dB; `accumulateParams` to dGamma / dBeta. Three dispatches.
- */
-export async function groupNormBackward(
-  ctx: GpuContext,
-  spec: GroupNormBackwardSpec,
-  bufs: {
-    params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; dYA: GPUBuffer; dYB?: GPUBuffer; stats: GPUBuffer;
-    grads: GPUBuffer; scratch: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer;
-  },
-  opts: BackwardOptions & { accumulateParams?: boolean } = {},
-): Promise<Dispatch[]> {
-  const L = spec.label ?? 'groupnorm';
-  const C = spec.C1 + spec.C2;
-  need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
-  need(spec.C2 === 0 || (bufs.b && bufs.dYB && bufs.dB), `${L}: C2 > 0 needs b, dYB and dB`);
-  need(bufs.scratch.size >= groupNormBackwardScratchBytes(spec), `${L}: scratch of ${bufs.scratch.size} bytes, needs ${groupNormBackwardScratchBytes(spec)}`);
-  noAlias(
-    L,
-    { grads: bufs.grads, scratch: bufs.scratch, dA: bufs.dA, dB: bufs.dB },
-    { params: bufs.params, a: bufs.a, b: bufs.b, dYA: bufs.dYA, dYB: bufs.dYB, stats: bufs.stats },
-  );
-  const d = dummy(ctx);
-  const u = ctx.uniform(
-    u32s([
-      spec.B, spec.C1, spec.C2, spec.HW,
-      spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
-      spec.swish ? 1 : 0, opts.accumulate ? 1 : 0, opts.accumulateParams ? 1 : 0, 0,
-    ], L),
-    `${L}.gn_bwd.u`,
-  );
-  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce' });
-  const xs = [bufs.params, bufs.a, bufs.b ?? d, bufs.dYA, bufs.dYB ?? d, bufs.stats];
-  const b1 = ctx.bind(p1, [...xs, bufs.scratch, u], `${L}.gn_bwd_reduce`);
-  const p2 = await ctx.pipeline(GN_BWD_PARAMS_WGSL, { label: 'gn_bwd_params' });
-  const b2 = ctx.bind(p2, [bufs.params, bufs.scratch, bufs.grads, u], `${L}.gn_bwd_params`);
-  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply' });
-  const b3 = ctx.bind(p3, [...xs, bufs.scratch, bufs.dA, bufs.dB ?? writeDummy(ctx), u], `${L}.gn_bwd_apply`);
-  checkWorkgroups(ctx, [C, spec.B], L);
-  return [
-    { pipeline: p1, bindGroup: b1, workgroups: [C, spec.B], label: `${L}.gn_bwd_reduce` },
-    { pipeline: p2, bindGroup: b2, workgroups: [ceilDiv(C + spec.B * spec.groups, 64)], label: `${L}.gn_bwd_params` },
-    { pipeline: p3, bindGroup: b3, workgroups: grid256(ctx, spec.B * C * spec.HW, L), label: `${L}.gn_bwd_apply` },
-  ];
-}
-
-/**
- * xn [B, C1+C2, HW] = GroupNorm(+Swish)(cat(a, b)) with the saved stats (the normalisation the forward fuses into its
- * conv's input load, materialised; conv2dBackwardWeight uses it through its `xn` scratch).
- */
-export async function groupNormApply(
-  ctx: GpuContext,
-  spec: GroupNormBackwardSpec,
-  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const L = spec.label ?? 'groupnorm';
-  const C = spec.C1 + spec.C2;
-  need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
-  need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs b`);
-  noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
-  const vec = spec.HW % 4 === 0;
-  const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply' });
-  const u = u32s([
-    spec.B, spec.C1, spec.C2, spec.HW,
-    spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
-    spec.swish ? 1 : 0, 0, 0, 0,
-  ], L);
-  const bg = ctx.bind(p, [bufs.params, bufs.a, bufs.b ?? dummy(ctx), bufs.stats, bufs.out, ctx.uniform(u, `${L}.gn_apply.u`)], `${L}.gn_apply`);
-  return { pipeline: p, bindGroup: bg, workgroups: grid256(ctx, (spec.B * C * spec.HW) / (vec ? 4 : 1), L), label: `${L}.gn_apply` };
 }
 
 // ------------------------------------------------------------------------------------------- the whole fused conv

@@ -6,15 +6,15 @@
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { CONV_UNIFORM, CONV2D_SPLITK_REDUCE_WGSL, SPLITK_REDUCE_UNIFORM, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
 import { conv2dMmaWgsl, MMA_TILE, mmaTile, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
-import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../shaders/groupnorm.ts';
 import type { EngineOptions } from './options.ts';
 
-import { checkWorkgroups, dummy, grid, sharedScratch, u32s } from './ops/common.ts';
+import { checkWorkgroups, dummy, grid, sharedScratch } from './ops/common.ts';
 
 export { CONV_KERNELS, MMA_SUBGROUPS, type ConvKernel } from './options.ts';
 // the ops moved to engine/ops/, one module a family, forward and backward together
 export { checkWorkgroups, dummy, grid, scratchBytes, sharedScratch, splitKScratchBytes, u32s } from './ops/common.ts';
 export { attention } from './ops/attention.ts';
+export { groupNormStats, type GroupNormSpec } from './ops/groupnorm.ts';
 export { linear, positionalEncoding } from './ops/linear.ts';
 
 export interface ConvSpec {
@@ -341,77 +341,4 @@ export function directBlock(
   const WG = fixed.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
   const CC = fixed.CC ?? Math.max(1, Math.floor(512 / (ks * ks * (RN / 4))));
   return { PX, RN, CC, WG };
-}
-
-export interface GroupNormSpec {
-  B: number;
-  C1: number;
-  C2: number;
-  HW: number;
-  groups: number;
-  statsOff: number;
-  eps?: number;
-  label?: string;
-}
-
-/**
- * Per-(batch, group) mean and rstd of cat(A, B) into stats[statsOff + (b*G + g)*2 + {0,1}]. Split over several
- * workgroups per group (groupNormStatsSplitWgsl) where (group, batch) pairs alone would give fewer than
- * EngineOptions.gnSplit.target workgroups and a group holds at least 8192 vec4s or floats: GPU paths only (on a CPU
- * device the one-workgroup form is as fast), chunks of at least 2048, at most 64 of them.
- */
-export async function groupNormStats(
-  ctx: GpuContext,
-  spec: GroupNormSpec,
-  bufs: { a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer },
-): Promise<Dispatch> {
-  if ((spec.C1 + spec.C2) % spec.groups !== 0) {
-    throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${spec.groups} groups`);
-  }
-  const vec = spec.HW % 4 === 0;
-  // units (vec4s or floats) of one group
-  const perGroup = ((spec.C1 + spec.C2) / spec.groups) * spec.HW / (vec ? 4 : 1);
-  const eps = spec.eps ?? 1e-5;
-  let P = 1;
-  const { target, force } = ctx.options.gnSplit;
-  if (force !== undefined) P = Math.min(force, perGroup);
-  else if (ctx.options.paths === 'gpu' && target > 0 && spec.groups * spec.B < target && perGroup >= 8192) {
-    P = Math.min(Math.ceil(target / (spec.groups * spec.B)), Math.floor(perGroup / 2048), 64);
-  }
-  if (P >= 2) {
-    const L = ceilDiv(perGroup, P);
-    P = ceilDiv(perGroup, L); // no empty chunk
-    const partial = sharedScratch(ctx, 'groupnorm.partials', spec.B * spec.groups * P * 2 * 4);
-    const pipeline = await ctx.pipeline(groupNormStatsSplitWgsl(vec), { label: 'groupnorm_stats_split' });
-    const u = u32s([spec.C1, spec.C2, spec.HW, spec.groups, P, L, 0, 0], spec.label);
-    const workgroups: [number, number, number] = [P, spec.groups, spec.B];
-    checkWorkgroups(ctx, workgroups, spec.label);
-    const cp = await ctx.pipeline(GN_STATS_COMBINE_WGSL, { label: 'groupnorm_stats_combine' });
-    const cu = new ArrayBuffer(32);
-    new Uint32Array(cu, 0, 6).set(u32s([spec.B * spec.groups, P, L, perGroup, vec ? 4 : 1, spec.statsOff], spec.label));
-    new Float32Array(cu, 24, 1)[0] = eps;
-    return {
-      pipeline,
-      bindGroup: ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)], spec.label),
-      workgroups,
-      label: spec.label,
-      // chained: the shared scratch is only valid between the two passes
-      next: {
-        pipeline: cp,
-        bindGroup: ctx.bind(cp, [partial, bufs.stats, ctx.uniform(cu, `${spec.label}.combine.u`)], `${spec.label}.combine`),
-        workgroups: grid(ctx, spec.B * spec.groups, 64, spec.label),
-        label: `${spec.label}.combine`,
-      },
-    };
-  }
-  // elements each invocation reads per pass: at least 16 with 256 invocations, else a smaller workgroup
-  const WG = perGroup >= 4096 ? 256 : perGroup >= 1024 ? 64 : 32;
-  const pipeline = await ctx.pipeline(groupNormStatsWgsl(vec, WG), { label: 'groupnorm_stats' });
-  const u = new ArrayBuffer(32);
-  new Uint32Array(u, 0, 5).set(u32s([spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff]));
-  new Float32Array(u, 20, 1)[0] = eps;
-  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.stats, ctx.uniform(u, `${spec.label}.u`)], spec.label);
-  const workgroups: [number, number] = [spec.groups, spec.B];
-  checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
 }
