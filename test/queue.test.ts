@@ -63,11 +63,11 @@ async function until<T>(what: string, f: () => T | undefined | Promise<T | undef
   }
 }
 
-function startWorker(): Worker {
+function startWorker(env: Record<string, string> = {}): Worker {
   const proc = spawn(
     process.execPath,
     [join(ROOT, 'bin', 'sr3.js'), 'worker', '--redis', url, '--queue', QUEUE, ...model, '--warmup', String(SIDE), '--lock-duration', '6000', '--stalled-interval', '1000'],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   const lines: string[] = [];
   let buf = '';
@@ -209,6 +209,31 @@ test('SIGTERM: the worker finishes the job in hand, takes no other, and exits 0'
     await q.close();
   }
   assert.not.ok(readdirSync(outDir).includes('term1.png'));
+});
+
+test('a lost device: the job is tried again, the worker reopens its device and goes on', async () => {
+  // The job SIGTERM left waiting is the first this worker takes; its device is destroyed as that job starts.
+  const c = startWorker({ SR3_WORKER_LOSE_DEVICE: '1' });
+  const q = await openQueue({ redis: url, queue: QUEUE });
+  try {
+    const waiting = await q.queue.getJobCounts('waiting');
+    assert.is(waiting.waiting, 1);
+    await until('the waiting job to complete', () => readdirSync(outDir).includes('term1.png') || undefined, 600_000, 200).catch((e) => {
+      throw new Error(`${e.message}\nworker C:\n${c.lines.join('\n')}`);
+    });
+    const log = c.lines.join('\n');
+    assert.match(log, /failed \(GPU device lost \(destroyed\)[^\n]*; it will be tried again/);
+    assert.match(log, /device reopened/);
+    assert.match(log, /started by .*\(try 2/);
+    const img = await readPng(join(outDir, 'term1.png'));
+    assert.equal([img.width, img.height], [4 * SIDE, 4 * SIDE]);
+    const s = await queueStatus({ redis: url, queue: QUEUE });
+    assert.equal([s.counts.waiting, s.counts.active, s.counts.delayed, s.counts.failed], [0, 0, 0, 1]);
+  } finally {
+    await q.close();
+  }
+  c.proc.kill('SIGTERM');
+  assert.is(await c.exited, 0, c.lines.join('\n'));
 });
 
 test.run();

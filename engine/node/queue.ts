@@ -4,9 +4,10 @@
 // imported here only, so the rest of the engine never loads them.
 import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import type { Job, Queue } from 'bullmq';
 import { DEFAULT_STEPS } from '../upscale.ts';
-import type { Redis as RedisClient, RedisOptions } from 'ioredis';
+import { loadQueueLibs, type Job, type Queue, type RedisClient, type RedisCtor } from './queue-libs.ts';
+
+export { loadQueueLibs };
 
 /** The queue every command uses unless given --queue. */
 export const DEFAULT_QUEUE = 'sr3-upscale';
@@ -78,34 +79,6 @@ export interface QueueConnectionOptions {
   queue?: string;
 }
 
-type Bullmq = typeof import('bullmq');
-type IORedisCtor = new (url: string, opts?: RedisOptions) => RedisClient;
-
-/** Load bullmq and ioredis, or throw a message naming the fix. */
-export async function loadQueueLibs(): Promise<{ bullmq: Bullmq; Redis: IORedisCtor }> {
-  const missing: string[] = [];
-  let bullmq: Bullmq | undefined;
-  let Redis: IORedisCtor | undefined;
-  try {
-    bullmq = await import('bullmq');
-  } catch {
-    missing.push('bullmq');
-  }
-  try {
-    const m = (await import('ioredis')) as unknown as { Redis?: IORedisCtor; default?: IORedisCtor };
-    Redis = m.Redis ?? m.default;
-  } catch {
-    missing.push('ioredis');
-  }
-  if (!bullmq || !Redis) {
-    throw new Error(
-      `the queue commands (worker, submit, queue) need the optional package${missing.length > 1 ? 's' : ''} ${missing.join(' and ')}, ` +
-        `which this install left out (npm ci --omit=optional?): run \`npm install bullmq ioredis\` in the sr3-wgsl folder`,
-    );
-  }
-  return { bullmq, Redis };
-}
-
 /** Check a --redis value before anything connects. */
 export function checkRedisUrl(url: string | undefined): string {
   if (!url) throw new Error('--redis is required: the Redis server that holds the queue, e.g. redis://127.0.0.1:6379');
@@ -124,7 +97,7 @@ export function checkRedisUrl(url: string | undefined): string {
  * error naming it at once; after that ioredis reconnects on its own (a Redis restart does not stop a worker).
  * `blocking` connections (workers) must never give up a command: BullMQ needs maxRetriesPerRequest = null there.
  */
-export async function connectRedis(Redis: IORedisCtor, url: string, blocking: boolean): Promise<RedisClient> {
+export async function connectRedis(Redis: RedisCtor, url: string, blocking: boolean): Promise<RedisClient> {
   const probe = new Redis(checkRedisUrl(url), { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
   let cause = '';
   probe.on('error', (e: Error) => (cause ||= e.message)); // the socket's error (ECONNREFUSED...); connect() only says "closed"
@@ -270,7 +243,7 @@ export async function watchUpscales(
         const jobs = await Promise.all(chunk.map((id) => q.queue.getJob(id)));
         const states = await Promise.all(chunk.map((id) => q.queue.getJobState(id)));
         chunk.forEach((id, k) => {
-          const job = jobs[k] as unknown as Job<UpscaleJobData, UpscaleJobResult> | undefined;
+          const job = jobs[k] as Job<UpscaleJobData, UpscaleJobResult> | undefined;
           if (!job) {
             state.failed++;
             state.failures.push({ id, input: '?', reason: 'the job is gone from the queue (removed, or the queue was emptied)' });

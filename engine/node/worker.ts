@@ -5,7 +5,7 @@
 import { readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Job } from 'bullmq';
+import type { Job } from './queue-libs.ts';
 import { imageToTensors, tensorsToImage } from '../image.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
 import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor } from '../upscale.ts';
@@ -72,6 +72,8 @@ export interface JobUpscaler {
   upscale(img: Image, opts: ReturnType<typeof jobOptions> & { signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<Image>;
   /** Why the device was lost, or null while it works. */
   lost(): string | null;
+  /** Destroy the device under the upscaler, as a driver reset would (tests: SR3_WORKER_LOSE_DEVICE). */
+  loseDevice(): void;
   dispose(): void;
 }
 
@@ -97,6 +99,7 @@ export async function openJobUpscaler(model: SR3Model): Promise<JobUpscaler> {
       return tensorsToImage(out, alphaUp, img) as Image;
     },
     lost: () => lost,
+    loseDevice: () => ctx.device.destroy(),
     dispose() {
       disposed = true;
       ctx.destroy();
@@ -199,6 +202,10 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
     }
   };
 
+  // tests only: SR3_WORKER_LOSE_DEVICE=n loses the device when the n-th job starts, so recovery is tested without a
+  // GPU to reset
+  const loseAt = Number(process.env.SR3_WORKER_LOSE_DEVICE ?? 0);
+  let jobsStarted = 0;
   let stopping: Promise<void> | null = null;
   const processor = async (job: Job<UpscaleJobData, UpscaleJobResult>, _token?: string, signal?: AbortSignal): Promise<UpscaleJobResult> => {
     const t0 = performance.now();
@@ -212,6 +219,7 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
       if (retry) await removeStaleTemps(d.output);
       log(`${label}: started by ${name}${retry ? ` (try ${job.attemptsStarted}, stalled ${job.stalledCounter}x)` : ''}`);
       const img = await readJobInput(d, up.scale);
+      if (++jobsStarted === loseAt) up.loseDevice();
       const t1 = performance.now();
       let last = 0;
       const total = Number(o.schedule.split(':')[1]);
