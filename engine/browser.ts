@@ -5,6 +5,7 @@
 // (engine/node/upscale.ts). Imports nothing from Node: scripts/build-web.mjs bundles this file for a page.
 import { convertCheckpointAsync, loadModel, sniffFormat, webInflateRaw, type SR3Model } from '../weights-format/index.ts';
 import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
+import type { EngineSwitches } from './options.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { checkEngineOptions } from './kernels.ts';
 import { SAMPLERS } from './sampler.ts';
@@ -343,6 +344,8 @@ export interface BrowserUpscalerOptions extends UpscalerCoreOptions {
   model: ModelSource | SR3Model;
   /** An open GpuContext (kept open by dispose()), or the WebGPU entry point (default navigator.gpu; closed by dispose()). */
   device?: GpuContext | GPU;
+  /** The engine's options for a device opened here (as openBrowserDevice's `engine`; an open GpuContext has its own). */
+  engine?: EngineSwitches;
   /** Refuse inputs over this many pixels (default DEFAULT_MAX_INPUT_PIXELS); Infinity turns the check off. */
   maxPixels?: number;
   /** Model download progress and cancellation. */
@@ -370,7 +373,7 @@ function isSR3Model(m: unknown): m is SR3Model {
 export async function createUpscaler(opts: BrowserUpscalerOptions): Promise<BrowserUpscaler> {
   const model = isSR3Model(opts.model) ? opts.model : await loadModelFrom(opts.model, opts.load);
   const given = opts.device instanceof GpuContext;
-  const device = given ? (opts.device as GpuContext) : await openBrowserDevice(opts.device as GPU | undefined);
+  const device = given ? (opts.device as GpuContext) : await openBrowserDevice(opts.device as GPU | undefined, { engine: opts.engine });
   let core: Upscaler;
   try {
     core = createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });
