@@ -381,6 +381,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     const sampler = await Sampler.build(ctx, model, {
       batch: B, height: th, width: tw,
       sampler: { kind: o.sampler ?? 'reference', schedule: makeSchedule(o.schedule), eta: o.eta },
+      historySlots: tiles.length, // a multistep solver's earlier x0 predictions are per tile
       afterStep: o.consistency
         ? async (smp) => {
             const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: o.scale, up: o.up, down: o.down, samples: B, n: nTile });
@@ -391,7 +392,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     });
     try {
       const { y, cond } = sampler.buffers;
-      const perTile = tiles.map(([oy, ox]) => {
+      const perTile = tiles.map(([oy, ox], i) => {
         const d = [gatherTo(condC, cond, oy, ox), gatherTo(yC, y, oy, ox)];
         if (o.consistency) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
@@ -400,7 +401,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
             rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' }),
           );
         }
-        return [...d, ...sampler.body, accumulateFrom(y, oy, ox)];
+        return [...d, ...sampler.bodyForTile(i), accumulateFrom(y, oy, ox)];
       });
       const seed = o.seed ?? 0;
       sampler.prepare(seed);
