@@ -100,11 +100,36 @@ export function crop(img: Tensor3, h: number, w: number): Tensor3 {
   return { channels: img.channels, height: h, width: w, data: out };
 }
 
+/** What the HR size must be a multiple of: the U-Net's downsampling factor and the scale (for the projection). */
+export function modelMultiple(model: SR3Model): number {
+  return lcm(2 ** (model.config.channel_mults.length - 1), conditionRecipe(model).scale);
+}
+
 /**
  * Upscale one low-resolution image (channels = the model's output channels, values in [-1, 1]).
- * Returns `samples` high-resolution images, scale x the input size.
+ * Returns `samples` high-resolution images, scale x the input size. A result holding NaN or infinity (a model or
+ * setting that diverges) is an error, never an image.
  */
 export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts: UpscaleOptions = {}): Promise<Tensor3[]> {
+  if (opts.eta !== undefined && !(Number.isFinite(opts.eta) && opts.eta >= 0 && opts.eta <= 1)) {
+    throw new Error(`eta must be a number from 0 (deterministic) to 1 (DDPM-like), got ${opts.eta}`);
+  }
+  const out = await sampleTensor(ctx, model, lr, opts);
+  for (let s = 0; s < out.length; s++) {
+    const d = out[s].data;
+    let bad = 0;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) bad++;
+    if (bad) {
+      throw new Error(
+        `the sampled image${out.length > 1 ? ` (sample ${s})` : ''} holds ${bad} non-finite values of ${d.length}: the sampling diverged ` +
+          `(check the model, eta and the schedule)`,
+      );
+    }
+  }
+  return out;
+}
+
+async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts: UpscaleOptions): Promise<Tensor3[]> {
   const cfg = model.config;
   const C = cfg.out_channel;
   if (lr.channels !== C) throw new Error(`this model makes ${C}-channel images; the input has ${lr.channels} channels`);
@@ -127,7 +152,7 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
   UNet.checkShape(cfg, samples, Hp, Wp);
 
   const rs = await Resampler.create(ctx);
-  const m = lcm(2 ** (cfg.channel_mults.length - 1), scale);
+  const m = modelMultiple(model);
   const tile = opts.tile ?? tileFor(ctx, model, samples, Hp, Wp, m);
   if (tile < Math.max(Hp, Wp)) {
     return upscaleTiled(ctx, rs, model, lrP, { ...opts, samples, schedule: spec, consistency, scale, up, down, clamp, m, tile, out: [lr.height * scale, lr.width * scale] });
