@@ -6,12 +6,12 @@ import { convertCheckpointAsync, loadModel, sniffFormat, webInflateRaw, type SR3
 import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { SAMPLERS, type SamplerKind } from './sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
 
 export { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 export { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 export { SAMPLERS, type SamplerKind } from './sampler.ts';
-export { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+export { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
 export { describeModel, loadModel, type SR3Model } from '../weights-format/index.ts';
 
 /** WebGPU is missing (no navigator.gpu: an old browser, an insecure origin, or WebGPU turned off) or gives no adapter. */
@@ -292,7 +292,7 @@ export async function upscaleImage(ctx: GpuContext, model: SR3Model, img: PixelI
   const t0 = performance.now();
   const { scale, up } = conditionRecipe(model);
   const { color, alpha } = imageToTensors(img, model.config.out_channel);
-  const outs = await upscaleTensor(ctx, model, color, { ...opts, schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS) });
+  const outs = await upscaleTensor(ctx, model, color, { ...opts, schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS, opts.sampler ?? DEFAULT_SAMPLER) });
   const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
   return {
     images: outs.map((o) => tensorsToImage(o, alphaUp, img)),

@@ -6,7 +6,7 @@ import type { SR3Model } from '../weights-format/index.ts';
 import { encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
 import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './resample.ts';
-import { Sampler, type SamplerKind } from './sampler.ts';
+import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
 import { makeSchedule } from './schedule.ts';
 import { UNet } from './unet.ts';
 import { planUNet } from './unet-plan.ts';
@@ -45,10 +45,16 @@ export interface UpscaleOptions {
 }
 
 export const DEFAULT_STEPS = 20;
+export const DEFAULT_SAMPLER: SamplerKind = 'reference';
 
-/** The inference schedule used when only a step count is given: linear betas from 1e-4 whose sum is about 10. */
-export function defaultSchedule(steps: number): string {
+/**
+ * The inference schedule used when only a step count is given (steps = model evaluations). The ancestral samplers
+ * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: log-SNR uniform from
+ * sigma 100 to 0.01 (schedule.ts), as their papers use for pixel-space models.
+ */
+export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SAMPLER): string {
   if (!Number.isInteger(steps) || steps < 2) throw new Error(`--steps must be an integer >= 2, got ${steps}`);
+  if (MULTISTEP[sampler]) return `logsnr:${steps}`;
   const end = Math.min(0.5, 20 / steps);
   return `linear:${steps}:1e-4:${+end.toPrecision(4)}`;
 }
@@ -140,7 +146,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const { scale, up, down, clamp } = conditionRecipe(model);
   const samples = opts.samples ?? 1;
   if (!Number.isInteger(samples) || samples < 1) throw new Error(`samples must be a positive integer, got ${samples}`);
-  const spec = opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS);
+  const spec = opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS, opts.sampler ?? DEFAULT_SAMPLER);
   const schedule = makeSchedule(spec);
   const consistency = opts.consistency ?? true;
 
@@ -167,7 +173,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     batch: samples,
     height: Hp,
     width: Wp,
-    sampler: { kind: opts.sampler ?? 'reference', schedule, eta: opts.eta },
+    sampler: { kind: opts.sampler ?? DEFAULT_SAMPLER, schedule, eta: opts.eta },
     afterStep: consistency
       ? async (smp) => {
           const r = await consistencyDispatches(ctx, rs, smp, { C, Hp, Wp, scale, up, down, samples, n });
@@ -405,7 +411,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     let extra: { bufs: GPUBuffer[] } = { bufs: [] };
     const sampler = await Sampler.build(ctx, model, {
       batch: B, height: th, width: tw,
-      sampler: { kind: o.sampler ?? 'reference', schedule: makeSchedule(o.schedule), eta: o.eta },
+      sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
       historySlots: tiles.length, // a multistep solver's earlier x0 predictions are per tile
       afterStep: o.consistency
         ? async (smp) => {

@@ -4,7 +4,7 @@ import { basename, dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { imageToTensors, tensorsToImage } from '../image.ts';
 import { SAMPLERS } from '../sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, modelMultiple, upscaleTensor } from '../upscale.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, modelMultiple, upscaleTensor } from '../upscale.ts';
 import { openDevice } from './device.ts';
 import { decodeImage, imageSize, readImageBytes, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
@@ -20,9 +20,11 @@ Super-resolves images with an SR3 model (default: the bundled 4x model, models/n
   -o, --out        output PNG (one input, one sample) or a folder (written as <name>_sr<scale>x[_s<k>].png;
                    inputs with one name, a/x.png and b/x.png, get x and x-2)
   --model f        an sr3-wgsl model file or a reference checkpoint (.pth)
-  --steps N        sampling steps (default ${DEFAULT_STEPS}; the schedule is ${defaultSchedule(DEFAULT_STEPS)})
-  --schedule s     kind:steps:start:end, e.g. linear:100:1e-4:0.2 (overrides --steps)
-  --sampler s      ${SAMPLERS.join(' | ')} (default reference)
+  --steps N        model evaluations (default ${DEFAULT_STEPS}; the schedule is ${defaultSchedule(DEFAULT_STEPS)}; the ODE
+                   solvers dpmpp-2m and unipc get logsnr:N)
+  --schedule s     kind:steps:start:end, e.g. linear:100:1e-4:0.2, or logsnr|karras:steps:sigma_min:sigma_max
+                   (overrides --steps)
+  --sampler s      ${SAMPLERS.join(' | ')} (default ${DEFAULT_SAMPLER})
   --eta E          DDIM's eta, 0 (deterministic, the default) to 1 (DDPM-like)
   --seed n         random seed, 0 to 2^53-1 (default 0): the same seed gives the same image
   --samples k      k different samples per image, 1 to 64 (default 1)
