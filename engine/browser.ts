@@ -9,14 +9,14 @@ import type { EngineSwitches } from './options.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { checkEngineOptions } from './kernels.ts';
 import { SAMPLERS } from './sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type UpscaleOptions } from './upscale.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type UpscaleOptions } from './upscale.ts';
 import { createUpscalerCore, toPixelImage, type PixelsIn, type UpscaleCallOptions, type UpscalerCoreOptions, type UpscaleResult, type Upscaler } from './upscaler.ts';
 
 export { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 export { CONV_KERNELS, type ConvKernel, type EngineOptions, type EngineSwitches } from './options.ts';
 export { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 export { SAMPLERS, type SamplerKind } from './sampler.ts';
-export { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+export { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
 export { describeModel, loadModel, type SR3Model } from '../weights-format/index.ts';
 export { createUpscalerCore, toPixelImage, type PixelsIn, type SamplingOptions, type UpscaleCallOptions, type UpscaleResult, type Upscaler, type UpscalerCoreOptions } from './upscaler.ts';
 
@@ -308,7 +308,7 @@ export async function upscaleImage(ctx: GpuContext, model: SR3Model, img: PixelI
   const t0 = performance.now();
   const { scale, up } = conditionRecipe(model);
   const { color, alpha } = imageToTensors(img, model.config.out_channel);
-  const outs = await upscaleTensor(ctx, model, color, { ...opts, schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS) });
+  const outs = await upscaleTensor(ctx, model, color, { ...opts, schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS, opts.sampler ?? DEFAULT_SAMPLER) });
   const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
   return {
     images: outs.map((o) => tensorsToImage(o, alphaUp, img)),
