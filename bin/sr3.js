@@ -9,8 +9,11 @@ import { fileURLToPath } from 'node:url';
 
 const run = fileURLToPath(new URL('./run.js', import.meta.url));
 const showDawn = process.env.SR3_DAWN_LOG === '1' || !!process.env.SR3_DEBUG;
+// `sr3 worker` runs in this process (Dawn's notes then appear once in its log): a supervisor signals and kills the
+// process it started, and a worker left behind by a wrapper killed with SIGKILL would go on taking jobs unseen.
+const inProcess = showDawn || process.argv[2] === 'worker';
 
-if (showDawn) {
+if (inProcess) {
   process.argv.splice(1, 1, run);
   await import('./run.js');
 } else {

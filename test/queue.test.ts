@@ -165,11 +165,13 @@ test('two workers, one SIGKILLed mid-job: every job completes exactly once, vali
   const q = await openQueue({ redis: url, queue: QUEUE });
   let victim: readonly [string, string];
   try {
-    victim = await until('worker A to start a good image', () => started(a).find(([, input]) => !input.endsWith('broken.png')), 120_000, 20);
-    await until(`job ${victim[0]} to report its first step`, async () => {
-      const p = (await q.queue.getJob(victim[0]))?.progress as { done: number } | undefined;
-      return p && p.done >= 1;
-    }, 30_000, 10);
+    // the image A works on now, once it has reported the first of its two steps (A may finish some before)
+    victim = await until('worker A to be half-way through an image', async () => {
+      const now = started(a).filter(([, input]) => !input.endsWith('broken.png')).at(-1);
+      if (!now) return undefined;
+      const p = (await q.queue.getJob(now[0]))?.progress as { done: number; total: number } | undefined;
+      return p && p.done === 1 && p.total === 2 ? now : undefined;
+    }, 180_000, 10);
   } finally {
     await q.close();
   }
@@ -184,7 +186,8 @@ test('two workers, one SIGKILLed mid-job: every job completes exactly once, vali
 
   // Every good job completed exactly once over both workers; the killed one by B, after it was found stalled.
   const done = [...finished(a), ...finished(b)].sort();
-  assert.is(done.length, 10, `completions: ${done.join(', ')}`);
+  const logs = `\nworker A:\n${a.lines.join('\n')}\nworker B:\n${b.lines.join('\n')}`;
+  assert.is(done.length, 10, `completions: ${done.join(', ')}${logs}`);
   assert.is(new Set(done).size, 10, `a job completed twice: ${done.join(', ')}`);
   assert.ok(b.lines.some((l) => new RegExp(`job ${victim[0]} \\(.*\\): started by .*stalled 1x`).test(l)), `B did not take over job ${victim[0]}:\n${b.lines.join('\n')}`);
 
