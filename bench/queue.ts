@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { defaultSchedule } from '../engine/upscale.ts';
+import { DEFAULT_SAMPLER, defaultSchedule } from '../engine/upscale.ts';
 import { readImage } from '../engine/node/image-io.ts';
 import { openModel } from '../engine/node/model.ts';
 import { encodePng, writePng, type Image } from '../engine/node/png.ts';
@@ -112,13 +112,13 @@ async function main() {
     writeFileSync(f, encodePng(image(k)));
     return f;
   });
-  const schedule = defaultSchedule(STEPS);
+  const schedule = defaultSchedule(STEPS, DEFAULT_SAMPLER);
 
   // The plain loop: what a worker does per job, without the queue.
   const model = await openModel(values.model ?? DEFAULT_MODEL, { config: values.config, log: () => {} });
   const up = await openJobUpscaler(model);
   const device = up.description;
-  const opts = { schedule, sampler: 'reference' as const, seed: 0, consistency: true };
+  const opts = { schedule, sampler: DEFAULT_SAMPLER, seed: 0, consistency: true };
   await up.upscale(image(999), opts); // compile first
   const loopDir = join(dir, 'loop');
   mkdirSync(loopDir);

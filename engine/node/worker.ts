@@ -7,7 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Job } from './queue-libs.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
-import { DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
+import { DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
 import type { SR3Model } from '../../weights-format/index.ts';
 import { createUpscaler } from './api.ts';
 import { decodeImage, readImage, type Image } from './image-io.ts';
@@ -52,12 +52,12 @@ class InputError extends Error {}
 function jobOptions(d: UpscaleJobData): { schedule: string; sampler: SamplerKind; eta?: number; seed: number; consistency: boolean } {
   const steps = d.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 2 || steps > 10_000) throw new InputError(`steps must be an integer in [2, 10000], got ${d.steps}`);
-  const sampler = (d.sampler ?? 'reference') as SamplerKind;
+  const sampler = (d.sampler ?? DEFAULT_SAMPLER) as SamplerKind;
   if (!SAMPLERS.includes(sampler)) throw new InputError(`sampler must be one of ${SAMPLERS.join(', ')}, got '${d.sampler}'`);
   const seed = d.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0) throw new InputError(`seed must be an integer >= 0, got ${d.seed}`);
   if (d.eta !== undefined && !(d.eta >= 0)) throw new InputError(`eta must be a number >= 0, got ${d.eta}`);
-  return { schedule: d.schedule ?? defaultSchedule(steps), sampler, eta: d.eta, seed, consistency: d.consistency ?? true };
+  return { schedule: d.schedule ?? defaultSchedule(steps, sampler), sampler, eta: d.eta, seed, consistency: d.consistency ?? true };
 }
 
 /**
@@ -169,7 +169,7 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
   if (w > 0) {
     const t0 = performance.now();
     const img: Image = { width: w, height: w, channels: 3, bitDepth: 8, data: new Uint8Array(w * w * 3).fill(128) };
-    await up.upscale(img, { schedule: defaultSchedule(2), sampler: 'reference', seed: 0, consistency: true });
+    await up.upscale(img, { schedule: defaultSchedule(2, DEFAULT_SAMPLER), sampler: DEFAULT_SAMPLER, seed: 0, consistency: true });
     log(`worker ${name}: warmed up on a ${w}x${w} image in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
