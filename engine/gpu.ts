@@ -36,6 +36,11 @@ export interface GpuContextOptions {
   wantFeatures?: Partial<GpuFeatures>;
   powerPreference?: GPUPowerPreference;
   label?: string;
+  /**
+   * Lower these limits below what the adapter offers (WebGPU cannot request less than its defaults, so the context
+   * reports and enforces the lowered values itself): tests cross a limit with a small image this way.
+   */
+  lowerLimits?: { maxStorageBufferBindingSize?: number; maxBufferSize?: number };
 }
 
 export class GpuError extends Error {
@@ -117,6 +122,8 @@ export class GpuContext {
   private modules = new Map<string, GPUShaderModule>();
   private pipelines = new Map<string, GPUComputePipeline>();
   private destroyed = false;
+  /** Buffers made through this context and not yet destroyed (count and bytes): cheap accounting for leak hunts. */
+  private live = { count: 0, bytes: 0 };
 
   private constructor(
     readonly device: GPUDevice,
@@ -125,10 +132,17 @@ export class GpuContext {
     // (std::system_error in InstanceBase::ProcessEvents).
     private readonly gpu: GPU,
     private readonly gpuAdapter: GPUAdapter,
+    lowerLimits: GpuContextOptions['lowerLimits'] = {},
   ) {
     const adapter = gpuAdapter;
     this.adapter = describeAdapter(adapter);
-    this.limits = device.limits;
+    if (Object.keys(lowerLimits).length === 0) this.limits = device.limits;
+    else {
+      const copy: Record<string, number> = {};
+      for (const k in device.limits) copy[k] = (device.limits as unknown as Record<string, number>)[k];
+      for (const [k, v] of Object.entries(lowerLimits)) if (v !== undefined) copy[k] = Math.min(copy[k], v);
+      this.limits = copy as unknown as GPUSupportedLimits;
+    }
     const has = (f: string) => device.features.has(f as GPUFeatureName);
     this.features = {
       shaderF16: has(FEATURE_NAMES.shaderF16),
@@ -167,7 +181,7 @@ export class GpuContext {
       if (typeof v === 'number') requiredLimits[name] = v;
     }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: opts.label ?? 'sr3-wgsl' });
-    return new GpuContext(device, gpu, adapter);
+    return new GpuContext(device, gpu, adapter, opts.lowerLimits);
   }
 
   /** Throw if the device was lost or an error escaped an error scope. */
@@ -230,6 +244,30 @@ export class GpuContext {
     return pipeline;
   }
 
+  /** Every buffer the engine makes comes from here, counted until it is destroyed (see liveBuffers). */
+  private createBuffer(desc: GPUBufferDescriptor): GPUBuffer {
+    const buf = this.device.createBuffer(desc);
+    const live = this.live;
+    live.count++;
+    live.bytes += desc.size;
+    const destroy = buf.destroy.bind(buf);
+    let gone = false;
+    buf.destroy = () => {
+      if (!gone) {
+        gone = true;
+        live.count--;
+        live.bytes -= desc.size;
+      }
+      destroy();
+    };
+    return buf;
+  }
+
+  /** How many buffers made through this context are not destroyed yet, and their bytes. */
+  liveBuffers(): { count: number; bytes: number } {
+    return { ...this.live };
+  }
+
   /** A storage buffer of `bytes` (rounded up to 4), checked against the device's limits. */
   buffer(bytes: number, label = 'buffer', extraUsage = 0): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
@@ -244,7 +282,7 @@ export class GpuContext {
           `${fmtBytes(this.limits.maxStorageBufferBindingSize)}; use a smaller image or batch (or tiling)`,
       );
     }
-    return this.device.createBuffer({
+    return this.createBuffer({
       label,
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | extraUsage,
@@ -266,7 +304,7 @@ export class GpuContext {
   uniform(data: ArrayBuffer | ArrayBufferView, label = 'uniform'): GPUBuffer {
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const size = Math.max(16, Math.ceil(bytes.byteLength / 16) * 16);
-    const buf = this.device.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    const buf = this.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(buf, 0, bytes as Uint8Array<ArrayBuffer>);
     return buf;
   }
@@ -293,13 +331,14 @@ export class GpuContext {
 
   async readBytes(buf: GPUBuffer, bytes = buf.size, offsetBytes = 0): Promise<Uint8Array> {
     const size = Math.ceil(bytes / 4) * 4;
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer(buf, offsetBytes, staging, 0, size);
     this.device.queue.submit([enc.finish()]);
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
+      staging.destroy();
       this.check();
       throw new GpuError(`reading back ${buf.label || 'a buffer'} failed: ${(e as Error).message}`);
     }

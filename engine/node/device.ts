@@ -40,6 +40,24 @@ async function loadDawn(): Promise<typeof import('webgpu')> {
   return dawn;
 }
 
+/**
+ * One Dawn instance per set of toggles, for the life of the process. Each instance holds a Vulkan instance and the
+ * driver's state (lavapipe's: about 2 MiB of native memory that is not returned when the instance is collected), so
+ * opening and destroying devices in one process (a server, the tests) reuses it instead of growing by that much a
+ * device (bench/README.md "Memory").
+ */
+const instances = new Map<string, GPU>();
+async function dawnInstance(flags: string[]): Promise<GPU> {
+  const { create } = await loadDawn();
+  const key = flags.join(';');
+  let gpu = instances.get(key);
+  if (!gpu) {
+    gpu = create(flags);
+    instances.set(key, gpu);
+  }
+  return gpu;
+}
+
 export function dawnFlagsFromEnv(): string[] {
   const env = process.env.SR3_DAWN_FLAGS;
   if (env === undefined) return DEFAULT_DAWN_FLAGS;
@@ -61,8 +79,7 @@ export function dawnFlagsFromEnv(): string[] {
  * stages 64 reduction elements a step instead of 32. See applySwitches.
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
-  const { create } = await loadDawn();
-  const gpu = create(opts.dawnFlags ?? dawnFlagsFromEnv());
+  const gpu = await dawnInstance(opts.dawnFlags ?? dawnFlagsFromEnv());
   const ctx = await GpuContext.create(gpu, opts);
   if (process.env.SR3_GPU_PATHS === '1') {
     // tests only: take a software adapter through the code paths chosen for GPUs (tiled conv with split-K, GroupNorm
