@@ -26,12 +26,13 @@ if (mode === 'cycles') {
     const b = ctx.upload(new Float32Array(1024), 'cycle');
     await ctx.read(b);
     b.destroy();
+    const live = ctx.liveBuffers().count;
     ctx.destroy();
     await new Promise((r) => setTimeout(r, 10));
     if (i === 1 || i % (every ?? 5) === 0) {
       const m = mem();
       rows.push({ cycle: i, rss_mib: m.rss_mib });
-      console.log(JSON.stringify({ kind: 'cycle', cycle: i, ...m }));
+      console.log(JSON.stringify({ kind: 'cycle', cycle: i, ...m, gpu_buffers_at_destroy: live }));
     }
   }
   const [a, z] = [rows[0], rows[rows.length - 1]];
