@@ -11,6 +11,18 @@ const commands: Record<string, Command> = {
     summary: 'PSNR / SSIM / consistency of a model against bicubic on a folder of HR photos',
     run: async () => (await import('./eval.ts')).evalCommand,
   },
+  worker: {
+    summary: 'take upscaling jobs from a Redis queue (BullMQ), one process per GPU (needs the optional bullmq, ioredis)',
+    run: async () => (await import('./worker.ts')).workerCommand,
+  },
+  submit: {
+    summary: 'put upscaling jobs for files or folders on a Redis queue; --wait follows them with one progress bar',
+    run: async () => (await import('./submit.ts')).submitCommand,
+  },
+  queue: {
+    summary: "a Redis queue's jobs waiting, active, done and failed, and its recent failures",
+    run: async () => (await import('./submit.ts')).queueCommand,
+  },
   doctor: {
     summary: 'show the WebGPU adapter, its features and limits',
     run: async () => (await import('./doctor.ts')).doctorCommand,
