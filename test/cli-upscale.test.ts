@@ -52,6 +52,30 @@ test('same seed, same PNG; several samples and inputs go to a folder', async () 
   assert.equal(readdirSync(folder).sort(), ['second_sr4x_s0.png', 'second_sr4x_s1.png', 'seed_sr4x_s0.png', 'seed_sr4x_s1.png']);
 });
 
+test('a folder runs through one upscaler: its PNGs written as single runs write them, then a summary line', async () => {
+  const src = join(dir, 'folder-in');
+  const dst = join(dir, 'folder-out');
+  mkdirSync(src);
+  mkdirSync(dst);
+  writeFileSync(join(src, 'a.png'), encodePng(image(6, 5, 3, 8)));
+  writeFileSync(join(src, 'b.png'), encodePng(image(4, 7, 3, 8)));
+  writeFileSync(join(src, 'notes.txt'), 'not an image: skipped');
+  const r = await runCli(['upscale', src, '-o', dst, '--steps', '2', '--seed', '3', ...model]);
+  assert.is(r.code, 0, r.out);
+  assert.equal(readdirSync(dst).sort(), ['a_sr4x.png', 'b_sr4x.png']);
+  assert.match(r.out, /2 images in [\d.]+ s \([\d.]+ images\/s, one upscaler\)/);
+  for (const name of ['a', 'b']) {
+    const single = join(dir, `single-${name}.png`);
+    assert.is((await runCli(['upscale', join(src, `${name}.png`), '-o', single, '--steps', '2', '--seed', '3', '--quiet', ...model])).code, 0);
+    assert.equal(Array.from((await readPng(join(dst, `${name}_sr4x.png`))).data), Array.from((await readPng(single)).data), name);
+  }
+  const empty = join(dir, 'empty-folder');
+  mkdirSync(empty);
+  const e = await runCli(['upscale', empty, '-o', dst, '--quiet', ...model]);
+  assert.is(e.code, 1);
+  assert.match(e.out, /no \.png, \.jpg or \.jpeg files/);
+});
+
 test('bad inputs and outputs are refused with a clear message and nothing is written', async () => {
   const good = save('good.png', image(4, 4, 3, 8));
   const out = join(dir, 'never.png');

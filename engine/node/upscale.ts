@@ -1,22 +1,46 @@
 // `sr3 upscale`: images in, super-resolved PNGs out, with the bundled model by default.
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
-import { basename, dirname, extname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { imageToTensors, tensorsToImage } from '../image.ts';
+import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { SAMPLERS } from '../sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, modelMultiple, upscaleTensor } from '../upscale.ts';
-import { openDevice } from './device.ts';
+import { conditionRecipe, DEFAULT_STEPS, defaultSchedule, modelMultiple } from '../upscale.ts';
+import { bundledModelPath, createUpscaler } from './api.ts';
 import { decodeImage, imageSize, readImageBytes, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
 import { writePng } from './png.ts';
 import { progress } from './progress.ts';
 import { checkOutputSize, inputLimits, parseUpscaleArgs, planOutputs } from './upscale-args.ts';
 
-export const DEFAULT_MODEL = resolve(dirname(fileURLToPath(import.meta.url)), '../../models/natural4x.safetensors');
+export const DEFAULT_MODEL = bundledModelPath();
 
-const HELP = `usage: sr3 upscale <in.png|jpg> [more...] -o <out.png | dir> [options]
+const IMAGE_EXT = new Set(['.png', '.jpg', '.jpeg']);
 
-Super-resolves images with an SR3 model (default: the bundled 4x model, models/natural4x.safetensors).
+function isDir(p: string): boolean {
+  return existsSync(p) && statSync(p).isDirectory();
+}
+
+/** The input list with each folder replaced by its PNG and JPEG files (not recursive, sorted by name). */
+export function expandInputs(inputs: string[]): string[] {
+  const files: string[] = [];
+  for (const p of inputs) {
+    if (!isDir(p)) {
+      files.push(p);
+      continue;
+    }
+    const inside = readdirSync(p)
+      .filter((f) => IMAGE_EXT.has(extname(f).toLowerCase()))
+      .sort()
+      .map((f) => join(p, f));
+    if (inside.length === 0) throw new Error(`${p}: a folder with no .png, .jpg or .jpeg files`);
+    files.push(...inside);
+  }
+  return files;
+}
+
+const HELP = `usage: sr3 upscale <in.png|jpg | folder> [more...] -o <out.png | dir> [options]
+
+Super-resolves images with an SR3 model (default: the bundled 4x model, models/natural4x.safetensors). A folder
+stands for its PNG and JPEG files; several images run through one upscaler (the model and its GPU pipelines are
+built once) and end with a summary line (images, seconds, images/s).
   -o, --out        output PNG (one input, one sample) or a folder (written as <name>_sr<scale>x[_s<k>].png;
                    inputs with one name, a/x.png and b/x.png, get x and x-2)
   --model f        an sr3-wgsl model file or a reference checkpoint (.pth)
@@ -39,7 +63,8 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const { out, samples, seed, sampler, schedule } = a;
-  const toDir = a.inputs.length > 1 || samples > 1 || (existsSync(out) && statSync(out).isDirectory()) || out.endsWith('/');
+  const files = expandInputs(a.inputs);
+  const toDir = files.length > 1 || a.inputs.some(isDir) || samples > 1 || isDir(out) || out.endsWith('/');
   if (toDir) {
     if (!existsSync(out)) throw new Error(`${out}: no such folder (create it first, or give a .png file name for a single image)`);
     if (!statSync(out).isDirectory()) throw new Error(`${out}: not a folder; several outputs need a folder`);
@@ -55,10 +80,9 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
   const modelFile = a.model ?? DEFAULT_MODEL;
   if (!a.model && !existsSync(modelFile)) throw new Error(`the bundled model ${modelFile} is missing: reinstall, or pass --model`);
   const model = await openModel(modelFile, { config: a.config });
-  const { scale, up, m } = { ...conditionRecipe(model), m: modelMultiple(model) };
+  const { scale, m } = { ...conditionRecipe(model), m: modelMultiple(model) };
   if (a.tile !== undefined && a.tile < m) throw new Error(`--tile ${a.tile} is smaller than this model's multiple of ${m}; give at least ${m}`);
-  const C = model.config.out_channel;
-  const plan = planOutputs(a.inputs, { out, toDir, samples, scale });
+  const plan = planOutputs(files, { out, toDir, samples, scale });
   // the headers only: an input whose output the PNG writer would refuse is refused now, before it is even decoded
   const inputs: { file: string; targets: string[]; bytes: Uint8Array }[] = [];
   for (const job of plan.jobs) {
@@ -69,27 +93,28 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
   }
   for (const n of plan.notes) console.error(n);
 
-  const ctx = await openDevice();
+  // one upscaler for every image: the device, the model's weights and the sampler of each image size are built once
+  const up = await createUpscaler({
+    model, schedule, sampler, eta: a.eta, samples, consistency: a.consistency, tile: a.tile, overlap: a.overlap,
+  });
   try {
     if (!a.quiet) {
-      console.error(`model ${basename(modelFile)} (${scale}x), ${sampler} sampler, schedule ${schedule}, seed ${seed}, on ${ctx.adapter.description}`);
+      console.error(`model ${basename(modelFile)} (${scale}x), ${sampler} sampler, schedule ${schedule}, seed ${seed}, on ${up.device.adapter.description}`);
     }
+    const t0 = performance.now();
     for (const { file, targets, bytes } of inputs) {
       const img = decodeImage(bytes, file, inputLimits(scale));
-      const { color, alpha } = imageToTensors(img, C);
       const bar = progress(`${basename(file)} ${img.width}x${img.height} -> ${img.width * scale}x${img.height * scale}`, 'steps', process.stderr, a.quiet);
-      const t0 = performance.now();
-      const outs = await upscaleTensor(ctx, model, color, {
-        schedule, sampler, eta: a.eta, seed, samples, consistency: a.consistency, tile: a.tile, overlap: a.overlap,
-        onProgress: (d, t) => bar.update(d, t),
-      });
-      const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
-      const secs = (performance.now() - t0) / 1000;
-      for (let k = 0; k < outs.length; k++) await writePng(targets[k], tensorsToImage(outs[k], alphaUp, img) as Image);
-      bar.done(a.quiet ? undefined : `wrote ${targets.join(', ')} (${secs.toFixed(1)} s)`);
+      const r = await up.upscale(img, { seed, onProgress: (d, t) => bar.update(d, t) });
+      for (let k = 0; k < r.images.length; k++) await writePng(targets[k], r.images[k] as Image);
+      bar.done(a.quiet ? undefined : `wrote ${targets.join(', ')} (${r.seconds.toFixed(1)} s)`);
+    }
+    const secs = (performance.now() - t0) / 1000;
+    if (!a.quiet && inputs.length > 1) {
+      console.error(`${inputs.length} images in ${secs.toFixed(1)} s (${(inputs.length / secs).toFixed(2)} images/s, one upscaler)`);
     }
     return 0;
   } finally {
-    ctx.destroy();
+    up.dispose();
   }
 }
