@@ -620,7 +620,7 @@ async function upscaleStaged(
   };
   try {
     if (o.regression) {
-      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true });
+      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true, params: o.cache?.params() });
       try {
         for (let i = 0; i < tiles.length; i++) {
           ctx.write(lrWin, wins[i].data);
@@ -637,6 +637,7 @@ async function upscaleStaged(
     const sampler = await Sampler.build(ctx, model, {
       batch: B, height: th, width: tw,
       sampler: { kind: o.sampler ?? 'reference', schedule: makeSchedule(o.schedule), eta: o.eta },
+      params: o.cache?.params(),
       afterStep: o.consistency
         ? async (smp) => {
             const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: s, up: o.up, down: o.down, samples: B, n: nTile });
