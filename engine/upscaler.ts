@@ -7,7 +7,7 @@ import type { GpuContext } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { SAMPLERS, type SamplerKind } from './sampler.ts';
 import { UpscaleCache } from './upscale-cache.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from './upscale.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from './upscale.ts';
 import type { Seed } from './rng.ts';
 
 /** Sampling settings: given to createUpscaler as defaults, and per image to override them. */
@@ -16,7 +16,7 @@ export interface SamplingOptions {
   steps?: number;
   /** A schedule `kind:steps:start:end` (default: defaultSchedule(steps)). */
   schedule?: string;
-  /** The sampler (default 'reference'). */
+  /** The sampler (default DEFAULT_SAMPLER). */
   sampler?: SamplerKind;
   /** DDIM's eta (default 0). */
   eta?: number;
@@ -31,7 +31,10 @@ export interface SamplingOptions {
 }
 
 export interface UpscalerCoreOptions extends SamplingOptions {
-  /** How many image shapes keep their sampler built (default 2; 0 builds every image's anew). */
+  /**
+   * How many image shapes keep their sampler built (default 1: a folder of one size, or tiles of one size, builds it
+   * once; each kept shape holds its U-Net's activations, hundreds of MiB for a large image). 0 builds every image's anew.
+   */
   cacheShapes?: number;
   /** Destroy the device with the upscaler (default false: the caller's device stays open). */
   ownsDevice?: boolean;
@@ -89,7 +92,7 @@ export function createUpscalerCore(device: GpuContext, model: SR3Model, defaults
   checkSamplingOptions(defaults);
   const C = model.config.out_channel;
   const { scale, up } = conditionRecipe(model);
-  const cache = new UpscaleCache(device, model, defaults.cacheShapes ?? 2);
+  const cache = new UpscaleCache(device, model, defaults.cacheShapes ?? 1);
   let disposed = false;
   // one image at a time: the cached samplers' buffers are reused by the next image
   let queue: Promise<unknown> = Promise.resolve();
@@ -102,7 +105,7 @@ export function createUpscalerCore(device: GpuContext, model: SR3Model, defaults
     if (disposed) throw new Error('this upscaler was disposed; create a new one');
     checkSamplingOptions(opts);
     const o = { ...defaults, ...withoutUndefined(opts) };
-    const schedule = opts.schedule ?? (opts.steps !== undefined ? undefined : defaults.schedule) ?? defaultSchedule(o.steps ?? DEFAULT_STEPS);
+    const schedule = opts.schedule ?? (opts.steps !== undefined ? undefined : defaults.schedule) ?? defaultSchedule(o.steps ?? DEFAULT_STEPS, o.sampler ?? DEFAULT_SAMPLER);
     return {
       schedule, sampler: o.sampler, eta: o.eta, samples: o.samples, consistency: o.consistency, tile: o.tile, overlap: o.overlap,
       seed: opts.seed, signal: opts.signal, onProgress: opts.onProgress, cache,

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import type { Job } from './queue-libs.ts';
 import { imageToTensors, tensorsToImage } from '../image.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor } from '../upscale.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor } from '../upscale.ts';
 import type { GpuContext } from '../gpu.ts';
 import type { SR3Model } from '../../weights-format/index.ts';
 import { openDevice } from './device.ts';
@@ -54,12 +54,12 @@ class InputError extends Error {}
 function jobOptions(d: UpscaleJobData): { schedule: string; sampler: SamplerKind; eta?: number; seed: number; consistency: boolean } {
   const steps = d.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 2 || steps > 10_000) throw new InputError(`steps must be an integer in [2, 10000], got ${d.steps}`);
-  const sampler = (d.sampler ?? 'reference') as SamplerKind;
+  const sampler = (d.sampler ?? DEFAULT_SAMPLER) as SamplerKind;
   if (!SAMPLERS.includes(sampler)) throw new InputError(`sampler must be one of ${SAMPLERS.join(', ')}, got '${d.sampler}'`);
   const seed = d.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0) throw new InputError(`seed must be an integer >= 0, got ${d.seed}`);
   if (d.eta !== undefined && !(d.eta >= 0)) throw new InputError(`eta must be a number >= 0, got ${d.eta}`);
-  return { schedule: d.schedule ?? defaultSchedule(steps), sampler, eta: d.eta, seed, consistency: d.consistency ?? true };
+  return { schedule: d.schedule ?? defaultSchedule(steps, sampler), sampler, eta: d.eta, seed, consistency: d.consistency ?? true };
 }
 
 /**
