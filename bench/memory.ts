@@ -2,11 +2,15 @@
 // many upscales through one device and model. Figures go to bench/README.md ("Memory").
 //
 //   npx tsx bench/memory.ts cycles [N]          open and destroy the device N times (default 55), RSS every 5
-//   npx tsx bench/memory.ts soak [N] [--every K] N upscales (default 200) of a 16x16 image with the golden tiny model,
-//                                                RSS, heap and live GPU buffers every K (default 20)
+//   npx tsx bench/memory.ts soak [N] [--every K] N upscales (default 200) of a 16x16 image with the golden tiny model
+//                                                through one upscaler (createUpscaler: one device, one model), RSS,
+//                                                heap and live GPU buffers every K (default 20); --direct calls
+//                                                upscaleTensor without an upscaler (everything built per image)
+// Run with node --expose-gc --import tsx so that every row is taken after a full garbage collection.
 import { openDevice } from '../engine/node/device.ts';
 import { upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
 import { openModel } from '../engine/node/model.ts';
+import { createUpscaler } from '../engine/node/api.ts';
 
 const MiB = 2 ** 20;
 const [mode = 'soak', nText] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
@@ -41,14 +45,20 @@ if (mode === 'cycles') {
   const n = Number(nText ?? 200);
   const k = every ?? 20;
   const ctx = await openDevice();
-  const model = await openModel('test/fixtures/golden/tiny/model_gen.pth', { config: 'test/fixtures/golden/tiny/config.json', log: () => {} });
+  const G = 'test/fixtures/golden/tiny';
+  const direct = process.argv.includes('--direct');
+  const model = await openModel(`${G}/model_gen.pth`, { config: `${G}/config.json`, log: () => {} });
+  const up = direct ? undefined : await createUpscaler({ model, device: ctx, steps: 2 });
   const lr: Tensor3 = { channels: 3, height: 16, width: 16, data: Float32Array.from({ length: 768 }, (_, i) => Math.sin(i / 7) * 0.5) };
   const t0 = performance.now();
   for (let i = 1; i <= n; i++) {
-    await upscaleTensor(ctx, model, lr, { steps: 2, seed: i });
+    if (up) await up.upscaleTensor(lr, { seed: i });
+    else await upscaleTensor(ctx, model, lr, { steps: 2, seed: i });
     if (i === 1 || i % k === 0) {
-      console.log(JSON.stringify({ kind: 'soak', upscales: i, ...mem(), gpu_buffers: ctx.liveBuffers().count, gpu_mib: +(ctx.liveBuffers().bytes / MiB).toFixed(2), s: +((performance.now() - t0) / 1000).toFixed(1) }));
+      const live = ctx.liveBuffers();
+      console.log(JSON.stringify({ kind: 'soak', via: up ? 'createUpscaler' : 'upscaleTensor', upscales: i, ...mem(), gpu_buffers: live.count, gpu_mib: +(live.bytes / MiB).toFixed(2), s: +((performance.now() - t0) / 1000).toFixed(1) }));
     }
   }
+  up?.dispose();
   ctx.destroy();
 }

@@ -428,6 +428,13 @@ export interface Dispatch {
   label?: string;
   /** a dispatch that must follow this one (a second pass of the same op, e.g. the split-K reduction) */
   next?: Dispatch;
+  /** buffers only this dispatch uses (its uniform): a caller that will not run it again destroys them (releaseDispatches) */
+  owned?: GPUBuffer[];
+}
+
+/** Destroy the buffers that only these dispatches use, once they will not run again (their submits may be pending). */
+export function releaseDispatches(ds: Dispatch[]): void {
+  for (const d of ds) for (let x: Dispatch | undefined = d; x; x = x.next) for (const b of x.owned ?? []) b.destroy();
 }
 
 export function encodeDispatch(pass: GPUComputePassEncoder, d: Dispatch): void {

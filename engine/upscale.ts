@@ -3,7 +3,7 @@
 // frequencies (consistency). Images of any size are padded to what the U-Net needs and cropped back.
 // Browser-safe core: tensors in, tensors out; files and PNG live at the Node edge.
 import type { SR3Model } from '../weights-format/index.ts';
-import { encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
+import { encodeDispatch, releaseDispatches, type Dispatch, type GpuContext } from './gpu.ts';
 import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './resample.ts';
 import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
@@ -221,13 +221,19 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const { sampler, lrBuf, extra } = st;
   for (let s = 0; s < samples; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
   const cond = sampler.buffers.cond;
+  // this image's own dispatches (not the sampler's, which a cache keeps): their uniforms are released at the end
+  const once: Dispatch[] = [];
+  const now = (d: Dispatch[]) => {
+    once.push(...d);
+    ctx.run(d);
+  };
   try {
     // condition = bicubic upscale of the LR image (clamped as the model was trained)
-    ctx.run([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
+    now([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
     if (consistency) {
       // udc = U(D(cond)), once
       const [lrTmp, udc] = [extra[1], extra[3]];
-      ctx.run([
+      now([
         rs.downscale({ input: cond, output: lrTmp, batch: samples, channels: C, inH: Hp, inW: Wp, factor: scale, kernel: down, label: 'upscale.udc.down' }),
         rs.upscale({ input: lrTmp, output: udc, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, label: 'upscale.udc.up' }),
       ]);
@@ -242,6 +248,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     }
     return out;
   } finally {
+    releaseDispatches(once);
     release();
   }
 }
@@ -269,7 +276,9 @@ async function regress(
   const lrBuf = ctx.upload(lrP.data, 'regress.lr');
   try {
     // y and the noise level are zero-initialised buffers
-    ctx.run([rs.upscale({ input: lrBuf, output: net.cond!, batch: 1, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp })]);
+    const condition = rs.upscale({ input: lrBuf, output: net.cond!, batch: 1, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp });
+    ctx.run([condition]);
+    releaseDispatches([condition]);
     net.run();
     const y = await ctx.read(net.output, C * Hp * Wp * 4);
     const img = crop({ channels: C, height: Hp, width: Wp, data: y }, o.out[0], o.out[1]);
@@ -319,7 +328,9 @@ export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number
   const n = t.channels * t.height * factor * t.width * factor;
   const out = ctx.buffer(n * 4, 'bicubic.out');
   try {
-    ctx.run([rs.upscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel, clamp })]);
+    const d = rs.upscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel, clamp });
+    ctx.run([d]);
+    releaseDispatches([d]);
     return { channels: t.channels, height: t.height * factor, width: t.width * factor, data: await ctx.read(out, n * 4) };
   } finally {
     inp.destroy();
@@ -422,7 +433,16 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     ctx.pipeline(TILE_ACCUMULATE_WGSL, { label: 'tile.accumulate' }),
     ctx.pipeline(TILE_NORMALIZE_WGSL, { label: 'tile.normalize' }),
   ]);
-  const u = (oy: number, ox: number) => ctx.uniform(new Uint32Array([B, C, Hc, Wc, th, tw, oy, ox, ov, 0, 0, 0]), 'tile.u');
+  const u = (oy: number, ox: number) => {
+    const b = ctx.uniform(new Uint32Array([B, C, Hc, Wc, th, tw, oy, ox, ov, 0, 0, 0]), 'tile.u');
+    own.push(b);
+    return b;
+  };
+  const once: Dispatch[] = [];
+  const mine = (d: Dispatch) => {
+    once.push(d);
+    return d;
+  };
   const nTile = B * C * th * tw;
   const gatherTo = (src: GPUBuffer, dst: GPUBuffer, oy: number, ox: number): Dispatch => ({
     pipeline: gather, bindGroup: ctx.bind(gather, [src, dst, u(oy, ox)]), workgroups: rngWorkgroups(nTile), label: 'tile.gather',
@@ -448,7 +468,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     return Array.from({ length: B }, (_, s) => crop({ channels: C, height: Hc, width: Wc, data: y.slice(s * per, (s + 1) * per) }, o.out[0], o.out[1]));
   };
   try {
-    ctx.run([rs.upscale({ input: lrBuf, output: condC, batch: B, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp, label: 'tiles.condition' })]);
+    ctx.run([mine(rs.upscale({ input: lrBuf, output: condC, batch: B, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp, label: 'tiles.condition' }))]);
     if (regression) {
       const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true, params: o.cache?.params() });
       try {
@@ -494,8 +514,8 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
         if (o.consistency) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
-            rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' }),
-            rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' }),
+            mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' })),
+            mine(rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' })),
           );
         }
         return [...d, ...sampler.bodyForTile(i), accumulateFrom(y, oy, ox)];
@@ -522,6 +542,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     }
   } finally {
     for (const b of own) b.destroy();
+    releaseDispatches(once);
   }
 }
 
@@ -581,6 +602,11 @@ async function upscaleStaged(
   const condWin = buf(B * C * maxWin * s * s * 4, 'staged.cond');
   const gather = await ctx.pipeline(TILE_GATHER_WGSL, { label: 'tile.gather' });
   const uniforms: GPUBuffer[] = [];
+  const once: Dispatch[] = [];
+  const mine = (d: Dispatch) => {
+    once.push(d);
+    return d;
+  };
   /** The dispatches that make tile i's condition in `target` (a tile-sized buffer) from its LR window in lrWin. */
   const condFor = (i: number, target: GPUBuffer): Dispatch[] => {
     const w = wins[i];
@@ -588,7 +614,7 @@ async function upscaleStaged(
     const u = ctx.uniform(new Uint32Array([B, C, w.h * s, w.w * s, th, tw, oy - w.r0 * s, ox - w.c0 * s, ov, 0, 0, 0]), 'staged.u');
     uniforms.push(u);
     return [
-      rs.upscale({ input: lrWin, output: condWin, batch: B, channels: C, inH: w.h, inW: w.w, factor: s, kernel: o.up, clamp: o.clamp, label: 'staged.condition' }),
+      mine(rs.upscale({ input: lrWin, output: condWin, batch: B, channels: C, inH: w.h, inW: w.w, factor: s, kernel: o.up, clamp: o.clamp, label: 'staged.condition' })),
       { pipeline: gather, bindGroup: ctx.bind(gather, [condWin, target, u]), workgroups: rngWorkgroups(nTile), label: 'staged.cond.gather' },
     ];
   };
@@ -663,8 +689,8 @@ async function upscaleStaged(
         if (o.consistency) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
-            rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: s, kernel: o.down, label: 'tiles.udc.down' }),
-            rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / s, inW: tw / s, factor: s, kernel: o.up, label: 'tiles.udc.up' }),
+            mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: s, kernel: o.down, label: 'tiles.udc.down' })),
+            mine(rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / s, inW: tw / s, factor: s, kernel: o.up, label: 'tiles.udc.up' })),
           );
         }
         return [...d, ...sampler.bodyForTile(i)];
@@ -703,5 +729,6 @@ async function upscaleStaged(
   } finally {
     for (const b of own) b.destroy();
     for (const u of uniforms) u.destroy();
+    releaseDispatches(once);
   }
 }
