@@ -334,7 +334,7 @@ main(process.argv.slice(2)).then(
 
 /** The Dawn toggles/features SR3_DAWN_FLAGS adds to the defaults (comma-separated), or undefined when none. */
 function dawnExtra(): string | undefined {
-  const items = (flags: string[]) => flags.flatMap((f) => f.split('=')[1]?.split(',') ?? [f]);
+  const items = (flags: readonly string[]) => flags.flatMap((f) => f.split('=')[1]?.split(',') ?? [f]);
   const base = new Set(items(DEFAULT_DAWN_FLAGS));
   const extra = items(dawnFlagsFromEnv()).filter((t) => !base.has(t));
   return extra.length ? extra.join(',') : undefined;

@@ -12,7 +12,7 @@ export const SAMPLERS = ['reference', 'paper', 'ddim', 'dpmpp-2m', 'unipc', 'uni
 export type SamplerKind = (typeof SAMPLERS)[number];
 
 /** The multistep solvers: they keep the x0 predictions of earlier steps on the GPU (DPM-Solver++ one, UniPC two). */
-export const MULTISTEP: Partial<Record<SamplerKind, number>> = { 'dpmpp-2m': 1, unipc: 2, 'unipc-bh1': 2 };
+export const MULTISTEP: Readonly<Partial<Record<SamplerKind, number>>> = { 'dpmpp-2m': 1, unipc: 2, 'unipc-bh1': 2 };
 
 export interface SamplerSpec {
   kind: SamplerKind;

@@ -11,22 +11,21 @@ import { CONV_KERNELS, type ConvKernel, type EngineSwitches } from '../options.t
  * `vulkan_enable_f16_on_nvidia` exposes shader-f16 on NVIDIA; every path that uses them is feature-detected.
  * Override with SR3_DAWN_FLAGS (comma-separated `name=value` entries, or `none`).
  */
-export const DEFAULT_DAWN_FLAGS = ['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia'];
+export const DEFAULT_DAWN_FLAGS: readonly string[] = Object.freeze(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
 
 export interface NodeDeviceOptions extends GpuContextOptions {
   dawnFlags?: string[];
 }
 
-let dawn: typeof import('webgpu') | null = null;
-
+/** Dawn's module, loaded on first use (Node caches the import itself; setting the globals again is harmless). */
 async function loadDawn(): Promise<typeof import('webgpu')> {
-  if (dawn) return dawn;
   // Vulkan's loader warns on every start when XDG_RUNTIME_DIR is unset; give it a private folder.
   if (!process.env.XDG_RUNTIME_DIR) {
     const dir = join(tmpdir(), `sr3-xdg-${process.getuid?.() ?? 'user'}`);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     process.env.XDG_RUNTIME_DIR = dir;
   }
+  let dawn: typeof import('webgpu');
   try {
     dawn = await import('webgpu');
   } catch (e) {
@@ -58,7 +57,7 @@ async function dawnInstance(flags: string[]): Promise<GPU> {
 
 export function dawnFlagsFromEnv(): string[] {
   const env = process.env.SR3_DAWN_FLAGS;
-  if (env === undefined) return DEFAULT_DAWN_FLAGS;
+  if (env === undefined) return [...DEFAULT_DAWN_FLAGS];
   if (env.trim() === '' || env.trim() === 'none') return [];
   return env.split(';').map((s) => s.trim()).filter(Boolean);
 }
