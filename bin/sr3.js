@@ -1,12 +1,60 @@
 #!/usr/bin/env node
-// `sr3` command: runs the TypeScript CLI through tsx (installed by `npm ci`).
-let register;
-try {
-  ({ register } = await import('tsx/esm/api'));
-} catch {
-  console.error('error: tsx is not installed; run `npm ci` in the sr3-wgsl folder first');
-  process.exit(1);
+// `sr3` command. Dawn's native code prints notes about adapter limits straight to stderr when an adapter is opened
+// ("Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced ..."); they mean nothing to a user and
+// JavaScript cannot silence a native write, so the command runs in a child process (bin/run.js) whose stderr is
+// passed through with those lines taken out. SR3_DAWN_LOG=1 (or SR3_DEBUG=1) shows them; the command then runs in
+// this process.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const run = fileURLToPath(new URL('./run.js', import.meta.url));
+const showDawn = process.env.SR3_DAWN_LOG === '1' || !!process.env.SR3_DEBUG;
+
+if (showDawn) {
+  process.argv.splice(1, 1, run);
+  await import('./run.js');
+} else {
+  // Dawn's notes: one line each, written in one piece by fprintf.
+  const DAWN_NOTE = /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced .*\n/;
+  const PREFIX = 'Warning: maxDynamic';
+  const child = spawn(process.execPath, [...process.execArgv, run, ...process.argv.slice(2)], {
+    stdio: ['inherit', 'inherit', 'pipe'],
+    // the progress bar redraws in place when the real stderr is a terminal
+    env: { ...process.env, SR3_STDERR_TTY: process.stderr.isTTY ? '1' : '0' },
+  });
+  let held = '';
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk) => {
+    let s = held + chunk;
+    held = '';
+    let out = '';
+    while (s.length > 0) {
+      const m = DAWN_NOTE.exec(s);
+      if (m) {
+        s = s.slice(m[0].length);
+        continue;
+      }
+      const nl = s.indexOf('\n');
+      if (nl < 0) {
+        // a partial line: hold it only while it could still become a Dawn note
+        if (PREFIX.startsWith(s) || (s.startsWith(PREFIX) && !s.includes('\n'))) held = s;
+        else out += s;
+        break;
+      }
+      out += s.slice(0, nl + 1);
+      s = s.slice(nl + 1);
+    }
+    if (out) process.stderr.write(out);
+  });
+  child.stderr.on('end', () => {
+    if (held) process.stderr.write(held);
+  });
+  // Ctrl-C reaches the child too (same process group); wait for it to finish and report its status
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
+  child.on('close', (code, signal) => {
+    if (signal) {
+      process.removeAllListeners(signal);
+      process.kill(process.pid, signal);
+    } else process.exitCode = code ?? 1;
+  });
 }
-register();
-const { main } = await import('../engine/node/cli.ts');
-process.exitCode = await main(process.argv.slice(2));

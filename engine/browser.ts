@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 // The browser-facing public API: a device in (navigator.gpu), a model (from a URL, a File/Blob or an ArrayBuffer), an
 // upscale call with progress and cancellation (AbortSignal), an image out (PixelImage / ImageData). Images come from
 // createImageBitmap and a canvas instead of pngjs; everything after that is the shared core, as in Node
@@ -7,12 +8,14 @@ import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { SAMPLERS, type SamplerKind } from './sampler.ts';
 import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+import { createUpscalerCore, toPixelImage, type PixelsIn, type UpscaleCallOptions, type UpscalerCoreOptions, type UpscaleResult, type Upscaler } from './upscaler.ts';
 
 export { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 export { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 export { SAMPLERS, type SamplerKind } from './sampler.ts';
 export { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
 export { describeModel, loadModel, type SR3Model } from '../weights-format/index.ts';
+export { createUpscalerCore, toPixelImage, type PixelsIn, type SamplingOptions, type UpscaleCallOptions, type UpscaleResult, type Upscaler, type UpscalerCoreOptions } from './upscaler.ts';
 
 /** WebGPU is missing (no navigator.gpu: an old browser, an insecure origin, or WebGPU turned off) or gives no adapter. */
 export class WebGpuUnavailableError extends Error {
@@ -326,4 +329,63 @@ export async function encodePng(img: PixelImage): Promise<Blob> {
 /** Tensor helpers for tests and callers working below images. */
 export function tensorFromPixels(img: PixelImage, channels: number): Tensor3 {
   return imageToTensors(img, channels).color;
+}
+
+export interface BrowserUpscalerOptions extends UpscalerCoreOptions {
+  /** The model: a URL (fetched), a File/Blob, bytes, or an SR3Model already loaded. */
+  model: ModelSource | SR3Model;
+  /** An open GpuContext (kept open by dispose()), or the WebGPU entry point (default navigator.gpu; closed by dispose()). */
+  device?: GpuContext | GPU;
+  /** Refuse inputs over this many pixels (default DEFAULT_MAX_INPUT_PIXELS); Infinity turns the check off. */
+  maxPixels?: number;
+  /** Model download progress and cancellation. */
+  load?: LoadModelOptions;
+}
+
+export interface BrowserUpscaler extends Omit<Upscaler, 'upscale'> {
+  /** Upscale pixels ({ width, height, channels, data }, or ImageData) or anything createImageBitmap takes. */
+  upscale(input: PixelsIn | ImageData | ImageSource, opts?: UpscaleCallOptions): Promise<UpscaleResult & { toImageData(index?: number): ImageData }>;
+}
+
+function isSR3Model(m: unknown): m is SR3Model {
+  return !!m && typeof m === 'object' && 'config' in m && typeof (m as SR3Model).param === 'function';
+}
+
+/**
+ * An upscaler for a page, built once and reused: the device opened (or given), the model loaded and its weights
+ * uploaded once, each image size's sampler kept for the next image.
+ *
+ *   const up = await createUpscaler({ model: '/models/natural4x.safetensors', steps: 20 });
+ *   const out = await up.upscale(fileInput.files[0], { seed: 1, onProgress, signal });
+ *   canvas.getContext('2d').putImageData(out.toImageData(), 0, 0);
+ *   up.dispose();
+ */
+export async function createUpscaler(opts: BrowserUpscalerOptions): Promise<BrowserUpscaler> {
+  const model = isSR3Model(opts.model) ? opts.model : await loadModelFrom(opts.model, opts.load);
+  const given = opts.device instanceof GpuContext;
+  const device = given ? (opts.device as GpuContext) : await openBrowserDevice(opts.device as GPU | undefined);
+  let core: Upscaler;
+  try {
+    core = createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });
+  } catch (e) {
+    if (!given) device.destroy();
+    throw e;
+  }
+  return {
+    model: core.model,
+    device: core.device,
+    scale: core.scale,
+    upscaleTensor: core.upscaleTensor,
+    dispose: core.dispose,
+    upscale: async (input, o = {}) => {
+      let px: PixelsIn;
+      if (typeof ImageData !== 'undefined' && input instanceof ImageData) px = imageDataToPixelImage(input);
+      else if (input && typeof input === 'object' && 'data' in input && 'channels' in input) px = input as PixelsIn;
+      else px = await decodeImage(input as ImageSource);
+      const img = toPixelImage(px);
+      checkImageSize(device, model, img.width, img.height, { maxPixels: opts.maxPixels, samples: o.samples ?? opts.samples });
+      const r = await core.upscale(img, o);
+      return { ...r, toImageData: (i = 0) => toImageData(r.images[i]) };
+    },
+  };
 }

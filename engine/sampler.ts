@@ -5,7 +5,7 @@ import type { SR3Model } from '../weights-format/index.ts';
 import { ceilDiv, encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
 import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
 import type { ScheduleTables } from './schedule.ts';
-import { UNet, type UNetWeights } from './unet.ts';
+import { UNet, type UNetParams, type UNetWeights } from './unet.ts';
 import { COUNTER_STEP_WGSL, STEP_BEGIN_WGSL, STEP_UPDATE_WGSL } from '../shaders/diffusion.ts';
 
 export const SAMPLERS = ['reference', 'paper', 'ddim'] as const;
@@ -82,6 +82,8 @@ export interface SamplerBuildOptions {
    * fills are reseeded with the run's seed.
    */
   afterStep?: (s: Sampler) => Promise<{ dispatches: Dispatch[]; fills?: Fill[] }>;
+  /** The model's parameters already on the device (uploadUNetParams), shared instead of uploaded again. */
+  params?: UNetParams;
 }
 
 export interface RunOptions {
@@ -122,7 +124,7 @@ export class Sampler {
   }
 
   static async build(ctx: GpuContext, model: UNetWeights | SR3Model, opts: SamplerBuildOptions): Promise<Sampler> {
-    const net = await UNet.build(ctx, model, { batch: opts.batch, height: opts.height, width: opts.width, splitInput: true });
+    const net = await UNet.build(ctx, model, { batch: opts.batch, height: opts.height, width: opts.width, splitInput: true, params: opts.params });
     const T = opts.sampler.schedule.betas.length;
     if (T < 1) throw new Error('the sampling schedule has no steps');
     const n = opts.batch * net.config.out_channel * opts.height * opts.width;

@@ -43,6 +43,8 @@ export interface UNetBuildOptions {
    * split over several buffers at layer boundaries, so a model larger than one binding still runs (tests set less).
    */
   maxParamBindingBytes?: number;
+  /** The model's parameters already on the device (uploadUNetParams), shared instead of uploaded again; not destroyed with this U-Net. */
+  params?: UNetParams;
 }
 
 /** A slice [start, end) of the flat parameter array in its own buffer (offsets inside it are off - start). */
@@ -132,9 +134,38 @@ export function chunkParams(plan: UNetPlan, maxFloats: number): [number, number]
   return chunks;
 }
 
-export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float32Array, label: string, opts: ParamBindingOptions = {}): PlanBuffers {
-  const { B } = plan;
-  const inner = plan.mlp.inner;
+/**
+ * A model's parameters on the device, uploaded once and shared by every U-Net built with them (UNetBuildOptions.params):
+ * the flat layout and its split into bindings depend on the model's config only, not on the batch or image size, so an
+ * upscaler that meets several image sizes uploads its weights once.
+ */
+export interface UNetParams {
+  readonly config: UNetConfig;
+  readonly whole: GPUBuffer | null;
+  readonly chunks: ParamChunk[];
+  readonly bytes: number;
+  destroy(): void;
+}
+
+/** Upload a model's parameters once (see UNetParams); `maxBindingBytes` as in UNetBuildOptions.maxParamBindingBytes. */
+export function uploadUNetParams(ctx: GpuContext, weights: UNetWeights, opts: { maxBindingBytes?: number; label?: string } = {}): UNetParams {
+  // the smallest input the model takes: its parameter layout is the same at every size
+  const f = 2 ** (weights.config.channel_mults.length - 1);
+  const plan = planUNet(weights.config, 1, f, f, true);
+  const flat = packParams(plan, (n) => weights.param(n));
+  const { whole, chunks } = uploadParams(ctx, plan, flat, opts.label ?? 'unet', { split: true, maxBindingBytes: opts.maxBindingBytes });
+  return {
+    config: weights.config,
+    whole,
+    chunks,
+    bytes: flat.byteLength,
+    destroy: () => {
+      for (const c of chunks) c.buf.destroy();
+    },
+  };
+}
+
+function uploadParams(ctx: GpuContext, plan: UNetPlan, params: Float32Array, label: string, opts: ParamBindingOptions): { whole: GPUBuffer | null; chunks: ParamChunk[] } {
   const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, ctx.limits.maxStorageBufferBindingSize);
   let whole: GPUBuffer | null = null;
   let chunks: ParamChunk[];
@@ -154,6 +185,14 @@ export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float3
         'train on a GPU adapter (they allow 2 GiB and more), or a smaller model',
     );
   }
+  return { whole, chunks };
+}
+
+/** `shared`: parameters already uploaded (uploadUNetParams); the returned buffers then do not include them. */
+export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float32Array | UNetParams, label: string, opts: ParamBindingOptions = {}): PlanBuffers {
+  const { B } = plan;
+  const inner = plan.mlp.inner;
+  const { whole, chunks } = params instanceof Float32Array ? uploadParams(ctx, plan, params, label, opts) : params;
   return {
     params: whole,
     chunks,
@@ -283,11 +322,14 @@ export class UNet {
   static async build(ctx: GpuContext, weights: UNetWeights, opts: UNetBuildOptions): Promise<UNet> {
     const { batch: B, height: H, width: W } = opts;
     const plan = planUNet(weights.config, B, H, W, !!opts.splitInput);
-    const flat = packParams(plan, (n) => weights.param(n));
-    const pb = allocPlanBuffers(ctx, plan, flat, opts.label ?? 'unet', { split: true, maxBindingBytes: opts.maxParamBindingBytes });
+    if (opts.params && opts.params.config !== weights.config) throw new Error('UNet.build: the shared parameters were uploaded for another model');
+    const params = opts.params ?? packParams(plan, (n) => weights.param(n));
+    const pb = allocPlanBuffers(ctx, plan, params, opts.label ?? 'unet', { split: true, maxBindingBytes: opts.maxParamBindingBytes });
     const net = new UNet(ctx, weights.config, B, H, W, plan, pb);
-    net.owned.push(...planBufferList(pb));
-    net.memory.params = flat.byteLength;
+    // shared parameters belong to whoever uploaded them
+    const own = planBufferList(pb);
+    net.owned.push(...(opts.params ? own.filter((b) => !pb.chunks.some((c) => c.buf === b)) : own));
+    net.memory.params = params instanceof Float32Array ? params.byteLength : params.bytes;
     net.paramChunks = pb.chunks.map(({ start, end }) => ({ start, end }));
     await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? NORM_FUSION.materialize ?? ctx.adapter.isSoftware);
     return net;

@@ -12,6 +12,7 @@ import { UNet } from './unet.ts';
 import { planUNet } from './unet-plan.ts';
 import { TILE_ACCUMULATE_WGSL, TILE_GATHER_WGSL, TILE_NORMALIZE_WGSL } from '../shaders/tiles.ts';
 import { CONSISTENCY_WGSL } from '../shaders/diffusion.ts';
+import { acquire, type UpscaleCache } from './upscale-cache.ts';
 
 /** A float image, channels-first, values in [-1, 1]. */
 export interface Tensor3 {
@@ -42,6 +43,11 @@ export interface UpscaleOptions {
   tile?: number;
   /** Overlap between neighbouring tiles in output pixels (default a quarter of the tile). */
   overlap?: number;
+  /**
+   * Keep the model's parameters and the built samplers on the device for the next image (an upscaler's cache,
+   * engine/upscaler.ts); without one, everything built is destroyed before this call returns.
+   */
+  cache?: UpscaleCache;
 }
 
 export const DEFAULT_STEPS = 20;
@@ -100,11 +106,36 @@ export function crop(img: Tensor3, h: number, w: number): Tensor3 {
   return { channels: img.channels, height: h, width: w, data: out };
 }
 
+/** What the HR size must be a multiple of: the U-Net's downsampling factor and the scale (for the projection). */
+export function modelMultiple(model: SR3Model): number {
+  return lcm(2 ** (model.config.channel_mults.length - 1), conditionRecipe(model).scale);
+}
+
 /**
  * Upscale one low-resolution image (channels = the model's output channels, values in [-1, 1]).
- * Returns `samples` high-resolution images, scale x the input size.
+ * Returns `samples` high-resolution images, scale x the input size. A result holding NaN or infinity (a model or
+ * setting that diverges) is an error, never an image.
  */
 export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts: UpscaleOptions = {}): Promise<Tensor3[]> {
+  if (opts.eta !== undefined && !(Number.isFinite(opts.eta) && opts.eta >= 0 && opts.eta <= 1)) {
+    throw new Error(`eta must be a number from 0 (deterministic) to 1 (DDPM-like), got ${opts.eta}`);
+  }
+  const out = await sampleTensor(ctx, model, lr, opts);
+  for (let s = 0; s < out.length; s++) {
+    const d = out[s].data;
+    let bad = 0;
+    for (let i = 0; i < d.length; i++) if (!Number.isFinite(d[i])) bad++;
+    if (bad) {
+      throw new Error(
+        `the sampled image${out.length > 1 ? ` (sample ${s})` : ''} holds ${bad} non-finite values of ${d.length}: the sampling diverged ` +
+          `(check the model, eta and the schedule)`,
+      );
+    }
+  }
+  return out;
+}
+
+async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts: UpscaleOptions): Promise<Tensor3[]> {
   const cfg = model.config;
   const C = cfg.out_channel;
   if (lr.channels !== C) throw new Error(`this model makes ${C}-channel images; the input has ${lr.channels} channels`);
@@ -127,30 +158,52 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
   UNet.checkShape(cfg, samples, Hp, Wp);
 
   const rs = await Resampler.create(ctx);
-  const m = lcm(2 ** (cfg.channel_mults.length - 1), scale);
+  const m = modelMultiple(model);
   const tile = opts.tile ?? tileFor(ctx, model, samples, Hp, Wp, m);
   if (tile < Math.max(Hp, Wp)) {
     return upscaleTiled(ctx, rs, model, lrP, { ...opts, samples, schedule: spec, consistency, scale, up, down, clamp, m, tile, out: [lr.height * scale, lr.width * scale] });
   }
-  if (modelObjective(model) === 'regression') return regress(ctx, rs, model, lrP, { scale, up, clamp, samples, out: [lr.height * scale, lr.width * scale] });
+  if (modelObjective(model) === 'regression') return regress(ctx, rs, model, lrP, { scale, up, clamp, samples, out: [lr.height * scale, lr.width * scale], cache: opts.cache });
   const n = samples * C * Hp * Wp;
-  const lrBuf = ctx.buffer(samples * C * hlr * wlr * 4, 'upscale.lr');
-  for (let s = 0; s < samples; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
-
-  let extra: { bufs: GPUBuffer[] } = { bufs: [] };
-  const sampler = await Sampler.build(ctx, model, {
-    batch: samples,
-    height: Hp,
-    width: Wp,
-    sampler: { kind: opts.sampler ?? 'reference', schedule, eta: opts.eta },
-    afterStep: consistency
-      ? async (smp) => {
-          const r = await consistencyDispatches(ctx, rs, smp, { C, Hp, Wp, scale, up, down, samples, n });
-          extra = r;
-          return r;
-        }
-      : undefined,
+  // The sampler, its input buffer and the projection's buffers depend on the shape and the sampling settings only:
+  // an upscaler's cache keeps them for the next image of the same size.
+  const key = `full:${samples}:${Hp}x${Wp}:${opts.sampler ?? 'reference'}:${spec}:${opts.eta ?? 0}:${consistency}`;
+  const { value: st, release } = await acquire(opts.cache, key, async () => {
+    const lrBuf = ctx.buffer(samples * C * hlr * wlr * 4, 'upscale.lr');
+    let extra: GPUBuffer[] = [];
+    try {
+      const sampler = await Sampler.build(ctx, model, {
+        batch: samples,
+        height: Hp,
+        width: Wp,
+        sampler: { kind: opts.sampler ?? 'reference', schedule, eta: opts.eta },
+        params: opts.cache?.params(),
+        afterStep: consistency
+          ? async (smp) => {
+              const r = await consistencyDispatches(ctx, rs, smp, { C, Hp, Wp, scale, up, down, samples, n });
+              extra = r.bufs;
+              return r;
+            }
+          : undefined,
+      });
+      return {
+        sampler,
+        lrBuf,
+        extra,
+        destroy: () => {
+          sampler.destroy();
+          lrBuf.destroy();
+          for (const b of extra) b.destroy();
+        },
+      };
+    } catch (e) {
+      lrBuf.destroy();
+      for (const b of extra) b.destroy();
+      throw e;
+    }
   });
+  const { sampler, lrBuf, extra } = st;
+  for (let s = 0; s < samples; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
   const cond = sampler.buffers.cond;
   const residual = modelTarget(model) === 'residual';
   try {
@@ -158,7 +211,7 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
     ctx.run([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
     if (consistency && !residual) {
       // udc = U(D(cond)), once (with the residual target it stays zero: the residual has no low frequencies)
-      const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
+      const [lrTmp, udc] = [extra[1], extra[3]];
       ctx.run([
         rs.downscale({ input: cond, output: lrTmp, batch: samples, channels: C, inH: Hp, inW: Wp, factor: scale, kernel: down, label: 'upscale.udc.down' }),
         rs.upscale({ input: lrTmp, output: udc, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, label: 'upscale.udc.up' }),
@@ -175,9 +228,7 @@ export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor
     }
     return out;
   } finally {
-    sampler.destroy();
-    lrBuf.destroy();
-    for (const b of extra.bufs) b.destroy();
+    release();
   }
 }
 
@@ -221,11 +272,11 @@ async function regress(
   rs: Resampler,
   model: SR3Model,
   lrP: Tensor3,
-  o: { scale: number; up: CubicKernel; clamp: boolean; samples: number; out: [number, number] },
+  o: { scale: number; up: CubicKernel; clamp: boolean; samples: number; out: [number, number]; cache?: UpscaleCache },
 ): Promise<Tensor3[]> {
   const C = lrP.channels;
   const [Hp, Wp] = [lrP.height * o.scale, lrP.width * o.scale];
-  const net = await UNet.build(ctx, model, { batch: 1, height: Hp, width: Wp, splitInput: true });
+  const net = await UNet.build(ctx, model, { batch: 1, height: Hp, width: Wp, splitInput: true, params: o.cache?.params() });
   const lrBuf = ctx.upload(lrP.data, 'regress.lr');
   try {
     // y and the noise level are zero-initialised buffers
@@ -397,7 +448,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
   try {
     ctx.run([rs.upscale({ input: lrBuf, output: condC, batch: B, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp, label: 'tiles.condition' })]);
     if (regression) {
-      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true });
+      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true, params: o.cache?.params() });
       try {
         submit([], true);
         for (const [oy, ox] of tiles) submit([gatherTo(condC, net.cond!, oy, ox), ...net.dispatches, accumulateFrom(net.output, oy, ox)]);
@@ -407,18 +458,30 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
         net.destroy();
       }
     }
-    let extra: { bufs: GPUBuffer[] } = { bufs: [] };
-    const sampler = await Sampler.build(ctx, model, {
-      batch: B, height: th, width: tw,
-      sampler: { kind: o.sampler ?? 'reference', schedule: makeSchedule(o.schedule), eta: o.eta },
-      afterStep: o.consistency
-        ? async (smp) => {
-            const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: o.scale, up: o.up, down: o.down, samples: B, n: nTile });
-            extra = r;
-            return r;
-          }
-        : undefined,
+    // the tile's sampler and projection buffers, kept by an upscaler's cache like the whole-image ones
+    const key = `tile:${B}:${th}x${tw}:${o.sampler ?? 'reference'}:${o.schedule}:${o.eta ?? 0}:${o.consistency}`;
+    const { value: st, release } = await acquire(o.cache, key, async () => {
+      let extraBufs: GPUBuffer[] = [];
+      try {
+        const sampler = await Sampler.build(ctx, model, {
+          batch: B, height: th, width: tw,
+          sampler: { kind: o.sampler ?? 'reference', schedule: makeSchedule(o.schedule), eta: o.eta },
+          params: o.cache?.params(),
+          afterStep: o.consistency
+            ? async (smp) => {
+                const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: o.scale, up: o.up, down: o.down, samples: B, n: nTile });
+                extraBufs = r.bufs;
+                return r;
+              }
+            : undefined,
+        });
+        return { sampler, extra: { bufs: extraBufs }, destroy: () => { sampler.destroy(); for (const b of extraBufs) b.destroy(); } };
+      } catch (e) {
+        for (const b of extraBufs) b.destroy();
+        throw e;
+      }
     });
+    const { sampler, extra } = st;
     try {
       const { y, cond } = sampler.buffers;
       const perTile = tiles.map(([oy, ox]) => {
@@ -450,8 +513,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
       }
       return await readCanvas();
     } finally {
-      sampler.destroy();
-      for (const b of extra.bufs) b.destroy();
+      release();
     }
   } finally {
     for (const b of own) b.destroy();

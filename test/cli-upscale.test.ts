@@ -2,12 +2,14 @@
 // colour types in and out, reproducibility, and bad input refused before any work, with nothing written.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
 import { encodePng, readPng, type Image } from '../engine/node/png.ts';
 import { FIXTURES } from './helpers/golden.ts';
+import { convertCheckpoint, readSafetensors } from '../weights-format/index.ts';
+import { nodeInflateRaw } from '../weights-format/node.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sr3-upscale-'));
 const model = ['--model', join(FIXTURES, 'golden', 'tiny', 'model_gen.pth'), '--config', join(FIXTURES, 'golden', 'tiny', 'config.json')];
@@ -50,6 +52,30 @@ test('same seed, same PNG; several samples and inputs go to a folder', async () 
   assert.equal(readdirSync(folder).sort(), ['second_sr4x_s0.png', 'second_sr4x_s1.png', 'seed_sr4x_s0.png', 'seed_sr4x_s1.png']);
 });
 
+test('a folder runs through one upscaler: its PNGs written as single runs write them, then a summary line', async () => {
+  const src = join(dir, 'folder-in');
+  const dst = join(dir, 'folder-out');
+  mkdirSync(src);
+  mkdirSync(dst);
+  writeFileSync(join(src, 'a.png'), encodePng(image(6, 5, 3, 8)));
+  writeFileSync(join(src, 'b.png'), encodePng(image(4, 7, 3, 8)));
+  writeFileSync(join(src, 'notes.txt'), 'not an image: skipped');
+  const r = await runCli(['upscale', src, '-o', dst, '--steps', '2', '--seed', '3', ...model]);
+  assert.is(r.code, 0, r.out);
+  assert.equal(readdirSync(dst).sort(), ['a_sr4x.png', 'b_sr4x.png']);
+  assert.match(r.out, /2 images in [\d.]+ s \([\d.]+ images\/s, one upscaler\)/);
+  for (const name of ['a', 'b']) {
+    const single = join(dir, `single-${name}.png`);
+    assert.is((await runCli(['upscale', join(src, `${name}.png`), '-o', single, '--steps', '2', '--seed', '3', '--quiet', ...model])).code, 0);
+    assert.equal(Array.from((await readPng(join(dst, `${name}_sr4x.png`))).data), Array.from((await readPng(single)).data), name);
+  }
+  const empty = join(dir, 'empty-folder');
+  mkdirSync(empty);
+  const e = await runCli(['upscale', empty, '-o', dst, '--quiet', ...model]);
+  assert.is(e.code, 1);
+  assert.match(e.out, /no \.png, \.jpg or \.jpeg files/);
+});
+
 test('bad inputs and outputs are refused with a clear message and nothing is written', async () => {
   const good = save('good.png', image(4, 4, 3, 8));
   const out = join(dir, 'never.png');
@@ -59,21 +85,73 @@ test('bad inputs and outputs are refused with a clear message and nothing is wri
     [['upscale', (writeFileSync(join(dir, 'trunc.png'), encodePng(image(16, 16, 3, 8)).subarray(0, 60)), join(dir, 'trunc.png')), '-o', out], /truncated|corrupt/i],
     [['upscale', good, '-o', join(dir, 'no-such-dir', 'x.png')], /cannot write there/],
     [['upscale', good, '-o', join(dir, 'x.jpg')], /written as PNG/],
-    [['upscale', good, '-o', out, '--steps', '1'], /--steps must be an integer >= 2/],
+    [['upscale', good, '-o', out, '--steps', '1'], /--steps must be an integer from 2 to/],
     [['upscale', good, '-o', out, '--sampler', 'magic'], /--sampler must be one of/],
+    [['upscale', good, '-o', out, '--sampler', 'ddim', '--eta', 'Infinity'], /--eta must be a number from 0 .* to 1 .*got 'Infinity'/],
+    [['upscale', good, '-o', out, '--sampler', 'ddim', '--eta', '1e308'], /--eta must be a number from 0 .*got '1e308'/],
+    [['upscale', good, '-o', out, '--seed', '9007199254740993'], /--seed must be an integer from 0 to 9007199254740991, got '9007199254740993'/],
+    [['upscale', good, '-o', out, '--steps', '1e9'], /--steps must be an integer from 2 to 1000000, got '1e9'/],
+    [['upscale', good, '-o', out, '--schedule', 'linear:ten:1e-4:0.1'], /--schedule 'linear:ten:1e-4:0.1': steps must be a positive integer/],
+    [['upscale', good, '-o', out, '--tile', '0'], /--tile must be an integer from 8/],
+    [['upscale', good, '-o', out, '--tile', '32', '--overlap', '40'], /--overlap 40 must be smaller than --tile 32/],
+    // refused from the header, before the model runs (it used to sample for 98 s, then fail in the PNG writer)
+    [['upscale', save('wide.png', image(4200, 1, 3, 8)), '-o', out], /wide.png: 4200x1 would upscale to 16800x4, over the 16384 pixels a side/],
+    [['upscale', good, '-o', good], /this output would overwrite the input/],
   ];
+  const goodBytes = readFileSync(good);
   for (const [argv, msg] of cases) {
     const r = await runCli([...argv, '--quiet', ...model]);
     assert.is(r.code, 1, argv.join(' '));
     assert.match(r.out, msg);
     assert.not.ok(existsSync(out));
   }
+  assert.ok(readFileSync(good).equals(goodBytes), 'the input was changed');
   if (process.getuid?.() !== 0) {
     const ro = join(dir, 'readonly');
     mkdirSync(ro);
     chmodSync(ro, 0o500);
     const r = await runCli(['upscale', good, '-o', join(ro, 'x.png'), '--quiet', ...model]);
     assert.match(r.out, /cannot write there/);
+  }
+});
+
+test('two inputs with one name get two outputs, and the CLI says so; a file listed twice is upscaled once', async () => {
+  mkdirSync(join(dir, 'p'));
+  mkdirSync(join(dir, 'q'));
+  const a = join(dir, 'p', 'same.png');
+  const b = join(dir, 'q', 'same.png');
+  writeFileSync(a, encodePng(image(4, 4, 3, 8)));
+  writeFileSync(b, encodePng(image(5, 4, 3, 8)));
+  const folder = join(dir, 'collide');
+  mkdirSync(folder);
+  const r = await runCli(['upscale', a, b, a, '-o', folder, '--steps', '2', '--quiet', ...model]);
+  assert.is(r.code, 0, r.out);
+  assert.equal(readdirSync(folder).sort(), ['same-2_sr4x.png', 'same_sr4x.png']);
+  assert.is((await readPng(join(folder, 'same_sr4x.png'))).width, 16);
+  assert.is((await readPng(join(folder, 'same-2_sr4x.png'))).width, 20);
+  assert.match(r.out, /have the same name; .*q\/same.png's output is named same-2_sr4x.png/);
+  assert.match(r.out, /p\/same.png is listed more than once; it is upscaled once/);
+});
+
+test('a model with NaN or infinite weights and a legacy checkpoint are refused when they load, as by sr3 info', async () => {
+  const input = save('nanin.png', image(4, 4, 3, 8));
+  const out = join(dir, 'nan-out.png');
+  const conv = convertCheckpoint(readFileSync(model[1]), { optionsText: readFileSync(model[3], 'utf8'), inflate: nodeInflateRaw });
+  const bytes = conv.bytes.slice();
+  const t = readSafetensors(bytes).tensors.get('downs.0.weight')!; // a view into bytes
+  t.data.set(new Uint8Array(new Float32Array([Number.NaN]).buffer), 4 * 5);
+  const nan = join(dir, 'nan.safetensors');
+  writeFileSync(nan, bytes);
+  const legacy = join(dir, 'legacy.pth');
+  writeFileSync(legacy, new Uint8Array([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]));
+  for (const [file, msg] of [[nan, /tensor downs.0.weight holds 1 non-finite value \(element 5 is NaN\)/], [legacy, /legacy \(pre-1\.6, non-zip\) torch\.save checkpoint.*Re-save/]] as const) {
+    const r = await runCli(['upscale', input, '-o', out, '--steps', '2', '--quiet', '--model', file]);
+    assert.is(r.code, 1, r.out);
+    assert.match(r.out, msg);
+    assert.not.ok(existsSync(out));
+    const info = await runCli(['info', file]);
+    assert.is(info.code, 1);
+    assert.is(info.out.replace(/^error: /, ''), r.out.replace(/^error: /, ''), 'upscale and info say the same');
   }
 });
 

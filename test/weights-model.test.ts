@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as W from '../weights-format/index.ts';
 import {
   readSafetensors,
   writeSafetensors,
@@ -46,7 +47,22 @@ function goldenUnet(c: string): Map<string, TensorEntry> {
 }
 
 for (const [c, cfg] of [['tiny', TINY], ['groups32', G32]] as const) {
-  test(`${c}: expectedParamShapes lists exactly the golden U-Net tensors, in the reference's order, with their shapes`, () => {
+  test('nonFinite finds NaN and infinities in every float dtype by their bits, and nothing in finite values', () => {
+  const { castFloat, f32Entry, nonFinite } = W;
+  const good = f32Entry([5], new Float32Array([0, -1.5, 65504, 3.4e38, -1e-40]));
+  for (const dt of ['F32', 'F16', 'BF16'] as const) {
+    const vals = dt === 'F16' ? new Float32Array([0, -1.5, 65504, 1, -6e-8]) : new Float32Array([0, -1.5, 65504, 3.3e38, -1e-40]);
+    assert.is(nonFinite(castFloat(f32Entry([5], vals), dt, 't')), undefined, dt);
+    const bad = castFloat(f32Entry([5], new Float32Array([1, 2, Number.NaN, -Infinity, 3])), dt, 't');
+    const r = nonFinite(bad)!;
+    assert.equal([r.index, r.count, Number.isNaN(r.value)], [2, 2, true], dt);
+  }
+  assert.is(nonFinite(good), undefined);
+  const inf = nonFinite(f32Entry([2], new Float32Array([Infinity, 0])))!;
+  assert.equal([inf.index, inf.value, inf.count], [0, Infinity, 1]);
+});
+
+test(`${c}: expectedParamShapes lists exactly the golden U-Net tensors, in the reference's order, with their shapes`, () => {
     const want = expectedParamShapes(cfg);
     const gold = goldenUnet(c);
     assert.equal([...want.keys()], [...gold.keys()]);

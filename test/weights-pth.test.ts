@@ -160,6 +160,23 @@ test('deflated entries: inflated through the injected function, sync and async; 
   throwsClean(() => readPth(bomb, { inflate: nodeInflateRaw }), /does not inflate|decompressed to/, 'bomb');
 });
 
+test('a pickle or storage whose declared size is absurd for a checkpoint is refused before it is inflated', () => {
+  const tensors: Array<[string, FakeTensor]> = [['m', { storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [2, 3], stride: [3, 1] }]];
+  const inflated: number[] = [];
+  const spy = (d: Uint8Array, size: number) => {
+    inflated.push(size);
+    return nodeInflateRaw(d, size);
+  };
+  // a 32 MiB pickle deflates to 32 KB: a 1 MB file could promise gigabytes
+  const pickleBomb = fakePth({ pickle: new Uint8Array(32 << 20), storages: { '0': f32bytes(W) }, deflate: (b) => deflateRawSync(b) });
+  assert.ok(pickleBomb.length < 200_000, `${pickleBomb.length}`);
+  throwsClean(() => readPth(pickleBomb, { inflate: spy }), /its pickle archive\/data.pkl declares 33554432 bytes.*corrupt or hostile/, 'pickle bomb');
+  // a storage promising 80 MiB from an 80 KB file (the limit: 16x the file + 64 MiB)
+  const storageBomb = fakePth({ pickle: stateDictPickle(tensors), storages: { '0': new Uint8Array(80 << 20) }, deflate: (b) => deflateRawSync(b) });
+  throwsClean(() => readPth(storageBomb, { inflate: spy }), /zip entry "archive\/data\/0" declares 83886080 bytes, more than a \d+-byte file can hold/, 'storage bomb');
+  assert.equal(inflated, [], 'nothing was inflated');
+});
+
 test('a zip with a missing entry is refused, naming it', () => {
   const tensors: Array<[string, FakeTensor]> = [
     ['a', { storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [6], stride: [1] }],

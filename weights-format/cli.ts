@@ -1,7 +1,7 @@
 // `sr3 convert` and `sr3 info`: the weights-format commands (dispatched by engine/node/cli.ts).
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { describeModel, loadModel, sniffFormat, convertCheckpoint, type SR3Model } from './model.ts';
+import { describeModel, sniffFormat, openModelBytes, type SR3Model } from './model.ts';
 import { type ConditionSpec } from './options.ts';
 import { convertPth, nodeInflateRaw, readFileBytes } from './node.ts';
 
@@ -147,20 +147,14 @@ export async function infoCommand(argv: string[]): Promise<number> {
   };
   let model: SR3Model;
   let note = '';
-  const kind = sniffFormat(bytes);
   try {
-    if (kind === 'safetensors') {
-      try {
-        model = loadModel(bytes);
-      } catch (e) {
-        // A reference state_dict saved as safetensors: show what conversion would make of it.
-        if (!/not an sr3-wgsl model file/.test((e as Error).message)) throw e;
-        model = convertCheckpoint(bytes, convertOpts).model;
-        note = 'reference state_dict (safetensors), not converted: this is what `sr3 convert` makes of it';
-      }
-    } else {
-      model = convertCheckpoint(bytes, { ...convertOpts, inflate: nodeInflateRaw }).model;
-      note = 'reference PyTorch checkpoint, not converted: this is what `sr3 convert` makes of it';
+    // the one model-opening path every command takes (upscale's --model included)
+    const r = openModelBytes(bytes, { ...convertOpts, inflate: nodeInflateRaw });
+    model = r.model;
+    if (r.converted) {
+      note = sniffFormat(bytes) === 'safetensors'
+        ? 'reference state_dict (safetensors), not converted: this is what `sr3 convert` makes of it'
+        : 'reference PyTorch checkpoint, not converted: this is what `sr3 convert` makes of it';
     }
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`);

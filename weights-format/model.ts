@@ -6,7 +6,7 @@ import { type UNetConfig, validateConfig } from './config.ts';
 import { isFloatDType } from './dtypes.ts';
 import { type ConditionSpec, parseReferenceOptions, validateCondition } from './options.ts';
 import { readPth, readPthAsync } from './pth.ts';
-import { readSafetensors, writeSafetensors, toFloat32, castFloat, shapeNumel, type TensorEntry } from './safetensors.ts';
+import { readSafetensors, writeSafetensors, toFloat32, castFloat, shapeNumel, nonFinite, type TensorEntry } from './safetensors.ts';
 import { type Schedule, detectSchedule, validateSchedule } from './schedule.ts';
 import { expectedParamShapes, diffParams, inferConfig, summarizeProblems } from './unet.ts';
 import { isZip, type InflateRaw, type InflateRawSync } from './zip.ts';
@@ -121,12 +121,23 @@ export function loadModel(bytes: Uint8Array): SR3Model {
     if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') {
       throw new Error(`model file: tensor ${name} is ${t.dtype}; parameters must be F32, F16 or BF16`);
     }
+    refuseNonFinite('model file: tensor', name, t);
   }
   const problems = diffParams(config, new Map([...tensors].map(([k, t]) => [k, t.shape])));
   if (problems.length > 0) throw new Error(`model file: the tensors do not match its config: ${summarizeProblems(problems)}`);
   const ordered = new Map<string, TensorEntry>();
   for (const name of expectedParamShapes(config).keys()) ordered.set(name, tensors.get(name)!);
   return makeModel(config, ordered, metadata, schedule, condition);
+}
+
+/** A model whose weights hold NaN or infinity samples to a black image: refuse it when it loads, naming the tensor. */
+function refuseNonFinite(what: string, name: string, t: TensorEntry): void {
+  const bad = nonFinite(t);
+  if (!bad) return;
+  throw new Error(
+    `${what} ${name} holds ${bad.count} non-finite value${bad.count > 1 ? 's' : ''} (element ${bad.index} is ${bad.value}): ` +
+      'the weights are damaged, or the training that made them diverged; this model cannot make an image',
+  );
 }
 
 export interface ConvertOptions {
@@ -178,6 +189,7 @@ export function convertStateDict(sd: Map<string, TensorEntry>, opts: ConvertOpti
   }
   for (const [k, t] of unet) {
     if (!isFloatDType(t.dtype)) throw new Error(`checkpoint tensor ${k} is ${t.dtype}; U-Net parameters must be floating point`);
+    refuseNonFinite('checkpoint tensor', k, t);
   }
   const parsed = opts.optionsText !== undefined ? parseReferenceOptions(opts.optionsText) : undefined;
   if (opts.normGroups !== undefined && (!Number.isSafeInteger(opts.normGroups) || opts.normGroups < 1)) {
@@ -259,6 +271,27 @@ export function convertCheckpoint(bytes: Uint8Array, opts: ConvertOptions & { in
   const kind = sniffFormat(bytes);
   const sd = kind === 'safetensors' ? readSafetensors(bytes).tensors : readPth(bytes, { inflate: opts.inflate }).tensors;
   return convertStateDict(sd, opts);
+}
+
+/**
+ * Open any model file the engine reads, the same way for every command: an sr3-wgsl model file, or a reference
+ * checkpoint (zip .pth, or a state_dict saved as safetensors) converted in memory (`converted` is then true). A legacy
+ * torch.save file or anything else is refused with the reason and the fix.
+ */
+export function openModelBytes(
+  bytes: Uint8Array,
+  opts: ConvertOptions & { inflate?: InflateRawSync } = {},
+): { model: SR3Model; converted: boolean; warnings: string[] } {
+  if (sniffFormat(bytes) === 'safetensors') {
+    try {
+      return { model: loadModel(bytes), converted: false, warnings: [] };
+    } catch (e) {
+      // a reference state_dict saved as safetensors converts; any other problem is the file's
+      if (!/not an sr3-wgsl model file/.test((e as Error).message)) throw e;
+    }
+  }
+  const r = convertCheckpoint(bytes, opts);
+  return { model: r.model, converted: true, warnings: r.warnings };
 }
 
 /** As convertCheckpoint, with an async inflate (browsers). */

@@ -62,6 +62,23 @@ function layout(bytes: Uint8Array): Layout {
   }
   if (pkls.length > 1) throw new Error(`this zip holds ${pkls.length} data.pkl entries; refusing an ambiguous checkpoint`);
   const pkl = entries.get(pkls[0])!;
+  // Sizes the archive declares are checked before anything is inflated: a small file promising a gigabyte pickle or
+  // storage (a zip bomb, or a damaged directory) is refused without allocating it.
+  if (pkl.size > MAX_PICKLE_BYTES) {
+    throw new Error(
+      `checkpoint: its pickle ${pkls[0]} declares ${pkl.size} bytes; a state_dict's pickle takes about 130 bytes a tensor ` +
+        `(the reference 4x model's: 40 KB), and over ${MAX_PICKLE_BYTES} bytes is not a checkpoint; corrupt or hostile file`,
+    );
+  }
+  const limit = expansionLimit(bytes);
+  for (const e of entries.values()) {
+    if (e.size > limit) {
+      throw new Error(
+        `checkpoint: zip entry ${JSON.stringify(e.name)} declares ${e.size} bytes, more than a ${bytes.length}-byte file can hold as ` +
+          `tensors (${limit} bytes); corrupt or hostile checkpoint`,
+      );
+    }
+  }
   const archive = pkls[0].includes('/') ? pkls[0].slice(0, pkls[0].indexOf('/')) : '';
   const pre = archive ? `${archive}/` : '';
   return { entries, archive, pkl, byteorder: entries.get(`${pre}byteorder`) };
@@ -186,6 +203,9 @@ function assemble(
   }
   return { tensors, archive, byteorder };
 }
+
+/** The largest pickle we inflate and read (a state_dict's: about 130 bytes a tensor, so this is >100,000 tensors). */
+export const MAX_PICKLE_BYTES = 16 << 20;
 
 /** Total tensor bytes we accept from a checkpoint: a few times its own size (deflate, views sharing storages). */
 function expansionLimit(bytes: Uint8Array): number {

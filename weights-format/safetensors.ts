@@ -309,3 +309,32 @@ export function castFloat(t: TensorEntry, to: 'F32' | 'F16' | 'BF16', name = 'te
   }
   return { dtype: to, shape: t.shape.slice(), data: out };
 }
+
+/**
+ * The first NaN or infinity in a float tensor and how many it holds, read from the exponent bits (no float copy);
+ * undefined when every value is finite (or the dtype is not a float).
+ */
+export function nonFinite(t: TensorEntry): { index: number; value: number; count: number } | undefined {
+  const d = t.data;
+  // es: element size; hi: offset of the byte holding the exponent's top bits; test(hi, next): all exponent bits set
+  const forms: Partial<Record<DType, [number, (i: number) => boolean]>> = {
+    F64: [8, (o) => (d[o + 7] & 0x7f) === 0x7f && (d[o + 6] & 0xf0) === 0xf0],
+    F32: [4, (o) => (d[o + 3] & 0x7f) === 0x7f && (d[o + 2] & 0x80) === 0x80],
+    BF16: [2, (o) => (d[o + 1] & 0x7f) === 0x7f && (d[o] & 0x80) === 0x80],
+    F16: [2, (o) => (d[o + 1] & 0x7c) === 0x7c],
+  };
+  const form = forms[t.dtype];
+  if (!form) return undefined;
+  const [es, bad] = form;
+  let first = -1;
+  let count = 0;
+  for (let o = 0, i = 0; o + es <= d.length; o += es, i++) {
+    if (bad(o)) {
+      if (first < 0) first = i;
+      count++;
+    }
+  }
+  if (first < 0) return undefined;
+  const one = toFloat32({ dtype: t.dtype, shape: [1], data: d.subarray(first * es, (first + 1) * es) });
+  return { index: first, value: one[0], count };
+}

@@ -11,6 +11,18 @@ const commands: Record<string, Command> = {
     summary: 'PSNR / SSIM / consistency of a model against bicubic on a folder of HR photos',
     run: async () => (await import('./eval.ts')).evalCommand,
   },
+  worker: {
+    summary: 'take upscaling jobs from a Redis queue (BullMQ), one process per GPU (needs the optional bullmq, ioredis)',
+    run: async () => (await import('./worker.ts')).workerCommand,
+  },
+  submit: {
+    summary: 'put upscaling jobs for files or folders on a Redis queue; --wait follows them with one progress bar',
+    run: async () => (await import('./submit.ts')).submitCommand,
+  },
+  queue: {
+    summary: "a Redis queue's jobs waiting, active, done and failed, and its recent failures",
+    run: async () => (await import('./submit.ts')).queueCommand,
+  },
   doctor: {
     summary: 'show the WebGPU adapter, its features and limits',
     run: async () => (await import('./doctor.ts')).doctorCommand,
@@ -48,7 +60,8 @@ function usage(): string {
     'environment (any command; README "Environment"):',
     '  SR3_CONV_KERNEL  tiled | direct (f32) | mma3 (f32 on tensor cores) | mma | f16 (f16 operands); sr3 doctor shows which run here',
     '  SR3_DAWN_FLAGS   the Dawn toggles asked for (none for no toggles)',
-    '  SR3_DEBUG=1      stack traces with errors',
+    '  SR3_DEBUG=1      stack traces with errors (and Dawn\'s start-up notes on stderr)',
+    '  SR3_DAWN_LOG=1   show Dawn\'s start-up notes about adapter limits (hidden by default)',
   ];
   return `usage: sr3 <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n${env.join('\n')}\n\nRun \`sr3 <command> --help\` for a command's options.`;
 }

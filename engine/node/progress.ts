@@ -14,7 +14,8 @@ function fmtTime(s: number): string {
 
 export function progress(label: string, unit = 'steps', stream: NodeJS.WriteStream = process.stderr, quiet = false): Progress {
   const start = performance.now();
-  const tty = stream.isTTY === true;
+  // bin/sr3.js runs the command with stderr piped through its filter and says whether its own stderr is a terminal
+  const tty = stream.isTTY === true || (stream === process.stderr && process.env.SR3_STDERR_TTY === '1');
   let lastLog = 0;
   let last = '';
   const line = (done: number, total: number) => {
