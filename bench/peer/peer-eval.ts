@@ -4,24 +4,25 @@
 // same LR. Metrics: PSNR and SSIM (0-255, the SR3 reference's conventions), LR-consistency (MSE of the output
 // downscaled against LR, x1e-5, [0,1] units), GMSD (gradient magnitude similarity deviation, lower is better), and
 // seconds per image. A contact sheet: LR (nearest) | bicubic | bundled | candidate | esrgan-thick | HR.
-//   npx tsx bench/peer-eval.ts [--data /work/photos/eval] [--crop 64] [--limit 6] [--steps 20] [--candidate m]
+// Set up once (its own package, bench/peer/node_modules): npm run peer:setup
+//   npx tsx bench/peer/peer-eval.ts [--data /work/photos/eval] [--crop 64] [--limit 6] [--steps 20] [--candidate m]
 //        [--bundled models/natural4x.safetensors] [--no-esrgan] [--sheet peer.png] [--json rows.jsonl]
 // esrgan-thick is slow on a CPU (about 90 s for a 16x16 input on a loaded 2-core machine): keep --crop and --limit small.
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { imageToTensors } from '../engine/image.ts';
-import { consistencyMSE, gmsd, psnr, ssim, tensorToImage } from '../engine/metrics.ts';
-import { Resampler } from '../engine/resample.ts';
-import { bicubicUpscale, conditionRecipe, defaultSchedule, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
-import type { GpuContext } from '../engine/gpu.ts';
-import { openDevice } from '../engine/node/device.ts';
-import { centreCrop, downscale } from '../engine/node/eval.ts';
-import { readImage } from '../engine/node/image-io.ts';
-import { openModel } from '../engine/node/model.ts';
-import { writePng } from '../engine/node/png.ts';
-import type { SR3Model } from '../weights-format/index.ts';
+import { imageToTensors } from '../../engine/image.ts';
+import { consistencyMSE, gmsd, psnr, ssim, tensorToImage } from '../../engine/metrics.ts';
+import { Resampler } from '../../engine/resample.ts';
+import { bicubicUpscale, conditionRecipe, defaultSchedule, upscaleTensor, type Tensor3 } from '../../engine/upscale.ts';
+import type { GpuContext } from '../../engine/gpu.ts';
+import { openDevice } from '../../engine/node/device.ts';
+import { centreCrop, downscale } from '../../engine/node/eval.ts';
+import { readImage } from '../../engine/node/image-io.ts';
+import { openModel } from '../../engine/node/model.ts';
+import { writePng } from '../../engine/node/png.ts';
+import type { SR3Model } from '../../weights-format/index.ts';
 
 const { values } = parseArgs({
   options: {
@@ -67,7 +68,7 @@ async function esrganThick(): Promise<(lr: Tensor3) => Promise<Tensor3>> {
     };
   }) as unknown as Parameters<typeof tf.io.registerLoadRouter>[0]);
   await tf.setBackend('cpu');
-  const pkg = dirname(fileURLToPath(import.meta.resolve('@upscalerjs/esrgan-thick/package.json')));
+  const pkg = join(dirname(fileURLToPath(import.meta.url)), 'node_modules/@upscalerjs/esrgan-thick');
   const up = new Upscaler({ model: { ...x4, path: pathToFileURL(join(pkg, 'models/x4/model.json')).href } });
   return async (lr) => {
     const { height: h, width: w } = lr;
