@@ -3,14 +3,17 @@
 // ("Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced ..."); they mean nothing to a user and
 // JavaScript cannot silence a native write, so the command runs in a child process (bin/run.js) whose stderr is
 // passed through with those lines taken out. SR3_DAWN_LOG=1 (or SR3_DEBUG=1) shows them; the command then runs in
-// this process.
+// this process. So do `train` and `worker`, whose signal handling must stay exact (Ctrl-C saves a checkpoint; the
+// first SIGTERM finishes the job in hand, a second stops at once): a signal sent to the process group (Ctrl-C, or
+// systemd stopping a unit) would reach them twice through a parent that forwards it.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const run = fileURLToPath(new URL('./run.js', import.meta.url));
 const showDawn = process.env.SR3_DAWN_LOG === '1' || !!process.env.SR3_DEBUG;
+const SIGNAL_HANDLERS = new Set(['train', 'worker']);
 
-if (showDawn) {
+if (showDawn || SIGNAL_HANDLERS.has(process.argv[2])) {
   process.argv.splice(1, 1, run);
   await import('./run.js');
 } else {
@@ -49,7 +52,8 @@ if (showDawn) {
   child.stderr.on('end', () => {
     if (held) process.stderr.write(held);
   });
-  // Ctrl-C reaches the child too (same process group); wait for it to finish and report its status
+  // A signal sent to this process alone is passed on (the child's commands have no handlers of their own, so one
+  // that also reached it through the process group changes nothing); then wait for the child and report its status.
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig));
   child.on('close', (code, signal) => {
     if (signal) {

@@ -1,5 +1,5 @@
 // What an upscaler keeps on the device between images (browser-safe): the model's parameters, uploaded once, and the
-// samplers built for the last few image shapes (a U-Net's activations, bind groups and the step's buffers), so a folder
+// samplers built for the last image shape(s) (a U-Net's activations, bind groups and the step's buffers), so a folder
 // of same-sized images builds its sampler once. Pipelines are cached by the GpuContext itself.
 import type { SR3Model } from '../weights-format/index.ts';
 import type { GpuContext } from './gpu.ts';
@@ -17,13 +17,13 @@ export class UpscaleCache {
   private destroyed = false;
 
   /**
-   * `maxShapes`: how many shapes' samplers stay built (default 2). Each holds its U-Net's activations, which for a
+   * `maxShapes`: how many shapes' samplers stay built (default 1). Each holds its U-Net's activations, which for a
    * large image are hundreds of MiB, so images of many sizes evict the oldest instead of growing without bound.
    */
   constructor(
     readonly ctx: GpuContext,
     readonly model: SR3Model,
-    readonly maxShapes = 2,
+    readonly maxShapes = 1,
   ) {
     if (!Number.isInteger(maxShapes) || maxShapes < 0) throw new Error(`maxShapes must be an integer >= 0, got ${maxShapes}`);
   }

@@ -31,7 +31,10 @@ export interface SamplingOptions {
 }
 
 export interface UpscalerCoreOptions extends SamplingOptions {
-  /** How many image shapes keep their sampler built (default 2; 0 builds every image's anew). */
+  /**
+   * How many image shapes keep their sampler built (default 1: a folder of one size, or tiles of one size, builds it
+   * once; each kept shape holds its U-Net's activations, hundreds of MiB for a large image). 0 builds every image's anew.
+   */
   cacheShapes?: number;
   /** Destroy the device with the upscaler (default false: the caller's device stays open). */
   ownsDevice?: boolean;
@@ -89,7 +92,7 @@ export function createUpscalerCore(device: GpuContext, model: SR3Model, defaults
   checkSamplingOptions(defaults);
   const C = model.config.out_channel;
   const { scale, up } = conditionRecipe(model);
-  const cache = new UpscaleCache(device, model, defaults.cacheShapes ?? 2);
+  const cache = new UpscaleCache(device, model, defaults.cacheShapes ?? 1);
   let disposed = false;
   // one image at a time: the cached samplers' buffers are reused by the next image
   let queue: Promise<unknown> = Promise.resolve();

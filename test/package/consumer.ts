@@ -1,0 +1,38 @@
+// A TypeScript consumer of the installed package, typechecked against the installed .d.ts (never run): the Node
+// API, the page-safe entry and the low-level one.
+import { createUpscaler, encodePng, type NodeUpscaler, type NodeUpscaleResult, type PixelImage } from 'sr3-wgsl';
+import { createUpscaler as createPageUpscaler, type BrowserUpscaler } from 'sr3-wgsl/browser';
+import { GpuContext, kernels, Sampler, UNet, uploadUNetParams, type UNetParams } from 'sr3-wgsl/core';
+
+export async function upscaleTwo(files: [string, string]): Promise<PixelImage[]> {
+  const up: NodeUpscaler = await createUpscaler({ steps: 20, sampler: 'ddim' });
+  try {
+    const out: PixelImage[] = [];
+    for (const f of files) {
+      const r: NodeUpscaleResult = await up.upscale(f, { seed: 1, onProgress: (done: number, total: number) => void [done, total] });
+      const png: Buffer = r.png();
+      void png;
+      await r.save(`${f}.4x.png`);
+      out.push(r.image);
+    }
+    void encodePng(out[0]);
+    return out;
+  } finally {
+    up.dispose();
+  }
+}
+
+export async function inAPage(gpu: GPU, url: string): Promise<BrowserUpscaler> {
+  return createPageUpscaler({ model: url, device: gpu, steps: 10 });
+}
+
+export async function lowLevel(ctx: GpuContext, up: NodeUpscaler): Promise<number> {
+  const params: UNetParams = uploadUNetParams(ctx, up.model);
+  const net = await UNet.build(ctx, up.model, { batch: 1, height: 32, width: 32, splitInput: true, params });
+  const k: string = kernels.convKernelFor(ctx);
+  void k;
+  void Sampler;
+  net.destroy();
+  params.destroy();
+  return params.bytes;
+}
