@@ -110,7 +110,7 @@ test('the blur augmentation on the GPU matches the float64 reference (per-elemen
     assert.ok(worst <= 2e-6);
     const per = C * H * W;
     if (sigma[0] === 0) assert.equal(Array.from(got.subarray(0, per)), Array.from(x.subarray(0, per)), 'sigma 0 copies');
-    [sb, inp, out].forEach((b) => b.destroy());
+    for (const b of [sb, inp, out]) b.destroy();
   }
   // the reference itself: a constant image stays constant; a centred impulse spreads into the normalised Gaussian
   const imp = new Float32Array(25);

@@ -144,7 +144,7 @@ async function writeSheet(file: string, rows: Tensor3[][], scale: number): Promi
   const W = cols * (S + gap);
   const Ht = rows.length * (S + gap);
   const data = new Uint8Array(W * Ht * 3).fill(255);
-  rows.forEach((line, r) =>
+  rows.forEach((line, r) => {
     line.forEach((t, c) => {
       const k = c === 0 ? scale : 1;
       for (let y = 0; y < S; y++)
@@ -153,8 +153,8 @@ async function writeSheet(file: string, rows: Tensor3[][], scale: number): Promi
             const v = t.data[(ch * t.height + Math.floor(y / k)) * t.width + Math.floor(x / k)];
             data[((r * (S + gap) + y) * W + c * (S + gap) + x) * 3 + ch] = Math.round(((Math.min(1, Math.max(-1, v)) + 1) / 2) * 255);
           }
-    }),
-  );
+    });
+  });
   await writePng(file, { width: W, height: Ht, channels: 3, bitDepth: 8, data });
 }
 
