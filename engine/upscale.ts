@@ -221,6 +221,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const { sampler, lrBuf, extra } = st;
   for (let s = 0; s < samples; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
   const cond = sampler.buffers.cond;
+  const residual = modelTarget(model) === 'residual';
   // this image's own dispatches (not the sampler's, which a cache keeps): their uniforms are released at the end
   const once: Dispatch[] = [];
   const now = (d: Dispatch[]) => {
@@ -230,8 +231,8 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   try {
     // condition = bicubic upscale of the LR image (clamped as the model was trained)
     now([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
-    if (consistency) {
-      // udc = U(D(cond)), once
+    if (consistency && !residual) {
+      // udc = U(D(cond)), once (with the residual target it stays zero: the residual has no low frequencies)
       const [lrTmp, udc] = [extra[1], extra[3]];
       now([
         rs.downscale({ input: cond, output: lrTmp, batch: samples, channels: C, inH: Hp, inW: Wp, factor: scale, kernel: down, label: 'upscale.udc.down' }),
@@ -240,6 +241,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     }
     await sampler.run({ seed: opts.seed ?? 0, onProgress: opts.onProgress, signal: opts.signal });
     const y = await sampler.readY();
+    if (residual) addInPlace(y, await ctx.read(cond, n * 4));
     const per = C * Hp * Wp;
     const out: Tensor3[] = [];
     for (let s = 0; s < samples; s++) {
@@ -251,6 +253,31 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     releaseDispatches(once);
     release();
   }
+}
+
+/**
+ * What the model's y is: 'hr' (the reference: the image itself) or 'residual' (HR minus the bicubic condition, as
+ * SRDiff; `sr3 train --target residual` records it in the metadata's training entry). With the residual target every
+ * sampler runs unchanged on the residual, the consistency projection pulls the residual's low frequencies to zero
+ * (the image's then equal the condition's, as the plain target's projection makes them), and the condition is added
+ * back at the end.
+ */
+export function modelTarget(model: SR3Model): 'hr' | 'residual' {
+  let t: unknown;
+  try {
+    t = JSON.parse(model.metadata?.training ?? '{}').target;
+  } catch {
+    return 'hr';
+  }
+  if (t === undefined || t === 'hr') return 'hr';
+  if (t === 'residual') return 'residual';
+  throw new Error(`this model's metadata names an unknown target '${String(t)}' (this version knows hr and residual)`);
+}
+
+/** y += cond, element by element (the residual target's last step; y is a copy read back from the GPU). */
+function addInPlace(y: Float32Array, cond: Float32Array): Float32Array {
+  for (let i = 0; i < y.length; i++) y[i] += cond[i];
+  return y;
 }
 
 /** 'regression' for the paper's regression baseline (trained by `sr3 train --objective regression`), else 'diffusion'. */
@@ -281,6 +308,7 @@ async function regress(
     releaseDispatches([condition]);
     net.run();
     const y = await ctx.read(net.output, C * Hp * Wp * 4);
+    if (modelTarget(model) === 'residual') addInPlace(y, await ctx.read(net.cond!, C * Hp * Wp * 4));
     const img = crop({ channels: C, height: Hp, width: Wp, data: y }, o.out[0], o.out[1]);
     return Array.from({ length: o.samples }, () => img);
   } finally {
@@ -411,6 +439,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
   const tiles: [number, number][] = [];
   for (const oy of tileOrigins(Hc, th, ov, o.m)) for (const ox of tileOrigins(Wc, tw, ov, o.m)) tiles.push([oy, ox]);
   const regression = modelObjective(model) === 'regression';
+  const residual = modelTarget(model) === 'residual';
   const nCanvas = B * C * Hc * Wc;
   // a canvas (or the LR image) larger than one storage binding stays in host memory: only tiles go to the GPU
   if (Math.max(nCanvas, B * lrP.data.length) * 4 > ctx.limits.maxStorageBufferBindingSize) {
@@ -464,6 +493,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
   };
   const readCanvas = async () => {
     const y = await ctx.read(yC, nCanvas * 4);
+    if (residual) addInPlace(y, await ctx.read(condC, nCanvas * 4));
     const per = C * Hc * Wc;
     return Array.from({ length: B }, (_, s) => crop({ channels: C, height: Hc, width: Wc, data: y.slice(s * per, (s + 1) * per) }, o.out[0], o.out[1]));
   };
@@ -511,7 +541,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
       const { y, cond } = sampler.buffers;
       const perTile = tiles.map(([oy, ox], i) => {
         const d = [gatherTo(condC, cond, oy, ox), gatherTo(yC, y, oy, ox)];
-        if (o.consistency) {
+        if (o.consistency && !residual) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
             mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' })),
@@ -649,7 +679,23 @@ async function upscaleStaged(
     num.fill(0);
     den.fill(0);
   };
-  const result = () => {
+  const residual = modelTarget(model) === 'residual';
+  const result = async () => {
+    if (residual) {
+      // the residual target's last step, y += cond: each tile's condition is the whole image's there, so writing
+      // every tile's over the canvas makes the whole condition (one tile-sized buffer at a time)
+      const condTile = buf(nTile * 4, 'staged.cond_out');
+      const condH = new Float32Array(B * C * plane);
+      for (let i = 0; i < tiles.length; i++) {
+        const [oy, ox] = tiles[i];
+        ctx.write(lrWin, wins[i].data);
+        ctx.run(condFor(i, condTile), 'staged.cond_out');
+        const t = await ctx.read(condTile, nTile * 4);
+        for (let bc = 0; bc < B * C; bc++)
+          for (let y = 0; y < th; y++) condH.set(t.subarray((bc * th + y) * tw, (bc * th + y + 1) * tw), (bc * Hc + oy + y) * Wc + ox);
+      }
+      addInPlace(yH, condH);
+    }
     const per = C * plane;
     return Array.from({ length: B }, (_, b) => crop({ channels: C, height: Hc, width: Wc, data: yH.slice(b * per, (b + 1) * per) }, o.out[0], o.out[1]));
   };
@@ -663,7 +709,7 @@ async function upscaleStaged(
           blend(i, await ctx.read(net.output, nTile * 4));
         }
         normalize();
-        return result();
+        return await result();
       } finally {
         net.destroy();
       }
@@ -686,7 +732,7 @@ async function upscaleStaged(
       const { y, cond } = sampler.buffers;
       const perTile = tiles.map((_, i) => {
         const d = condFor(i, cond);
-        if (o.consistency) {
+        if (o.consistency && !residual) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
             mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: s, kernel: o.down, label: 'tiles.udc.down' })),
@@ -721,7 +767,7 @@ async function upscaleStaged(
         await ctx.sync();
         o.onProgress?.(step + 1, T);
       }
-      return result();
+      return await result();
     } finally {
       sampler.destroy();
       for (const b of extra.bufs) b.destroy();
