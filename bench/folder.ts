@@ -31,16 +31,22 @@ for (let i = 0; i < N; i++) {
   writeFileSync(join(inDir, `crop${String(i).padStart(2, '0')}.png`), encodePng(img));
 }
 
-const sr3 = (args: string[]) => execFileSync(process.execPath, ['bin/sr3.js', 'upscale', ...args, '--steps', steps, '--seed', '0', '--quiet'], { stdio: 'inherit' });
-const t0 = performance.now();
-sr3([inDir, '-o', outDir]);
-const folder = (performance.now() - t0) / 1000;
-const t1 = performance.now();
+// Each command runs under /usr/bin/time, which also gives its CPU seconds (user + system, every thread of the child
+// processes): on a busy machine the wall clock depends on the other jobs, the CPU time much less.
+const timeFile = join(dir, 'time.txt');
+const sr3 = (args: string[]): { wall: number; cpu: number } => {
+  execFileSync('/usr/bin/time', ['-o', timeFile, '-f', '%e %U %S', process.execPath, 'bin/sr3.js', 'upscale', ...args, '--steps', steps, '--seed', '0', '--quiet'], { stdio: 'inherit' });
+  const [wall, user, sys] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+  return { wall, cpu: user + sys };
+};
+const folder = sr3([inDir, '-o', outDir]);
+const separate = { wall: 0, cpu: 0 };
 for (let i = 0; i < N; i++) {
   const name = `crop${String(i).padStart(2, '0')}`;
-  sr3([join(inDir, `${name}.png`), '-o', join(sepDir, `${name}_sr4x.png`)]);
+  const t = sr3([join(inDir, `${name}.png`), '-o', join(sepDir, `${name}_sr4x.png`)]);
+  separate.wall += t.wall;
+  separate.cpu += t.cpu;
 }
-const separate = (performance.now() - t1) / 1000;
 let same = 0;
 for (let i = 0; i < N; i++) {
   const name = `crop${String(i).padStart(2, '0')}_sr4x.png`;
@@ -48,7 +54,7 @@ for (let i = 0; i < N; i++) {
 }
 rmSync(dir, { recursive: true, force: true });
 console.log(`${N} images ${S}x${S} -> ${4 * S}x${4 * S}, ${steps} steps:`);
-console.log(`  one upscaler (sr3 upscale <dir>):  ${folder.toFixed(1)} s, ${(N / folder).toFixed(3)} images/s`);
-console.log(`  ${N} separate sr3 upscale calls:   ${separate.toFixed(1)} s, ${(N / separate).toFixed(3)} images/s`);
-console.log(`  ratio ${(separate / folder).toFixed(2)}x; outputs identical: ${same}/${N}`);
+console.log(`  one upscaler (sr3 upscale <dir>):  wall ${folder.wall.toFixed(1)} s (${(N / folder.wall).toFixed(3)} images/s), CPU ${folder.cpu.toFixed(1)} s`);
+console.log(`  ${N} separate sr3 upscale calls:   wall ${separate.wall.toFixed(1)} s (${(N / separate.wall).toFixed(3)} images/s), CPU ${separate.cpu.toFixed(1)} s`);
+console.log(`  separate / folder: wall ${(separate.wall / folder.wall).toFixed(2)}x, CPU ${(separate.cpu / folder.cpu).toFixed(2)}x; outputs identical: ${same}/${N}`);
 if (same !== N) process.exitCode = 1;
