@@ -4,13 +4,11 @@
 // the two reference configs of issue 6 (16->128 at 128x128 and 64->512 at 512x512), for a real GPU.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../engine/gpu.ts';
-import { BATCH_LOADS, TILED_PREFETCH } from '../shaders/conv2d.ts';
-import { ATTN_GEMM, CONV_KERNELS, convKernelFor, MMA_OPTIONS, MMA_SUBGROUPS, SPLIT_K, TILED_TILE, useConvKernel, type ConvKernel } from '../engine/kernels.ts';
+import { CONV_KERNELS, type ConvKernel } from '../engine/options.ts';
 import { DEFAULT_DAWN_FLAGS, dawnFlagsFromEnv, openDevice } from '../engine/node/device.ts';
 import { attn, benchKernel, conv, convGrads, gn, type KernelCase } from './kernels.ts';
 import { benchTrain, type TrainCase } from './train.ts';
 import { benchUNet, benchUpscale, unetConfig, type UNetCase, type UpscaleCase } from './unet.ts';
-import { NORM_FUSION } from '../engine/unet.ts';
 
 type Case = KernelCase | UNetCase | UpscaleCase | TrainCase;
 
@@ -190,35 +188,36 @@ async function main(argv: string[]): Promise<number> {
   const forced = values['conv-kernel'];
   if (forced && !CONV_KERNELS.includes(forced as ConvKernel)) throw new Error(`--conv-kernel must be one of ${CONV_KERNELS.join(', ')}, got ${forced}`);
 
-  const ctx = await openDevice();
+  const ctx = await openDevice(forced ? { engine: { convKernel: forced as ConvKernel } } : {});
   try {
-    if (forced) await useConvKernel(ctx, forced as ConvKernel);
     const device = ctx.adapter.description;
+    // the effective settings, as the context holds them (SR3_* variables and --conv-kernel)
+    const o = ctx.options;
     const common = {
       device,
       backend: ctx.adapter.backend || undefined,
       software: ctx.adapter.isSoftware,
-      conv_kernel: convKernelFor(ctx),
-      // split-K's workgroup target (0: off; see engine/kernels.ts; SR3_SPLIT_K sets it)
-      split_k: ctx.adapter.isSoftware ? 0 : SPLIT_K.target,
+      conv_kernel: o.convKernel,
+      // split-K's workgroup target (0: off, as on the software paths; SR3_SPLIT_K sets it)
+      split_k: o.paths === 'software' ? 0 : o.splitK.target,
       // the GEMM kernel's tile when fixed (SR3_TILED_TILE, SR3_MMA_TILE), else chosen per conv
       // Dawn toggles and features beyond the defaults (SR3_DAWN_FLAGS), e.g. disable_robustness
       dawn_extra: dawnExtra(),
       // whether the GEMM conv prefetches the next k-step into registers (SR3_TILED_PREFETCH, SR3_MMA_PREFETCH)
-      prefetch: convKernelFor(ctx) === 'tiled' ? TILED_PREFETCH.on : MMA_OPTIONS.prefetch ?? true,
-      // the attention form when fixed (SR3_ATTENTION), else chosen per layer (engine/kernels.ts ATTN_GEMM)
-      attention: ATTN_GEMM.force === undefined ? 'auto' : ATTN_GEMM.force ? 'gemm' : 'flash',
-      // where GroupNorm(+Swish) is applied when fixed (SR3_NORM), else by device (engine/unet.ts NORM_FUSION)
-      norm: NORM_FUSION.materialize === undefined ? 'auto' : NORM_FUSION.materialize ? 'materialized' : 'fused',
+      prefetch: o.convKernel === 'tiled' ? o.tiledPrefetch : o.mma.prefetch,
+      // the attention form when fixed (SR3_ATTENTION), else chosen per layer (EngineOptions.attention)
+      attention: o.attention,
+      // where GroupNorm(+Swish) is applied when fixed (SR3_NORM), else by the code paths (EngineOptions.norm)
+      norm: o.norm,
       // the batched gather (SR3_BATCH_LOADS) in the tiled and mixed-precision kernels, and the subgroups of a
       // tensor-core workgroup (SR3_MMA_SUBGROUPS)
-      batch_loads: BATCH_LOADS.on,
-      mma_subgroups: MMA_OPTIONS.subgroups ?? MMA_SUBGROUPS,
+      batch_loads: o.batchLoads,
+      mma_subgroups: o.mma.subgroups,
       // padded tensor-core tiles in workgroup memory (SR3_MMA_PAD)
-      mma_pad: !!MMA_OPTIONS.pad,
+      mma_pad: o.mma.pad,
       // reduction elements a tensor-core k-step (SR3_MMA_TK)
-      mma_tk: MMA_OPTIONS.tk ?? 32,
-      tile: convKernelFor(ctx).startsWith('mma') ? (MMA_OPTIONS.TM ? `${MMA_OPTIONS.TM}x${MMA_OPTIONS.TN}` : 'auto') : TILED_TILE.TM ? `${TILED_TILE.TM}x${TILED_TILE.TN}` : 'auto',
+      mma_tk: o.mma.tk,
+      tile: o.convKernel.startsWith('mma') ? (o.mma.TM ? `${o.mma.TM}x${o.mma.TN}` : 'auto') : o.tiledTile.TM ? `${o.tiledTile.TM}x${o.tiledTile.TN}` : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));
     const note = (s: string) => (json ? console.error(s) : console.log(s));
@@ -335,7 +334,7 @@ main(process.argv.slice(2)).then(
 
 /** The Dawn toggles/features SR3_DAWN_FLAGS adds to the defaults (comma-separated), or undefined when none. */
 function dawnExtra(): string | undefined {
-  const items = (flags: string[]) => flags.flatMap((f) => f.split('=')[1]?.split(',') ?? [f]);
+  const items = (flags: readonly string[]) => flags.flatMap((f) => f.split('=')[1]?.split(',') ?? [f]);
   const base = new Set(items(DEFAULT_DAWN_FLAGS));
   const extra = items(dawnFlagsFromEnv()).filter((t) => !base.has(t));
   return extra.length ? extra.join(',') : undefined;

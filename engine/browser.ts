@@ -5,15 +5,18 @@
 // (engine/node/upscale.ts). Imports nothing from Node: scripts/build-web.mjs bundles this file for a page.
 import { convertCheckpointAsync, loadModel, sniffFormat, webInflateRaw, type SR3Model } from '../weights-format/index.ts';
 import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
+import type { EngineSwitches } from './options.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
-import { SAMPLERS, type SamplerKind } from './sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+import { checkEngineOptions } from './kernels.ts';
+import { SAMPLERS } from './sampler.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type UpscaleOptions } from './upscale.ts';
 import { createUpscalerCore, toPixelImage, type PixelsIn, type UpscaleCallOptions, type UpscalerCoreOptions, type UpscaleResult, type Upscaler } from './upscaler.ts';
 
 export { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
+export { CONV_KERNELS, type ConvKernel, type EngineOptions, type EngineSwitches } from './options.ts';
 export { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 export { SAMPLERS, type SamplerKind } from './sampler.ts';
-export { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+export { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
 export { describeModel, loadModel, type SR3Model } from '../weights-format/index.ts';
 export { createUpscalerCore, toPixelImage, type PixelsIn, type SamplingOptions, type UpscaleCallOptions, type UpscaleResult, type Upscaler, type UpscalerCoreOptions } from './upscaler.ts';
 
@@ -59,18 +62,28 @@ export async function webGpuStatus(gpu: GPU | undefined = defaultGpu()): Promise
 }
 
 /**
- * Open the engine's device on `gpu` (default: navigator.gpu). Throws WebGpuUnavailableError with a message fit to show
- * a user when WebGPU is missing or gives no adapter.
+ * Open the engine's device on `gpu` (default: navigator.gpu), with the engine's options in `opts.engine` (the same
+ * EngineSwitches that Node reads from SR3_* variables; defaults from the adapter). Throws WebGpuUnavailableError with
+ * a message fit to show a user when WebGPU is missing or gives no adapter, and an Error naming the option when one
+ * asks for what this device cannot do.
  */
 export async function openBrowserDevice(gpu: GPU | undefined = defaultGpu(), opts: GpuContextOptions = {}): Promise<GpuContext> {
   const st = await webGpuStatus(gpu);
   if (!st.ok) throw new WebGpuUnavailableError(st.reason);
+  let ctx: GpuContext;
   try {
-    return await GpuContext.create(gpu!, opts);
+    ctx = await GpuContext.create(gpu!, opts);
   } catch (e) {
     if (e instanceof GpuError && /adapter/i.test(e.message)) throw new WebGpuUnavailableError(NO_ADAPTER);
     throw e;
   }
+  try {
+    await checkEngineOptions(ctx);
+  } catch (e) {
+    ctx.destroy();
+    throw new Error(`engine option ${(e as { option?: string }).option}: ${(e as Error).message}`);
+  }
+  return ctx;
 }
 
 export type ModelSource = string | URL | Blob | ArrayBuffer | ArrayBufferView;
@@ -295,7 +308,7 @@ export async function upscaleImage(ctx: GpuContext, model: SR3Model, img: PixelI
   const t0 = performance.now();
   const { scale, up } = conditionRecipe(model);
   const { color, alpha } = imageToTensors(img, model.config.out_channel);
-  const outs = await upscaleTensor(ctx, model, color, { ...opts, schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS) });
+  const outs = await upscaleTensor(ctx, model, color, { ...opts, schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS, opts.sampler ?? DEFAULT_SAMPLER) });
   const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
   return {
     images: outs.map((o) => tensorsToImage(o, alphaUp, img)),
@@ -326,16 +339,13 @@ export async function encodePng(img: PixelImage): Promise<Blob> {
   return new Promise((resolve, reject) => c.toBlob((b) => (b ? resolve(b) : reject(new Error('PNG encoding failed'))), 'image/png'));
 }
 
-/** Tensor helpers for tests and callers working below images. */
-export function tensorFromPixels(img: PixelImage, channels: number): Tensor3 {
-  return imageToTensors(img, channels).color;
-}
-
 export interface BrowserUpscalerOptions extends UpscalerCoreOptions {
   /** The model: a URL (fetched), a File/Blob, bytes, or an SR3Model already loaded. */
   model: ModelSource | SR3Model;
   /** An open GpuContext (kept open by dispose()), or the WebGPU entry point (default navigator.gpu; closed by dispose()). */
   device?: GpuContext | GPU;
+  /** The engine's options for a device opened here (as openBrowserDevice's `engine`; an open GpuContext has its own). */
+  engine?: EngineSwitches;
   /** Refuse inputs over this many pixels (default DEFAULT_MAX_INPUT_PIXELS); Infinity turns the check off. */
   maxPixels?: number;
   /** Model download progress and cancellation. */
@@ -363,7 +373,7 @@ function isSR3Model(m: unknown): m is SR3Model {
 export async function createUpscaler(opts: BrowserUpscalerOptions): Promise<BrowserUpscaler> {
   const model = isSR3Model(opts.model) ? opts.model : await loadModelFrom(opts.model, opts.load);
   const given = opts.device instanceof GpuContext;
-  const device = given ? (opts.device as GpuContext) : await openBrowserDevice(opts.device as GPU | undefined);
+  const device = given ? (opts.device as GpuContext) : await openBrowserDevice(opts.device as GPU | undefined, { engine: opts.engine });
   let core: Upscaler;
   try {
     core = createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });

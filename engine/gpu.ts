@@ -1,6 +1,7 @@
 // The GPU context: one GPUDevice with the adapter's real limits, the optional features the engine can use, and errors
 // turned into exceptions. Imports nothing from Node: the caller hands in a `GPU` (navigator.gpu in a page, Dawn's
-// `create()` in Node; see engine/node/device.ts).
+// `create()` in Node; see engine/node/device.ts). The context also carries the engine's options (engine/options.ts).
+import { resolveEngineOptions, type EngineOptions, type EngineSwitches } from './options.ts';
 
 export interface GpuFeatures {
   shaderF16: boolean;
@@ -36,6 +37,8 @@ export interface GpuContextOptions {
   wantFeatures?: Partial<GpuFeatures>;
   powerPreference?: GPUPowerPreference;
   label?: string;
+  /** The engine's switches (kernels, tiles, split-K...): defaults from the adapter (engine/options.ts). */
+  engine?: EngineSwitches;
 }
 
 export class GpuError extends Error {
@@ -45,7 +48,7 @@ export class GpuError extends Error {
   }
 }
 
-const FEATURE_NAMES: Record<keyof GpuFeatures, string> = {
+const FEATURE_NAMES: Readonly<Record<keyof GpuFeatures, string>> = {
   shaderF16: 'shader-f16',
   subgroups: 'subgroups',
   timestampQuery: 'timestamp-query',
@@ -117,17 +120,29 @@ export class GpuContext {
   private modules = new Map<string, GPUShaderModule>();
   private pipelines = new Map<string, GPUComputePipeline>();
   private destroyed = false;
+  /** what the engine keeps per device (scratch buffers, probes; see memo) */
+  private readonly memos = new Map<string, unknown>();
+  /** The engine's switches, resolved for this adapter: what every kernel reads. */
+  readonly options: Readonly<EngineOptions>;
+  private readonly switches: EngineSwitches;
+  /** the context that owns the device (this one, or the one a view was made from) */
+  private readonly root: GpuContext = this;
 
   private constructor(
     readonly device: GPUDevice,
     // Held for the device's lifetime: Dawn's Node binding destroys the native instance when the GPU object is
     // garbage-collected, and a device whose instance is gone crashes the process on its next event
     // (std::system_error in InstanceBase::ProcessEvents).
+    // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, never read (above)
     private readonly gpu: GPU,
+    // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, never read (above)
     private readonly gpuAdapter: GPUAdapter,
+    switches: EngineSwitches,
   ) {
     const adapter = gpuAdapter;
     this.adapter = describeAdapter(adapter);
+    this.switches = switches;
+    this.options = resolveEngineOptions(this.adapter, switches);
     this.limits = device.limits;
     const has = (f: string) => device.features.has(f as GPUFeatureName);
     this.features = {
@@ -149,6 +164,8 @@ export class GpuContext {
   static async create(gpu: GPU, opts: GpuContextOptions = {}): Promise<GpuContext> {
     const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
     if (!adapter) throw new GpuError(noAdapterMessage());
+    // bad switches are refused before a device is made
+    resolveEngineOptions(describeAdapter(adapter), opts.engine);
     const want: GpuFeatures = {
       shaderF16: true,
       subgroups: true,
@@ -167,7 +184,31 @@ export class GpuContext {
       if (typeof v === 'number') requiredLimits[name] = v;
     }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: opts.label ?? 'sr3-wgsl' });
-    return new GpuContext(device, gpu, adapter);
+    return new GpuContext(device, gpu, adapter, opts.engine ?? {});
+  }
+
+  /**
+   * A view of this context with `switches` over its own: the same device, pipeline cache and scratch buffers, other
+   * options (tests and benchmarks compare kernels on one device without recompiling what they share). Destroying
+   * either destroys the device.
+   */
+  withOptions(switches: EngineSwitches): GpuContext {
+    const merged: EngineSwitches = { ...this.switches };
+    for (const [k, v] of Object.entries(switches) as [keyof EngineSwitches, unknown][]) {
+      const cur = merged[k];
+      (merged as Record<string, unknown>)[k] = v && typeof v === 'object' && cur && typeof cur === 'object' ? { ...cur, ...v } : v;
+    }
+    const options = resolveEngineOptions(this.adapter, merged);
+    const view = Object.create(this) as GpuContext;
+    Object.defineProperties(view, { options: { value: options }, switches: { value: merged } });
+    return view;
+  }
+
+  /** The value kept under `key` for this device, made by `make` the first time (scratch buffers, capability probes). */
+  memo<T>(key: string, make: () => T): T {
+    const m = this.root.memos;
+    if (!m.has(key)) m.set(key, make());
+    return m.get(key) as T;
   }
 
   /** Throw if the device was lost or an error escaped an error scope. */
@@ -327,8 +368,13 @@ export class GpuContext {
 
   /** Release the device so the process can exit. Idempotent. */
   destroy(): void {
+    if (this.root !== this) {
+      this.root.destroy();
+      return;
+    }
     if (this.destroyed) return;
     this.destroyed = true;
+    this.memos.clear();
     this.pipelines.clear();
     this.modules.clear();
     this.device.destroy();

@@ -3,11 +3,15 @@
 // the reference's normalisation).
 import type { Tensor3 } from './upscale.ts';
 
+/** An image as the engine takes and gives it, in Node (engine/node/png.ts) and in a page alike. */
 export interface PixelImage {
   width: number;
   height: number;
+  /** 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA. */
   channels: 1 | 2 | 3 | 4;
+  /** 8 (data is a Uint8Array) or 16 (data is a Uint16Array). */
   bitDepth: 8 | 16;
+  /** width * height * channels samples, interleaved (HWC). */
   data: Uint8Array | Uint16Array;
 }
 

@@ -7,66 +7,21 @@
 // - `accumulate: false` (default) overwrites the destination; `true` adds into it (a uniform flag), for a
 //   tensor that feeds two consumers: skip connections (concatenated input and the previous layer), residual inputs,
 //   the noise embedding shared by all blocks' projections.
-// - Scratch buffers are the caller's (sizes from the *Bytes helpers), so a training graph can share them.
+// - Scratch buffers named in an op's arguments are the caller's (sizes from the *Bytes helpers), so a training graph
+//   can share them; the ones only valid inside an op's own chain of passes are the context's (sharedScratch).
+// The op families already in engine/ops/ (attention, linear, loss) are re-exported from here.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { checkWorkgroups, conv2d, convKernelFor, convOutSize, dummy, grid, sharedScratch, u32s, type ConvSpec } from './kernels.ts';
+import { conv2d, convOutSize, type ConvSpec } from './kernels.ts';
+import { checkWorkgroups, dummy, grid, grid256, mixedUniform, need, noAlias, sharedScratch, u32s, writeDummy, type BackwardOptions } from './ops/common.ts';
+
+export { grid256, writeDummy, type BackwardOptions } from './ops/common.ts';
+export { attentionBackward, attentionBackwardStatsBytes } from './ops/attention.ts';
+export { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes, type GroupNormBackwardSpec } from './ops/groupnorm.ts';
+export { linearBackward, type LinearBackwardSpec } from './ops/linear.ts';
+export { loss, reduceFinal, reducePartials, type LossSpec } from './ops/loss.ts';
 import { ADD_WGSL, CHANNEL_SUM_WGSL, channelSumDirectWgsl, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
 import { convDwStridedWgsl, convDxDirectWgsl, dxTaps, dxWeightsWgsl, type DxDirectShape, type StridedMode } from '../shaders/conv2d_backward_direct.ts';
-import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../shaders/groupnorm_backward.ts';
-import { attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../shaders/attention_backward.ts';
-import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../shaders/embedding_backward.ts';
-import { LOSS_PARTIAL_WGSL, REDUCE_FINAL_WGSL } from '../shaders/loss.ts';
-
-export interface BackwardOptions {
-  /** Add into the destination instead of overwriting it. */
-  accumulate?: boolean;
-}
-
-const writeDummies = new WeakMap<GpuContext, GPUBuffer[]>();
-/**
- * Distinct small buffers bound where an optional *writable* output is absent (a buffer may not be bound twice in one
- * dispatch when one binding is writable, so these never share kernels.ts's read-only dummy).
- */
-export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
-  let list = writeDummies.get(ctx);
-  if (!list) {
-    list = [];
-    writeDummies.set(ctx, list);
-  }
-  while (list.length <= i) list.push(ctx.buffer(16, `unused-writable-binding-${list.length}`));
-  return list[i];
-}
-
-/** A uniform of u32 fields followed by f32 fields. */
-function mixedUniform(ctx: GpuContext, ints: number[], floats: number[], label?: string): GPUBuffer {
-  const buf = new ArrayBuffer(Math.max(16, Math.ceil((ints.length + floats.length) * 4 / 16) * 16));
-  new Uint32Array(buf, 0, ints.length).set(u32s(ints, label));
-  new Float32Array(buf, ints.length * 4, floats.length).set(floats);
-  return ctx.uniform(buf, `${label ?? 'kernel'}.u`);
-}
-
-/** Workgroups of 256 covering n threads (kernels.ts grid). */
-export function grid256(ctx: GpuContext, n: number, label?: string): [number, number] {
-  return grid(ctx, n, 256, label);
-}
-
-function need(cond: unknown, msg: string): void {
-  if (!cond) throw new Error(msg);
-}
-
-/**
- * A buffer written by a dispatch may not be bound anywhere else in it (WebGPU's writable-aliasing rule): check up
- * front, so the mistake reads as a message naming the bindings rather than a validation error later.
- */
-function noAlias(label: string, written: Record<string, GPUBuffer | undefined>, read: Record<string, GPUBuffer | undefined>): void {
-  const w = Object.entries(written).filter(([, b]) => b);
-  const all = [...w, ...Object.entries(read).filter(([, b]) => b)];
-  for (const [wn, wb] of w) {
-    for (const [n, b] of all) {
-      if (n !== wn && b === wb) throw new Error(`${label}: ${wn} and ${n} must be different buffers (${wn} is written)`);
-    }
-  }
-}
+import { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes } from './ops/groupnorm.ts';
 
 // ---------------------------------------------------------------------------------------------------------------- conv
 
@@ -102,7 +57,7 @@ export async function conv2dBackwardInput(
   const L = spec.label ?? 'conv';
   need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
   noAlias(L, { dA: bufs.dA, dB: bufs.dB }, { params: bufs.params, dOut: bufs.dOut });
-  if (convKernelFor(ctx) === 'direct') {
+  if (ctx.options.convKernel === 'direct') {
     if (spec.stride === 1 && !spec.upsample) return directInputGradient(ctx, spec, bufs, opts);
     const mode = stridedMode(spec);
     if (mode) return stridedInputGradient(ctx, spec, mode, bufs, opts);
@@ -236,26 +191,23 @@ function stridedMode(spec: ConvBackwardSpec): StridedMode | null {
  * (stride 2: 4 rows x 16 pixels x 4 channels, so each tap's weights serve a quarter of the 64 pixels; upsampling:
  * one row of 16 pixels x 16 channels, each of whose 16 effective taps serves all 16 pixels; 8 or 4 pixels on narrower
  * maps), WG invocations per workgroup (fewer on small maps), CC output channels of weights staged at a time
- * (8 KiB), vec4 reads of the output gradient and writes of the input gradient where the rows allow. Measured on
- * lavapipe (CPU time) against 2x8x8, 4x8x8, 4x16x8 (stride 2) and 1x8x8, 1x4x16, 2x4x8, 2x8x8 (upsampling); each
- * of these compiles in 0.5 to 2.5 s. DX_STRIDED_BLOCK overrides any field (experiments, tests).
+ * (8 KiB), vec4 reads of the output gradient and writes of the input gradient where the rows allow. Chosen on
+ * lavapipe against the blocks bench/README.md lists ("Bigger blocks vs compile time").
  */
 export function dxStridedBlock(spec: ConvBackwardSpec, mode: StridedMode): DxDirectShape {
   const Cin = spec.C1 + spec.C2;
   const [, Wout] = convOutSize(spec);
-  const o = DX_STRIDED_BLOCK;
-  const RY = o.RY ?? (mode === 'stride2' ? 4 : 1);
-  const PX = o.PX ?? (spec.Win >= 16 ? 16 : spec.Win >= 8 ? 8 : 4);
-  const RN = o.RN ?? (mode === 'stride2' || Cin <= 4 ? 4 : Cin <= 8 ? 8 : 16);
+  const RY = mode === 'stride2' ? 4 : 1;
+  const PX = spec.Win >= 16 ? 16 : spec.Win >= 8 ? 8 : 4;
+  const RN = mode === 'stride2' || Cin <= 4 ? 4 : Cin <= 8 ? 8 : 16;
   const T = dxTaps(spec.ks, mode).length;
   const units = ceilDiv(spec.Hin, RY) * ceilDiv(spec.Win, PX);
-  const WG = o.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
-  const CC = o.CC ?? Math.max(1, Math.floor(512 / (T * (RN / 4))));
-  const vecG = o.vecG ?? (Wout % 4 === 0 && PX % (mode === 'stride2' ? 8 : 2) === 0);
-  const vecOut = o.vecOut ?? (spec.Win % 4 === 0 && PX % 4 === 0);
+  const WG = Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
+  const CC = Math.max(1, Math.floor(512 / (T * (RN / 4))));
+  const vecG = Wout % 4 === 0 && PX % (mode === 'stride2' ? 8 : 2) === 0;
+  const vecOut = spec.Win % 4 === 0 && PX % 4 === 0;
   return { ks: spec.ks, mode, RY, PX, RN, CC, WG, vecG, vecOut };
 }
-export const DX_STRIDED_BLOCK: Partial<Omit<DxDirectShape, 'ks' | 'mode'>> = {};
 
 /**
  * The input gradient of a stride-2 or upsampled conv where the context runs the direct conv kernel (software devices):
@@ -297,18 +249,14 @@ async function stridedInputGradient(
 }
 
 /**
- * Output and input channels per invocation of the strided direct weight gradient: each step loads RC x RY vec4s of
- * the output gradient and RCI x (the step's input values) for RC x RCI x KS*KS x 4 x RY FMAs. Stride 2 reads 27 input
- * values per input channel and step, upsampling 12 (its columns come in pairs) against 2 vec4 rows of the output
- * gradient, so stride 2 takes more output channels (8 x 2) and upsampling more input channels (4 x 4); measured on
- * lavapipe against 8 x 1, 16 x 1, 16 x 2 (6 s of compile) and 4 x 8 (7-10 s). DW_STRIDED_BLOCK overrides them.
- */
-export const DW_STRIDED_BLOCK: { RC?: number; RCI?: number; vecX?: boolean } = {};
-
-/**
  * The weight gradient of a stride-2 or upsampled conv on a plain input where the context runs the direct conv kernel
  * (software devices): bands of output-gradient rows per invocation into per-band slices of a scratch, then the slices
  * summed into the gradient (convDwStridedWgsl + SPLIT_REDUCE_WGSL), as directWeightGradient for stride 1.
+ * RC x RCI output x input channels per invocation: each step loads RC x RY vec4s of the output gradient and RCI x
+ * (the step's input values) for RC x RCI x KS*KS x 4 x RY FMAs. Stride 2 reads 27 input values per input channel and
+ * step, upsampling 12 (its columns come in pairs) against 2 vec4 rows of the output gradient, so stride 2 takes more
+ * output channels (8 x 2) and upsampling more input channels (4 x 4); chosen on lavapipe against the blocks
+ * bench/README.md lists ("Bigger blocks vs compile time").
  */
 async function stridedWeightGradient(
   ctx: GpuContext,
@@ -321,8 +269,8 @@ async function stridedWeightGradient(
   const [Hout, Wout] = convOutSize(spec);
   const Cin = spec.C1 + spec.C2;
   const n = spec.Cout * Cin * spec.ks * spec.ks;
-  const RC = DW_STRIDED_BLOCK.RC ?? (mode === 'stride2' && spec.Cout > 4 ? 8 : 4);
-  const RCI = DW_STRIDED_BLOCK.RCI ?? (mode === 'stride2' ? 2 : 4);
+  const RC = mode === 'stride2' && spec.Cout > 4 ? 8 : 4;
+  const RCI = mode === 'stride2' ? 2 : 4;
   const RY = mode === 'upsample' ? 2 : 1;
   // enough independent invocations to keep the device's threads busy (at least 512), in bands of whole row steps
   const perImage = ceilDiv(Cin, RCI) * ceilDiv(spec.Cout, RC);
@@ -333,7 +281,7 @@ async function stridedWeightGradient(
   const S = spec.B * bands;
   const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
   noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
-  const vecX = DW_STRIDED_BLOCK.vecX ?? (mode === 'stride2' && spec.Win % 4 === 0);
+  const vecX = mode === 'stride2' && spec.Win % 4 === 0;
   const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0, vecX });
   const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
@@ -386,7 +334,7 @@ export async function conv2dBackwardWeight(
   }
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs input B`);
   need(!norm || bufs.stats, `${L}: GroupNorm needs a stats buffer`);
-  if (convKernelFor(ctx) === 'direct' && !norm) {
+  if (ctx.options.convKernel === 'direct' && !norm) {
     if (spec.stride === 1 && !spec.upsample && spec.Win % 4 === 0) return directWeightGradient(ctx, spec, bufs, opts);
     const mode = stridedMode(spec);
     if (mode) return stridedWeightGradient(ctx, spec, mode, bufs, opts);
@@ -449,7 +397,7 @@ export async function channelSumBackward(
   need(!hasEmb || bufs.dEmb, `${L}: an embedding gradient needs a dEmb buffer`);
   noAlias(L, { grads: hasBias ? bufs.grads : undefined, dEmb: hasEmb ? bufs.dEmb : undefined }, { dOut: bufs.dOut });
   // software devices: one invocation per channel instead of a workgroup's tree reduction (see channelSumDirectWgsl)
-  const direct = convKernelFor(ctx) === 'direct';
+  const direct = ctx.options.convKernel === 'direct';
   const vec = spec.HW % 4 === 0;
   const pipeline = direct
     ? await ctx.pipeline(channelSumDirectWgsl(vec), { label: 'channel_sum_direct' })
@@ -478,99 +426,6 @@ export async function addInto(
   const ub = mixedUniform(ctx, [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0, opts.accumulate === false ? 0 : 1], [spec.scale ?? 1], L);
   const bindGroup = ctx.bind(pipeline, [bufs.src, bufs.dst, ub], L);
   return { pipeline, bindGroup, workgroups: grid256(ctx, spec.n, L), label: L };
-}
-
-// ------------------------------------------------------------------------------------------------------- groupnorm
-
-export interface GroupNormBackwardSpec {
-  B: number;
-  C1: number;
-  C2: number;
-  HW: number;
-  groups: number;
-  statsOff: number;
-  gammaOff: number;
-  betaOff: number;
-  /** the forward applied Swish after the normalisation (NORM 2) */
-  swish: boolean;
-  label?: string;
-}
-
-export function groupNormBackwardScratchBytes(spec: Pick<GroupNormBackwardSpec, 'B' | 'C1' | 'C2' | 'groups'>): number {
-  return (spec.B * (spec.C1 + spec.C2) * 2 + spec.B * spec.groups * 2) * 4;
-}
-
-/**
- * GroupNorm(+Swish) backward from dY (the gradient w.r.t. the normalised(+swished) input, split as dYA / dYB) and
- * the forward's saved stats: dGamma / dBeta into grads[gammaOff + c] / grads[betaOff + c] (summed over batch and
- * pixels), dx into dA / dB. `accumulate` applies to dA / dB; `accumulateParams` to dGamma / dBeta. Three dispatches.
- */
-export async function groupNormBackward(
-  ctx: GpuContext,
-  spec: GroupNormBackwardSpec,
-  bufs: {
-    params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; dYA: GPUBuffer; dYB?: GPUBuffer; stats: GPUBuffer;
-    grads: GPUBuffer; scratch: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer;
-  },
-  opts: BackwardOptions & { accumulateParams?: boolean } = {},
-): Promise<Dispatch[]> {
-  const L = spec.label ?? 'groupnorm';
-  const C = spec.C1 + spec.C2;
-  need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
-  need(spec.C2 === 0 || (bufs.b && bufs.dYB && bufs.dB), `${L}: C2 > 0 needs b, dYB and dB`);
-  need(bufs.scratch.size >= groupNormBackwardScratchBytes(spec), `${L}: scratch of ${bufs.scratch.size} bytes, needs ${groupNormBackwardScratchBytes(spec)}`);
-  noAlias(
-    L,
-    { grads: bufs.grads, scratch: bufs.scratch, dA: bufs.dA, dB: bufs.dB },
-    { params: bufs.params, a: bufs.a, b: bufs.b, dYA: bufs.dYA, dYB: bufs.dYB, stats: bufs.stats },
-  );
-  const d = dummy(ctx);
-  const u = ctx.uniform(
-    u32s([
-      spec.B, spec.C1, spec.C2, spec.HW,
-      spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
-      spec.swish ? 1 : 0, opts.accumulate ? 1 : 0, opts.accumulateParams ? 1 : 0, 0,
-    ], L),
-    `${L}.gn_bwd.u`,
-  );
-  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce' });
-  const xs = [bufs.params, bufs.a, bufs.b ?? d, bufs.dYA, bufs.dYB ?? d, bufs.stats];
-  const b1 = ctx.bind(p1, [...xs, bufs.scratch, u], `${L}.gn_bwd_reduce`);
-  const p2 = await ctx.pipeline(GN_BWD_PARAMS_WGSL, { label: 'gn_bwd_params' });
-  const b2 = ctx.bind(p2, [bufs.params, bufs.scratch, bufs.grads, u], `${L}.gn_bwd_params`);
-  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply' });
-  const b3 = ctx.bind(p3, [...xs, bufs.scratch, bufs.dA, bufs.dB ?? writeDummy(ctx), u], `${L}.gn_bwd_apply`);
-  checkWorkgroups(ctx, [C, spec.B], L);
-  return [
-    { pipeline: p1, bindGroup: b1, workgroups: [C, spec.B], label: `${L}.gn_bwd_reduce` },
-    { pipeline: p2, bindGroup: b2, workgroups: [ceilDiv(C + spec.B * spec.groups, 64)], label: `${L}.gn_bwd_params` },
-    { pipeline: p3, bindGroup: b3, workgroups: grid256(ctx, spec.B * C * spec.HW, L), label: `${L}.gn_bwd_apply` },
-  ];
-}
-
-/**
- * xn [B, C1+C2, HW] = GroupNorm(+Swish)(cat(a, b)) with the saved stats (the normalisation the forward fuses into its
- * conv's input load, materialised; conv2dBackwardWeight uses it through its `xn` scratch).
- */
-export async function groupNormApply(
-  ctx: GpuContext,
-  spec: GroupNormBackwardSpec,
-  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const L = spec.label ?? 'groupnorm';
-  const C = spec.C1 + spec.C2;
-  need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
-  need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs b`);
-  noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
-  const vec = spec.HW % 4 === 0;
-  const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply' });
-  const u = u32s([
-    spec.B, spec.C1, spec.C2, spec.HW,
-    spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
-    spec.swish ? 1 : 0, 0, 0, 0,
-  ], L);
-  const bg = ctx.bind(p, [bufs.params, bufs.a, bufs.b ?? dummy(ctx), bufs.stats, bufs.out, ctx.uniform(u, `${L}.gn_apply.u`)], `${L}.gn_apply`);
-  return { pipeline: p, bindGroup: bg, workgroups: grid256(ctx, (spec.B * C * spec.HW) / (vec ? 4 : 1), L), label: `${L}.gn_apply` };
 }
 
 // ------------------------------------------------------------------------------------------- the whole fused conv
@@ -656,158 +511,4 @@ export async function conv2dBackward(
     )),
   );
   return out;
-}
-
-// ------------------------------------------------------------------------------------------------------- attention
-
-export function attentionBackwardStatsBytes(spec: { B: number; HW: number }): number {
-  return spec.B * spec.HW * 2 * 4;
-}
-
-/**
- * Attention core backward: dqkv [B, 3C, HW] (=|+=) the gradient of softmax(q.k/sqrt(C)) v w.r.t. qkv, from qkv and
- * dOut [B, C, HW]. Scores are recomputed in tiles, never stored; `rowStats` (attentionBackwardStatsBytes: per query
- * logsumexp and D = dO.O) is scratch. Two dispatches: dQ (and the row statistics), then dK and dV.
- */
-export async function attentionBackward(
-  ctx: GpuContext,
-  spec: { B: number; C: number; HW: number; label?: string },
-  bufs: { qkv: GPUBuffer; dOut: GPUBuffer; dqkv: GPUBuffer; rowStats: GPUBuffer },
-  opts: BackwardOptions = {},
-): Promise<Dispatch[]> {
-  const L = spec.label ?? 'attention';
-  need(spec.C >= 1 && spec.HW >= 1 && spec.B >= 1, `${L}: empty attention`);
-  need(bufs.rowStats.size >= attentionBackwardStatsBytes(spec), `${L}: rowStats of ${bufs.rowStats.size} bytes, needs ${attentionBackwardStatsBytes(spec)}`);
-  noAlias(L, { dqkv: bufs.dqkv, rowStats: bufs.rowStats }, { qkv: bufs.qkv, dOut: bufs.dOut });
-  const R = Math.ceil(spec.C / 16);
-  const pq = await ctx.pipeline(attentionBackwardQWgsl(R), { label: 'attention_bwd_q' });
-  const pkv = await ctx.pipeline(attentionBackwardKVWgsl(R), { label: 'attention_bwd_kv' });
-  const u = new ArrayBuffer(16);
-  new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW], L));
-  new Float32Array(u, 8, 1)[0] = 1 / Math.sqrt(spec.C);
-  new Uint32Array(u, 12, 1)[0] = opts.accumulate ? 1 : 0;
-  const ub = ctx.uniform(u, `${L}.bwd.u`);
-  const list = [bufs.qkv, bufs.dOut, bufs.dqkv, bufs.rowStats, ub];
-  const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];
-  checkWorkgroups(ctx, workgroups, L);
-  return [
-    { pipeline: pq, bindGroup: ctx.bind(pq, list, `${L}.bwd_q`), workgroups, label: `${L}.bwd_q` },
-    { pipeline: pkv, bindGroup: ctx.bind(pkv, list, `${L}.bwd_kv`), workgroups, label: `${L}.bwd_kv` },
-  ];
-}
-
-// ---------------------------------------------------------------------------------------------------------- linear
-
-export interface LinearBackwardSpec {
-  B: number;
-  K: number;
-  N: number;
-  inOff?: number;
-  wOff: number;
-  bOff: number;
-  dOutOff?: number;
-  dInOff?: number;
-  swishIn?: boolean;
-  label?: string;
-}
-
-/**
- * Linear backward (kernels.ts linear with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
- * accumulateParams) from inp and dOut, and when dIn is given dIn[dInOff + b*K + k] (=|+=, per accumulate) =
- * f'(in) * W^T dOut (f = Swish with swishIn). One or two dispatches.
- */
-export async function linearBackward(
-  ctx: GpuContext,
-  spec: LinearBackwardSpec,
-  bufs: { params: GPUBuffer; inp: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer; dIn?: GPUBuffer },
-  opts: BackwardOptions & { accumulateParams?: boolean } = {},
-): Promise<Dispatch[]> {
-  const L = spec.label ?? 'linear';
-  need(spec.B >= 1 && spec.K >= 1 && spec.N >= 1, `${L}: empty linear`);
-  noAlias(L, { grads: bufs.grads, dIn: bufs.dIn }, { params: bufs.params, inp: bufs.inp, dOut: bufs.dOut });
-  const sw = spec.swishIn ? 1 : 0;
-  const pw = await ctx.pipeline(LINEAR_DW_WGSL, { label: 'linear_dw', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 } });
-  const uw = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.dOutOff ?? 0, 0], L);
-  const out: Dispatch[] = [
-    {
-      pipeline: pw,
-      bindGroup: ctx.bind(pw, [bufs.inp, bufs.dOut, bufs.grads, ctx.uniform(uw, `${L}.dw.u`)], `${L}.dw`),
-      workgroups: [ceilDiv(spec.N * spec.K + spec.N, 64)],
-      label: `${L}.dw`,
-    },
-  ];
-  checkWorkgroups(ctx, [ceilDiv(spec.N * spec.K + spec.N, 64)], L);
-  if (bufs.dIn) {
-    const pi = await ctx.pipeline(LINEAR_DIN_WGSL, { label: 'linear_din', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 } });
-    const ui = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.dOutOff ?? 0, spec.dInOff ?? 0, 0], L);
-    out.push({
-      pipeline: pi,
-      bindGroup: ctx.bind(pi, [bufs.params, bufs.inp, bufs.dOut, bufs.dIn, ctx.uniform(ui, `${L}.din.u`)], `${L}.din`),
-      workgroups: [ceilDiv(spec.B * spec.K, 64)],
-      label: `${L}.din`,
-    });
-  }
-  return out;
-}
-
-// ------------------------------------------------------------------------------------------------------------ loss
-
-/** Workgroups (= partial sums) the loss and norm reductions use for n elements: at most 256. */
-export function reducePartials(n: number): number {
-  return Math.max(1, Math.min(256, ceilDiv(n, 256 * 8)));
-}
-
-export interface LossSpec {
-  n: number;
-  kind: 'l1' | 'l2';
-  reduction: 'sum' | 'mean';
-  predOff?: number;
-  targetOff?: number;
-  gradOff?: number;
-  /** where the value goes in `value` */
-  valueOff?: number;
-  /** an extra factor on the value and the gradient (default 1) */
-  scale?: number;
-  label?: string;
-}
-
-/**
- * loss = r * sum |pred - target| (l1) or r * sum (pred - target)^2 (l2), r = scale (sum) or scale/n (mean), reduced
- * on the GPU into value[valueOff]; grad[gradOff + i] = dloss/dpred (overwritten): r * sign(d) (sign(0) = 0) or
- * r * 2d. `partial` holds reducePartials(n) floats. Two dispatches.
- */
-export async function loss(
-  ctx: GpuContext,
-  spec: LossSpec,
-  bufs: { pred: GPUBuffer; target: GPUBuffer; grad: GPUBuffer; partial: GPUBuffer; value: GPUBuffer },
-): Promise<Dispatch[]> {
-  const L = spec.label ?? 'loss';
-  need(Number.isInteger(spec.n) && spec.n >= 1, `${L}: n must be a positive integer, got ${spec.n}`);
-  need(spec.kind === 'l1' || spec.kind === 'l2', `${L}: unknown loss ${String(spec.kind)} (l1 or l2)`);
-  need(spec.reduction === 'sum' || spec.reduction === 'mean', `${L}: unknown reduction ${String(spec.reduction)} (sum or mean)`);
-  const P = reducePartials(spec.n);
-  need(bufs.partial.size >= P * 4, `${L}: partial buffer of ${bufs.partial.size} bytes, needs ${P * 4}`);
-  noAlias(L, { grad: bufs.grad, partial: bufs.partial }, { pred: bufs.pred, target: bufs.target });
-  noAlias(L, { value: bufs.value }, { partial: bufs.partial });
-  const r = (spec.scale ?? 1) / (spec.reduction === 'mean' ? spec.n : 1);
-  const p1 = await ctx.pipeline(LOSS_PARTIAL_WGSL, { label: 'loss_partial', constants: { L2: spec.kind === 'l2' ? 1 : 0 } });
-  const u1 = mixedUniform(ctx, [spec.n, spec.predOff ?? 0, spec.targetOff ?? 0, spec.gradOff ?? 0], [r], L);
-  const p2 = await ctx.pipeline(REDUCE_FINAL_WGSL, { label: 'reduce_final', constants: { SQRT: 0 } });
-  const u2 = mixedUniform(ctx, [P, spec.valueOff ?? 0], [r], L);
-  return [
-    { pipeline: p1, bindGroup: ctx.bind(p1, [bufs.pred, bufs.target, bufs.grad, bufs.partial, u1], `${L}.partial`), workgroups: [P], label: `${L}.partial` },
-    { pipeline: p2, bindGroup: ctx.bind(p2, [bufs.partial, bufs.value, u2], `${L}.value`), workgroups: [1], label: `${L}.value` },
-  ];
-}
-
-/** out[outOff] = scale * sum(partial[0 .. count)) (or scale * sqrt of it): the second stage of a reduction. */
-export async function reduceFinal(
-  ctx: GpuContext,
-  spec: { count: number; outOff?: number; scale?: number; sqrt?: boolean; label?: string },
-  bufs: { partial: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const L = spec.label ?? 'reduce';
-  const p = await ctx.pipeline(REDUCE_FINAL_WGSL, { label: 'reduce_final', constants: { SQRT: spec.sqrt ? 1 : 0 } });
-  const u = mixedUniform(ctx, [spec.count, spec.outOff ?? 0], [spec.scale ?? 1], L);
-  return { pipeline: p, bindGroup: ctx.bind(p, [bufs.partial, bufs.out, u], L), workgroups: [1], label: L };
 }

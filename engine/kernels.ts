@@ -1,31 +1,21 @@
-// Host side of the U-Net's kernels: each function checks its shapes, creates (cached) pipelines and returns a
-// recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times.
+// Host side of the U-Net's forward kernels: each function checks its shapes, creates (cached) pipelines and returns a
+// recorded Dispatch with its bind group and uniforms, ready to be replayed any number of times. Every choice of
+// kernel, tile or form comes from the context's options (ctx.options, engine/options.ts). The op families already in
+// engine/ops/ (one module each, forward and backward together) are re-exported from here; conv2d and GroupNorm
+// statistics are still here, their backward in kernels-backward.ts.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { BATCH_LOADS, CONV2D_SPLITK_REDUCE_WGSL, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
-import { conv2dMmaWgsl, MMA_TILE, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
-import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../shaders/attention_gemm.ts';
-import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../shaders/groupnorm.ts';
-import { attentionWgsl } from '../shaders/attention.ts';
-import { LINEAR_WGSL, POSENC_WGSL } from '../shaders/embedding.ts';
+import { CONV_UNIFORM, CONV2D_SPLITK_REDUCE_WGSL, SPLITK_REDUCE_UNIFORM, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
+import { conv2dMmaWgsl, MMA_TILE, mmaTile, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
+import type { EngineOptions } from './options.ts';
 
-const dummies = new WeakMap<GpuContext, GPUBuffer>();
-/** A small buffer bound where a kernel's optional input is absent. */
-export function dummy(ctx: GpuContext): GPUBuffer {
-  let d = dummies.get(ctx);
-  if (!d) {
-    d = ctx.buffer(16, 'unused-binding');
-    dummies.set(ctx, d);
-  }
-  return d;
-}
+import { checkWorkgroups, dummy, grid, sharedScratch } from './ops/common.ts';
 
-/** Uniform fields as u32, each checked to be one (the message names the kernel when a label is given). */
-export function u32s(values: number[], label?: string): Uint32Array {
-  for (const v of values) {
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`${label ?? 'kernel'}: parameter out of u32 range: ${v}`);
-  }
-  return new Uint32Array(values);
-}
+export { CONV_KERNELS, MMA_SUBGROUPS, type ConvKernel } from './options.ts';
+// the ops moved to engine/ops/, one module a family, forward and backward together
+export { checkWorkgroups, dummy, grid, scratchBytes, sharedScratch, splitKScratchBytes, u32s } from './ops/common.ts';
+export { attention } from './ops/attention.ts';
+export { groupNormStats, type GroupNormSpec } from './ops/groupnorm.ts';
+export { linear, positionalEncoding } from './ops/linear.ts';
 
 export interface ConvSpec {
   B: number;
@@ -82,33 +72,34 @@ export async function conv2d(
     HAS_EMB: hasEmb ? 1 : 0,
     HAS_RES: spec.hasRes ? 1 : 0,
   };
-  // the GEMM kernels' uniform has four more words, split-K's chunk and padding (the direct kernel reads the first 16)
   let kChunk = 0;
   const uniform = () =>
-    u32s([
-      spec.B, spec.C1, spec.C2, spec.Hin,
-      spec.Win, Hout, Wout, spec.Cout,
-      G, spec.wOff, Math.max(spec.bOff, 0), spec.gammaOff ?? 0,
-      spec.betaOff ?? 0, hasEmb ? spec.embOff! : 0, spec.statsOff ?? 0, spec.bOff >= 0 ? 1 : 0,
-      kChunk, 0, 0, 0,
-    ]);
-  const kernel = convKernelFor(ctx);
+    CONV_UNIFORM.pack(
+      {
+        B: spec.B, C1: spec.C1, C2: spec.C2, Hin: spec.Hin, Win: spec.Win, Hout, Wout, Cout: spec.Cout, G,
+        wOff: spec.wOff, bOff: Math.max(spec.bOff, 0), gOff: spec.gammaOff ?? 0, betaOff: spec.betaOff ?? 0,
+        embOff: hasEmb ? spec.embOff! : 0, statsOff: spec.statsOff ?? 0, hasBias: spec.bOff >= 0 ? 1 : 0, kChunk,
+      },
+      spec.label,
+    );
+  const o = ctx.options;
+  const kernel = o.convKernel;
   let pipeline: GPUComputePipeline;
   let workgroups: [number, number, number];
   let split: { S: number; parts: GPUBuffer } | null = null;
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
   const mmaOpts = kernel === 'mma' || kernel === 'mma3'
-    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: MMA_OPTIONS.subgroups ?? MMA_SUBGROUPS, pad: MMA_OPTIONS.pad, tk: MMA_OPTIONS.tk, batched: BATCH_LOADS.on }
+    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: o.mma.subgroups, pad: o.mma.pad, tk: o.mma.tk, batched: o.batchLoads }
     : null;
-  const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts) } : null;
-  const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout) : null;
+  const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts, o.mma) } : null;
+  const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout, o.tiledTile) : null;
   const tile: { TM: number; TN: number } = tiled ?? mma ?? MMA_TILE;
   if (kernel !== 'direct') {
     // split-K's chunks are whole k-steps of the kernel
     const tk = kernel === 'tiled' ? 16 : mma ? mma.tk ?? 32 : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
-    const { S, kChunk: chunk } = splitK(ctx, wgs, K, tk);
+    const { S, kChunk: chunk } = splitK(o, wgs, K, tk);
     if (S > 1) {
       constants.SPLIT_K = 1;
       kChunk = chunk;
@@ -116,17 +107,17 @@ export async function conv2d(
     }
   }
   if (kernel === 'direct') {
-    const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout);
-    const vec = spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && DIRECT_BLOCK.vec !== false;
+    const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout, o.directBlock);
+    const vec = spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && o.directBlock.vec !== false;
     const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat: spec.C2 > 0, vec });
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm, HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else if (kernel === 'f16' || mma) {
-    const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: MMA_OPTIONS.prefetch, batched: BATCH_LOADS.on });
+    const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: o.mma.prefetch, batched: o.batchLoads });
     pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_${kernel}_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
-    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiled!), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
+    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiled!, o.tiledPrefetch, o.batchLoads), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   }
   const d = dummy(ctx);
@@ -146,7 +137,10 @@ export async function conv2d(
     label: 'conv2d_splitk_reduce',
     constants: { HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 },
   });
-  const ru = u32s([split.S, spec.B, spec.Cout, Hout * Wout, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, spec.bOff >= 0 ? 1 : 0, 0], spec.label);
+  const ru = SPLITK_REDUCE_UNIFORM.pack(
+    { S: split.S, B: spec.B, Cout: spec.Cout, M: Hout * Wout, bOff: Math.max(spec.bOff, 0), embOff: hasEmb ? spec.embOff! : 0, hasBias: spec.bOff >= 0 ? 1 : 0 },
+    spec.label,
+  );
   conv.next = {
     pipeline: reduce,
     bindGroup: ctx.bind(reduce, [bufs.params, split.parts, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(ru, `${spec.label}.splitk.u`)], `${spec.label}.splitk`),
@@ -159,15 +153,14 @@ export async function conv2d(
 /**
  * The tiled kernel's tile for one conv: 128 output channels a workgroup where the layer has that many, 128 pixels
  * where the map has at least 32x32 of them, else 64 (a 128-wide tile on a narrow layer would idle half its
- * invocations). TILED_TILE overrides either (experiments, tests; SR3_TILED_TILE=TMxTN in Node).
+ * invocations). `fixed` (EngineOptions.tiledTile) overrides either.
  */
-export function tiledShape(M: number, Cout: number): TiledShape {
+export function tiledShape(M: number, Cout: number, fixed: Partial<TiledShape> = {}): TiledShape {
   return {
-    TM: TILED_TILE.TM ?? (M >= 1024 ? 128 : 64),
-    TN: TILED_TILE.TN ?? (Cout >= 128 ? 128 : 64),
+    TM: fixed.TM ?? (M >= 1024 ? 128 : 64),
+    TN: fixed.TN ?? (Cout >= 128 ? 128 : 64),
   };
 }
-export const TILED_TILE: Partial<TiledShape> = {};
 
 /**
  * The 'mma' kernel's tile for one conv, by the same rule as tiledShape, within what the device's fragments and
@@ -177,56 +170,41 @@ export const TILED_TILE: Partial<TiledShape> = {};
  * accumulators and fragments, so by default it takes at most 4 fragments a subgroup (with 4 subgroups, 64 x 64 with
  * 16x16 fragments: 64 accumulator registers of an NVIDIA thread, about 160 in all; 128 x 64 would need about 270 of
  * its 255 and spill; with 8 subgroups, 128 x 64 or 64 x 128), halving its pixels first; SR3_MMA_TILE can ask for up
- * to 8 (mmaTile's limit). MMA_OPTIONS overrides either (SR3_MMA_TILE=TMxTN in Node); mmaTile checks it.
+ * to 8 (mmaTile's limit). `fixed` (EngineOptions.mma: TM, TN) overrides either; mmaTile checks it.
  */
 export function mmaShape(
   M: number,
   Cout: number,
   s: { fragment: number; subgroupSize: number; split?: boolean; subgroups?: 4 | 8; tk?: 32 | 64; batched?: boolean; pad?: boolean; maxWorkgroupBytes?: number },
+  fixed: { TM?: number; TN?: number } = {},
 ): { TM: number; TN: number } {
   const S = s.fragment;
   const NSG = s.subgroups ?? 4;
   const SGN = NSG / 2; // subgroups across the channels
-  let TM = MMA_OPTIONS.TM ?? Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, NSG * s.subgroupSize, 8 * S));
-  let TN = MMA_OPTIONS.TN ?? Math.max(SGN * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S));
+  let TM = fixed.TM ?? Math.max(2 * S, Math.min(M >= 1024 ? 128 : 64, NSG * s.subgroupSize, 8 * S));
+  let TN = fixed.TN ?? Math.max(SGN * S, Math.min(Cout >= 128 ? 128 : 64, 8 * S));
   const frags = () => (TM / (2 * S)) * (TN / (SGN * S));
-  while (s.split && frags() > 4 && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
-  while (s.split && frags() > 4 && TN > SGN * S && MMA_OPTIONS.TN === undefined) TN /= 2;
+  while (s.split && frags() > 4 && TM > 2 * S && fixed.TM === undefined) TM /= 2;
+  while (s.split && frags() > 4 && TN > SGN * S && fixed.TN === undefined) TN /= 2;
   // the batched gather holds at most 32 values an invocation a step (64-deep steps over 128 pixels need 8 subgroups)
-  while (((s.tk ?? 32) * TM) / (NSG * s.subgroupSize) > 32 && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
+  while (((s.tk ?? 32) * TM) / (NSG * s.subgroupSize) > 32 && TM > 2 * S && fixed.TM === undefined) TM /= 2;
   // and within the device's workgroup memory (64-deep split steps take more than 48 KiB at 128 x 64)
   const bytes = () => mmaTileBytes({ ...s, TM, TN });
-  while (s.maxWorkgroupBytes !== undefined && bytes() > s.maxWorkgroupBytes && TM > 2 * S && MMA_OPTIONS.TM === undefined) TM /= 2;
+  while (s.maxWorkgroupBytes !== undefined && bytes() > s.maxWorkgroupBytes && TM > 2 * S && fixed.TM === undefined) TM /= 2;
   return { TM, TN };
 }
-/**
- * Subgroups a tensor-core conv workgroup by default. 8 (a 2 x 4 grid: half the staging an invocation and half the
- * accumulators a subgroup of 4) measured faster on an H100: the 16->128 U-Net at batch 8 in 31.6 ms with the batched
- * gather against 39.8 ms for 4 subgroups and the inline gather, 35.7 ms for 8 with the inline gather.
- */
-export const MMA_SUBGROUPS = 8;
-/**
- * Overrides for the mixed-precision kernels (experiments, tests): the 'mma' tile, the register prefetch of both, and
- * the subgroups of a tensor-core workgroup (SR3_MMA_SUBGROUPS=4|8 in Node; default MMA_SUBGROUPS), and padded
- * tiles in workgroup memory (SR3_MMA_PAD=1) and 64-deep k-steps (SR3_MMA_TK=64): both off by default until a GPU
- * measures them (shaders/conv2d_mma.ts `pad`, `tk`).
- */
-export const MMA_OPTIONS: { TM?: number; TN?: number; prefetch?: boolean; subgroups?: 4 | 8; pad?: boolean; tk?: 32 | 64 } = {};
 
 /**
- * Split-K for the GEMM conv kernels: a conv whose output tiles give fewer than SPLIT_K.target workgroups (the
- * low-resolution levels at batch 1 leave most of a large GPU idle: 8x8 x 512 channels is 8 workgroups) cuts its
- * reduction into S chunks of at least 8 k-steps, run as S times the workgroups, and a second pass adds the partial
- * sums and applies the epilogue. Off on software devices (the direct kernel does not use it) unless forced.
- * SPLIT_K.target = 0 turns it off; SPLIT_K.force sets S for every conv (tests).
+ * Split-K's chunks for a GEMM conv of `workgroups` output tiles and a reduction of K (EngineOptions.splitK): below
+ * the target, S chunks of at least 8 k-steps of `tk`, at most 32; GPU paths only (the direct kernel does not use
+ * it), unless forced.
  */
-export const SPLIT_K: { target: number; force?: number } = { target: 256 };
-
-export function splitK(ctx: GpuContext, workgroups: number, K: number, tk: number): { S: number; kChunk: number } {
+export function splitK(o: Pick<EngineOptions, 'splitK' | 'paths'>, workgroups: number, K: number, tk: number): { S: number; kChunk: number } {
   let S = 1;
-  if (SPLIT_K.force !== undefined) S = SPLIT_K.force;
-  else if (!ctx.adapter.isSoftware && SPLIT_K.target > 0 && workgroups < SPLIT_K.target) {
-    S = Math.min(Math.ceil(SPLIT_K.target / workgroups), Math.floor(K / (8 * tk)), 32);
+  const { target, force } = o.splitK;
+  if (force !== undefined) S = force;
+  else if (o.paths === 'gpu' && target > 0 && workgroups < target) {
+    S = Math.min(Math.ceil(target / workgroups), Math.floor(K / (8 * tk)), 32);
   }
   if (S < 2) return { S: 1, kChunk: 0 };
   const kChunk = ceilDiv(ceilDiv(K, S), tk) * tk;
@@ -234,76 +212,44 @@ export function splitK(ctx: GpuContext, workgroups: number, K: number, tk: numbe
   return S < 2 ? { S: 1, kChunk: 0 } : { S, kChunk };
 }
 
-const scratches = new WeakMap<GpuContext, Map<string, GPUBuffer>>();
-/** Bytes of the split-K scratch buffer this context holds now (0 before any split conv). */
-export function splitKScratchBytes(ctx: GpuContext): number {
-  return scratches.get(ctx)?.get('conv2d.splitk_partials')?.size ?? 0;
-}
-/** Bytes of every shared scratch buffer of this context (split-K, attention scores, GroupNorm partials, ...). */
-export function scratchBytes(ctx: GpuContext): number {
-  let n = 0;
-  for (const b of scratches.get(ctx)?.values() ?? []) n += b.size;
-  return n;
-}
-/**
- * One scratch buffer per context and purpose (split-K partial sums, the backward's flipped weights...), grown as
- * needed. Dispatches run in order, so every op can use it between the passes of its own chain (Dispatch.next); a
- * buffer replaced by a larger one stays alive for the bind groups that hold it.
- */
-export function sharedScratch(ctx: GpuContext, name: string, bytes: number): GPUBuffer {
-  let m = scratches.get(ctx);
-  if (!m) {
-    m = new Map();
-    scratches.set(ctx, m);
-  }
-  const cur = m.get(name);
-  if (cur && cur.size >= bytes) return cur;
-  const buf = ctx.buffer(Math.max(bytes, 1 << 16), name);
-  m.set(name, buf);
-  return buf;
-}
 function scratch(ctx: GpuContext, bytes: number): GPUBuffer {
   return sharedScratch(ctx, 'conv2d.splitk_partials', bytes);
 }
 
 /**
- * Which conv2d shader a context uses:
- * - 'tiled' (f32; 64 or 128 square-ish workgroup tiles staged through workgroup memory, for GPUs; the default there);
- * - 'direct' (f32; each invocation a block of pixels x output channels held in registers, weights staged in workgroup
- *   memory, for CPU-like software devices, where every load is a per-lane loop with bounds checks and arithmetic is
- *   nearly free; the default there);
- * - 'mma' (mixed precision: f16 operands, f32 accumulation, on tensor cores through subgroup matrices; needs
- *   'chromium-experimental-subgroup-matrix' with an f16->f32 16x16x16 (or 8x8x8) config and a fixed subgroup size);
- * - 'f16' (the same mixed precision with plain FMAs; needs 'shader-f16');
- * - 'mma3' (f32 accuracy on the tensor cores: each operand split into two f16s, three products per fragment; needs
- *   what 'mma' needs).
- * The f32 kernels, 'mma3' among them, compute the same thing to f32 rounding (the tolerances of test/conv-variants.test.ts
- * and the golden tests); the mixed ones round every operand to f16 (see shaders/conv2d_mma.ts and their own
- * tolerances). Only an explicit choice selects the tensor-core and f16 kernels.
+ * Check the options a context runs with against its device: a conv2d kernel the device cannot run is an error that
+ * names what it lacks, never a silent fallback (the mixed-precision kernels), and a fixed tensor-core tile or 64-deep
+ * steps must fit the device's fragments and subgroups. The error's `option` names the offending option.
  */
-export type ConvKernel = 'tiled' | 'direct' | 'mma' | 'f16' | 'mma3';
-export const CONV_KERNELS: readonly ConvKernel[] = ['tiled', 'direct', 'mma', 'f16', 'mma3'];
-const convKernels = new WeakMap<GpuContext, ConvKernel>();
-/** Force a conv2d kernel for this context (tests, benchmarks); `undefined` returns to the automatic choice. */
-export function setConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): void {
-  if (kernel) convKernels.set(ctx, kernel);
-  else convKernels.delete(ctx);
-}
-export function convKernelFor(ctx: GpuContext): ConvKernel {
-  return convKernels.get(ctx) ?? (ctx.adapter.isSoftware ? 'direct' : 'tiled');
-}
-
-/**
- * Select a conv2d kernel after checking that this device can run it: the mixed-precision kernels throw an error that
- * names what the device lacks instead of falling back silently. `undefined` returns to the automatic choice.
- */
-export async function useConvKernel(ctx: GpuContext, kernel: ConvKernel | undefined): Promise<void> {
-  if (kernel !== undefined && !CONV_KERNELS.includes(kernel)) {
-    throw new Error(`unknown conv2d kernel '${kernel}': use one of ${CONV_KERNELS.join(', ')}`);
+export async function checkEngineOptions(ctx: GpuContext): Promise<void> {
+  const o = ctx.options;
+  const fail = (option: 'convKernel' | 'mma.tile' | 'mma.tk', e: unknown): never => {
+    throw Object.assign(new Error((e as Error).message.replace(/^conv2dMmaWgsl: /, '')), { option });
+  };
+  try {
+    if (o.convKernel === 'mma' || o.convKernel === 'mma3') await requireMma(ctx, o.convKernel);
+    if (o.convKernel === 'f16') requireF16(ctx);
+  } catch (e) {
+    fail('convKernel', e);
   }
-  if (kernel === 'mma' || kernel === 'mma3') await requireMma(ctx, kernel);
-  if (kernel === 'f16') requireF16(ctx);
-  setConvKernel(ctx, kernel);
+  const s = await mmaSupport(ctx);
+  if (!s.ok) return;
+  const base = { body: 'subgroup-matrix' as const, subgroupSize: s.subgroupSize, fragment: s.fragment, subgroups: o.mma.subgroups, batched: o.batchLoads };
+  if (o.mma.TM !== undefined || o.mma.TN !== undefined) {
+    try {
+      // the split kernel ('mma3') takes fewer fragments a subgroup
+      mmaTile({ ...base, TM: o.mma.TM, TN: o.mma.TN, split: o.convKernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, pad: o.mma.pad, tk: o.mma.tk });
+    } catch (e) {
+      fail('mma.tile', e);
+    }
+  } else if (o.mma.tk === 64) {
+    // 64-deep steps need a workgroup of at least 64 invocations (one decodes each reduction index): the smallest tile
+    try {
+      mmaTile({ ...base, TM: 2 * s.fragment!, TN: (o.mma.subgroups / 2) * s.fragment!, tk: 64 });
+    } catch (e) {
+      fail('mma.tk', e);
+    }
+  }
 }
 
 function requireF16(ctx: GpuContext): { body: 'f16-tiles' } {
@@ -322,7 +268,6 @@ export interface MmaSupport {
   /** S of the f16->f32 SxSxS subgroup-matrix config the kernel uses */
   fragment?: number;
 }
-const mmaProbes = new WeakMap<GpuContext, Promise<MmaSupport>>();
 
 /**
  * Whether this device can run the 'mma' conv2d kernel, and how: the feature, an f16->f32 16x16x16 or 8x8x8 config, one fixed
@@ -330,12 +275,7 @@ const mmaProbes = new WeakMap<GpuContext, Promise<MmaSupport>>();
  * subgroup-matrix builtins (probed by compiling a small kernel; the answer is cached per context).
  */
 export function mmaSupport(ctx: GpuContext): Promise<MmaSupport> {
-  let p = mmaProbes.get(ctx);
-  if (!p) {
-    p = probeMma(ctx);
-    mmaProbes.set(ctx, p);
-  }
-  return p;
+  return ctx.memo('mma-support', () => probeMma(ctx));
 }
 
 async function probeMma(ctx: GpuContext): Promise<MmaSupport> {
@@ -383,223 +323,22 @@ async function requireMma(ctx: GpuContext, kernel: 'mma' | 'mma3'): Promise<{ bo
  * The direct kernel's block for one conv: PX pixels of a row x RN output channels per invocation (on lavapipe a load
  * costs ~20x an FMA, so bigger blocks run faster, but LLVM's compile time grows quickly with the block),
  * WG invocations per workgroup (fewer on small maps, so lanes are not left idle), CC input channels staged at a
- * time (8 KiB of weights in workgroup memory). DIRECT_BLOCK overrides any field (experiments, tests).
+ * time (8 KiB of weights in workgroup memory). `fixed` (EngineOptions.directBlock) overrides any field.
  */
-export function directBlock(ks: 1 | 3, Hout: number, Wout: number, Cout: number): { PX: number; RN: number; CC: number; WG: number } {
-  // 16 pixels on the large maps, where most of a U-Net's FLOPs are: 20-50% faster than 8 (fewer weight loads per FMA),
-  // but 3.2 s rather than 1.7 s of LLVM compile per pipeline on lavapipe, so not everywhere. (8 pixels x 16 channels
-  // is slower and compiles in 4.5 s; 16 x 16 is ~10% faster again but compiles in 17 s.)
-  const PX = DIRECT_BLOCK.PX ?? (Wout >= 32 && Hout * Wout >= 4096 ? 16 : Wout >= 8 ? 8 : 4);
-  const RN = DIRECT_BLOCK.RN ?? (Cout > 4 ? 8 : 4);
+export function directBlock(
+  ks: 1 | 3,
+  Hout: number,
+  Wout: number,
+  Cout: number,
+  fixed: { PX?: number; RN?: number; CC?: number; WG?: number } = {},
+): { PX: number; RN: number; CC: number; WG: number } {
+  // 16 pixels on the large maps, where most of a U-Net's FLOPs are: faster than 8 (fewer weight loads per FMA), but
+  // about twice the LLVM compile per pipeline on lavapipe, so not everywhere (bench/README.md, "Bigger blocks vs
+  // compile time", has the figures of the blocks tried)
+  const PX = fixed.PX ?? (Wout >= 32 && Hout * Wout >= 4096 ? 16 : Wout >= 8 ? 8 : 4);
+  const RN = fixed.RN ?? (Cout > 4 ? 8 : 4);
   const units = Hout * ceilDiv(Wout, PX);
-  const WG = DIRECT_BLOCK.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
-  const CC = DIRECT_BLOCK.CC ?? Math.max(1, Math.floor(512 / (ks * ks * (RN / 4))));
+  const WG = fixed.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
+  const CC = fixed.CC ?? Math.max(1, Math.floor(512 / (ks * ks * (RN / 4))));
   return { PX, RN, CC, WG };
-}
-export const DIRECT_BLOCK: { PX?: number; RN?: number; CC?: number; WG?: number; vec?: boolean } = {};
-
-export interface GroupNormSpec {
-  B: number;
-  C1: number;
-  C2: number;
-  HW: number;
-  groups: number;
-  statsOff: number;
-  eps?: number;
-  label?: string;
-}
-
-/**
- * GroupNorm statistics split over several workgroups per group (groupNormStatsSplitWgsl) where (group, batch) pairs
- * alone would give fewer than GN_SPLIT.target workgroups and a group holds at least 8192 vec4s or floats: GPUs
- * only (on a CPU device the one-workgroup form is as fast), chunks of at least 2048, at most 64 of them.
- * GN_SPLIT.target = 0 turns it off; GN_SPLIT.force sets the chunk count wherever the group has enough values (tests).
- */
-export const GN_SPLIT: { target: number; force?: number } = { target: 256 };
-
-/** Per-(batch, group) mean and rstd of cat(A, B) into stats[statsOff + (b*G + g)*2 + {0,1}]. */
-export async function groupNormStats(
-  ctx: GpuContext,
-  spec: GroupNormSpec,
-  bufs: { a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer },
-): Promise<Dispatch> {
-  if ((spec.C1 + spec.C2) % spec.groups !== 0) {
-    throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${spec.groups} groups`);
-  }
-  const vec = spec.HW % 4 === 0;
-  // units (vec4s or floats) of one group
-  const perGroup = ((spec.C1 + spec.C2) / spec.groups) * spec.HW / (vec ? 4 : 1);
-  const eps = spec.eps ?? 1e-5;
-  let P = 1;
-  if (GN_SPLIT.force !== undefined) P = Math.min(GN_SPLIT.force, perGroup);
-  else if (!ctx.adapter.isSoftware && GN_SPLIT.target > 0 && spec.groups * spec.B < GN_SPLIT.target && perGroup >= 8192) {
-    P = Math.min(Math.ceil(GN_SPLIT.target / (spec.groups * spec.B)), Math.floor(perGroup / 2048), 64);
-  }
-  if (P >= 2) {
-    const L = ceilDiv(perGroup, P);
-    P = ceilDiv(perGroup, L); // no empty chunk
-    const partial = sharedScratch(ctx, 'groupnorm.partials', spec.B * spec.groups * P * 2 * 4);
-    const pipeline = await ctx.pipeline(groupNormStatsSplitWgsl(vec), { label: 'groupnorm_stats_split' });
-    const u = u32s([spec.C1, spec.C2, spec.HW, spec.groups, P, L, 0, 0], spec.label);
-    const workgroups: [number, number, number] = [P, spec.groups, spec.B];
-    checkWorkgroups(ctx, workgroups, spec.label);
-    const cp = await ctx.pipeline(GN_STATS_COMBINE_WGSL, { label: 'groupnorm_stats_combine' });
-    const cu = new ArrayBuffer(32);
-    new Uint32Array(cu, 0, 6).set(u32s([spec.B * spec.groups, P, L, perGroup, vec ? 4 : 1, spec.statsOff], spec.label));
-    new Float32Array(cu, 24, 1)[0] = eps;
-    return {
-      pipeline,
-      bindGroup: ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)], spec.label),
-      workgroups,
-      label: spec.label,
-      // chained: the shared scratch is only valid between the two passes
-      next: {
-        pipeline: cp,
-        bindGroup: ctx.bind(cp, [partial, bufs.stats, ctx.uniform(cu, `${spec.label}.combine.u`)], `${spec.label}.combine`),
-        workgroups: grid(ctx, spec.B * spec.groups, 64, spec.label),
-        label: `${spec.label}.combine`,
-      },
-    };
-  }
-  // elements each invocation reads per pass: at least 16 with 256 invocations, else a smaller workgroup
-  const WG = perGroup >= 4096 ? 256 : perGroup >= 1024 ? 64 : 32;
-  const pipeline = await ctx.pipeline(groupNormStatsWgsl(vec, WG), { label: 'groupnorm_stats' });
-  const u = new ArrayBuffer(32);
-  new Uint32Array(u, 0, 5).set(u32s([spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff]));
-  new Float32Array(u, 20, 1)[0] = eps;
-  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.stats, ctx.uniform(u, `${spec.label}.u`)], spec.label);
-  const workgroups: [number, number] = [spec.groups, spec.B];
-  checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
-}
-
-/**
- * Attention as two GEMMs through an HW x HW score buffer (shaders/attention_gemm.ts) on GPUs, where the flash-style
- * kernel's one workgroup per 16 queries leaves most of the device idle, as long as the scores of the batch take at
- * most ATTN_GEMM.maxScoreBytes (256 MiB: 64x64 maps at batch 4; larger maps use the flash form, whose memory does not
- * grow with HW^2). ATTN_GEMM.force: true takes the GEMM form anywhere (tests), false never.
- */
-export const ATTN_GEMM: { maxScoreBytes: number; force?: boolean } = { maxScoreBytes: 256 * 2 ** 20 };
-
-/** softmax(q.k / sqrt(C)) v over all HW positions, from qkv [B, 3C, HW] into out [B, C, HW]. */
-export async function attention(
-  ctx: GpuContext,
-  spec: { B: number; C: number; HW: number; label?: string },
-  bufs: { qkv: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const scoreBytes = spec.B * spec.HW * spec.HW * 4;
-  const gemm = ATTN_GEMM.force ?? (!ctx.adapter.isSoftware && scoreBytes <= Math.min(ATTN_GEMM.maxScoreBytes, ctx.limits.maxStorageBufferBindingSize));
-  if (gemm) return attentionGemm(ctx, spec, bufs);
-  const pipeline = await ctx.pipeline(attentionWgsl(Math.ceil(spec.C / 64), spec.HW % 4 === 0), { label: 'attention' });
-  const u = new ArrayBuffer(16);
-  new Uint32Array(u, 0, 2).set(u32s([spec.C, spec.HW]));
-  new Float32Array(u, 8, 1)[0] = 1 / Math.sqrt(spec.C);
-  const bindGroup = ctx.bind(pipeline, [bufs.qkv, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
-  const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];
-  checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
-}
-
-const fmtMiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-
-/** A strided GEMM's uniform (STRIDED_GEMM_WGSL): sizes, alpha, and per operand offset, batch/row/column strides. */
-function gemmUniform(ctx: GpuContext, label: string, g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] }): GPUBuffer {
-  const u = new ArrayBuffer(64);
-  const w = new Uint32Array(u);
-  w.set(u32s([g.M, g.N, g.K, 0, ...g.a, ...g.b, ...g.c], label));
-  new Float32Array(u, 12, 1)[0] = g.alpha;
-  return ctx.uniform(u, `${label}.u`);
-}
-
-async function attentionGemm(
-  ctx: GpuContext,
-  spec: { B: number; C: number; HW: number; label?: string },
-  bufs: { qkv: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const L = spec.label ?? 'attention';
-  const { B, C, HW } = spec;
-  const bytes = B * HW * HW * 4;
-  if (bytes > ctx.limits.maxStorageBufferBindingSize) {
-    throw new Error(
-      `${L}: attention as GEMMs needs ${fmtMiB(bytes)} of scores for ${B} x ${HW} positions, over this device's ` +
-        `${fmtMiB(ctx.limits.maxStorageBufferBindingSize)} storage binding limit: use the flash form (SR3_ATTENTION=flash, or leave it unset)`,
-    );
-  }
-  const S = sharedScratch(ctx, 'attention.scores', bytes);
-  const gemmP = await ctx.pipeline(STRIDED_GEMM_WGSL, { label: 'attention_gemm' });
-  const smP = await ctx.pipeline(ROW_SOFTMAX_WGSL, { label: 'attention_softmax' });
-  const per = 3 * C * HW; // one batch element of qkv
-  // S(i, j) = scale * sum_c q[c, i] k[c, j]: A(k=c, m=i) = q[c*HW + i], B(k=c, n=j) = k[c*HW + j], C(i, j) = S[i*HW + j]
-  const scores: Dispatch = {
-    pipeline: gemmP,
-    bindGroup: ctx.bind(gemmP, [bufs.qkv, bufs.qkv, S, gemmUniform(ctx, `${L}.scores`, {
-      M: HW, N: HW, K: C, alpha: 1 / Math.sqrt(C), a: [0, per, HW, 1], b: [C * HW, per, HW, 1], c: [0, HW * HW, HW, 1],
-    })], `${L}.scores`),
-    workgroups: [ceilDiv(HW, 64), ceilDiv(HW, 64), B],
-    label: `${L}.scores`,
-  };
-  const rows = B * HW;
-  const softmax: Dispatch = {
-    pipeline: smP,
-    bindGroup: ctx.bind(smP, [S, ctx.uniform(u32s([rows, HW, 0, 0], L), `${L}.softmax.u`)], `${L}.softmax`),
-    workgroups: [Math.min(rows, 65535), ceilDiv(rows, 65535)],
-    label: `${L}.softmax`,
-  };
-  // out(c, i) = sum_j P(i, j) v[c, j]: m = i, n = c; A(k=j, m=i) = P[i*HW + j], B(k=j, n=c) = v[c*HW + j], C = out[c*HW + i]
-  const output: Dispatch = {
-    pipeline: gemmP,
-    bindGroup: ctx.bind(gemmP, [S, bufs.qkv, bufs.out, gemmUniform(ctx, `${L}.pv`, {
-      M: HW, N: C, K: HW, alpha: 1, a: [0, HW * HW, 1, HW], b: [2 * C * HW, per, 1, HW], c: [0, C * HW, 1, HW],
-    })], `${L}.pv`),
-    workgroups: [ceilDiv(HW, 64), ceilDiv(C, 64), B],
-    label: `${L}.pv`,
-  };
-  for (const d of [scores, softmax, output]) checkWorkgroups(ctx, d.workgroups.map((v) => v ?? 1), L);
-  // chained: the shared score buffer is only valid inside the three passes
-  scores.next = softmax;
-  softmax.next = output;
-  return scores;
-}
-
-/** The reference's PositionalEncoding(dim) of level [B] into out [B, dim]. */
-export async function positionalEncoding(
-  ctx: GpuContext,
-  spec: { B: number; dim: number; label?: string },
-  bufs: { level: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(POSENC_WGSL, { label: 'posenc' });
-  const bindGroup = ctx.bind(pipeline, [bufs.level, bufs.out, ctx.uniform(u32s([spec.B, spec.dim, 0, 0]))], spec.label);
-  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.dim, 64)], label: spec.label };
-}
-
-/** out[outOff + b*N + n] = bias[n] + W[n, :] . f(in[inOff + b*K + :]), W and bias in the params buffer. */
-export async function linear(
-  ctx: GpuContext,
-  spec: { B: number; K: number; N: number; inOff?: number; wOff: number; bOff: number; outOff?: number; swishIn?: boolean; label?: string },
-  bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear', constants: { SWISH_IN: spec.swishIn ? 1 : 0 } });
-  const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, 0]);
-  const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
-  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
-}
-
-/**
- * Workgroups of `size` invocations covering n threads, folded into 2D past the per-dimension limit (the kernels index
- * wg.y * nw.x + wg.x).
- */
-export function grid(ctx: GpuContext, n: number, size: number, label?: string): [number, number] {
-  const groups = Math.max(1, ceilDiv(n, size));
-  const x = Math.min(groups, ctx.limits.maxComputeWorkgroupsPerDimension);
-  const wg: [number, number] = [x, ceilDiv(groups, x)];
-  checkWorkgroups(ctx, wg, label);
-  return wg;
-}
-
-/** Throw when a dispatch would exceed the device's workgroups per dimension. */
-export function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
-  const max = ctx.limits.maxComputeWorkgroupsPerDimension;
-  for (const n of wg) {
-    if (n > max) throw new Error(`${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`);
-  }
 }

@@ -72,24 +72,20 @@ export interface Fill {
   setSub(sub: number): void;
 }
 
-/** The generator's pipelines on one device. */
+/** The generator's pipelines on one device (the raw-words and counter ones, for tests and tools, only when asked). */
 export class GaussianRng {
   private constructor(
     private readonly ctx: GpuContext,
     private readonly plain: GPUComputePipeline,
     private readonly table: GPUComputePipeline,
-    private readonly raw: GPUComputePipeline,
-    private readonly add: GPUComputePipeline,
   ) {}
 
   static async create(ctx: GpuContext): Promise<GaussianRng> {
-    const [plain, table, raw, add] = await Promise.all([
+    const [plain, table] = await Promise.all([
       ctx.pipeline(gaussianWgsl(false), { label: 'rng.gaussian' }),
       ctx.pipeline(gaussianWgsl(true), { label: 'rng.gaussian-table' }),
-      ctx.pipeline(PHILOX_RAW_WGSL, { label: 'rng.philox-raw' }),
-      ctx.pipeline(COUNTER_ADD_WGSL, { label: 'rng.counter-add' }),
     ]);
-    return new GaussianRng(ctx, plain, table, raw, add);
+    return new GaussianRng(ctx, plain, table);
   }
 
   /** Standard normal f32 values into out[offset .. offset+n). */
@@ -98,17 +94,19 @@ export class GaussianRng {
   }
 
   /** The raw Philox u32 words (element i = word i % 4 of block i / 4) into a u32 buffer: for tests and tools. */
-  fillRaw(o: Omit<FillOptions, 'streamTable'>): Fill {
-    return this.record({ ...o, streamTable: undefined }, this.raw, o.label ?? 'rng.philox-raw');
+  async fillRaw(o: Omit<FillOptions, 'streamTable'>): Promise<Fill> {
+    const raw = await this.ctx.pipeline(PHILOX_RAW_WGSL, { label: 'rng.philox-raw' });
+    return this.record({ ...o, streamTable: undefined }, raw, o.label ?? 'rng.philox-raw');
   }
 
   /**
    * A dispatch adding `delta` (wrapping mod 2^32; pass 0xffffffff to count down) to table[slot]: record it after a
    * step's fill to advance a GPU-side step counter.
    */
-  advance(table: GPUBuffer, slot: number, delta = 1): Dispatch {
+  async advance(table: GPUBuffer, slot: number, delta = 1): Promise<Dispatch> {
+    const add = await this.ctx.pipeline(COUNTER_ADD_WGSL, { label: 'rng.counter-add' });
     const q = this.ctx.uniform(new Uint32Array([u32(slot, 'slot'), u32(delta, 'delta'), 0, 0]), 'rng.advance');
-    return { pipeline: this.add, bindGroup: this.ctx.bind(this.add, [table, q]), workgroups: [1], label: 'rng.advance' };
+    return { pipeline: add, bindGroup: this.ctx.bind(add, [table, q]), workgroups: [1], label: 'rng.advance' };
   }
 
   private record(o: FillOptions, pipeline: GPUComputePipeline, label: string): Fill {

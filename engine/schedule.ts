@@ -14,6 +14,22 @@ export type { Schedule };
 export const SCHEDULE_KINDS = ['linear', 'quad', 'cosine', 'warmup10', 'warmup50', 'const', 'jsd'] as const;
 export type ScheduleKind = (typeof SCHEDULE_KINDS)[number];
 
+/**
+ * Inference schedules for few steps, placed by noise level rather than by betas. Their start/end are the smallest and
+ * largest noise level as sigma = sqrt((1 - gamma) / gamma) (the noise-to-signal ratio; EDM's sigma):
+ * - `logsnr`: log(sigma) uniform, i.e. uniform in log-SNR (what DPM-Solver and UniPC use for pixel-space models);
+ * - `karras`: sigma_i = (smax^(1/7) + i/(N-1) (smin^(1/7) - smax^(1/7)))^7 (Karras et al. 2022, rho = 7), which
+ *   spends more steps at low noise.
+ * Their betas are 1 - gamma_t / gamma_{t-1}, so every table and sampler treats them like any other schedule.
+ */
+export const FEW_STEP_KINDS = ['logsnr', 'karras'] as const;
+export type FewStepKind = (typeof FEW_STEP_KINDS)[number];
+/** Default sigma range of the few-step kinds: sigma 0.01 is the default linear schedule's first level (beta 1e-4);
+ * sigma 100 (sqrt(gamma) = 0.01) is close to the pure noise a sample starts from. */
+export const FEW_STEP_SIGMA_MIN = 0.01;
+export const FEW_STEP_SIGMA_MAX = 100;
+const KARRAS_RHO = 7;
+
 /** Most steps a schedule may have (the reference trains with 2000; this only guards against typos). */
 export const MAX_STEPS = 1_000_000;
 
@@ -77,7 +93,38 @@ export function betaSchedule(s: Schedule): Float64Array {
   if (!Number.isSafeInteger(s.n_timestep) || s.n_timestep < 1 || s.n_timestep > MAX_STEPS) {
     throw new Error(`schedule: the number of steps must be an integer from 1 to ${MAX_STEPS}, got ${s.n_timestep}`);
   }
+  if ((FEW_STEP_KINDS as readonly string[]).includes(s.schedule)) return fewStepBetas(s);
   return makeBetas(s);
+}
+
+/** The noise levels sigma = sqrt((1 - gamma) / gamma) of a few-step schedule, index 0 = the least noisy step. */
+export function fewStepSigmas(kind: string, n: number, sigmaMin: number, sigmaMax: number): Float64Array {
+  if (!(sigmaMin > 0 && sigmaMax > sigmaMin && Number.isFinite(sigmaMax))) {
+    throw new Error(`schedule: ${kind} needs 0 < start < end (the smallest and largest sigma), got ${sigmaMin} and ${sigmaMax}`);
+  }
+  const out = new Float64Array(n);
+  for (let t = 0; t < n; t++) {
+    const f = n === 1 ? 1 : t / (n - 1); // 0 at the least noisy step, 1 at the noisiest
+    if (kind === 'logsnr') out[t] = Math.exp(Math.log(sigmaMin) + f * (Math.log(sigmaMax) - Math.log(sigmaMin)));
+    else if (kind === 'karras') {
+      const a = sigmaMin ** (1 / KARRAS_RHO);
+      const b = sigmaMax ** (1 / KARRAS_RHO);
+      out[t] = (a + f * (b - a)) ** KARRAS_RHO;
+    } else throw new Error(`schedule: ${JSON.stringify(kind)} is not a few-step kind (${FEW_STEP_KINDS.join(', ')})`);
+  }
+  return out;
+}
+
+function fewStepBetas(s: Schedule): Float64Array {
+  const sig = fewStepSigmas(s.schedule, s.n_timestep, s.linear_start ?? FEW_STEP_SIGMA_MIN, s.linear_end ?? FEW_STEP_SIGMA_MAX);
+  const betas = new Float64Array(s.n_timestep);
+  let gp = 1;
+  for (let t = 0; t < betas.length; t++) {
+    const g = 1 / (1 + sig[t] * sig[t]);
+    betas[t] = 1 - g / gp;
+    gp = g;
+  }
+  return betas;
 }
 
 /** The derived tables of set_new_noise_schedule from betas (any float64/float32 array of values in (0, 1]). */
@@ -154,13 +201,14 @@ const DEFAULT_END = 2e-2;
  */
 export function parseSchedule(spec: string): Schedule {
   const usage =
-    `expected kind:steps[:start[:end]] with kind one of ${SCHEDULE_KINDS.join(', ')} ` +
-    `(e.g. linear:100:1e-4:0.2)`;
+    `expected kind:steps[:start[:end]] with kind one of ${[...SCHEDULE_KINDS, ...FEW_STEP_KINDS].join(', ')} ` +
+    `(e.g. linear:100:1e-4:0.2, or logsnr:8:0.01:100 with start/end the smallest and largest sigma)`;
   if (typeof spec !== 'string' || spec.trim() === '') throw new Error(`schedule: empty schedule; ${usage}`);
   const parts = spec.trim().split(':');
   if (parts.length < 2 || parts.length > 4) throw new Error(`schedule: cannot parse ${JSON.stringify(spec)}; ${usage}`);
   const kind = parts[0].trim().toLowerCase();
-  if (!(SCHEDULE_KINDS as readonly string[]).includes(kind)) {
+  const fewStep = (FEW_STEP_KINDS as readonly string[]).includes(kind);
+  if (!fewStep && !(SCHEDULE_KINDS as readonly string[]).includes(kind)) {
     throw new Error(`schedule: unknown kind ${JSON.stringify(parts[0])} in ${JSON.stringify(spec)}; ${usage}`);
   }
   const stepsText = parts[1].trim();
@@ -178,13 +226,16 @@ export function parseSchedule(spec: string): Schedule {
     if (!/^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(t) || !Number.isFinite(v)) {
       throw new Error(`schedule: ${name} must be a number, got ${JSON.stringify(text)} in ${JSON.stringify(spec)}`);
     }
-    if (!(v > 0 && v <= 1)) {
-      throw new Error(`schedule: ${name} must be in (0, 1], got ${v} in ${JSON.stringify(spec)}`);
+    if (fewStep ? !(v > 0) : !(v > 0 && v <= 1)) {
+      throw new Error(`schedule: ${name} must be ${fewStep ? '> 0 (a sigma)' : 'in (0, 1]'}, got ${v} in ${JSON.stringify(spec)}`);
     }
     return v;
   };
-  const start = num(parts[2], 'start', DEFAULT_START);
-  const end = num(parts[3], 'end', DEFAULT_END);
+  const start = num(parts[2], 'start', fewStep ? FEW_STEP_SIGMA_MIN : DEFAULT_START);
+  const end = num(parts[3], 'end', fewStep ? FEW_STEP_SIGMA_MAX : DEFAULT_END);
+  if (fewStep && !(start < end)) {
+    throw new Error(`schedule: ${kind} needs start < end (the smallest and largest sigma), got ${start} and ${end} in ${JSON.stringify(spec)}`);
+  }
   const s: Schedule = { schedule: kind, n_timestep: steps, linear_start: start, linear_end: end };
   // Check the betas it makes: (0, 1] everywhere, or the sampler would divide by zero or take log of a negative.
   const betas = betaSchedule(s);
@@ -198,7 +249,10 @@ export function parseSchedule(spec: string): Schedule {
 
 /** `kind:steps:start:end` for a schedule (what parseSchedule reads back). */
 export function formatSchedule(s: Schedule): string {
-  return `${s.schedule}:${s.n_timestep}:${s.linear_start ?? DEFAULT_START}:${s.linear_end ?? DEFAULT_END}`;
+  const few = (FEW_STEP_KINDS as readonly string[]).includes(s.schedule);
+  const start = s.linear_start ?? (few ? FEW_STEP_SIGMA_MIN : DEFAULT_START);
+  const end = s.linear_end ?? (few ? FEW_STEP_SIGMA_MAX : DEFAULT_END);
+  return `${s.schedule}:${s.n_timestep}:${start}:${end}`;
 }
 
 /** Convenience: parse a spec (or take a schedule) and return its tables. */

@@ -4,17 +4,11 @@
 import type { UNetConfig } from '../weights-format/config.ts';
 import { encodeDispatch, fmtBytes, type Dispatch, type GpuContext } from './gpu.ts';
 import * as K from './kernels.ts';
+import { materializeNorm } from './options.ts';
 import { groupNormApply } from './kernels-backward.ts';
 import { checkShape, opInputs, opOutput, packParams, planUNet, type PlanOp, type PTensor, type UNetPlan } from './unet-plan.ts';
 
 /** What the builder needs of a model: its config and float32 parameters by reference name. */
-/**
- * Overrides the default of UNetOptions.materializeNorm for every U-Net built (SR3_NORM=fused|materialized in Node):
- * on GPUs the fused form recomputes GroupNorm and Swish (an exp) in every tap of the conv's im2col gather, which may
- * cost the tensor-core kernels more than a write and a read of the normalised map. Unset: the device decides.
- */
-export const NORM_FUSION: { materialize?: boolean } = {};
-
 export interface UNetWeights {
   config: UNetConfig;
   param(name: string): Float32Array;
@@ -34,8 +28,9 @@ export interface UNetBuildOptions {
   /** Prefix of the buffers' labels (default 'unet'). */
   label?: string;
   /**
-   * Write each GroupNorm(+Swish) out before its conv instead of fusing it into the conv's input load (default: on a
-   * software device, where the fused form recomputes exp() in every tap; off on GPUs, where it saves a round trip).
+   * Write each GroupNorm(+Swish) out before its conv instead of fusing it into the conv's input load (default: the
+   * context's EngineOptions.norm; 'auto' materialises on the software paths, where the fused form recomputes exp() in
+   * every tap, and fuses on the GPU ones, where it saves a round trip).
    */
   materializeNorm?: boolean;
   /**
@@ -331,7 +326,7 @@ export class UNet {
     net.owned.push(...(opts.params ? own.filter((b) => !pb.chunks.some((c) => c.buf === b)) : own));
     net.memory.params = params instanceof Float32Array ? params.byteLength : params.bytes;
     net.paramChunks = pb.chunks.map(({ start, end }) => ({ start, end }));
-    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? NORM_FUSION.materialize ?? ctx.adapter.isSoftware);
+    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? materializeNorm(ctx.options));
     return net;
   }
 
@@ -350,7 +345,9 @@ export class UNet {
 
     // Memory plan: a tensor's buffer returns to the pool after its last reader; best fit from the pool.
     const lastUse = new Map<PTensor, number>();
-    plan.ops.forEach((op, i) => opInputs(op).forEach((t) => lastUse.set(t, i)));
+    plan.ops.forEach((op, i) => {
+      for (const t of opInputs(op)) lastUse.set(t, i);
+    });
     const pool: GPUBuffer[] = [];
     plan.ops.forEach((op, i) => {
       const o = opOutput(op);

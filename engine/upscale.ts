@@ -6,7 +6,7 @@ import type { SR3Model } from '../weights-format/index.ts';
 import { encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
 import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './resample.ts';
-import { Sampler, type SamplerKind } from './sampler.ts';
+import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
 import { makeSchedule } from './schedule.ts';
 import { UNet } from './unet.ts';
 import { planUNet } from './unet-plan.ts';
@@ -51,10 +51,16 @@ export interface UpscaleOptions {
 }
 
 export const DEFAULT_STEPS = 20;
+export const DEFAULT_SAMPLER: SamplerKind = 'reference';
 
-/** The inference schedule used when only a step count is given: linear betas from 1e-4 whose sum is about 10. */
-export function defaultSchedule(steps: number): string {
+/**
+ * The inference schedule used when only a step count is given (steps = model evaluations). The ancestral samplers
+ * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: log-SNR uniform from
+ * sigma 100 to 0.01 (schedule.ts), as their papers use for pixel-space models.
+ */
+export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SAMPLER): string {
   if (!Number.isInteger(steps) || steps < 2) throw new Error(`--steps must be an integer >= 2, got ${steps}`);
+  if (MULTISTEP[sampler]) return `logsnr:${steps}`;
   const end = Math.min(0.5, 20 / steps);
   return `linear:${steps}:1e-4:${+end.toPrecision(4)}`;
 }
@@ -146,7 +152,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const { scale, up, down, clamp } = conditionRecipe(model);
   const samples = opts.samples ?? 1;
   if (!Number.isInteger(samples) || samples < 1) throw new Error(`samples must be a positive integer, got ${samples}`);
-  const spec = opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS);
+  const spec = opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS, opts.sampler ?? DEFAULT_SAMPLER);
   const schedule = makeSchedule(spec);
   const consistency = opts.consistency ?? true;
 
@@ -167,7 +173,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const n = samples * C * Hp * Wp;
   // The sampler, its input buffer and the projection's buffers depend on the shape and the sampling settings only:
   // an upscaler's cache keeps them for the next image of the same size.
-  const key = `full:${samples}:${Hp}x${Wp}:${opts.sampler ?? 'reference'}:${spec}:${opts.eta ?? 0}:${consistency}`;
+  const key = `full:${samples}:${Hp}x${Wp}:${opts.sampler ?? DEFAULT_SAMPLER}:${spec}:${opts.eta ?? 0}:${consistency}`;
   const { value: st, release } = await acquire(opts.cache, key, async () => {
     const lrBuf = ctx.buffer(samples * C * hlr * wlr * 4, 'upscale.lr');
     let extra: GPUBuffer[] = [];
@@ -176,7 +182,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
         batch: samples,
         height: Hp,
         width: Wp,
-        sampler: { kind: opts.sampler ?? 'reference', schedule, eta: opts.eta },
+        sampler: { kind: opts.sampler ?? DEFAULT_SAMPLER, schedule, eta: opts.eta },
         params: opts.cache?.params(),
         afterStep: consistency
           ? async (smp) => {
@@ -313,10 +319,10 @@ export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number
 
 /**
  * The largest tile side (a multiple of m) whose U-Net fits the device: every tensor within maxStorageBufferBindingSize
- * and the activations within a budget (1 GiB on a software device, 4 GiB otherwise). The whole image when it fits.
+ * and the activations within a budget (1 GiB on the software paths, 4 GiB on the GPU ones). The whole image when it fits.
  */
 export function tileFor(ctx: GpuContext, model: SR3Model, batch: number, H: number, W: number, m: number): number {
-  const budget = ctx.adapter.isSoftware ? 2 ** 30 : 4 * 2 ** 30;
+  const budget = ctx.options.paths === 'software' ? 2 ** 30 : 4 * 2 ** 30;
   const fits = (h: number, w: number) => {
     const plan = planUNet(model.config, batch, h, w, true);
     let biggest = 0;
@@ -429,14 +435,17 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
       }
     }
     // the tile's sampler and projection buffers, kept by an upscaler's cache like the whole-image ones
-    const key = `tile:${B}:${th}x${tw}:${o.sampler ?? 'reference'}:${o.schedule}:${o.eta ?? 0}:${o.consistency}`;
+    // a multistep solver keeps one history per tile, so its sampler serves canvases with as many tiles
+    const slots = MULTISTEP[o.sampler ?? DEFAULT_SAMPLER] ? tiles.length : 1;
+    const key = `tile:${B}:${th}x${tw}:${o.sampler ?? DEFAULT_SAMPLER}:${o.schedule}:${o.eta ?? 0}:${o.consistency}:${slots}`;
     const { value: st, release } = await acquire(o.cache, key, async () => {
       let extraBufs: GPUBuffer[] = [];
       try {
         const sampler = await Sampler.build(ctx, model, {
           batch: B, height: th, width: tw,
-          sampler: { kind: o.sampler ?? 'reference', schedule: makeSchedule(o.schedule), eta: o.eta },
+          sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
           params: o.cache?.params(),
+          historySlots: slots, // a multistep solver's earlier x0 predictions are per tile
           afterStep: o.consistency
             ? async (smp) => {
                 const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: o.scale, up: o.up, down: o.down, samples: B, n: nTile });
@@ -454,7 +463,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     const { sampler, extra } = st;
     try {
       const { y, cond } = sampler.buffers;
-      const perTile = tiles.map(([oy, ox]) => {
+      const perTile = tiles.map(([oy, ox], i) => {
         const d = [gatherTo(condC, cond, oy, ox), gatherTo(yC, y, oy, ox)];
         if (o.consistency) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
@@ -463,7 +472,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
             rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' }),
           );
         }
-        return [...d, ...sampler.body, accumulateFrom(y, oy, ox)];
+        return [...d, ...sampler.bodyForTile(i), accumulateFrom(y, oy, ox)];
       });
       const seed = o.seed ?? 0;
       sampler.prepare(seed);

@@ -7,7 +7,7 @@ import type { GpuContext } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { SAMPLERS, type SamplerKind } from './sampler.ts';
 import { UpscaleCache } from './upscale-cache.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from './upscale.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from './upscale.ts';
 import type { Seed } from './rng.ts';
 
 /** Sampling settings: given to createUpscaler as defaults, and per image to override them. */
@@ -16,7 +16,7 @@ export interface SamplingOptions {
   steps?: number;
   /** A schedule `kind:steps:start:end` (default: defaultSchedule(steps)). */
   schedule?: string;
-  /** The sampler (default 'reference'). */
+  /** The sampler (default DEFAULT_SAMPLER). */
   sampler?: SamplerKind;
   /** DDIM's eta (default 0). */
   eta?: number;
@@ -105,7 +105,7 @@ export function createUpscalerCore(device: GpuContext, model: SR3Model, defaults
     if (disposed) throw new Error('this upscaler was disposed; create a new one');
     checkSamplingOptions(opts);
     const o = { ...defaults, ...withoutUndefined(opts) };
-    const schedule = opts.schedule ?? (opts.steps !== undefined ? undefined : defaults.schedule) ?? defaultSchedule(o.steps ?? DEFAULT_STEPS);
+    const schedule = opts.schedule ?? (opts.steps !== undefined ? undefined : defaults.schedule) ?? defaultSchedule(o.steps ?? DEFAULT_STEPS, o.sampler ?? DEFAULT_SAMPLER);
     return {
       schedule, sampler: o.sampler, eta: o.eta, samples: o.samples, consistency: o.consistency, tile: o.tile, overlap: o.overlap,
       seed: opts.seed, signal: opts.signal, onProgress: opts.onProgress, cache,

@@ -5,6 +5,10 @@
 // memory stays O(C * HW) whatever the map size (no HW x HW score buffer). Register blocking keeps loads per
 // multiply-add low (each one costs far more than the arithmetic on a CPU device): a thread computes a 1 x 4 block of
 // scores, and accumulates 4 queries x ceil(C / 64) channels.
+import { uniformLayout } from './uniform.ts';
+
+/** The flash kernel's uniform: channels, positions, and the scores' scale 1/sqrt(C). */
+export const ATTENTION_UNIFORM = uniformLayout('P', { C: 'u32', HW: 'u32', scale: 'f32' });
 
 /**
  * R = ceil(C / 64) channel groups per thread (a function-scope array needs a constant size, so it is templated).
@@ -12,7 +16,7 @@
  * weighted sum of v walks keys in fours with vec4 reads of v and of the probabilities (a quarter of the loads).
  */
 export const attentionWgsl = (R: number, vec = false): string => /* wgsl */ `
-struct P { C: u32, HW: u32, scale: f32, _pad: u32 }
+${ATTENTION_UNIFORM.wgsl}
 
 const R: u32 = ${R}u;
 const QT: u32 = 16u;  // queries per workgroup

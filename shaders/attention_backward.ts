@@ -11,9 +11,13 @@
 //     dK and dV.
 // dQKV [B, 3C, HW] is written (accumulate 0) or added into (1); ATTN_BWD_Q writes the Q block, ATTN_BWD_KV
 // the K and V blocks.
+import { uniformLayout } from './uniform.ts';
+
+/** The backward kernels' uniform: channels, positions, the scores' scale 1/sqrt(C), and whether dqkv is added into. */
+export const ATTENTION_BACKWARD_UNIFORM = uniformLayout('P', { C: 'u32', HW: 'u32', scale: 'f32', accumulate: 'u32' });
 
 const HEADER = /* wgsl */ `
-struct P { C: u32, HW: u32, scale: f32, accumulate: u32 }
+${ATTENTION_BACKWARD_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> qkv: array<f32>;
 @group(0) @binding(1) var<storage, read> dO: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dqkv: array<f32>;

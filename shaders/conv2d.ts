@@ -4,6 +4,7 @@
 // per-(batch, group) statistics; zero padding applies after the normalisation, as in the reference (GN -> Swish ->
 // Conv2d(padding=1)). Fused into the write: bias, the per-(batch, channel) noise-level embedding, a residual tensor.
 // All weights live in one flat `params` buffer; offsets come in the uniform.
+import { uniformLayout } from './uniform.ts';
 
 /**
  * The im2col gather of the GEMM kernels with its index math hoisted. Each invocation always stages the same pixel of
@@ -108,7 +109,7 @@ var<workgroup> kShift: array<f32, ${TK}>;`,
 }
 
 /**
- * The batched form of stagedIm2col (BATCH_LOADS): every load of a step is issued before any of its values is used,
+ * The batched form of stagedIm2col (EngineOptions.batchLoads): every load of a step is issued before any of its values is used,
  * so their latencies overlap. The inline form uses each value as it arrives (GroupNorm, Swish, the f16 conversion),
  * and a compiler must then wait for each load in turn; here the loads go to named registers (ra0.., the loop unrolled
  * in the generator so that no array can fall to local memory), from clamped addresses that are always in bounds, with
@@ -204,9 +205,12 @@ export const SPLIT_K_RANGE = /* wgsl */ `
     kEnd = min(K, kBeg + chunk);
   }`;
 
+/** The split-K reduction's uniform: S partial sums of B x Cout x M outputs, and the epilogue's bias and embedding. */
+export const SPLITK_REDUCE_UNIFORM = uniformLayout('R', { S: 'u32', B: 'u32', Cout: 'u32', M: 'u32', bOff: 'u32', embOff: 'u32', hasBias: 'u32' });
+
 /** Sum of the split-K partials parts[s][b][co][m] plus the conv epilogue (bias, embedding, residual) into outp. */
 export const CONV2D_SPLITK_REDUCE_WGSL = /* wgsl */ `
-struct R { S: u32, B: u32, Cout: u32, M: u32, bOff: u32, embOff: u32, hasBias: u32, _pad: u32 }
+${SPLITK_REDUCE_UNIFORM.wgsl}
 override HAS_EMB: bool = false;
 override HAS_RES: bool = false;
 @group(0) @binding(0) var<storage, read> params: array<f32>;
@@ -233,16 +237,24 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 /**
+ * The uniform of every conv2d forward kernel (direct, tiled and mixed-precision): batch, input channels of A and of
+ * the concatenated B, the stored input's size, the output's size and channels, GroupNorm's groups, the offsets in the
+ * params buffer of the weight, bias, GroupNorm's gamma and beta, of the embedding and of the statistics, whether
+ * there is a bias, and split-K's chunk of the reduction (the GEMM kernels with SPLIT_K).
+ */
+export const CONV_UNIFORM = uniformLayout('P', {
+  B: 'u32', C1: 'u32', C2: 'u32', Hin: 'u32',
+  Win: 'u32', Hout: 'u32', Wout: 'u32', Cout: 'u32',
+  G: 'u32', wOff: 'u32', bOff: 'u32', gOff: 'u32',
+  betaOff: 'u32', embOff: 'u32', statsOff: 'u32', hasBias: 'u32',
+  kChunk: 'u32',
+});
+
+/**
  * The uniform, overrides and bindings of the GEMM conv kernels (tiled f32 and the mixed-precision ones): the host
  * side (engine/kernels.ts conv2d) binds them all the same way.
  */
-export const GEMM_CONV_HEADER = /* wgsl */ `struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  G: u32, wOff: u32, bOff: u32, gOff: u32,
-  betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
-  kChunk: u32, _p0: u32, _p1: u32, _p2: u32, // split-K's chunk (with SPLIT_K)
-}
+export const GEMM_CONV_HEADER = /* wgsl */ `${CONV_UNIFORM.wgsl}
 
 override KS: u32 = 3u;         // kernel size: 1 or 3 (padding KS/2)
 override STRIDE: u32 = 1u;     // 1, or 2 for Downsample
@@ -280,26 +292,15 @@ export interface TiledShape {
 }
 
 /**
- * Register prefetch (the default): the next k-step's input and weight values are loaded into registers before the
- * current step's multiply-adds and stored to workgroup memory after them, so global-memory latency overlaps the
- * arithmetic instead of stalling every step. TILED_PREFETCH.on = false builds the plain form (SR3_TILED_PREFETCH=0).
- */
-export const TILED_PREFETCH = { on: true };
-
-/**
- * The batched gather (batchedIm2col, batchedWeights) in the tiled and mixed-precision GEMM kernels: all of a step's
- * loads issued before their values are used. On by default: on an H100 it took the 16->128 U-Net at batch 8 from
- * 47.4 to 40.5 ms with the tiled kernel, and the 64-channel 512x512 GroupNorm conv from 1.45 to 1.16 ms
- * (bench/device-variants.sh). SR3_BATCH_LOADS=0 in Node builds the inline form.
- */
-export const BATCH_LOADS = { on: true };
-
-/**
  * The tiled implicit-GEMM conv for GPUs: a TM x TN output tile per workgroup of 16x16 invocations, each accumulating
  * an (TM/16) x (TN/16) block in registers; K is staged 16 at a time through workgroup memory, read back as vec4s.
  * 64x64 (4x4 per invocation) suits small layers; 128x128 (8x8) does four times the FMAs per staged element.
+ * `prefetch` (EngineOptions.tiledPrefetch): the next k-step's input and weight values are loaded into registers before
+ * the current step's multiply-adds and stored to workgroup memory after them, so global-memory latency overlaps the
+ * arithmetic instead of stalling every step. `batched` (EngineOptions.batchLoads): the batched gather
+ * (batchedIm2col, batchedWeights), all of a step's loads issued before their values are used.
  */
-export function conv2dTiledWgsl(shape: TiledShape = { TM: 64, TN: 64 }, prefetch = TILED_PREFETCH.on, batched = BATCH_LOADS.on): string {
+export function conv2dTiledWgsl(shape: TiledShape, prefetch: boolean, batched: boolean): string {
   const { TM, TN } = shape;
   const TK = 16;
   const RM = TM / 16;
@@ -583,12 +584,7 @@ ${body(src)}
   }`;
 
   return /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  G: u32, wOff: u32, bOff: u32, gOff: u32,
-  betaOff: u32, embOff: u32, statsOff: u32, hasBias: u32,
-}
+${CONV_UNIFORM.wgsl}
 
 override NORM: u32 = 0u;
 override HAS_EMB: bool = false;

@@ -1,8 +1,10 @@
 // One reverse-diffusion step, fused: every sampler is
 //   x0 = r1 * y - r2 * eps            (optionally clamped to [-1, 1])
-//   y' = cx * x0 + cy * y + ce * eps + s * z
+//   y' = cx * x0 + cy * y + ce * eps + cp1 * x0_prev + cp2 * x0_prev2 + s * z
 // with per-step coefficients from a table indexed by a GPU-side step counter, so steps replay without CPU writes.
-// Table row t (8 floats): [noise level, r1, r2, cx, cy, ce, s, unused].
+// Table row t (STEP_ROW = 12 floats, engine/sampler.ts stepTable): [noise level, r1, r2, cx, cy, ce, s,
+// sqrt(gamma_{t-1}), cp1, cp2, 0, 0]. The multistep solvers (DPM-Solver++ 2M, UniPC) keep the x0 predictions of the
+// previous steps in a history buffer ([prev | prev2], n values each) that the same kernel shifts.
 
 /** Start of a step: noise_level[b] = table[t][0] for every batch element, t = counter[0]. */
 export const STEP_BEGIN_WGSL = /* wgsl */ `
@@ -15,26 +17,29 @@ struct P { B: u32, _a: u32, _b: u32, _c: u32 }
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   if (gid.x >= p.B) { return; }
-  level[gid.x] = table[counter[0] * 8u];
+  level[gid.x] = table[counter[0] * 12u];
 }
 `;
 
 export const STEP_UPDATE_WGSL = /* wgsl */ `
 struct P { n: u32, zStride: u32, _a: u32, _b: u32 }
 override CLIP: bool = false;
+// how many earlier x0 predictions the solver keeps (0, 1 or 2)
+override HISTORY: u32 = 0u;
 @group(0) @binding(0) var<storage, read> table: array<f32>;
 @group(0) @binding(1) var<storage, read> counter: array<u32>;
 @group(0) @binding(2) var<storage, read> eps: array<f32>;
 @group(0) @binding(3) var<storage, read> z: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<uniform> p: P;
+@group(0) @binding(5) var<storage, read_write> hist: array<f32>;
+@group(0) @binding(6) var<uniform> p: P;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * 256u;
   if (i >= p.n) { return; }
   let t = counter[0];
-  let c = t * 8u;
+  let c = t * 12u;
   let yv = y[i];
   let e = eps[i];
   var x0 = table[c + 1u] * yv - table[c + 2u] * e;
@@ -42,6 +47,18 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   var out = table[c + 3u] * x0 + table[c + 4u] * yv + table[c + 5u] * e;
   let s = table[c + 6u];
   if (s != 0.0) { out += s * z[t * p.zStride + i]; }
+  if (HISTORY > 0u) {
+    // a zero coefficient skips the read: the first steps' history holds an earlier run's values (or nothing)
+    let prev = hist[i];
+    let c1 = table[c + 8u];
+    if (c1 != 0.0) { out += c1 * prev; }
+    if (HISTORY > 1u) {
+      let c2 = table[c + 9u];
+      if (c2 != 0.0) { out += c2 * hist[p.n + i]; }
+      hist[p.n + i] = prev;
+    }
+    hist[i] = x0;
+  }
   y[i] = out;
 }
 `;
@@ -75,7 +92,7 @@ fn index(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * 256u; }
 fn prep(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = index(gid, nwg);
   if (i >= p.n) { return; }
-  let sg = table[counter[0] * 8u + 7u];
+  let sg = table[counter[0] * 12u + 7u];
   y[i] = a[i] - sqrt(max(0.0, 1.0 - sg * sg)) * b[i];
 }
 
@@ -83,7 +100,7 @@ fn prep(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 fn apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = index(gid, nwg);
   if (i >= p.n) { return; }
-  let sg = table[counter[0] * 8u + 7u];
+  let sg = table[counter[0] * 12u + 7u];
   y[i] = y[i] - a[i] + sg * b[i];
 }
 `;

@@ -50,9 +50,8 @@ async function run(o: Case, accumulate: boolean): Promise<void> {
   const dx = upsample ? RB.upsample2Backward(ref.dx) : ref.dx;
   const [dA, dB] = C2 ? RB.splitChannels(dx, C1) : [dx, null];
 
-  const ctx = await device();
-  K.setConvKernel(ctx, 'direct');
-  try {
+  const ctx = (await device()).withOptions({ convKernel: 'direct' });
+  {
     const pre = 5; // nothing at offset 0
     const params = new Float32Array(pre + w.length + 2 * Cin);
     params.set(w, pre);
@@ -89,8 +88,6 @@ async function run(o: Case, accumulate: boolean): Promise<void> {
       if (dB) close('dB', await ctx.read(dBb!, fillB.length * 4), plus(dB.data, fillB));
     }
     for (const buf of [pb, ab, bb, dOut, stats, dAb, dBb, grads, xn]) buf?.destroy();
-  } finally {
-    K.setConvKernel(ctx, undefined);
   }
 }
 
@@ -128,9 +125,8 @@ for (const [HW, accumulate] of [[12, false], [7, true]] as const) {
         bias[c] += emb[b * C + c];
       }
     }
-    const ctx = await device();
-    K.setConvKernel(ctx, 'direct');
-    try {
+    const ctx = (await device()).withOptions({ convKernel: 'direct' });
+    {
       const fillG = rand(bOff + C + 2, 7);
       const fillE = rand(embOff + B * C + 1, 8);
       const dOut = ctx.upload(g);
@@ -144,8 +140,6 @@ for (const [HW, accumulate] of [[12, false], [7, true]] as const) {
       for (const i of [0, bOff - 1, bOff + C, bOff + C + 1]) assert.is(gg[i], fillG[i], `grads[${i}] untouched`);
       for (const i of [0, embOff - 1, embOff + B * C]) assert.is(ge[i], fillE[i], `dEmb[${i}] untouched`);
       for (const buf of [dOut, grads, dEmb]) buf.destroy();
-    } finally {
-      K.setConvKernel(ctx, undefined);
     }
   });
 }

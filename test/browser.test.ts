@@ -120,7 +120,7 @@ test('in headless Chromium: WebGPU adapter, the tiny model from a URL, 8x8 -> 32
       const model = await sr3.loadModelFrom('/test/tiny.safetensors');
       const img = { width: 8, height: 8, channels: 3, bitDepth: 8, data: new Uint8Array(data) };
       const progress: number[] = [];
-      const [t] = await sr3.upscaleTensor(ctx, model, sr3.tensorFromPixels(img, 3), { steps, seed, onProgress: (d: number) => progress.push(d) });
+      const [t] = await sr3.upscaleTensor(ctx, model, sr3.imageToTensors(img, 3).color, { steps, seed, onProgress: (d: number) => progress.push(d) });
       const res = await sr3.upscaleImage(ctx, model, img, { steps, seed });
       const out = res.images[0];
       const rgba = sr3.pixelImageToRgba(out);

@@ -8,7 +8,7 @@ import * as K from '../engine/kernels.ts';
 import * as R from './reference/nn-ref.ts';
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
 import { conv2dMmaWgsl, mmaTile } from '../shaders/conv2d_mma.ts';
-import { BATCH_LOADS, TILED_PREFETCH } from '../shaders/conv2d.ts';
+import { resolveEngineOptions, type EngineOptions, type EngineSwitches } from '../engine/options.ts';
 
 interface Case {
   B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
@@ -112,90 +112,50 @@ const VARIANT_CASES = [CASES[1], CASES[3], CASES[5], CASES[6], CASES[8], CASES[1
 
 for (const kernel of ['tiled', 'direct'] as const) {
   test(`conv2d ${kernel}: every case within 2e-5 of the float64 reference`, async () => {
-    const ctx = await device();
-    K.setConvKernel(ctx, kernel);
-    try {
-      for (const c of CASES) await check(ctx, c, kernel);
-    } finally {
-      K.setConvKernel(ctx, undefined);
-    }
+    const ctx = (await device()).withOptions({ convKernel: kernel });
+    for (const c of CASES) await check(ctx, c, kernel);
   });
 }
 
 test('conv2d tiled with each tile shape (64/128 pixels x 64/128 channels): within 2e-5 of the float64 reference', async () => {
-  const ctx = await device();
-  K.setConvKernel(ctx, 'tiled');
-  try {
-    for (const TM of [64, 128] as const) for (const TN of [64, 128] as const) {
-      Object.assign(K.TILED_TILE, { TM, TN });
-      // partial pixel and channel tiles, the concatenation with GroupNorm + Swish, stride 2, upsampling, a 1x1 conv
-      for (const c of VARIANT_CASES) await check(ctx, c, `tiled ${TM}x${TN}`);
-    }
-  } finally {
-    delete K.TILED_TILE.TM;
-    delete K.TILED_TILE.TN;
-    K.setConvKernel(ctx, undefined);
+  const ctx = (await device()).withOptions({ convKernel: 'tiled' });
+  for (const TM of [64, 128] as const) for (const TN of [64, 128] as const) {
+    // partial pixel and channel tiles, the concatenation with GroupNorm + Swish, stride 2, upsampling, a 1x1 conv
+    for (const c of VARIANT_CASES) await check(ctx.withOptions({ tiledTile: { TM, TN } }), c, `tiled ${TM}x${TN}`);
   }
   assert.equal(K.tiledShape(128 * 128, 64), { TM: 128, TN: 64 });
   assert.equal(K.tiledShape(16 * 16, 512), { TM: 64, TN: 128 });
+  assert.equal(K.tiledShape(16 * 16, 512, { TM: 128 }), { TM: 128, TN: 128 });
 });
 
 test('conv2d tiled without the register prefetch (plain staging): every case within 2e-5 of the float64 reference', async () => {
-  const ctx = await device();
-  K.setConvKernel(ctx, 'tiled');
-  TILED_PREFETCH.on = false;
-  try {
-    for (const c of CASES) await check(ctx, c, 'tiled, no prefetch');
-  } finally {
-    TILED_PREFETCH.on = true;
-    K.setConvKernel(ctx, undefined);
-  }
+  const ctx = (await device()).withOptions({ convKernel: 'tiled', tiledPrefetch: false });
+  for (const c of CASES) await check(ctx, c, 'tiled, no prefetch');
 });
 
 // The GEMM kernels gather with a step's loads issued together by default (the batched gather: named registers,
 // clamped addresses, the GroupNorm, Swish and zero padding applied as values are stored), so the tests above run it;
 // here the inline form (SR3_BATCH_LOADS=0), with and without the prefetch, and the batched form's larger tiles
 test('conv2d tiled with the inline gather, and the batched one with every tile: within 2e-5 of the float64 reference', async () => {
-  const ctx = await device();
-  K.setConvKernel(ctx, 'tiled');
-  assert.ok(BATCH_LOADS.on, 'the batched gather is the default');
-  try {
-    BATCH_LOADS.on = false;
-    for (const c of VARIANT_CASES) await check(ctx, c, 'tiled, inline gather');
-    for (const [TM, TN, prefetch, batched] of [[128, 128, true, true], [64, 128, false, true], [128, 64, false, false]] as const) {
-      Object.assign(K.TILED_TILE, { TM, TN });
-      TILED_PREFETCH.on = prefetch;
-      BATCH_LOADS.on = batched;
-      for (const c of VARIANT_CASES) await check(ctx, c, `tiled ${TM}x${TN}, ${batched ? 'batched' : 'inline'}${prefetch ? '' : ', no prefetch'}`);
-    }
-  } finally {
-    BATCH_LOADS.on = true;
-    TILED_PREFETCH.on = true;
-    delete K.TILED_TILE.TM;
-    delete K.TILED_TILE.TN;
-    K.setConvKernel(ctx, undefined);
+  const ctx = (await device()).withOptions({ convKernel: 'tiled' });
+  assert.ok(ctx.options.batchLoads, 'the batched gather is the default');
+  for (const c of VARIANT_CASES) await check(ctx.withOptions({ batchLoads: false }), c, 'tiled, inline gather');
+  for (const [TM, TN, prefetch, batched] of [[128, 128, true, true], [64, 128, false, true], [128, 64, false, false]] as const) {
+    const v = ctx.withOptions({ tiledTile: { TM, TN }, tiledPrefetch: prefetch, batchLoads: batched });
+    for (const c of VARIANT_CASES) await check(v, c, `tiled ${TM}x${TN}, ${batched ? 'batched' : 'inline'}${prefetch ? '' : ', no prefetch'}`);
   }
 });
 
 test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged channel, scalar loads)', async () => {
-  const ctx = await device();
-  K.setConvKernel(ctx, 'direct');
-  Object.assign(K.DIRECT_BLOCK, { PX: 4, RN: 4, CC: 1, WG: 8, vec: false });
-  try {
-    for (const c of [CASES[1], CASES[3], CASES[5], CASES[8], CASES[11], CASES[12]]) await check(ctx, c, 'direct 4x4');
-  } finally {
-    for (const k of ['PX', 'RN', 'CC', 'WG', 'vec'] as const) delete K.DIRECT_BLOCK[k];
-    K.setConvKernel(ctx, undefined);
-  }
+  const ctx = (await device()).withOptions({ convKernel: 'direct', directBlock: { PX: 4, RN: 4, CC: 1, WG: 8, vec: false } });
+  for (const c of [CASES[1], CASES[3], CASES[5], CASES[8], CASES[11], CASES[12]]) await check(ctx, c, 'direct 4x4');
 });
 
 // Split-K (the reduction cut into chunks run by separate workgroups, then summed with the epilogue by a second
 // pass): forced on every case, for the tiled f32 kernel and the f16 one.
 test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the float64 reference', async () => {
-  const ctx = await device();
-  K.setConvKernel(ctx, 'tiled');
-  K.SPLIT_K.force = 3;
-  try {
+  const ctx = (await device()).withOptions({ convKernel: 'tiled', splitK: { force: 3 } });
+  {
     // the chained reduction pass is there (cases whose reduction is shorter than 3 k-steps run unsplit)
     const d = await K.conv2d(ctx, { B: 1, C1: 8, C2: 0, Hin: 4, Win: 4, Cout: 4, ks: 3, stride: 1, wOff: 0, bOff: -1, label: 'probe' }, {
       params: ctx.buffer(4096), a: ctx.buffer(4096), out: ctx.buffer(4096),
@@ -203,15 +163,11 @@ test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the
     assert.ok(d.next, 'a split conv has a reduction pass');
     assert.is(d.workgroups[2], 3, 'workgroups z = batch x splits');
     for (const c of CASES) await check(ctx, c, 'tiled split-K');
-  } finally {
-    delete K.SPLIT_K.force;
-    K.setConvKernel(ctx, undefined);
   }
 });
 
 test('split-K choice: only convs that leave a GPU idle, chunks of whole k-steps, never on a software device', async () => {
-  const ctx = await device();
-  const gpu = { ...ctx, adapter: { ...ctx.adapter, isSoftware: false } } as GpuContext;
+  const gpu = resolveEngineOptions({ isSoftware: false });
   // 8x8 x 512 -> 512 at batch 1: 1 x 8 workgroups, K = 4608
   const low = K.splitK(gpu, 8, 4608, 16);
   assert.is(low.S, 32);
@@ -222,7 +178,9 @@ test('split-K choice: only convs that leave a GPU idle, chunks of whole k-steps,
   // a short reduction is not split below 8 k-steps a chunk
   assert.is(K.splitK(gpu, 4, 54, 16).S, 1);
   assert.is(K.splitK(gpu, 16, 512, 32).S, 2);
-  if (ctx.adapter.isSoftware) assert.is(K.splitK(ctx, 8, 4608, 16).S, 1);
+  assert.is(K.splitK(resolveEngineOptions({ isSoftware: true }), 8, 4608, 16).S, 1);
+  assert.is(K.splitK(resolveEngineOptions({ isSoftware: true }, { paths: 'gpu' }), 8, 4608, 16).S, 32, 'the GPU paths on a software adapter');
+  assert.is(K.splitK(resolveEngineOptions({ isSoftware: false }, { splitK: { target: 0 } }), 8, 4608, 16).S, 1, 'target 0: off');
 });
 
 // The mixed-precision kernels round each operand to f16 and accumulate in f32. Against a reference that rounds the
@@ -230,17 +188,13 @@ test('split-K choice: only convs that leave a GPU idle, chunks of whole k-steps,
 // tolerance 2e-3 of the output's scale per conv; these cases measure 1.9-3.3e-4 with the f16 kernel on lavapipe).
 async function checkMixed(ctx: GpuContext, kernel: 'f16' | 'mma'): Promise<void> {
   await checkMixedOnce(ctx, kernel);
-  K.SPLIT_K.force = 2; // and with the reduction split in two
-  try {
-    await checkMixedOnce(ctx, kernel);
-  } finally {
-    delete K.SPLIT_K.force;
-  }
+  await checkMixedOnce(ctx.withOptions({ splitK: { force: 2 } }), kernel); // and with the reduction split in two
 }
 
-async function checkMixedOnce(ctx: GpuContext, kernel: 'f16' | 'mma', cases = CASES): Promise<void> {
-  await K.useConvKernel(ctx, kernel);
-  try {
+async function checkMixedOnce(on: GpuContext, kernel: 'f16' | 'mma', cases = CASES): Promise<void> {
+  const ctx = on.withOptions({ convKernel: kernel });
+  await K.checkEngineOptions(ctx);
+  {
     let worstF16 = 0;
     let worstExact = 0;
     for (const c of cases) {
@@ -256,8 +210,6 @@ async function checkMixedOnce(ctx: GpuContext, kernel: 'f16' | 'mma', cases = CA
     // the f16 rounding must be visible: an f32 kernel chosen by mistake would be 1e-7 from the exact reference
     assert.ok(worstExact > 1e-5, `${kernel}: ${worstExact} from the exact reference: are the operands really f16?`);
     console.log(`    conv2d ${kernel}: worst ${worstF16.toExponential(2)} from the f16-rounded reference, ${worstExact.toExponential(2)} from the exact one`);
-  } finally {
-    K.setConvKernel(ctx, undefined);
   }
 }
 
@@ -268,25 +220,14 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
     return;
   }
   await checkMixed(ctx, 'f16');
-  K.MMA_OPTIONS.prefetch = false;
-  try {
-    console.log('    without the register prefetch:');
-    await checkMixedOnce(ctx, 'f16', VARIANT_CASES);
-  } finally {
-    delete K.MMA_OPTIONS.prefetch;
-  }
-  BATCH_LOADS.on = false;
-  try {
-    console.log('    with the inline gather:');
-    await checkMixedOnce(ctx, 'f16', VARIANT_CASES);
-  } finally {
-    BATCH_LOADS.on = true;
-  }
+  console.log('    without the register prefetch:');
+  await checkMixedOnce(ctx.withOptions({ mma: { prefetch: false } }), 'f16', VARIANT_CASES);
+  console.log('    with the inline gather:');
+  await checkMixedOnce(ctx.withOptions({ batchLoads: false }), 'f16', VARIANT_CASES);
 });
 
 /**
- * Whether the device runs the tensor-core kernels; where it does not, that selecting `kernel` is refused with `why`
- * and leaves the automatic choice. npm run test:mma runs on a lavapipe with cooperative matrices: there, a refusal
+ * Whether the device runs the tensor-core kernels; where it does not, that selecting `kernel` is refused with `why`. npm run test:mma runs on a lavapipe with cooperative matrices: there, a refusal
  * is a failure.
  */
 async function tensorCoreSupport(ctx: GpuContext, kernel: 'mma' | 'mma3', why: RegExp): Promise<K.MmaSupport> {
@@ -294,12 +235,11 @@ async function tensorCoreSupport(ctx: GpuContext, kernel: 'mma' | 'mma3', why: R
   if (process.env.SR3_EXPECT_MMA === '1') assert.ok(s.ok, `SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${s.reason}`);
   if (s.ok) return s;
   try {
-    await K.useConvKernel(ctx, kernel);
+    await K.checkEngineOptions(ctx.withOptions({ convKernel: kernel }));
     assert.unreachable(`${kernel} accepted without support`);
   } catch (e) {
     assert.match((e as Error).message, why);
   }
-  assert.is(K.convKernelFor(ctx), ctx.adapter.isSoftware ? 'direct' : 'tiled', 'a refused kernel is not selected');
   console.log(`    ${kernel} not available: ${s.reason}`);
   return s;
 }
@@ -315,7 +255,7 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   const S = s.fragment!;
   // (the default: 8 subgroups a workgroup, a 2 x 4 grid, and the batched gather) no prefetch; the inline gather; 4
   // subgroups (2 x 2), with either gather; padded tiles; 64-deep steps
-  const variants: (typeof K.MMA_OPTIONS & { batched?: boolean })[] = [
+  const variants: (Partial<EngineOptions['mma']> & { batched?: boolean })[] = [
     { prefetch: false },
     { batched: false },
     { subgroups: 4 },
@@ -326,16 +266,9 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
     { tk: 64, pad: true },
   ];
   for (const v of variants) {
-    const { batched, ...opts } = v;
-    Object.assign(K.MMA_OPTIONS, opts);
-    BATCH_LOADS.on = batched ?? true;
-    try {
-      console.log(`    mma with ${JSON.stringify(v)}:`);
-      await checkMixedOnce(ctx, 'mma', VARIANT_CASES);
-    } finally {
-      for (const k of Object.keys(opts)) delete K.MMA_OPTIONS[k as keyof typeof opts];
-      BATCH_LOADS.on = true;
-    }
+    const { batched, ...mma } = v;
+    console.log(`    mma with ${JSON.stringify(v)}:`);
+    await checkMixedOnce(ctx.withOptions({ mma, batchLoads: batched ?? true }), 'mma', VARIANT_CASES);
   }
 });
 
@@ -349,38 +282,31 @@ test('conv2d mma3 (split f16 on subgroup matrices): every case within 2e-5 of th
   const S = s.fragment!;
   // the default tiles, split-K, the largest tile the split kernel takes (8 fragments a subgroup: 4 x 2 with the
   // default 8 subgroups), without the register prefetch, the inline gather, 4 subgroups
-  const variants: [string, () => void, () => void][] = [
-    ['default', () => {}, () => {}],
-    ['split-K 2', () => { K.SPLIT_K.force = 2; }, () => { delete K.SPLIT_K.force; }],
-    [`${8 * S}x${8 * S} tiles`, () => Object.assign(K.MMA_OPTIONS, { TM: 8 * S, TN: 8 * S }), () => { delete K.MMA_OPTIONS.TM; delete K.MMA_OPTIONS.TN; }],
-    ['no prefetch', () => { K.MMA_OPTIONS.prefetch = false; }, () => { delete K.MMA_OPTIONS.prefetch; }],
-    ['inline gather', () => { BATCH_LOADS.on = false; }, () => { BATCH_LOADS.on = true; }],
-    ['inline gather, 4 subgroups', () => { BATCH_LOADS.on = false; K.MMA_OPTIONS.subgroups = 4; }, () => { BATCH_LOADS.on = true; delete K.MMA_OPTIONS.subgroups; }],
-    ['padded tiles', () => { K.MMA_OPTIONS.pad = true; }, () => { delete K.MMA_OPTIONS.pad; }],
+  const variants: [string, EngineSwitches][] = [
+    ['default', {}],
+    ['split-K 2', { splitK: { force: 2 } }],
+    [`${8 * S}x${8 * S} tiles`, { mma: { TM: 8 * S, TN: 8 * S } }],
+    ['no prefetch', { mma: { prefetch: false } }],
+    ['inline gather', { batchLoads: false }],
+    ['inline gather, 4 subgroups', { batchLoads: false, mma: { subgroups: 4 } }],
+    ['padded tiles', { mma: { pad: true } }],
     // 64-deep steps, with split-K: its chunks must be whole steps of the kernel, or a chunk's last step would add in
     // the next chunk's first 32 reduction elements as well
-    ['64-deep steps, split-K 3', () => { K.MMA_OPTIONS.tk = 64; K.SPLIT_K.force = 3; }, () => { delete K.MMA_OPTIONS.tk; delete K.SPLIT_K.force; }],
+    ['64-deep steps, split-K 3', { mma: { tk: 64 }, splitK: { force: 3 } }],
   ];
-  await K.useConvKernel(ctx, 'mma3');
-  try {
-    for (const [what, on, off] of variants) {
-      on();
-      try {
-        let worst = 0;
-        // the variants on the cases that reach their differences: partial tiles, the concatenation with GroupNorm +
-        // Swish, stride 2, upsampling, a 1x1 conv, the large map
-        for (const c of what === 'default' ? CASES : VARIANT_CASES) {
-          const { exact } = await run(ctx, c);
-          worst = Math.max(worst, exact);
-          assert.ok(exact < 2e-5, `mma3 (${what}) ${JSON.stringify(c)}: rel err ${exact}`);
-        }
-        console.log(`    conv2d mma3 (${what}): worst ${worst.toExponential(2)} from the float64 reference`);
-      } finally {
-        off();
-      }
+  const mma3 = ctx.withOptions({ convKernel: 'mma3' });
+  await K.checkEngineOptions(mma3);
+  for (const [what, switches] of variants) {
+    const ctx = mma3.withOptions(switches);
+    let worst = 0;
+    // the variants on the cases that reach their differences: partial tiles, the concatenation with GroupNorm +
+    // Swish, stride 2, upsampling, a 1x1 conv, the large map
+    for (const c of what === 'default' ? CASES : VARIANT_CASES) {
+      const { exact } = await run(ctx, c);
+      worst = Math.max(worst, exact);
+      assert.ok(exact < 2e-5, `mma3 (${what}) ${JSON.stringify(c)}: rel err ${exact}`);
     }
-  } finally {
-    K.setConvKernel(ctx, undefined);
+    console.log(`    conv2d mma3 (${what}): worst ${worst.toExponential(2)} from the float64 reference`);
   }
 });
 
@@ -452,16 +378,21 @@ test('mma tiles: chosen within the fragments and subgroups, and a tile that cann
 test('an unknown conv2d kernel name is refused with the list', async () => {
   const ctx = await device();
   try {
-    await K.useConvKernel(ctx, 'fast' as K.ConvKernel);
+    ctx.withOptions({ convKernel: 'fast' as K.ConvKernel });
     assert.unreachable();
   } catch (e) {
     assert.match((e as Error).message, /unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/);
   }
 });
 
-test('the automatic choice: direct on a software adapter, tiled on a GPU', async () => {
+test('the automatic choice: direct on a software adapter, tiled on a GPU (or on the GPU paths)', async () => {
+  assert.is(resolveEngineOptions({ isSoftware: true }).convKernel, 'direct');
+  assert.is(resolveEngineOptions({ isSoftware: false }).convKernel, 'tiled');
+  assert.is(resolveEngineOptions({ isSoftware: true }, { paths: 'gpu' }).convKernel, 'tiled');
   const ctx = await device();
-  assert.is(K.convKernelFor(ctx), ctx.adapter.isSoftware ? 'direct' : 'tiled');
+  assert.is(ctx.options.convKernel, ctx.options.paths === 'software' ? 'direct' : 'tiled');
+  assert.is(ctx.withOptions({ convKernel: 'tiled' }).options.convKernel, 'tiled');
+  assert.is(ctx.options.convKernel, ctx.options.paths === 'software' ? 'direct' : 'tiled', 'a view leaves its context as it was');
 });
 
 test.after(releaseDevice);

@@ -1,11 +1,13 @@
-// The environment switches openDevice reads (README "Environment"): a bad value is refused with a message that
-// names the variable and what it takes, before anything runs, and leaves the engine's settings as they were.
+// The environment switches openDevice reads (README "Environment"): parseSwitches turns them into engine options
+// without a device, refusing a bad value with a message that names the variable and what it takes; openDevice puts
+// them on the context and checks what depends on the device. Nothing is module state: two contexts, or a context
+// and its views, hold their own options.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { openDevice } from '../engine/node/device.ts';
+import { openDevice, parseSwitches } from '../engine/node/device.ts';
 import * as K from '../engine/kernels.ts';
-import { BATCH_LOADS, TILED_PREFETCH } from '../shaders/conv2d.ts';
-import { NORM_FUSION, UNet } from '../engine/unet.ts';
+import { resolveEngineOptions } from '../engine/options.ts';
+import { UNet } from '../engine/unet.ts';
 import { goldenModel } from './helpers/golden.ts';
 import { runCli } from './helpers/cli.ts';
 
@@ -24,37 +26,61 @@ const CASES: [string, string, RegExp][] = [
   ['SR3_CONV_KERNEL', 'fast', /SR3_CONV_KERNEL=fast: unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/],
 ];
 
-test('openDevice refuses a bad value of each switch, naming it, and changes no setting', async () => {
-  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION, BATCH_LOADS]);
+test('parseSwitches refuses a bad value of each switch, naming it (no device needed)', () => {
   for (const [name, value, message] of CASES) {
-    const saved = process.env[name];
-    process.env[name] = value;
-    try {
-      await openDevice();
-      assert.unreachable(`${name}=${value} accepted`);
-    } catch (e) {
-      assert.match((e as Error).message, message, `${name}=${value}`);
-    } finally {
-      if (saved === undefined) delete process.env[name];
-      else process.env[name] = saved;
-    }
+    assert.throws(() => parseSwitches({ [name]: value }), message, `${name}=${value}`);
   }
-  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.MMA_OPTIONS, K.ATTN_GEMM, TILED_PREFETCH, NORM_FUSION, BATCH_LOADS]), before);
+  // a bad switch beside good ones is refused all the same
+  assert.throws(() => parseSwitches({ SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_ATTENTION: 'fast' }), /SR3_ATTENTION=fast/);
+  assert.throws(() => parseSwitches({ SR3_MMA_PAD: '1', SR3_BATCH_LOADS: '0' }), /SR3_MMA_PAD=1: the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1/);
+  assert.throws(() => parseSwitches({ SR3_GPU_PATHS: 'yes' }), /SR3_GPU_PATHS=yes: give 1/);
 });
 
-test('a bad switch beside good ones: refused, and the good ones are not applied either', async () => {
-  const before = JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.ATTN_GEMM]);
-  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_ATTENTION: 'fast' };
+test('parseSwitches: each accepted value becomes its option, an unset variable leaves the default', () => {
+  assert.equal(parseSwitches({}), {});
+  assert.equal(parseSwitches({ SR3_SPLIT_K: ' ', HOME: '/root' }), {}, 'blank is unset; other variables are not read');
+  const s = parseSwitches({
+    SR3_CONV_KERNEL: 'tiled', SR3_GPU_PATHS: '1', SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_MMA_PREFETCH: '0',
+    SR3_ATTENTION: 'gemm', SR3_NORM: 'materialized', SR3_BATCH_LOADS: '0', SR3_MMA_SUBGROUPS: '4', SR3_MMA_TK: '64', SR3_MMA_TILE: '32x64',
+  });
+  assert.equal(s, {
+    convKernel: 'tiled', paths: 'gpu', splitK: { target: 128 }, tiledTile: { TM: 64, TN: 128 }, tiledPrefetch: false, batchLoads: false,
+    mma: { prefetch: false, subgroups: 4, tk: 64, TM: 32, TN: 64 }, attention: 'gemm', norm: 'materialized',
+  });
+  // over a software adapter's defaults
+  const o = resolveEngineOptions({ isSoftware: true }, s);
+  assert.equal(o.splitK, { target: 128 });
+  assert.equal(o.mma, { prefetch: false, subgroups: 4, pad: false, tk: 64, TM: 32, TN: 64 });
+  assert.is(o.paths, 'gpu');
+  const d = resolveEngineOptions({ isSoftware: true });
+  assert.equal([d.paths, d.convKernel, d.attention, d.norm, d.batchLoads, d.tiledPrefetch, d.mma.subgroups], ['software', 'direct', 'auto', 'auto', true, true, 8]);
+  assert.ok(Object.isFrozen(d) && Object.isFrozen(d.mma), 'resolved options cannot be changed behind a context');
+});
+
+test('openDevice puts the switches on its context; the adapter is reported as it is', async () => {
+  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm', SR3_GPU_PATHS: '1' };
   Object.assign(process.env, env);
+  let ctx: Awaited<ReturnType<typeof openDevice>>;
   try {
-    await openDevice();
-    assert.unreachable('accepted');
-  } catch (e) {
-    assert.match((e as Error).message, /SR3_ATTENTION=fast/);
+    ctx = await openDevice();
   } finally {
     for (const k of Object.keys(env)) delete process.env[k];
   }
-  assert.is(JSON.stringify([K.SPLIT_K, K.TILED_TILE, K.ATTN_GEMM]), before);
+  try {
+    assert.is(ctx.options.splitK.target, 128);
+    assert.equal({ ...ctx.options.tiledTile }, { TM: 64, TN: 128 });
+    assert.is(ctx.options.tiledPrefetch, false);
+    assert.is(ctx.options.attention, 'gemm');
+    assert.is(ctx.options.paths, 'gpu');
+    assert.is(ctx.options.convKernel, 'tiled', 'the GPU paths choose the tiled kernel');
+    // SR3_GPU_PATHS no longer edits the adapter: `sr3 doctor` reports what the device is
+    const plain = await openDevice();
+    assert.is(ctx.adapter.isSoftware, plain.adapter.isSoftware);
+    assert.is(plain.options.splitK.target, 256, 'another context keeps the defaults');
+    plain.destroy();
+  } finally {
+    ctx.destroy();
+  }
 });
 
 test('SR3_MMA_TK=64 where a workgroup has fewer than 64 invocations is refused at openDevice, naming the fix', async () => {
@@ -75,73 +101,46 @@ test('SR3_MMA_TK=64 where a workgroup has fewer than 64 invocations is refused a
     delete process.env.SR3_MMA_TK;
     delete process.env.SR3_MMA_SUBGROUPS;
   }
-  assert.is(K.MMA_OPTIONS.tk, undefined);
 });
 
-test('SR3_MMA_PAD=1 with the inline gather is refused: the padded tiles need the batched one', async () => {
-  Object.assign(process.env, { SR3_MMA_PAD: '1', SR3_BATCH_LOADS: '0' });
+test('a conv kernel the device cannot run is refused at openDevice, naming the variable', async () => {
+  const ctx = await openDevice();
+  const s = await K.mmaSupport(ctx);
+  ctx.destroy();
+  if (s.ok) {
+    console.log('    skipped: this device runs the mma kernel');
+    return;
+  }
+  process.env.SR3_CONV_KERNEL = 'mma';
   try {
     await openDevice();
     assert.unreachable('accepted');
   } catch (e) {
-    assert.match((e as Error).message, /SR3_MMA_PAD=1: the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1/);
+    assert.match((e as Error).message, /^SR3_CONV_KERNEL=mma: the 'mma' conv2d kernel cannot run here: /);
   } finally {
-    delete process.env.SR3_MMA_PAD;
-    delete process.env.SR3_BATCH_LOADS;
-  }
-  assert.is(BATCH_LOADS.on, true);
-  assert.is(K.MMA_OPTIONS.pad, undefined);
-});
-
-test('the switches take effect on an accepted value', async () => {
-  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm', SR3_NORM: 'materialized', SR3_BATCH_LOADS: '0', SR3_MMA_SUBGROUPS: '4' };
-  Object.assign(process.env, env);
-  try {
-    assert.is(BATCH_LOADS.on, true, 'the batched gather is the default');
-    const ctx = await openDevice();
-    ctx.destroy();
-    assert.is(K.SPLIT_K.target, 128);
-    assert.equal({ ...K.TILED_TILE }, { TM: 64, TN: 128 });
-    assert.is(TILED_PREFETCH.on, false);
-    assert.is(K.ATTN_GEMM.force, true);
-    assert.is(NORM_FUSION.materialize, true);
-    assert.is(BATCH_LOADS.on, false);
-    assert.is(K.MMA_OPTIONS.subgroups, 4);
-  } finally {
-    BATCH_LOADS.on = true;
-    delete K.MMA_OPTIONS.subgroups;
-    for (const k of Object.keys(env)) delete process.env[k];
-    K.SPLIT_K.target = 256;
-    delete K.TILED_TILE.TM;
-    delete K.TILED_TILE.TN;
-    TILED_PREFETCH.on = true;
-    delete K.ATTN_GEMM.force;
-    delete NORM_FUSION.materialize;
+    delete process.env.SR3_CONV_KERNEL;
   }
 });
 
-// SR3_NORM's setting reaches the U-Net: the fused form has no GroupNorm-apply dispatches, the materialised one has
+// EngineOptions.norm reaches the U-Net: the fused form has no GroupNorm-apply dispatches, the materialised one has
 // one per normalised conv input
-test('NORM_FUSION decides where GroupNorm is applied when the caller does not', async () => {
-  const ctx = await openDevice();
+test('the norm option decides where GroupNorm is applied when the caller does not', async () => {
+  const base = await openDevice();
   try {
-    const count = async (materialize: boolean | undefined) => {
-      if (materialize === undefined) delete NORM_FUSION.materialize;
-      else NORM_FUSION.materialize = materialize;
-      const net = await UNet.build(ctx, goldenModel('tiny'), { batch: 1, height: 16, width: 16 });
+    const count = async (norm: 'fused' | 'materialized' | 'auto') => {
+      const net = await UNet.build(base.withOptions({ norm }), goldenModel('tiny'), { batch: 1, height: 16, width: 16 });
       const n = net.dispatches.filter((d) => d.pipeline.label === 'gn_apply').length;
       net.destroy();
       return n;
     };
-    const fused = await count(false);
-    const materialized = await count(true);
+    const fused = await count('fused');
+    const materialized = await count('materialized');
     assert.is(fused, 0);
     assert.ok(materialized > 10, `${materialized} GroupNorm-apply dispatches`);
-    // unset: the device decides (materialised on a software device, fused on a GPU)
-    assert.is(await count(undefined), ctx.adapter.isSoftware ? materialized : 0);
+    // auto: the code paths decide (materialised on the software paths, fused on the GPU ones)
+    assert.is(await count('auto'), base.options.paths === 'software' ? materialized : 0);
   } finally {
-    delete NORM_FUSION.materialize;
-    ctx.destroy();
+    base.destroy();
   }
 });
 

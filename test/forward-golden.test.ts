@@ -44,8 +44,7 @@ for (const name of GOLDEN_CASES) for (const materializeNorm of [false, true]) {
 const TENSOR_KERNELS: ['f16' | 'mma' | 'mma3', number][] = [['f16', 5e-3], ['mma', 5e-3], ['mma3', 1e-4]];
 for (const [kernel, tol] of TENSOR_KERNELS) for (const name of GOLDEN_CASES) {
   test(`golden ${name} with the '${kernel}' conv kernel: eps and every activation within ${tol} of the reference`, async () => {
-    const ctx = await device();
-    await withConvKernel(ctx, kernel, async () => {
+    await withConvKernel(await device(), kernel, async (ctx) => {
       const model = goldenModel(name);
       const g = goldenTensors(name, 'forward.safetensors');
       const [B, , H, W] = g.shape('x_in');

@@ -105,19 +105,14 @@ for (const [B, C, H, W] of [
 ] as const) {
   for (const form of ['flash', 'gemm'] as const) {
     test(`attention B${B} C${C} ${H}x${W}, ${form === 'flash' ? 'flash-style online softmax' : 'two GEMMs and a row softmax'} vs direct`, async () => {
-      const ctx = await device();
+      const ctx = (await device()).withOptions({ attention: form });
       const HW = H * W;
       const qkv = rand(B * 3 * C * HW, B * 100 + C).map((v) => v * 2);
       const qb = ctx.upload(qkv);
       const out = ctx.buffer(B * C * HW * 4);
-      K.ATTN_GEMM.force = form === 'gemm';
-      try {
-        const d = await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out });
-        assert.is(!!d.next, form === 'gemm');
-        ctx.run([d]);
-      } finally {
-        delete K.ATTN_GEMM.force;
-      }
+      const d = await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out });
+      assert.is(!!d.next, form === 'gemm');
+      ctx.run([d]);
       const got = await ctx.read(out, B * C * HW * 4);
       const want = R.attentionCore(R.t4(B, 3 * C, H, W, qkv));
       const err = relErr(got, want.data);
@@ -193,10 +188,10 @@ for (const [B, C1, C2, H, W, G, P] of [
     }
     let worst = 0;
     for (const force of [undefined, P]) {
-      if (force !== undefined) K.GN_SPLIT.force = force;
-      try {
+      const gctx = force === undefined ? ctx : ctx.withOptions({ gnSplit: { force } });
+      {
         const stats = ctx.buffer((B * G * 2 + 4) * 4);
-        const d = await K.groupNormStats(ctx, { B, C1, C2, HW, groups: G, statsOff: 4, label: 'gn' }, { a: aBuf, b: bBuf, stats });
+        const d = await K.groupNormStats(gctx, { B, C1, C2, HW, groups: G, statsOff: 4, label: 'gn' }, { a: aBuf, b: bBuf, stats });
         assert.is(!!d.next, force !== undefined, 'the split form is a chained pair of dispatches');
         ctx.run([d]);
         const got = (await ctx.read(stats, (B * G * 2 + 4) * 4)).subarray(4);
@@ -206,8 +201,6 @@ for (const [B, C1, C2, H, W, G, P] of [
           worst = Math.max(worst, er);
           assert.ok(em < 1e-6 && er < 1e-4, `split ${force}: group ${i}: mean ${got[2 * i]} vs ${want[2 * i]}, rstd ${got[2 * i + 1]} vs ${want[2 * i + 1]}`);
         }
-      } finally {
-        delete K.GN_SPLIT.force;
       }
     }
     console.log(`    worst rstd relative error ${worst.toExponential(2)}`);
@@ -215,17 +208,14 @@ for (const [B, C1, C2, H, W, G, P] of [
 }
 
 test('attention as GEMMs refuses a score buffer over the storage binding limit, naming the way out', async () => {
-  const ctx = await device();
+  const ctx = (await device()).withOptions({ attention: 'gemm' });
   // more positions than fit: HW^2 * 4 bytes over the limit (the buffers themselves are never touched)
   const HW = Math.ceil(Math.sqrt(ctx.limits.maxStorageBufferBindingSize / 4)) + 1;
-  K.ATTN_GEMM.force = true;
   try {
     await K.attention(ctx, { B: 1, C: 4, HW, label: 'attn' }, { qkv: ctx.buffer(64), out: ctx.buffer(64) });
     assert.unreachable('accepted');
   } catch (e) {
     assert.match((e as Error).message, /attn: attention as GEMMs needs .* MiB of scores .* over this device's .* storage binding limit: use the flash form \(SR3_ATTENTION=flash/);
-  } finally {
-    delete K.ATTN_GEMM.force;
   }
 });
 

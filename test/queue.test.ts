@@ -122,6 +122,33 @@ test.after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+test('bad submissions are refused before anything is queued, with the reason', async () => {
+  mkdirSync(join(dir, 'a'));
+  mkdirSync(join(dir, 'b'));
+  writeFileSync(join(dir, 'a', 'same.png'), encodePng(image(1)));
+  writeFileSync(join(dir, 'b', 'same.png'), encodePng(image(2)));
+  writeFileSync(join(dir, 'big.png'), new Uint8Array(1024 * 1024 + 1));
+  const base = ['submit', '--redis', url, '--queue', QUEUE];
+  const cases: [string[], RegExp][] = [
+    [['submit', join(dir, 'a'), '-o', outDir], /--redis is required/],
+    [['submit', join(dir, 'a'), '-o', outDir, '--redis', 'http://127.0.0.1:1'], /redis:\/\/ or rediss:\/\//],
+    [[...base, join(dir, 'a')], /-o\/--out is required/],
+    [[...base, join(dir, 'a'), '-o', join(dir, 'nowhere')], /no such folder/],
+    [[...base, join(dir, 'missing.png'), '-o', outDir], /no such file or folder/],
+    [[...base, join(dir, 'a'), join(dir, 'b'), '-o', outDir], /would both be written to .*same_sr\.png/],
+    [[...base, join(dir, 'big.png'), '-o', outDir, '--send-bytes'], /over the 1048576-byte limit .* pass its path/],
+    [[...base, join(dir, 'a'), '-o', outDir, '--steps', '1'], /--steps must be an integer >= 2/],
+    [['queue', '--redis', 'redis://127.0.0.1:1'], /cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/],
+  ];
+  for (const [args, want] of cases) {
+    const r = await runCli(args);
+    assert.is(r.code, 1, args.join(' '));
+    assert.match(r.out, want);
+  }
+  const s = await queueStatus({ redis: url, queue: QUEUE });
+  assert.equal(Object.values(s.counts), [0, 0, 0, 0, 0]);
+});
+
 test('two workers, one SIGKILLed mid-job: every job completes exactly once, valid PNGs, nothing partial; a corrupt input fails at once', async () => {
   for (let k = 0; k < 10; k++) writeFileSync(join(inDir, `img${k}.png`), encodePng(image(k)));
   writeFileSync(join(inDir, 'broken.png'), encodePng(image(99)).subarray(0, 60)); // a truncated PNG
@@ -138,11 +165,13 @@ test('two workers, one SIGKILLed mid-job: every job completes exactly once, vali
   const q = await openQueue({ redis: url, queue: QUEUE });
   let victim: readonly [string, string];
   try {
-    victim = await until('worker A to start a good image', () => started(a).find(([, input]) => !input.endsWith('broken.png')), 120_000, 20);
-    await until(`job ${victim[0]} to report its first step`, async () => {
-      const p = (await q.queue.getJob(victim[0]))?.progress as { done: number } | undefined;
-      return p && p.done >= 1;
-    }, 30_000, 10);
+    // the image A works on now, once it has reported the first of its two steps (A may finish some before)
+    victim = await until('worker A to be half-way through an image', async () => {
+      const now = started(a).filter(([, input]) => !input.endsWith('broken.png')).at(-1);
+      if (!now) return undefined;
+      const p = (await q.queue.getJob(now[0]))?.progress as { done: number; total: number } | undefined;
+      return p && p.done === 1 && p.total === 2 ? now : undefined;
+    }, 180_000, 10);
   } finally {
     await q.close();
   }
@@ -157,7 +186,8 @@ test('two workers, one SIGKILLed mid-job: every job completes exactly once, vali
 
   // Every good job completed exactly once over both workers; the killed one by B, after it was found stalled.
   const done = [...finished(a), ...finished(b)].sort();
-  assert.is(done.length, 10, `completions: ${done.join(', ')}`);
+  const logs = `\nworker A:\n${a.lines.join('\n')}\nworker B:\n${b.lines.join('\n')}`;
+  assert.is(done.length, 10, `completions: ${done.join(', ')}${logs}`);
   assert.is(new Set(done).size, 10, `a job completed twice: ${done.join(', ')}`);
   assert.ok(b.lines.some((l) => new RegExp(`job ${victim[0]} \\(.*\\): started by .*stalled 1x`).test(l)), `B did not take over job ${victim[0]}:\n${b.lines.join('\n')}`);
 
@@ -218,15 +248,21 @@ test('a lost device: the job is tried again, the worker reopens its device and g
   try {
     const waiting = await q.queue.getJobCounts('waiting');
     assert.is(waiting.waiting, 1);
-    await until('the waiting job to complete', () => readdirSync(outDir).includes('term1.png') || undefined, 600_000, 200).catch((e) => {
+    // and one more whose input travels inside the job, as bytes
+    await enqueueUpscale([{ input: new Uint8Array(encodePng(image(5))), name: 'bytes.png', output: join(outDir, 'bytes.png'), steps: 2 }], { redis: url, queue: QUEUE });
+    await until('the two jobs to complete', () => (readdirSync(outDir).includes('term1.png') && readdirSync(outDir).includes('bytes.png')) || undefined, 600_000, 200).catch((e) => {
       throw new Error(`${e.message}\nworker C:\n${c.lines.join('\n')}`);
     });
     const log = c.lines.join('\n');
     assert.match(log, /failed \(GPU device lost \(destroyed\)[^\n]*; it will be tried again/);
     assert.match(log, /device reopened/);
     assert.match(log, /started by .*\(try 2/);
-    const img = await readPng(join(outDir, 'term1.png'));
-    assert.equal([img.width, img.height], [4 * SIDE, 4 * SIDE]);
+    for (const f of ['term1.png', 'bytes.png']) {
+      const img = await readPng(join(outDir, f));
+      assert.equal([img.width, img.height], [4 * SIDE, 4 * SIDE]);
+    }
+    // the bytes job upscaled the same image as the path job img5 of the first test, with the same seed and steps
+    assert.equal(Array.from((await readPng(join(outDir, 'bytes.png'))).data), Array.from((await readPng(join(outDir, 'img5_sr.png'))).data));
     const s = await queueStatus({ redis: url, queue: QUEUE });
     assert.equal([s.counts.waiting, s.counts.active, s.counts.delayed, s.counts.failed], [0, 0, 0, 1]);
   } finally {

@@ -18,7 +18,7 @@ async function gpuFill(
   const out = ctx.buffer(cap * 4, 'noise');
   // Poison the buffer so untouched elements are detectable.
   ctx.write(out, new Uint32Array(cap).fill(0xdeadbeef));
-  const f = o.raw ? r.fillRaw({ out, n, ...o }) : r.fill({ out, n, ...o });
+  const f = o.raw ? await r.fillRaw({ out, n, ...o }) : r.fill({ out, n, ...o });
   ctx.run([f.dispatch]);
   const res = o.raw ? await ctx.readU32(out, cap * 4) : await ctx.read(out, cap * 4);
   out.destroy();
@@ -202,7 +202,7 @@ test('a GPU-side stream table: one recorded fill + advance replayed gives stream
   const table = ctx.upload(new Uint32Array([0, 5, 0, 0])); // slot 1 starts at 5
   const out = ctx.buffer(n * 4 * 3, 'noise3');
   const fills = [0, 1, 2].map((k) => r.fill({ out, n, offset: k * n, seed: 4, stream: 10, streamTable: { buffer: table, slot: 1 } }));
-  const adv = r.advance(table, 1);
+  const adv = await r.advance(table, 1);
   // Step k: fill k reads stream 10 + 5 + k, then the counter advances.
   ctx.run([fills[0].dispatch, adv, fills[1].dispatch, adv, fills[2].dispatch, adv]);
   const got = await ctx.read(out, n * 4 * 3);
@@ -213,7 +213,7 @@ test('a GPU-side stream table: one recorded fill + advance replayed gives stream
     for (let i = 0; i < n; i++) assert.is(got[k * n + i], want[i], `step ${k} element ${i}`);
   }
   // Counting down wraps: 0xffffffff adds -1.
-  ctx.run([r.advance(table, 1, 0xffffffff)]);
+  ctx.run([await r.advance(table, 1, 0xffffffff)]);
   assert.is((await ctx.readU32(table, 16))[1], 7);
   // setStream / setSeed rewrite a recorded fill's uniform.
   const f = r.fill({ out, n, seed: 1, stream: 0 });

@@ -44,8 +44,7 @@ for (const name of GOLDEN_CASES) {
 const MIXED: [string, number][] = [['f16', 1e-2], ['mma', 1e-2], ['mma3', 1e-3]];
 for (const [kernel, tol] of MIXED as ['f16' | 'mma' | 'mma3', number][]) for (const name of GOLDEN_CASES) {
   test(`golden ${name}: reference sampler with the '${kernel}' conv kernel, 12 steps, every y_t within ${tol}`, async () => {
-    const ctx = await device();
-    await withConvKernel(ctx, kernel, async () => {
+    await withConvKernel(await device(), kernel, async (ctx) => {
       const g = goldenTensors(name, 'sample.safetensors');
       const [B, , H, W] = g.shape('cond');
       const s = await Sampler.build(ctx, goldenModel(name), {

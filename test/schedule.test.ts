@@ -133,6 +133,25 @@ test('the golden 12-step schedule: betas and every buffer of the reference check
   assert.is(checked, 12);
 });
 
+test('few-step kinds: logsnr spaces log(sigma) evenly, karras by rho = 7, between the given sigmas', () => {
+  // sigma = sqrt((1 - gamma) / gamma), from the tables' gammas
+  const sig = (spec: string) => Array.from(makeSchedule(spec).gammas, (g) => Math.sqrt((1 - g) / g));
+  const l = sig('logsnr:5:0.02:50');
+  // 1e-9: sigma is recovered from gamma = 1 / (1 + sigma^2), where 1 - gamma cancels at small sigma
+  close(l, [0, 1, 2, 3, 4].map((i) => Math.exp(Math.log(0.02) + (i / 4) * Math.log(2500))), 1e-9, 'logsnr');
+  const k = sig('karras:6:0.002:80');
+  const r = (x: number) => x ** (1 / 7);
+  close(k, [0, 1, 2, 3, 4, 5].map((i) => (r(0.002) + (i / 5) * (r(80) - r(0.002))) ** 7), 1e-9, 'karras');
+  // defaults: sigma 0.01 (the default linear schedule's first level) to 100
+  close([sig('logsnr:3')[0], sig('logsnr:3')[2]], [0.01, 100], 1e-9, 'logsnr defaults');
+  assert.is(formatSchedule(parseSchedule('karras:8')), 'karras:8:0.01:100');
+  close(sig('karras:1'), [100], 1e-12, 'one step: the largest sigma');
+  for (const [s, re] of [
+    ['logsnr:5:1:0.5', /start < end/],
+    ['karras:5:0:1', /start must be > 0/],
+  ] as [string, RegExp][]) assert.throws(() => parseSchedule(s), re);
+});
+
 test('parseSchedule reads kind:steps:start:end and says what is wrong', () => {
   assert.equal(parseSchedule('linear:12:1e-4:0.3'), { schedule: 'linear', n_timestep: 12, linear_start: 1e-4, linear_end: 0.3 });
   assert.equal(parseSchedule(' Cosine:100 '), { schedule: 'cosine', n_timestep: 100, linear_start: 1e-4, linear_end: 2e-2 });

@@ -3,6 +3,7 @@
 // Adam steps (lr 1e-4) on the L1 loss within 1e-6 absolute.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import type { GpuContext } from '../engine/gpu.ts';
 import { TrainGraph } from '../engine/train.ts';
 import { device, relErr, releaseDevice, withConvKernel } from './helpers/device.ts';
 import { goldenModel, goldenTensors } from './helpers/golden.ts';
@@ -11,8 +12,8 @@ const g = goldenTensors('tiny', 'train.safetensors');
 const batch = { hr: g.get('hr'), cond: g.get('sr'), sqrtGamma: g.get('sqrt_gamma'), noise: g.get('noise') };
 const [B, , H, W] = g.shape('hr');
 
-async function checkGradients(kind: 'l1' | 'l2', what: string): Promise<void> {
-  const ctx = await device();
+async function checkGradients(kind: 'l1' | 'l2', what: string, on?: GpuContext): Promise<void> {
+  const ctx = on ?? (await device());
   const tg = await TrainGraph.build(ctx, goldenModel('tiny'), { batch: B, height: H, width: W, loss: kind, reduction: 'sum' });
   tg.setBatch(batch);
   const lossV = await tg.run();
@@ -38,7 +39,7 @@ for (const kind of ['l1', 'l2'] as const) {
 // the forward convs on the tensor cores at f32 accuracy ('mma3'): the same tolerances (npm run test:mma runs it)
 test(`golden tiny with the 'mma3' conv kernel: l2 loss and every gradient`, async () => {
   const ctx = await device();
-  await withConvKernel(ctx, 'mma3', () => checkGradients('l2', 'l2, mma3'));
+  await withConvKernel(ctx, 'mma3', (mma3) => checkGradients('l2', 'l2, mma3', mma3));
 });
 
 test('golden tiny: weights after one and two Adam steps within 1e-6', async () => {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { convertCommand, infoCommand } from '../weights-format/cli.ts';
 import { readModelFile, writeFileAtomic } from '../weights-format/node.ts';
 import { readSafetensors } from '../weights-format/index.ts';
-import { PickleBuilder, fakePth } from '../weights-format/testing.ts';
+import { PickleBuilder, fakePth } from './helpers/weights.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const golden = (p: string) => path.join(root, 'test/fixtures/golden', p);

@@ -28,7 +28,7 @@ import {
   type TensorEntry,
 } from '../weights-format/index.ts';
 import { nodeInflateRaw } from '../weights-format/node.ts';
-import { throwsClean } from '../weights-format/testing.ts';
+import { throwsClean } from './helpers/weights.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = (p: string) => new Uint8Array(readFileSync(path.join(root, 'test/fixtures/golden', p)));

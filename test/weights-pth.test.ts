@@ -19,7 +19,7 @@ import {
   SCHEDULE_BUFFERS,
 } from '../weights-format/index.ts';
 import { nodeInflateRaw } from '../weights-format/node.ts';
-import { PickleBuilder, stateDictPickle, fakePth, throwsClean, lcg, type FakeTensor } from '../weights-format/testing.ts';
+import { PickleBuilder, stateDictPickle, fakePth, throwsClean, lcg, type FakeTensor } from './helpers/weights.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = (p: string) => new Uint8Array(readFileSync(path.join(root, 'test/fixtures/golden', p)));

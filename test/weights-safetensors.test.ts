@@ -16,7 +16,7 @@ import {
   bf16BitsToF32,
   type TensorEntry,
 } from '../weights-format/index.ts';
-import { throwsClean, lcg } from '../weights-format/testing.ts';
+import { throwsClean, lcg } from './helpers/weights.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixture = (p: string) => new Uint8Array(readFileSync(path.join(root, 'test/fixtures/golden', p)));

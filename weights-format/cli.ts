@@ -2,7 +2,7 @@
 
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { describeModel, sniffFormat, openModelBytes, type SR3Model } from './model.ts';
-import { type ConditionSpec } from './options.ts';
+import type { ConditionSpec } from './options.ts';
 import { convertPth, nodeInflateRaw, readFileBytes } from './node.ts';
 
 const CONVERT_USAGE = `usage: sr3 convert <in.pth> -o <out.safetensors> [--config opts.json] [--norm-groups N] [--dtype f32|f16|bf16]

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { inflateRawSync } from 'node:zlib';
-import { type ConditionSpec } from './options.ts';
+import type { ConditionSpec } from './options.ts';
 import { type ConvertResult, type SR3Model, convertCheckpoint, loadModel } from './model.ts';
 
 /** zlib raw inflate that never produces more than the size the archive promises (no zip bombs). */

@@ -1,7 +1,7 @@
 // `sr3 doctor`: what WebGPU device this machine gives the engine.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../gpu.ts';
-import { convKernelFor, mmaSupport } from '../kernels.ts';
+import { mmaSupport } from '../kernels.ts';
 import { dawnFlagsFromEnv, openDevice } from './device.ts';
 
 export async function doctorCommand(argv: string[]): Promise<number> {
@@ -31,7 +31,9 @@ export async function doctorCommand(argv: string[]): Promise<number> {
       features: ctx.features,
       subgroupSizes: [ctx.adapter.subgroupMinSize, ctx.adapter.subgroupMaxSize],
       subgroupMatrixConfigs: ctx.adapter.subgroupMatrixConfigs,
-      convKernel: convKernelFor(ctx),
+      convKernel: ctx.options.convKernel,
+      // the code paths the engine takes (SR3_GPU_PATHS=1 takes the GPU ones on a software device)
+      paths: ctx.options.paths,
       mixedPrecision: {
         f16: ctx.features.shaderF16 ? 'yes' : 'no: no shader-f16',
         mma: mma.ok ? `yes (subgroup size ${mma.subgroupSize}, ${mma.fragment}x${mma.fragment} fragments, '${mma.syntax}' spelling)` : `no: ${mma.reason}`,
@@ -49,7 +51,7 @@ export async function doctorCommand(argv: string[]): Promise<number> {
     console.log(`adapter      ${report.adapter}${report.software ? '  (software device: expect slow kernels)' : ''}`);
     console.log(`vendor       ${report.vendor || '-'}  architecture ${report.architecture || '-'}`);
     console.log(`backend      ${report.backend}`);
-    console.log(`software     ${yes(report.software)}`);
+    console.log(`software     ${yes(report.software)}${report.software !== (report.paths === 'software') ? `  (taking the ${report.paths} code paths: SR3_GPU_PATHS)` : ''}`);
     console.log(
       `features     shader-f16 ${yes(ctx.features.shaderF16)}, subgroups ${yes(ctx.features.subgroups)}, ` +
         `timestamp-query ${yes(ctx.features.timestampQuery)}, subgroup-matrix ${yes(ctx.features.subgroupMatrix)}`,

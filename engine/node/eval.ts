@@ -7,7 +7,7 @@ import { imageToTensors } from '../image.ts';
 import { consistencyMSE, psnr, ssim, tensorToImage } from '../metrics.ts';
 import { Resampler } from '../resample.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from '../upscale.ts';
+import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from '../upscale.ts';
 import { openDevice } from './device.ts';
 import { readImage, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
@@ -55,7 +55,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
       crop: { type: 'string', default: '256' },
       steps: { type: 'string' },
       schedule: { type: 'string' },
-      sampler: { type: 'string', default: 'reference' },
+      sampler: { type: 'string', default: DEFAULT_SAMPLER },
       seed: { type: 'string', default: '0' },
       'no-consistency': { type: 'boolean' },
       limit: { type: 'string' },
@@ -72,9 +72,9 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const crop = Number(values.crop);
   if (!Number.isInteger(crop) || crop < 16) throw new Error(`--crop must be an integer >= 16, got '${values.crop}'`);
   const steps = values.steps === undefined ? DEFAULT_STEPS : Number(values.steps);
-  const schedule = values.schedule ?? defaultSchedule(steps);
   const sampler = values.sampler as SamplerKind;
   if (!SAMPLERS.includes(sampler)) throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}`);
+  const schedule = values.schedule ?? defaultSchedule(steps, sampler);
   const seed = Number(values.seed);
   const consistency = !values['no-consistency'];
   let files: string[];

@@ -15,3 +15,6 @@ export { imageToTensors, tensorsToImage, type PixelImage } from '../image.ts';
 export { SAMPLERS, type SamplerKind } from '../sampler.ts';
 export { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from '../upscale.ts';
 export { convertCheckpoint, describeModel, encodeModel, loadModel, type SR3Model } from '../../weights-format/index.ts';
+// Upscaling jobs on a Redis queue (BullMQ, optional dependency: loaded only when these are called)
+export { DEFAULT_QUEUE, enqueueUpscale, MAX_INLINE_BYTES, queueStatus, watchUpscales } from './queue.ts';
+export type { EnqueueOptions, QueueStatus, UpscaleJobData, UpscaleJobProgress, UpscaleJobResult, UpscaleRequest, WatchState } from './queue.ts';

@@ -11,20 +11,12 @@ import { promises as fsp, readFileSync, renameSync, unlinkSync, writeFileSync } 
 import path from 'node:path';
 import { inflateSync } from 'node:zlib';
 import pngjs from 'pngjs';
+import type { PixelImage } from '../image.ts';
 
 const { PNG } = pngjs;
 
-/** An image as stored: interleaved samples (HWC, rows top to bottom). */
-export interface Image {
-  width: number;
-  height: number;
-  /** 1 gray, 2 gray + alpha, 3 RGB, 4 RGBA. */
-  channels: 1 | 2 | 3 | 4;
-  /** 8 (data is a Uint8Array) or 16 (data is a Uint16Array). */
-  bitDepth: 8 | 16;
-  /** width * height * channels samples. */
-  data: Uint8Array | Uint16Array;
-}
+/** The engine's one image type (engine/image.ts PixelImage), under the name the Node edge has used. */
+export type Image = PixelImage;
 
 /** The largest width or height read or written by default. */
 export const MAX_PNG_SIDE = 16384;

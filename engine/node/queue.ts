@@ -240,8 +240,9 @@ export async function watchUpscales(
       const still: string[] = [];
       for (let i = 0; i < pending.length; i += 200) {
         const chunk = pending.slice(i, i + 200);
-        const jobs = await Promise.all(chunk.map((id) => q.queue.getJob(id)));
+        // the state first: a job read after it completed has its return value (read before, it might not)
         const states = await Promise.all(chunk.map((id) => q.queue.getJobState(id)));
+        const jobs = await Promise.all(chunk.map((id) => q.queue.getJob(id)));
         chunk.forEach((id, k) => {
           const job = jobs[k] as Job<UpscaleJobData, UpscaleJobResult> | undefined;
           if (!job) {

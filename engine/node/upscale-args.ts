@@ -5,7 +5,7 @@ import { basename, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
 import { MAX_STEPS, parseSchedule } from '../schedule.ts';
-import { DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
+import { DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
 import { MAX_PNG_PIXELS, MAX_PNG_SIDE } from './png.ts';
 
 /** The most samples of one image in one run (they run as one batch). */
@@ -56,7 +56,7 @@ export function parseUpscaleArgs(argv: string[], help = ''): UpscaleArgs | undef
       config: { type: 'string' },
       steps: { type: 'string' },
       schedule: { type: 'string' },
-      sampler: { type: 'string', default: 'reference' },
+      sampler: { type: 'string', default: DEFAULT_SAMPLER },
       eta: { type: 'string' },
       seed: { type: 'string', default: '0' },
       samples: { type: 'string', default: '1' },
@@ -74,7 +74,7 @@ export function parseUpscaleArgs(argv: string[], help = ''): UpscaleArgs | undef
   const sampler = values.sampler as SamplerKind;
   if (!SAMPLERS.includes(sampler)) throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
   const steps = values.steps === undefined ? undefined : integerArg(values.steps, 'steps', 2, MAX_STEPS);
-  const schedule = values.schedule ?? defaultSchedule(steps ?? DEFAULT_STEPS);
+  const schedule = values.schedule ?? defaultSchedule(steps ?? DEFAULT_STEPS, sampler);
   try {
     if (parseSchedule(schedule).n_timestep < 2) throw new Error('a sampler needs at least 2 steps');
   } catch (e) {

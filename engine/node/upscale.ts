@@ -2,7 +2,7 @@
 import { accessSync, constants, existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { SAMPLERS } from '../sampler.ts';
-import { conditionRecipe, DEFAULT_STEPS, defaultSchedule, modelMultiple } from '../upscale.ts';
+import { conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, modelMultiple } from '../upscale.ts';
 import { bundledModelPath, createUpscaler } from './api.ts';
 import { decodeImage, imageSize, readImageBytes, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
@@ -44,9 +44,11 @@ built once) and end with a summary line (images, seconds, images/s).
   -o, --out        output PNG (one input, one sample) or a folder (written as <name>_sr<scale>x[_s<k>].png;
                    inputs with one name, a/x.png and b/x.png, get x and x-2)
   --model f        an sr3-wgsl model file or a reference checkpoint (.pth)
-  --steps N        sampling steps (default ${DEFAULT_STEPS}; the schedule is ${defaultSchedule(DEFAULT_STEPS)})
-  --schedule s     kind:steps:start:end, e.g. linear:100:1e-4:0.2 (overrides --steps)
-  --sampler s      ${SAMPLERS.join(' | ')} (default reference)
+  --steps N        model evaluations (default ${DEFAULT_STEPS}; the schedule is ${defaultSchedule(DEFAULT_STEPS)}; the ODE
+                   solvers dpmpp-2m and unipc get logsnr:N)
+  --schedule s     kind:steps:start:end, e.g. linear:100:1e-4:0.2, or logsnr|karras:steps:sigma_min:sigma_max
+                   (overrides --steps)
+  --sampler s      ${SAMPLERS.join(' | ')} (default ${DEFAULT_SAMPLER})
   --eta E          DDIM's eta, 0 (deterministic, the default) to 1 (DDPM-like)
   --seed n         random seed, 0 to 2^53-1 (default 0): the same seed gives the same image
   --samples k      k different samples per image, 1 to 64 (default 1)

@@ -6,12 +6,10 @@ import { readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Job } from './queue-libs.ts';
-import { imageToTensors, tensorsToImage } from '../image.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_STEPS, defaultSchedule, upscaleTensor } from '../upscale.ts';
-import type { GpuContext } from '../gpu.ts';
+import { DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
 import type { SR3Model } from '../../weights-format/index.ts';
-import { openDevice } from './device.ts';
+import { createUpscaler } from './api.ts';
 import { decodeImage, readImage, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
 import { MAX_PNG_PIXELS, MAX_PNG_SIDE, PngError, writePng } from './png.ts';
@@ -54,17 +52,17 @@ class InputError extends Error {}
 function jobOptions(d: UpscaleJobData): { schedule: string; sampler: SamplerKind; eta?: number; seed: number; consistency: boolean } {
   const steps = d.steps ?? DEFAULT_STEPS;
   if (!Number.isInteger(steps) || steps < 2 || steps > 10_000) throw new InputError(`steps must be an integer in [2, 10000], got ${d.steps}`);
-  const sampler = (d.sampler ?? 'reference') as SamplerKind;
+  const sampler = (d.sampler ?? DEFAULT_SAMPLER) as SamplerKind;
   if (!SAMPLERS.includes(sampler)) throw new InputError(`sampler must be one of ${SAMPLERS.join(', ')}, got '${d.sampler}'`);
   const seed = d.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0) throw new InputError(`seed must be an integer >= 0, got ${d.seed}`);
   if (d.eta !== undefined && !(d.eta >= 0)) throw new InputError(`eta must be a number >= 0, got ${d.eta}`);
-  return { schedule: d.schedule ?? defaultSchedule(steps), sampler, eta: d.eta, seed, consistency: d.consistency ?? true };
+  return { schedule: d.schedule ?? defaultSchedule(steps, sampler), sampler, eta: d.eta, seed, consistency: d.consistency ?? true };
 }
 
 /**
- * The worker's upscaler: device and model opened once, images in and out. Kept behind this small interface so that it
- * can move onto the engine's reusable upscaler object without touching the queue code.
+ * The worker's upscaler: the engine's reusable upscaler (createUpscaler: device opened, weights uploaded and the last
+ * image shapes' samplers kept, once), plus what the worker needs to notice a lost device.
  */
 export interface JobUpscaler {
   readonly description: string;
@@ -78,31 +76,28 @@ export interface JobUpscaler {
 }
 
 export async function openJobUpscaler(model: SR3Model): Promise<JobUpscaler> {
-  const ctx: GpuContext = await openDevice();
+  const up = await createUpscaler({ model });
+  const ctx = up.device;
   let lost: string | null = null;
   let disposed = false;
   ctx.device.lost.then((info) => {
     if (!disposed) lost = `GPU device lost (${info.reason}): ${info.message}`;
   });
-  const { scale, up } = conditionRecipe(model);
-  const C = model.config.out_channel;
   return {
     description: ctx.adapter.description,
-    scale,
+    scale: up.scale,
     async upscale(img, o) {
-      const { color, alpha } = imageToTensors(img, C);
-      const [out] = await upscaleTensor(ctx, model, color, {
+      const r = await up.upscale(img, {
         schedule: o.schedule, sampler: o.sampler, eta: o.eta, seed: o.seed, consistency: o.consistency,
         signal: o.signal, onProgress: o.onProgress,
       });
-      const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
-      return tensorsToImage(out, alphaUp, img) as Image;
+      return r.image as Image;
     },
     lost: () => lost,
     loseDevice: () => ctx.device.destroy(),
     dispose() {
       disposed = true;
-      ctx.destroy();
+      up.dispose();
     },
   };
 }
@@ -174,7 +169,7 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
   if (w > 0) {
     const t0 = performance.now();
     const img: Image = { width: w, height: w, channels: 3, bitDepth: 8, data: new Uint8Array(w * w * 3).fill(128) };
-    await up.upscale(img, { schedule: defaultSchedule(2), sampler: 'reference', seed: 0, consistency: true });
+    await up.upscale(img, { schedule: defaultSchedule(2, DEFAULT_SAMPLER), sampler: DEFAULT_SAMPLER, seed: 0, consistency: true });
     log(`worker ${name}: warmed up on a ${w}x${w} image in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 

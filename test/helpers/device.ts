@@ -18,22 +18,17 @@ export async function releaseDevice(): Promise<void> {
 }
 
 /**
- * Run `body` with a mixed-precision or tensor-core conv kernel selected, then return to the automatic choice; where the device
- * cannot run that kernel, print why and skip (the refusal itself is tested in conv-variants.test.ts).
+ * Run `body` on a view of `ctx` with a mixed-precision or tensor-core conv kernel selected; where the device cannot
+ * run that kernel, print why and skip (the refusal itself is tested in conv-variants.test.ts).
  */
-export async function withConvKernel(ctx: GpuContext, kernel: 'f16' | 'mma' | 'mma3', body: () => Promise<void>): Promise<void> {
+export async function withConvKernel(ctx: GpuContext, kernel: 'f16' | 'mma' | 'mma3', body: (ctx: GpuContext) => Promise<void>): Promise<void> {
   const why = kernel !== 'f16' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
   if (why) {
     if (kernel !== 'f16' && process.env.SR3_EXPECT_MMA === '1') throw new Error(`SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${why}`);
     console.log(`    skipped: ${why}`);
     return;
   }
-  await K.useConvKernel(ctx, kernel);
-  try {
-    await body();
-  } finally {
-    K.setConvKernel(ctx, undefined);
-  }
+  await body(ctx.withOptions({ convKernel: kernel }));
 }
 
 /** Deterministic pseudo-random numbers in [-1, 1) for test data (mulberry32). */

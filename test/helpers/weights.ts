@@ -2,7 +2,7 @@
 // Used by test/weights-*.test.ts to make well-formed, unusual (strided, big-endian, deflated) and hostile inputs.
 
 import * as assert from 'uvu/assert';
-import { writeZip } from './zip.ts';
+import { writeZip } from '../../weights-format/zip.ts';
 
 /**
  * Assert that fn throws one of our own errors (an Error, never a TypeError/RangeError escaping from a parser) whose

@@ -1,0 +1,82 @@
+// The noise-level embedding's host code, forward and backward side by side: the reference's PositionalEncoding
+// (shaders/embedding.ts) and the linear layers of its MLP (with Swish on the input where the MLP has it), and their
+// gradients (shaders/embedding_backward.ts).
+import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
+import { LINEAR_WGSL, POSENC_WGSL } from '../../shaders/embedding.ts';
+import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../../shaders/embedding_backward.ts';
+import { checkWorkgroups, need, noAlias, u32s, type BackwardOptions } from './common.ts';
+
+/** The reference's PositionalEncoding(dim) of level [B] into out [B, dim]. */
+export async function positionalEncoding(
+  ctx: GpuContext,
+  spec: { B: number; dim: number; label?: string },
+  bufs: { level: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const pipeline = await ctx.pipeline(POSENC_WGSL, { label: 'posenc' });
+  const bindGroup = ctx.bind(pipeline, [bufs.level, bufs.out, ctx.uniform(u32s([spec.B, spec.dim, 0, 0]))], spec.label);
+  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.dim, 64)], label: spec.label };
+}
+
+/** out[outOff + b*N + n] = bias[n] + W[n, :] . f(in[inOff + b*K + :]), W and bias in the params buffer. */
+export async function linear(
+  ctx: GpuContext,
+  spec: { B: number; K: number; N: number; inOff?: number; wOff: number; bOff: number; outOff?: number; swishIn?: boolean; label?: string },
+  bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear', constants: { SWISH_IN: spec.swishIn ? 1 : 0 } });
+  const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, 0]);
+  const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
+  return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
+}
+
+export interface LinearBackwardSpec {
+  B: number;
+  K: number;
+  N: number;
+  inOff?: number;
+  wOff: number;
+  bOff: number;
+  dOutOff?: number;
+  dInOff?: number;
+  swishIn?: boolean;
+  label?: string;
+}
+
+/**
+ * Linear backward (kernels.ts linear with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
+ * accumulateParams) from inp and dOut, and when dIn is given dIn[dInOff + b*K + k] (=|+=, per accumulate) =
+ * f'(in) * W^T dOut (f = Swish with swishIn). One or two dispatches.
+ */
+export async function linearBackward(
+  ctx: GpuContext,
+  spec: LinearBackwardSpec,
+  bufs: { params: GPUBuffer; inp: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer; dIn?: GPUBuffer },
+  opts: BackwardOptions & { accumulateParams?: boolean } = {},
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'linear';
+  need(spec.B >= 1 && spec.K >= 1 && spec.N >= 1, `${L}: empty linear`);
+  noAlias(L, { grads: bufs.grads, dIn: bufs.dIn }, { params: bufs.params, inp: bufs.inp, dOut: bufs.dOut });
+  const sw = spec.swishIn ? 1 : 0;
+  const pw = await ctx.pipeline(LINEAR_DW_WGSL, { label: 'linear_dw', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 } });
+  const uw = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.dOutOff ?? 0, 0], L);
+  const out: Dispatch[] = [
+    {
+      pipeline: pw,
+      bindGroup: ctx.bind(pw, [bufs.inp, bufs.dOut, bufs.grads, ctx.uniform(uw, `${L}.dw.u`)], `${L}.dw`),
+      workgroups: [ceilDiv(spec.N * spec.K + spec.N, 64)],
+      label: `${L}.dw`,
+    },
+  ];
+  checkWorkgroups(ctx, [ceilDiv(spec.N * spec.K + spec.N, 64)], L);
+  if (bufs.dIn) {
+    const pi = await ctx.pipeline(LINEAR_DIN_WGSL, { label: 'linear_din', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 } });
+    const ui = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.dOutOff ?? 0, spec.dInOff ?? 0, 0], L);
+    out.push({
+      pipeline: pi,
+      bindGroup: ctx.bind(pi, [bufs.params, bufs.inp, bufs.dOut, bufs.dIn, ctx.uniform(ui, `${L}.din.u`)], `${L}.din`),
+      workgroups: [ceilDiv(spec.B * spec.K, 64)],
+      label: `${L}.din`,
+    });
+  }
+  return out;
+}
