@@ -211,11 +211,12 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const { sampler, lrBuf, extra } = st;
   for (let s = 0; s < samples; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
   const cond = sampler.buffers.cond;
+  const residual = modelTarget(model) === 'residual';
   try {
     // condition = bicubic upscale of the LR image (clamped as the model was trained)
     ctx.run([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
-    if (consistency) {
-      // udc = U(D(cond)), once
+    if (consistency && !residual) {
+      // udc = U(D(cond)), once (with the residual target it stays zero: the residual has no low frequencies)
       const [lrTmp, udc] = [extra[1], extra[3]];
       ctx.run([
         rs.downscale({ input: cond, output: lrTmp, batch: samples, channels: C, inH: Hp, inW: Wp, factor: scale, kernel: down, label: 'upscale.udc.down' }),
@@ -224,6 +225,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     }
     await sampler.run({ seed: opts.seed ?? 0, onProgress: opts.onProgress, signal: opts.signal });
     const y = await sampler.readY();
+    if (residual) addInPlace(y, await ctx.read(cond, n * 4));
     const per = C * Hp * Wp;
     const out: Tensor3[] = [];
     for (let s = 0; s < samples; s++) {
@@ -234,6 +236,31 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   } finally {
     release();
   }
+}
+
+/**
+ * What the model's y is: 'hr' (the reference: the image itself) or 'residual' (HR minus the bicubic condition, as
+ * SRDiff; `sr3 train --target residual` records it in the metadata's training entry). With the residual target every
+ * sampler runs unchanged on the residual, the consistency projection pulls the residual's low frequencies to zero
+ * (the image's then equal the condition's, as the plain target's projection makes them), and the condition is added
+ * back at the end.
+ */
+export function modelTarget(model: SR3Model): 'hr' | 'residual' {
+  let t: unknown;
+  try {
+    t = JSON.parse(model.metadata?.training ?? '{}').target;
+  } catch {
+    return 'hr';
+  }
+  if (t === undefined || t === 'hr') return 'hr';
+  if (t === 'residual') return 'residual';
+  throw new Error(`this model's metadata names an unknown target '${String(t)}' (this version knows hr and residual)`);
+}
+
+/** y += cond, element by element (the residual target's last step; y is a copy read back from the GPU). */
+function addInPlace(y: Float32Array, cond: Float32Array): Float32Array {
+  for (let i = 0; i < y.length; i++) y[i] += cond[i];
+  return y;
 }
 
 /** 'regression' for the paper's regression baseline (trained by `sr3 train --objective regression`), else 'diffusion'. */
@@ -262,6 +289,7 @@ async function regress(
     ctx.run([rs.upscale({ input: lrBuf, output: net.cond!, batch: 1, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp })]);
     net.run();
     const y = await ctx.read(net.output, C * Hp * Wp * 4);
+    if (modelTarget(model) === 'residual') addInPlace(y, await ctx.read(net.cond!, C * Hp * Wp * 4));
     const img = crop({ channels: C, height: Hp, width: Wp, data: y }, o.out[0], o.out[1]);
     return Array.from({ length: o.samples }, () => img);
   } finally {
@@ -378,6 +406,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
   const tiles: [number, number][] = [];
   for (const oy of tileOrigins(Hc, th, ov, o.m)) for (const ox of tileOrigins(Wc, tw, ov, o.m)) tiles.push([oy, ox]);
   const regression = modelObjective(model) === 'regression';
+  const residual = modelTarget(model) === 'residual';
   const nCanvas = B * C * Hc * Wc;
   const own: GPUBuffer[] = [];
   const buf = (bytes: number, label: string) => {
@@ -418,6 +447,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
   };
   const readCanvas = async () => {
     const y = await ctx.read(yC, nCanvas * 4);
+    if (residual) addInPlace(y, await ctx.read(condC, nCanvas * 4));
     const per = C * Hc * Wc;
     return Array.from({ length: B }, (_, s) => crop({ channels: C, height: Hc, width: Wc, data: y.slice(s * per, (s + 1) * per) }, o.out[0], o.out[1]));
   };
@@ -465,7 +495,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
       const { y, cond } = sampler.buffers;
       const perTile = tiles.map(([oy, ox], i) => {
         const d = [gatherTo(condC, cond, oy, ox), gatherTo(yC, y, oy, ox)];
-        if (o.consistency) {
+        if (o.consistency && !residual) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
             rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' }),
