@@ -50,17 +50,17 @@ export interface UpscaleOptions {
   cache?: UpscaleCache;
 }
 
-export const DEFAULT_STEPS = 20;
+export const DEFAULT_STEPS = 8;
 export const DEFAULT_SAMPLER: SamplerKind = 'reference';
 
 /**
  * The inference schedule used when only a step count is given (steps = model evaluations). The ancestral samplers
- * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: log-SNR uniform from
- * sigma 100 to 0.01 (schedule.ts), as their papers use for pixel-space models.
+ * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: Karras spacing from
+ * sigma 100 to 0.01 (schedule.ts), which did better than log-SNR uniform in bench/README.md's table.
  */
 export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SAMPLER): string {
   if (!Number.isInteger(steps) || steps < 2) throw new Error(`--steps must be an integer >= 2, got ${steps}`);
-  if (MULTISTEP[sampler]) return `logsnr:${steps}`;
+  if (MULTISTEP[sampler]) return `karras:${steps}`;
   const end = Math.min(0.5, 20 / steps);
   return `linear:${steps}:1e-4:${+end.toPrecision(4)}`;
 }
