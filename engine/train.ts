@@ -8,6 +8,10 @@ import { rngWorkgroups } from './rng.ts';
 import { allocPlanBuffers, planBufferList, recordEmbedding, recordOp, type PlanBuffers, type UNetWeights } from './unet.ts';
 import { packParams, planUNet, type PTensor, type UNetPlan } from './unet-plan.ts';
 import { NOISIFY_WGSL } from '../shaders/diffusion.ts';
+import { BLUR_WGSL, RESIDUAL_WGSL } from '../shaders/train.ts';
+
+/** What the network's y stands for: the HR image (the reference's) or HR minus the bicubic condition (SRDiff's). */
+export type TrainTarget = 'hr' | 'residual';
 
 export interface TrainGraphOptions {
   batch: number;
@@ -22,6 +26,11 @@ export interface TrainGraphOptions {
    * condition alone in one pass; y and the noise level stay 0, the target is hr).
    */
   objective?: 'diffusion' | 'regression';
+  /**
+   * 'hr' (the reference: y0 is the HR image) or 'residual' (y0 = HR - condition, made on the GPU each step after the
+   * prelude has written the condition); the sampler then adds the condition back (engine/upscale.ts).
+   */
+  target?: TrainTarget;
 }
 
 export class TrainGraph {
@@ -31,6 +40,8 @@ export class TrainGraph {
   readonly cond: GPUBuffer;
   readonly sqrtGamma: GPUBuffer;
   readonly noise: GPUBuffer;
+  /** y0, what is noised and learnt: hr itself, or HR - condition with the residual target. */
+  y0: GPUBuffer;
   /** Flat parameters, their gradients, Adam's moments; the loss value [1]. */
   readonly params: GPUBuffer;
   readonly grads: GPUBuffer;
@@ -67,6 +78,7 @@ export class TrainGraph {
     this.cond = bufs.get(plan.inputA)!;
     this.sqrtGamma = pb.level;
     this.noise = this.own(ctx.buffer(n * 4, 'train.noise'));
+    this.y0 = this.hr;
     this.grads = this.own(ctx.buffer(plan.params.total * 4, 'train.grads'));
     this.lossValue = this.own(ctx.buffer(16, 'train.loss'));
   }
@@ -100,10 +112,21 @@ export class TrainGraph {
     const noisify = await ctx.pipeline(NOISIFY_WGSL, { label: 'noisify' });
     const regression = o.objective === 'regression';
     const f: Dispatch[] = [];
+    if (o.target === 'residual') {
+      if (plan.inputA.bytes !== yT.bytes) throw new Error('the residual target needs a condition with as many channels as the output');
+      this.y0 = this.own(ctx.buffer(n * 4, 'train.y0'));
+      const sub = await ctx.pipeline(RESIDUAL_WGSL, { label: 'residual' });
+      f.push({
+        pipeline: sub,
+        bindGroup: ctx.bind(sub, [this.hr, buf(plan.inputA), this.y0, ctx.uniform(new Uint32Array([n, 0, 0, 0]))]),
+        workgroups: rngWorkgroups(n),
+        label: 'residual',
+      });
+    }
     if (!regression) {
       f.push({
         pipeline: noisify,
-        bindGroup: ctx.bind(noisify, [pb.level, this.hr, this.noise, buf(yT), ctx.uniform(new Uint32Array([n, n / B, 0, 0]))]),
+        bindGroup: ctx.bind(noisify, [pb.level, this.y0, this.noise, buf(yT), ctx.uniform(new Uint32Array([n, n / B, 0, 0]))]),
         workgroups: rngWorkgroups(n),
         label: 'noisify',
       });
@@ -126,7 +149,7 @@ export class TrainGraph {
       ...(await KB.loss(
         ctx,
         { n, kind: o.loss ?? 'l1', reduction: o.reduction ?? 'sum', label: 'loss' },
-        { pred: buf(plan.output), target: regression ? this.hr : this.noise, grad: gradOf(plan.output), partial, value: this.lossValue },
+        { pred: buf(plan.output), target: regression ? this.y0 : this.noise, grad: gradOf(plan.output), partial, value: this.lossValue },
       )),
     );
     this.forwardLoss = f;
@@ -204,7 +227,7 @@ export class TrainGraph {
     }
   }
 
-  /** Write one batch: y0 (HR, [-1, 1]), condition, sqrt(gamma) per element, noise. */
+  /** Write one batch: HR ([-1, 1]; y0 is made from it), condition, sqrt(gamma) per element, noise. */
   setBatch(b: { hr: Float32Array; cond: Float32Array; sqrtGamma: Float32Array; noise: Float32Array }): void {
     const n = this.plan.inputB!.bytes / 4;
     const nc = this.plan.inputA.bytes / 4;
@@ -279,4 +302,50 @@ export class TrainGraph {
     for (const b of this.owned) b.destroy();
     this.owned = [];
   }
+}
+
+/**
+ * The Gaussian-blur augmentation of the condition (SR3 and Cascaded Diffusion Models blur the low-resolution input
+ * at training time): input [B, C, H, W] blurred into output with sigma[b] per batch element (0: unchanged), over a
+ * (2 radius + 1)^2 window with replicated edges.
+ */
+export async function gaussianBlur(
+  ctx: GpuContext,
+  spec: { B: number; C: number; H: number; W: number; radius: number; label?: string },
+  bufs: { sigma: GPUBuffer; input: GPUBuffer; output: GPUBuffer },
+): Promise<Dispatch> {
+  if (!Number.isInteger(spec.radius) || spec.radius < 1 || spec.radius > 8) throw new Error(`blur radius must be an integer in 1..8, got ${spec.radius}`);
+  const n = spec.B * spec.C * spec.H * spec.W;
+  const pipeline = await ctx.pipeline(BLUR_WGSL, { label: 'blur' });
+  const u = new Uint32Array([n, spec.C, spec.H, spec.W, spec.radius, 0, 0, 0]);
+  return { pipeline, bindGroup: ctx.bind(pipeline, [bufs.sigma, bufs.input, bufs.output, ctx.uniform(u)]), workgroups: rngWorkgroups(n), label: spec.label ?? 'blur' };
+}
+
+/** The blur's reference on the CPU, float64: what gaussianBlur computes (for tests, and the formula in one place). */
+export function gaussianBlurRef(x: Float32Array, sigma: ArrayLike<number>, B: number, C: number, H: number, W: number, radius: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let b = 0; b < B; b++)
+    for (let c = 0; c < C; c++) {
+      const base = (b * C + c) * H * W;
+      const s = sigma[b];
+      for (let y = 0; y < H; y++)
+        for (let xx = 0; xx < W; xx++) {
+          if (!(s > 0)) {
+            out[base + y * W + xx] = x[base + y * W + xx];
+            continue;
+          }
+          let acc = 0;
+          let ws = 0;
+          for (let dy = -radius; dy <= radius; dy++)
+            for (let dx = -radius; dx <= radius; dx++) {
+              const w = Math.exp(-(dx * dx + dy * dy) / (2 * s * s));
+              const sy = Math.min(H - 1, Math.max(0, y + dy));
+              const sx = Math.min(W - 1, Math.max(0, xx + dx));
+              acc += w * x[base + sy * W + sx];
+              ws += w;
+            }
+          out[base + y * W + xx] = acc / ws;
+        }
+    }
+  return out;
 }

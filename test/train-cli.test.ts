@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.ts';
 import { encodePng } from '../engine/node/png.ts';
-import { loadModel } from '../weights-format/index.ts';
+import { loadModel, readSafetensors } from '../weights-format/index.ts';
+import { modelTarget } from '../engine/upscale.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'sr3-train-'));
 const data = join(dir, 'photos');
@@ -69,6 +70,30 @@ test('the regression baseline trains with MSE and upscales in one pass', async (
   const again = await runCli(['train', '--data', data, '--out', out, '--resume', out, '--objective', 'diffusion', '--steps', '1', '--quiet']);
   assert.is(again.code, 1);
   assert.match(again.out, /trained with --objective regression/);
+});
+
+test('the residual target with a compact state: recorded, f16 without moments, and resumed from it', async () => {
+  const out = join(dir, 'residual.safetensors');
+  const common = ['--data', data, '--out', out, '--patch', '16', '--batch', '4', '--lr', '1e-3', '--reduction', 'mean', '--ema', '0.9', '--state-dtype', 'f16', '--moments', 'drop', '--quiet'];
+  const r = await runCli(['train', ...common, '--config', 'tiny', '--target', 'residual', '--blur', '0.5:0.4:0.6', '--steps', '6']);
+  assert.is(r.code, 0, r.out);
+  const m = loadModel(new Uint8Array(readFileSync(out)));
+  assert.is(modelTarget(m), 'residual');
+  assert.is(m.dtype, 'F16');
+  const st = readSafetensors(new Uint8Array(readFileSync(`${out}.state.safetensors`)));
+  assert.equal([...st.tensors.keys()].sort(), ['ema', 'params']);
+  assert.is(st.tensors.get('params')!.dtype, 'F16');
+  assert.is(st.metadata.step, '6');
+  const again = await runCli(['train', ...common, '--resume', out, '--steps', '3', '--warmup', '2']);
+  assert.is(again.code, 0, again.out);
+  assert.match(again.out, /no optimizer moments: a fresh Adam from step 6 with 2 warm-up steps/);
+  const log = readLog(`${out}.log.jsonl`);
+  assert.equal(log.map((l) => l.step), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.ok(log.every((l) => Number.isFinite(l.loss)));
+  assert.is(modelTarget(loadModel(new Uint8Array(readFileSync(out)))), 'residual');
+  const wrong = await runCli(['train', ...common, '--resume', out, '--target', 'hr', '--steps', '1']);
+  assert.is(wrong.code, 1);
+  assert.match(wrong.out, /trained with --target residual/);
 });
 
 test('bad requests are refused before training', async () => {

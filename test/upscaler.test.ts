@@ -70,7 +70,7 @@ test('one upscaler over three images of two sizes: the same tensors as fresh ups
   }
 });
 
-test('a cache of one shape, tiles, a per-image step count and two samples give what fresh calls give', async () => {
+test('a cache of one shape, tiles, a per-image step count, two samples and a multistep solver give what fresh calls give', async () => {
   const ctx = await device();
   const model = goldenModel('tiny');
   const up = createUpscalerCore(ctx, model, { steps: 3, cacheShapes: 1 });
@@ -81,6 +81,10 @@ test('a cache of one shape, tiles, a per-image step count and two samples give w
     [b, { steps: 3, seed: 2, samples: 2 }],
     [a, { steps: 4, seed: 1, tile: 16, overlap: 8 }],
     [a, { steps: 4, seed: 1, tile: 16, overlap: 8 }],
+    // a multistep solver's history buffers hold the last image's x0 predictions when its sampler is reused
+    [b, { steps: 3, seed: 2, sampler: 'unipc' }],
+    [a, { steps: 3, seed: 7, sampler: 'unipc' }],
+    [a, { steps: 3, seed: 8, sampler: 'unipc' }],
   ];
   for (const [x, o] of cases) {
     const want = await upscaleTensor(ctx, model, x, o);

@@ -23,7 +23,7 @@ model's scale with its antialiased bicubic filter; the model and plain bicubic u
 (0-255, SR3 reference convention) and the LR-consistency MSE (x1e-5, [0,1] units) per image and on average, and the
 seconds per image. --sheet writes LR | bicubic | SR3 | HR side by side.`;
 
-async function downscale(ctx: GpuContext, rs: Resampler, t: Tensor3, factor: number): Promise<Tensor3> {
+export async function downscale(ctx: GpuContext, rs: Resampler, t: Tensor3, factor: number): Promise<Tensor3> {
   const inp = ctx.upload(t.data);
   const n = (t.data.length / factor / factor) | 0;
   const out = ctx.buffer(n * 4);
@@ -34,7 +34,7 @@ async function downscale(ctx: GpuContext, rs: Resampler, t: Tensor3, factor: num
   return { channels: t.channels, height: t.height / factor, width: t.width / factor, data };
 }
 
-function centreCrop(img: Image, size: number, multiple: number): Image {
+export function centreCrop(img: Image, size: number, multiple: number): Image {
   const s = Math.min(size, Math.floor(Math.min(img.width, img.height) / multiple) * multiple);
   if (s < multiple) throw new Error(`image ${img.width}x${img.height} is too small for a crop`);
   const x0 = Math.floor((img.width - s) / 2);

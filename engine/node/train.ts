@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { UNetConfig } from '../../weights-format/config.ts';
 import {
-  encodeModel, expectedParamShapes, f32Entry, loadModel, parseReferenceOptions, readSafetensors, toFloat32, validateConfig,
+  castFloat, encodeModel, expectedParamShapes, f32Entry, loadModel, parseReferenceOptions, readSafetensors, toFloat32, validateConfig,
   writeSafetensors, type Schedule, type SR3Model,
 } from '../../weights-format/index.ts';
 import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
@@ -14,7 +14,8 @@ import { reducePartials } from '../kernels-backward.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from '../resample.ts';
 import { GaussianRng } from '../rng.ts';
 import { makeSchedule, parseSchedule } from '../schedule.ts';
-import { TrainGraph } from '../train.ts';
+import { gaussianBlur, TrainGraph, type TrainTarget } from '../train.ts';
+import { modelObjective, modelTarget } from '../upscale.ts';
 import { openDevice } from './device.ts';
 import { readImage, type Image } from './image-io.ts';
 import { writePng } from './png.ts';
@@ -41,14 +42,36 @@ Trains an SR3 model (Algorithm 1 of the paper) on random crops of the PNG/JPEG p
   --loss l1|l2      (default l1, sum reduction as the reference; --reduction mean for the mean)
   --objective o     diffusion (default) or regression: the paper's baseline, the same U-Net predicting the HR image
                     from the condition in one pass (MSE, l2, unless --loss says otherwise)
+  --target t        hr (default: the reference's, y is the image) or residual (y is HR minus the bicubic condition,
+                    as SRDiff; recorded in the model, and every sampler, consistency and sr3 eval add it back)
+  --init f          start from this model's weights (any target or objective: e.g. a regression-trained warm
+                    start for a diffusion model), with a fresh optimizer, at step 0
+  --blur p:s0:s1    Gaussian-blur augmentation of the condition: with probability p a batch element's LR image is
+                    blurred with sigma ~ U(s0, s1) (LR pixels) before the bicubic upscale (default off;
+                    0.5:0.4:0.6 is Cascaded Diffusion Models' setting)
+  --state-dtype d   f32 (default) | f16 | bf16: the model and state files' storage (f16: half the size)
+  --moments m       keep (default) | drop: write Adam's moments into the state file or not (a resumed run without
+                    them starts a fresh optimizer and uses --warmup)
+  --report-every s  print steps/s and images/s every s seconds (default 30)
   --schedule s      training noise schedule kind:steps:start:end (default linear:2000:1e-6:0.01)
   --ema d           keep an EMA of the weights with decay d and save it as the model (default off)
   --clip n          clip the gradients' global L2 norm to n before each update (default off)
-  --resume f        continue from a checkpoint written by this command (its .state file is read too)
+  --resume f        continue from a checkpoint written by this command (its .state file is read too; without one, or
+                    without moments in it, the optimizer starts fresh)
   --save-every n    checkpoint every n steps (default 500)
   --seed n          (default 0)
 Writes <out> (the model), <out>.state.safetensors (optimizer state, for --resume), <out>.log.jsonl (loss per step)
 and <out>.loss.png (the loss curve). Ctrl-C saves a checkpoint and exits.`;
+
+/** --blur p:s0:s1 -> the probability, the sigma range (LR pixels) and the window radius (3 sigma, at least 1). */
+export function parseBlur(spec: string | undefined): { p: number; s0: number; s1: number; radius: number } | null {
+  if (spec === undefined || spec === 'off') return null;
+  const v = spec.split(':').map(Number);
+  if (v.length !== 3 || v.some((x) => !Number.isFinite(x)) || !(v[0] >= 0 && v[0] <= 1) || !(v[1] > 0 && v[2] >= v[1] && v[2] <= 2.5)) {
+    throw new Error(`--blur must be p:s0:s1 with p in [0, 1] and 0 < s0 <= s1 <= 2.5 (e.g. 0.5:0.4:0.6), got '${spec}'`);
+  }
+  return { p: v[0], s0: v[1], s1: v[2], radius: Math.max(1, Math.ceil(3 * v[2])) };
+}
 
 function mulberry(seed: number): () => number {
   let a = seed >>> 0;
@@ -127,6 +150,12 @@ export async function trainCommand(argv: string[]): Promise<number> {
       ema: { type: 'string' },
       clip: { type: 'string' },
       resume: { type: 'string' },
+      init: { type: 'string' },
+      target: { type: 'string' },
+      blur: { type: 'string' },
+      'state-dtype': { type: 'string', default: 'f32' },
+      moments: { type: 'string', default: 'keep' },
+      'report-every': { type: 'string', default: '30' },
       'save-every': { type: 'string', default: '500' },
       seed: { type: 'string', default: '0' },
       quiet: { type: 'boolean', short: 'q' },
@@ -156,14 +185,27 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const ema = values.ema !== undefined ? num('ema', 0, false) : 0;
   const clip = values.clip !== undefined ? num('clip', 0, false) : 0;
   if (ema >= 1) throw new Error(`--ema must be below 1, got ${ema}`);
+  const reportEvery = num('report-every', 0, false);
+  const blur = parseBlur(values.blur);
+  const dtypes: Record<string, 'F32' | 'F16' | 'BF16'> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+  const stateDtype = dtypes[values['state-dtype']!];
+  if (!stateDtype) throw new Error(`--state-dtype must be f32, f16 or bf16, got '${values['state-dtype']}'`);
+  if (values.moments !== 'keep' && values.moments !== 'drop') throw new Error(`--moments must be keep or drop, got '${values.moments}'`);
+  if (values.resume && values.init) throw new Error('--resume and --init exclude each other: --resume continues a run, --init starts a new one from weights');
   let savedObjective: string | undefined;
+  let savedTarget: TrainTarget | undefined;
   if (values.resume) {
     try {
-      savedObjective = JSON.parse(loadModel(await readFileBytes(values.resume)).metadata.training ?? '{}').objective;
+      const m = loadModel(await readFileBytes(values.resume));
+      savedObjective = modelObjective(m);
+      savedTarget = modelTarget(m);
     } catch {
       /* reported when the checkpoint is loaded below */
     }
   }
+  const target = (values.target ?? savedTarget ?? 'hr') as TrainTarget;
+  if (target !== 'hr' && target !== 'residual') throw new Error(`--target must be hr or residual, got '${values.target}'`);
+  if (savedTarget && savedTarget !== target) throw new Error(`${values.resume} was trained with --target ${savedTarget}; cannot continue it as ${target} (use --init to start a new run from its weights)`);
   const objective = (values.objective ?? savedObjective ?? 'diffusion') as 'diffusion' | 'regression';
   if (objective !== 'diffusion' && objective !== 'regression') throw new Error(`--objective must be diffusion or regression, got '${values.objective}'`);
   if (savedObjective && savedObjective !== objective) throw new Error(`${values.resume} was trained with --objective ${savedObjective}; cannot continue it as ${objective}`);
@@ -180,7 +222,13 @@ export async function trainCommand(argv: string[]): Promise<number> {
   let start: Map<string, Float32Array> | SR3Model;
   let state: Map<string, Float32Array> | null = null;
   let stepsDone = 0;
-  if (values.resume) {
+  let adamSteps = 0;
+  if (values.init) {
+    const m = loadModel(await readFileBytes(values.init));
+    cfg = m.config;
+    schedule = m.schedule ?? parseSchedule(values.schedule!);
+    start = m;
+  } else if (values.resume) {
     const m = loadModel(await readFileBytes(values.resume));
     cfg = m.config;
     schedule = m.schedule ?? parseSchedule(values.schedule!);
@@ -190,7 +238,17 @@ export async function trainCommand(argv: string[]): Promise<number> {
       const st = readSafetensors(await readFileBytes(sf));
       state = new Map([...st.tensors].map(([k, t]) => [k, toFloat32(t)]));
       stepsDone = Number(st.metadata.step ?? 0);
-    } else console.error(`note: ${sf} not found: resuming the weights with a fresh optimizer`);
+      adamSteps = Number(st.metadata.adam_step ?? stepsDone);
+      if (!state.has('adam_m')) {
+        console.error(`note: ${sf} has no optimizer moments: a fresh Adam from step ${stepsDone}${warmup ? ` with ${warmup} warm-up steps` : ' (consider --warmup)'}`);
+        adamSteps = 0;
+      }
+    } else {
+      // a model alone (e.g. the EMA weights a GPU slice brings back): its step count from the metadata, a fresh Adam
+      const recorded = Number(JSON.parse(m.metadata.training ?? '{}').steps ?? 0);
+      stepsDone = Number.isInteger(recorded) && recorded > 0 ? recorded : 0;
+      console.error(`note: ${sf} not found: resuming the weights (step ${stepsDone}) with a fresh optimizer${warmup ? ` and ${warmup} warm-up steps` : ' (consider --warmup)'}`);
+    }
   } else {
     const c = values.config!;
     if (PRESETS[c]) cfg = PRESETS[c];
@@ -231,15 +289,20 @@ export async function trainCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', onSig);
   try {
     const weights = { config: cfg, param: (n: string) => (start instanceof Map ? start.get(n)! : start.param(n)) };
-    const tg = await TrainGraph.build(ctx, weights, { batch: B, height: patch, width: patch, loss: lossKind, reduction, adam: { lr }, objective });
+    const tg = await TrainGraph.build(ctx, weights, { batch: B, height: patch, width: patch, loss: lossKind, reduction, adam: { lr }, objective, target });
     // condition from the HR batch on the GPU: LR = antialiased downscale, condition = bicubic upscale, clamped
     const rs = await Resampler.create(ctx);
     const lrBuf = ctx.buffer(B * 3 * (patch / scale) ** 2 * 4, 'train.lr');
     const rng = await GaussianRng.create(ctx);
     const noiseFill = rng.fill({ out: tg.noise, n: B * 3 * patch * patch, seed, sub: 7 });
+    const lp = patch / scale;
+    // the blur augmentation: LR -> blurred LR (sigma 0 for the elements not blurred this step) -> bicubic upscale
+    const sigmaBuf = blur ? ctx.buffer(Math.max(16, B * 4), 'train.blur_sigma') : null;
+    const lrBlur = blur ? ctx.buffer(B * 3 * lp * lp * 4, 'train.lr_blur') : lrBuf;
     tg.prelude = [
       rs.downscale({ input: tg.hr, output: lrBuf, batch: B, channels: 3, inH: patch, inW: patch, factor: scale, kernel: BICUBIC_TORCH_AA }),
-      rs.upscale({ input: lrBuf, output: tg.cond, batch: B, channels: 3, inH: patch / scale, inW: patch / scale, factor: scale, kernel: BICUBIC_TORCH, clamp: true }),
+      ...(blur ? [await gaussianBlur(ctx, { B, C: 3, H: lp, W: lp, radius: blur.radius }, { sigma: sigmaBuf!, input: lrBuf, output: lrBlur })] : []),
+      rs.upscale({ input: lrBlur, output: tg.cond, batch: B, channels: 3, inH: lp, inW: lp, factor: scale, kernel: BICUBIC_TORCH, clamp: true }),
       noiseFill.dispatch,
     ];
     if (clip > 0) {
@@ -257,25 +320,32 @@ export async function trainCommand(argv: string[]): Promise<number> {
     if (state) {
       const m = state.get('adam_m');
       const v = state.get('adam_v');
-      if (!m || !v || m.length !== tg.nParams || v.length !== tg.nParams) throw new Error('the .state file does not match this model');
-      ctx.write(tg.adamM!, m);
-      ctx.write(tg.adamV!, v);
-      tg.steps = stepsDone;
+      const p = state.get('params');
+      if (p && p.length !== tg.nParams) throw new Error('the .state file does not match this model');
+      if (m || v) {
+        if (!m || !v || m.length !== tg.nParams || v.length !== tg.nParams) throw new Error('the .state file does not match this model');
+        ctx.write(tg.adamM!, m);
+        ctx.write(tg.adamV!, v);
+      }
+      tg.steps = adamSteps;
     }
     const condition = { scale, resample: 'bicubic', bicubic_a: -0.75, clamp: true };
     const save = async (why: string) => {
       const params = tg.byName(emaBuf ? await ctx.read(emaBuf, tg.nParams * 4) : await tg.readParams());
-      const extra = { objective, steps: tg.steps, batch: B, patch, lr, loss: lossKind, reduction, ema, clip, data: basename(resolve(values.data!)), images: photos.length };
-      await writeFileAtomic(out, encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra }));
-      const raw = await tg.readParams();
-      const st: [string, ReturnType<typeof f32Entry>][] = [
-        ['params', f32Entry([tg.nParams], raw)],
-        ['adam_m', f32Entry([tg.nParams], await ctx.read(tg.adamM!, tg.nParams * 4))],
-        ['adam_v', f32Entry([tg.nParams], await ctx.read(tg.adamV!, tg.nParams * 4))],
-      ];
-      if (emaBuf) st.push(['ema', f32Entry([tg.nParams], await ctx.read(emaBuf, tg.nParams * 4))]);
-      await writeFileAtomic(`${out}.state.safetensors`, writeSafetensors(st, { step: String(tg.steps) }));
-      if (!values.quiet) console.error(`${why}: saved ${out} at step ${tg.steps}`);
+      const stepsNow = stepsDone + step;
+      const extra = {
+        objective, target, steps: stepsNow, batch: B, patch, lr, loss: lossKind, reduction, ema, clip, blur: values.blur ?? null,
+        init: values.init ? basename(values.init) : undefined, data: basename(resolve(values.data!)), images: photos.length,
+      };
+      await writeFileAtomic(out, encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra, dtype: stateDtype }));
+      const entry = (data: Float32Array) => castFloat(f32Entry([tg.nParams], data), stateDtype, 'state');
+      const st: [string, ReturnType<typeof f32Entry>][] = [['params', entry(await tg.readParams())]];
+      if (values.moments === 'keep') {
+        st.push(['adam_m', entry(await ctx.read(tg.adamM!, tg.nParams * 4))], ['adam_v', entry(await ctx.read(tg.adamV!, tg.nParams * 4))]);
+      }
+      if (emaBuf) st.push(['ema', entry(await ctx.read(emaBuf, tg.nParams * 4))]);
+      await writeFileAtomic(`${out}.state.safetensors`, writeSafetensors(st, { step: String(stepsNow), adam_step: String(tg.steps) }));
+      if (!values.quiet) console.error(`${why}: saved ${out} at step ${stepsNow}`);
     };
     if (state?.get('params')) ctx.write(tg.params, state.get('params')!);
 
@@ -283,6 +353,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
     const n = B * 3 * patch * patch;
     const hr = new Float32Array(n);
     const sg = new Float32Array(B);
+    const sigma = new Float32Array(B);
     const logFile = `${out}.log.jsonl`;
     if (!values.resume) writeFileSync(logFile, '');
     const history: { step: number; loss: number }[] = [];
@@ -294,6 +365,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
         const a = tables.sqrtGammaPrev[t - 1];
         const c = tables.sqrtGammaPrev[t];
         sg[b] = objective === 'regression' ? 0 : c + rnd() * (a - c);
+        if (blur) sigma[b] = rnd() < blur.p ? blur.s0 + rnd() * (blur.s1 - blur.s0) : 0;
       }
     };
     const total = Number.isFinite(maxSteps) ? maxSteps : 0;
@@ -303,35 +375,49 @@ export async function trainCommand(argv: string[]): Promise<number> {
     let firstLoss = NaN;
     let lastLoss = NaN;
     let step = 0;
+    // throughput is timed from the end of the first step (which compiles the pipelines)
+    let tFirst = t0;
+    let tReport = t0;
     prepare();
     while (step < maxSteps && performance.now() < deadline && !stop) {
       ctx.write(tg.hr, hr);
       ctx.write(tg.sqrtGamma, sg);
+      if (sigmaBuf) ctx.write(sigmaBuf, sigma);
       noiseFill.setStream(stepsDone + step);
       const lrNow = warmupLr(lr, tg.steps + 1, warmup);
       tg.submit(true, lrNow);
       prepare(); // the next batch's crops while the GPU works
       const lossV = (await ctx.read(tg.lossValue, 4))[0];
-      if (!Number.isFinite(lossV)) throw new Error(`the loss became ${lossV} at step ${tg.steps}: lower --lr (now ${lr}) or add --warmup`);
+      if (!Number.isFinite(lossV)) throw new Error(`the loss became ${lossV} at step ${stepsDone + step + 1}: lower --lr (now ${lr}) or add --warmup`);
       step++;
       if (Number.isNaN(firstLoss)) firstLoss = lossV;
       lastLoss = lossV;
-      history.push({ step: tg.steps, loss: lossV });
-      appendFileSync(logFile, JSON.stringify({ step: tg.steps, loss: lossV, lr: lrNow, seconds: +((performance.now() - t0) / 1000).toFixed(3) }) + '\n');
+      history.push({ step: stepsDone + step, loss: lossV });
+      appendFileSync(logFile, JSON.stringify({ step: stepsDone + step, loss: lossV, lr: lrNow, seconds: +((performance.now() - t0) / 1000).toFixed(3) }) + '\n');
       bar.update(step, total || step);
+      if (step === 1) tFirst = performance.now();
+      const now = performance.now();
+      if (reportEvery > 0 && now - tReport >= reportEvery * 1000 && step > 1) {
+        const r = (step - 1) / ((now - tFirst) / 1000);
+        console.error(`step ${stepsDone + step}: loss ${lossV.toFixed(3)}, ${r.toFixed(3)} steps/s, ${(r * B).toFixed(2)} images/s (${patch}px, batch ${B})`);
+        tReport = now;
+      }
       if (step % saveEvery === 0) await save('checkpoint');
     }
     bar.done();
     await save(stop ? 'interrupted' : 'done');
     await writePng(`${out}.loss.png`, plotLoss(history));
-    const secs = (performance.now() - t0) / 1000;
+    const tEnd = performance.now();
+    const secs = (tEnd - t0) / 1000;
+    const rate = step > 1 ? (step - 1) / ((tEnd - tFirst) / 1000) : NaN;
     const avg = (k: number) => {
       const h = history.slice(0, k);
       return h.reduce((s, p) => s + p.loss, 0) / Math.max(1, h.length);
     };
     const tail = history.slice(-Math.max(1, Math.floor(history.length / 10)));
     console.error(
-      `trained ${step} steps in ${secs.toFixed(1)} s (${(step / secs).toFixed(2)} it/s, batch ${B}, ${patch}px) on ${ctx.adapter.description}; ` +
+      `trained ${step} steps in ${secs.toFixed(1)} s (after the first: ${rate.toFixed(3)} steps/s, ${(rate * B).toFixed(2)} images/s, ` +
+        `${(1000 / rate).toFixed(0)} ms/step; batch ${B}, ${patch}px) on ${ctx.adapter.description}; ` +
         `loss first ${firstLoss.toFixed(2)}, last ${lastLoss.toFixed(2)}; mean of the first 10%: ${avg(Math.max(1, Math.floor(history.length / 10))).toFixed(2)}, ` +
         `last 10%: ${(tail.reduce((s, p) => s + p.loss, 0) / tail.length).toFixed(2)}`,
     );
