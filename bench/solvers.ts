@@ -109,7 +109,8 @@ function luma(im: MetricImage): Float64Array {
 /**
  * GMSD (Xue, Zhang, Mou, Bovik 2014) as their reference code: luma, 2x2 average then downsample by 2, Prewitt
  * gradients (/3), GMS = (2 m1 m2 + c) / (m1^2 + m2^2 + c) with c = 170 (0-255 scale), GMSD = the GMS map's standard
- * deviation; over the valid region (no padding).
+ * deviation; over the valid region (no padding). engine/metrics.ts's gmsd (landed later, by #19) follows the MATLAB code
+ * with its zero padding: the borders make its figures differ slightly; this one made bench/README.md's table.
  */
 export function gmsd(a: MetricImage, b: MetricImage): number {
   const grad = (im: MetricImage) => {

@@ -37,6 +37,11 @@ export interface GpuContextOptions {
   wantFeatures?: Partial<GpuFeatures>;
   powerPreference?: GPUPowerPreference;
   label?: string;
+  /**
+   * Lower these limits below what the adapter offers (WebGPU cannot request less than its defaults, so the context
+   * reports and enforces the lowered values itself): tests cross a limit with a small image this way.
+   */
+  lowerLimits?: { maxStorageBufferBindingSize?: number; maxBufferSize?: number };
   /** The engine's switches (kernels, tiles, split-K...): defaults from the adapter (engine/options.ts). */
   engine?: EngineSwitches;
 }
@@ -120,6 +125,8 @@ export class GpuContext {
   private modules = new Map<string, GPUShaderModule>();
   private pipelines = new Map<string, GPUComputePipeline>();
   private destroyed = false;
+  /** Buffers made through this context and not yet destroyed (count and bytes): cheap accounting for leak hunts. */
+  private live = { count: 0, bytes: 0 };
   /** what the engine keeps per device (scratch buffers, probes; see memo) */
   private readonly memos = new Map<string, unknown>();
   /** The engine's switches, resolved for this adapter: what every kernel reads. */
@@ -138,12 +145,19 @@ export class GpuContext {
     // biome-ignore lint/correctness/noUnusedPrivateClassMembers: held, never read (above)
     private readonly gpuAdapter: GPUAdapter,
     switches: EngineSwitches,
+    lowerLimits: GpuContextOptions['lowerLimits'] = {},
   ) {
     const adapter = gpuAdapter;
     this.adapter = describeAdapter(adapter);
     this.switches = switches;
     this.options = resolveEngineOptions(this.adapter, switches);
-    this.limits = device.limits;
+    if (Object.keys(lowerLimits).length === 0) this.limits = device.limits;
+    else {
+      const copy: Record<string, number> = {};
+      for (const k in device.limits) copy[k] = (device.limits as unknown as Record<string, number>)[k];
+      for (const [k, v] of Object.entries(lowerLimits)) if (v !== undefined) copy[k] = Math.min(copy[k], v);
+      this.limits = copy as unknown as GPUSupportedLimits;
+    }
     const has = (f: string) => device.features.has(f as GPUFeatureName);
     this.features = {
       shaderF16: has(FEATURE_NAMES.shaderF16),
@@ -184,7 +198,7 @@ export class GpuContext {
       if (typeof v === 'number') requiredLimits[name] = v;
     }
     const device = await adapter.requestDevice({ requiredFeatures, requiredLimits, label: opts.label ?? 'sr3-wgsl' });
-    return new GpuContext(device, gpu, adapter, opts.engine ?? {});
+    return new GpuContext(device, gpu, adapter, opts.engine ?? {}, opts.lowerLimits);
   }
 
   /**
@@ -271,6 +285,30 @@ export class GpuContext {
     return pipeline;
   }
 
+  /** Every buffer the engine makes comes from here, counted until it is destroyed (see liveBuffers). */
+  private createBuffer(desc: GPUBufferDescriptor): GPUBuffer {
+    const buf = this.device.createBuffer(desc);
+    const live = this.live;
+    live.count++;
+    live.bytes += desc.size;
+    const destroy = buf.destroy.bind(buf);
+    let gone = false;
+    buf.destroy = () => {
+      if (!gone) {
+        gone = true;
+        live.count--;
+        live.bytes -= desc.size;
+      }
+      destroy();
+    };
+    return buf;
+  }
+
+  /** How many buffers made through this context are not destroyed yet, and their bytes. */
+  liveBuffers(): { count: number; bytes: number } {
+    return { ...this.live };
+  }
+
   /** A storage buffer of `bytes` (rounded up to 4), checked against the device's limits. */
   buffer(bytes: number, label = 'buffer', extraUsage = 0): GPUBuffer {
     const size = Math.max(16, Math.ceil(bytes / 16) * 16);
@@ -285,7 +323,7 @@ export class GpuContext {
           `${fmtBytes(this.limits.maxStorageBufferBindingSize)}; use a smaller image or batch (or tiling)`,
       );
     }
-    return this.device.createBuffer({
+    return this.createBuffer({
       label,
       size,
       usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST | extraUsage,
@@ -307,7 +345,7 @@ export class GpuContext {
   uniform(data: ArrayBuffer | ArrayBufferView, label = 'uniform'): GPUBuffer {
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const size = Math.max(16, Math.ceil(bytes.byteLength / 16) * 16);
-    const buf = this.device.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
+    const buf = this.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(buf, 0, bytes as Uint8Array<ArrayBuffer>);
     return buf;
   }
@@ -334,13 +372,14 @@ export class GpuContext {
 
   async readBytes(buf: GPUBuffer, bytes = buf.size, offsetBytes = 0): Promise<Uint8Array> {
     const size = Math.ceil(bytes / 4) * 4;
-    const staging = this.device.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.createBuffer({ size, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer(buf, offsetBytes, staging, 0, size);
     this.device.queue.submit([enc.finish()]);
     try {
       await staging.mapAsync(GPUMapMode.READ);
     } catch (e) {
+      staging.destroy();
       this.check();
       throw new GpuError(`reading back ${buf.label || 'a buffer'} failed: ${(e as Error).message}`);
     }
@@ -389,6 +428,13 @@ export interface Dispatch {
   label?: string;
   /** a dispatch that must follow this one (a second pass of the same op, e.g. the split-K reduction) */
   next?: Dispatch;
+  /** buffers only this dispatch uses (its uniform): a caller that will not run it again destroys them (releaseDispatches) */
+  owned?: GPUBuffer[];
+}
+
+/** Destroy the buffers that only these dispatches use, once they will not run again (their submits may be pending). */
+export function releaseDispatches(ds: Dispatch[]): void {
+  for (const d of ds) for (let x: Dispatch | undefined = d; x; x = x.next) for (const b of x.owned ?? []) b.destroy();
 }
 
 export function encodeDispatch(pass: GPUComputePassEncoder, d: Dispatch): void {

@@ -191,7 +191,7 @@ export class Resampler {
       k.method === 'interp' ? (o.clamp ? this.pipes.interpClamp : this.pipes.interp) : o.clamp ? this.pipes.filterClamp : this.pipes.filter;
     const label = o.label ?? `resize.${k.method}`;
     const u = this.ctx.uniform(buf, `${label}.params`);
-    return { pipeline, bindGroup: this.ctx.bind(pipeline, [o.input, o.output, u], label), workgroups: flatWorkgroups(total), label };
+    return { pipeline, bindGroup: this.ctx.bind(pipeline, [o.input, o.output, u], label), workgroups: flatWorkgroups(total), label, owned: [u] };
   }
 
   /** Upscale by an integer factor (output inH*factor x inW*factor). */

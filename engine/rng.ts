@@ -51,6 +51,11 @@ export interface FillOptions {
   n: number;
   /** Element offset into `out` (default 0). */
   offset?: number;
+  /**
+   * Index in the stream of the first value drawn (a multiple of 4; default 0): a stream too large for one buffer is
+   * drawn in chunks that together hold exactly what one fill would.
+   */
+  first?: number;
   seed: Seed;
   /** Counter word 1: one per sampling step (default 0). */
   stream?: number;
@@ -124,6 +129,9 @@ export class GaussianRng {
     params[4] = u32(o.stream ?? 0, 'stream');
     params[5] = u32(o.sub ?? 0, 'sub');
     params[6] = o.streamTable ? u32(o.streamTable.slot, 'slot') : 0;
+    const first = u32(o.first ?? 0, 'first');
+    if (first % 4) throw new Error(`rng: the first value drawn must be a multiple of 4 (a block), got ${first}`);
+    params[7] = first / 4;
     const ubuf = this.ctx.uniform(params, `${label}.params`);
     const buffers = [o.out, ubuf];
     if (o.streamTable) buffers.push(o.streamTable.buffer);

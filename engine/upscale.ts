@@ -3,12 +3,12 @@
 // frequencies (consistency). Images of any size are padded to what the U-Net needs and cropped back.
 // Browser-safe core: tensors in, tensors out; files and PNG live at the Node edge.
 import type { SR3Model } from '../weights-format/index.ts';
-import { encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
+import { encodeDispatch, releaseDispatches, type Dispatch, type GpuContext } from './gpu.ts';
 import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './resample.ts';
 import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
 import { makeSchedule } from './schedule.ts';
-import { UNet } from './unet.ts';
+import { normScratchBytes, UNet } from './unet.ts';
 import { planUNet } from './unet-plan.ts';
 import { TILE_ACCUMULATE_WGSL, TILE_GATHER_WGSL, TILE_NORMALIZE_WGSL } from '../shaders/tiles.ts';
 import { CONSISTENCY_WGSL } from '../shaders/diffusion.ts';
@@ -50,17 +50,17 @@ export interface UpscaleOptions {
   cache?: UpscaleCache;
 }
 
-export const DEFAULT_STEPS = 20;
+export const DEFAULT_STEPS = 8;
 export const DEFAULT_SAMPLER: SamplerKind = 'reference';
 
 /**
  * The inference schedule used when only a step count is given (steps = model evaluations). The ancestral samplers
- * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: log-SNR uniform from
- * sigma 100 to 0.01 (schedule.ts), as their papers use for pixel-space models.
+ * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: Karras spacing from
+ * sigma 100 to 0.01 (schedule.ts), which did better than log-SNR uniform in bench/README.md's table.
  */
 export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SAMPLER): string {
   if (!Number.isInteger(steps) || steps < 2) throw new Error(`--steps must be an integer >= 2, got ${steps}`);
-  if (MULTISTEP[sampler]) return `logsnr:${steps}`;
+  if (MULTISTEP[sampler]) return `karras:${steps}`;
   const end = Math.min(0.5, 20 / steps);
   return `linear:${steps}:1e-4:${+end.toPrecision(4)}`;
 }
@@ -166,6 +166,16 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const rs = await Resampler.create(ctx);
   const m = modelMultiple(model);
   const tile = opts.tile ?? tileFor(ctx, model, samples, Hp, Wp, m);
+  if (opts.tile !== undefined && tile >= m) {
+    // a given tile is checked against the device now, not by the first buffer that does not fit
+    const t = Math.floor(tile / m) * m;
+    if (!unetFits(ctx, model, samples, Math.min(t, Hp), Math.min(t, Wp))) {
+      throw new Error(
+        `tile ${tile}: a ${Math.min(t, Hp)}x${Math.min(t, Wp)} tile of this model does not fit this device; ` +
+          `the largest that does here is ${tileFor(ctx, model, samples, Hp, Wp, m)} (or leave the tile out: it is chosen for the device)`,
+      );
+    }
+  }
   if (tile < Math.max(Hp, Wp)) {
     return upscaleTiled(ctx, rs, model, lrP, { ...opts, samples, schedule: spec, consistency, scale, up, down, clamp, m, tile, out: [lr.height * scale, lr.width * scale] });
   }
@@ -212,13 +222,19 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   for (let s = 0; s < samples; s++) ctx.write(lrBuf, lrP.data, s * lrP.data.byteLength);
   const cond = sampler.buffers.cond;
   const residual = modelTarget(model) === 'residual';
+  // this image's own dispatches (not the sampler's, which a cache keeps): their uniforms are released at the end
+  const once: Dispatch[] = [];
+  const now = (d: Dispatch[]) => {
+    once.push(...d);
+    ctx.run(d);
+  };
   try {
     // condition = bicubic upscale of the LR image (clamped as the model was trained)
-    ctx.run([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
+    now([rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' })]);
     if (consistency && !residual) {
       // udc = U(D(cond)), once (with the residual target it stays zero: the residual has no low frequencies)
       const [lrTmp, udc] = [extra[1], extra[3]];
-      ctx.run([
+      now([
         rs.downscale({ input: cond, output: lrTmp, batch: samples, channels: C, inH: Hp, inW: Wp, factor: scale, kernel: down, label: 'upscale.udc.down' }),
         rs.upscale({ input: lrTmp, output: udc, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, label: 'upscale.udc.up' }),
       ]);
@@ -234,6 +250,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     }
     return out;
   } finally {
+    releaseDispatches(once);
     release();
   }
 }
@@ -286,7 +303,9 @@ async function regress(
   const lrBuf = ctx.upload(lrP.data, 'regress.lr');
   try {
     // y and the noise level are zero-initialised buffers
-    ctx.run([rs.upscale({ input: lrBuf, output: net.cond!, batch: 1, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp })]);
+    const condition = rs.upscale({ input: lrBuf, output: net.cond!, batch: 1, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp });
+    ctx.run([condition]);
+    releaseDispatches([condition]);
     net.run();
     const y = await ctx.read(net.output, C * Hp * Wp * 4);
     if (modelTarget(model) === 'residual') addInPlace(y, await ctx.read(net.cond!, C * Hp * Wp * 4));
@@ -337,7 +356,9 @@ export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number
   const n = t.channels * t.height * factor * t.width * factor;
   const out = ctx.buffer(n * 4, 'bicubic.out');
   try {
-    ctx.run([rs.upscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel, clamp })]);
+    const d = rs.upscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel, clamp });
+    ctx.run([d]);
+    releaseDispatches([d]);
     return { channels: t.channels, height: t.height * factor, width: t.width * factor, data: await ctx.read(out, n * 4) };
   } finally {
     inp.destroy();
@@ -346,29 +367,41 @@ export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number
 }
 
 /**
- * The largest tile side (a multiple of m) whose U-Net fits the device: every tensor within maxStorageBufferBindingSize
- * and the activations within a budget (1 GiB on the software paths, 4 GiB on the GPU ones). The whole image when it fits.
+ * The largest tile side (a multiple of m) whose U-Net fits the device: every tensor and the GroupNorm scratch within
+ * maxStorageBufferBindingSize, and the activations within a budget (1 GiB on the software paths, 4 GiB on the GPU ones).
+ * The whole image when it fits. (The canvas need not fit: upscaleTiled keeps one larger than a binding on the host.)
  */
 export function tileFor(ctx: GpuContext, model: SR3Model, batch: number, H: number, W: number, m: number): number {
-  const budget = ctx.options.paths === 'software' ? 2 ** 30 : 4 * 2 ** 30;
-  const fits = (h: number, w: number) => {
-    const plan = planUNet(model.config, batch, h, w, true);
-    let biggest = 0;
-    let total = 0;
-    for (const t of plan.tensors) {
-      biggest = Math.max(biggest, t.bytes);
-      total += t.bytes;
-    }
-    // activations are shared between tensors whose lifetimes do not overlap: about a third of the sum is live
-    return biggest <= ctx.limits.maxStorageBufferBindingSize && total / 3 <= budget;
-  };
+  const fits = (h: number, w: number) => unetFits(ctx, model, batch, h, w);
   if (fits(H, W)) return Math.max(H, W);
-  let t = Math.max(m, Math.floor(Math.min(Math.max(H, W), 1024) / m) * m);
-  while (t > m && !fits(Math.min(t, H), Math.min(t, W))) t = Math.max(m, Math.floor(t / 2 / m) * m);
-  if (!fits(Math.min(t, H), Math.min(t, W))) {
-    throw new Error(`even a ${t}x${t} tile of this model does not fit this device (maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize})`);
+  // the largest multiple of m up to 1024 that fits (fitting is monotone in the side: a binary search)
+  const fitsSide = (k: number) => fits(Math.min(k * m, H), Math.min(k * m, W));
+  if (!fitsSide(1)) {
+    throw new Error(`even a ${m}x${m} tile of this model does not fit this device (maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize})`);
   }
-  return t;
+  let [lo, hi] = [1, Math.max(1, Math.floor(Math.min(Math.max(H, W), 1024) / m))];
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fitsSide(mid)) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo * m;
+}
+
+/** Whether the U-Net on a batch x h x w input fits the device (see tileFor). */
+export function unetFits(ctx: GpuContext, model: SR3Model, batch: number, h: number, w: number): boolean {
+  const budget = ctx.options.paths === 'software' ? 2 ** 30 : 4 * 2 ** 30;
+  const plan = planUNet(model.config, batch, h, w, true);
+  let biggest = 0;
+  let total = 0;
+  for (const t of plan.tensors) {
+    biggest = Math.max(biggest, t.bytes);
+    total += t.bytes;
+  }
+  // the written-out GroupNorm's scratch (software devices) is the widest buffer of all: cat(skip, x) normalised
+  biggest = Math.max(biggest, normScratchBytes(plan));
+  // activations are shared between tensors whose lifetimes do not overlap: about a third of the sum is live
+  return biggest <= ctx.limits.maxStorageBufferBindingSize && total / 3 <= budget;
 }
 
 /** Tile origins along one side: n equal tiles of `size` covering `full`, overlapping by at least `overlap`, aligned to m. */
@@ -408,6 +441,10 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
   const regression = modelObjective(model) === 'regression';
   const residual = modelTarget(model) === 'residual';
   const nCanvas = B * C * Hc * Wc;
+  // a canvas (or the LR image) larger than one storage binding stays in host memory: only tiles go to the GPU
+  if (Math.max(nCanvas, B * lrP.data.length) * 4 > ctx.limits.maxStorageBufferBindingSize) {
+    return upscaleStaged(ctx, rs, model, lrP, { ...o, th, tw, ov, tiles, regression });
+  }
   const own: GPUBuffer[] = [];
   const buf = (bytes: number, label: string) => {
     const b = ctx.buffer(bytes, label);
@@ -425,7 +462,16 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     ctx.pipeline(TILE_ACCUMULATE_WGSL, { label: 'tile.accumulate' }),
     ctx.pipeline(TILE_NORMALIZE_WGSL, { label: 'tile.normalize' }),
   ]);
-  const u = (oy: number, ox: number) => ctx.uniform(new Uint32Array([B, C, Hc, Wc, th, tw, oy, ox, ov, 0, 0, 0]), 'tile.u');
+  const u = (oy: number, ox: number) => {
+    const b = ctx.uniform(new Uint32Array([B, C, Hc, Wc, th, tw, oy, ox, ov, 0, 0, 0]), 'tile.u');
+    own.push(b);
+    return b;
+  };
+  const once: Dispatch[] = [];
+  const mine = (d: Dispatch) => {
+    once.push(d);
+    return d;
+  };
   const nTile = B * C * th * tw;
   const gatherTo = (src: GPUBuffer, dst: GPUBuffer, oy: number, ox: number): Dispatch => ({
     pipeline: gather, bindGroup: ctx.bind(gather, [src, dst, u(oy, ox)]), workgroups: rngWorkgroups(nTile), label: 'tile.gather',
@@ -452,7 +498,7 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     return Array.from({ length: B }, (_, s) => crop({ channels: C, height: Hc, width: Wc, data: y.slice(s * per, (s + 1) * per) }, o.out[0], o.out[1]));
   };
   try {
-    ctx.run([rs.upscale({ input: lrBuf, output: condC, batch: B, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp, label: 'tiles.condition' })]);
+    ctx.run([mine(rs.upscale({ input: lrBuf, output: condC, batch: B, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp, label: 'tiles.condition' }))]);
     if (regression) {
       const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true, params: o.cache?.params() });
       try {
@@ -498,8 +544,8 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
         if (o.consistency && !residual) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
-            rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' }),
-            rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' }),
+            mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' })),
+            mine(rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' })),
           );
         }
         return [...d, ...sampler.bodyForTile(i), accumulateFrom(y, oy, ox)];
@@ -526,5 +572,209 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     }
   } finally {
     for (const b of own) b.destroy();
+    releaseDispatches(once);
+  }
+}
+
+/** Each tile's weight along one side: ramps from 1/(ov+1) up to 1 over `ov` pixels where a neighbour overlaps (TILE_ACCUMULATE_WGSL's). */
+function rampWeights(size: number, ov: number, before: boolean, after: boolean): Float32Array {
+  const ramp = (d: number, inner: boolean) => (inner ? Math.min(1, (d + 1) / (ov + 1)) : 1);
+  return Float32Array.from({ length: size }, (_, i) => ramp(i, before) * ramp(size - 1 - i, after));
+}
+
+/**
+ * Tiled upscaling whose canvas lives in host memory, for images whose canvas or LR image is larger than one storage
+ * binding (maxStorageBufferBindingSize): only tile-sized buffers go to the GPU, so tiling bounds GPU memory whatever
+ * the image's size. The same tiles, blend weights and noise as upscaleTiled (the start noise is drawn in chunks of
+ * the same stream): the two agree to float rounding. Each step, every tile's y is written from the host canvas,
+ * stepped, read back and blended on the host. A tile's condition is the bicubic upscale of its own window of the LR
+ * image, taken with the 2 pixels the bicubic kernel reaches beyond it, so it equals the whole image's condition there.
+ */
+async function upscaleStaged(
+  ctx: GpuContext,
+  rs: Resampler,
+  model: SR3Model,
+  lrP: Tensor3,
+  o: TiledOptions & { th: number; tw: number; ov: number; tiles: [number, number][]; regression: boolean },
+): Promise<Tensor3[]> {
+  const { th, tw, ov, tiles, scale: s } = o;
+  const C = lrP.channels;
+  const B = o.samples;
+  const [hl, wl] = [lrP.height, lrP.width];
+  const [Hc, Wc] = [hl * s, wl * s];
+  const plane = Hc * Wc;
+  const nTile = B * C * th * tw;
+  const REACH = 2; // LR pixels the bicubic kernel reads beyond an output pixel's own
+  const own: GPUBuffer[] = [];
+  const buf = (bytes: number, label: string) => {
+    const b = ctx.buffer(bytes, label);
+    own.push(b);
+    return b;
+  };
+  // every tile's LR window, B copies (the sampler's batch), cut once on the host
+  const wins = tiles.map(([oy, ox]) => {
+    const r0 = Math.max(0, oy / s - REACH);
+    const r1 = Math.min(hl, (oy + th) / s + REACH);
+    const c0 = Math.max(0, ox / s - REACH);
+    const c1 = Math.min(wl, (ox + tw) / s + REACH);
+    const [h, w] = [r1 - r0, c1 - c0];
+    const data = new Float32Array(B * C * h * w);
+    for (let b = 0; b < B; b++)
+      for (let c = 0; c < C; c++)
+        for (let y = 0; y < h; y++) {
+          const src = (c * hl + r0 + y) * wl + c0;
+          data.set(lrP.data.subarray(src, src + w), ((b * C + c) * h + y) * w);
+        }
+    return { r0, c0, h, w, data };
+  });
+  const maxWin = Math.max(...wins.map((w) => w.h * w.w));
+  const lrWin = buf(B * C * maxWin * 4, 'staged.lr');
+  const condWin = buf(B * C * maxWin * s * s * 4, 'staged.cond');
+  const gather = await ctx.pipeline(TILE_GATHER_WGSL, { label: 'tile.gather' });
+  const uniforms: GPUBuffer[] = [];
+  const once: Dispatch[] = [];
+  const mine = (d: Dispatch) => {
+    once.push(d);
+    return d;
+  };
+  /** The dispatches that make tile i's condition in `target` (a tile-sized buffer) from its LR window in lrWin. */
+  const condFor = (i: number, target: GPUBuffer): Dispatch[] => {
+    const w = wins[i];
+    const [oy, ox] = tiles[i];
+    const u = ctx.uniform(new Uint32Array([B, C, w.h * s, w.w * s, th, tw, oy - w.r0 * s, ox - w.c0 * s, ov, 0, 0, 0]), 'staged.u');
+    uniforms.push(u);
+    return [
+      mine(rs.upscale({ input: lrWin, output: condWin, batch: B, channels: C, inH: w.h, inW: w.w, factor: s, kernel: o.up, clamp: o.clamp, label: 'staged.condition' })),
+      { pipeline: gather, bindGroup: ctx.bind(gather, [condWin, target, u]), workgroups: rngWorkgroups(nTile), label: 'staged.cond.gather' },
+    ];
+  };
+  const weights = tiles.map(([oy, ox]) => ({ wy: rampWeights(th, ov, oy > 0, oy + th < Hc), wx: rampWeights(tw, ov, ox > 0, ox + tw < Wc) }));
+  const yH = new Float32Array(B * C * plane);
+  const num = new Float32Array(B * C * plane);
+  const den = new Float32Array(plane);
+  const tileIn = new Float32Array(nTile);
+  const cut = (i: number) => {
+    const [oy, ox] = tiles[i];
+    for (let bc = 0; bc < B * C; bc++)
+      for (let y = 0; y < th; y++) {
+        const src = (bc * Hc + oy + y) * Wc + ox;
+        tileIn.set(yH.subarray(src, src + tw), (bc * th + y) * tw);
+      }
+    return tileIn;
+  };
+  const blend = (i: number, t: Float32Array) => {
+    const [oy, ox] = tiles[i];
+    const { wy, wx } = weights[i];
+    for (let y = 0; y < th; y++)
+      for (let x = 0; x < tw; x++) den[(oy + y) * Wc + ox + x] += wy[y] * wx[x];
+    for (let bc = 0; bc < B * C; bc++)
+      for (let y = 0; y < th; y++) {
+        const row = (bc * Hc + oy + y) * Wc + ox;
+        const trow = (bc * th + y) * tw;
+        for (let x = 0; x < tw; x++) num[row + x] += wy[y] * wx[x] * t[trow + x];
+      }
+  };
+  const normalize = () => {
+    for (let bc = 0; bc < B * C; bc++) for (let p = 0; p < plane; p++) yH[bc * plane + p] = num[bc * plane + p] / den[p];
+    num.fill(0);
+    den.fill(0);
+  };
+  const residual = modelTarget(model) === 'residual';
+  const result = async () => {
+    if (residual) {
+      // the residual target's last step, y += cond: each tile's condition is the whole image's there, so writing
+      // every tile's over the canvas makes the whole condition (one tile-sized buffer at a time)
+      const condTile = buf(nTile * 4, 'staged.cond_out');
+      const condH = new Float32Array(B * C * plane);
+      for (let i = 0; i < tiles.length; i++) {
+        const [oy, ox] = tiles[i];
+        ctx.write(lrWin, wins[i].data);
+        ctx.run(condFor(i, condTile), 'staged.cond_out');
+        const t = await ctx.read(condTile, nTile * 4);
+        for (let bc = 0; bc < B * C; bc++)
+          for (let y = 0; y < th; y++) condH.set(t.subarray((bc * th + y) * tw, (bc * th + y + 1) * tw), (bc * Hc + oy + y) * Wc + ox);
+      }
+      addInPlace(yH, condH);
+    }
+    const per = C * plane;
+    return Array.from({ length: B }, (_, b) => crop({ channels: C, height: Hc, width: Wc, data: yH.slice(b * per, (b + 1) * per) }, o.out[0], o.out[1]));
+  };
+  try {
+    if (o.regression) {
+      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true, params: o.cache?.params() });
+      try {
+        for (let i = 0; i < tiles.length; i++) {
+          ctx.write(lrWin, wins[i].data);
+          ctx.run([...condFor(i, net.cond!), ...net.dispatches], 'staged.tile');
+          blend(i, await ctx.read(net.output, nTile * 4));
+        }
+        normalize();
+        return await result();
+      } finally {
+        net.destroy();
+      }
+    }
+    let extra: { bufs: GPUBuffer[] } = { bufs: [] };
+    const sampler = await Sampler.build(ctx, model, {
+      batch: B, height: th, width: tw,
+      sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
+      params: o.cache?.params(),
+      historySlots: MULTISTEP[o.sampler ?? DEFAULT_SAMPLER] ? tiles.length : 1, // a multistep solver's history is per tile
+      afterStep: o.consistency
+        ? async (smp) => {
+            const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: s, up: o.up, down: o.down, samples: B, n: nTile });
+            extra = r;
+            return r;
+          }
+        : undefined,
+    });
+    try {
+      const { y, cond } = sampler.buffers;
+      const perTile = tiles.map((_, i) => {
+        const d = condFor(i, cond);
+        if (o.consistency && !residual) {
+          const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
+          d.push(
+            mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: s, kernel: o.down, label: 'tiles.udc.down' })),
+            mine(rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / s, inW: tw / s, factor: s, kernel: o.up, label: 'tiles.udc.up' })),
+          );
+        }
+        return [...d, ...sampler.bodyForTile(i)];
+      });
+      const seed = o.seed ?? 0;
+      sampler.prepare(seed);
+      // the start noise: upscaleTiled's one fill over the canvas, drawn here in chunks of at most one binding
+      const rng = await GaussianRng.create(ctx);
+      const chunk = Math.min(yH.length, 4 * Math.floor(ctx.limits.maxStorageBufferBindingSize / 16));
+      const scratch = buf(chunk * 4, 'staged.y_T');
+      for (let first = 0; first < yH.length; first += chunk) {
+        const n = Math.min(chunk, yH.length - first);
+        ctx.run([rng.fill({ out: scratch, n, first, seed, sub: 1, label: 'staged.y_T' }).dispatch]);
+        yH.set(await ctx.read(scratch, n * 4), first);
+      }
+      const T = sampler.steps;
+      for (let step = 0; step < T; step++) {
+        if (o.signal?.aborted) throw o.signal.reason ?? new Error('upscaling cancelled');
+        for (let i = 0; i < tiles.length; i++) {
+          sampler.setTile(i);
+          ctx.write(lrWin, wins[i].data);
+          ctx.write(y, cut(i));
+          ctx.run(perTile[i], 'staged.tile');
+          blend(i, await ctx.read(y, nTile * 4));
+        }
+        normalize();
+        ctx.run([sampler.decrement], 'staged.decrement');
+        await ctx.sync();
+        o.onProgress?.(step + 1, T);
+      }
+      return await result();
+    } finally {
+      sampler.destroy();
+      for (const b of extra.bufs) b.destroy();
+    }
+  } finally {
+    for (const b of own) b.destroy();
+    for (const u of uniforms) u.destroy();
+    releaseDispatches(once);
   }
 }

@@ -86,7 +86,7 @@ struct P {
   stream: u32,   // counter word 1 (added to streamTable[slot] in the table variant)
   sub: u32,      // counter word 2 (e.g. the sample or image index)
   slot: u32,     // index into streamTable (table variant)
-  _pad: u32,
+  base: u32,     // counter word 0 of the first value's block: a fill can draw a stream's values from element 4 base on
 }
 `;
 
@@ -110,7 +110,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
   let first = block * 4u;
   if (first >= p.n) { return; }
   let stream = p.stream${streamTable ? ' + streamTable[p.slot]' : ''};
-  let r = philox4x32_10(vec4u(block, stream, p.sub, 0u), vec2u(p.seedLo, p.seedHi));
+  let r = philox4x32_10(vec4u(block + p.base, stream, p.sub, 0u), vec2u(p.seedLo, p.seedHi));
   let z01 = box_muller(r.x, r.y);
   let z23 = box_muller(r.z, r.w);
   let z = array<f32, 4>(z01.x, z01.y, z23.x, z23.y);
@@ -135,7 +135,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
   let block = g.x + g.y * (nwg.x * WG);
   let first = block * 4u;
   if (first >= p.n) { return; }
-  let r = philox4x32_10(vec4u(block, p.stream, p.sub, 0u), vec2u(p.seedLo, p.seedHi));
+  let r = philox4x32_10(vec4u(block + p.base, p.stream, p.sub, 0u), vec2u(p.seedLo, p.seedHi));
   let w = array<u32, 4>(r.x, r.y, r.z, r.w);
   for (var j = 0u; j < 4u; j++) {
     if (first + j < p.n) { out[p.offset + first + j] = w[j]; }

@@ -10,7 +10,7 @@ const rng = async () => (rngP ??= device().then((ctx) => GaussianRng.create(ctx)
 
 async function gpuFill(
   n: number,
-  o: { seed: Seed; stream?: number; sub?: number; offset?: number; raw?: boolean; capacity?: number } = { seed: 1 },
+  o: { seed: Seed; stream?: number; sub?: number; offset?: number; first?: number; raw?: boolean; capacity?: number } = { seed: 1 },
 ): Promise<Float32Array | Uint32Array> {
   const ctx = await device();
   const r = await rng();
@@ -186,6 +186,13 @@ test('same seed, same noise (also across dispatch shapes); different seed, diffe
   // A shorter fill is a prefix of a longer one; a fill at an offset is the same values moved.
   const z = (await gpuFill(777, { seed: 99, stream: 3, offset: 13, capacity: 800 })) as Float32Array;
   for (let i = 0; i < 777; i++) assert.is(z[13 + i], x[i]);
+  // A fill from value `first` on is that stretch of the stream: chunks drawn this way make the one fill exactly.
+  const c = (await gpuFill(1000, { seed: 99, stream: 3, first: 2400 })) as Float32Array;
+  for (let i = 0; i < 1000; i++) assert.is(c[i], x[2400 + i]);
+  await gpuFill(8, { seed: 1, first: 6 }).then(
+    () => assert.unreachable('first: 6 was accepted'),
+    (e) => assert.match((e as Error).message, /the first value drawn must be a multiple of 4/),
+  );
   const w = (await gpuFill(5000, { seed: 100, stream: 3 })) as Float32Array;
   let diff = 0;
   for (let i = 0; i < 5000; i++) diff += x[i] !== w[i] ? 1 : 0;

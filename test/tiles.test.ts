@@ -2,7 +2,8 @@
 // and no seam where tiles meet.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { tileOrigins, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
+import { tileFor, tileOrigins, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
+import { openDevice } from '../engine/node/device.ts';
 import { device, releaseDevice } from './helpers/device.ts';
 import { goldenModel } from './helpers/golden.ts';
 
@@ -68,6 +69,34 @@ test('a tile smaller than the model allows is refused', async () => {
     assert.unreachable();
   } catch (e) {
     assert.match((e as Error).message, /smaller than this model's multiple of 4/);
+  }
+});
+
+test('a canvas larger than one storage binding is tiled from host memory and matches the GPU canvas', async () => {
+  // a 256 KiB binding limit: the 160x160 canvas (300 KiB) used to fail with "tiles.cond: needs a ... storage binding"
+  const limit = 256 * 1024;
+  const low = await openDevice({ lowerLimits: { maxStorageBufferBindingSize: limit } });
+  try {
+    assert.is(low.limits.maxStorageBufferBindingSize, limit);
+    const model = goldenModel('tiny');
+    const big: Tensor3 = {
+      channels: 3, height: 40, width: 40,
+      data: Float32Array.from({ length: 3 * 1600 }, (_, i) => 0.6 * Math.sin((i % 40) / 5 + Math.floor(i / 40) / 7 + Math.floor(i / 1600))),
+    };
+    assert.ok(3 * 160 * 160 * 4 > limit);
+    const tile = tileFor(low, model, 1, 160, 160, 4);
+    assert.ok(tile < 160, `tile ${tile}`);
+    const o = { steps: 2, seed: 7 };
+    const [staged] = await upscaleTensor(low, model, big, o);
+    // the same tiles on the normal device, whose canvas is one GPU buffer
+    const [gpu] = await upscaleTensor(await device(), model, big, { ...o, tile });
+    assert.equal([staged.height, staged.width], [160, 160]);
+    let worst = 0;
+    for (let i = 0; i < gpu.data.length; i++) worst = Math.max(worst, Math.abs(staged.data[i] - gpu.data[i]));
+    console.log(`    tile ${tile}: max |host-staged - GPU canvas| ${worst.toExponential(2)}`);
+    assert.ok(worst <= 1e-4, `${worst}`);
+  } finally {
+    low.destroy();
   }
 });
 

@@ -20,7 +20,7 @@ const refused = (extra: string[], msg: RegExp) => {
 test('defaults, and good values come through as numbers', () => {
   const a = parseUpscaleArgs([...base])!;
   assert.equal([a.seed, a.samples, a.sampler, a.consistency, a.tile, a.overlap, a.eta], [0, 1, 'reference', true, undefined, undefined, undefined]);
-  assert.is(a.schedule, 'linear:20:1e-4:0.5');
+  assert.is(a.schedule, 'linear:8:1e-4:0.5');
   const b = parseUpscaleArgs([...base, '--sampler', 'ddim', '--eta', '0.5', '--seed', '9007199254740991', '--steps', '7', '--tile', '64', '--overlap', '16', '--samples', '3'])!;
   assert.equal([b.eta, b.seed, b.tile, b.overlap, b.samples], [0.5, 9007199254740991, 64, 16, 3]);
   assert.is(b.schedule, 'linear:7:1e-4:0.5');

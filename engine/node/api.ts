@@ -1,11 +1,11 @@
 // The Node API of `createUpscaler`: the browser-safe core (engine/upscaler.ts) with Node's sources. The model is a
 // path, bytes or an SR3Model (default: the bundled 4x model); the device is opened here (or an open GpuContext is
 // used); an input is a path, PNG or JPEG bytes, or pixels; an output is pixels with a png() to encode it.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadModel, sniffFormat, convertCheckpoint, type SR3Model } from '../../weights-format/index.ts';
+import { openModelBytes, type SR3Model } from '../../weights-format/index.ts';
 import { nodeInflateRaw } from '../../weights-format/node.ts';
 import { GpuContext } from '../gpu.ts';
 import type { PixelImage } from '../image.ts';
@@ -67,12 +67,11 @@ export async function loadModelFrom(src: ModelInput = bundledModelPath(), opts: 
   }
   if (src instanceof Uint8Array || src instanceof ArrayBuffer) {
     const bytes = src instanceof ArrayBuffer ? new Uint8Array(src) : src;
-    if (sniffFormat(bytes) === 'pth') {
-      const r = convertCheckpoint(bytes, { inflate: nodeInflateRaw });
-      for (const w of r.warnings) (opts.log ?? ((m) => console.error(m)))(`warning: ${w}`);
-      return r.model;
-    }
-    return loadModel(bytes);
+    // the one model-opening path (sr3 upscale, info and convert take it too): the same checks and messages
+    const optionsText = opts.config ? readFileSync(opts.config, 'utf8') : undefined;
+    const r = openModelBytes(bytes, { optionsText, inflate: nodeInflateRaw });
+    for (const w of r.warnings) (opts.log ?? ((m) => console.error(m)))(`warning: ${w}`);
+    return r.model;
   }
   if (src && typeof src === 'object' && 'config' in src && typeof (src as SR3Model).param === 'function') return src;
   throw new Error('model must be a file path, the bytes of a model file, or a loaded SR3Model');

@@ -37,6 +37,24 @@ async function loadDawn(): Promise<typeof import('webgpu')> {
   return dawn;
 }
 
+/**
+ * One Dawn instance per set of toggles, for the life of the process. Each instance holds a Vulkan instance and the
+ * driver's state (lavapipe's: about 2 MiB of native memory that is not returned when the instance is collected), so
+ * opening and destroying devices in one process (a server, the tests) reuses it instead of growing by that much a
+ * device (bench/README.md "Memory").
+ */
+const instances = new Map<string, GPU>();
+async function dawnInstance(flags: string[]): Promise<GPU> {
+  const { create } = await loadDawn();
+  const key = flags.join(';');
+  let gpu = instances.get(key);
+  if (!gpu) {
+    gpu = create(flags);
+    instances.set(key, gpu);
+  }
+  return gpu;
+}
+
 export function dawnFlagsFromEnv(): string[] {
   const env = process.env.SR3_DAWN_FLAGS;
   if (env === undefined) return [...DEFAULT_DAWN_FLAGS];
@@ -51,8 +69,7 @@ export function dawnFlagsFromEnv(): string[] {
  */
 export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuContext> {
   const env = parseSwitches(process.env);
-  const { create } = await loadDawn();
-  const gpu = create(opts.dawnFlags ?? dawnFlagsFromEnv());
+  const gpu = await dawnInstance(opts.dawnFlags ?? dawnFlagsFromEnv());
   const ctx = await GpuContext.create(gpu, { ...opts, engine: { ...env, ...opts.engine } });
   try {
     await checkEngineOptions(ctx);

@@ -45,7 +45,7 @@ built once) and end with a summary line (images, seconds, images/s).
                    inputs with one name, a/x.png and b/x.png, get x and x-2)
   --model f        an sr3-wgsl model file or a reference checkpoint (.pth)
   --steps N        model evaluations (default ${DEFAULT_STEPS}; the schedule is ${defaultSchedule(DEFAULT_STEPS)}; the ODE
-                   solvers dpmpp-2m and unipc get logsnr:N)
+                   solvers dpmpp-2m and unipc get karras:N)
   --schedule s     kind:steps:start:end, e.g. linear:100:1e-4:0.2, or logsnr|karras:steps:sigma_min:sigma_max
                    (overrides --steps)
   --sampler s      ${SAMPLERS.join(' | ')} (default ${DEFAULT_SAMPLER})
