@@ -3,6 +3,13 @@
 // sources). bin/sr3.js starts this file with Dawn's start-up notes filtered out of stderr.
 import { existsSync } from 'node:fs';
 
+// Started by bin/sr3.js with an IPC channel: if that process is killed outright (SIGKILL), the channel closes and
+// this one stops too, instead of working on unseen. The channel alone keeps nothing alive.
+if (process.channel) {
+  process.channel.unref();
+  process.on('disconnect', () => process.exit(137));
+}
+
 const source = new URL('../engine/node/cli.ts', import.meta.url);
 const compiled = new URL('../dist/engine/node/cli.js', import.meta.url);
 

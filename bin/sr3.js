@@ -21,7 +21,8 @@ if (showDawn || SIGNAL_HANDLERS.has(process.argv[2])) {
   const DAWN_NOTE = /^Warning: maxDynamic(Uniform|Storage)BuffersPerPipelineLayout artificially reduced .*\n/;
   const PREFIX = 'Warning: maxDynamic';
   const child = spawn(process.execPath, [...process.execArgv, run, ...process.argv.slice(2)], {
-    stdio: ['inherit', 'inherit', 'pipe'],
+    // an IPC channel too, only so that the child sees this process go (bin/run.js stops when it disconnects)
+    stdio: ['inherit', 'inherit', 'pipe', 'ipc'],
     // the progress bar redraws in place when the real stderr is a terminal
     env: { ...process.env, SR3_STDERR_TTY: process.stderr.isTTY ? '1' : '0' },
   });
