@@ -26,6 +26,7 @@ test('on a terminal the stage redraws one line; quiet writes nothing', () => {
   const { out, stream } = sink(true);
   const bar = progress('x', 'steps', stream);
   bar.stage('preparing: compiling shaders 3/9');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the escape that clears the rest of the line is what is asserted
   assert.match(out[0], /^\rx preparing: compiling shaders 3\/9, elapsed \d+s\x1b\[K$/);
   bar.update(1, 4);
   assert.match(out[1], /^\rx \[######\.+\] 1\/4 steps/);
