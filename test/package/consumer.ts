@@ -29,8 +29,9 @@ export async function inAPage(gpu: GPU, url: string): Promise<BrowserUpscaler> {
 export async function lowLevel(ctx: GpuContext, up: NodeUpscaler): Promise<number> {
   const params: UNetParams = uploadUNetParams(ctx, up.model);
   const net = await UNet.build(ctx, up.model, { batch: 1, height: 32, width: 32, splitInput: true, params });
-  const k: string = kernels.convKernelFor(ctx);
-  void k;
+  // the conv kernel this context runs: one of the package's kernels, from the engine options on the context
+  const k: kernels.ConvKernel = ctx.options.convKernel;
+  if (!kernels.CONV_KERNELS.includes(k)) throw new Error(`unexpected conv kernel ${k}`);
   void Sampler;
   net.destroy();
   params.destroy();
