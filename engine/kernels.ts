@@ -100,11 +100,12 @@ export async function conv2d(
     // split-K's chunks are whole k-steps of the kernel
     const tk = kernel === 'tiled' ? 16 : mma ? mma.tk ?? 32 : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
-    const { S, kChunk: chunk } = splitK(o, wgs, K, tk);
+    const outBytes = spec.B * spec.Cout * Hout * Wout * 4;
+    const { S, kChunk: chunk } = splitK(o, wgs, K, tk, Math.floor(ctx.limits.maxStorageBufferBindingSize / outBytes));
     if (S > 1) {
       constants.SPLIT_K = 1;
       kChunk = chunk;
-      split = { S, parts: scratch(ctx, S * spec.B * spec.Cout * Hout * Wout * 4) };
+      split = { S, parts: scratch(ctx, S * outBytes) };
     }
   }
   if (kernel === 'direct') {
@@ -201,15 +202,22 @@ export function mmaShape(
 
 /**
  * Split-K's chunks for a GEMM conv of `workgroups` output tiles and a reduction of K (EngineOptions.splitK): below
- * the target, S chunks of at least 8 k-steps of `tk`, at most 32; GPU paths only (the direct kernel does not use
- * it), unless forced.
+ * the target, S chunks of at least 8 k-steps of `tk`, at most 32 and at most `maxParts` (the partial sums of S chunks
+ * must fit one storage binding: a device with small bindings splits less rather than fails); GPU paths only (the
+ * direct kernel does not use it), unless forced.
  */
-export function splitK(o: Pick<EngineOptions, 'splitK' | 'paths'>, workgroups: number, K: number, tk: number): { S: number; kChunk: number } {
+export function splitK(
+  o: Pick<EngineOptions, 'splitK' | 'paths'>,
+  workgroups: number,
+  K: number,
+  tk: number,
+  maxParts = Number.POSITIVE_INFINITY,
+): { S: number; kChunk: number } {
   let S = 1;
   const { target, force } = o.splitK;
   if (force !== undefined) S = force;
   else if (o.paths === 'gpu' && target > 0 && workgroups < target) {
-    S = Math.min(Math.ceil(target / workgroups), Math.floor(K / (8 * tk)), 32);
+    S = Math.min(Math.ceil(target / workgroups), Math.floor(K / (8 * tk)), 32, maxParts);
   }
   if (S < 2) return { S: 1, kChunk: 0 };
   const kChunk = ceilDiv(ceilDiv(K, S), tk) * tk;

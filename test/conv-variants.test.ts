@@ -178,6 +178,8 @@ test('split-K choice: only convs that leave a GPU idle, chunks of whole k-steps,
   // a short reduction is not split below 8 k-steps a chunk
   assert.is(K.splitK(gpu, 4, 54, 16).S, 1);
   assert.is(K.splitK(gpu, 16, 512, 32).S, 2);
+  assert.is(K.splitK(gpu, 8, 4608, 16, 3).S, 3, 'at most the chunks whose partial sums fit one storage binding');
+  assert.is(K.splitK(gpu, 8, 4608, 16, 1).S, 1);
   assert.is(K.splitK(resolveEngineOptions({ isSoftware: true }), 8, 4608, 16).S, 1);
   assert.is(K.splitK(resolveEngineOptions({ isSoftware: true }, { paths: 'gpu' }), 8, 4608, 16).S, 32, 'the GPU paths on a software adapter');
   assert.is(K.splitK(resolveEngineOptions({ isSoftware: false }, { splitK: { target: 0 } }), 8, 4608, 16).S, 1, 'target 0: off');
