@@ -20,16 +20,16 @@
 import { appendFileSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { GpuContext } from '../engine/gpu.ts';
 import { imageToTensors } from '../engine/image.ts';
 import { consistencyMSE, psnr, ssim, tensorToImage, type MetricImage } from '../engine/metrics.ts';
 import { openDevice } from '../engine/node/device.ts';
 import { readImage, type Image } from '../engine/node/image-io.ts';
 import { openModel } from '../engine/node/model.ts';
+import { downscale } from '../engine/node/eval.ts';
 import { DEFAULT_MODEL } from '../engine/node/upscale.ts';
 import { Resampler } from '../engine/resample.ts';
 import { SAMPLERS, type SamplerKind } from '../engine/sampler.ts';
-import { conditionRecipe, defaultSchedule, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
+import { conditionRecipe, defaultSchedule, upscaleTensor } from '../engine/upscale.ts';
 
 const { values } = parseArgs({
   options: {
@@ -72,17 +72,6 @@ function scheduleFor(c: Config, steps: number): string {
   if (c.kind === 'linear') return defaultSchedule(steps, 'reference');
   const [kind, ...range] = c.kind.split(':');
   return [kind, steps, ...range].join(':');
-}
-
-async function downscale(ctx: GpuContext, rs: Resampler, t: Tensor3, factor: number): Promise<Tensor3> {
-  const inp = ctx.upload(t.data);
-  const n = (t.data.length / factor / factor) | 0;
-  const out = ctx.buffer(n * 4);
-  ctx.run([rs.downscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel: { method: 'filter', a: -0.5 } })]);
-  const data = await ctx.read(out, n * 4);
-  inp.destroy();
-  out.destroy();
-  return { channels: t.channels, height: t.height / factor, width: t.width / factor, data };
 }
 
 function centreCrop(img: Image, size: number): Image {
