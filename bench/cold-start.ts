@@ -90,8 +90,12 @@ async function count(): Promise<void> {
   }
   const by = new Map<string, number>();
   for (const p of ctx.pipelineLog) by.set(p.label, (by.get(p.label) ?? 0) + 1);
-  console.log(`${ctx.pipelineLog.length} pipelines created, ${used} of them run by the upscale (the rest: generators' unused entry points)`);
-  console.log(`building them (and packing, uploading the parameters): ${s(buildMs)} wall, ${s(buildCpu)} CPU; load ${loadavg()[0].toFixed(1)}`);
+  console.log(
+    `${ctx.pipelineLog.length} pipelines created, ${used} of them run by the upscale (the rest: generators' unused entry points)`,
+  );
+  console.log(
+    `building them (and packing, uploading the parameters): ${s(buildMs)} wall, ${s(buildCpu)} CPU; load ${loadavg()[0].toFixed(1)}`,
+  );
   for (const [k, n] of [...by].sort((a, b) => b[1] - a[1])) console.log(`  ${String(n).padStart(3)}  ${k}`);
   ctx.destroy();
 }
@@ -191,7 +195,9 @@ async function child(): Promise<void> {
       laterStep: T > 1 ? (cpuStep[T - 1] - cpuStep[0]) / (T - 1) : 0,
       total: cpuEnd,
     },
-    slowest: [...log].sort((a, b) => (b.firstDispatchMs ?? 0) + b.createMs - (a.firstDispatchMs ?? 0) - a.createMs).slice(0, 8),
+    slowest: [...log]
+      .sort((a, b) => (b.firstDispatchMs ?? 0) + b.createMs - (a.firstDispatchMs ?? 0) - a.createMs)
+      .slice(0, 8),
     byLabel,
   };
   ctx.destroy();
@@ -199,11 +205,15 @@ async function child(): Promise<void> {
 }
 
 function runChild(cacheDir: string): Breakdown {
-  const r = spawnSync(process.execPath, [...process.execArgv, resolve(import.meta.dirname, 'cold-start.ts'), '--child', ...childArgs()], {
-    env: { ...process.env, MESA_SHADER_CACHE_DIR: cacheDir },
-    encoding: 'utf8',
-    maxBuffer: 1 << 26,
-  });
+  const r = spawnSync(
+    process.execPath,
+    [...process.execArgv, resolve(import.meta.dirname, 'cold-start.ts'), '--child', ...childArgs()],
+    {
+      env: { ...process.env, MESA_SHADER_CACHE_DIR: cacheDir },
+      encoding: 'utf8',
+      maxBuffer: 1 << 26,
+    },
+  );
   const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
   if (r.status !== 0 || !line) throw new Error(`the measured run failed (status ${r.status}):\n${r.stderr}`);
   return JSON.parse(line.slice(7));
@@ -221,7 +231,10 @@ function timeCli(cacheDir: string, out: string): number {
   if (values.steps) args.push('--steps', values.steps);
   if (values.sampler) args.push('--sampler', values.sampler);
   const t = performance.now();
-  const r = spawnSync(process.execPath, args, { env: { ...process.env, MESA_SHADER_CACHE_DIR: cacheDir }, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, args, {
+    env: { ...process.env, MESA_SHADER_CACHE_DIR: cacheDir },
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`sr3 upscale failed (status ${r.status}):\n${r.stderr}`);
   return performance.now() - t;
 }
@@ -230,24 +243,48 @@ const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 function print(name: string, b: Breakdown, load: string): void {
   const before = b.modulesMs + b.deviceMs + b.modelMs + b.imageMs + b.buildMs + b.compileMs;
-  console.log(`\n${name} (load before: ${load}): ${s(b.totalMs)} in all, ${s(before)} before the first step, ${b.pipelines} pipelines`);
+  console.log(
+    `\n${name} (load before: ${load}): ${s(b.totalMs)} in all, ${s(before)} before the first step, ${b.pipelines} pipelines`,
+  );
   const c = b.cpu;
-  console.log(`  CPU time (all threads): ${s(c.total)} in all, ${s(c.start + c.build + c.compile)} before the first step`);
+  console.log(
+    `  CPU time (all threads): ${s(c.total)} in all, ${s(c.start + c.build + c.compile)} before the first step`,
+  );
   const rows: [string, number, number | null, string][] = [
     ['node start + module loading (tsx)', b.modulesMs, null, ''],
     ['device (Dawn, adapter, device)', b.deviceMs, null, ''],
     ['model file', b.modelMs, null, ''],
-    ['input image', b.imageMs, null, `(CPU of the four rows above, with the parameter packing and upload measured apart: ${s(c.start)})`],
-    ['build: plan, parameters, pipelines', b.buildMs, c.build, `pipeline creation ${s(b.createMs)} (${b.pipelines}, concurrent); packing ${s(b.packMs)} and upload ${s(b.uploadMs)} measured apart`],
+    [
+      'input image',
+      b.imageMs,
+      null,
+      `(CPU of the four rows above, with the parameter packing and upload measured apart: ${s(c.start)})`,
+    ],
+    [
+      'build: plan, parameters, pipelines',
+      b.buildMs,
+      c.build,
+      `pipeline creation ${s(b.createMs)} (${b.pipelines}, concurrent); packing ${s(b.packMs)} and upload ${s(b.uploadMs)} measured apart`,
+    ],
     ['first use of each pipeline (LLVM on lavapipe)', b.compileMs, c.compile, ''],
     ['first step', b.firstStepMs, c.firstStep, ''],
-    [`later steps (${b.steps - 1})`, b.laterStepMs * (b.steps - 1), c.laterStep * (b.steps - 1), `${s(b.laterStepMs)} each (CPU ${s(c.laterStep)})`],
+    [
+      `later steps (${b.steps - 1})`,
+      b.laterStepMs * (b.steps - 1),
+      c.laterStep * (b.steps - 1),
+      `${s(b.laterStepMs)} each (CPU ${s(c.laterStep)})`,
+    ],
   ];
   console.log(`  ${''.padEnd(48)} ${'wall'.padStart(8)}  ${'CPU'.padStart(8)}`);
-  for (const [what, ms, cpu, note] of rows) console.log(`  ${what.padEnd(48)} ${s(ms).padStart(8)}  ${(cpu === null ? '' : s(cpu)).padStart(8)}  ${note}`);
+  for (const [what, ms, cpu, note] of rows)
+    console.log(`  ${what.padEnd(48)} ${s(ms).padStart(8)}  ${(cpu === null ? '' : s(cpu)).padStart(8)}  ${note}`);
   console.log('  by kernel (pipelines, creation, first use):');
-  for (const [k, v] of Object.entries(b.byLabel).sort((x, y) => y[1].compileMs + y[1].createMs - x[1].compileMs - x[1].createMs)) {
-    console.log(`    ${k.padEnd(28)} ${String(v.n).padStart(3)}  ${s(v.createMs).padStart(8)}  ${s(v.compileMs).padStart(8)}`);
+  for (const [k, v] of Object.entries(b.byLabel).sort(
+    (x, y) => y[1].compileMs + y[1].createMs - x[1].compileMs - x[1].createMs,
+  )) {
+    console.log(
+      `    ${k.padEnd(28)} ${String(v.n).padStart(3)}  ${s(v.createMs).padStart(8)}  ${s(v.compileMs).padStart(8)}`,
+    );
   }
 }
 
@@ -257,7 +294,10 @@ if (values.child) {
   await count();
 } else {
   const runs = Number(values.runs);
-  const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+  const load = () =>
+    loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ');
   const rows: Record<string, unknown>[] = [];
   for (let r = 0; r < runs; r++) {
     const dir = mkdtempSync(join(tmpdir(), 'sr3-cold-'));
@@ -276,7 +316,10 @@ if (values.child) {
       else {
         print(`cold (empty shader cache), run ${r + 1}`, cold, l1);
         print(`warm (the cache the cold run left), run ${r + 1}`, warm, l2);
-        if (cli) console.log(`\nthe CLI line (sr3 upscale ${values.input}), load before ${cli.load}: cold ${s(cli.cold)}, warm ${s(cli.warm)}`);
+        if (cli)
+          console.log(
+            `\nthe CLI line (sr3 upscale ${values.input}), load before ${cli.load}: cold ${s(cli.cold)}, warm ${s(cli.warm)}`,
+          );
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });

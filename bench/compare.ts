@@ -51,7 +51,8 @@ export function readRows(files: string[]): Row[] {
   return rows;
 }
 
-const fmt = (v: number | undefined) => (v === undefined ? '–' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+const fmt = (v: number | undefined) =>
+  v === undefined ? '–' : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
 
 /**
  * A GEMM conv row with the inline gather: SR3_BATCH_LOADS=0, or a row from before the batched gather existed (no
@@ -70,14 +71,26 @@ export const stepMs = (r: Row): number | undefined =>
 
 export function table(rows: Row[]): string {
   const ours = rows.filter((r) => r.kind === 'unet' && r.ms_per_step !== undefined);
-  const variant = (r: Row) => `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}${r.norm && r.norm !== 'auto' ? ` (${r.norm} norm)` : ''}${inlineLoads(r) ? ' (inline loads)' : ''}${(r.mma_subgroups ?? 4) === 4 && r.conv_kernel?.startsWith('mma') ? ' (4 subgroups)' : ''}${r.mma_pad && r.conv_kernel?.startsWith('mma') ? ' (padded tiles)' : ''}${r.mma_tk === 64 && r.conv_kernel?.startsWith('mma') ? ' (64-deep steps)' : ''}`;
+  const variant = (r: Row) =>
+    `${r.conv_kernel ?? '?'}${r.split_k === 0 ? ' (no split-K)' : ''}${r.tile && r.tile !== 'auto' ? ` (${r.tile} tiles)` : ''}${r.dawn_extra ? ` (+${r.dawn_extra})` : ''}${r.attention && r.attention !== 'auto' ? ` (${r.attention} attention)` : ''}${r.prefetch === false ? ' (no prefetch)' : ''}${r.norm && r.norm !== 'auto' ? ` (${r.norm} norm)` : ''}${inlineLoads(r) ? ' (inline loads)' : ''}${(r.mma_subgroups ?? 4) === 4 && r.conv_kernel?.startsWith('mma') ? ' (4 subgroups)' : ''}${r.mma_pad && r.conv_kernel?.startsWith('mma') ? ' (padded tiles)' : ''}${r.mma_tk === 64 && r.conv_kernel?.startsWith('mma') ? ' (64-deep steps)' : ''}`;
   const kernels = [...new Set(ours.map(variant))];
   const torch = rows.filter((r) => r.impl && r.ms_per_step !== undefined);
   const impls = [...new Set(torch.map((r) => r.impl!))];
   const device = rows.find((r) => r.device)?.device ?? 'unknown device';
   const out: string[] = [];
-  out.push(`Device: ${device}. ms per U-Net forward (one denoising step; GPU time, or the wall time of back-to-back steps where lower); lower is better.`, '');
-  const head = ['config', 'batch', 'target: eager fp32', 'target: graph fp16', ...kernels.map((k) => `sr3-wgsl ${k}`), ...impls.map((i) => `torch ${i} (this run)`), 'met'];
+  out.push(
+    `Device: ${device}. ms per U-Net forward (one denoising step; GPU time, or the wall time of back-to-back steps where lower); lower is better.`,
+    '',
+  );
+  const head = [
+    'config',
+    'batch',
+    'target: eager fp32',
+    'target: graph fp16',
+    ...kernels.map((k) => `sr3-wgsl ${k}`),
+    ...impls.map((i) => `torch ${i} (this run)`),
+    'met',
+  ];
   out.push(`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`);
   for (const t of TARGETS) {
     const name = `unet ${t.model} ${t.size}x${t.size} b${t.batch}`;
@@ -87,23 +100,35 @@ export function table(rows: Row[]): string {
     });
     const theirs = impls.map((i) => torch.find((r) => r.name === `torch ${name}` && r.impl === i)?.ms_per_step);
     // the f32-accuracy paths: the tiled FMA kernel and the split tensor-core one ('mma3'), any of their variants
-    const f32s = kernels.map((k, i) => [k, mine[i]] as const).filter(([k, v]) => v !== undefined && /^(tiled|mma3)\b/.test(k)) as [string, number][];
+    const f32s = kernels
+      .map((k, i) => [k, mine[i]] as const)
+      .filter(([k, v]) => v !== undefined && /^(tiled|mma3)\b/.test(k)) as [string, number][];
     const f32 = f32s.sort((x, y) => x[1] - y[1])[0];
     const best = Math.min(...mine.filter((v): v is number => v !== undefined));
     const met: string[] = [];
     if (f32 !== undefined) met.push(`f32 (${f32[0]}) ${f32[1] < t.eager32 ? 'beats' : 'slower than'} eager fp32`);
     if (Number.isFinite(best)) met.push(best <= t.graph16 ? 'fastest <= graph fp16' : 'fastest > graph fp16');
-    out.push(`| ${[t.model, t.batch, t.eager32, t.graph16, ...mine.map(fmt), ...theirs.map(fmt), met.join('; ') || '–'].join(' | ')} |`);
+    out.push(
+      `| ${[t.model, t.batch, t.eager32, t.graph16, ...mine.map(fmt), ...theirs.map(fmt), met.join('; ') || '–'].join(' | ')} |`,
+    );
   }
   const walls = ours.filter((r) => r.wall_ms_per_step !== undefined);
   if (walls.length) {
-    out.push('', '| U-Net (each step its own submission) | conv2d kernel | GPU ms/step | wall ms/step | CPU encode ms |', '| --- | --- | --- | --- | --- |');
-    for (const r of walls) out.push(`| ${r.name} | ${variant(r)} | ${fmt(r.ms_per_step)} | ${fmt(r.wall_ms_per_step)} | ${fmt(r.encode_ms)} |`);
+    out.push(
+      '',
+      '| U-Net (each step its own submission) | conv2d kernel | GPU ms/step | wall ms/step | CPU encode ms |',
+      '| --- | --- | --- | --- | --- |',
+    );
+    for (const r of walls)
+      out.push(
+        `| ${r.name} | ${variant(r)} | ${fmt(r.ms_per_step)} | ${fmt(r.wall_ms_per_step)} | ${fmt(r.encode_ms)} |`,
+      );
   }
   const kernelRows = rows.filter((r) => r.gflops !== undefined && r.kind !== 'unet');
   if (kernelRows.length) {
     out.push('', '| kernel | conv2d kernel | ms | GFLOP/s |', '| --- | --- | --- | --- |');
-    for (const r of kernelRows) out.push(`| ${r.name} | ${variant(r)} | ${fmt(r.ms)} | ${r.gflops === null ? '–' : fmt(r.gflops)} |`);
+    for (const r of kernelRows)
+      out.push(`| ${r.name} | ${variant(r)} | ${fmt(r.ms)} | ${r.gflops === null ? '–' : fmt(r.gflops)} |`);
   }
   const ups = rows.filter((r) => r.kind === 'upscale');
   if (ups.length) {

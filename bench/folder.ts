@@ -9,7 +9,13 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { encodePng, readPngSync, type Image } from '../engine/node/png.ts';
 
-const { values } = parseArgs({ options: { images: { type: 'string', default: '10' }, steps: { type: 'string', default: '8' }, size: { type: 'string', default: '32' } } });
+const { values } = parseArgs({
+  options: {
+    images: { type: 'string', default: '10' },
+    steps: { type: 'string', default: '8' },
+    size: { type: 'string', default: '32' },
+  },
+});
 const N = Number(values.images);
 const steps = values.steps!;
 const S = Number(values.size);
@@ -26,7 +32,14 @@ for (let i = 0; i < N; i++) {
   const ox = (i % per) * (S / 2);
   const oy = Math.floor(i / per) * (S / 2);
   const data = new Uint8Array(S * S * src.channels);
-  for (let y = 0; y < S; y++) data.set(src.data.subarray(((oy + y) * src.width + ox) * src.channels, ((oy + y) * src.width + ox + S) * src.channels) as Uint8Array, y * S * src.channels);
+  for (let y = 0; y < S; y++)
+    data.set(
+      src.data.subarray(
+        ((oy + y) * src.width + ox) * src.channels,
+        ((oy + y) * src.width + ox + S) * src.channels,
+      ) as Uint8Array,
+      y * S * src.channels,
+    );
   const img: Image = { width: S, height: S, channels: src.channels, bitDepth: 8, data };
   writeFileSync(join(inDir, `crop${String(i).padStart(2, '0')}.png`), encodePng(img));
 }
@@ -35,7 +48,25 @@ for (let i = 0; i < N; i++) {
 // processes): on a busy machine the wall clock depends on the other jobs, the CPU time much less.
 const timeFile = join(dir, 'time.txt');
 const sr3 = (args: string[]): { wall: number; cpu: number } => {
-  execFileSync('/usr/bin/time', ['-o', timeFile, '-f', '%e %U %S', process.execPath, 'bin/sr3.js', 'upscale', ...args, '--steps', steps, '--seed', '0', '--quiet'], { stdio: 'inherit' });
+  execFileSync(
+    '/usr/bin/time',
+    [
+      '-o',
+      timeFile,
+      '-f',
+      '%e %U %S',
+      process.execPath,
+      'bin/sr3.js',
+      'upscale',
+      ...args,
+      '--steps',
+      steps,
+      '--seed',
+      '0',
+      '--quiet',
+    ],
+    { stdio: 'inherit' },
+  );
   const [wall, user, sys] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
   return { wall, cpu: user + sys };
 };
@@ -54,7 +85,13 @@ for (let i = 0; i < N; i++) {
 }
 rmSync(dir, { recursive: true, force: true });
 console.log(`${N} images ${S}x${S} -> ${4 * S}x${4 * S}, ${steps} steps:`);
-console.log(`  one upscaler (sr3 upscale <dir>):  wall ${folder.wall.toFixed(1)} s (${(N / folder.wall).toFixed(3)} images/s), CPU ${folder.cpu.toFixed(1)} s`);
-console.log(`  ${N} separate sr3 upscale calls:   wall ${separate.wall.toFixed(1)} s (${(N / separate.wall).toFixed(3)} images/s), CPU ${separate.cpu.toFixed(1)} s`);
-console.log(`  separate / folder: wall ${(separate.wall / folder.wall).toFixed(2)}x, CPU ${(separate.cpu / folder.cpu).toFixed(2)}x; outputs identical: ${same}/${N}`);
+console.log(
+  `  one upscaler (sr3 upscale <dir>):  wall ${folder.wall.toFixed(1)} s (${(N / folder.wall).toFixed(3)} images/s), CPU ${folder.cpu.toFixed(1)} s`,
+);
+console.log(
+  `  ${N} separate sr3 upscale calls:   wall ${separate.wall.toFixed(1)} s (${(N / separate.wall).toFixed(3)} images/s), CPU ${separate.cpu.toFixed(1)} s`,
+);
+console.log(
+  `  separate / folder: wall ${(separate.wall / folder.wall).toFixed(2)}x, CPU ${(separate.cpu / folder.cpu).toFixed(2)}x; outputs identical: ${same}/${N}`,
+);
 if (same !== N) process.exitCode = 1;

@@ -96,12 +96,19 @@ export const convGrads = (c: Omit<ConvCase, 'name' | 'kind' | 'pass'>, passes: C
 export const gn = (B: number, C: number, H: number, W: number, groups: number): GroupNormCase => ({
   kind: 'groupnorm',
   name: `groupnorm-stats ${C}ch/${groups}g ${H}x${W} b${B}`,
-  B, C, H, W, groups,
+  B,
+  C,
+  H,
+  W,
+  groups,
 });
 export const attn = (B: number, C: number, H: number, W: number): AttentionCase => ({
   kind: 'attention',
   name: `attention ${C}ch ${H}x${W} b${B}`,
-  B, C, H, W,
+  B,
+  C,
+  H,
+  W,
 });
 
 /** Deterministic values in [-1, 1) (cheap LCG: only the timing matters, but NaN-free inputs keep it honest). */
@@ -110,7 +117,7 @@ function fill(n: number, seed: number, scale = 1): Float32Array {
   let s = (seed * 2654435761) >>> 0;
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = ((s >>> 8) / 16777216 * 2 - 1) * scale;
+    out[i] = (((s >>> 8) / 16777216) * 2 - 1) * scale;
   }
   return out;
 }
@@ -151,9 +158,24 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
         ctx.write(stats, s);
       }
       const spec = {
-        B: c.B, C1: c.C1, C2, Hin: c.H, Win: c.W, Cout: c.Cout, ks: c.ks, stride, upsample: c.upsample,
-        norm: c.norm ?? 0, groups: G, statsOff: 0, gammaOff: nW + c.Cout, betaOff: nW + c.Cout + Cin,
-        wOff: 0, bOff: nW, embOff: c.emb ? 0 : -1, label: c.name,
+        B: c.B,
+        C1: c.C1,
+        C2,
+        Hin: c.H,
+        Win: c.W,
+        Cout: c.Cout,
+        ks: c.ks,
+        stride,
+        upsample: c.upsample,
+        norm: c.norm ?? 0,
+        groups: G,
+        statsOff: 0,
+        gammaOff: nW + c.Cout,
+        betaOff: nW + c.Cout + Cin,
+        wOff: 0,
+        bOff: nW,
+        embOff: c.emb ? 0 : -1,
+        label: c.name,
       };
       const flop = 2 * c.B * c.Cout * Cin * c.ks * c.ks * Ho * Wo;
       const inN = c.B * Cin * c.H * c.W;
@@ -179,7 +201,18 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
               await KB.conv2dBackwardInput(ctx, spec, { params, dOut, dA: dYA, dB: dYB }),
               ...(await KB.groupNormBackward(
                 ctx,
-                { B: c.B, C1: c.C1, C2, HW: c.H * c.W, groups: G, statsOff: 0, gammaOff: spec.gammaOff, betaOff: spec.betaOff, swish: spec.norm === 2, label: c.name },
+                {
+                  B: c.B,
+                  C1: c.C1,
+                  C2,
+                  HW: c.H * c.W,
+                  groups: G,
+                  statsOff: 0,
+                  gammaOff: spec.gammaOff,
+                  betaOff: spec.betaOff,
+                  swish: spec.norm === 2,
+                  label: c.name,
+                },
                 { params, a, b, dYA, dYB, stats: stats!, grads, scratch: buf(sz.gn, 'bench.gn_scratch'), dA, dB },
                 { accumulate: true },
               )),
@@ -191,24 +224,41 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
           const sz = KB.conv2dBackwardScratchBytes(spec);
           const scratch = { dw: buf(sz.dw, 'bench.dw_scratch'), xn: spec.norm ? buf(sz.xn, 'bench.xn') : undefined };
           const dEmb = c.emb ? buf(c.B * c.Cout * 4, 'bench.dEmb') : undefined;
-          ds = await KB.conv2dBackward(ctx, spec, { params, a, b, stats, dOut, grads, dEmb, scratch }, { inputGrad: false });
+          ds = await KB.conv2dBackward(
+            ctx,
+            spec,
+            { params, a, b, stats, dOut, grads, dEmb, scratch },
+            { inputGrad: false },
+          );
           // the input and dOut read, dW written
           bytes = 4 * (inN + outN + nW);
         }
       }
-      const timing = await timePass(ctx, (p) => {
-        for (const d of ds) encodeDispatch(p, d); // with their chained passes (split-K's reduction)
-      }, t);
+      const timing = await timePass(
+        ctx,
+        (p) => {
+          for (const d of ds) encodeDispatch(p, d); // with their chained passes (split-K's reduction)
+        },
+        t,
+      );
       return result(c, timing, flop, bytes, ds.length);
     }
     if (c.kind === 'groupnorm') {
       const HW = c.H * c.W;
       const a = up(fill(c.B * c.C * HW, 6), 'bench.a');
       const stats = buf(c.B * c.groups * 2 * 4, 'bench.stats');
-      const d = await K.groupNormStats(ctx, { B: c.B, C1: c.C, C2: 0, HW, groups: c.groups, statsOff: 0, label: c.name }, { a, stats });
-      const timing = await timePass(ctx, (p) => {
-        encodeDispatch(p, d); // with its chained passes (split-K's reduction)
-      }, t);
+      const d = await K.groupNormStats(
+        ctx,
+        { B: c.B, C1: c.C, C2: 0, HW, groups: c.groups, statsOff: 0, label: c.name },
+        { a, stats },
+      );
+      const timing = await timePass(
+        ctx,
+        (p) => {
+          encodeDispatch(p, d); // with its chained passes (split-K's reduction)
+        },
+        t,
+      );
       // two passes over the input (mean, then centred variance)
       return result(c, timing, null, 2 * 4 * c.B * c.C * HW, 1);
     }
@@ -216,9 +266,13 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
     const qkv = up(fill(c.B * 3 * c.C * HW, 7), 'bench.qkv');
     const out = buf(c.B * c.C * HW * 4, 'bench.out');
     const d = await K.attention(ctx, { B: c.B, C: c.C, HW, label: c.name }, { qkv, out });
-    const timing = await timePass(ctx, (p) => {
-      encodeDispatch(p, d);
-    }, t);
+    const timing = await timePass(
+      ctx,
+      (p) => {
+        encodeDispatch(p, d);
+      },
+      t,
+    );
     // q.k for every (query, key) pair and the weighted sum of v: 2 * 2 * HW^2 * C per image
     return result(c, timing, 4 * c.B * HW * HW * c.C, 4 * c.B * 4 * c.C * HW, 1);
   } finally {

@@ -18,7 +18,11 @@ const every = Number(process.argv[process.argv.indexOf('--every') + 1] || 0) || 
 const mem = () => {
   global.gc?.();
   const m = process.memoryUsage();
-  return { rss_mib: +(m.rss / MiB).toFixed(1), heap_mib: +(m.heapUsed / MiB).toFixed(1), external_mib: +(m.external / MiB).toFixed(1) };
+  return {
+    rss_mib: +(m.rss / MiB).toFixed(1),
+    heap_mib: +(m.heapUsed / MiB).toFixed(1),
+    external_mib: +(m.external / MiB).toFixed(1),
+  };
 };
 
 if (mode === 'cycles') {
@@ -40,7 +44,13 @@ if (mode === 'cycles') {
     }
   }
   const [a, z] = [rows[0], rows[rows.length - 1]];
-  console.log(JSON.stringify({ kind: 'cycles', cycles: n, mib_per_cycle: +((z.rss_mib - a.rss_mib) / (z.cycle - a.cycle)).toFixed(3) }));
+  console.log(
+    JSON.stringify({
+      kind: 'cycles',
+      cycles: n,
+      mib_per_cycle: +((z.rss_mib - a.rss_mib) / (z.cycle - a.cycle)).toFixed(3),
+    }),
+  );
 } else {
   const n = Number(nText ?? 200);
   const k = every ?? 20;
@@ -49,14 +59,29 @@ if (mode === 'cycles') {
   const direct = process.argv.includes('--direct');
   const model = await openModel(`${G}/model_gen.pth`, { config: `${G}/config.json`, log: () => {} });
   const up = direct ? undefined : await createUpscaler({ model, device: ctx, steps: 2 });
-  const lr: Tensor3 = { channels: 3, height: 16, width: 16, data: Float32Array.from({ length: 768 }, (_, i) => Math.sin(i / 7) * 0.5) };
+  const lr: Tensor3 = {
+    channels: 3,
+    height: 16,
+    width: 16,
+    data: Float32Array.from({ length: 768 }, (_, i) => Math.sin(i / 7) * 0.5),
+  };
   const t0 = performance.now();
   for (let i = 1; i <= n; i++) {
     if (up) await up.upscaleTensor(lr, { seed: i });
     else await upscaleTensor(ctx, model, lr, { steps: 2, seed: i });
     if (i === 1 || i % k === 0) {
       const live = ctx.liveBuffers();
-      console.log(JSON.stringify({ kind: 'soak', via: up ? 'createUpscaler' : 'upscaleTensor', upscales: i, ...mem(), gpu_buffers: live.count, gpu_mib: +(live.bytes / MiB).toFixed(2), s: +((performance.now() - t0) / 1000).toFixed(1) }));
+      console.log(
+        JSON.stringify({
+          kind: 'soak',
+          via: up ? 'createUpscaler' : 'upscaleTensor',
+          upscales: i,
+          ...mem(),
+          gpu_buffers: live.count,
+          gpu_mib: +(live.bytes / MiB).toFixed(2),
+          s: +((performance.now() - t0) / 1000).toFixed(1),
+        }),
+      );
     }
   }
   up?.dispose();

@@ -58,12 +58,17 @@ function centreCrop(img: Image, s: number): Image {
   const y0 = Math.floor((img.height - s) / 2);
   const C = img.channels;
   const data = new Uint8Array(s * s * C);
-  for (let y = 0; y < s; y++) data.set(img.data.subarray(((y0 + y) * img.width + x0) * C, ((y0 + y) * img.width + x0 + s) * C), y * s * C);
+  for (let y = 0; y < s; y++)
+    data.set(img.data.subarray(((y0 + y) * img.width + x0) * C, ((y0 + y) * img.width + x0 + s) * C), y * s * C);
   return { width: s, height: s, channels: C, bitDepth: 8, data };
 }
 
 function listImages(dir: string): string[] {
-  return readdirSync(dir).filter((f) => /\.(png|jpe?g)$/i.test(f)).sort().map((f) => join(dir, f)).filter((f) => statSync(f).isFile());
+  return readdirSync(dir)
+    .filter((f) => /\.(png|jpe?g)$/i.test(f))
+    .sort()
+    .map((f) => join(dir, f))
+    .filter((f) => statSync(f).isFile());
 }
 
 const { values } = parseArgs({
@@ -89,7 +94,8 @@ for (const f of listImages(values.train!)) {
   if (k < 1) img = resize(img, Math.round(img.width * k), Math.round(img.height * k));
   const rgba = new Uint8Array(img.width * img.height * 4);
   for (let i = 0; i < img.width * img.height; i++)
-    for (let c = 0; c < 4; c++) rgba[4 * i + c] = c === 3 ? 255 : img.data[i * img.channels + Math.min(c, img.channels - 1)];
+    for (let c = 0; c < 4; c++)
+      rgba[4 * i + c] = c === 3 ? 255 : img.data[i * img.channels + Math.min(c, img.channels - 1)];
   const jpg = jpeg.encode({ width: img.width, height: img.height, data: rgba }, Number(values.quality)).data;
   writeFileSync(join(values.out!, 'train', `${basename(f, extname(f))}.jpg`), jpg);
   bytes += jpg.length;

@@ -39,7 +39,10 @@ const { values } = parseArgs({
 const N = Number(values.images);
 const SIDE = Number(values.side);
 const STEPS = Number(values.steps);
-const modelArgs = [...(values.model ? ['--model', values.model] : []), ...(values.config ? ['--config', values.config] : [])];
+const modelArgs = [
+  ...(values.model ? ['--model', values.model] : []),
+  ...(values.config ? ['--config', values.config] : []),
+];
 const dir = mkdtempSync(join(tmpdir(), 'sr3-bench-queue-'));
 const rows: Record<string, unknown>[] = [];
 const children: ChildProcess[] = [];
@@ -53,7 +56,10 @@ function image(seed: number): Image {
 function report(row: Record<string, unknown>) {
   rows.push(row);
   if (values.json) console.log(JSON.stringify(row));
-  else console.log(`${String(row.name).padEnd(22)} ${(row.images_per_min as number).toFixed(1).padStart(7)} images/min   ${(row.s_per_image as number).toFixed(3)} s/image${row.job_total_s ? `   (in the processor: ${(row.job_total_s as number).toFixed(3)} s a job, ${(row.job_upscale_s as number).toFixed(3)} s of it upscaling)` : ''}`);
+  else
+    console.log(
+      `${String(row.name).padEnd(22)} ${(row.images_per_min as number).toFixed(1).padStart(7)} images/min   ${(row.s_per_image as number).toFixed(3)} s/image${row.job_total_s ? `   (in the processor: ${(row.job_total_s as number).toFixed(3)} s a job, ${(row.job_upscale_s as number).toFixed(3)} s of it upscaling)` : ''}`,
+    );
 }
 
 async function freePort(): Promise<number> {
@@ -68,7 +74,11 @@ async function freePort(): Promise<number> {
 
 async function startRedis(): Promise<string> {
   const port = await freePort();
-  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const p = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
   children.push(p);
   const url = `redis://127.0.0.1:${port}`;
   const { Redis } = await loadQueueLibs();
@@ -89,9 +99,13 @@ async function startRedis(): Promise<string> {
 }
 
 async function startWorker(url: string, queue: string): Promise<ChildProcess> {
-  const p = spawn(process.execPath, [join(ROOT, 'bin', 'sr3.js'), 'worker', '--redis', url, '--queue', queue, '--warmup', String(SIDE), ...modelArgs], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  const p = spawn(
+    process.execPath,
+    [join(ROOT, 'bin', 'sr3.js'), 'worker', '--redis', url, '--queue', queue, '--warmup', String(SIDE), ...modelArgs],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
   children.push(p);
   await new Promise<void>((res, rej) => {
     let log = '';
@@ -123,10 +137,22 @@ async function main() {
   const loopDir = join(dir, 'loop');
   mkdirSync(loopDir);
   let t0 = performance.now();
-  for (const [k, f] of inputs.entries()) await writePng(join(loopDir, `img${k}_sr.png`), await up.upscale(await readImage(f), opts));
+  for (const [k, f] of inputs.entries())
+    await writePng(join(loopDir, `img${k}_sr.png`), await up.upscale(await readImage(f), opts));
   let secs = (performance.now() - t0) / 1000;
   up.dispose();
-  report({ name: 'in-process loop', kind: 'loop', workers: 0, images: N, side: SIDE, steps: STEPS, seconds: secs, images_per_min: (60 * N) / secs, s_per_image: secs / N, device });
+  report({
+    name: 'in-process loop',
+    kind: 'loop',
+    workers: 0,
+    images: N,
+    side: SIDE,
+    steps: STEPS,
+    seconds: secs,
+    images_per_min: (60 * N) / secs,
+    s_per_image: secs / N,
+    device,
+  });
 
   const url = await startRedis();
   for (const w of values.workers!.split(',').map(Number)) {
@@ -145,19 +171,39 @@ async function main() {
     const res = [...st.results.values()];
     const mean = (f: (r: (typeof res)[number]) => number) => res.reduce((a, r) => a + f(r), 0) / res.length;
     report({
-      name: `${w} worker${w > 1 ? 's' : ''}`, kind: 'queue', workers: w, images: N, side: SIDE, steps: STEPS, seconds: secs,
-      images_per_min: (60 * N) / secs, s_per_image: secs / N,
+      name: `${w} worker${w > 1 ? 's' : ''}`,
+      kind: 'queue',
+      workers: w,
+      images: N,
+      side: SIDE,
+      steps: STEPS,
+      seconds: secs,
+      images_per_min: (60 * N) / secs,
+      s_per_image: secs / N,
       // inside the worker, per job: reading, upscaling, writing, and the processor's whole time
-      job_read_s: mean((r) => r.seconds.read), job_upscale_s: mean((r) => r.seconds.upscale), job_write_s: mean((r) => r.seconds.write), job_total_s: mean((r) => r.seconds.total),
+      job_read_s: mean((r) => r.seconds.read),
+      job_upscale_s: mean((r) => r.seconds.upscale),
+      job_write_s: mean((r) => r.seconds.write),
+      job_total_s: mean((r) => r.seconds.total),
       device,
     });
-    await Promise.all(procs.map((p) => new Promise((r) => { p.on('exit', r); p.kill('SIGTERM'); })));
+    await Promise.all(
+      procs.map(
+        (p) =>
+          new Promise((r) => {
+            p.on('exit', r);
+            p.kill('SIGTERM');
+          }),
+      ),
+    );
   }
   const loop = rows[0].s_per_image as number;
   const one = rows.find((r) => r.workers === 1);
   if (one && !values.json) {
-    console.log(`queue overhead per job, 1 worker: ${(((one.s_per_image as number) - loop) * 1000).toFixed(0)} ms against the loop; ` +
-      `${(((one.s_per_image as number) - (one.job_total_s as number)) * 1000).toFixed(0)} ms of wall time per job outside the worker's processor`);
+    console.log(
+      `queue overhead per job, 1 worker: ${(((one.s_per_image as number) - loop) * 1000).toFixed(0)} ms against the loop; ` +
+        `${(((one.s_per_image as number) - (one.job_total_s as number)) * 1000).toFixed(0)} ms of wall time per job outside the worker's processor`,
+    );
   }
 }
 

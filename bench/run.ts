@@ -28,7 +28,13 @@ const unet = (model: string, config: UNetCase['config'], batch: number, size: nu
   batch,
   size,
 });
-const upscale = (model: string, config: UNetCase['config'], batch: number, size: number, schedule: string): UpscaleCase => ({
+const upscale = (
+  model: string,
+  config: UNetCase['config'],
+  batch: number,
+  size: number,
+  schedule: string,
+): UpscaleCase => ({
   kind: 'upscale',
   name: `upscale ${model} ${size}x${size} b${batch} ${schedule.split(':').slice(0, 2).join(':')} steps`,
   model,
@@ -186,7 +192,8 @@ async function main(argv: string[]): Promise<number> {
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
   const filter = values.filter ? new RegExp(values.filter) : null;
   const forced = values['conv-kernel'];
-  if (forced && !CONV_KERNELS.includes(forced as ConvKernel)) throw new Error(`--conv-kernel must be one of ${CONV_KERNELS.join(', ')}, got ${forced}`);
+  if (forced && !CONV_KERNELS.includes(forced as ConvKernel))
+    throw new Error(`--conv-kernel must be one of ${CONV_KERNELS.join(', ')}, got ${forced}`);
 
   const ctx = await openDevice(forced ? { engine: { convKernel: forced as ConvKernel } } : {});
   try {
@@ -217,12 +224,20 @@ async function main(argv: string[]): Promise<number> {
       mma_pad: o.mma.pad,
       // reduction elements a tensor-core k-step (SR3_MMA_TK)
       mma_tk: o.mma.tk,
-      tile: o.convKernel.startsWith('mma') ? (o.mma.TM ? `${o.mma.TM}x${o.mma.TN}` : 'auto') : o.tiledTile.TM ? `${o.tiledTile.TM}x${o.tiledTile.TN}` : 'auto',
+      tile: o.convKernel.startsWith('mma')
+        ? o.mma.TM
+          ? `${o.mma.TM}x${o.mma.TN}`
+          : 'auto'
+        : o.tiledTile.TM
+          ? `${o.tiledTile.TM}x${o.tiledTile.TN}`
+          : 'auto',
     };
     const cases = (quick ? quickCases() : fullCases()).filter((c) => !filter || filter.test(c.name));
     const note = (s: string) => (json ? console.error(s) : console.log(s));
     if (!json) {
-      console.log(`device: ${device}${ctx.adapter.isSoftware ? ' (software)' : ''}; timer: ${ctx.features.timestampQuery ? 'timestamp queries' : 'wall clock'}; conv2d kernel: ${common.conv_kernel}${common.split_k ? `, split-K below ${common.split_k} workgroups` : ''}; ${reps} samples per case, median`);
+      console.log(
+        `device: ${device}${ctx.adapter.isSoftware ? ' (software)' : ''}; timer: ${ctx.features.timestampQuery ? 'timestamp queries' : 'wall clock'}; conv2d kernel: ${common.conv_kernel}${common.split_k ? `, split-K below ${common.split_k} workgroups` : ''}; ${reps} samples per case, median`,
+      );
     }
     const table = new Table();
     let failed = 0;
@@ -231,10 +246,22 @@ async function main(argv: string[]): Promise<number> {
         if (c.kind === 'unet') {
           const r = await benchUNet(ctx, c, { reps, warmup: 1, profile: !!values.profile });
           const { timing, profile, ...rest } = r;
-          if (json) console.log(JSON.stringify({ ...rest, kind: 'unet', timer: timing.source, ms: timing.ms, ms_min: timing.min, per_sample: timing.perSample, ...common }));
+          if (json)
+            console.log(
+              JSON.stringify({
+                ...rest,
+                kind: 'unet',
+                timer: timing.source,
+                ms: timing.ms,
+                ms_min: timing.min,
+                per_sample: timing.perSample,
+                ...common,
+              }),
+            );
           else table.unet(r);
           if (profile) {
-            if (json) console.log(JSON.stringify({ name: `profile ${c.name}`, kind: 'profile', ...profile, ...common }));
+            if (json)
+              console.log(JSON.stringify({ name: `profile ${c.name}`, kind: 'profile', ...profile, ...common }));
             else printProfile(c.name, profile);
           }
         } else if (c.kind === 'upscale') {
@@ -252,7 +279,16 @@ async function main(argv: string[]): Promise<number> {
         } else {
           const r = await benchKernel(ctx, c, { reps, warmup: 1 });
           const { timing, ...rest } = r;
-          if (json) console.log(JSON.stringify({ ...rest, timer: timing.source, ms_min: timing.min, per_sample: timing.perSample, ...common }));
+          if (json)
+            console.log(
+              JSON.stringify({
+                ...rest,
+                timer: timing.source,
+                ms_min: timing.min,
+                per_sample: timing.perSample,
+                ...common,
+              }),
+            );
           else table.kernel(r);
         }
       } catch (e) {
@@ -278,7 +314,9 @@ class Table {
   private unetHeader = false;
   kernel(r: Awaited<ReturnType<typeof benchKernel>>): void {
     if (!this.kernelHeader) {
-      console.log(`\n${'kernel'.padEnd(50)} ${'ms'.padStart(9)} ${'best ms'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)}  timer`);
+      console.log(
+        `\n${'kernel'.padEnd(50)} ${'ms'.padStart(9)} ${'best ms'.padStart(9)} ${'GFLOP/s'.padStart(9)} ${'GB/s'.padStart(8)}  timer`,
+      );
       this.kernelHeader = true;
       this.unetHeader = false;
     }
@@ -288,7 +326,9 @@ class Table {
   }
   unet(r: Awaited<ReturnType<typeof benchUNet>>): void {
     if (!this.unetHeader) {
-      console.log(`\n${'network (one forward = one step)'.padEnd(34)} ${'ms/step'.padStart(9)} ${'ms/image'.padStart(9)} ${'GFLOP'.padStart(7)} ${'GFLOP/s'.padStart(8)} ${'peak mem'.padStart(10)} ${'wall/step'.padStart(9)} ${'encode'.padStart(7)}  build`);
+      console.log(
+        `\n${'network (one forward = one step)'.padEnd(34)} ${'ms/step'.padStart(9)} ${'ms/image'.padStart(9)} ${'GFLOP'.padStart(7)} ${'GFLOP/s'.padStart(8)} ${'peak mem'.padStart(10)} ${'wall/step'.padStart(9)} ${'encode'.padStart(7)}  build`,
+      );
       this.unetHeader = true;
       this.kernelHeader = false;
     }
@@ -297,7 +337,9 @@ class Table {
     );
   }
   upscale(r: Exclude<Awaited<ReturnType<typeof benchUpscale>>, { skipped: string }>): void {
-    console.log(`\n${r.name}: ${fmt(r.ms)} ms for ${r.steps} steps (${fmt(r.ms_per_step)} ms/step), ${r.images_per_s.toFixed(3)} images/s`);
+    console.log(
+      `\n${r.name}: ${fmt(r.ms)} ms for ${r.steps} steps (${fmt(r.ms_per_step)} ms/step), ${r.images_per_s.toFixed(3)} images/s`,
+    );
     this.kernelHeader = false;
     this.unetHeader = false;
   }
@@ -312,10 +354,18 @@ class Table {
 }
 
 function printProfile(name: string, p: NonNullable<Awaited<ReturnType<typeof benchUNet>>['profile']>): void {
-  console.log(`\n${name}: ${fmt(p.step_ms)} ms as one pass, ${fmt(p.sum_alone_ms)} ms as the sum of its dispatches timed alone`);
-  for (const b of p.by_pipeline) console.log(`  ${b.pipeline.padEnd(28)} ${fmt(b.ms).padStart(9)} ms  ${(100 * b.share).toFixed(1).padStart(5)}%  x${b.count}`);
+  console.log(
+    `\n${name}: ${fmt(p.step_ms)} ms as one pass, ${fmt(p.sum_alone_ms)} ms as the sum of its dispatches timed alone`,
+  );
+  for (const b of p.by_pipeline)
+    console.log(
+      `  ${b.pipeline.padEnd(28)} ${fmt(b.ms).padStart(9)} ms  ${(100 * b.share).toFixed(1).padStart(5)}%  x${b.count}`,
+    );
   console.log('  slowest dispatches:');
-  for (const t of p.top) console.log(`    ${t.label.padEnd(40)} ${t.pipeline.padEnd(24)} ${fmt(t.ms).padStart(9)} ms  [${t.workgroups.join(', ')}]`);
+  for (const t of p.top)
+    console.log(
+      `    ${t.label.padEnd(40)} ${t.pipeline.padEnd(24)} ${fmt(t.ms).padStart(9)} ms  [${t.workgroups.join(', ')}]`,
+    );
 }
 
 function fmt(ms: number): string {

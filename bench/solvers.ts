@@ -38,7 +38,11 @@ const { values } = parseArgs({
     crop: { type: 'string', default: '64' },
     limit: { type: 'string' },
     steps: { type: 'string', default: '4,6,8,10,15,20' },
-    configs: { type: 'string', default: 'reference:linear,ddim:linear,dpmpp-2m:logsnr,dpmpp-2m:karras,unipc:logsnr,unipc:karras,unipc-bh1:logsnr' },
+    configs: {
+      type: 'string',
+      default:
+        'reference:linear,ddim:linear,dpmpp-2m:logsnr,dpmpp-2m:karras,unipc:logsnr,unipc:karras,unipc-bh1:logsnr',
+    },
     baseline: { type: 'string', default: 'reference:linear:100' },
     long: { type: 'string', default: '50,100' },
     consistency: { type: 'string', default: 'on,off' },
@@ -49,22 +53,38 @@ const { values } = parseArgs({
   },
 });
 
-const list = (s: string) => s.split(',').map((x) => x.trim()).filter(Boolean);
-const ints = (s: string) => list(s).map((x) => {
-  const n = Number(x);
-  if (!Number.isInteger(n) || n < 2) throw new Error(`step counts must be integers >= 2, got '${x}'`);
-  return n;
-});
+const list = (s: string) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+const ints = (s: string) =>
+  list(s).map((x) => {
+    const n = Number(x);
+    if (!Number.isInteger(n) || n < 2) throw new Error(`step counts must be integers >= 2, got '${x}'`);
+    return n;
+  });
 
-interface Config { sampler: SamplerKind; kind: string; counts?: number[] }
+interface Config {
+  sampler: SamplerKind;
+  kind: string;
+  counts?: number[];
+}
 const parseConfig = (text: string): Config => {
   const [s, at] = text.split('@');
   // sampler:kind, or sampler:kind:sigmaMin:sigmaMax for logsnr/karras over another range
   const [sampler, kind, ...range] = s.split(':');
-  if (!SAMPLERS.includes(sampler as SamplerKind)) throw new Error(`unknown sampler '${sampler}' in '${s}' (${SAMPLERS.join(', ')})`);
-  if (!['linear', 'logsnr', 'karras'].includes(kind)) throw new Error(`schedule kind must be linear, logsnr or karras in '${s}'`);
-  if (range.length && (kind === 'linear' || range.length !== 2)) throw new Error(`'${s}': only logsnr and karras take a range, as kind:sigmaMin:sigmaMax`);
-  return { sampler: sampler as SamplerKind, kind: [kind, ...range].join(':'), counts: at ? ints(at.replace(/\//g, ',')) : undefined };
+  if (!SAMPLERS.includes(sampler as SamplerKind))
+    throw new Error(`unknown sampler '${sampler}' in '${s}' (${SAMPLERS.join(', ')})`);
+  if (!['linear', 'logsnr', 'karras'].includes(kind))
+    throw new Error(`schedule kind must be linear, logsnr or karras in '${s}'`);
+  if (range.length && (kind === 'linear' || range.length !== 2))
+    throw new Error(`'${s}': only logsnr and karras take a range, as kind:sigmaMin:sigmaMax`);
+  return {
+    sampler: sampler as SamplerKind,
+    kind: [kind, ...range].join(':'),
+    counts: at ? ints(at.replace(/\//g, ',')) : undefined,
+  };
 };
 
 /** The schedule for a config and step count: the sampler's default at that count, of the config's kind. */
@@ -80,7 +100,8 @@ function centreCrop(img: Image, size: number): Image {
   const y0 = Math.floor((img.height - s) / 2);
   const C = img.channels;
   const data = img.bitDepth === 16 ? new Uint16Array(s * s * C) : new Uint8Array(s * s * C);
-  for (let y = 0; y < s; y++) data.set(img.data.subarray(((y0 + y) * img.width + x0) * C, ((y0 + y) * img.width + x0 + s) * C), y * s * C);
+  for (let y = 0; y < s; y++)
+    data.set(img.data.subarray(((y0 + y) * img.width + x0) * C, ((y0 + y) * img.width + x0 + s) * C), y * s * C);
   return { width: s, height: s, channels: C, bitDepth: img.bitDepth, data };
 }
 
@@ -185,26 +206,45 @@ async function main() {
     return m === 'on';
   });
   const seed = Number(values.seed);
-  let files = readdirSync(values.data!).filter((f) => /\.(png|jpe?g)$/i.test(f)).sort().map((f) => join(values.data!, f));
+  let files = readdirSync(values.data!)
+    .filter((f) => /\.(png|jpe?g)$/i.test(f))
+    .sort()
+    .map((f) => join(values.data!, f));
   if (values.limit) files = files.slice(0, Number(values.limit));
   if (!files.length) throw new Error(`${values.data}: no photos`);
   const done = new Map<string, Row>();
   if (values.out && existsSync(values.out)) {
-    for (const line of readFileSync(values.out, 'utf8').split('\n')) if (line.trim()) {
-      const r = JSON.parse(line) as Row;
-      done.set(key(r), r);
-    }
+    for (const line of readFileSync(values.out, 'utf8').split('\n'))
+      if (line.trim()) {
+        const r = JSON.parse(line) as Row;
+        done.set(key(r), r);
+      }
   }
   // the runs: every config at every count; the baseline config at the long counts too
   const runs: (Config & { steps: number; consistency: boolean })[] = [];
   const isBase = (c: Config) => c.sampler === baseline.sampler && c.kind === baseline.kind;
   for (const consistency of modes) runs.push({ ...baseline, steps: baseline.steps, consistency });
   const add = (c: Config, counts: number[], consistency: boolean) => {
-    for (const n of counts) if (!runs.some((r) => isBase(r) === isBase(c) && r.sampler === c.sampler && r.kind === c.kind && r.steps === n && r.consistency === consistency)) runs.push({ ...c, steps: n, consistency });
+    for (const n of counts)
+      if (
+        !runs.some(
+          (r) =>
+            isBase(r) === isBase(c) &&
+            r.sampler === c.sampler &&
+            r.kind === c.kind &&
+            r.steps === n &&
+            r.consistency === consistency,
+        )
+      )
+        runs.push({ ...c, steps: n, consistency });
   };
-  for (const c of configs) for (const consistency of modes) add(c, [...(c.counts ?? steps), ...(isBase(c) ? long : [])], consistency);
+  for (const c of configs)
+    for (const consistency of modes) add(c, [...(c.counts ?? steps), ...(isBase(c) ? long : [])], consistency);
   for (const c of list(values.off!).map(parseConfig)) add(c, c.counts ?? steps, false);
-  const ordered = [...runs.slice(0, modes.length), ...runs.slice(modes.length).sort((a, b) => a.steps - b.steps || Number(b.consistency) - Number(a.consistency))];
+  const ordered = [
+    ...runs.slice(0, modes.length),
+    ...runs.slice(modes.length).sort((a, b) => a.steps - b.steps || Number(b.consistency) - Number(a.consistency)),
+  ];
   const modelFile = values.model ?? DEFAULT_MODEL;
   const model = await openModel(modelFile);
   const { scale } = conditionRecipe(model);
@@ -214,7 +254,9 @@ async function main() {
     const rs = await Resampler.create(ctx);
     const total = files.length * runs.length;
     const evals = files.length * runs.reduce((s, r) => s + r.steps, 0);
-    console.error(`solvers: ${files.length} photos, ${crop}px crops, ${runs.length} runs each (${total} upscales, ${evals} model evaluations; ${done.size} rows done before), ${basename(modelFile)}, on ${ctx.adapter.description}`);
+    console.error(
+      `solvers: ${files.length} photos, ${crop}px crops, ${runs.length} runs each (${total} upscales, ${evals} model evaluations; ${done.size} rows done before), ${basename(modelFile)}, on ${ctx.adapter.description}`,
+    );
     // every photo's HR, LR and metric image, made once
     const photos = [];
     for (const file of files) {
@@ -241,15 +283,26 @@ async function main() {
         const seconds = (performance.now() - t0) / 1000;
         const S = tensorToImage(sr.data, sr.channels, sr.height, sr.width);
         const row: Row = {
-          image, sampler: run.sampler, kind: run.kind, schedule, steps: run.steps, consistency,
-          psnr: psnr(S, H), ssim: ssim(S, H),
+          image,
+          sampler: run.sampler,
+          kind: run.kind,
+          schedule,
+          steps: run.steps,
+          consistency,
+          psnr: psnr(S, H),
+          ssim: ssim(S, H),
           cons: (consistencyMSE(lr.data, (await downscale(ctx, rs, sr, scale)).data) / 4) * 1e5,
-          gmsd: gmsd(S, H), detail: hfEnergy(S) / hfH, seconds, device: ctx.adapter.description,
+          gmsd: gmsd(S, H),
+          detail: hfEnergy(S) / hfH,
+          seconds,
+          device: ctx.adapter.description,
         };
         rows.push(row);
         if (values.out) appendFileSync(values.out, `${JSON.stringify(row)}\n`);
         if (values.json) console.log(JSON.stringify(row));
-        console.error(`[${i}/${total}] ${image} ${run.sampler} ${schedule} cons ${consistency ? 'on' : 'off'}: ${row.psnr.toFixed(2)} dB, SSIM ${row.ssim.toFixed(4)}, GMSD ${row.gmsd.toFixed(4)}, detail ${row.detail.toFixed(2)}, ${seconds.toFixed(1)} s`);
+        console.error(
+          `[${i}/${total}] ${image} ${run.sampler} ${schedule} cons ${consistency ? 'on' : 'off'}: ${row.psnr.toFixed(2)} dB, SSIM ${row.ssim.toFixed(4)}, GMSD ${row.gmsd.toFixed(4)}, detail ${row.detail.toFixed(2)}, ${seconds.toFixed(1)} s`,
+        );
       }
   } finally {
     ctx.destroy();
@@ -269,7 +322,15 @@ export function table(rows: Row[], baseline: Config & { steps: number }): string
   const stat = (sampler: string, kind: string, steps: number, c: boolean) => {
     const rs = groups.get(`${sampler}|${kind}|${steps}|${c}`);
     if (!rs) return null;
-    return { n: rs.length, psnr: mean(rs, 'psnr'), ssim: mean(rs, 'ssim'), cons: mean(rs, 'cons'), gmsd: mean(rs, 'gmsd'), detail: mean(rs, 'detail'), seconds: mean(rs, 'seconds') };
+    return {
+      n: rs.length,
+      psnr: mean(rs, 'psnr'),
+      ssim: mean(rs, 'ssim'),
+      cons: mean(rs, 'cons'),
+      gmsd: mean(rs, 'gmsd'),
+      detail: mean(rs, 'detail'),
+      seconds: mean(rs, 'seconds'),
+    };
   };
   const combos = [...new Set(rows.map((r) => `${r.sampler}|${r.kind}|${r.steps}`))].map((s) => {
     const [sampler, kind, steps] = s.split('|');
@@ -284,8 +345,10 @@ export function table(rows: Row[], baseline: Config & { steps: number }): string
   for (const c of combos) {
     const on = stat(c.sampler, c.kind, c.steps, true);
     const off = stat(c.sampler, c.kind, c.steps, false);
-    lines.push(`| ${c.sampler} | ${c.kind} | ${c.steps} | ${f(on?.psnr, 2)} | ${f(on?.ssim, 4)} | ${f(on?.cons, 2)} | ${f(on?.gmsd, 4)} | ${f(on?.detail, 2)} | ${f(on?.seconds, 1)} | ` +
-      `${f(off?.psnr, 2)} | ${f(off?.ssim, 4)} | ${f(off?.cons, 1)} | ${f(off?.gmsd, 4)} | ${f(off?.detail, 2)} | ${f(off?.seconds, 1)} |`);
+    lines.push(
+      `| ${c.sampler} | ${c.kind} | ${c.steps} | ${f(on?.psnr, 2)} | ${f(on?.ssim, 4)} | ${f(on?.cons, 2)} | ${f(on?.gmsd, 4)} | ${f(on?.detail, 2)} | ${f(on?.seconds, 1)} | ` +
+        `${f(off?.psnr, 2)} | ${f(off?.ssim, 4)} | ${f(off?.cons, 1)} | ${f(off?.gmsd, 4)} | ${f(off?.detail, 2)} | ${f(off?.seconds, 1)} |`,
+    );
   }
   const base = stat(baseline.sampler, baseline.kind, baseline.steps, true);
   if (base) {
@@ -293,11 +356,24 @@ export function table(rows: Row[], baseline: Config & { steps: number }): string
     // (at most the baseline's + 10%: with the projection every sampler's is near zero, and noise decides the rest)
     const ok = combos
       .map((c) => ({ ...c, s: stat(c.sampler, c.kind, c.steps, true)! }))
-      .filter((c) => c.s && c.s.psnr >= base.psnr - 0.1 && c.s.ssim >= base.ssim - 0.005 && c.s.cons <= base.cons * 1.1 + 1e-9)
+      .filter(
+        (c) =>
+          c.s && c.s.psnr >= base.psnr - 0.1 && c.s.ssim >= base.ssim - 0.005 && c.s.cons <= base.cons * 1.1 + 1e-9,
+      )
       .sort((a, b) => a.steps - b.steps || b.s.psnr - a.s.psnr);
-    lines.push('', `baseline ${baseline.sampler} ${baseline.kind} ${baseline.steps} steps: ${base.psnr.toFixed(2)} dB, SSIM ${base.ssim.toFixed(4)}, consistency ${base.cons.toFixed(2)}, GMSD ${base.gmsd.toFixed(4)}`);
-    lines.push(ok.length ? `pick: ${ok[0].sampler} ${ok[0].kind} ${ok[0].steps} steps (${ok[0].s.psnr.toFixed(2)} dB, SSIM ${ok[0].s.ssim.toFixed(4)}, GMSD ${ok[0].s.gmsd.toFixed(4)}, ${ok[0].s.seconds.toFixed(1)} s/image)` : 'pick: none within the rule');
-    for (const c of ok.slice(1, 6)) lines.push(`  also within: ${c.sampler} ${c.kind} ${c.steps} steps (${c.s.psnr.toFixed(2)} dB, SSIM ${c.s.ssim.toFixed(4)}, GMSD ${c.s.gmsd.toFixed(4)})`);
+    lines.push(
+      '',
+      `baseline ${baseline.sampler} ${baseline.kind} ${baseline.steps} steps: ${base.psnr.toFixed(2)} dB, SSIM ${base.ssim.toFixed(4)}, consistency ${base.cons.toFixed(2)}, GMSD ${base.gmsd.toFixed(4)}`,
+    );
+    lines.push(
+      ok.length
+        ? `pick: ${ok[0].sampler} ${ok[0].kind} ${ok[0].steps} steps (${ok[0].s.psnr.toFixed(2)} dB, SSIM ${ok[0].s.ssim.toFixed(4)}, GMSD ${ok[0].s.gmsd.toFixed(4)}, ${ok[0].s.seconds.toFixed(1)} s/image)`
+        : 'pick: none within the rule',
+    );
+    for (const c of ok.slice(1, 6))
+      lines.push(
+        `  also within: ${c.sampler} ${c.kind} ${c.steps} steps (${c.s.psnr.toFixed(2)} dB, SSIM ${c.s.ssim.toFixed(4)}, GMSD ${c.s.gmsd.toFixed(4)})`,
+      );
   }
   return lines.join('\n');
 }

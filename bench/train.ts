@@ -67,14 +67,26 @@ export async function benchTrain(ctx: GpuContext, c: TrainCase, reps: number): P
   };
   let tg: TrainGraph;
   try {
-    tg = await TrainGraph.build(ctx, weights, { batch: c.batch, height: c.size, width: c.size, loss: 'l1', reduction: 'sum', adam: { lr: 1e-4 } });
+    tg = await TrainGraph.build(ctx, weights, {
+      batch: c.batch,
+      height: c.size,
+      width: c.size,
+      loss: 'l1',
+      reduction: 'sum',
+      adam: { lr: 1e-4 },
+    });
   } finally {
     Reflect.deleteProperty(ctx, 'buffer'); // back to GpuContext.prototype.buffer
   }
   try {
     const n = c.batch * c.config.out_channel * c.size * c.size;
     const nc = c.batch * (c.config.in_channel - c.config.out_channel) * c.size * c.size;
-    tg.setBatch({ hr: uniform(n, 1), cond: uniform(nc, 2), sqrtGamma: uniform(c.batch, 3, 0.1, 0.99), noise: uniform(n, 4, -2, 2) });
+    tg.setBatch({
+      hr: uniform(n, 1),
+      cond: uniform(nc, 2),
+      sqrtGamma: uniform(c.batch, 3, 0.1, 0.99),
+      noise: uniform(n, 4, -2, 2),
+    });
     const step = async () => {
       tg.submit(true);
       await ctx.sync();

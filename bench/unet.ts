@@ -150,7 +150,11 @@ export function unetFlops(cfg: UNetConfig, B: number, H: number, W: number): num
   return f;
 }
 
-export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions & { profile?: boolean }): Promise<UNetResult> {
+export async function benchUNet(
+  ctx: GpuContext,
+  c: UNetCase,
+  t: TimingOptions & { profile?: boolean },
+): Promise<UNetResult> {
   const weights = randomWeights(c.config);
   const t0 = performance.now();
   const net = await UNet.build(ctx, weights, { batch: c.batch, height: c.size, width: c.size, label: c.name });
@@ -167,7 +171,11 @@ export async function benchUNet(ctx: GpuContext, c: UNetCase, t: TimingOptions &
     const buildMs = performance.now() - t0;
     const timing = await timePass(ctx, (p) => net.encode(p), { ...t, warmup: Math.max(0, t.warmup - 1) });
     // about half a second of steps, 3 to 100 of them
-    const wall = await wallPerSubmission(ctx, (p) => net.encode(p), Math.max(3, Math.min(100, Math.ceil(500 / timing.ms))));
+    const wall = await wallPerSubmission(
+      ctx,
+      (p) => net.encode(p),
+      Math.max(3, Math.min(100, Math.ceil(500 / timing.ms))),
+    );
     const profile = t.profile ? await profileDispatches(ctx, net, timing.ms) : undefined;
     const gflop = unetFlops(c.config, c.batch, c.size, c.size) / 1e9;
     const m = net.memory;
@@ -213,7 +221,12 @@ async function profileDispatches(ctx: GpuContext, net: UNet, stepMs: number): Pr
   const rows: { label: string; pipeline: string; ms: number; workgroups: number[] }[] = [];
   for (const d of net.dispatches) {
     const tm = await timePass(ctx, (p) => encodeDispatch(p, d), { reps: 3, warmup: 1, minSampleMs: 2, spinMs: 20 });
-    rows.push({ label: d.label ?? '', pipeline: d.pipeline.label || '?', ms: tm.ms, workgroups: d.workgroups.map((w) => w ?? 1) });
+    rows.push({
+      label: d.label ?? '',
+      pipeline: d.pipeline.label || '?',
+      ms: tm.ms,
+      workgroups: d.workgroups.map((w) => w ?? 1),
+    });
   }
   const sum = rows.reduce((a, r) => a + r.ms, 0);
   const by = new Map<string, { ms: number; count: number }>();
@@ -258,7 +271,11 @@ export interface UpscaleResult {
  * A full upscale: every step of the schedule through the sampler (U-Net, noise, update; several steps per submission
  * as the sampler chooses), condition image random. Returns null with a reason when engine/sampler.ts is missing.
  */
-export async function benchUpscale(ctx: GpuContext, c: UpscaleCase, reps: number): Promise<UpscaleResult | { skipped: string }> {
+export async function benchUpscale(
+  ctx: GpuContext,
+  c: UpscaleCase,
+  reps: number,
+): Promise<UpscaleResult | { skipped: string }> {
   let mod: typeof import('../engine/sampler.ts');
   let sched: typeof import('../engine/schedule.ts');
   try {

@@ -20,7 +20,9 @@ if (existsSync(source)) {
     ({ register } = await import('tsx/esm/api'));
   } catch {
     if (!existsSync(compiled)) {
-      console.error('error: tsx is not installed; run `npm ci` in the sr3-wgsl folder first (or `npm run build` for dist/)');
+      console.error(
+        'error: tsx is not installed; run `npm ci` in the sr3-wgsl folder first (or `npm run build` for dist/)',
+      );
       process.exit(1);
     }
   }

@@ -3,22 +3,63 @@
 // upscale call with progress and cancellation (AbortSignal), an image out (PixelImage / ImageData). Images come from
 // createImageBitmap and a canvas instead of pngjs; everything after that is the shared core, as in Node
 // (engine/node/upscale.ts). Imports nothing from Node: scripts/build-web.mjs bundles this file for a page.
-import { convertCheckpointAsync, loadModel, sniffFormat, webInflateRaw, type SR3Model } from '../weights-format/index.ts';
+import {
+  convertCheckpointAsync,
+  loadModel,
+  sniffFormat,
+  webInflateRaw,
+  type SR3Model,
+} from '../weights-format/index.ts';
 import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 import type { EngineSwitches } from './options.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { checkEngineOptions } from './kernels.ts';
 import { SAMPLERS } from './sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, paddedSize, upscaleTensor, type UpscaleOptions } from './upscale.ts';
-import { createUpscalerCore, toPixelImage, type PixelsIn, type UpscaleCallOptions, type UpscalerCoreOptions, type UpscaleResult, type Upscaler } from './upscaler.ts';
+import {
+  bicubicUpscale,
+  conditionRecipe,
+  DEFAULT_SAMPLER,
+  DEFAULT_STEPS,
+  defaultSchedule,
+  paddedSize,
+  upscaleTensor,
+  type UpscaleOptions,
+} from './upscale.ts';
+import {
+  createUpscalerCore,
+  toPixelImage,
+  type PixelsIn,
+  type UpscaleCallOptions,
+  type UpscalerCoreOptions,
+  type UpscaleResult,
+  type Upscaler,
+} from './upscaler.ts';
 
 export { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 export { CONV_KERNELS, type ConvKernel, type EngineOptions, type EngineSwitches } from './options.ts';
 export { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 export { SAMPLERS, type SamplerKind } from './sampler.ts';
-export { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3, type UpscaleOptions } from './upscale.ts';
+export {
+  bicubicUpscale,
+  conditionRecipe,
+  DEFAULT_SAMPLER,
+  DEFAULT_STEPS,
+  defaultSchedule,
+  upscaleTensor,
+  type Tensor3,
+  type UpscaleOptions,
+} from './upscale.ts';
 export { describeModel, loadModel, type SR3Model } from '../weights-format/index.ts';
-export { createUpscalerCore, toPixelImage, type PixelsIn, type SamplingOptions, type UpscaleCallOptions, type UpscaleResult, type Upscaler, type UpscalerCoreOptions } from './upscaler.ts';
+export {
+  createUpscalerCore,
+  toPixelImage,
+  type PixelsIn,
+  type SamplingOptions,
+  type UpscaleCallOptions,
+  type UpscaleResult,
+  type Upscaler,
+  type UpscalerCoreOptions,
+} from './upscaler.ts';
 
 /** WebGPU is missing (no navigator.gpu: an old browser, an insecure origin, or WebGPU turned off) or gives no adapter. */
 export class WebGpuUnavailableError extends Error {
@@ -49,7 +90,9 @@ function defaultGpu(): GPU | undefined {
 }
 
 /** Whether a WebGPU adapter can be had here, and if not, a message that says why (for a page to show). */
-export async function webGpuStatus(gpu: GPU | undefined = defaultGpu()): Promise<{ ok: true; adapter: GPUAdapter } | { ok: false; reason: string }> {
+export async function webGpuStatus(
+  gpu: GPU | undefined = defaultGpu(),
+): Promise<{ ok: true; adapter: GPUAdapter } | { ok: false; reason: string }> {
   if (!gpu || typeof gpu.requestAdapter !== 'function') return { ok: false, reason: NO_WEBGPU };
   let adapter: GPUAdapter | null = null;
   try {
@@ -67,7 +110,10 @@ export async function webGpuStatus(gpu: GPU | undefined = defaultGpu()): Promise
  * a message fit to show a user when WebGPU is missing or gives no adapter, and an Error naming the option when one
  * asks for what this device cannot do.
  */
-export async function openBrowserDevice(gpu: GPU | undefined = defaultGpu(), opts: GpuContextOptions = {}): Promise<GpuContext> {
+export async function openBrowserDevice(
+  gpu: GPU | undefined = defaultGpu(),
+  opts: GpuContextOptions = {},
+): Promise<GpuContext> {
   const st = await webGpuStatus(gpu);
   if (!st.ok) throw new WebGpuUnavailableError(st.reason);
   let ctx: GpuContext;
@@ -148,7 +194,12 @@ export async function fetchBytes(src: ModelSource, opts: LoadModelOptions = {}):
  */
 export async function loadModelFrom(src: ModelSource, opts: LoadModelOptions = {}): Promise<SR3Model> {
   const bytes = await fetchBytes(src, opts);
-  const name = typeof src === 'string' || src instanceof URL ? String(src) : typeof File !== 'undefined' && src instanceof File ? src.name : 'model';
+  const name =
+    typeof src === 'string' || src instanceof URL
+      ? String(src)
+      : typeof File !== 'undefined' && src instanceof File
+        ? src.name
+        : 'model';
   try {
     if (sniffFormat(bytes) === 'pth') {
       const r = await convertCheckpointAsync(bytes, { optionsText: opts.optionsText, inflate: webInflateRaw });
@@ -165,7 +216,10 @@ export async function loadModelFrom(src: ModelSource, opts: LoadModelOptions = {
 export type ImageSource = ImageBitmapSource;
 
 /** ImageData (RGBA, 8 bits) -> PixelImage; an image whose alpha is all opaque becomes RGB (no alpha to upscale). */
-export function imageDataToPixelImage(img: { width: number; height: number; data: Uint8ClampedArray | Uint8Array }, keepAlpha = 'auto' as boolean | 'auto'): PixelImage {
+export function imageDataToPixelImage(
+  img: { width: number; height: number; data: Uint8ClampedArray | Uint8Array },
+  keepAlpha = 'auto' as boolean | 'auto',
+): PixelImage {
   const { width, height } = img;
   const src = img.data;
   let alpha = keepAlpha === true;
@@ -177,7 +231,14 @@ export function imageDataToPixelImage(img: { width: number; height: number; data
       }
     }
   }
-  if (alpha) return { width, height, channels: 4, bitDepth: 8, data: new Uint8Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength)) };
+  if (alpha)
+    return {
+      width,
+      height,
+      channels: 4,
+      bitDepth: 8,
+      data: new Uint8Array(src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength)),
+    };
   const data = new Uint8Array(width * height * 3);
   for (let p = 0; p < width * height; p++) {
     data[p * 3] = src[p * 4];
@@ -241,8 +302,14 @@ export async function decodeImage(src: ImageSource): Promise<PixelImage> {
   try {
     const { width, height } = bmp;
     if (!width || !height) throw new Error('the image is empty (0x0)');
-    const canvas = typeof OffscreenCanvas !== 'undefined' ? new OffscreenCanvas(width, height) : Object.assign(document.createElement('canvas'), { width, height });
-    const g = canvas.getContext('2d', { willReadFrequently: true }) as CanvasRenderingContext2D | OffscreenCanvasRenderingContext2D | null;
+    const canvas =
+      typeof OffscreenCanvas !== 'undefined'
+        ? new OffscreenCanvas(width, height)
+        : Object.assign(document.createElement('canvas'), { width, height });
+    const g = canvas.getContext('2d', { willReadFrequently: true }) as
+      | CanvasRenderingContext2D
+      | OffscreenCanvasRenderingContext2D
+      | null;
     if (!g) throw new Error('no 2D canvas context to decode the image');
     g.drawImage(bmp, 0, 0);
     return imageDataToPixelImage(g.getImageData(0, 0, width, height));
@@ -258,7 +325,13 @@ export const DEFAULT_MAX_INPUT_PIXELS = 256 * 256;
  * Refuse, before any GPU work, an image that is too large: more than `maxPixels` input pixels, or a size whose largest
  * GPU buffer (an estimate: the U-Net's widest full-resolution activation) exceeds the device's buffer limits.
  */
-export function checkImageSize(ctx: GpuContext | null, model: SR3Model, width: number, height: number, opts: { maxPixels?: number; samples?: number } = {}): void {
+export function checkImageSize(
+  ctx: GpuContext | null,
+  model: SR3Model,
+  width: number,
+  height: number,
+  opts: { maxPixels?: number; samples?: number } = {},
+): void {
   const maxPixels = opts.maxPixels ?? DEFAULT_MAX_INPUT_PIXELS;
   const { scale } = conditionRecipe(model);
   if (width < 1 || height < 1) throw new ImageTooLargeError(`the image is empty (${width}x${height})`);
@@ -301,14 +374,23 @@ export interface UpscaleImageResult {
  * tensorsToImage, alpha by bicubic). `opts.onProgress(done, total)` reports sampler steps; `opts.signal` cancels
  * between steps (the promise rejects with the signal's reason).
  */
-export async function upscaleImage(ctx: GpuContext, model: SR3Model, img: PixelImage, opts: UpscaleImageOptions = {}): Promise<UpscaleImageResult> {
+export async function upscaleImage(
+  ctx: GpuContext,
+  model: SR3Model,
+  img: PixelImage,
+  opts: UpscaleImageOptions = {},
+): Promise<UpscaleImageResult> {
   checkImageSize(ctx, model, img.width, img.height, { maxPixels: opts.maxPixels, samples: opts.samples });
-  if (opts.sampler && !SAMPLERS.includes(opts.sampler)) throw new Error(`sampler must be one of ${SAMPLERS.join(', ')}, got '${opts.sampler}'`);
+  if (opts.sampler && !SAMPLERS.includes(opts.sampler))
+    throw new Error(`sampler must be one of ${SAMPLERS.join(', ')}, got '${opts.sampler}'`);
   opts.signal?.throwIfAborted();
   const t0 = performance.now();
   const { scale, up } = conditionRecipe(model);
   const { color, alpha } = imageToTensors(img, model.config.out_channel);
-  const outs = await upscaleTensor(ctx, model, color, { ...opts, schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS, opts.sampler ?? DEFAULT_SAMPLER) });
+  const outs = await upscaleTensor(ctx, model, color, {
+    ...opts,
+    schedule: opts.schedule ?? defaultSchedule(opts.steps ?? DEFAULT_STEPS, opts.sampler ?? DEFAULT_SAMPLER),
+  });
   const alphaUp = alpha ? await bicubicUpscale(ctx, alpha, scale, up, true) : null;
   return {
     images: outs.map((o) => tensorsToImage(o, alphaUp, img)),
@@ -336,7 +418,9 @@ export async function encodePng(img: PixelImage): Promise<Blob> {
   }
   const c = Object.assign(document.createElement('canvas'), { width: img.width, height: img.height });
   c.getContext('2d')!.putImageData(data, 0, 0);
-  return new Promise((resolve, reject) => c.toBlob((b) => (b ? resolve(b) : reject(new Error('PNG encoding failed'))), 'image/png'));
+  return new Promise((resolve, reject) =>
+    c.toBlob((b) => (b ? resolve(b) : reject(new Error('PNG encoding failed'))), 'image/png'),
+  );
 }
 
 export interface BrowserUpscalerOptions extends UpscalerCoreOptions {
@@ -354,7 +438,10 @@ export interface BrowserUpscalerOptions extends UpscalerCoreOptions {
 
 export interface BrowserUpscaler extends Omit<Upscaler, 'upscale'> {
   /** Upscale pixels ({ width, height, channels, data }, or ImageData) or anything createImageBitmap takes. */
-  upscale(input: PixelsIn | ImageData | ImageSource, opts?: UpscaleCallOptions): Promise<UpscaleResult & { toImageData(index?: number): ImageData }>;
+  upscale(
+    input: PixelsIn | ImageData | ImageSource,
+    opts?: UpscaleCallOptions,
+  ): Promise<UpscaleResult & { toImageData(index?: number): ImageData }>;
 }
 
 function isSR3Model(m: unknown): m is SR3Model {
@@ -373,7 +460,9 @@ function isSR3Model(m: unknown): m is SR3Model {
 export async function createUpscaler(opts: BrowserUpscalerOptions): Promise<BrowserUpscaler> {
   const model = isSR3Model(opts.model) ? opts.model : await loadModelFrom(opts.model, opts.load);
   const given = opts.device instanceof GpuContext;
-  const device = given ? (opts.device as GpuContext) : await openBrowserDevice(opts.device as GPU | undefined, { engine: opts.engine });
+  const device = given
+    ? (opts.device as GpuContext)
+    : await openBrowserDevice(opts.device as GPU | undefined, { engine: opts.engine });
   let core: Upscaler;
   try {
     core = createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });
@@ -393,7 +482,10 @@ export async function createUpscaler(opts: BrowserUpscalerOptions): Promise<Brow
       else if (input && typeof input === 'object' && 'data' in input && 'channels' in input) px = input as PixelsIn;
       else px = await decodeImage(input as ImageSource);
       const img = toPixelImage(px);
-      checkImageSize(device, model, img.width, img.height, { maxPixels: opts.maxPixels, samples: o.samples ?? opts.samples });
+      checkImageSize(device, model, img.width, img.height, {
+        maxPixels: opts.maxPixels,
+        samples: o.samples ?? opts.samples,
+      });
       const r = await core.upscale(img, o);
       return { ...r, toImageData: (i = 0) => toImageData(r.images[i]) };
     },

@@ -7,7 +7,15 @@ export * as kernels from './kernels.ts';
 export * as kernelsBackward from './kernels-backward.ts';
 export { UNet, uploadUNetParams, type UNetBuildOptions, type UNetParams, type UNetWeights } from './unet.ts';
 export { checkShape, planUNet, packParams, type UNetPlan } from './unet-plan.ts';
-export { Sampler, SAMPLERS, stepTable, type RunOptions, type SamplerBuildOptions, type SamplerKind, type SamplerSpec } from './sampler.ts';
+export {
+  Sampler,
+  SAMPLERS,
+  stepTable,
+  type RunOptions,
+  type SamplerBuildOptions,
+  type SamplerKind,
+  type SamplerSpec,
+} from './sampler.ts';
 export * from './schedule.ts';
 export * from './resample.ts';
 export * from './rng.ts';

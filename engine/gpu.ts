@@ -210,7 +210,8 @@ export class GpuContext {
     const merged: EngineSwitches = { ...this.switches };
     for (const [k, v] of Object.entries(switches) as [keyof EngineSwitches, unknown][]) {
       const cur = merged[k];
-      (merged as Record<string, unknown>)[k] = v && typeof v === 'object' && cur && typeof cur === 'object' ? { ...cur, ...v } : v;
+      (merged as Record<string, unknown>)[k] =
+        v && typeof v === 'object' && cur && typeof cur === 'object' ? { ...cur, ...v } : v;
     }
     const options = resolveEngineOptions(this.adapter, merged);
     const view = Object.create(this) as GpuContext;
@@ -283,12 +284,21 @@ export class GpuContext {
     return p;
   }
 
-  private async createPipeline(code: string, entry: string, constants: Record<string, number>, label: string): Promise<GPUComputePipeline> {
+  private async createPipeline(
+    code: string,
+    entry: string,
+    constants: Record<string, number>,
+    label: string,
+  ): Promise<GPUComputePipeline> {
     const module = await this.shader(code, label);
     const t0 = performance.now();
     let pipeline: GPUComputePipeline;
     try {
-      pipeline = await this.device.createComputePipelineAsync({ label, layout: 'auto', compute: { module, entryPoint: entry, constants } });
+      pipeline = await this.device.createComputePipelineAsync({
+        label,
+        layout: 'auto',
+        compute: { module, entryPoint: entry, constants },
+      });
     } catch (e) {
       throw new GpuError(`cannot create pipeline ${label}: ${(e as Error).message}`);
     }
@@ -313,7 +323,10 @@ export class GpuContext {
    * workgroup count is read from a buffer (an indirect dispatch) because Dawn warns about literal zero dispatches.
    * `onProgress(done, total, label)` is called before each compile and once at the end.
    */
-  async warmUp(dispatches: Dispatch[], onProgress?: (done: number, total: number, label: string) => void): Promise<void> {
+  async warmUp(
+    dispatches: Dispatch[],
+    onProgress?: (done: number, total: number, label: string) => void,
+  ): Promise<void> {
     const todo: Dispatch[] = [];
     const seen = new Set<GPUComputePipeline>();
     for (const d of dispatches) {
@@ -326,7 +339,11 @@ export class GpuContext {
     }
     if (!todo.length) return;
     if (!this.indirectZero) {
-      this.indirectZero = this.device.createBuffer({ label: 'warmup.indirect', size: 16, usage: GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_DST });
+      this.indirectZero = this.device.createBuffer({
+        label: 'warmup.indirect',
+        size: 16,
+        usage: GPUBufferUsage.INDIRECT | GPUBufferUsage.COPY_DST,
+      });
     }
     for (let k = 0; k < todo.length; k++) {
       const d = todo[k];
@@ -404,7 +421,10 @@ export class GpuContext {
 
   /** A uniform buffer holding `data` (padded to 16 bytes). */
   uniform(data: ArrayBuffer | ArrayBufferView, label = 'uniform'): GPUBuffer {
-    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const bytes =
+      data instanceof ArrayBuffer
+        ? new Uint8Array(data)
+        : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     const size = Math.max(16, Math.ceil(bytes.byteLength / 16) * 16);
     const buf = this.createBuffer({ label, size, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     this.device.queue.writeBuffer(buf, 0, bytes as Uint8Array<ArrayBuffer>);
@@ -509,7 +529,7 @@ export function encodeDispatch(pass: GPUComputePassEncoder, d: Dispatch): void {
 
 export function noAdapterMessage(): string {
   return (
-    'No WebGPU adapter found. This engine needs a Vulkan driver for Dawn: a GPU driver, or Mesa\'s software ' +
+    "No WebGPU adapter found. This engine needs a Vulkan driver for Dawn: a GPU driver, or Mesa's software " +
     'Vulkan (lavapipe, Mesa >= 24). On Debian/Ubuntu, run `npm run setup` (it installs mesa-vulkan-drivers, from ' +
     'bookworm-backports on Debian 12) and try again.'
   );

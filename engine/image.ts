@@ -21,7 +21,8 @@ export function imageToTensors(img: PixelImage, colorChannels: number): { color:
   const max = img.bitDepth === 16 ? 65535 : 255;
   const hasAlpha = channels === 2 || channels === 4;
   const srcColor = hasAlpha ? channels - 1 : channels;
-  if (colorChannels !== 1 && colorChannels !== 3) throw new Error(`a model with ${colorChannels} image channels cannot take pictures`);
+  if (colorChannels !== 1 && colorChannels !== 3)
+    throw new Error(`a model with ${colorChannels} image channels cannot take pictures`);
   const color = new Float32Array(colorChannels * h * w);
   const alpha = hasAlpha ? new Float32Array(h * w) : null;
   for (let p = 0; p < h * w; p++) {
@@ -29,7 +30,8 @@ export function imageToTensors(img: PixelImage, colorChannels: number): { color:
     for (let c = 0; c < colorChannels; c++) {
       let v: number;
       if (srcColor === colorChannels) v = img.data[base + c];
-      else if (srcColor === 1) v = img.data[base]; // gray -> RGB
+      else if (srcColor === 1)
+        v = img.data[base]; // gray -> RGB
       else v = 0.299 * img.data[base] + 0.587 * img.data[base + 1] + 0.114 * img.data[base + 2]; // RGB -> gray model
       color[c * h * w + p] = (v / max) * 2 - 1;
     }
@@ -42,7 +44,11 @@ export function imageToTensors(img: PixelImage, colorChannels: number): { color:
 }
 
 /** The output image: same colour type and bit depth as the input had (gray in, gray out), alpha merged back. */
-export function tensorsToImage(color: Tensor3, alpha: Tensor3 | null, like: { channels: 1 | 2 | 3 | 4; bitDepth: 8 | 16 }): PixelImage {
+export function tensorsToImage(
+  color: Tensor3,
+  alpha: Tensor3 | null,
+  like: { channels: 1 | 2 | 3 | 4; bitDepth: 8 | 16 },
+): PixelImage {
   const { height: h, width: w } = color;
   const max = like.bitDepth === 16 ? 65535 : 255;
   const wantAlpha = like.channels === 2 || like.channels === 4;

@@ -12,15 +12,48 @@
 // The op families already in engine/ops/ (attention, linear, loss) are re-exported from here.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
 import { conv2d, convOutSize, type ConvSpec } from './kernels.ts';
-import { checkWorkgroups, dummy, grid, grid256, mixedUniform, need, noAlias, sharedScratch, u32s, writeDummy, type BackwardOptions } from './ops/common.ts';
+import {
+  checkWorkgroups,
+  dummy,
+  grid,
+  grid256,
+  mixedUniform,
+  need,
+  noAlias,
+  sharedScratch,
+  u32s,
+  writeDummy,
+  type BackwardOptions,
+} from './ops/common.ts';
 
 export { grid256, writeDummy, type BackwardOptions } from './ops/common.ts';
 export { attentionBackward, attentionBackwardStatsBytes } from './ops/attention.ts';
-export { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes, type GroupNormBackwardSpec } from './ops/groupnorm.ts';
+export {
+  groupNormApply,
+  groupNormBackward,
+  groupNormBackwardScratchBytes,
+  type GroupNormBackwardSpec,
+} from './ops/groupnorm.ts';
 export { linearBackward, type LinearBackwardSpec } from './ops/linear.ts';
 export { loss, reduceFinal, reducePartials, type LossSpec } from './ops/loss.ts';
-import { ADD_WGSL, CHANNEL_SUM_WGSL, channelSumDirectWgsl, CONV2D_DW_WGSL, CONV2D_DX_WGSL, convDwDirectWgsl, FLIP_WEIGHTS_WGSL, SPLIT_REDUCE_WGSL } from '../shaders/conv2d_backward.ts';
-import { convDwStridedWgsl, convDxDirectWgsl, dxTaps, dxWeightsWgsl, type DxDirectShape, type StridedMode } from '../shaders/conv2d_backward_direct.ts';
+import {
+  ADD_WGSL,
+  CHANNEL_SUM_WGSL,
+  channelSumDirectWgsl,
+  CONV2D_DW_WGSL,
+  CONV2D_DX_WGSL,
+  convDwDirectWgsl,
+  FLIP_WEIGHTS_WGSL,
+  SPLIT_REDUCE_WGSL,
+} from '../shaders/conv2d_backward.ts';
+import {
+  convDwStridedWgsl,
+  convDxDirectWgsl,
+  dxTaps,
+  dxWeightsWgsl,
+  type DxDirectShape,
+  type StridedMode,
+} from '../shaders/conv2d_backward_direct.ts';
 import { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes } from './ops/groupnorm.ts';
 
 // ---------------------------------------------------------------------------------------------------------------- conv
@@ -30,7 +63,10 @@ export type ConvBackwardSpec = Omit<ConvSpec, 'hasRes'>;
 function checkConv(spec: ConvBackwardSpec): void {
   const L = spec.label ?? 'conv';
   for (const k of ['B', 'C1', 'C2', 'Hin', 'Win', 'Cout'] as const) {
-    need(Number.isInteger(spec[k]) && spec[k] >= (k === 'C2' ? 0 : 1), `${L}: ${k} must be a ${k === 'C2' ? 'non-negative' : 'positive'} integer, got ${spec[k]}`);
+    need(
+      Number.isInteger(spec[k]) && spec[k] >= (k === 'C2' ? 0 : 1),
+      `${L}: ${k} must be a ${k === 'C2' ? 'non-negative' : 'positive'} integer, got ${spec[k]}`,
+    );
   }
   need(spec.ks === 1 || spec.ks === 3, `${L}: kernel size must be 1 or 3, got ${spec.ks}`);
   need(spec.stride === 1 || spec.stride === 2, `${L}: stride must be 1 or 2, got ${spec.stride}`);
@@ -64,18 +100,37 @@ export async function conv2dBackwardInput(
   }
   const [Hout, Wout] = convOutSize(spec);
   const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, { label: 'conv2d_dx' });
-  const u = u32s([
-    spec.B, spec.C1, spec.C2, spec.Hin,
-    spec.Win, Hout, Wout, spec.Cout,
-    spec.wOff, spec.ks, spec.stride, spec.upsample ? 1 : 0,
-    opts.accumulate ? 1 : 0, 0, 0, 0,
-  ], L);
+  const u = u32s(
+    [
+      spec.B,
+      spec.C1,
+      spec.C2,
+      spec.Hin,
+      spec.Win,
+      Hout,
+      Wout,
+      spec.Cout,
+      spec.wOff,
+      spec.ks,
+      spec.stride,
+      spec.upsample ? 1 : 0,
+      opts.accumulate ? 1 : 0,
+      0,
+      0,
+      0,
+    ],
+    L,
+  );
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.params, bufs.dOut, bufs.dA, bufs.dB ?? writeDummy(ctx), ctx.uniform(u, `${L}.dx.u`)],
     `${L}.dx`,
   );
-  const workgroups: [number, number, number] = [ceilDiv(spec.Hin * spec.Win, 64), ceilDiv(spec.C1 + spec.C2, 64), spec.B];
+  const workgroups: [number, number, number] = [
+    ceilDiv(spec.Hin * spec.Win, 64),
+    ceilDiv(spec.C1 + spec.C2, 64),
+    spec.B,
+  ];
   checkWorkgroups(ctx, workgroups, L);
   return { pipeline, bindGroup, workgroups, label: `${L}.dx` };
 }
@@ -100,7 +155,11 @@ async function directInputGradient(
   const chain: Dispatch[] = [
     {
       pipeline: flip,
-      bindGroup: ctx.bind(flip, [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, KK, spec.wOff], L), `${L}.dx_flip.u`)], `${L}.dx_flip`),
+      bindGroup: ctx.bind(
+        flip,
+        [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, KK, spec.wOff], L), `${L}.dx_flip.u`)],
+        `${L}.dx_flip`,
+      ),
       workgroups: grid256(ctx, nW, L),
       label: `${L}.dx_flip`,
     },
@@ -114,7 +173,19 @@ async function directInputGradient(
     chain.push(
       await conv2d(
         ctx,
-        { B: spec.B, C1: spec.Cout, C2: 0, Hin: spec.Hin, Win: spec.Win, Cout: C, ks: spec.ks, stride: 1, wOff: c0 * spec.Cout * KK, bOff: -1, label: `${L}.dx` },
+        {
+          B: spec.B,
+          C1: spec.Cout,
+          C2: 0,
+          Hin: spec.Hin,
+          Win: spec.Win,
+          Cout: C,
+          ks: spec.ks,
+          stride: 1,
+          wOff: c0 * spec.Cout * KK,
+          bOff: -1,
+          label: `${L}.dx`,
+        },
         { params: wT, a: bufs.dOut, out },
       ),
     );
@@ -175,8 +246,19 @@ async function directWeightGradient(
   noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
   const pipeline = await ctx.pipeline(convDwDirectWgsl(spec.ks), { label: 'conv2d_dw_direct' });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, spec.Cout, rows, bands], L);
-  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);
-  return bandsThenReduce(ctx, L, { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) }, { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate }, partial, bufs.grads);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)],
+    `${L}.dw`,
+  );
+  return bandsThenReduce(
+    ctx,
+    L,
+    { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) },
+    { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate },
+    partial,
+    bufs.grads,
+  );
 }
 
 /** Which direct strided kernel a conv's backward uses on a software device: stride 2, or upsampling (not both). */
@@ -231,17 +313,32 @@ async function stridedInputGradient(
   const wT = sharedScratch(ctx, 'conv2d_dx.strided_weights', nW * 4);
   const prep = await ctx.pipeline(dxWeightsWgsl(spec.ks, mode), { label: `conv2d_dx_${mode}_weights` });
   const pipeline = await ctx.pipeline(convDxDirectWgsl(shape), { label: `conv2d_dx_${mode}_direct` });
-  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, CinP, opts.accumulate ? 1 : 0, 0, 0], L);
-  const workgroups: [number, number, number] = [ceilDiv(ceilDiv(spec.Hin, shape.RY) * ceilDiv(spec.Win, shape.PX), shape.WG), ceilDiv(Cin, shape.RN), spec.B];
+  const u = u32s(
+    [spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, CinP, opts.accumulate ? 1 : 0, 0, 0],
+    L,
+  );
+  const workgroups: [number, number, number] = [
+    ceilDiv(ceilDiv(spec.Hin, shape.RY) * ceilDiv(spec.Win, shape.PX), shape.WG),
+    ceilDiv(Cin, shape.RN),
+    spec.B,
+  ];
   checkWorkgroups(ctx, workgroups, L);
   return {
     pipeline: prep,
-    bindGroup: ctx.bind(prep, [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, CinP, spec.wOff], L), `${L}.dx_weights.u`)], `${L}.dx_weights`),
+    bindGroup: ctx.bind(
+      prep,
+      [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, CinP, spec.wOff], L), `${L}.dx_weights.u`)],
+      `${L}.dx_weights`,
+    ),
     workgroups: grid256(ctx, spec.Cout * CinP, L),
     label: `${L}.dx_weights`,
     next: {
       pipeline,
-      bindGroup: ctx.bind(pipeline, [wT, bufs.dOut, bufs.dA, bufs.dB ?? writeDummy(ctx), ctx.uniform(u, `${L}.dx.u`)], `${L}.dx`),
+      bindGroup: ctx.bind(
+        pipeline,
+        [wT, bufs.dOut, bufs.dA, bufs.dB ?? writeDummy(ctx), ctx.uniform(u, `${L}.dx.u`)],
+        `${L}.dx`,
+      ),
       workgroups,
       label: `${L}.dx`,
     },
@@ -285,8 +382,19 @@ async function stridedWeightGradient(
   const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0, vecX });
   const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
   const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
-  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)], `${L}.dw`);
-  return bandsThenReduce(ctx, L, { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) }, { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate }, partial, bufs.grads);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)],
+    `${L}.dw`,
+  );
+  return bandsThenReduce(
+    ctx,
+    L,
+    { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) },
+    { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate },
+    partial,
+    bufs.grads,
+  );
 }
 
 /** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */
@@ -313,7 +421,16 @@ export function convWeightScratchBytes(spec: ConvBackwardSpec, split = convWeigh
 export async function conv2dBackwardWeight(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
-  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer; scratch?: GPUBuffer; xn?: GPUBuffer },
+  bufs: {
+    params: GPUBuffer;
+    a: GPUBuffer;
+    b?: GPUBuffer;
+    stats?: GPUBuffer;
+    dOut: GPUBuffer;
+    grads: GPUBuffer;
+    scratch?: GPUBuffer;
+    xn?: GPUBuffer;
+  },
   opts: BackwardOptions & { split?: number } = {},
 ): Promise<Dispatch[]> {
   checkConv(spec);
@@ -323,14 +440,36 @@ export async function conv2dBackwardWeight(
     // normalise once into xn, then the plain weight gradient over it
     need(bufs.stats, `${L}: GroupNorm needs a stats buffer`);
     const Cin = spec.C1 + spec.C2;
-    need(bufs.xn.size >= spec.B * Cin * spec.Hin * spec.Win * 4, `${L}: xn of ${bufs.xn.size} bytes, needs ${spec.B * Cin * spec.Hin * spec.Win * 4}`);
+    need(
+      bufs.xn.size >= spec.B * Cin * spec.Hin * spec.Win * 4,
+      `${L}: xn of ${bufs.xn.size} bytes, needs ${spec.B * Cin * spec.Hin * spec.Win * 4}`,
+    );
     const pre = await groupNormApply(
       ctx,
-      { B: spec.B, C1: spec.C1, C2: spec.C2, HW: spec.Hin * spec.Win, groups: spec.groups ?? 1, statsOff: spec.statsOff ?? 0, gammaOff: spec.gammaOff ?? 0, betaOff: spec.betaOff ?? 0, swish: norm === 2, label: L },
+      {
+        B: spec.B,
+        C1: spec.C1,
+        C2: spec.C2,
+        HW: spec.Hin * spec.Win,
+        groups: spec.groups ?? 1,
+        statsOff: spec.statsOff ?? 0,
+        gammaOff: spec.gammaOff ?? 0,
+        betaOff: spec.betaOff ?? 0,
+        swish: norm === 2,
+        label: L,
+      },
       { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats!, out: bufs.xn },
     );
     const plain: ConvBackwardSpec = { ...spec, C1: Cin, C2: 0, norm: 0 };
-    return [pre, ...(await conv2dBackwardWeight(ctx, plain, { params: bufs.params, a: bufs.xn, dOut: bufs.dOut, grads: bufs.grads, scratch: bufs.scratch }, opts))];
+    return [
+      pre,
+      ...(await conv2dBackwardWeight(
+        ctx,
+        plain,
+        { params: bufs.params, a: bufs.xn, dOut: bufs.dOut, grads: bufs.grads, scratch: bufs.scratch },
+        opts,
+      )),
+    ];
   }
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs input B`);
   need(!norm || bufs.stats, `${L}: GroupNorm needs a stats buffer`);
@@ -342,23 +481,51 @@ export async function conv2dBackwardWeight(
   const [Hout, Wout] = convOutSize(spec);
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   const R = spec.B * Hout * Wout;
-  need(opts.split === undefined || (Number.isInteger(opts.split) && opts.split >= 1), `${L}: split must be a positive integer, got ${opts.split}`);
+  need(
+    opts.split === undefined || (Number.isInteger(opts.split) && opts.split >= 1),
+    `${L}: split must be a positive integer, got ${opts.split}`,
+  );
   const split = Math.max(1, Math.min(opts.split ?? 1, Math.ceil(R / 16)));
   if (split > 1) {
     need(bufs.scratch, `${L}: a split weight gradient needs a scratch buffer`);
-    need(bufs.scratch!.size >= convWeightScratchBytes(spec, split), `${L}: scratch of ${bufs.scratch!.size} bytes, needs ${convWeightScratchBytes(spec, split)}`);
+    need(
+      bufs.scratch!.size >= convWeightScratchBytes(spec, split),
+      `${L}: scratch of ${bufs.scratch!.size} bytes, needs ${convWeightScratchBytes(spec, split)}`,
+    );
   }
   const chunk = Math.ceil(Math.ceil(R / split) / 16) * 16;
   const S = Math.ceil(R / chunk);
-  noAlias(L, { grads: bufs.grads, scratch: S > 1 ? bufs.scratch : undefined }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut });
+  noAlias(
+    L,
+    { grads: bufs.grads, scratch: S > 1 ? bufs.scratch : undefined },
+    { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut },
+  );
   const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, { label: 'conv2d_dw' });
-  const u = u32s([
-    spec.B, spec.C1, spec.C2, spec.Hin,
-    spec.Win, Hout, Wout, spec.Cout,
-    spec.groups ?? 1, spec.wOff, spec.gammaOff ?? 0, spec.betaOff ?? 0,
-    spec.statsOff ?? 0, chunk, spec.ks, spec.stride,
-    spec.upsample ? 1 : 0, norm, S > 1 ? 1 : 0, opts.accumulate ? 1 : 0,
-  ], L);
+  const u = u32s(
+    [
+      spec.B,
+      spec.C1,
+      spec.C2,
+      spec.Hin,
+      spec.Win,
+      Hout,
+      Wout,
+      spec.Cout,
+      spec.groups ?? 1,
+      spec.wOff,
+      spec.gammaOff ?? 0,
+      spec.betaOff ?? 0,
+      spec.statsOff ?? 0,
+      chunk,
+      spec.ks,
+      spec.stride,
+      spec.upsample ? 1 : 0,
+      norm,
+      S > 1 ? 1 : 0,
+      opts.accumulate ? 1 : 0,
+    ],
+    L,
+  );
   const d = dummy(ctx);
   const target = S > 1 ? bufs.scratch! : bufs.grads;
   const bindGroup = ctx.bind(
@@ -402,7 +569,19 @@ export async function channelSumBackward(
   const pipeline = direct
     ? await ctx.pipeline(channelSumDirectWgsl(vec), { label: 'channel_sum_direct' })
     : await ctx.pipeline(CHANNEL_SUM_WGSL, { label: 'channel_sum' });
-  const u = u32s([spec.B, spec.C, spec.HW, Math.max(spec.bOff, 0), hasEmb ? spec.embOff! : 0, hasBias ? 1 : 0, hasEmb ? 1 : 0, opts.accumulate ? 1 : 0], L);
+  const u = u32s(
+    [
+      spec.B,
+      spec.C,
+      spec.HW,
+      Math.max(spec.bOff, 0),
+      hasEmb ? spec.embOff! : 0,
+      hasBias ? 1 : 0,
+      hasEmb ? 1 : 0,
+      opts.accumulate ? 1 : 0,
+    ],
+    L,
+  );
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.dOut, bufs.grads ?? writeDummy(ctx, 0), bufs.dEmb ?? writeDummy(ctx, 1), ctx.uniform(u, `${L}.bias.u`)],
@@ -423,7 +602,12 @@ export async function addInto(
   const L = spec.label ?? 'add';
   noAlias(L, { dst: bufs.dst }, { src: bufs.src });
   const pipeline = await ctx.pipeline(ADD_WGSL, { label: 'add' });
-  const ub = mixedUniform(ctx, [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0, opts.accumulate === false ? 0 : 1], [spec.scale ?? 1], L);
+  const ub = mixedUniform(
+    ctx,
+    [spec.n, spec.dstOff ?? 0, spec.srcOff ?? 0, opts.accumulate === false ? 0 : 1],
+    [spec.scale ?? 1],
+    L,
+  );
   const bindGroup = ctx.bind(pipeline, [bufs.src, bufs.dst, ub], L);
   return { pipeline, bindGroup, workgroups: grid256(ctx, spec.n, L), label: L };
 }
@@ -431,7 +615,10 @@ export async function addInto(
 // ------------------------------------------------------------------------------------------- the whole fused conv
 
 /** Scratch the fused conv backward needs (bytes; 0 where a part is not used). */
-export function conv2dBackwardScratchBytes(spec: ConvBackwardSpec, split = convWeightSplit(spec)): { dYA: number; dYB: number; gn: number; dw: number; xn: number } {
+export function conv2dBackwardScratchBytes(
+  spec: ConvBackwardSpec,
+  split = convWeightSplit(spec),
+): { dYA: number; dYB: number; gn: number; dw: number; xn: number } {
   const norm = spec.norm ?? 0;
   const hw = spec.Hin * spec.Win;
   return {
@@ -457,8 +644,15 @@ export async function conv2dBackward(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
   bufs: {
-    params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer;
-    dEmb?: GPUBuffer; dA?: GPUBuffer; dB?: GPUBuffer;
+    params: GPUBuffer;
+    a: GPUBuffer;
+    b?: GPUBuffer;
+    stats?: GPUBuffer;
+    dOut: GPUBuffer;
+    grads: GPUBuffer;
+    dEmb?: GPUBuffer;
+    dA?: GPUBuffer;
+    dB?: GPUBuffer;
     scratch?: { dYA?: GPUBuffer; dYB?: GPUBuffer; gn?: GPUBuffer; dw?: GPUBuffer; xn?: GPUBuffer };
   },
   opts: BackwardOptions & { accumulateParams?: boolean; split?: number; inputGrad?: boolean } = {},
@@ -482,30 +676,61 @@ export async function conv2dBackward(
   const split = opts.split ?? (bufs.scratch?.dw ? convWeightSplit(spec) : 1);
   out.push(
     ...(await conv2dBackwardWeight(
-      ctx, spec,
-      { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut, grads: bufs.grads, scratch: bufs.scratch?.dw, xn: bufs.scratch?.xn },
+      ctx,
+      spec,
+      {
+        params: bufs.params,
+        a: bufs.a,
+        b: bufs.b,
+        stats: bufs.stats,
+        dOut: bufs.dOut,
+        grads: bufs.grads,
+        scratch: bufs.scratch?.dw,
+        xn: bufs.scratch?.xn,
+      },
       { accumulate: opts.accumulateParams, split },
     )),
   );
   if (opts.inputGrad === false) return out;
   need(bufs.dA, `${L}: no dA buffer for the input gradient (pass inputGrad: false to skip it)`);
   if (!norm) {
-    out.push(await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: bufs.dA!, dB: bufs.dB }, opts));
+    out.push(
+      await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: bufs.dA!, dB: bufs.dB }, opts),
+    );
     return out;
   }
   const s = bufs.scratch;
-  need(s?.dYA && s.gn && (spec.C2 === 0 || s.dYB), `${L}: a normalised conv's backward needs scratch dYA${spec.C2 ? ', dYB' : ''} and gn`);
+  need(
+    s?.dYA && s.gn && (spec.C2 === 0 || s.dYB),
+    `${L}: a normalised conv's backward needs scratch dYA${spec.C2 ? ', dYB' : ''} and gn`,
+  );
   out.push(await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: s!.dYA!, dB: s!.dYB }));
   out.push(
     ...(await groupNormBackward(
       ctx,
       {
-        B: spec.B, C1: spec.C1, C2: spec.C2, HW: spec.Hin * spec.Win, groups: spec.groups ?? 1, statsOff: spec.statsOff ?? 0,
-        gammaOff: spec.gammaOff ?? 0, betaOff: spec.betaOff ?? 0, swish: norm === 2, label: L,
+        B: spec.B,
+        C1: spec.C1,
+        C2: spec.C2,
+        HW: spec.Hin * spec.Win,
+        groups: spec.groups ?? 1,
+        statsOff: spec.statsOff ?? 0,
+        gammaOff: spec.gammaOff ?? 0,
+        betaOff: spec.betaOff ?? 0,
+        swish: norm === 2,
+        label: L,
       },
       {
-        params: bufs.params, a: bufs.a, b: bufs.b, dYA: s!.dYA!, dYB: s!.dYB, stats: bufs.stats!, grads: bufs.grads,
-        scratch: s!.gn!, dA: bufs.dA!, dB: bufs.dB,
+        params: bufs.params,
+        a: bufs.a,
+        b: bufs.b,
+        dYA: s!.dYA!,
+        dYB: s!.dYB,
+        stats: bufs.stats!,
+        grads: bufs.grads,
+        scratch: s!.gn!,
+        dA: bufs.dA!,
+        dB: bufs.dB,
       },
       { accumulate: opts.accumulate, accumulateParams: opts.accumulateParams },
     )),

@@ -4,8 +4,23 @@
 // engine/ops/ (one module each, forward and backward together) are re-exported from here; conv2d and GroupNorm
 // statistics are still here, their backward in kernels-backward.ts.
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { CONV_UNIFORM, CONV2D_SPLITK_REDUCE_WGSL, SPLITK_REDUCE_UNIFORM, conv2dDirectWgsl, conv2dTiledWgsl, type TiledShape } from '../shaders/conv2d.ts';
-import { conv2dMmaWgsl, MMA_TILE, mmaTile, mmaTileBytes, mmaWorkgroupSize, subgroupMatrixProbeWgsl, type SubgroupMatrixSyntax } from '../shaders/conv2d_mma.ts';
+import {
+  CONV_UNIFORM,
+  CONV2D_SPLITK_REDUCE_WGSL,
+  SPLITK_REDUCE_UNIFORM,
+  conv2dDirectWgsl,
+  conv2dTiledWgsl,
+  type TiledShape,
+} from '../shaders/conv2d.ts';
+import {
+  conv2dMmaWgsl,
+  MMA_TILE,
+  mmaTile,
+  mmaTileBytes,
+  mmaWorkgroupSize,
+  subgroupMatrixProbeWgsl,
+  type SubgroupMatrixSyntax,
+} from '../shaders/conv2d_mma.ts';
 import type { EngineOptions } from './options.ts';
 
 import { checkWorkgroups, dummy, grid, sharedScratch } from './ops/common.ts';
@@ -54,12 +69,21 @@ export function convOutSize(spec: Pick<ConvSpec, 'Hin' | 'Win' | 'ks' | 'stride'
 export async function conv2d(
   ctx: GpuContext,
   spec: ConvSpec,
-  bufs: { params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; stats?: GPUBuffer; emb?: GPUBuffer; res?: GPUBuffer; out: GPUBuffer },
+  bufs: {
+    params: GPUBuffer;
+    a: GPUBuffer;
+    b?: GPUBuffer;
+    stats?: GPUBuffer;
+    emb?: GPUBuffer;
+    res?: GPUBuffer;
+    out: GPUBuffer;
+  },
 ): Promise<Dispatch> {
   const [Hout, Wout] = convOutSize(spec);
   const norm = spec.norm ?? 0;
   const G = spec.groups ?? 1;
-  if (norm && (spec.C1 + spec.C2) % G !== 0) throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${G} groups`);
+  if (norm && (spec.C1 + spec.C2) % G !== 0)
+    throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${G} groups`);
   if (spec.C2 > 0 && !bufs.b) throw new Error(`${spec.label}: C2 > 0 needs input B`);
   if (norm && !bufs.stats) throw new Error(`${spec.label}: GroupNorm needs a stats buffer`);
   const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
@@ -76,10 +100,25 @@ export async function conv2d(
   const uniform = () =>
     CONV_UNIFORM.pack(
       {
-        B: spec.B, C1: spec.C1, C2: spec.C2, Hin: spec.Hin, Win: spec.Win, Hout, Wout, Cout: spec.Cout, G,
-        wOff: spec.wOff, bOff: Math.max(spec.bOff, 0), gOff: spec.gammaOff ?? 0, betaOff: spec.betaOff ?? 0,
-        embOff: hasEmb ? spec.embOff! : 0, statsOff: spec.statsOff ?? 0, hasBias: spec.bOff >= 0 ? 1 : 0, kChunk,
-        hasEmb: hasEmb ? 1 : 0, hasRes: spec.hasRes ? 1 : 0,
+        B: spec.B,
+        C1: spec.C1,
+        C2: spec.C2,
+        Hin: spec.Hin,
+        Win: spec.Win,
+        Hout,
+        Wout,
+        Cout: spec.Cout,
+        G,
+        wOff: spec.wOff,
+        bOff: Math.max(spec.bOff, 0),
+        gOff: spec.gammaOff ?? 0,
+        betaOff: spec.betaOff ?? 0,
+        embOff: hasEmb ? spec.embOff! : 0,
+        statsOff: spec.statsOff ?? 0,
+        hasBias: spec.bOff >= 0 ? 1 : 0,
+        kChunk,
+        hasEmb: hasEmb ? 1 : 0,
+        hasRes: spec.hasRes ? 1 : 0,
       },
       spec.label,
     );
@@ -90,15 +129,24 @@ export async function conv2d(
   let split: { S: number; parts: GPUBuffer } | null = null;
   const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
   // the GEMM kernels' output tile (the direct kernel has its own blocks)
-  const mmaOpts = kernel === 'mma' || kernel === 'mma3'
-    ? { ...(await requireMma(ctx, kernel)), split: kernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, subgroups: o.mma.subgroups, pad: o.mma.pad, tk: o.mma.tk, batched: o.batchLoads }
-    : null;
+  const mmaOpts =
+    kernel === 'mma' || kernel === 'mma3'
+      ? {
+          ...(await requireMma(ctx, kernel)),
+          split: kernel === 'mma3',
+          maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize,
+          subgroups: o.mma.subgroups,
+          pad: o.mma.pad,
+          tk: o.mma.tk,
+          batched: o.batchLoads,
+        }
+      : null;
   const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts, o.mma) } : null;
   const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout, o.tiledTile) : null;
   const tile: { TM: number; TN: number } = tiled ?? mma ?? MMA_TILE;
   if (kernel !== 'direct') {
     // split-K's chunks are whole k-steps of the kernel
-    const tk = kernel === 'tiled' ? 16 : mma ? mma.tk ?? 32 : MMA_TILE.TK;
+    const tk = kernel === 'tiled' ? 16 : mma ? (mma.tk ?? 32) : MMA_TILE.TK;
     const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
     const outBytes = spec.B * spec.Cout * Hout * Wout * 4;
     const { S, kChunk: chunk } = splitK(o, wgs, K, tk, Math.floor(ctx.limits.maxStorageBufferBindingSize / outBytes));
@@ -110,20 +158,37 @@ export async function conv2d(
   }
   if (kernel === 'direct') {
     const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout, o.directBlock);
-    const vec = spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && o.directBlock.vec !== false;
+    const vec =
+      spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && o.directBlock.vec !== false;
     // 1x1 convs always have the second input's loop (empty without one; a 1x1 body is short to compile), so the
     // U-Net's 1x1 convs with and without a skip input share pipelines; a 3x3 body is long, so there only where used
     const concat = spec.C2 > 0 || spec.ks === 1;
-    const code = conv2dDirectWgsl({ ks: spec.ks, stride: spec.stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat, vec });
+    const code = conv2dDirectWgsl({
+      ks: spec.ks,
+      stride: spec.stride,
+      upsample: !!spec.upsample,
+      PX,
+      RN,
+      CC,
+      WG,
+      concat,
+      vec,
+    });
     // whether the embedding and the residual are added is in the uniform (hasEmb, hasRes), so convs share pipelines
     pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm } });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else if (kernel === 'f16' || mma) {
     const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: o.mma.prefetch, batched: o.batchLoads });
-    pipeline = await ctx.pipeline(code, { label: mma ? `conv2d_${kernel}_${mma.TM}x${mma.TN}` : 'conv2d_f16', constants: { KS: spec.ks, ...constants } });
+    pipeline = await ctx.pipeline(code, {
+      label: mma ? `conv2d_${kernel}_${mma.TM}x${mma.TN}` : 'conv2d_f16',
+      constants: { KS: spec.ks, ...constants },
+    });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   } else {
-    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiled!, o.tiledPrefetch, o.batchLoads), { label: `conv2d_tiled_${tile.TM}x${tile.TN}`, constants: { KS: spec.ks, ...constants } });
+    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiled!, o.tiledPrefetch, o.batchLoads), {
+      label: `conv2d_tiled_${tile.TM}x${tile.TN}`,
+      constants: { KS: spec.ks, ...constants },
+    });
     workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
   }
   const d = dummy(ctx);
@@ -131,8 +196,26 @@ export async function conv2d(
   const bindGroup = ctx.bind(
     pipeline,
     split
-      ? [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, d, d, split.parts, ctx.uniform(uniform(), `${spec.label}.u`)]
-      : [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(uniform(), `${spec.label}.u`)],
+      ? [
+          bufs.params,
+          bufs.a,
+          bufs.b ?? d,
+          bufs.stats ?? d,
+          d,
+          d,
+          split.parts,
+          ctx.uniform(uniform(), `${spec.label}.u`),
+        ]
+      : [
+          bufs.params,
+          bufs.a,
+          bufs.b ?? d,
+          bufs.stats ?? d,
+          bufs.emb ?? d,
+          bufs.res ?? d,
+          bufs.out,
+          ctx.uniform(uniform(), `${spec.label}.u`),
+        ],
     spec.label,
   );
   checkWorkgroups(ctx, workgroups, spec.label);
@@ -144,12 +227,24 @@ export async function conv2d(
     constants: { HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 },
   });
   const ru = SPLITK_REDUCE_UNIFORM.pack(
-    { S: split.S, B: spec.B, Cout: spec.Cout, M: Hout * Wout, bOff: Math.max(spec.bOff, 0), embOff: hasEmb ? spec.embOff! : 0, hasBias: spec.bOff >= 0 ? 1 : 0 },
+    {
+      S: split.S,
+      B: spec.B,
+      Cout: spec.Cout,
+      M: Hout * Wout,
+      bOff: Math.max(spec.bOff, 0),
+      embOff: hasEmb ? spec.embOff! : 0,
+      hasBias: spec.bOff >= 0 ? 1 : 0,
+    },
     spec.label,
   );
   conv.next = {
     pipeline: reduce,
-    bindGroup: ctx.bind(reduce, [bufs.params, split.parts, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(ru, `${spec.label}.splitk.u`)], `${spec.label}.splitk`),
+    bindGroup: ctx.bind(
+      reduce,
+      [bufs.params, split.parts, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(ru, `${spec.label}.splitk.u`)],
+      `${spec.label}.splitk`,
+    ),
     workgroups: grid(ctx, n, 256, spec.label),
     label: `${spec.label}.splitk`,
   };
@@ -181,7 +276,16 @@ export function tiledShape(M: number, Cout: number, fixed: Partial<TiledShape> =
 export function mmaShape(
   M: number,
   Cout: number,
-  s: { fragment: number; subgroupSize: number; split?: boolean; subgroups?: 4 | 8; tk?: 32 | 64; batched?: boolean; pad?: boolean; maxWorkgroupBytes?: number },
+  s: {
+    fragment: number;
+    subgroupSize: number;
+    split?: boolean;
+    subgroups?: 4 | 8;
+    tk?: 32 | 64;
+    batched?: boolean;
+    pad?: boolean;
+    maxWorkgroupBytes?: number;
+  },
   fixed: { TM?: number; TN?: number } = {},
 ): { TM: number; TN: number } {
   const S = s.fragment;
@@ -196,7 +300,8 @@ export function mmaShape(
   while (((s.tk ?? 32) * TM) / (NSG * s.subgroupSize) > 32 && TM > 2 * S && fixed.TM === undefined) TM /= 2;
   // and within the device's workgroup memory (64-deep split steps take more than 48 KiB at 128 x 64)
   const bytes = () => mmaTileBytes({ ...s, TM, TN });
-  while (s.maxWorkgroupBytes !== undefined && bytes() > s.maxWorkgroupBytes && TM > 2 * S && fixed.TM === undefined) TM /= 2;
+  while (s.maxWorkgroupBytes !== undefined && bytes() > s.maxWorkgroupBytes && TM > 2 * S && fixed.TM === undefined)
+    TM /= 2;
   return { TM, TN };
 }
 
@@ -247,11 +352,25 @@ export async function checkEngineOptions(ctx: GpuContext): Promise<void> {
   }
   const s = await mmaSupport(ctx);
   if (!s.ok) return;
-  const base = { body: 'subgroup-matrix' as const, subgroupSize: s.subgroupSize, fragment: s.fragment, subgroups: o.mma.subgroups, batched: o.batchLoads };
+  const base = {
+    body: 'subgroup-matrix' as const,
+    subgroupSize: s.subgroupSize,
+    fragment: s.fragment,
+    subgroups: o.mma.subgroups,
+    batched: o.batchLoads,
+  };
   if (o.mma.TM !== undefined || o.mma.TN !== undefined) {
     try {
       // the split kernel ('mma3') takes fewer fragments a subgroup
-      mmaTile({ ...base, TM: o.mma.TM, TN: o.mma.TN, split: o.convKernel === 'mma3', maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize, pad: o.mma.pad, tk: o.mma.tk });
+      mmaTile({
+        ...base,
+        TM: o.mma.TM,
+        TN: o.mma.TN,
+        split: o.convKernel === 'mma3',
+        maxWorkgroupBytes: ctx.limits.maxComputeWorkgroupStorageSize,
+        pad: o.mma.pad,
+        tk: o.mma.tk,
+      });
     } catch (e) {
       fail('mma.tile', e);
     }
@@ -267,7 +386,9 @@ export async function checkEngineOptions(ctx: GpuContext): Promise<void> {
 
 function requireF16(ctx: GpuContext): { body: 'f16-tiles' } {
   if (!ctx.features.shaderF16) {
-    throw new Error(`the 'f16' conv2d kernel needs the 'shader-f16' feature, which ${ctx.adapter.description} does not offer; use 'tiled' or 'direct'`);
+    throw new Error(
+      `the 'f16' conv2d kernel needs the 'shader-f16' feature, which ${ctx.adapter.description} does not offer; use 'tiled' or 'direct'`,
+    );
   }
   return { body: 'f16-tiles' };
 }
@@ -293,39 +414,74 @@ export function mmaSupport(ctx: GpuContext): Promise<MmaSupport> {
 
 async function probeMma(ctx: GpuContext): Promise<MmaSupport> {
   const a = ctx.adapter;
-  if (!ctx.features.subgroupMatrix) return { ok: false, reason: `${a.description} does not offer 'chromium-experimental-subgroup-matrix' (on NVIDIA, Dawn needs the allow_unsafe_apis toggle)` };
-  if (!ctx.features.shaderF16 || !ctx.features.subgroups) return { ok: false, reason: `${a.description} lacks 'shader-f16' or 'subgroups'` };
+  if (!ctx.features.subgroupMatrix)
+    return {
+      ok: false,
+      reason: `${a.description} does not offer 'chromium-experimental-subgroup-matrix' (on NVIDIA, Dawn needs the allow_unsafe_apis toggle)`,
+    };
+  if (!ctx.features.shaderF16 || !ctx.features.subgroups)
+    return { ok: false, reason: `${a.description} lacks 'shader-f16' or 'subgroups'` };
   // square f16->f32 configs, the largest first (16x16x16 on NVIDIA; lavapipe offers 8x8x8)
   const cfg = a.subgroupMatrixConfigs
-    .filter((c) => c.componentType === 'f16' && c.resultComponentType === 'f32' && c.M === c.N && c.N === c.K && (c.M === 8 || c.M === 16))
+    .filter(
+      (c) =>
+        c.componentType === 'f16' &&
+        c.resultComponentType === 'f32' &&
+        c.M === c.N &&
+        c.N === c.K &&
+        (c.M === 8 || c.M === 16),
+    )
     .sort((x, y) => y.M - x.M)[0];
   if (!cfg) {
-    const have = a.subgroupMatrixConfigs.map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`).join(', ') || 'none';
-    return { ok: false, reason: `${a.description} has no f16->f32 16x16x16 or 8x8x8 subgroup-matrix config (it has: ${have})` };
+    const have =
+      a.subgroupMatrixConfigs
+        .map((c) => `${c.componentType}->${c.resultComponentType} ${c.M}x${c.N}x${c.K}`)
+        .join(', ') || 'none';
+    return {
+      ok: false,
+      reason: `${a.description} has no f16->f32 16x16x16 or 8x8x8 subgroup-matrix config (it has: ${have})`,
+    };
   }
   if (!a.subgroupMaxSize || a.subgroupMinSize !== a.subgroupMaxSize) {
-    return { ok: false, reason: `${a.description} has subgroups of ${a.subgroupMinSize}..${a.subgroupMaxSize} invocations; the 'mma' kernel needs one fixed size` };
+    return {
+      ok: false,
+      reason: `${a.description} has subgroups of ${a.subgroupMinSize}..${a.subgroupMaxSize} invocations; the 'mma' kernel needs one fixed size`,
+    };
   }
   const subgroupSize = a.subgroupMaxSize;
   const fragment = cfg.M;
   if (subgroupSize * 4 < 2 * fragment || (4 * subgroupSize) % (2 * fragment) !== 0) {
-    return { ok: false, reason: `${a.description}'s subgroups of ${subgroupSize} do not fit the 'mma' kernel's tiles of ${fragment}x${fragment} fragments` };
+    return {
+      ok: false,
+      reason: `${a.description}'s subgroups of ${subgroupSize} do not fit the 'mma' kernel's tiles of ${fragment}x${fragment} fragments`,
+    };
   }
   const errors: string[] = [];
   for (const syntax of ['template', 'arg'] as const) {
     try {
-      await ctx.pipeline(subgroupMatrixProbeWgsl(syntax, subgroupSize, fragment), { label: `subgroup_matrix_probe_${syntax}` });
+      await ctx.pipeline(subgroupMatrixProbeWgsl(syntax, subgroupSize, fragment), {
+        label: `subgroup_matrix_probe_${syntax}`,
+      });
       return { ok: true, subgroupSize, syntax, fragment };
     } catch (e) {
       errors.push(`${syntax}: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`);
     }
   }
-  return { ok: false, reason: `the shader compiler took neither spelling of the subgroup-matrix builtins (${errors.join('; ')})` };
+  return {
+    ok: false,
+    reason: `the shader compiler took neither spelling of the subgroup-matrix builtins (${errors.join('; ')})`,
+  };
 }
 
-async function requireMma(ctx: GpuContext, kernel: 'mma' | 'mma3'): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; fragment: number }> {
+async function requireMma(
+  ctx: GpuContext,
+  kernel: 'mma' | 'mma3',
+): Promise<{ body: 'subgroup-matrix'; subgroupSize: number; syntax: SubgroupMatrixSyntax; fragment: number }> {
   const s = await mmaSupport(ctx);
-  if (!s.ok) throw new Error(`the '${kernel}' conv2d kernel cannot run here: ${s.reason}; use ${kernel === 'mma' ? "'f16' or 'tiled'" : "'tiled' (f32)"}`);
+  if (!s.ok)
+    throw new Error(
+      `the '${kernel}' conv2d kernel cannot run here: ${s.reason}; use ${kernel === 'mma' ? "'f16' or 'tiled'" : "'tiled' (f32)"}`,
+    );
   const wg = mmaWorkgroupSize({ body: 'subgroup-matrix', subgroupSize: s.subgroupSize });
   if (wg > ctx.limits.maxComputeInvocationsPerWorkgroup) {
     throw new Error(`the '${kernel}' conv2d kernel needs ${wg} invocations per workgroup, over this device's limit`);

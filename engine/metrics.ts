@@ -23,14 +23,19 @@ function checkPair(a: MetricImage, b: MetricImage, what: string): void {
     [a, 'first'],
     [b, 'second'],
   ] as const) {
-    if (!(im.width >= 1 && im.height >= 1 && im.channels >= 1) || im.data.length !== im.width * im.height * im.channels) {
+    if (
+      !(im.width >= 1 && im.height >= 1 && im.channels >= 1) ||
+      im.data.length !== im.width * im.height * im.channels
+    ) {
       throw new Error(
         `${what}: the ${name} image is malformed (${im.width}x${im.height}x${im.channels} with ${im.data.length} samples)`,
       );
     }
   }
   if (a.width !== b.width || a.height !== b.height || a.channels !== b.channels) {
-    throw new Error(`${what}: sizes differ: ${a.width}x${a.height}x${a.channels} vs ${b.width}x${b.height}x${b.channels}`);
+    throw new Error(
+      `${what}: sizes differ: ${a.width}x${a.height}x${a.channels} vs ${b.width}x${b.height}x${b.channels}`,
+    );
   }
 }
 
@@ -103,7 +108,8 @@ export interface SsimOptions {
 /** Mean SSIM of one channel plane (float64 values), over the valid windows. */
 export function ssimPlane(a: Float64Array, b: Float64Array, h: number, w: number, o: SsimOptions = {}): number {
   const size = o.windowSize ?? 11;
-  if (h < size || w < size) throw new Error(`ssim: the image is ${w}x${h}; SSIM with an ${size}x${size} window needs sides >= ${size}`);
+  if (h < size || w < size)
+    throw new Error(`ssim: the image is ${w}x${h}; SSIM with an ${size}x${size} window needs sides >= ${size}`);
   const L = o.range ?? 255;
   const C1 = ((o.k1 ?? 0.01) * L) ** 2;
   const C2 = ((o.k2 ?? 0.03) * L) ** 2;
@@ -162,9 +168,16 @@ export function consistencyMSE(lr: ArrayLike<number>, outputDownscaled: ArrayLik
  * The reference's tensor2img for image `index` of an NCHW [-1, 1] tensor: clamp, (x+1)/2, * 255, round half to even,
  * as an interleaved uint8 MetricImage (what the reference computes its metrics on).
  */
-export function tensorToImage(t: ArrayLike<number>, channels: number, height: number, width: number, index = 0): MetricImage & { data: Uint8Array } {
+export function tensorToImage(
+  t: ArrayLike<number>,
+  channels: number,
+  height: number,
+  width: number,
+  index = 0,
+): MetricImage & { data: Uint8Array } {
   const hw = height * width;
-  if (t.length < (index + 1) * channels * hw) throw new Error(`tensorToImage: the tensor has ${t.length} values, too few for image ${index}`);
+  if (t.length < (index + 1) * channels * hw)
+    throw new Error(`tensorToImage: the tensor has ${t.length} values, too few for image ${index}`);
   const data = new Uint8Array(hw * channels);
   const f = Math.fround;
   for (let c = 0; c < channels; c++) {
@@ -222,7 +235,8 @@ function gradientMagnitude(y: Float64Array, h: number, w: number): Float64Array 
   const wd = Math.ceil(w / 2);
   const d = new Float64Array(hd * wd);
   for (let r = 0; r < hd; r++)
-    for (let c = 0; c < wd; c++) d[r * wd + c] = (at(2 * r, 2 * c) + at(2 * r + 1, 2 * c) + at(2 * r, 2 * c + 1) + at(2 * r + 1, 2 * c + 1)) / 4;
+    for (let c = 0; c < wd; c++)
+      d[r * wd + c] = (at(2 * r, 2 * c) + at(2 * r + 1, 2 * c) + at(2 * r, 2 * c + 1) + at(2 * r + 1, 2 * c + 1)) / 4;
   const dv = (r: number, c: number) => (r >= 0 && r < hd && c >= 0 && c < wd ? d[r * wd + c] : 0);
   const g = new Float64Array(hd * wd);
   for (let r = 0; r < hd; r++)

@@ -14,8 +14,17 @@ export interface AdamOptions {
 }
 
 /** The f32 scalars of Adam step `step` (1-based), computed in float64 as torch does in Python. */
-export function adamScalars(step: number, o: AdamOptions): {
-  negStepSize: number; lerpW: number; beta2: number; oneMinusBeta2: number; bc2Sqrt: number; eps: number; weightDecay: number;
+export function adamScalars(
+  step: number,
+  o: AdamOptions,
+): {
+  negStepSize: number;
+  lerpW: number;
+  beta2: number;
+  oneMinusBeta2: number;
+  bc2Sqrt: number;
+  eps: number;
+  weightDecay: number;
 } {
   if (!Number.isInteger(step) || step < 1) throw new Error(`Adam step must be a positive integer, got ${step}`);
   const b1 = o.beta1 ?? 0.9;
@@ -60,14 +69,21 @@ export async function adam(
   bufs: { params: GPUBuffer; grads: GPUBuffer; m: GPUBuffer; v: GPUBuffer },
 ): Promise<AdamDispatch> {
   const L = spec.label ?? 'adam';
-  const options: AdamOptions = { lr: spec.lr, beta1: spec.beta1, beta2: spec.beta2, eps: spec.eps, weightDecay: spec.weightDecay };
+  const options: AdamOptions = {
+    lr: spec.lr,
+    beta1: spec.beta1,
+    beta2: spec.beta2,
+    eps: spec.eps,
+    weightDecay: spec.weightDecay,
+  };
   checkAdam(options);
   const n = spec.n;
   if (!Number.isInteger(n) || n < 1) throw new Error(`${L}: n must be a positive integer, got ${n}`);
   for (const [k, b] of Object.entries(bufs)) {
     if (b.size < n * 4) throw new Error(`${L}: ${k} holds ${b.size / 4} floats, fewer than the ${n} parameters`);
   }
-  if (new Set(Object.values(bufs)).size !== 4) throw new Error(`${L}: params, grads, m and v must be four different buffers`);
+  if (new Set(Object.values(bufs)).size !== 4)
+    throw new Error(`${L}: params, grads, m and v must be four different buffers`);
   const pipeline = await ctx.pipeline(ADAM_WGSL, { label: 'adam' });
   const ubuf = ctx.uniform(new ArrayBuffer(48), `${L}.u`);
   const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.grads, bufs.m, bufs.v, ubuf], L);
@@ -105,8 +121,17 @@ export async function globalNorm(
   const p = await ctx.pipeline(SUMSQ_PARTIAL_WGSL, { label: 'sumsq_partial' });
   const u = ctx.uniform(new Uint32Array([spec.n, spec.off ?? 0, 0, 0]), `${L}.u`);
   return [
-    { pipeline: p, bindGroup: ctx.bind(p, [bufs.x, bufs.partial, u], `${L}.partial`), workgroups: [P], label: `${L}.partial` },
-    await reduceFinal(ctx, { count: P, outOff: spec.outOff, sqrt: true, label: `${L}.final` }, { partial: bufs.partial, out: bufs.out }),
+    {
+      pipeline: p,
+      bindGroup: ctx.bind(p, [bufs.x, bufs.partial, u], `${L}.partial`),
+      workgroups: [P],
+      label: `${L}.partial`,
+    },
+    await reduceFinal(
+      ctx,
+      { count: P, outOff: spec.outOff, sqrt: true, label: `${L}.final` },
+      { partial: bufs.partial, out: bufs.out },
+    ),
   ];
 }
 
@@ -122,14 +147,23 @@ export async function clipGradNorm(
 ): Promise<Dispatch[]> {
   const L = spec.label ?? 'clip_grad_norm';
   if (!(spec.maxNorm > 0)) throw new Error(`${L}: max norm must be positive, got ${spec.maxNorm}`);
-  const first = await globalNorm(ctx, { n: spec.n, outOff: spec.normOff, label: L }, { x: bufs.grads, partial: bufs.partial, out: bufs.norm });
+  const first = await globalNorm(
+    ctx,
+    { n: spec.n, outOff: spec.normOff, label: L },
+    { x: bufs.grads, partial: bufs.partial, out: bufs.norm },
+  );
   const p = await ctx.pipeline(CLIP_SCALE_WGSL, { label: 'clip_scale' });
   const u = new ArrayBuffer(16);
   new Uint32Array(u, 0, 2).set([spec.n, spec.normOff ?? 0]);
   new Float32Array(u, 8, 1)[0] = spec.maxNorm;
   return [
     ...first,
-    { pipeline: p, bindGroup: ctx.bind(p, [bufs.norm, bufs.grads, ctx.uniform(u, `${L}.scale.u`)], `${L}.scale`), workgroups: grid256(ctx, spec.n, L), label: `${L}.scale` },
+    {
+      pipeline: p,
+      bindGroup: ctx.bind(p, [bufs.norm, bufs.grads, ctx.uniform(u, `${L}.scale.u`)], `${L}.scale`),
+      workgroups: grid256(ctx, spec.n, L),
+      label: `${L}.scale`,
+    },
   ];
 }
 
@@ -145,5 +179,10 @@ export async function emaUpdate(
   const u = new ArrayBuffer(16);
   new Uint32Array(u, 0, 1)[0] = spec.n;
   new Float32Array(u, 8, 2).set([spec.decay, 1 - spec.decay]);
-  return { pipeline: p, bindGroup: ctx.bind(p, [bufs.params, bufs.ema, ctx.uniform(u, `${L}.u`)], L), workgroups: grid256(ctx, spec.n, L), label: L };
+  return {
+    pipeline: p,
+    bindGroup: ctx.bind(p, [bufs.params, bufs.ema, ctx.uniform(u, `${L}.u`)], L),
+    workgroups: grid256(ctx, spec.n, L),
+    label: L,
+  };
 }

@@ -91,11 +91,15 @@ export const MMA_SUBGROUPS = 8;
  * The options a context runs with: the defaults for this adapter, with `s` over them. Checks what can be checked
  * without a device (kernels.ts checkEngineOptions checks the rest against the device).
  */
-export function resolveEngineOptions(adapter: Pick<AdapterDescription, 'isSoftware'>, s: EngineSwitches = {}): Readonly<EngineOptions> {
+export function resolveEngineOptions(
+  adapter: Pick<AdapterDescription, 'isSoftware'>,
+  s: EngineSwitches = {},
+): Readonly<EngineOptions> {
   if (s.convKernel !== undefined && !CONV_KERNELS.includes(s.convKernel)) {
     throw new Error(`unknown conv2d kernel '${s.convKernel}': use one of ${CONV_KERNELS.join(', ')}`);
   }
-  if (s.paths !== undefined && s.paths !== 'gpu' && s.paths !== 'software') throw new Error(`paths: give 'gpu' or 'software', not '${s.paths}'`);
+  if (s.paths !== undefined && s.paths !== 'gpu' && s.paths !== 'software')
+    throw new Error(`paths: give 'gpu' or 'software', not '${s.paths}'`);
   const paths = s.paths ?? (adapter.isSoftware ? 'software' : 'gpu');
   const o: EngineOptions = {
     paths,

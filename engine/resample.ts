@@ -118,13 +118,15 @@ export function flatWorkgroups(threads: number): [number, number] {
 }
 
 function dim(v: number, name: string, max = 1 << 24): number {
-  if (!Number.isInteger(v) || v < 1 || v > max) throw new Error(`resample: ${name} must be an integer from 1 to ${max}, got ${v}`);
+  if (!Number.isInteger(v) || v < 1 || v > max)
+    throw new Error(`resample: ${name} must be an integer from 1 to ${max}, got ${v}`);
   return v;
 }
 
 function offset(v: number | undefined, name: string): number {
   const o = v ?? 0;
-  if (!Number.isInteger(o) || o < 0 || o > 0xffffffff) throw new Error(`resample: ${name} must be a non-negative integer, got ${o}`);
+  if (!Number.isInteger(o) || o < 0 || o > 0xffffffff)
+    throw new Error(`resample: ${name} must be a non-negative integer, got ${o}`);
   return o;
 }
 
@@ -138,7 +140,8 @@ function channelMapWord(map: number[], max: number, what: string): number {
   if (map.length < 1 || map.length > 4) throw new Error(`resample: ${what} needs 1 to 4 entries, got ${map.length}`);
   let w = 0;
   map.forEach((m, c) => {
-    if (!Number.isInteger(m) || m < 0 || m >= max) throw new Error(`resample: ${what}[${c}] = ${m} is not a valid source (0..${max - 1})`);
+    if (!Number.isInteger(m) || m < 0 || m >= max)
+      throw new Error(`resample: ${what}[${c}] = ${m} is not a valid source (0..${max - 1})`);
     w |= m << (8 * c);
   });
   return w >>> 0;
@@ -150,7 +153,10 @@ export class Resampler {
 
   private constructor(
     private readonly ctx: GpuContext,
-    private readonly pipes: Record<'interp' | 'interpClamp' | 'filter' | 'filterClamp' | 'toTensor' | 'toPixels', GPUComputePipeline>,
+    private readonly pipes: Record<
+      'interp' | 'interpClamp' | 'filter' | 'filterClamp' | 'toTensor' | 'toPixels',
+      GPUComputePipeline
+    >,
   ) {}
 
   static async create(ctx: GpuContext): Promise<Resampler> {
@@ -180,7 +186,8 @@ export class Resampler {
     if (total > 0xffffffff || planes * inH * inW > 0xffffffff) throw new Error('resample: tensor over 2^32 elements');
     const inOff = offset(o.inOffset, 'inOffset');
     const outOff = offset(o.outOffset, 'outOffset');
-    if (o.input === o.output) throw new Error('resample: input and output must be different buffers (no in-place resize)');
+    if (o.input === o.output)
+      throw new Error('resample: input and output must be different buffers (no in-place resize)');
     fits(o.input, inOff + planes * inH * inW, 'the input');
     fits(o.output, outOff + total, 'the output');
     const buf = new ArrayBuffer(48);
@@ -188,10 +195,22 @@ export class Resampler {
     // PyTorch's area_pixel_compute_scale: in / out (for an integer factor f: exactly f or 1/f when f is a power of 2).
     new Float32Array(buf, 32, 4).set([inH / outH, inW / outW, k.a, 0]);
     const pipeline =
-      k.method === 'interp' ? (o.clamp ? this.pipes.interpClamp : this.pipes.interp) : o.clamp ? this.pipes.filterClamp : this.pipes.filter;
+      k.method === 'interp'
+        ? o.clamp
+          ? this.pipes.interpClamp
+          : this.pipes.interp
+        : o.clamp
+          ? this.pipes.filterClamp
+          : this.pipes.filter;
     const label = o.label ?? `resize.${k.method}`;
     const u = this.ctx.uniform(buf, `${label}.params`);
-    return { pipeline, bindGroup: this.ctx.bind(pipeline, [o.input, o.output, u], label), workgroups: flatWorkgroups(total), label, owned: [u] };
+    return {
+      pipeline,
+      bindGroup: this.ctx.bind(pipeline, [o.input, o.output, u], label),
+      workgroups: flatWorkgroups(total),
+      label,
+      owned: [u],
+    };
   }
 
   /** Upscale by an integer factor (output inH*factor x inW*factor). */
@@ -223,9 +242,17 @@ export class Resampler {
     fits(o.pixels, B * H * W * inC, 'the pixels', bits / 8);
     fits(o.output, outOff + total, 'the output');
     const label = o.label ?? 'pixels-to-tensor';
-    const u = this.ctx.uniform(new Uint32Array([H, W, inC, map.length, mapWord, total, bits, outOff]), `${label}.params`);
+    const u = this.ctx.uniform(
+      new Uint32Array([H, W, inC, map.length, mapWord, total, bits, outOff]),
+      `${label}.params`,
+    );
     const pipeline = this.pipes.toTensor;
-    return { pipeline, bindGroup: this.ctx.bind(pipeline, [o.pixels, o.output, u], label), workgroups: flatWorkgroups(total), label };
+    return {
+      pipeline,
+      bindGroup: this.ctx.bind(pipeline, [o.pixels, o.output, u], label),
+      workgroups: flatWorkgroups(total),
+      label,
+    };
   }
 
   /**
@@ -241,7 +268,8 @@ export class Resampler {
     const map = o.channelMap ?? Array.from({ length: cA }, (_, i) => i);
     map.forEach((m, c) => {
       if (m < 4 && m >= cA) throw new Error(`resample: channelMap[${c}] = ${m}, but the input has ${cA} channels`);
-      if (m >= 4 && m - 4 >= cB) throw new Error(`resample: channelMap[${c}] = ${m} reads channel ${m - 4} of an extra input with ${cB}`);
+      if (m >= 4 && m - 4 >= cB)
+        throw new Error(`resample: channelMap[${c}] = ${m} reads channel ${m - 4} of an extra input with ${cB}`);
     });
     const mapWord = channelMapWord(map, 8, 'channelMap');
     const bits = o.bits ?? 8;

@@ -24,7 +24,8 @@ export function seedWords(seed: Seed): [number, number] {
   let s: bigint;
   if (typeof seed === 'bigint') s = seed;
   else {
-    if (!Number.isSafeInteger(seed)) throw new Error(`rng: the seed must be an integer from 0 to 2^53-1 (or a bigint), got ${seed}`);
+    if (!Number.isSafeInteger(seed))
+      throw new Error(`rng: the seed must be an integer from 0 to 2^53-1 (or a bigint), got ${seed}`);
     s = BigInt(seed);
   }
   if (s < 0n || s > 0xffffffffffffffffn) throw new Error(`rng: the seed must be from 0 to 2^64-1, got ${s}`);
@@ -40,7 +41,8 @@ export function rngWorkgroups(threads: number): [number, number] {
 }
 
 function u32(v: number, name: string): number {
-  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`rng: ${name} must be an integer from 0 to 2^32-1, got ${v}`);
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+    throw new Error(`rng: ${name} must be an integer from 0 to 2^32-1, got ${v}`);
   return v;
 }
 
@@ -120,7 +122,9 @@ export class GaussianRng {
     const offset = u32(o.offset ?? 0, 'offset');
     const capacity = Math.floor(o.out.size / 4);
     if (offset + n > capacity) {
-      throw new Error(`rng: writing ${n} values at ${offset} overruns ${o.out.label || 'the output'} (${capacity} values)`);
+      throw new Error(
+        `rng: writing ${n} values at ${offset} overruns ${o.out.label || 'the output'} (${capacity} values)`,
+      );
     }
     const params = new Uint32Array(8);
     [params[2], params[3]] = seedWords(o.seed);

@@ -50,7 +50,8 @@ export function stepRows(spec: SamplerSpec): Float64Array {
   const T = s.betas.length;
   const out = new Float64Array(T * ROW);
   const eta = spec.eta ?? 0;
-  const solver = spec.kind === 'dpmpp-2m' || spec.kind === 'unipc' || spec.kind === 'unipc-bh1' ? solverRows(spec) : null;
+  const solver =
+    spec.kind === 'dpmpp-2m' || spec.kind === 'unipc' || spec.kind === 'unipc-bh1' ? solverRows(spec) : null;
   for (let t = 0; t < T; t++) {
     const g = s.gammas[t];
     const a = s.alphas[t];
@@ -246,7 +247,13 @@ export class Sampler {
   }
 
   static async build(ctx: GpuContext, model: UNetWeights | SR3Model, opts: SamplerBuildOptions): Promise<Sampler> {
-    const net = await UNet.build(ctx, model, { batch: opts.batch, height: opts.height, width: opts.width, splitInput: true, params: opts.params });
+    const net = await UNet.build(ctx, model, {
+      batch: opts.batch,
+      height: opts.height,
+      width: opts.width,
+      splitInput: true,
+      params: opts.params,
+    });
     const T = opts.sampler.schedule.betas.length;
     if (T < 1) throw new Error('the sampling schedule has no steps');
     const n = opts.batch * net.config.out_channel * opts.height * opts.width;
@@ -275,7 +282,12 @@ export class Sampler {
     const d: Dispatch[] = [];
     d.push({
       pipeline: begin,
-      bindGroup: ctx.bind(begin, [this.table, this.counter, net.noiseLevel, ctx.uniform(new Uint32Array([net.batch, 0, 0, 0]))]),
+      bindGroup: ctx.bind(begin, [
+        this.table,
+        this.counter,
+        net.noiseLevel,
+        ctx.uniform(new Uint32Array([net.batch, 0, 0, 0])),
+      ]),
       workgroups: [ceilDiv(net.batch, 64)],
       label: 'sampler.begin',
     });
@@ -284,7 +296,14 @@ export class Sampler {
     let stochastic = false;
     for (let t = 0; t < this.steps; t++) if (table[t * ROW + 6] !== 0) stochastic = true;
     if (this.noise === 'rng' && stochastic) {
-      this.stepFill = rng.fill({ out: this.z, n: this.n, seed: 0, sub: 0, streamTable: { buffer: this.counter, slot: 0 }, label: 'sampler.z' });
+      this.stepFill = rng.fill({
+        out: this.z,
+        n: this.n,
+        seed: 0,
+        sub: 0,
+        streamTable: { buffer: this.counter, slot: 0 },
+        label: 'sampler.z',
+      });
       d.push(this.stepFill.dispatch);
     }
     const zStride = this.noise === 'provided' ? this.n : 0;
@@ -328,7 +347,8 @@ export class Sampler {
   }
 
   setCondition(cond: Float32Array): void {
-    const n = this.net.batch * (this.net.config.in_channel - this.net.config.out_channel) * this.net.height * this.net.width;
+    const n =
+      this.net.batch * (this.net.config.in_channel - this.net.config.out_channel) * this.net.height * this.net.width;
     if (cond.length !== n) throw new Error(`condition has ${cond.length} values, expected ${n}`);
     this.ctx.write(this.net.cond!, cond);
   }

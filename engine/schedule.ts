@@ -100,7 +100,9 @@ export function betaSchedule(s: Schedule): Float64Array {
 /** The noise levels sigma = sqrt((1 - gamma) / gamma) of a few-step schedule, index 0 = the least noisy step. */
 export function fewStepSigmas(kind: string, n: number, sigmaMin: number, sigmaMax: number): Float64Array {
   if (!(sigmaMin > 0 && sigmaMax > sigmaMin && Number.isFinite(sigmaMax))) {
-    throw new Error(`schedule: ${kind} needs 0 < start < end (the smallest and largest sigma), got ${sigmaMin} and ${sigmaMax}`);
+    throw new Error(
+      `schedule: ${kind} needs 0 < start < end (the smallest and largest sigma), got ${sigmaMin} and ${sigmaMax}`,
+    );
   }
   const out = new Float64Array(n);
   for (let t = 0; t < n; t++) {
@@ -116,7 +118,12 @@ export function fewStepSigmas(kind: string, n: number, sigmaMin: number, sigmaMa
 }
 
 function fewStepBetas(s: Schedule): Float64Array {
-  const sig = fewStepSigmas(s.schedule, s.n_timestep, s.linear_start ?? FEW_STEP_SIGMA_MIN, s.linear_end ?? FEW_STEP_SIGMA_MAX);
+  const sig = fewStepSigmas(
+    s.schedule,
+    s.n_timestep,
+    s.linear_start ?? FEW_STEP_SIGMA_MIN,
+    s.linear_end ?? FEW_STEP_SIGMA_MAX,
+  );
   const betas = new Float64Array(s.n_timestep);
   let gp = 1;
   for (let t = 0; t < betas.length; t++) {
@@ -213,7 +220,9 @@ export function parseSchedule(spec: string): Schedule {
   }
   const stepsText = parts[1].trim();
   if (!/^[0-9]+$/.test(stepsText)) {
-    throw new Error(`schedule: steps must be a positive integer, got ${JSON.stringify(parts[1])} in ${JSON.stringify(spec)}`);
+    throw new Error(
+      `schedule: steps must be a positive integer, got ${JSON.stringify(parts[1])} in ${JSON.stringify(spec)}`,
+    );
   }
   const steps = Number(stepsText);
   if (!(steps >= 1 && steps <= MAX_STEPS)) {
@@ -227,14 +236,18 @@ export function parseSchedule(spec: string): Schedule {
       throw new Error(`schedule: ${name} must be a number, got ${JSON.stringify(text)} in ${JSON.stringify(spec)}`);
     }
     if (fewStep ? !(v > 0) : !(v > 0 && v <= 1)) {
-      throw new Error(`schedule: ${name} must be ${fewStep ? '> 0 (a sigma)' : 'in (0, 1]'}, got ${v} in ${JSON.stringify(spec)}`);
+      throw new Error(
+        `schedule: ${name} must be ${fewStep ? '> 0 (a sigma)' : 'in (0, 1]'}, got ${v} in ${JSON.stringify(spec)}`,
+      );
     }
     return v;
   };
   const start = num(parts[2], 'start', fewStep ? FEW_STEP_SIGMA_MIN : DEFAULT_START);
   const end = num(parts[3], 'end', fewStep ? FEW_STEP_SIGMA_MAX : DEFAULT_END);
   if (fewStep && !(start < end)) {
-    throw new Error(`schedule: ${kind} needs start < end (the smallest and largest sigma), got ${start} and ${end} in ${JSON.stringify(spec)}`);
+    throw new Error(
+      `schedule: ${kind} needs start < end (the smallest and largest sigma), got ${start} and ${end} in ${JSON.stringify(spec)}`,
+    );
   }
   const s: Schedule = { schedule: kind, n_timestep: steps, linear_start: start, linear_end: end };
   // Check the betas it makes: (0, 1] everywhere, or the sampler would divide by zero or take log of a negative.

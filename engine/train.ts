@@ -5,7 +5,14 @@ import { encodeDispatch } from './gpu.ts';
 import * as KB from './kernels-backward.ts';
 import { adam, type AdamDispatch, type AdamOptions } from './optim.ts';
 import { rngWorkgroups } from './rng.ts';
-import { allocPlanBuffers, planBufferList, recordEmbedding, recordOp, type PlanBuffers, type UNetWeights } from './unet.ts';
+import {
+  allocPlanBuffers,
+  planBufferList,
+  recordEmbedding,
+  recordOp,
+  type PlanBuffers,
+  type UNetWeights,
+} from './unet.ts';
 import { packParams, planUNet, type PTensor, type UNetPlan } from './unet-plan.ts';
 import { NOISIFY_WGSL } from '../shaders/diffusion.ts';
 import { BLUR_WGSL, RESIDUAL_WGSL } from '../shaders/train.ts';
@@ -85,7 +92,12 @@ export class TrainGraph {
 
   static async build(ctx: GpuContext, weights: UNetWeights, o: TrainGraphOptions): Promise<TrainGraph> {
     const plan = planUNet(weights.config, o.batch, o.height, o.width, true);
-    const pb = allocPlanBuffers(ctx, plan, packParams(plan, (n) => weights.param(n)), 'train');
+    const pb = allocPlanBuffers(
+      ctx,
+      plan,
+      packParams(plan, (n) => weights.param(n)),
+      'train',
+    );
     const bufs = new Map<PTensor, GPUBuffer>();
     for (const t of plan.tensors) bufs.set(t, ctx.buffer(t.bytes, `train.${t.name}`));
     const g = new TrainGraph(ctx, plan, pb, bufs);
@@ -113,7 +125,8 @@ export class TrainGraph {
     const regression = o.objective === 'regression';
     const f: Dispatch[] = [];
     if (o.target === 'residual') {
-      if (plan.inputA.bytes !== yT.bytes) throw new Error('the residual target needs a condition with as many channels as the output');
+      if (plan.inputA.bytes !== yT.bytes)
+        throw new Error('the residual target needs a condition with as many channels as the output');
       this.y0 = this.own(ctx.buffer(n * 4, 'train.y0'));
       const sub = await ctx.pipeline(RESIDUAL_WGSL, { label: 'residual' });
       f.push({
@@ -126,7 +139,13 @@ export class TrainGraph {
     if (!regression) {
       f.push({
         pipeline: noisify,
-        bindGroup: ctx.bind(noisify, [pb.level, this.y0, this.noise, buf(yT), ctx.uniform(new Uint32Array([n, n / B, 0, 0]))]),
+        bindGroup: ctx.bind(noisify, [
+          pb.level,
+          this.y0,
+          this.noise,
+          buf(yT),
+          ctx.uniform(new Uint32Array([n, n / B, 0, 0])),
+        ]),
         workgroups: rngWorkgroups(n),
         label: 'noisify',
       });
@@ -149,7 +168,13 @@ export class TrainGraph {
       ...(await KB.loss(
         ctx,
         { n, kind: o.loss ?? 'l1', reduction: o.reduction ?? 'sum', label: 'loss' },
-        { pred: buf(plan.output), target: regression ? this.y0 : this.noise, grad: gradOf(plan.output), partial, value: this.lossValue },
+        {
+          pred: buf(plan.output),
+          target: regression ? this.y0 : this.noise,
+          grad: gradOf(plan.output),
+          partial,
+          value: this.lossValue,
+        },
       )),
     );
     this.forwardLoss = f;
@@ -160,7 +185,8 @@ export class TrainGraph {
     for (const op of plan.ops) {
       if (op.kind === 'conv') {
         const s = KB.conv2dBackwardScratchBytes(op.spec);
-        for (const k of Object.keys(scratchNeed) as (keyof typeof scratchNeed)[]) scratchNeed[k] = Math.max(scratchNeed[k], s[k]);
+        for (const k of Object.keys(scratchNeed) as (keyof typeof scratchNeed)[])
+          scratchNeed[k] = Math.max(scratchNeed[k], s[k]);
       } else if (op.kind === 'attention') rowStats = Math.max(rowStats, KB.attentionBackwardStatsBytes(op.spec));
     }
     const scratch = {
@@ -180,7 +206,14 @@ export class TrainGraph {
       const op = plan.ops[i];
       if (op.kind === 'gnstats') continue; // folded into the backward of the conv that applies the normalisation
       if (op.kind === 'attention') {
-        bw.push(...(await KB.attentionBackward(ctx, op.spec, { qkv: buf(op.qkv), dOut: gradOf(op.out), dqkv: gradOf(op.qkv), rowStats: rowStatsBuf }, { accumulate: true })));
+        bw.push(
+          ...(await KB.attentionBackward(
+            ctx,
+            op.spec,
+            { qkv: buf(op.qkv), dOut: gradOf(op.out), dqkv: gradOf(op.qkv), rowStats: rowStatsBuf },
+            { accumulate: true },
+          )),
+        );
         continue;
       }
       const { hasRes: _ignored, ...spec } = op.spec;
@@ -190,14 +223,28 @@ export class TrainGraph {
           ctx,
           spec,
           {
-            params: this.params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: spec.norm ? pb.stats : undefined,
-            dOut: gradOf(op.out), grads: this.grads, dEmb: spec.embOff !== undefined && spec.embOff >= 0 ? dEmb : undefined,
-            dA: inputGrad ? gradOf(op.a) : undefined, dB: inputGrad && op.b ? gradOf(op.b) : undefined, scratch,
+            params: this.params,
+            a: buf(op.a),
+            b: op.b ? buf(op.b) : undefined,
+            stats: spec.norm ? pb.stats : undefined,
+            dOut: gradOf(op.out),
+            grads: this.grads,
+            dEmb: spec.embOff !== undefined && spec.embOff >= 0 ? dEmb : undefined,
+            dA: inputGrad ? gradOf(op.a) : undefined,
+            dB: inputGrad && op.b ? gradOf(op.b) : undefined,
+            scratch,
           },
           { accumulate: true, inputGrad },
         )),
       );
-      if (op.res) bw.push(await KB.addInto(ctx, { n: op.res.bytes / 4, label: `${op.label}.residual` }, { src: gradOf(op.out), dst: gradOf(op.res) }));
+      if (op.res)
+        bw.push(
+          await KB.addInto(
+            ctx,
+            { n: op.res.bytes / 4, label: `${op.label}.residual` },
+            { src: gradOf(op.out), dst: gradOf(op.res) },
+          ),
+        );
     }
     // the embedding: every block's projection, then the noise-level MLP
     const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
@@ -212,8 +259,16 @@ export class TrainGraph {
       );
     }
     bw.push(
-      ...(await KB.linearBackward(ctx, { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, { params: this.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden })),
-      ...(await KB.linearBackward(ctx, { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, { params: this.params, inp: pb.enc, dOut: dHidden, grads: this.grads })),
+      ...(await KB.linearBackward(
+        ctx,
+        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' },
+        { params: this.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden },
+      )),
+      ...(await KB.linearBackward(
+        ctx,
+        { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' },
+        { params: this.params, inp: pb.enc, dOut: dHidden, grads: this.grads },
+      )),
     );
     this.backward = bw;
     this.zero = [...[...grad.entries()].filter(([t]) => t !== plan.output).map(([, g]) => g), dT];
@@ -223,7 +278,11 @@ export class TrainGraph {
       const v = this.own(ctx.buffer(plan.params.total * 4, 'train.adam_v'));
       this.adamM = m;
       this.adamV = v;
-      this.adamStep = await adam(ctx, { n: plan.params.total, ...o.adam }, { params: this.params, grads: this.grads, m, v });
+      this.adamStep = await adam(
+        ctx,
+        { n: plan.params.total, ...o.adam },
+        { params: this.params, grads: this.grads, m, v },
+      );
     }
   }
 
@@ -231,9 +290,11 @@ export class TrainGraph {
   setBatch(b: { hr: Float32Array; cond: Float32Array; sqrtGamma: Float32Array; noise: Float32Array }): void {
     const n = this.plan.inputB!.bytes / 4;
     const nc = this.plan.inputA.bytes / 4;
-    if (b.hr.length !== n || b.noise.length !== n) throw new Error(`hr and noise need ${n} values, got ${b.hr.length} and ${b.noise.length}`);
+    if (b.hr.length !== n || b.noise.length !== n)
+      throw new Error(`hr and noise need ${n} values, got ${b.hr.length} and ${b.noise.length}`);
     if (b.cond.length !== nc) throw new Error(`the condition needs ${nc} values, got ${b.cond.length}`);
-    if (b.sqrtGamma.length !== this.plan.B) throw new Error(`sqrt_gamma needs ${this.plan.B} values, got ${b.sqrtGamma.length}`);
+    if (b.sqrtGamma.length !== this.plan.B)
+      throw new Error(`sqrt_gamma needs ${this.plan.B} values, got ${b.sqrtGamma.length}`);
     this.ctx.write(this.hr, b.hr);
     this.ctx.write(this.cond, b.cond);
     this.ctx.write(this.sqrtGamma, b.sqrtGamma);
@@ -314,15 +375,29 @@ export async function gaussianBlur(
   spec: { B: number; C: number; H: number; W: number; radius: number; label?: string },
   bufs: { sigma: GPUBuffer; input: GPUBuffer; output: GPUBuffer },
 ): Promise<Dispatch> {
-  if (!Number.isInteger(spec.radius) || spec.radius < 1 || spec.radius > 8) throw new Error(`blur radius must be an integer in 1..8, got ${spec.radius}`);
+  if (!Number.isInteger(spec.radius) || spec.radius < 1 || spec.radius > 8)
+    throw new Error(`blur radius must be an integer in 1..8, got ${spec.radius}`);
   const n = spec.B * spec.C * spec.H * spec.W;
   const pipeline = await ctx.pipeline(BLUR_WGSL, { label: 'blur' });
   const u = new Uint32Array([n, spec.C, spec.H, spec.W, spec.radius, 0, 0, 0]);
-  return { pipeline, bindGroup: ctx.bind(pipeline, [bufs.sigma, bufs.input, bufs.output, ctx.uniform(u)]), workgroups: rngWorkgroups(n), label: spec.label ?? 'blur' };
+  return {
+    pipeline,
+    bindGroup: ctx.bind(pipeline, [bufs.sigma, bufs.input, bufs.output, ctx.uniform(u)]),
+    workgroups: rngWorkgroups(n),
+    label: spec.label ?? 'blur',
+  };
 }
 
 /** The blur's reference on the CPU, float64: what gaussianBlur computes (for tests, and the formula in one place). */
-export function gaussianBlurRef(x: Float32Array, sigma: ArrayLike<number>, B: number, C: number, H: number, W: number, radius: number): Float64Array {
+export function gaussianBlurRef(
+  x: Float32Array,
+  sigma: ArrayLike<number>,
+  B: number,
+  C: number,
+  H: number,
+  W: number,
+  radius: number,
+): Float64Array {
   const out = new Float64Array(x.length);
   for (let b = 0; b < B; b++)
     for (let c = 0; c < C; c++) {

@@ -15,7 +15,13 @@ export interface PTensor {
 export type PlanOp =
   | { kind: 'gnstats'; label: string; a: PTensor; b: PTensor | null; spec: GroupNormSpec }
   | { kind: 'conv'; label: string; a: PTensor; b: PTensor | null; res: PTensor | null; out: PTensor; spec: ConvSpec }
-  | { kind: 'attention'; label: string; qkv: PTensor; out: PTensor; spec: { B: number; C: number; HW: number; label: string } };
+  | {
+      kind: 'attention';
+      label: string;
+      qkv: PTensor;
+      out: PTensor;
+      spec: { B: number; C: number; HW: number; label: string };
+    };
 
 /** A ResnetBlock's noise-level projection: emb[embOff + b*dimOut + c] = Linear(t)[b, c]. */
 export interface EmbBlock {
@@ -92,7 +98,9 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
   if (splitInput) {
     const condC = cfg.in_channel - cfg.out_channel;
     if (condC < 1) {
-      throw new Error(`this model takes ${cfg.in_channel} input channels for ${cfg.out_channel} output channels: it has no room for a condition image`);
+      throw new Error(
+        `this model takes ${cfg.in_channel} input channels for ${cfg.out_channel} output channels: it has no room for a condition image`,
+      );
     }
     inputA = t('cond', condC, H, W);
     inputB = t('y', cfg.out_channel, H, W);
@@ -109,7 +117,13 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
     const statsOff = statsTotal;
     statsTotal += B * G * 2;
     const [, C1, h, w] = a.shape;
-    ops.push({ kind: 'gnstats', label, a, b, spec: { B, C1, C2: b ? b.shape[1] : 0, HW: h * w, groups: G, statsOff, label } });
+    ops.push({
+      kind: 'gnstats',
+      label,
+      a,
+      b,
+      spec: { B, C1, C2: b ? b.shape[1] : 0, HW: h * w, groups: G, statsOff, label },
+    });
     return statsOff;
   };
   const conv = (
@@ -117,17 +131,42 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
     a: PTensor,
     b: PTensor | null,
     Cout: number,
-    o: { ks: 1 | 3; stride?: 1 | 2; upsample?: boolean; norm?: 0 | 1 | 2; normPrefix?: string; statsOff?: number; w: string; bias: string | null; embOff?: number; res?: PTensor | null },
+    o: {
+      ks: 1 | 3;
+      stride?: 1 | 2;
+      upsample?: boolean;
+      norm?: 0 | 1 | 2;
+      normPrefix?: string;
+      statsOff?: number;
+      w: string;
+      bias: string | null;
+      embOff?: number;
+      res?: PTensor | null;
+    },
   ): PTensor => {
     const [, C1, h, w] = a.shape;
     const [Ho, Wo] = convOutSize({ Hin: h, Win: w, ks: o.ks, stride: o.stride ?? 1, upsample: o.upsample });
     const out = t(label, Cout, Ho, Wo);
     const spec: ConvSpec = {
-      B, C1, C2: b ? b.shape[1] : 0, Hin: h, Win: w, Cout, ks: o.ks, stride: o.stride ?? 1, upsample: o.upsample,
-      norm: o.norm ?? 0, groups: G, statsOff: o.statsOff,
+      B,
+      C1,
+      C2: b ? b.shape[1] : 0,
+      Hin: h,
+      Win: w,
+      Cout,
+      ks: o.ks,
+      stride: o.stride ?? 1,
+      upsample: o.upsample,
+      norm: o.norm ?? 0,
+      groups: G,
+      statsOff: o.statsOff,
       gammaOff: o.normPrefix ? off(`${o.normPrefix}.weight`) : 0,
       betaOff: o.normPrefix ? off(`${o.normPrefix}.bias`) : 0,
-      wOff: off(o.w), bOff: o.bias ? off(o.bias) : -1, embOff: o.embOff, hasRes: !!o.res, label,
+      wOff: off(o.w),
+      bOff: o.bias ? off(o.bias) : -1,
+      embOff: o.embOff,
+      hasRes: !!o.res,
+      label,
     };
     ops.push({ kind: 'conv', label, a, b, res: o.res ?? null, out, spec });
     return out;
@@ -137,24 +176,58 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
     const p = `${name}.res_block`;
     const embOff = embTotal;
     embTotal += B * dimOut;
-    embBlocks.push({ name: p, dimOut, embOff, wOff: off(`${p}.noise_func.noise_func.0.weight`), bOff: off(`${p}.noise_func.noise_func.0.bias`) });
+    embBlocks.push({
+      name: p,
+      dimOut,
+      embOff,
+      wOff: off(`${p}.noise_func.noise_func.0.weight`),
+      bOff: off(`${p}.noise_func.noise_func.0.bias`),
+    });
     const s1 = gnStats(`${p}.block1.norm`, x, skip);
     const h = conv(`${p}.block1`, x, skip, dimOut, {
-      ks: 3, norm: 2, normPrefix: `${p}.block1.block.0`, statsOff: s1, w: `${p}.block1.block.3.weight`, bias: `${p}.block1.block.3.bias`, embOff,
+      ks: 3,
+      norm: 2,
+      normPrefix: `${p}.block1.block.0`,
+      statsOff: s1,
+      w: `${p}.block1.block.3.weight`,
+      bias: `${p}.block1.block.3.bias`,
+      embOff,
     });
     const dimIn = x.shape[1] + (skip ? skip.shape[1] : 0);
-    const r = dimIn !== dimOut ? conv(`${p}.res_conv`, x, skip, dimOut, { ks: 1, w: `${p}.res_conv.weight`, bias: `${p}.res_conv.bias` }) : x;
+    const r =
+      dimIn !== dimOut
+        ? conv(`${p}.res_conv`, x, skip, dimOut, { ks: 1, w: `${p}.res_conv.weight`, bias: `${p}.res_conv.bias` })
+        : x;
     const s2 = gnStats(`${p}.block2.norm`, h, null);
     let y = conv(`${p}.block2`, h, null, dimOut, {
-      ks: 3, norm: 2, normPrefix: `${p}.block2.block.0`, statsOff: s2, w: `${p}.block2.block.3.weight`, bias: `${p}.block2.block.3.bias`, res: r,
+      ks: 3,
+      norm: 2,
+      normPrefix: `${p}.block2.block.0`,
+      statsOff: s2,
+      w: `${p}.block2.block.3.weight`,
+      bias: `${p}.block2.block.3.bias`,
+      res: r,
     });
     if (withAttn) {
       const a = `${name}.attn`;
       const s3 = gnStats(`${a}.norm`, y, null);
-      const qkv = conv(`${a}.qkv`, y, null, 3 * dimOut, { ks: 1, norm: 1, normPrefix: `${a}.norm`, statsOff: s3, w: `${a}.qkv.weight`, bias: null });
+      const qkv = conv(`${a}.qkv`, y, null, 3 * dimOut, {
+        ks: 1,
+        norm: 1,
+        normPrefix: `${a}.norm`,
+        statsOff: s3,
+        w: `${a}.qkv.weight`,
+        bias: null,
+      });
       const core = t(`${a}.core`, dimOut, y.shape[2], y.shape[3]);
       const label = `${a}.core`;
-      ops.push({ kind: 'attention', label, qkv, out: core, spec: { B, C: dimOut, HW: y.shape[2] * y.shape[3], label } });
+      ops.push({
+        kind: 'attention',
+        label,
+        qkv,
+        out: core,
+        spec: { B, C: dimOut, HW: y.shape[2] * y.shape[3], label },
+      });
       y = conv(`${a}.out`, core, null, dimOut, { ks: 1, w: `${a}.out.weight`, bias: `${a}.out.bias`, res: y });
     }
     return y;
@@ -176,7 +249,12 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
       idx++;
     }
     if (lvl !== mults.length - 1) {
-      x = conv(`downs.${idx}`, x, null, x.shape[1], { ks: 3, stride: 2, w: `downs.${idx}.conv.weight`, bias: `downs.${idx}.conv.bias` });
+      x = conv(`downs.${idx}`, x, null, x.shape[1], {
+        ks: 3,
+        stride: 2,
+        w: `downs.${idx}.conv.weight`,
+        bias: `downs.${idx}.conv.bias`,
+      });
       acts.push([`act.downs.${idx}`, x]);
       feats.push(x);
       idx++;
@@ -196,22 +274,48 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
       idx++;
     }
     if (lvl !== 0) {
-      x = conv(`ups.${idx}`, x, null, x.shape[1], { ks: 3, upsample: true, w: `ups.${idx}.conv.weight`, bias: `ups.${idx}.conv.bias` });
+      x = conv(`ups.${idx}`, x, null, x.shape[1], {
+        ks: 3,
+        upsample: true,
+        w: `ups.${idx}.conv.weight`,
+        bias: `ups.${idx}.conv.bias`,
+      });
       acts.push([`act.ups.${idx}`, x]);
       idx++;
     }
   }
   const sf = gnStats('final_conv.norm', x, null);
   const output = conv('final_conv', x, null, cfg.out_channel, {
-    ks: 3, norm: 2, normPrefix: 'final_conv.block.0', statsOff: sf, w: 'final_conv.block.3.weight', bias: 'final_conv.block.3.bias',
+    ks: 3,
+    norm: 2,
+    normPrefix: 'final_conv.block.0',
+    statsOff: sf,
+    w: 'final_conv.block.3.weight',
+    bias: 'final_conv.block.3.bias',
   });
 
   return {
-    config: cfg, B, H, W,
+    config: cfg,
+    B,
+    H,
+    W,
     params: { order, offsets, total },
-    tensors, inputA, inputB, output, ops,
-    mlp: { inner, w1Off: off('noise_level_mlp.1.weight'), b1Off: off('noise_level_mlp.1.bias'), w2Off: off('noise_level_mlp.3.weight'), b2Off: off('noise_level_mlp.3.bias') },
-    embBlocks, embTotal, statsTotal, acts,
+    tensors,
+    inputA,
+    inputB,
+    output,
+    ops,
+    mlp: {
+      inner,
+      w1Off: off('noise_level_mlp.1.weight'),
+      b1Off: off('noise_level_mlp.1.bias'),
+      w2Off: off('noise_level_mlp.3.weight'),
+      b2Off: off('noise_level_mlp.3.bias'),
+    },
+    embBlocks,
+    embTotal,
+    statsTotal,
+    acts,
   };
 }
 

@@ -6,7 +6,16 @@ import { encodeDispatch, fmtBytes, type Dispatch, type GpuContext } from './gpu.
 import * as K from './kernels.ts';
 import { materializeNorm } from './options.ts';
 import { groupNormApply } from './kernels-backward.ts';
-import { checkShape, opInputs, opOutput, packParams, planUNet, type PlanOp, type PTensor, type UNetPlan } from './unet-plan.ts';
+import {
+  checkShape,
+  opInputs,
+  opOutput,
+  packParams,
+  planUNet,
+  type PlanOp,
+  type PTensor,
+  type UNetPlan,
+} from './unet-plan.ts';
 
 /** What the builder needs of a model: its config and float32 parameters by reference name. */
 export interface UNetWeights {
@@ -79,7 +88,10 @@ export interface ParamBindingOptions {
 function dispatchRanges(plan: UNetPlan): [number, number][][] {
   const out: [number, number][][] = [];
   const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
-  out.push(linearRanges({ wOff: w1Off, bOff: b1Off, K: inner, N: 4 * inner }), linearRanges({ wOff: w2Off, bOff: b2Off, K: 4 * inner, N: inner }));
+  out.push(
+    linearRanges({ wOff: w1Off, bOff: b1Off, K: inner, N: 4 * inner }),
+    linearRanges({ wOff: w2Off, bOff: b2Off, K: 4 * inner, N: inner }),
+  );
   for (const e of plan.embBlocks) out.push(linearRanges({ wOff: e.wOff, bOff: e.bOff, K: inner, N: e.dimOut }));
   for (const op of plan.ops) {
     if (op.kind !== 'conv') continue;
@@ -89,7 +101,10 @@ function dispatchRanges(plan: UNetPlan): [number, number][][] {
 }
 
 function linearRanges(s: { wOff: number; bOff: number; K: number; N: number }): [number, number][] {
-  return [[s.wOff, s.K * s.N], [s.bOff, s.N]];
+  return [
+    [s.wOff, s.K * s.N],
+    [s.bOff, s.N],
+  ];
 }
 
 /** [first, end) of the parameters a dispatch's ranges cover. */
@@ -110,7 +125,9 @@ function convRanges(s: K.ConvSpec): [number, number][] {
  * the dispatches' spans are merged where they overlap and packed in order.
  */
 export function chunkParams(plan: UNetPlan, maxFloats: number): [number, number][] {
-  const spans = dispatchRanges(plan).map(span).sort((a, b) => a[0] - b[0]);
+  const spans = dispatchRanges(plan)
+    .map(span)
+    .sort((a, b) => a[0] - b[0]);
   const blocks: [number, number][] = [];
   for (const [a, b] of spans) {
     const last = blocks[blocks.length - 1];
@@ -120,7 +137,9 @@ export function chunkParams(plan: UNetPlan, maxFloats: number): [number, number]
   const chunks: [number, number][] = [];
   for (const [a, b] of blocks) {
     if (b - a > maxFloats) {
-      throw new Error(`one layer's parameters take ${fmtBytes((b - a) * 4)}, more than one storage binding of this device holds (${fmtBytes(maxFloats * 4)})`);
+      throw new Error(
+        `one layer's parameters take ${fmtBytes((b - a) * 4)}, more than one storage binding of this device holds (${fmtBytes(maxFloats * 4)})`,
+      );
     }
     const last = chunks[chunks.length - 1];
     if (last && b - last[0] <= maxFloats) last[1] = b;
@@ -143,12 +162,19 @@ export interface UNetParams {
 }
 
 /** Upload a model's parameters once (see UNetParams); `maxBindingBytes` as in UNetBuildOptions.maxParamBindingBytes. */
-export function uploadUNetParams(ctx: GpuContext, weights: UNetWeights, opts: { maxBindingBytes?: number; label?: string } = {}): UNetParams {
+export function uploadUNetParams(
+  ctx: GpuContext,
+  weights: UNetWeights,
+  opts: { maxBindingBytes?: number; label?: string } = {},
+): UNetParams {
   // the smallest input the model takes: its parameter layout is the same at every size
   const f = 2 ** (weights.config.channel_mults.length - 1);
   const plan = planUNet(weights.config, 1, f, f, true);
   const flat = packParams(plan, (n) => weights.param(n));
-  const { whole, chunks } = uploadParams(ctx, plan, flat, opts.label ?? 'unet', { split: true, maxBindingBytes: opts.maxBindingBytes });
+  const { whole, chunks } = uploadParams(ctx, plan, flat, opts.label ?? 'unet', {
+    split: true,
+    maxBindingBytes: opts.maxBindingBytes,
+  });
   return {
     config: weights.config,
     whole,
@@ -160,7 +186,13 @@ export function uploadUNetParams(ctx: GpuContext, weights: UNetWeights, opts: { 
   };
 }
 
-function uploadParams(ctx: GpuContext, plan: UNetPlan, params: Float32Array, label: string, opts: ParamBindingOptions): { whole: GPUBuffer | null; chunks: ParamChunk[] } {
+function uploadParams(
+  ctx: GpuContext,
+  plan: UNetPlan,
+  params: Float32Array,
+  label: string,
+  opts: ParamBindingOptions,
+): { whole: GPUBuffer | null; chunks: ParamChunk[] } {
   const maxBytes = Math.min(opts.maxBindingBytes ?? Infinity, ctx.limits.maxStorageBufferBindingSize);
   let whole: GPUBuffer | null = null;
   let chunks: ParamChunk[];
@@ -184,7 +216,13 @@ function uploadParams(ctx: GpuContext, plan: UNetPlan, params: Float32Array, lab
 }
 
 /** `shared`: parameters already uploaded (uploadUNetParams); the returned buffers then do not include them. */
-export function allocPlanBuffers(ctx: GpuContext, plan: UNetPlan, params: Float32Array | UNetParams, label: string, opts: ParamBindingOptions = {}): PlanBuffers {
+export function allocPlanBuffers(
+  ctx: GpuContext,
+  plan: UNetPlan,
+  params: Float32Array | UNetParams,
+  label: string,
+  opts: ParamBindingOptions = {},
+): PlanBuffers {
   const { B } = plan;
   const inner = plan.mlp.inner;
   const { whole, chunks } = params instanceof Float32Array ? uploadParams(ctx, plan, params, label, opts) : params;
@@ -230,10 +268,20 @@ export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanB
   const d: Dispatch[] = [
     await K.positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: pb.level, out: pb.enc }),
     await lin({ B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, pb.enc, pb.hidden),
-    await lin({ B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' }, pb.hidden, pb.t),
+    await lin(
+      { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' },
+      pb.hidden,
+      pb.t,
+    ),
   ];
   for (const e of plan.embBlocks) {
-    d.push(await lin({ B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, outOff: e.embOff, label: `${e.name}.noise_func` }, pb.t, pb.emb));
+    d.push(
+      await lin(
+        { B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, outOff: e.embOff, label: `${e.name}.noise_func` },
+        pb.t,
+        pb.emb,
+      ),
+    );
   }
   return d;
 }
@@ -243,7 +291,13 @@ export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanB
  * conv's GroupNorm(+Swish) is written out once by its own kernel and the conv reads the result: cheaper where
  * transcendental functions are slow (a software device) than normalising in every conv tap.
  */
-export async function recordOp(ctx: GpuContext, op: PlanOp, pb: PlanBuffers, buf: (t: PTensor) => GPUBuffer, xn?: GPUBuffer): Promise<Dispatch[]> {
+export async function recordOp(
+  ctx: GpuContext,
+  op: PlanOp,
+  pb: PlanBuffers,
+  buf: (t: PTensor) => GPUBuffer,
+  xn?: GPUBuffer,
+): Promise<Dispatch[]> {
   switch (op.kind) {
     case 'gnstats':
       return [await K.groupNormStats(ctx, op.spec, { a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats })];
@@ -256,13 +310,38 @@ export async function recordOp(ctx: GpuContext, op: PlanOp, pb: PlanBuffers, buf
       if (xn && s.norm) {
         const apply = await groupNormApply(
           ctx,
-          { B: s.B, C1: s.C1, C2: s.C2, HW: s.Hin * s.Win, groups: s.groups ?? 1, statsOff: s.statsOff ?? 0, gammaOff: s.gammaOff ?? 0, betaOff: s.betaOff ?? 0, swish: s.norm === 2, label: `${op.label}.norm` },
+          {
+            B: s.B,
+            C1: s.C1,
+            C2: s.C2,
+            HW: s.Hin * s.Win,
+            groups: s.groups ?? 1,
+            statsOff: s.statsOff ?? 0,
+            gammaOff: s.gammaOff ?? 0,
+            betaOff: s.betaOff ?? 0,
+            swish: s.norm === 2,
+            label: `${op.label}.norm`,
+          },
           { params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats, out: xn },
         );
-        const conv = await K.conv2d(ctx, { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 }, { params, a: xn, emb, res, out: buf(op.out) });
+        const conv = await K.conv2d(
+          ctx,
+          { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 },
+          { params, a: xn, emb, res, out: buf(op.out) },
+        );
         return [apply, conv];
       }
-      return [await K.conv2d(ctx, s, { params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: s.norm ? pb.stats : undefined, emb, res, out: buf(op.out) })];
+      return [
+        await K.conv2d(ctx, s, {
+          params,
+          a: buf(op.a),
+          b: op.b ? buf(op.b) : undefined,
+          stats: s.norm ? pb.stats : undefined,
+          emb,
+          res,
+          out: buf(op.out),
+        }),
+      ];
     }
     case 'attention':
       return [await K.attention(ctx, op.spec, { qkv: buf(op.qkv), out: buf(op.out) })];
@@ -272,7 +351,9 @@ export async function recordOp(ctx: GpuContext, op: PlanOp, pb: PlanBuffers, buf
 /** Bytes of the scratch recordOp needs to materialise the plan's normalisations (0 when none). */
 export function normScratchBytes(plan: UNetPlan): number {
   let n = 0;
-  for (const op of plan.ops) if (op.kind === 'conv' && op.spec.norm) n = Math.max(n, op.spec.B * (op.spec.C1 + op.spec.C2) * op.spec.Hin * op.spec.Win * 4);
+  for (const op of plan.ops)
+    if (op.kind === 'conv' && op.spec.norm)
+      n = Math.max(n, op.spec.B * (op.spec.C1 + op.spec.C2) * op.spec.Hin * op.spec.Win * 4);
   return n;
 }
 
@@ -317,16 +398,25 @@ export class UNet {
   static async build(ctx: GpuContext, weights: UNetWeights, opts: UNetBuildOptions): Promise<UNet> {
     const { batch: B, height: H, width: W } = opts;
     const plan = planUNet(weights.config, B, H, W, !!opts.splitInput);
-    if (opts.params && opts.params.config !== weights.config) throw new Error('UNet.build: the shared parameters were uploaded for another model');
+    if (opts.params && opts.params.config !== weights.config)
+      throw new Error('UNet.build: the shared parameters were uploaded for another model');
     const params = opts.params ?? packParams(plan, (n) => weights.param(n));
-    const pb = allocPlanBuffers(ctx, plan, params, opts.label ?? 'unet', { split: true, maxBindingBytes: opts.maxParamBindingBytes });
+    const pb = allocPlanBuffers(ctx, plan, params, opts.label ?? 'unet', {
+      split: true,
+      maxBindingBytes: opts.maxParamBindingBytes,
+    });
     const net = new UNet(ctx, weights.config, B, H, W, plan, pb);
     // shared parameters belong to whoever uploaded them
     const own = planBufferList(pb);
     net.owned.push(...(opts.params ? own.filter((b) => !pb.chunks.some((c) => c.buf === b)) : own));
     net.memory.params = params instanceof Float32Array ? params.byteLength : params.bytes;
     net.paramChunks = pb.chunks.map(({ start, end }) => ({ start, end }));
-    await net.compile(pb, !!opts.keepActivations, opts.label ?? 'unet', opts.materializeNorm ?? materializeNorm(ctx.options));
+    await net.compile(
+      pb,
+      !!opts.keepActivations,
+      opts.label ?? 'unet',
+      opts.materializeNorm ?? materializeNorm(ctx.options),
+    );
     return net;
   }
 
@@ -355,14 +445,18 @@ export class UNet {
         this.memory.unshared += o.bytes;
         if (!persistent.has(o)) {
           let best = -1;
-          for (let j = 0; j < pool.length; j++) if (pool[j].size >= o.bytes && (best < 0 || pool[j].size < pool[best].size)) best = j;
+          for (let j = 0; j < pool.length; j++)
+            if (pool[j].size >= o.bytes && (best < 0 || pool[j].size < pool[best].size)) best = j;
           alloc(o, best >= 0 ? pool.splice(best, 1)[0] : undefined);
         }
       }
       for (const t of new Set(opInputs(op))) if (lastUse.get(t) === i && !persistent.has(t)) pool.push(bufs.get(t)!);
     });
 
-    const xn = materialize && normScratchBytes(plan) ? this.own(ctx.buffer(normScratchBytes(plan), `${label}.norm_scratch`)) : undefined;
+    const xn =
+      materialize && normScratchBytes(plan)
+        ? this.own(ctx.buffer(normScratchBytes(plan), `${label}.norm_scratch`))
+        : undefined;
     if (xn) this.memory.activations += xn.size;
     // every op recorded at once: their pipelines are created concurrently (GpuContext.pipeline), in order in the list
     const recorded = await Promise.all([
@@ -398,11 +492,15 @@ export class UNet {
     const { in_channel, out_channel } = this.config;
     const B = this.batch;
     const n = B * in_channel * this.height * this.width;
-    if (!this.input) throw new Error('this U-Net was built with a split input (cond, y): write those buffers and call run()');
+    if (!this.input)
+      throw new Error('this U-Net was built with a split input (cond, y): write those buffers and call run()');
     if (xIn.length !== n) {
-      throw new Error(`x_in has ${xIn.length} values; this U-Net was built for [${B}, ${in_channel}, ${this.height}, ${this.width}] = ${n}`);
+      throw new Error(
+        `x_in has ${xIn.length} values; this U-Net was built for [${B}, ${in_channel}, ${this.height}, ${this.width}] = ${n}`,
+      );
     }
-    if (noiseLevel.length !== B) throw new Error(`noise_level has ${noiseLevel.length} values; expected one per batch element (${B})`);
+    if (noiseLevel.length !== B)
+      throw new Error(`noise_level has ${noiseLevel.length} values; expected one per batch element (${B})`);
     this.ctx.write(this.input, xIn);
     this.ctx.write(this.noiseLevel, noiseLevel);
     this.run();

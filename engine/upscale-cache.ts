@@ -25,7 +25,8 @@ export class UpscaleCache {
     readonly model: SR3Model,
     readonly maxShapes = 1,
   ) {
-    if (!Number.isInteger(maxShapes) || maxShapes < 0) throw new Error(`maxShapes must be an integer >= 0, got ${maxShapes}`);
+    if (!Number.isInteger(maxShapes) || maxShapes < 0)
+      throw new Error(`maxShapes must be an integer >= 0, got ${maxShapes}`);
   }
 
   /** The model's parameters on the device (uploaded on first use). */
@@ -81,7 +82,11 @@ export class UpscaleCache {
  * `build()`'s resource through the cache when there is one (kept; release does nothing), else built for one use
  * (release destroys it).
  */
-export async function acquire<T extends CachedResource>(cache: UpscaleCache | undefined, key: string, build: () => Promise<T>): Promise<{ value: T; release: () => void }> {
+export async function acquire<T extends CachedResource>(
+  cache: UpscaleCache | undefined,
+  key: string,
+  build: () => Promise<T>,
+): Promise<{ value: T; release: () => void }> {
   if (cache && cache.maxShapes > 0) return { value: await cache.get(key, build), release: () => {} };
   const value = await build();
   return { value, release: () => value.destroy() };

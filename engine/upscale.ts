@@ -71,7 +71,12 @@ export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SA
 }
 
 /** How a model makes its condition: scale factor and kernels (from the model's metadata; defaults: the reference's). */
-export function conditionRecipe(model: SR3Model): { scale: number; up: CubicKernel; down: CubicKernel; clamp: boolean } {
+export function conditionRecipe(model: SR3Model): {
+  scale: number;
+  up: CubicKernel;
+  down: CubicKernel;
+  clamp: boolean;
+} {
   const c = model.condition ?? {};
   const scale = c.scale ?? 4;
   const a = c.bicubic_a ?? -0.75;
@@ -104,7 +109,8 @@ export function padReplicate(img: Tensor3, H: number, W: number): Tensor3 {
   for (let c = 0; c < img.channels; c++)
     for (let y = 0; y < H; y++) {
       const sy = Math.min(y, img.height - 1);
-      for (let x = 0; x < W; x++) out[(c * H + y) * W + x] = img.data[(c * img.height + sy) * img.width + Math.min(x, img.width - 1)];
+      for (let x = 0; x < W; x++)
+        out[(c * H + y) * W + x] = img.data[(c * img.height + sy) * img.width + Math.min(x, img.width - 1)];
     }
   return { channels: img.channels, height: H, width: W, data: out };
 }
@@ -113,7 +119,11 @@ export function crop(img: Tensor3, h: number, w: number): Tensor3 {
   if (h === img.height && w === img.width) return img;
   const out = new Float32Array(img.channels * h * w);
   for (let c = 0; c < img.channels; c++)
-    for (let y = 0; y < h; y++) out.set(img.data.subarray((c * img.height + y) * img.width, (c * img.height + y) * img.width + w), (c * h + y) * w);
+    for (let y = 0; y < h; y++)
+      out.set(
+        img.data.subarray((c * img.height + y) * img.width, (c * img.height + y) * img.width + w),
+        (c * h + y) * w,
+      );
   return { channels: img.channels, height: h, width: w, data: out };
 }
 
@@ -127,7 +137,12 @@ export function modelMultiple(model: SR3Model): number {
  * Returns `samples` high-resolution images, scale x the input size. A result holding NaN or infinity (a model or
  * setting that diverges) is an error, never an image.
  */
-export async function upscaleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts: UpscaleOptions = {}): Promise<Tensor3[]> {
+export async function upscaleTensor(
+  ctx: GpuContext,
+  model: SR3Model,
+  lr: Tensor3,
+  opts: UpscaleOptions = {},
+): Promise<Tensor3[]> {
   if (opts.eta !== undefined && !(Number.isFinite(opts.eta) && opts.eta >= 0 && opts.eta <= 1)) {
     throw new Error(`eta must be a number from 0 (deterministic) to 1 (DDPM-like), got ${opts.eta}`);
   }
@@ -151,7 +166,9 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   const C = cfg.out_channel;
   if (lr.channels !== C) throw new Error(`this model makes ${C}-channel images; the input has ${lr.channels} channels`);
   if (cfg.in_channel - cfg.out_channel !== C) {
-    throw new Error(`this model's condition has ${cfg.in_channel - cfg.out_channel} channels, not ${C}: it is not an image-conditioned SR3 model`);
+    throw new Error(
+      `this model's condition has ${cfg.in_channel - cfg.out_channel} channels, not ${C}: it is not an image-conditioned SR3 model`,
+    );
   }
   if (lr.height < 1 || lr.width < 1) throw new Error(`the input image is empty (${lr.width}x${lr.height})`);
   const { scale, up, down, clamp } = conditionRecipe(model);
@@ -182,9 +199,29 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     }
   }
   if (tile < Math.max(Hp, Wp)) {
-    return upscaleTiled(ctx, rs, model, lrP, { ...opts, samples, schedule: spec, consistency, scale, up, down, clamp, m, tile, out: [lr.height * scale, lr.width * scale] });
+    return upscaleTiled(ctx, rs, model, lrP, {
+      ...opts,
+      samples,
+      schedule: spec,
+      consistency,
+      scale,
+      up,
+      down,
+      clamp,
+      m,
+      tile,
+      out: [lr.height * scale, lr.width * scale],
+    });
   }
-  if (modelObjective(model) === 'regression') return regress(ctx, rs, model, lrP, { scale, up, clamp, samples, out: [lr.height * scale, lr.width * scale], cache: opts.cache });
+  if (modelObjective(model) === 'regression')
+    return regress(ctx, rs, model, lrP, {
+      scale,
+      up,
+      clamp,
+      samples,
+      out: [lr.height * scale, lr.width * scale],
+      cache: opts.cache,
+    });
   const n = samples * C * Hp * Wp;
   // The sampler, its input buffer and the projection's buffers depend on the shape and the sampling settings only:
   // an upscaler's cache keeps them for the next image of the same size.
@@ -235,15 +272,46 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
   };
   try {
     // condition = bicubic upscale of the LR image (clamped as the model was trained)
-    const condition = rs.upscale({ input: lrBuf, output: cond, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, clamp, label: 'upscale.condition' });
+    const condition = rs.upscale({
+      input: lrBuf,
+      output: cond,
+      batch: samples,
+      channels: C,
+      inH: hlr,
+      inW: wlr,
+      factor: scale,
+      kernel: up,
+      clamp,
+      label: 'upscale.condition',
+    });
     await ctx.warmUp([condition, ...sampler.dispatches], opts.onPrepare);
     now([condition]);
     if (consistency && !residual) {
       // udc = U(D(cond)), once (with the residual target it stays zero: the residual has no low frequencies)
       const [lrTmp, udc] = [extra[1], extra[3]];
       now([
-        rs.downscale({ input: cond, output: lrTmp, batch: samples, channels: C, inH: Hp, inW: Wp, factor: scale, kernel: down, label: 'upscale.udc.down' }),
-        rs.upscale({ input: lrTmp, output: udc, batch: samples, channels: C, inH: hlr, inW: wlr, factor: scale, kernel: up, label: 'upscale.udc.up' }),
+        rs.downscale({
+          input: cond,
+          output: lrTmp,
+          batch: samples,
+          channels: C,
+          inH: Hp,
+          inW: Wp,
+          factor: scale,
+          kernel: down,
+          label: 'upscale.udc.down',
+        }),
+        rs.upscale({
+          input: lrTmp,
+          output: udc,
+          batch: samples,
+          channels: C,
+          inH: hlr,
+          inW: wlr,
+          factor: scale,
+          kernel: up,
+          label: 'upscale.udc.up',
+        }),
       ]);
     }
     await sampler.run({ seed: opts.seed ?? 0, onProgress: opts.onProgress, signal: opts.signal });
@@ -306,11 +374,27 @@ async function regress(
 ): Promise<Tensor3[]> {
   const C = lrP.channels;
   const [Hp, Wp] = [lrP.height * o.scale, lrP.width * o.scale];
-  const net = await UNet.build(ctx, model, { batch: 1, height: Hp, width: Wp, splitInput: true, params: o.cache?.params() });
+  const net = await UNet.build(ctx, model, {
+    batch: 1,
+    height: Hp,
+    width: Wp,
+    splitInput: true,
+    params: o.cache?.params(),
+  });
   const lrBuf = ctx.upload(lrP.data, 'regress.lr');
   try {
     // y and the noise level are zero-initialised buffers
-    const condition = rs.upscale({ input: lrBuf, output: net.cond!, batch: 1, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp });
+    const condition = rs.upscale({
+      input: lrBuf,
+      output: net.cond!,
+      batch: 1,
+      channels: C,
+      inH: lrP.height,
+      inW: lrP.width,
+      factor: o.scale,
+      kernel: o.up,
+      clamp: o.clamp,
+    });
     ctx.run([condition]);
     releaseDispatches([condition]);
     net.run();
@@ -329,7 +413,16 @@ async function consistencyDispatches(
   ctx: GpuContext,
   rs: Resampler,
   smp: Sampler,
-  o: { C: number; Hp: number; Wp: number; scale: number; up: CubicKernel; down: CubicKernel; samples: number; n: number },
+  o: {
+    C: number;
+    Hp: number;
+    Wp: number;
+    scale: number;
+    up: CubicKernel;
+    down: CubicKernel;
+    samples: number;
+    n: number;
+  },
 ): Promise<{ dispatches: Dispatch[]; fills: Fill[]; bufs: GPUBuffer[] }> {
   const { C, Hp, Wp, scale, samples, n } = o;
   const h = Hp / scale;
@@ -345,28 +438,86 @@ async function consistencyDispatches(
   const apply = await ctx.pipeline(CONSISTENCY_WGSL, { entry: 'apply', label: 'consistency.apply' });
   const u = ctx.uniform(new Uint32Array([n, 0, 0, 0]));
   const wg = rngWorkgroups(n);
-  const fill = rng.fill({ out: zb, n, seed: 0, sub: 2, streamTable: { buffer: counter, slot: 0 }, label: 'consistency.z' });
+  const fill = rng.fill({
+    out: zb,
+    n,
+    seed: 0,
+    sub: 2,
+    streamTable: { buffer: counter, slot: 0 },
+    label: 'consistency.z',
+  });
   const dispatches: Dispatch[] = [
     fill.dispatch,
-    { pipeline: prep, bindGroup: ctx.bind(prep, [table, counter, y, zb, wb, u]), workgroups: wg, label: 'consistency.prep' },
-    rs.downscale({ input: wb, output: lr, batch: samples, channels: C, inH: Hp, inW: Wp, factor: scale, kernel: o.down, label: 'consistency.down' }),
-    rs.upscale({ input: lr, output: ub, batch: samples, channels: C, inH: h, inW: w, factor: scale, kernel: o.up, label: 'consistency.up' }),
-    { pipeline: apply, bindGroup: ctx.bind(apply, [table, counter, ub, udc, y, u]), workgroups: wg, label: 'consistency.apply' },
+    {
+      pipeline: prep,
+      bindGroup: ctx.bind(prep, [table, counter, y, zb, wb, u]),
+      workgroups: wg,
+      label: 'consistency.prep',
+    },
+    rs.downscale({
+      input: wb,
+      output: lr,
+      batch: samples,
+      channels: C,
+      inH: Hp,
+      inW: Wp,
+      factor: scale,
+      kernel: o.down,
+      label: 'consistency.down',
+    }),
+    rs.upscale({
+      input: lr,
+      output: ub,
+      batch: samples,
+      channels: C,
+      inH: h,
+      inW: w,
+      factor: scale,
+      kernel: o.up,
+      label: 'consistency.up',
+    }),
+    {
+      pipeline: apply,
+      bindGroup: ctx.bind(apply, [table, counter, ub, udc, y, u]),
+      workgroups: wg,
+      label: 'consistency.apply',
+    },
   ];
   return { dispatches, fills: [fill], bufs: [zb, lr, wb, udc, ub] };
 }
 
 /** Plain bicubic upscaling of a tensor on the GPU (for alpha channels, and the bicubic baseline). */
-export async function bicubicUpscale(ctx: GpuContext, t: Tensor3, factor: number, kernel: CubicKernel = BICUBIC_TORCH, clamp = true): Promise<Tensor3> {
+export async function bicubicUpscale(
+  ctx: GpuContext,
+  t: Tensor3,
+  factor: number,
+  kernel: CubicKernel = BICUBIC_TORCH,
+  clamp = true,
+): Promise<Tensor3> {
   const rs = await Resampler.create(ctx);
   const inp = ctx.upload(t.data, 'bicubic.in');
   const n = t.channels * t.height * factor * t.width * factor;
   const out = ctx.buffer(n * 4, 'bicubic.out');
   try {
-    const d = rs.upscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel, clamp });
+    const d = rs.upscale({
+      input: inp,
+      output: out,
+      batch: 1,
+      channels: t.channels,
+      inH: t.height,
+      inW: t.width,
+      factor,
+      kernel,
+      clamp,
+    });
     ctx.run([d]);
     releaseDispatches([d]);
-    return { channels: t.channels, height: t.height * factor, width: t.width * factor, data: await ctx.read(out, n * 4) };
+    return {
+      channels: t.channels,
+      height: t.height * factor,
+      width: t.width * factor,
+      data: await ctx.read(out, n * 4),
+    };
   } finally {
     inp.destroy();
     out.destroy();
@@ -384,7 +535,9 @@ export function tileFor(ctx: GpuContext, model: SR3Model, batch: number, H: numb
   // the largest multiple of m up to 1024 that fits (fitting is monotone in the side: a binary search)
   const fitsSide = (k: number) => fits(Math.min(k * m, H), Math.min(k * m, W));
   if (!fitsSide(1)) {
-    throw new Error(`even a ${m}x${m} tile of this model does not fit this device (maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize})`);
+    throw new Error(
+      `even a ${m}x${m} tile of this model does not fit this device (maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize})`,
+    );
   }
   let [lo, hi] = [1, Math.max(1, Math.floor(Math.min(Math.max(H, W), 1024) / m))];
   while (lo < hi) {
@@ -434,7 +587,13 @@ interface TiledOptions extends UpscaleOptions {
 }
 
 /** Upscaling on overlapping tiles sampled jointly: after each step the tiles are blended into one canvas. */
-async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP: Tensor3, o: TiledOptions): Promise<Tensor3[]> {
+async function upscaleTiled(
+  ctx: GpuContext,
+  rs: Resampler,
+  model: SR3Model,
+  lrP: Tensor3,
+  o: TiledOptions,
+): Promise<Tensor3[]> {
   const C = lrP.channels;
   const B = o.samples;
   const [Hc, Wc] = [lrP.height * o.scale, lrP.width * o.scale];
@@ -481,12 +640,23 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
   };
   const nTile = B * C * th * tw;
   const gatherTo = (src: GPUBuffer, dst: GPUBuffer, oy: number, ox: number): Dispatch => ({
-    pipeline: gather, bindGroup: ctx.bind(gather, [src, dst, u(oy, ox)]), workgroups: rngWorkgroups(nTile), label: 'tile.gather',
+    pipeline: gather,
+    bindGroup: ctx.bind(gather, [src, dst, u(oy, ox)]),
+    workgroups: rngWorkgroups(nTile),
+    label: 'tile.gather',
   });
   const accumulateFrom = (src: GPUBuffer, oy: number, ox: number): Dispatch => ({
-    pipeline: accumulate, bindGroup: ctx.bind(accumulate, [src, num, den, u(oy, ox)]), workgroups: rngWorkgroups(nTile), label: 'tile.accumulate',
+    pipeline: accumulate,
+    bindGroup: ctx.bind(accumulate, [src, num, den, u(oy, ox)]),
+    workgroups: rngWorkgroups(nTile),
+    label: 'tile.accumulate',
   });
-  const normalized: Dispatch = { pipeline: normalize, bindGroup: ctx.bind(normalize, [num, den, yC, u(0, 0)]), workgroups: rngWorkgroups(nCanvas), label: 'tile.normalize' };
+  const normalized: Dispatch = {
+    pipeline: normalize,
+    bindGroup: ctx.bind(normalize, [num, den, yC, u(0, 0)]),
+    workgroups: rngWorkgroups(nCanvas),
+    label: 'tile.normalize',
+  };
   const submit = (d: Dispatch[], clear = false) => {
     const enc = ctx.device.createCommandEncoder({ label: 'tiles' });
     if (clear) {
@@ -502,15 +672,39 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
     const y = await ctx.read(yC, nCanvas * 4);
     if (residual) addInPlace(y, await ctx.read(condC, nCanvas * 4));
     const per = C * Hc * Wc;
-    return Array.from({ length: B }, (_, s) => crop({ channels: C, height: Hc, width: Wc, data: y.slice(s * per, (s + 1) * per) }, o.out[0], o.out[1]));
+    return Array.from({ length: B }, (_, s) =>
+      crop({ channels: C, height: Hc, width: Wc, data: y.slice(s * per, (s + 1) * per) }, o.out[0], o.out[1]),
+    );
   };
   try {
-    ctx.run([mine(rs.upscale({ input: lrBuf, output: condC, batch: B, channels: C, inH: lrP.height, inW: lrP.width, factor: o.scale, kernel: o.up, clamp: o.clamp, label: 'tiles.condition' }))]);
+    ctx.run([
+      mine(
+        rs.upscale({
+          input: lrBuf,
+          output: condC,
+          batch: B,
+          channels: C,
+          inH: lrP.height,
+          inW: lrP.width,
+          factor: o.scale,
+          kernel: o.up,
+          clamp: o.clamp,
+          label: 'tiles.condition',
+        }),
+      ),
+    ]);
     if (regression) {
-      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true, params: o.cache?.params() });
+      const net = await UNet.build(ctx, model, {
+        batch: B,
+        height: th,
+        width: tw,
+        splitInput: true,
+        params: o.cache?.params(),
+      });
       try {
         submit([], true);
-        for (const [oy, ox] of tiles) submit([gatherTo(condC, net.cond!, oy, ox), ...net.dispatches, accumulateFrom(net.output, oy, ox)]);
+        for (const [oy, ox] of tiles)
+          submit([gatherTo(condC, net.cond!, oy, ox), ...net.dispatches, accumulateFrom(net.output, oy, ox)]);
         submit([normalized]);
         return await readCanvas();
       } finally {
@@ -525,19 +719,37 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
       let extraBufs: GPUBuffer[] = [];
       try {
         const sampler = await Sampler.build(ctx, model, {
-          batch: B, height: th, width: tw,
+          batch: B,
+          height: th,
+          width: tw,
           sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
           params: o.cache?.params(),
           historySlots: slots, // a multistep solver's earlier x0 predictions are per tile
           afterStep: o.consistency
             ? async (smp) => {
-                const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: o.scale, up: o.up, down: o.down, samples: B, n: nTile });
+                const r = await consistencyDispatches(ctx, rs, smp, {
+                  C,
+                  Hp: th,
+                  Wp: tw,
+                  scale: o.scale,
+                  up: o.up,
+                  down: o.down,
+                  samples: B,
+                  n: nTile,
+                });
                 extraBufs = r.bufs;
                 return r;
               }
             : undefined,
         });
-        return { sampler, extra: { bufs: extraBufs }, destroy: () => { sampler.destroy(); for (const b of extraBufs) b.destroy(); } };
+        return {
+          sampler,
+          extra: { bufs: extraBufs },
+          destroy: () => {
+            sampler.destroy();
+            for (const b of extraBufs) b.destroy();
+          },
+        };
       } catch (e) {
         for (const b of extraBufs) b.destroy();
         throw e;
@@ -551,8 +763,32 @@ async function upscaleTiled(ctx: GpuContext, rs: Resampler, model: SR3Model, lrP
         if (o.consistency && !residual) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
-            mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: o.scale, kernel: o.down, label: 'tiles.udc.down' })),
-            mine(rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / o.scale, inW: tw / o.scale, factor: o.scale, kernel: o.up, label: 'tiles.udc.up' })),
+            mine(
+              rs.downscale({
+                input: cond,
+                output: lrTmp,
+                batch: B,
+                channels: C,
+                inH: th,
+                inW: tw,
+                factor: o.scale,
+                kernel: o.down,
+                label: 'tiles.udc.down',
+              }),
+            ),
+            mine(
+              rs.upscale({
+                input: lrTmp,
+                output: udc,
+                batch: B,
+                channels: C,
+                inH: th / o.scale,
+                inW: tw / o.scale,
+                factor: o.scale,
+                kernel: o.up,
+                label: 'tiles.udc.up',
+              }),
+            ),
           );
         }
         return [...d, ...sampler.bodyForTile(i), accumulateFrom(y, oy, ox)];
@@ -649,14 +885,38 @@ async function upscaleStaged(
   const condFor = (i: number, target: GPUBuffer): Dispatch[] => {
     const w = wins[i];
     const [oy, ox] = tiles[i];
-    const u = ctx.uniform(new Uint32Array([B, C, w.h * s, w.w * s, th, tw, oy - w.r0 * s, ox - w.c0 * s, ov, 0, 0, 0]), 'staged.u');
+    const u = ctx.uniform(
+      new Uint32Array([B, C, w.h * s, w.w * s, th, tw, oy - w.r0 * s, ox - w.c0 * s, ov, 0, 0, 0]),
+      'staged.u',
+    );
     uniforms.push(u);
     return [
-      mine(rs.upscale({ input: lrWin, output: condWin, batch: B, channels: C, inH: w.h, inW: w.w, factor: s, kernel: o.up, clamp: o.clamp, label: 'staged.condition' })),
-      { pipeline: gather, bindGroup: ctx.bind(gather, [condWin, target, u]), workgroups: rngWorkgroups(nTile), label: 'staged.cond.gather' },
+      mine(
+        rs.upscale({
+          input: lrWin,
+          output: condWin,
+          batch: B,
+          channels: C,
+          inH: w.h,
+          inW: w.w,
+          factor: s,
+          kernel: o.up,
+          clamp: o.clamp,
+          label: 'staged.condition',
+        }),
+      ),
+      {
+        pipeline: gather,
+        bindGroup: ctx.bind(gather, [condWin, target, u]),
+        workgroups: rngWorkgroups(nTile),
+        label: 'staged.cond.gather',
+      },
     ];
   };
-  const weights = tiles.map(([oy, ox]) => ({ wy: rampWeights(th, ov, oy > 0, oy + th < Hc), wx: rampWeights(tw, ov, ox > 0, ox + tw < Wc) }));
+  const weights = tiles.map(([oy, ox]) => ({
+    wy: rampWeights(th, ov, oy > 0, oy + th < Hc),
+    wx: rampWeights(tw, ov, ox > 0, ox + tw < Wc),
+  }));
   const yH = new Float32Array(B * C * plane);
   const num = new Float32Array(B * C * plane);
   const den = new Float32Array(plane);
@@ -673,8 +933,7 @@ async function upscaleStaged(
   const blend = (i: number, t: Float32Array) => {
     const [oy, ox] = tiles[i];
     const { wy, wx } = weights[i];
-    for (let y = 0; y < th; y++)
-      for (let x = 0; x < tw; x++) den[(oy + y) * Wc + ox + x] += wy[y] * wx[x];
+    for (let y = 0; y < th; y++) for (let x = 0; x < tw; x++) den[(oy + y) * Wc + ox + x] += wy[y] * wx[x];
     for (let bc = 0; bc < B * C; bc++)
       for (let y = 0; y < th; y++) {
         const row = (bc * Hc + oy + y) * Wc + ox;
@@ -683,7 +942,8 @@ async function upscaleStaged(
       }
   };
   const normalize = () => {
-    for (let bc = 0; bc < B * C; bc++) for (let p = 0; p < plane; p++) yH[bc * plane + p] = num[bc * plane + p] / den[p];
+    for (let bc = 0; bc < B * C; bc++)
+      for (let p = 0; p < plane; p++) yH[bc * plane + p] = num[bc * plane + p] / den[p];
     num.fill(0);
     den.fill(0);
   };
@@ -700,16 +960,25 @@ async function upscaleStaged(
         ctx.run(condFor(i, condTile), 'staged.cond_out');
         const t = await ctx.read(condTile, nTile * 4);
         for (let bc = 0; bc < B * C; bc++)
-          for (let y = 0; y < th; y++) condH.set(t.subarray((bc * th + y) * tw, (bc * th + y + 1) * tw), (bc * Hc + oy + y) * Wc + ox);
+          for (let y = 0; y < th; y++)
+            condH.set(t.subarray((bc * th + y) * tw, (bc * th + y + 1) * tw), (bc * Hc + oy + y) * Wc + ox);
       }
       addInPlace(yH, condH);
     }
     const per = C * plane;
-    return Array.from({ length: B }, (_, b) => crop({ channels: C, height: Hc, width: Wc, data: yH.slice(b * per, (b + 1) * per) }, o.out[0], o.out[1]));
+    return Array.from({ length: B }, (_, b) =>
+      crop({ channels: C, height: Hc, width: Wc, data: yH.slice(b * per, (b + 1) * per) }, o.out[0], o.out[1]),
+    );
   };
   try {
     if (o.regression) {
-      const net = await UNet.build(ctx, model, { batch: B, height: th, width: tw, splitInput: true, params: o.cache?.params() });
+      const net = await UNet.build(ctx, model, {
+        batch: B,
+        height: th,
+        width: tw,
+        splitInput: true,
+        params: o.cache?.params(),
+      });
       try {
         for (let i = 0; i < tiles.length; i++) {
           ctx.write(lrWin, wins[i].data);
@@ -724,13 +993,24 @@ async function upscaleStaged(
     }
     let extra: { bufs: GPUBuffer[] } = { bufs: [] };
     const sampler = await Sampler.build(ctx, model, {
-      batch: B, height: th, width: tw,
+      batch: B,
+      height: th,
+      width: tw,
       sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
       params: o.cache?.params(),
       historySlots: MULTISTEP[o.sampler ?? DEFAULT_SAMPLER] ? tiles.length : 1, // a multistep solver's history is per tile
       afterStep: o.consistency
         ? async (smp) => {
-            const r = await consistencyDispatches(ctx, rs, smp, { C, Hp: th, Wp: tw, scale: s, up: o.up, down: o.down, samples: B, n: nTile });
+            const r = await consistencyDispatches(ctx, rs, smp, {
+              C,
+              Hp: th,
+              Wp: tw,
+              scale: s,
+              up: o.up,
+              down: o.down,
+              samples: B,
+              n: nTile,
+            });
             extra = r;
             return r;
           }
@@ -743,8 +1023,32 @@ async function upscaleStaged(
         if (o.consistency && !residual) {
           const [lrTmp, udc] = [extra.bufs[1], extra.bufs[3]];
           d.push(
-            mine(rs.downscale({ input: cond, output: lrTmp, batch: B, channels: C, inH: th, inW: tw, factor: s, kernel: o.down, label: 'tiles.udc.down' })),
-            mine(rs.upscale({ input: lrTmp, output: udc, batch: B, channels: C, inH: th / s, inW: tw / s, factor: s, kernel: o.up, label: 'tiles.udc.up' })),
+            mine(
+              rs.downscale({
+                input: cond,
+                output: lrTmp,
+                batch: B,
+                channels: C,
+                inH: th,
+                inW: tw,
+                factor: s,
+                kernel: o.down,
+                label: 'tiles.udc.down',
+              }),
+            ),
+            mine(
+              rs.upscale({
+                input: lrTmp,
+                output: udc,
+                batch: B,
+                channels: C,
+                inH: th / s,
+                inW: tw / s,
+                factor: s,
+                kernel: o.up,
+                label: 'tiles.udc.up',
+              }),
+            ),
           );
         }
         return [...d, ...sampler.bodyForTile(i)];

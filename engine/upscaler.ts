@@ -7,7 +7,15 @@ import type { GpuContext } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { SAMPLERS, type SamplerKind } from './sampler.ts';
 import { UpscaleCache } from './upscale-cache.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from './upscale.ts';
+import {
+  bicubicUpscale,
+  conditionRecipe,
+  DEFAULT_SAMPLER,
+  DEFAULT_STEPS,
+  defaultSchedule,
+  upscaleTensor,
+  type Tensor3,
+} from './upscale.ts';
 import type { Seed } from './rng.ts';
 
 /** Sampling settings: given to createUpscaler as defaults, and per image to override them. */
@@ -78,15 +86,18 @@ export interface Upscaler {
 /** Check sampling options before any work, with messages that name the option and what it takes. */
 export function checkSamplingOptions(o: SamplingOptions): void {
   const int = (v: number | undefined, name: string, min: number) => {
-    if (v !== undefined && (!Number.isInteger(v) || v < min)) throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
+    if (v !== undefined && (!Number.isInteger(v) || v < min))
+      throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
   };
   int(o.steps, 'steps', 2);
   int(o.samples, 'samples', 1);
   int(o.tile, 'tile', 8);
   int(o.overlap, 'overlap', 0);
-  if (o.sampler !== undefined && !SAMPLERS.includes(o.sampler)) throw new Error(`sampler must be one of ${SAMPLERS.join(', ')}, got '${o.sampler}'`);
+  if (o.sampler !== undefined && !SAMPLERS.includes(o.sampler))
+    throw new Error(`sampler must be one of ${SAMPLERS.join(', ')}, got '${o.sampler}'`);
   if (o.eta !== undefined && !(o.eta >= 0)) throw new Error(`eta must be a number >= 0, got ${o.eta}`);
-  if (o.schedule !== undefined && typeof o.schedule !== 'string') throw new Error(`schedule must be a string kind:steps:start:end, got ${typeof o.schedule}`);
+  if (o.schedule !== undefined && typeof o.schedule !== 'string')
+    throw new Error(`schedule must be a string kind:steps:start:end, got ${typeof o.schedule}`);
 }
 
 /** An upscaler on `device` with `model` (both already open): the shared core of the Node and browser createUpscaler. */
@@ -107,10 +118,23 @@ export function createUpscalerCore(device: GpuContext, model: SR3Model, defaults
     if (disposed) throw new Error('this upscaler was disposed; create a new one');
     checkSamplingOptions(opts);
     const o = { ...defaults, ...withoutUndefined(opts) };
-    const schedule = opts.schedule ?? (opts.steps !== undefined ? undefined : defaults.schedule) ?? defaultSchedule(o.steps ?? DEFAULT_STEPS, o.sampler ?? DEFAULT_SAMPLER);
+    const schedule =
+      opts.schedule ??
+      (opts.steps !== undefined ? undefined : defaults.schedule) ??
+      defaultSchedule(o.steps ?? DEFAULT_STEPS, o.sampler ?? DEFAULT_SAMPLER);
     return {
-      schedule, sampler: o.sampler, eta: o.eta, samples: o.samples, consistency: o.consistency, tile: o.tile, overlap: o.overlap,
-      seed: opts.seed, signal: opts.signal, onProgress: opts.onProgress, onPrepare: opts.onPrepare, cache,
+      schedule,
+      sampler: o.sampler,
+      eta: o.eta,
+      samples: o.samples,
+      consistency: o.consistency,
+      tile: o.tile,
+      overlap: o.overlap,
+      seed: opts.seed,
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+      onPrepare: opts.onPrepare,
+      cache,
     };
   };
   const upscaler: Upscaler = {
@@ -161,12 +185,18 @@ export interface PixelsIn {
 export function toPixelImage(img: PixelsIn): PixelImage {
   if (!img || typeof img !== 'object') throw new Error('the input must be pixels { width, height, channels, data }');
   const { width, height, channels, data } = img;
-  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new Error(`the image's width and height must be positive integers, got ${width}x${height}`);
-  if (![1, 2, 3, 4].includes(channels)) throw new Error(`channels must be 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), got ${channels}`);
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1)
+    throw new Error(`the image's width and height must be positive integers, got ${width}x${height}`);
+  if (![1, 2, 3, 4].includes(channels))
+    throw new Error(`channels must be 1 (gray), 2 (gray+alpha), 3 (RGB) or 4 (RGBA), got ${channels}`);
   const bitDepth = img.bitDepth ?? (data instanceof Uint16Array ? 16 : 8);
   if (bitDepth !== 8 && bitDepth !== 16) throw new Error(`bitDepth must be 8 or 16, got ${bitDepth}`);
-  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray || data instanceof Uint16Array)) throw new Error('data must be a Uint8Array (8-bit) or Uint16Array (16-bit) of interleaved samples');
-  if (data.length !== width * height * channels) throw new Error(`data has ${data.length} samples; ${width}x${height}x${channels} needs ${width * height * channels}`);
+  if (!(data instanceof Uint8Array || data instanceof Uint8ClampedArray || data instanceof Uint16Array))
+    throw new Error('data must be a Uint8Array (8-bit) or Uint16Array (16-bit) of interleaved samples');
+  if (data.length !== width * height * channels)
+    throw new Error(
+      `data has ${data.length} samples; ${width}x${height}x${channels} needs ${width * height * channels}`,
+    );
   if (bitDepth === 16 && !(data instanceof Uint16Array)) throw new Error('16-bit pixels need a Uint16Array');
   const d = data instanceof Uint8ClampedArray ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : data;
   return { width, height, channels, bitDepth, data: d };

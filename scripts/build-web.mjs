@@ -28,7 +28,13 @@ export const noNodePlugin = {
   setup(build) {
     build.onResolve({ filter: /.*/ }, (args) => {
       if (args.path.startsWith('node:') || BUILTINS.has(args.path) || BUILTINS.has(args.path.split('/')[0])) {
-        return { errors: [{ text: `Node built-in '${args.path}' imported by ${relative(ROOT, args.importer)}: the browser build must not use Node APIs` }] };
+        return {
+          errors: [
+            {
+              text: `Node built-in '${args.path}' imported by ${relative(ROOT, args.importer)}: the browser build must not use Node APIs`,
+            },
+          ],
+        };
       }
       return undefined;
     });
@@ -43,7 +49,12 @@ export const noNodePlugin = {
 };
 
 /** Build into `outdir`; returns the output files and the bundled inputs. */
-export async function buildWeb({ outdir = join(ROOT, 'dist/web'), copyModel = true, minify = false, log = console.log } = {}) {
+export async function buildWeb({
+  outdir = join(ROOT, 'dist/web'),
+  copyModel = true,
+  minify = false,
+  log = console.log,
+} = {}) {
   const { build } = await import('esbuild');
   outdir = resolve(outdir);
   rmSync(join(outdir, 'assets'), { recursive: true, force: true });
@@ -79,7 +90,9 @@ export async function buildWeb({ outdir = join(ROOT, 'dist/web'), copyModel = tr
   }
   const outputs = Object.entries(result.metafile.outputs).filter(([p]) => !p.endsWith('.map'));
   const kb = outputs.reduce((s, [, o]) => s + o.bytes, 0) / 1024;
-  log(`build-web: ${relative(process.cwd(), outdir) || '.'}/ (${outputs.length} scripts, ${kb.toFixed(0)} KiB, ${inputs.length} modules, ${Date.now() - t0} ms)${copyModel ? ` + ${MODEL}` : ''}`);
+  log(
+    `build-web: ${relative(process.cwd(), outdir) || '.'}/ (${outputs.length} scripts, ${kb.toFixed(0)} KiB, ${inputs.length} modules, ${Date.now() - t0} ms)${copyModel ? ` + ${MODEL}` : ''}`,
+  );
   return { outdir, inputs, outputs: outputs.map(([p]) => p) };
 }
 
@@ -142,7 +155,11 @@ export function serveStatic(root, port = 8080, host = '127.0.0.1') {
     server.once('error', reject);
     server.listen(port, host, () => {
       const addr = server.address();
-      resolvePromise({ server, url: `http://${host}:${addr.port}/`, close: () => new Promise((r) => server.close(() => r())) });
+      resolvePromise({
+        server,
+        url: `http://${host}:${addr.port}/`,
+        close: () => new Promise((r) => server.close(() => r())),
+      });
     });
   });
 }
@@ -160,14 +177,19 @@ async function main() {
     },
   });
   if (values.help) {
-    console.log('usage: node scripts/build-web.mjs [--outdir DIR] [--no-model] [--minify] [--serve | --serve-only] [--port N]');
+    console.log(
+      'usage: node scripts/build-web.mjs [--outdir DIR] [--no-model] [--minify] [--serve | --serve-only] [--port N]',
+    );
     return;
   }
-  if (!values['serve-only']) await buildWeb({ outdir: values.outdir, copyModel: !values['no-model'], minify: values.minify });
+  if (!values['serve-only'])
+    await buildWeb({ outdir: values.outdir, copyModel: !values['no-model'], minify: values.minify });
   if (values.serve || values['serve-only']) {
-    if (!existsSync(join(values.outdir, 'index.html'))) throw new Error(`${values.outdir} has no build: run npm run build:web first`);
+    if (!existsSync(join(values.outdir, 'index.html')))
+      throw new Error(`${values.outdir} has no build: run npm run build:web first`);
     const port = Number(values.port);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`--port must be 0..65535, got ${values.port}`);
+    if (!Number.isInteger(port) || port < 0 || port > 65535)
+      throw new Error(`--port must be 0..65535, got ${values.port}`);
     const { url } = await serveStatic(values.outdir, port);
     // The first line a caller (test/browser.test.ts) reads: keep its form.
     console.log(`serving ${relative(process.cwd(), values.outdir) || '.'}/ on ${url}`);

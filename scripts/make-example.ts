@@ -14,16 +14,22 @@ const [x0, y0, S] = [176, 56, 128];
 const crop = new Uint8Array(S * S * 3);
 for (let y = 0; y < S; y++)
   for (let x = 0; x < S; x++)
-    for (let c = 0; c < 3; c++) crop[(y * S + x) * 3 + c] = img.data[((y0 + y) * img.width + x0 + x) * img.channels + c];
+    for (let c = 0; c < 3; c++)
+      crop[(y * S + x) * 3 + c] = img.data[((y0 + y) * img.width + x0 + x) * img.channels + c];
 const hr: Image = { width: S, height: S, channels: 3, bitDepth: 8, data: crop };
 const ctx = await openDevice();
 const rs = await Resampler.create(ctx);
 const t = imageToTensors(hr, 3).color;
 const inp = ctx.upload(t.data);
 const out = ctx.buffer(3 * 32 * 32 * 4);
-ctx.run([rs.downscale({ input: inp, output: out, batch: 1, channels: 3, inH: S, inW: S, factor: 4, kernel: BICUBIC_TORCH_AA })]);
+ctx.run([
+  rs.downscale({ input: inp, output: out, batch: 1, channels: 3, inH: S, inW: S, factor: 4, kernel: BICUBIC_TORCH_AA }),
+]);
 const lr = await ctx.read(out, 3 * 32 * 32 * 4);
 await writePng('examples/astronaut-128-hr.png', hr);
-await writePng('examples/astronaut-32.png', tensorsToImage({ channels: 3, height: 32, width: 32, data: lr }, null, { channels: 3, bitDepth: 8 }) as Image);
+await writePng(
+  'examples/astronaut-32.png',
+  tensorsToImage({ channels: 3, height: 32, width: 32, data: lr }, null, { channels: 3, bitDepth: 8 }) as Image,
+);
 ctx.destroy();
 console.log('wrote examples/astronaut-32.png and examples/astronaut-128-hr.png');

@@ -30,7 +30,9 @@ export const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
 /** Launch Debian's Chromium headless, with or without WebGPU; a missing browser names the set-up step. */
 export async function launchChromium(opts: { webgpu?: boolean; extraArgs?: string[] } = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
-    throw new Error(`${CHROMIUM} is missing: run 'bash scripts/setup-chromium.sh' (installs Debian's chromium package)`);
+    throw new Error(
+      `${CHROMIUM} is missing: run 'bash scripts/setup-chromium.sh' (installs Debian's chromium package)`,
+    );
   }
   const { chromium } = await import('playwright-core');
   const launch: LaunchOptions = {
@@ -61,10 +63,14 @@ function runNode(args: string[]): Promise<{ code: number; out: string }> {
 
 /** Serve a build with the demo server (scripts/build-web.mjs --serve-only) on 127.0.0.1, any free port. */
 export async function serveWeb(outdir: string): Promise<{ url: string; close: () => Promise<void> }> {
-  const p: ChildProcess = spawn(process.execPath, ['scripts/build-web.mjs', '--serve-only', '--outdir', outdir, '--port', '0'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const p: ChildProcess = spawn(
+    process.execPath,
+    ['scripts/build-web.mjs', '--serve-only', '--outdir', outdir, '--port', '0'],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const url = await new Promise<string>((res, rej) => {
     let out = '';
     const timer = setTimeout(() => rej(new Error(`the demo server did not start:\n${out}`)), 15000);
@@ -113,16 +119,28 @@ async function main(): Promise<void> {
     page.on('console', (m) => {
       if (m.type() === 'error') console.error(`page: ${m.text()}`);
     });
-    const q = new URLSearchParams({ example: '1', autorun: '1', steps: values.steps, sampler: values.sampler, seed: values.seed });
+    const q = new URLSearchParams({
+      example: '1',
+      autorun: '1',
+      steps: values.steps,
+      sampler: values.sampler,
+      seed: values.seed,
+    });
     const t0 = Date.now();
     await page.goto(`${server.url}?${q}`);
-    await page.waitForFunction(() => ['done', 'error', 'no-webgpu', 'too-large'].includes(document.body.dataset.state ?? ''), null, {
-      timeout: Number(values.timeout) * 1000,
-      polling: 500,
-    });
+    await page.waitForFunction(
+      () => ['done', 'error', 'no-webgpu', 'too-large'].includes(document.body.dataset.state ?? ''),
+      null,
+      {
+        timeout: Number(values.timeout) * 1000,
+        polling: 500,
+      },
+    );
     const state = await page.evaluate(() => document.body.dataset.state);
     if (state !== 'done') throw new Error(`the demo ended in state '${state}': ${await page.textContent('#message')}`);
-    console.log(`upscaled in the page in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${await page.textContent('#progress-text')}`);
+    console.log(
+      `upscaled in the page in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${await page.textContent('#progress-text')}`,
+    );
     mkdirSync(dirname(resolve(values.out)), { recursive: true });
     await page.screenshot({ path: values.out, fullPage: true });
     console.log(`wrote ${values.out}`);

@@ -6,7 +6,16 @@
 // golden tiny model, and typecheck a TypeScript consumer against the installed .d.ts. Prints the tarball's and the
 // installed sizes. Leaves nothing behind (SR3_KEEP=1 keeps the temporary folder).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, existsSync, copyFileSync, readFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  existsSync,
+  copyFileSync,
+  readFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,7 +32,9 @@ function step(name) {
 function run(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
   if (r.status !== 0) {
-    throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}${r.signal ? `, ${r.signal}` : ''}):\n${r.stdout}\n${r.stderr}`);
+    throw new Error(
+      `${cmd} ${args.join(' ')} failed (exit ${r.status}${r.signal ? `, ${r.signal}` : ''}):\n${r.stdout}\n${r.stderr}`,
+    );
   }
   return r;
 }
@@ -42,24 +53,55 @@ const mb = (b) => `${(b / 1e6).toFixed(1)} MB`;
 
 try {
   step('npm pack (prepack builds dist/)');
-  const packed = JSON.parse(run(npm, ['pack', '--json', '--pack-destination', tmp], { cwd: root }).stdout.replace(/^[^[]*/s, ''))[0];
+  const packed = JSON.parse(
+    run(npm, ['pack', '--json', '--pack-destination', tmp], { cwd: root }).stdout.replace(/^[^[]*/s, ''),
+  )[0];
   const tgz = join(tmp, packed.filename);
   const files = packed.files.map((f) => f.path);
-  console.log(`   ${packed.filename}: ${mb(statSync(tgz).size)} packed, ${mb(packed.unpackedSize)} unpacked, ${files.length} files`);
-  check(files.includes('dist/engine/node/index.js') && files.includes('dist/engine/node/index.d.ts'), 'the tarball has the compiled entry and its types');
-  check(!files.some((f) => f.startsWith('test/') || f.endsWith('.ts') && !f.endsWith('.d.ts')), 'no tests, fixtures or TypeScript sources in the tarball');
+  console.log(
+    `   ${packed.filename}: ${mb(statSync(tgz).size)} packed, ${mb(packed.unpackedSize)} unpacked, ${files.length} files`,
+  );
+  check(
+    files.includes('dist/engine/node/index.js') && files.includes('dist/engine/node/index.d.ts'),
+    'the tarball has the compiled entry and its types',
+  );
+  check(
+    !files.some((f) => f.startsWith('test/') || (f.endsWith('.ts') && !f.endsWith('.d.ts'))),
+    'no tests, fixtures or TypeScript sources in the tarball',
+  );
 
   step('install the tarball into an empty folder, --omit=dev, from the npm cache where it has them (--prefer-offline)');
   const app = join(tmp, 'app');
   run('mkdir', ['-p', app]);
-  writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'sr3-consumer', private: true, type: 'module' }, null, 2));
+  writeFileSync(
+    join(app, 'package.json'),
+    JSON.stringify({ name: 'sr3-consumer', private: true, type: 'module' }, null, 2),
+  );
   run(npm, ['install', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund', tgz], { cwd: app });
   const installed = join(app, 'node_modules', 'sr3-wgsl');
-  check(!existsSync(join(app, 'node_modules', 'tsx')) && !existsSync(join(app, 'node_modules', 'typescript')), 'no devDependencies installed (tsx, typescript)');
-  console.log(`   installed: sr3-wgsl ${mb(duBytes(installed))}, node_modules in all ${mb(duBytes(join(app, 'node_modules')))}`);
+  check(
+    !existsSync(join(app, 'node_modules', 'tsx')) && !existsSync(join(app, 'node_modules', 'typescript')),
+    'no devDependencies installed (tsx, typescript)',
+  );
+  console.log(
+    `   installed: sr3-wgsl ${mb(duBytes(installed))}, node_modules in all ${mb(duBytes(join(app, 'node_modules')))}`,
+  );
 
   step('npx sr3 upscale on the bundled example (2 steps)');
-  const up = run('npx', ['--no-install', 'sr3', 'upscale', join(installed, 'examples', 'astronaut-32.png'), '-o', 'astronaut-128.png', '--steps', '2'], { cwd: app });
+  const up = run(
+    'npx',
+    [
+      '--no-install',
+      'sr3',
+      'upscale',
+      join(installed, 'examples', 'astronaut-32.png'),
+      '-o',
+      'astronaut-128.png',
+      '--steps',
+      '2',
+    ],
+    { cwd: app },
+  );
   check(existsSync(join(app, 'astronaut-128.png')), 'npx sr3 upscale wrote astronaut-128.png');
   const png = readFileSync(join(app, 'astronaut-128.png'));
   check(png.readUInt32BE(16) === 128 && png.readUInt32BE(20) === 128, 'it is 128x128');
@@ -68,22 +110,44 @@ try {
   step('a plain node .mjs: one upscaler, two images of different sizes, the golden tiny model');
   copyFileSync(join(root, 'test', 'package', 'consumer.mjs'), join(app, 'consumer.mjs'));
   const tiny = join(root, 'test', 'fixtures', 'golden', 'tiny');
-  const res = JSON.parse(run(process.execPath, ['consumer.mjs', join(tiny, 'model_gen.pth'), join(tiny, 'config.json')], { cwd: app }).stdout.trim().split('\n').pop());
-  check(res[0].width === 24 && res[0].height === 20 && res[0].png[0] === 24 && res[0].png[1] === 20, 'a 6x5 image came back 24x20, pixels and PNG');
-  check(res[1].width === 32 && res[1].height === 28 && res[1].png[0] === 32 && res[1].png[1] === 28, 'an 8x7 image (PNG bytes in) came back 32x28');
+  const res = JSON.parse(
+    run(process.execPath, ['consumer.mjs', join(tiny, 'model_gen.pth'), join(tiny, 'config.json')], { cwd: app })
+      .stdout.trim()
+      .split('\n')
+      .pop(),
+  );
+  check(
+    res[0].width === 24 && res[0].height === 20 && res[0].png[0] === 24 && res[0].png[1] === 20,
+    'a 6x5 image came back 24x20, pixels and PNG',
+  );
+  check(
+    res[1].width === 32 && res[1].height === 28 && res[1].png[0] === 32 && res[1].png[1] === 28,
+    'an 8x7 image (PNG bytes in) came back 32x28',
+  );
   check(res[2].sameSeedSameImage === true, 'the same image and seed again through the same upscaler give the same PNG');
 
   step('typecheck a TypeScript consumer against the installed types');
   copyFileSync(join(root, 'test', 'package', 'consumer.ts'), join(app, 'consumer.ts'));
   writeFileSync(
     join(app, 'tsconfig.json'),
-    JSON.stringify({
-      compilerOptions: {
-        target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, skipLibCheck: false,
-        lib: ['ES2022', 'DOM'], types: ['node'], typeRoots: [join(root, 'node_modules', '@types')],
+    JSON.stringify(
+      {
+        compilerOptions: {
+          target: 'ES2022',
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+          lib: ['ES2022', 'DOM'],
+          types: ['node'],
+          typeRoots: [join(root, 'node_modules', '@types')],
+        },
+        files: ['consumer.ts'],
       },
-      files: ['consumer.ts'],
-    }, null, 2),
+      null,
+      2,
+    ),
   );
   run(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { cwd: app });
   check(true, 'consumer.ts typechecks (strict, NodeNext, no skipLibCheck)');

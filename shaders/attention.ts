@@ -55,20 +55,24 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   for (var blk = 0u; blk < nblocks; blk++) {
     let j0 = blk * KB + 4u * sg;
     var d = vec4f(0.0);
-${vec ? `    let jv = min(j0, HW - 4u) / 4u; // four keys from one vec4 (a block past the last key repeats it, unused)
+${
+  vec
+    ? `    let jv = min(j0, HW - 4u) / 4u; // four keys from one vec4 (a block past the last key repeats it, unused)
     let hw4 = HW / 4u;
     for (var c = 0u; c < C; c++) {
       let qa = qb + c * HW + qi;
       let qv = qkv[qa / 4u][qa % 4u];
       d = fma(vec4f(qv), qkv[(kb / 4u) + c * hw4 + jv], d);
-    }` : `    for (var c = 0u; c < C; c++) {
+    }`
+    : `    for (var c = 0u; c < C; c++) {
       let qv = qkv[qb + c * HW + qi];
       let kr = kb + c * HW;
       d.x = fma(qv, qkv[kr + min(j0, HW - 1u)], d.x);
       d.y = fma(qv, qkv[kr + min(j0 + 1u, HW - 1u)], d.y);
       d.z = fma(qv, qkv[kr + min(j0 + 2u, HW - 1u)], d.z);
       d.w = fma(qv, qkv[kr + min(j0 + 3u, HW - 1u)], d.w);
-    }`}
+    }`
+}
     var sv = vec4f(NEG);
     for (var e = 0u; e < 4u; e++) {
       if (j0 + e < HW) { sv[e] = d[e] * p.scale; }
@@ -78,19 +82,23 @@ ${vec ? '    S[(si * KB + 4u * sg) / 4u] = sv;' : '    for (var e = 0u; e < 4u; 
     if (lid < QT) {
       let mOld = rowM[lid];
       var mNew = mOld;
-${vec ? `      for (var j = 0u; j < KB / 4u; j++) { let x = S[lid * (KB / 4u) + j]; mNew = max(mNew, max(max(x.x, x.y), max(x.z, x.w))); }
+${
+  vec
+    ? `      for (var j = 0u; j < KB / 4u; j++) { let x = S[lid * (KB / 4u) + j]; mNew = max(mNew, max(max(x.x, x.y), max(x.z, x.w))); }
       var sum = 0.0;
       for (var j = 0u; j < KB / 4u; j++) {
         let e = exp(S[lid * (KB / 4u) + j] - vec4f(mNew));
         S[lid * (KB / 4u) + j] = e;
         sum += e.x + e.y + e.z + e.w;
-      }` : `      for (var j = 0u; j < KB; j++) { mNew = max(mNew, S[lid * KB + j]); }
+      }`
+    : `      for (var j = 0u; j < KB; j++) { mNew = max(mNew, S[lid * KB + j]); }
       var sum = 0.0;
       for (var j = 0u; j < KB; j++) {
         let e = exp(S[lid * KB + j] - mNew);
         S[lid * KB + j] = e;
         sum += e;
-      }`}
+      }`
+}
       let alpha = exp(mOld - mNew);
       rowAlpha[lid] = alpha;
       rowL[lid] = rowL[lid] * alpha + sum;
@@ -104,14 +112,18 @@ ${vec ? `      for (var j = 0u; j < KB / 4u; j++) { let x = S[lid * (KB / 4u) + 
       if (c < C) {
         var a = vec4f(acc[r][0], acc[r][1], acc[r][2], acc[r][3]) * a4;
         let vr = vb + c * HW + blk * KB;
-${vec ? `        let q0 = (4u * aq) * (KB / 4u);
+${
+  vec
+    ? `        let q0 = (4u * aq) * (KB / 4u);
         for (var j = 0u; j < jn / 4u; j++) {
           let v = qkv[vr / 4u + j];
           a += vec4f(dot(S[q0 + j], v), dot(S[q0 + KB / 4u + j], v), dot(S[q0 + 2u * (KB / 4u) + j], v), dot(S[q0 + 3u * (KB / 4u) + j], v));
-        }` : `        for (var j = 0u; j < jn; j++) {
+        }`
+    : `        for (var j = 0u; j < jn; j++) {
           let v = qkv[vr + j];
           a = fma(vec4f(S[(4u * aq) * KB + j], S[(4u * aq + 1u) * KB + j], S[(4u * aq + 2u) * KB + j], S[(4u * aq + 3u) * KB + j]), vec4f(v), a);
-        }`}
+        }`
+}
         acc[r][0] = a.x; acc[r][1] = a.y; acc[r][2] = a.z; acc[r][3] = a.w;
       }
     }

@@ -30,7 +30,13 @@ export interface StagedIm2col {
   finish?: string;
 }
 
-export function stagedIm2col(o: { TM: number; TK: number; WG: number; store: (kk: string, mm: string, v: string) => string; batched?: boolean }): StagedIm2col {
+export function stagedIm2col(o: {
+  TM: number;
+  TK: number;
+  WG: number;
+  store: (kk: string, mm: string, v: string) => string;
+  batched?: boolean;
+}): StagedIm2col {
   const { TM, TK, WG } = o;
   if (WG % TM !== 0) throw new Error(`stagedIm2col: ${WG} invocations do not cover ${TM} pixels evenly`);
   const per = (TM * TK) / WG;
@@ -116,7 +122,11 @@ var<workgroup> kShift: array<f32, ${TK}>;`,
  * one bit of rmask a value that is real (not padding, past K or past the map). `finish` applies the GroupNorm, the
  * Swish and the padding, and stores, after the step's multiplies where the kernel prefetches.
  */
-function batchedIm2col(o: { TM: number; TK: number; WG: number; store: (kk: string, mm: string, v: string) => string }, per: number, stride: number): StagedIm2col {
+function batchedIm2col(
+  o: { TM: number; TK: number; WG: number; store: (kk: string, mm: string, v: string) => string },
+  per: number,
+  stride: number,
+): StagedIm2col {
   if (per > 32) throw new Error(`stagedIm2col: the batched gather holds at most 32 values an invocation, not ${per}`);
   const plain = stagedIm2col({ ...o, batched: false });
   const range = [...Array(per).keys()];
@@ -144,7 +154,7 @@ ${range
       let cc = select(0u, ci, ok);
       if (cc < p.C1) { ra${e} = inA[(b * p.C1 + cc) * shw + sy * p.Win + sx]; }
       else { ra${e} = inB[(b * p.C2 + (cc - p.C1)) * shw + sy * p.Win + sx]; }
-      rmask |= select(0u, ${2 ** e >>> 0}u, ok);
+      rmask |= select(0u, ${(2 ** e) >>> 0}u, ok);
     }`,
   )
   .join('\n')}`,
@@ -152,7 +162,7 @@ ${range
       .map(
         (e) => `    {
       var v = 0.0;
-      if ((rmask & ${2 ** e >>> 0}u) != 0u) {
+      if ((rmask & ${(2 ** e) >>> 0}u) != 0u) {
         v = ra${e};
         if (NORM != 0u) {
           v = v * kScale[${kk(e)}] + kShift[${kk(e)}];
@@ -172,12 +182,18 @@ ${range
  * from clamped addresses (a weight past K meets a zero input, one past Cout is never written out); `stage` stores
  * them through put(idx, kb, nn, value).
  */
-export function batchedWeights(o: { PB: number; WG: number; TK: number }): { regs: string; load: string; stage: (put: (idx: string, kb: string, nn: string, v: string) => string) => string } {
+export function batchedWeights(o: { PB: number; WG: number; TK: number }): {
+  regs: string;
+  load: string;
+  stage: (put: (idx: string, kb: string, nn: string, v: string) => string) => string;
+} {
   const range = [...Array(o.PB).keys()];
   const at = (e: number) => `let idx = li + ${e * o.WG}u; let nn = idx / ${o.TK}u; let kb = idx - nn * ${o.TK}u;`;
   return {
     regs: range.map((e) => `  var rb${e} = 0.0;`).join('\n'),
-    load: range.map((e) => `    { ${at(e)} rb${e} = params[p.wOff + min(n0 + nn, p.Cout - 1u) * K + min(k0 + kb, K - 1u)]; }`).join('\n'),
+    load: range
+      .map((e) => `    { ${at(e)} rb${e} = params[p.wOff + min(n0 + nn, p.Cout - 1u) * K + min(k0 + kb, K - 1u)]; }`)
+      .join('\n'),
     stage: (put) => range.map((e) => `    { ${at(e)} ${put('idx', 'kb', 'nn', `rb${e}`)} }`).join('\n'),
   };
 }
@@ -206,7 +222,15 @@ export const SPLIT_K_RANGE = /* wgsl */ `
   }`;
 
 /** The split-K reduction's uniform: S partial sums of B x Cout x M outputs, and the epilogue's bias and embedding. */
-export const SPLITK_REDUCE_UNIFORM = uniformLayout('R', { S: 'u32', B: 'u32', Cout: 'u32', M: 'u32', bOff: 'u32', embOff: 'u32', hasBias: 'u32' });
+export const SPLITK_REDUCE_UNIFORM = uniformLayout('R', {
+  S: 'u32',
+  B: 'u32',
+  Cout: 'u32',
+  M: 'u32',
+  bOff: 'u32',
+  embOff: 'u32',
+  hasBias: 'u32',
+});
 
 /** Sum of the split-K partials parts[s][b][co][m] plus the conv epilogue (bias, embedding, residual) into outp. */
 export const CONV2D_SPLITK_REDUCE_WGSL = /* wgsl */ `
@@ -243,13 +267,27 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * there is a bias, and split-K's chunk of the reduction (the GEMM kernels with SPLIT_K).
  */
 export const CONV_UNIFORM = uniformLayout('P', {
-  B: 'u32', C1: 'u32', C2: 'u32', Hin: 'u32',
-  Win: 'u32', Hout: 'u32', Wout: 'u32', Cout: 'u32',
-  G: 'u32', wOff: 'u32', bOff: 'u32', gOff: 'u32',
-  betaOff: 'u32', embOff: 'u32', statsOff: 'u32', hasBias: 'u32',
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  Hin: 'u32',
+  Win: 'u32',
+  Hout: 'u32',
+  Wout: 'u32',
+  Cout: 'u32',
+  G: 'u32',
+  wOff: 'u32',
+  bOff: 'u32',
+  gOff: 'u32',
+  betaOff: 'u32',
+  embOff: 'u32',
+  statsOff: 'u32',
+  hasBias: 'u32',
   // split-K's chunk (GEMM kernels); whether the embedding and the residual are added (the direct kernel: the GEMM
   // kernels have override constants for those)
-  kChunk: 'u32', hasEmb: 'u32', hasRes: 'u32',
+  kChunk: 'u32',
+  hasEmb: 'u32',
+  hasRes: 'u32',
 });
 
 /**
@@ -317,7 +355,13 @@ export function conv2dTiledWgsl(shape: TiledShape, prefetch: boolean, batched: b
   let stage: string;
   const putB = (t: string, w: string) => `let t = ${t}; Bs[t / 4u][t % 4u] = ${w};`;
   if (batched) {
-    g = stagedIm2col({ TM, TK, WG: 256, batched: true, store: (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};` });
+    g = stagedIm2col({
+      TM,
+      TK,
+      WG: 256,
+      batched: true,
+      store: (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};`,
+    });
     const w = batchedWeights({ PB, WG: 256, TK });
     regs = w.regs;
     const loads = `${g.decode}
@@ -346,8 +390,12 @@ ${store}
     }
   } else {
     g = stagedIm2col({
-      TM, TK, WG: 256,
-      store: prefetch ? (_kk, _mm, v) => `ra[e] = ${v};` : (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};`,
+      TM,
+      TK,
+      WG: 256,
+      store: prefetch
+        ? (_kk, _mm, v) => `ra[e] = ${v};`
+        : (kk, mm, v) => `let t = ${kk} * TM + ${mm}; As[t / 4u][t % 4u] = ${v};`,
     });
     // the weights of one k-step: consecutive invocations read consecutive weights of one output channel
     const weights = (put: (t: string, w: string) => string) => `
@@ -361,8 +409,10 @@ ${store}
       if (k < K && co < p.Cout) { w = params[p.wOff + co * K + k]; }
       ${put('kb * TN + nn', 'w')}
     }`;
-    regs = prefetch ? `  var ra: array<f32, ${PA}>;
-  var rb: array<f32, ${PB}>;` : '';
+    regs = prefetch
+      ? `  var ra: array<f32, ${PA}>;
+  var rb: array<f32, ${PB}>;`
+      : '';
     if (prefetch) {
       prologue = `  if (kBeg < kEnd) {
     let k0 = kBeg;
@@ -487,7 +537,8 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
   const { ks, stride, upsample, PX, RN, CC, WG, concat } = o;
   if (RN % 4 !== 0) throw new Error('conv2dDirectWgsl: RN must be a multiple of 4');
   const vec = !!o.vec;
-  if (vec && (stride !== 1 || upsample || PX % 4 !== 0)) throw new Error('conv2dDirectWgsl: vec4 loads need stride 1, no upsampling and PX % 4 == 0');
+  if (vec && (stride !== 1 || upsample || PX % 4 !== 0))
+    throw new Error('conv2dDirectWgsl: vec4 loads need stride 1, no upsampling and PX % 4 == 0');
   const KK = ks * ks;
   const RN4 = RN / 4;
   const pad = ks >> 1;
@@ -509,7 +560,9 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
   const body = (src: string): string => {
     const B: string[] = [];
     B.push(`      var mu = 0.0; var sc = 1.0; var be = 0.0;`);
-    B.push(`      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`);
+    B.push(
+      `      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`,
+    );
     B.push(`      for (var ky = 0; ky < ${ks}; ky++) {`);
     B.push(`        let ey = eyb + ky;`);
     B.push(`        let vy = ey >= 0 && ey < He;`);
@@ -530,7 +583,9 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
         const k = Math.floor(e / 4);
         B.push(`        var x${d} = v${k < 0 ? `m${-k}` : k}[${e - 4 * k}];`);
       } else B.push(`        var x${d} = ${src}[ry + cx${d}];`);
-      B.push(`        if (NORM != 0u) { x${d} = (x${d} - mu) * sc + be; if (NORM == 2u) { x${d} = x${d} / (1.0 + exp(-x${d})); } }`);
+      B.push(
+        `        if (NORM != 0u) { x${d} = (x${d} - mu) * sc + be; if (NORM == 2u) { x${d} = x${d} / (1.0 + exp(-x${d})); } }`,
+      );
       B.push(`        x${d} = select(0.0, x${d}, vy && vx${d});`);
     }
     for (let kx = 0; kx < ks; kx++) {

@@ -137,9 +137,11 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
   const vecG = !!o.vecG;
   const vecOut = !!o.vecOut;
   if (vecOut && PX % 4 !== 0) throw new Error('convDxDirectWgsl: vec4 writes need PX % 4 == 0');
-  if (vecG && (mode === 'stride2' ? PX % 8 : PX % 2) !== 0) throw new Error('convDxDirectWgsl: vec4 reads need the block to start on a vec4');
+  if (vecG && (mode === 'stride2' ? PX % 8 : PX % 2) !== 0)
+    throw new Error('convDxDirectWgsl: vec4 reads need the block to start on a vec4');
   if (RN % 4 !== 0) throw new Error('convDxDirectWgsl: RN must be a multiple of 4');
-  if (mode === 'stride2' && (RY % 2 !== 0 || PX % 2 !== 0)) throw new Error('convDxDirectWgsl: stride 2 needs an even block');
+  if (mode === 'stride2' && (RY % 2 !== 0 || PX % 2 !== 0))
+    throw new Error('convDxDirectWgsl: stride 2 needs an even block');
   const taps = dxTaps(ks, mode);
   const T = taps.length;
   const TA = Math.round(Math.sqrt(T));
@@ -207,7 +209,8 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
       for (const i of I) {
         for (const [sc, kc] of cols[i]) {
           if (kc !== tx) continue;
-          for (const j of J) B.push(`      a0_${i}_${j} = fma(gr_${nm(sc)}, w${tx}_${j >> 2}[${j & 3}], a0_${i}_${j});`);
+          for (const j of J)
+            B.push(`      a0_${i}_${j} = fma(gr_${nm(sc)}, w${tx}_${j >> 2}[${j & 3}], a0_${i}_${j});`);
         }
       }
     }
@@ -224,7 +227,10 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
           for (const i of I) {
             for (const [sc, kc] of cols[i]) {
               if (kc !== tx) continue;
-              for (const j of J) fmas.push(`      a${r}_${i}_${j} = fma(g${nm(sr)}_${nm(sc)}, w${t}_${j >> 2}[${j & 3}], a${r}_${i}_${j});`);
+              for (const j of J)
+                fmas.push(
+                  `      a${r}_${i}_${j} = fma(g${nm(sr)}_${nm(sc)}, w${t}_${j >> 2}[${j & 3}], a${r}_${i}_${j});`,
+                );
             }
           }
         }
@@ -266,9 +272,10 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
   E.push(`    }`);
   E.push(`  }`);
 
-  const base = mode === 'stride2'
-    ? [`  let gyb = i32(iy0 / 2u);`, `  let gxb = i32(ix0 / 2u);`]
-    : [`  let gyb = i32(iy0 * 2u);`, `  let gxb = i32(ix0 * 2u);`];
+  const base =
+    mode === 'stride2'
+      ? [`  let gyb = i32(iy0 / 2u);`, `  let gxb = i32(ix0 / 2u);`]
+      : [`  let gyb = i32(iy0 * 2u);`, `  let gxb = i32(ix0 * 2u);`];
 
   return /* wgsl */ `
 struct P {
@@ -386,7 +393,8 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
       } else {
         L.push(`      var g${j}_${r} = vec4f(0.0);`);
         L.push(`      if (co0 + ${j}u < p.Cout) {`);
-        for (const i of I) L.push(`        if (ox0 + ${i}u < p.Wout) { g${j}_${r}[${i}] = dOut[${row}p.Wout + ox0 + ${i}u]; }`);
+        for (const i of I)
+          L.push(`        if (ox0 + ${i}u < p.Wout) { g${j}_${r}[${i}] = dOut[${row}p.Wout + ox0 + ${i}u]; }`);
         L.push(`      }`);
       }
     }
@@ -421,7 +429,9 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
         const x = `x${n}_${nm(d)}`;
         if (concat) {
           L.push(`        var ${x} = 0.0;`);
-          L.push(`        if (useA${n}) { ${x} = inA[xc${n} + rb + cx${nm(d)}]; } else { ${x} = inB[xc${n} + rb + cx${nm(d)}]; }`);
+          L.push(
+            `        if (useA${n}) { ${x} = inA[xc${n} + rb + cx${nm(d)}]; } else { ${x} = inB[xc${n} + rb + cx${nm(d)}]; }`,
+          );
           L.push(`        ${x} = select(0.0, ${x}, vy && vx${nm(d)});`);
         } else {
           L.push(`        let ${x} = select(0.0, inA[xc${n} + rb + cx${nm(d)}], vy && vx${nm(d)});`);
@@ -450,7 +460,9 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
     X.push(`  let cc${n} = select(ci0, ci0 + ${n}u, ci0 + ${n}u < Cin);`);
     if (concat) {
       X.push(`  let useA${n} = cc${n} < p.C1;`);
-      X.push(`  let xc${n} = select((b * p.C2 + cc${n} - p.C1) * p.H * p.W, (b * p.C1 + cc${n}) * p.H * p.W, useA${n});`);
+      X.push(
+        `  let xc${n} = select((b * p.C2 + cc${n} - p.C1) * p.H * p.W, (b * p.C1 + cc${n}) * p.H * p.W, useA${n});`,
+      );
     } else {
       X.push(`  let xc${n} = (b * p.C1 + cc${n}) * p.H * p.W;`);
     }

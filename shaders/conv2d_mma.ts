@@ -88,9 +88,21 @@ export function mmaWorkgroupSize(o: MmaConvOptions): number {
  * with 16x16 fragments: 16 f32 accumulator fragments, half an NVIDIA thread's 255 registers; the host's default
  * takes 4, see mmaShape).
  */
-export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number; S: number; FM: number; FN: number; SGN: number; AP: number; BP: number } {
-  if (o.pad && (o.body !== 'subgroup-matrix' || !o.batched)) throw new Error('conv2dMmaWgsl: the padded tiles need the subgroup-matrix body and the batched gather');
-  if (o.body !== 'subgroup-matrix') return { ...MMA_TILE, S: 0, FM: 0, FN: 0, SGN: 0, AP: MMA_TILE.TM, BP: MMA_TILE.TK };
+export function mmaTile(o: MmaConvOptions): {
+  TM: number;
+  TN: number;
+  TK: number;
+  S: number;
+  FM: number;
+  FN: number;
+  SGN: number;
+  AP: number;
+  BP: number;
+} {
+  if (o.pad && (o.body !== 'subgroup-matrix' || !o.batched))
+    throw new Error('conv2dMmaWgsl: the padded tiles need the subgroup-matrix body and the batched gather');
+  if (o.body !== 'subgroup-matrix')
+    return { ...MMA_TILE, S: 0, FM: 0, FN: 0, SGN: 0, AP: MMA_TILE.TM, BP: MMA_TILE.TK };
   const S = o.fragment ?? 16;
   const WG = mmaWorkgroupSize(o);
   const NSG = o.subgroups ?? 4;
@@ -100,18 +112,36 @@ export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number
   const TN = o.TN ?? 64;
   const TK = o.tk ?? 32;
   if (TK !== 32 && TK !== 64) throw new Error(`conv2dMmaWgsl: ${TK} reduction elements a step: 32 or 64`);
-  for (const [n, v, per] of [['TM', TM, 2], ['TN', TN, SGN]] as const) {
-    if (!Number.isInteger(v) || v % (per * S) !== 0 || v > 8 * S) throw new Error(`conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${per * S} and at most ${8 * S} (fragments of ${S}, ${NSG} subgroups)`);
+  for (const [n, v, per] of [
+    ['TM', TM, 2],
+    ['TN', TN, SGN],
+  ] as const) {
+    if (!Number.isInteger(v) || v % (per * S) !== 0 || v > 8 * S)
+      throw new Error(
+        `conv2dMmaWgsl: ${n} = ${v} must be a multiple of ${per * S} and at most ${8 * S} (fragments of ${S}, ${NSG} subgroups)`,
+      );
   }
-  if (WG % TM !== 0) throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
-  if (o.batched && (TM * TK) / WG > 32) throw new Error(`conv2dMmaWgsl: a ${TM}x${TK} step is ${(TM * TK) / WG} values an invocation to gather; the batched gather holds at most 32 (use fewer pixels or more subgroups)`);
+  if (WG % TM !== 0)
+    throw new Error(`conv2dMmaWgsl: TM = ${TM} pixels do not divide the ${WG} invocations of a workgroup`);
+  if (o.batched && (TM * TK) / WG > 32)
+    throw new Error(
+      `conv2dMmaWgsl: a ${TM}x${TK} step is ${(TM * TK) / WG} values an invocation to gather; the batched gather holds at most 32 (use fewer pixels or more subgroups)`,
+    );
   const frags = (TM / (2 * S)) * (TN / (SGN * S));
-  if (o.split && frags > 8) throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile is ${frags} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`);
-  if (TK % S !== 0 || TK > WG) throw new Error(`conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step${TK > WG ? ' (one invocation decodes each: use more subgroups, or 32-deep steps)' : ''}`);
+  if (o.split && frags > 8)
+    throw new Error(
+      `conv2dMmaWgsl: a ${TM}x${TN} tile is ${frags} fragments a subgroup; the split kernel takes at most 8 (two accumulators each)`,
+    );
+  if (TK % S !== 0 || TK > WG)
+    throw new Error(
+      `conv2dMmaWgsl: fragments of ${S} with ${WG} invocations cannot stage ${TK} reduction elements a step${TK > WG ? ' (one invocation decodes each: use more subgroups, or 32-deep steps)' : ''}`,
+    );
   const P = o.pad ? 8 : 0;
   const bytes = mmaTileBytes({ ...o, TM, TN });
   if (o.maxWorkgroupBytes !== undefined && bytes > o.maxWorkgroupBytes) {
-    throw new Error(`conv2dMmaWgsl: a ${TM}x${TN} tile${o.split ? ' (split)' : ''} needs ${bytes} bytes of workgroup memory, over this device's ${o.maxWorkgroupBytes}`);
+    throw new Error(
+      `conv2dMmaWgsl: a ${TM}x${TN} tile${o.split ? ' (split)' : ''} needs ${bytes} bytes of workgroup memory, over this device's ${o.maxWorkgroupBytes}`,
+    );
   }
   return { TM, TN, TK, S, FM: TM / (2 * S), FN: TN / (SGN * S), SGN, AP: TM + P, BP: TK + P };
 }
@@ -120,7 +150,15 @@ export function mmaTile(o: MmaConvOptions): { TM: number; TN: number; TK: number
  * The workgroup memory a subgroup-matrix tile takes: the staged operands (twice with split; columns padded by 8 f16s
  * with pad), each subgroup's result slices, the im2col decode tables.
  */
-export function mmaTileBytes(o: { TM: number; TN: number; fragment?: number; subgroups?: 4 | 8; split?: boolean; pad?: boolean; tk?: 32 | 64 }): number {
+export function mmaTileBytes(o: {
+  TM: number;
+  TN: number;
+  fragment?: number;
+  subgroups?: 4 | 8;
+  split?: boolean;
+  pad?: boolean;
+  tk?: 32 | 64;
+}): number {
   const S = o.fragment ?? 16;
   const TK = o.tk ?? 32;
   const P = o.pad ? 8 : 0;
@@ -132,9 +170,13 @@ export function mmaTileBytes(o: { TM: number; TN: number; fragment?: number; sub
 function smOps(syntax: SubgroupMatrixSyntax) {
   return {
     load: (type: string, ptr: string, off: string, stride: string) =>
-      syntax === 'arg' ? `subgroupMatrixLoad<${type}>(${ptr}, ${off}, true, ${stride})` : `subgroupMatrixLoad<${type}, col_major>(${ptr}, ${off}, ${stride})`,
+      syntax === 'arg'
+        ? `subgroupMatrixLoad<${type}>(${ptr}, ${off}, true, ${stride})`
+        : `subgroupMatrixLoad<${type}, col_major>(${ptr}, ${off}, ${stride})`,
     store: (ptr: string, off: string, value: string, stride: string) =>
-      syntax === 'arg' ? `subgroupMatrixStore(${ptr}, ${off}, ${value}, true, ${stride})` : `subgroupMatrixStore<col_major>(${ptr}, ${off}, ${value}, ${stride})`,
+      syntax === 'arg'
+        ? `subgroupMatrixStore(${ptr}, ${off}, ${value}, true, ${stride})`
+        : `subgroupMatrixStore<col_major>(${ptr}, ${off}, ${value}, ${stride})`,
   };
 }
 
@@ -179,7 +221,8 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
   if (split && !sm) throw new Error('conv2dMmaWgsl: the split (f32-accurate) form needs the subgroup-matrix body');
   const PA = (TM * TK) / WG; // staged values per invocation and step
   const PB = (TN * TK) / WG;
-  if (!Number.isInteger(PB)) throw new Error(`conv2dMmaWgsl: ${WG} invocations do not stage a ${TN}-channel tile evenly`);
+  if (!Number.isInteger(PB))
+    throw new Error(`conv2dMmaWgsl: ${WG} invocations do not stage a ${TN}-channel tile evenly`);
   const half = (v: string) => `f16(clamp(${v}, -65504.0, 65504.0))`;
   // one value into its f16 slot, and with split its scaled remainder into the matching lo slot. hi is cut from v's
   // bits (the top 11 of the significand), not taken as f32(f16(v)): compilers fold that round trip to v where they
@@ -200,7 +243,13 @@ export function conv2dMmaWgsl(o: MmaConvOptions): string {
   let regs = '';
   if (o.batched) {
     // raw f32 values in registers (conv2d.ts batchedIm2col); normalised, split or rounded as they are stored
-    g = stagedIm2col({ TM, TK, WG, batched: true, store: (kk, mm, v) => put((a) => `${a}[${kk} * ${AP}u + ${mm}]`, 'As', 'Al', v) });
+    g = stagedIm2col({
+      TM,
+      TK,
+      WG,
+      batched: true,
+      store: (kk, mm, v) => put((a) => `${a}[${kk} * ${AP}u + ${mm}]`, 'As', 'Al', v),
+    });
     const w = batchedWeights({ PB, WG, TK });
     regs = w.regs;
     load = `
@@ -228,8 +277,12 @@ ${store}
     regs = prefetch ? `  var ra: array<${reg}, ${PA}>;\n  var rb: array<${reg}, ${PB}>;` : '';
     const toReg = (r: string) => (v: string) => (split ? `${r}[e] = ${v};` : put((a) => `${a}[e]`, r, '', v));
     g = stagedIm2col({
-      TM, TK, WG,
-      store: prefetch ? (_kk, _mm, v) => toReg('ra')(v) : (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v),
+      TM,
+      TK,
+      WG,
+      store: prefetch
+        ? (_kk, _mm, v) => toReg('ra')(v)
+        : (kk, mm, v) => put((a) => `${a}[${kk} * ${TM}u + ${mm}]`, 'As', 'Al', v),
     });
     // the weights of one k-step, B [TK x TN] column-major: consecutive invocations read consecutive weights of a channel
     const weights = prefetch ? toReg('rb') : (v: string) => put((a) => `${a}[idx]`, 'Bs', 'Bl', v);
@@ -283,25 +336,61 @@ ${load}
     decl = `
   let rm = (sg % 2u) * ${TM / 2}u;
   let rn = (sg / 2u) * ${TN / SGN}u;
-${range(FM).flatMap((i) => range(FN).map((j) => `  var c_${i}_${j} = ${C}();${split ? ` var d_${i}_${j} = ${C}();` : ''}`)).join('\n')}`;
+${range(FM)
+  .flatMap((i) => range(FN).map((j) => `  var c_${i}_${j} = ${C}();${split ? ` var d_${i}_${j} = ${C}();` : ''}`))
+  .join('\n')}`;
     compute = `
     for (var ks = 0u; ks < ${TK}u; ks += ${S}u) {
       // A tile [TM x TK] column-major (stride TM), B tile [TK x TN] column-major (stride TK)
-${range(FM).map((i) => `      let a${i} = ${load(L, '&As', `ks * ${AP}u + rm + ${i * S}u`, `${AP}u`)};`).join('\n')}
-${range(FN).map((j) => `      let b${j} = ${load(R, '&Bs', `(rn + ${j * S}u) * ${BP}u + ks`, `${BP}u`)};`).join('\n')}
-${split ? range(FM).map((i) => `      let al${i} = ${load(L, '&Al', `ks * ${AP}u + rm + ${i * S}u`, `${AP}u`)};`).join('\n') : ''}
-${split ? range(FN).map((j) => `      let bl${j} = ${load(R, '&Bl', `(rn + ${j * S}u) * ${BP}u + ks`, `${BP}u`)};`).join('\n') : ''}
-${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c_${i}_${j});${split ? `
+${range(FM)
+  .map((i) => `      let a${i} = ${load(L, '&As', `ks * ${AP}u + rm + ${i * S}u`, `${AP}u`)};`)
+  .join('\n')}
+${range(FN)
+  .map((j) => `      let b${j} = ${load(R, '&Bs', `(rn + ${j * S}u) * ${BP}u + ks`, `${BP}u`)};`)
+  .join('\n')}
+${
+  split
+    ? range(FM)
+        .map((i) => `      let al${i} = ${load(L, '&Al', `ks * ${AP}u + rm + ${i * S}u`, `${AP}u`)};`)
+        .join('\n')
+    : ''
+}
+${
+  split
+    ? range(FN)
+        .map((j) => `      let bl${j} = ${load(R, '&Bl', `(rn + ${j * S}u) * ${BP}u + ks`, `${BP}u`)};`)
+        .join('\n')
+    : ''
+}
+${range(FM)
+  .flatMap((i) =>
+    range(FN).map(
+      (j) =>
+        `      c_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c_${i}_${j});${
+          split
+            ? `
       d_${i}_${j} = subgroupMatrixMultiplyAccumulate(a${i}, bl${j}, d_${i}_${j});
-      d_${i}_${j} = subgroupMatrixMultiplyAccumulate(al${i}, b${j}, d_${i}_${j});` : ''}`)).join('\n')}
+      d_${i}_${j} = subgroupMatrixMultiplyAccumulate(al${i}, b${j}, d_${i}_${j});`
+            : ''
+        }`,
+    ),
+  )
+  .join('\n')}
     }`;
     // the epilogue, a fragment at a time through each subgroup's own S x S slice of Cs (column-major, stride S): the
     // barriers are in uniform control flow (every subgroup walks the same fragments)
     // (split: the two accumulators through two slices, combined as c + d * 2^-11)
     const SL = (split ? 2 : 1) * S * S;
-    store = range(FM).flatMap((i) => range(FN).map((j) => `
-  ${st('&Cs', `sg * ${SL}u`, `c_${i}_${j}`, `${S}u`)};${split ? `
-  ${st('&Cs', `sg * ${SL}u + ${S * S}u`, `d_${i}_${j}`, `${S}u`)};` : ''}
+    store = range(FM)
+      .flatMap((i) =>
+        range(FN).map(
+          (j) => `
+  ${st('&Cs', `sg * ${SL}u`, `c_${i}_${j}`, `${S}u`)};${
+    split
+      ? `
+  ${st('&Cs', `sg * ${SL}u + ${S * S}u`, `d_${i}_${j}`, `${S}u`)};`
+      : ''
+  }
   workgroupBarrier();
   for (var e = lane; e < ${S * S}u; e += ${SG}u) {
     let nn = e / ${S}u;
@@ -309,7 +398,10 @@ ${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMat
     let co = n0 + rn + ${j * S}u + nn;
     if (m < M && co < p.Cout) { writeOut(b, split, co, m, M, ${split ? `Cs[sg * ${SL}u + e] + Cs[sg * ${SL}u + ${S * S}u + e] * ${2 ** -11}` : `Cs[sg * ${SL}u + e]`}); }
   }
-  workgroupBarrier();`)).join('');
+  workgroupBarrier();`,
+        ),
+      )
+      .join('');
     result = `var<workgroup> Cs: array<f32, ${NSG * SL}>; // each subgroup's S x S result fragment${split ? 's (hi and correction)' : ''} on its way out`;
   } else {
     // 128 invocations, each 4 pixels x 8 channels of the 64x64 tile
@@ -345,23 +437,35 @@ ${range(FM).flatMap((i) => range(FN).map((j) => `      c_${i}_${j} = subgroupMat
 
   return /* wgsl */ `
 enable f16;
-${sm ? `enable subgroups;
+${
+  sm
+    ? `enable subgroups;
 enable chromium_experimental_subgroup_matrix;
-diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);` : ''}
+diagnostic(off, chromium_experimental.subgroup_matrix_uniformity);`
+    : ''
+}
 ${GEMM_CONV_HEADER}
 
 var<workgroup> As: array<f16, ${AP * TK}>; // [TK][TM]: column-major A (pixels x reduction), columns ${AP} apart
 var<workgroup> Bs: array<f16, ${TN * BP}>; // [TN][TK]: column-major B (reduction x channels), columns ${BP} apart
-${split ? `var<workgroup> Al: array<f16, ${AP * TK}>; // the operands' scaled remainders, laid out as As and Bs
-var<workgroup> Bl: array<f16, ${TN * BP}>;` : ''}
+${
+  split
+    ? `var<workgroup> Al: array<f16, ${AP * TK}>; // the operands' scaled remainders, laid out as As and Bs
+var<workgroup> Bl: array<f16, ${TN * BP}>;`
+    : ''
+}
 ${result}
 ${g.decl}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u,
-        @builtin(local_invocation_index) li: u32${sm ? `,
+        @builtin(local_invocation_index) li: u32${
+          sm
+            ? `,
         @builtin(subgroup_invocation_id) lane: u32,
-        @builtin(subgroup_id) sg: u32` : ''}) {
+        @builtin(subgroup_id) sg: u32`
+            : ''
+        }) {
   let M = p.Hout * p.Wout;
   let K = (p.C1 + p.C2) * KS * KS;
 ${SPLIT_K_RANGE}
@@ -369,11 +473,15 @@ ${SPLIT_K_RANGE}
   let n0 = wg.y * ${TN}u;
 ${decl}
 ${g.setup}
-${prefetch ? `${regs}
+${
+  prefetch
+    ? `${regs}
   if (kBeg < kEnd) {
     let k0 = kBeg;
 ${load}
-  }` : regs}
+  }`
+    : regs
+}
   for (var k0 = kBeg; k0 < kEnd; k0 += ${TK}u) {
 ${stage}
 ${compute}

@@ -20,7 +20,10 @@ export interface UniformLayout<F extends Readonly<Record<string, UniformType>>> 
 }
 
 /** The layout of a uniform struct `name` with `fields` in declaration order, each a 4-byte scalar. */
-export function uniformLayout<const F extends Readonly<Record<string, UniformType>>>(name: string, fields: F): UniformLayout<F> {
+export function uniformLayout<const F extends Readonly<Record<string, UniformType>>>(
+  name: string,
+  fields: F,
+): UniformLayout<F> {
   const entries = Object.entries(fields) as [keyof F & string, UniformType][];
   const words = Math.max(4, Math.ceil(entries.length / 4) * 4);
   const pads = Array.from({ length: words - entries.length }, (_, i) => `_pad${i}: u32`);

@@ -166,7 +166,10 @@ test('global gradient norm and clip_grad_norm_ (scales only above the max norm),
     ctx.run(await clipGradNorm(ctx, { n, maxNorm }, { grads, partial, norm: nb }));
     const clipped = await ctx.read(grads, n * 4);
     const coef = Math.min(1, maxNorm / (norm + 1e-6));
-    const err = maxAbsDiff(clipped, g.map((x) => x * coef));
+    const err = maxAbsDiff(
+      clipped,
+      g.map((x) => x * coef),
+    );
     assert.ok(err < 1e-6, `max ${maxNorm}: err ${err}`);
     assert.ok(Math.abs((await ctx.read(nb))[0] - norm) < 1e-5 * norm);
   }

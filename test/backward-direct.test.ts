@@ -22,8 +22,17 @@ function close(name: string, got: ArrayLike<number>, want: ArrayLike<number>, to
 }
 
 interface Case {
-  B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3;
-  mode: 'stride2' | 'upsample'; norm?: 0 | 2; G?: number; seed: number;
+  B: number;
+  C1: number;
+  C2: number;
+  H: number;
+  W: number;
+  Cout: number;
+  ks: 1 | 3;
+  mode: 'stride2' | 'upsample';
+  norm?: 0 | 2;
+  G?: number;
+  seed: number;
 }
 
 async function run(o: Case, accumulate: boolean): Promise<void> {
@@ -64,8 +73,23 @@ async function run(o: Case, accumulate: boolean): Promise<void> {
     const statsOff = 2;
     const stats = ctx.buffer((statsOff + B * G * 2) * 4);
     const spec: KB.ConvBackwardSpec = {
-      B, C1, C2, Hin: H, Win: W, Cout, ks, stride, upsample, wOff: pre, bOff: -1, label: `${o.mode} conv`,
-      norm, groups: G, statsOff, gammaOff: pre + w.length, betaOff: pre + w.length + Cin,
+      B,
+      C1,
+      C2,
+      Hin: H,
+      Win: W,
+      Cout,
+      ks,
+      stride,
+      upsample,
+      wOff: pre,
+      bOff: -1,
+      label: `${o.mode} conv`,
+      norm,
+      groups: G,
+      statsOff,
+      gammaOff: pre + w.length,
+      betaOff: pre + w.length + Cin,
     };
     const fillA = rand(B * C1 * H * W, o.seed + 6);
     const fillB = rand(B * C2 * H * W, o.seed + 7);
@@ -75,14 +99,30 @@ async function run(o: Case, accumulate: boolean): Promise<void> {
     const grads = ctx.upload(accumulate ? fillW : fillW.map(() => NaN));
     const xn = norm ? ctx.buffer(B * Cin * H * W * 4) : undefined;
     const ds = [];
-    if (norm) ds.push(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' }, { a: ab, b: bb, stats }));
+    if (norm)
+      ds.push(
+        await K.groupNormStats(
+          ctx,
+          { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' },
+          { a: ab, b: bb, stats },
+        ),
+      );
     if (!norm) ds.push(await KB.conv2dBackwardInput(ctx, spec, { params: pb, dOut, dA: dAb, dB: dBb }, { accumulate }));
-    ds.push(...(await KB.conv2dBackwardWeight(ctx, spec, { params: pb, a: ab, b: bb, stats: norm ? stats : undefined, dOut, grads, xn }, { accumulate })));
+    ds.push(
+      ...(await KB.conv2dBackwardWeight(
+        ctx,
+        spec,
+        { params: pb, a: ab, b: bb, stats: norm ? stats : undefined, dOut, grads, xn },
+        { accumulate },
+      )),
+    );
     ctx.run(ds);
-    const plus = (want: ArrayLike<number>, prev: Float32Array, off = 0) => Array.from(want, (v, i) => v + (accumulate ? prev[off + i] : 0));
+    const plus = (want: ArrayLike<number>, prev: Float32Array, off = 0) =>
+      Array.from(want, (v, i) => v + (accumulate ? prev[off + i] : 0));
     const gw = await ctx.read(grads, params.length * 4);
     close('dW', gw.subarray(pre, pre + w.length), plus(ref.dw, fillW, pre));
-    if (!accumulate) for (const i of [0, pre + w.length]) assert.ok(Number.isNaN(gw[i]), `grads[${i}] outside dW was written`);
+    if (!accumulate)
+      for (const i of [0, pre + w.length]) assert.ok(Number.isNaN(gw[i]), `grads[${i}] outside dW was written`);
     if (!norm) {
       close('dA', await ctx.read(dAb, fillA.length * 4), plus(dA.data, fillA));
       if (dB) close('dB', await ctx.read(dBb!, fillB.length * 4), plus(dB.data, fillB));
@@ -92,30 +132,64 @@ async function run(o: Case, accumulate: boolean): Promise<void> {
 }
 
 const cases: [string, Case][] = [
-  ['3x3 stride 2, odd sizes, concatenation across a channel block, scalar reads', { B: 2, C1: 5, C2: 6, H: 7, W: 9, Cout: 6, ks: 3, mode: 'stride2', seed: 100 }],
-  ['3x3 stride 2, even sizes (last input row and column unread), vec4 reads, 9 output channels', { B: 1, C1: 3, C2: 0, H: 16, W: 16, Cout: 9, ks: 3, mode: 'stride2', seed: 110 }],
-  ['3x3 stride 2, a map smaller than one block', { B: 2, C1: 8, C2: 0, H: 3, W: 2, Cout: 4, ks: 3, mode: 'stride2', seed: 115 }],
-  ['3x3 stride 2, concatenation, rows a multiple of 4 (vec4 writes) but not the output gradient\'s', { B: 2, C1: 4, C2: 3, H: 6, W: 12, Cout: 10, ks: 3, mode: 'stride2', seed: 117 }],
-  ['3x3 stride 2, 60 output channels (two staged chunks of weights)', { B: 1, C1: 2, C2: 0, H: 5, W: 5, Cout: 60, ks: 3, mode: 'stride2', seed: 118 }],
+  [
+    '3x3 stride 2, odd sizes, concatenation across a channel block, scalar reads',
+    { B: 2, C1: 5, C2: 6, H: 7, W: 9, Cout: 6, ks: 3, mode: 'stride2', seed: 100 },
+  ],
+  [
+    '3x3 stride 2, even sizes (last input row and column unread), vec4 reads, 9 output channels',
+    { B: 1, C1: 3, C2: 0, H: 16, W: 16, Cout: 9, ks: 3, mode: 'stride2', seed: 110 },
+  ],
+  [
+    '3x3 stride 2, a map smaller than one block',
+    { B: 2, C1: 8, C2: 0, H: 3, W: 2, Cout: 4, ks: 3, mode: 'stride2', seed: 115 },
+  ],
+  [
+    "3x3 stride 2, concatenation, rows a multiple of 4 (vec4 writes) but not the output gradient's",
+    { B: 2, C1: 4, C2: 3, H: 6, W: 12, Cout: 10, ks: 3, mode: 'stride2', seed: 117 },
+  ],
+  [
+    '3x3 stride 2, 60 output channels (two staged chunks of weights)',
+    { B: 1, C1: 2, C2: 0, H: 5, W: 5, Cout: 60, ks: 3, mode: 'stride2', seed: 118 },
+  ],
   ['1x1 stride 2 over a concatenation', { B: 2, C1: 4, C2: 2, H: 5, W: 6, Cout: 3, ks: 1, mode: 'stride2', seed: 120 }],
-  ['3x3 upsampled, concatenation, odd width (scalar reads)', { B: 2, C1: 3, C2: 4, H: 3, W: 5, Cout: 5, ks: 3, mode: 'upsample', seed: 130 }],
-  ['3x3 upsampled, 9 input channels, rows of 8 pixels (vec4 reads), output channels over two staged chunks', { B: 1, C1: 9, C2: 0, H: 6, W: 10, Cout: 11, ks: 3, mode: 'upsample', seed: 140 }],
-  ['3x3 upsampled, rows of 8 pixels (vec4 reads and writes), 3 output channels', { B: 2, C1: 6, C2: 0, H: 5, W: 8, Cout: 3, ks: 3, mode: 'upsample', seed: 145 }],
-  ['1x1 upsampled over a concatenation', { B: 2, C1: 2, C2: 3, H: 4, W: 3, Cout: 6, ks: 1, mode: 'upsample', seed: 150 }],
+  [
+    '3x3 upsampled, concatenation, odd width (scalar reads)',
+    { B: 2, C1: 3, C2: 4, H: 3, W: 5, Cout: 5, ks: 3, mode: 'upsample', seed: 130 },
+  ],
+  [
+    '3x3 upsampled, 9 input channels, rows of 8 pixels (vec4 reads), output channels over two staged chunks',
+    { B: 1, C1: 9, C2: 0, H: 6, W: 10, Cout: 11, ks: 3, mode: 'upsample', seed: 140 },
+  ],
+  [
+    '3x3 upsampled, rows of 8 pixels (vec4 reads and writes), 3 output channels',
+    { B: 2, C1: 6, C2: 0, H: 5, W: 8, Cout: 3, ks: 3, mode: 'upsample', seed: 145 },
+  ],
+  [
+    '1x1 upsampled over a concatenation',
+    { B: 2, C1: 2, C2: 3, H: 4, W: 3, Cout: 6, ks: 1, mode: 'upsample', seed: 150 },
+  ],
 ];
 
 for (const [name, c] of cases) {
   for (const accumulate of [false, true]) {
-    test(`direct backward, ${name}, B${c.B} ${c.C1}${c.C2 ? `+${c.C2}` : ''}->${c.Cout} ${c.H}x${c.W}${accumulate ? ', accumulating' : ''}`, () => run(c, accumulate));
+    test(`direct backward, ${name}, B${c.B} ${c.C1}${c.C2 ? `+${c.C2}` : ''}->${c.Cout} ${c.H}x${c.W}${accumulate ? ', accumulating' : ''}`, () =>
+      run(c, accumulate));
   }
 }
 
 test('direct weight gradient of an upsampled conv over GroupNorm + Swish, materialised into xn', () =>
   run({ B: 2, C1: 4, C2: 2, H: 4, W: 4, Cout: 5, ks: 3, mode: 'upsample', norm: 2, G: 3, seed: 160 }, true));
 
-for (const [HW, accumulate] of [[12, false], [7, true]] as const) {
+for (const [HW, accumulate] of [
+  [12, false],
+  [7, true],
+] as const) {
   test(`direct channel sums (bias and embedding gradients), HW ${HW}${accumulate ? ', accumulating' : ''}`, async () => {
-    const B = 2, C = 5, bOff = 3, embOff = 2;
+    const B = 2,
+      C = 5,
+      bOff = 3,
+      embOff = 2;
     const g = rand(B * C * HW, HW);
     const bias = new Float64Array(C);
     const emb = new Float64Array(B * C);
@@ -132,11 +206,28 @@ for (const [HW, accumulate] of [[12, false], [7, true]] as const) {
       const dOut = ctx.upload(g);
       const grads = ctx.upload(fillG);
       const dEmb = ctx.upload(fillE);
-      ctx.run([await KB.channelSumBackward(ctx, { B, C, HW, bOff, embOff, label: 'bias' }, { dOut, grads, dEmb }, { accumulate })]);
+      ctx.run([
+        await KB.channelSumBackward(
+          ctx,
+          { B, C, HW, bOff, embOff, label: 'bias' },
+          { dOut, grads, dEmb },
+          { accumulate },
+        ),
+      ]);
       const gg = await ctx.read(grads, fillG.length * 4);
       const ge = await ctx.read(dEmb, fillE.length * 4);
-      close('dBias', gg.subarray(bOff, bOff + C), Array.from(bias, (v, i) => v + (accumulate ? fillG[bOff + i] : 0)), 1e-6);
-      close('dEmb', ge.subarray(embOff, embOff + B * C), Array.from(emb, (v, i) => v + (accumulate ? fillE[embOff + i] : 0)), 1e-6);
+      close(
+        'dBias',
+        gg.subarray(bOff, bOff + C),
+        Array.from(bias, (v, i) => v + (accumulate ? fillG[bOff + i] : 0)),
+        1e-6,
+      );
+      close(
+        'dEmb',
+        ge.subarray(embOff, embOff + B * C),
+        Array.from(emb, (v, i) => v + (accumulate ? fillE[embOff + i] : 0)),
+        1e-6,
+      );
       for (const i of [0, bOff - 1, bOff + C, bOff + C + 1]) assert.is(gg[i], fillG[i], `grads[${i}] untouched`);
       for (const i of [0, embOff - 1, embOff + B * C]) assert.is(ge[i], fillE[i], `dEmb[${i}] untouched`);
       for (const buf of [dOut, grads, dEmb]) buf.destroy();

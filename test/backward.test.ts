@@ -22,7 +22,14 @@ const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
  * Central differences of `loss` w.r.t. a few coordinates of `x` (perturbed in place and restored) against the
  * analytic gradient; returns the worst |fd - analytic| / max(1, |analytic|).
  */
-function fdCheck(name: string, x: Float64Array, analytic: ArrayLike<number>, loss: () => number, count = 6, seed = 1): void {
+function fdCheck(
+  name: string,
+  x: Float64Array,
+  analytic: ArrayLike<number>,
+  loss: () => number,
+  count = 6,
+  seed = 1,
+): void {
   assert.is(analytic.length, x.length, `${name}: gradient length`);
   const picks = rand(count, seed).map((v) => Math.floor(((v + 1) / 2) * x.length));
   const h = 1e-5;
@@ -59,8 +66,22 @@ function packParams(ctx: GpuContext, parts: Record<string, Float32Array>, pad = 
 // ---------------------------------------------------------------------------------------------- fused conv backward
 
 interface ConvCase {
-  B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
-  upsample?: boolean; norm?: 0 | 1 | 2; G?: number; bias?: boolean; emb?: boolean; split?: number; xn?: boolean; seed: number;
+  B: number;
+  C1: number;
+  C2: number;
+  H: number;
+  W: number;
+  Cout: number;
+  ks: 1 | 3;
+  stride: 1 | 2;
+  upsample?: boolean;
+  norm?: 0 | 1 | 2;
+  G?: number;
+  bias?: boolean;
+  emb?: boolean;
+  split?: number;
+  xn?: boolean;
+  seed: number;
 }
 
 async function convCase(o: ConvCase) {
@@ -138,8 +159,24 @@ async function convCase(o: ConvCase) {
   const prefillB = rand(B * C2 * H * W, o.seed + 9);
   const dBBuf = C2 ? ctx.upload(prefillB) : undefined;
   const spec: KB.ConvBackwardSpec = {
-    B, C1, C2, Hin: H, Win: W, Cout, ks, stride, upsample: o.upsample, norm, groups: G, statsOff,
-    gammaOff: offs.gamma, betaOff: offs.beta, wOff: offs.w, bOff: o.bias ? offs.bias : -1, embOff: o.emb ? embOff : -1, label: 'conv',
+    B,
+    C1,
+    C2,
+    Hin: H,
+    Win: W,
+    Cout,
+    ks,
+    stride,
+    upsample: o.upsample,
+    norm,
+    groups: G,
+    statsOff,
+    gammaOff: offs.gamma,
+    betaOff: offs.beta,
+    wOff: offs.w,
+    bOff: o.bias ? offs.bias : -1,
+    embOff: o.emb ? embOff : -1,
+    label: 'conv',
   };
   const split = o.split ?? 1;
   const sizes = KB.conv2dBackwardScratchBytes(spec, split);
@@ -151,19 +188,49 @@ async function convCase(o: ConvCase) {
     xn: o.xn ? ctx.buffer(sizes.xn) : undefined,
   };
   const dispatches = [];
-  if (norm) dispatches.push(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' }, { a: aBuf, b: bBuf, stats }));
+  if (norm)
+    dispatches.push(
+      await K.groupNormStats(
+        ctx,
+        { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' },
+        { a: aBuf, b: bBuf, stats },
+      ),
+    );
   dispatches.push(
     ...(await KB.conv2dBackward(
-      ctx, spec,
-      { params, a: aBuf, b: bBuf, stats: norm ? stats : undefined, dOut: dOutBuf, grads, dEmb: dEmbBuf, dA: dABuf, dB: dBBuf, scratch },
+      ctx,
+      spec,
+      {
+        params,
+        a: aBuf,
+        b: bBuf,
+        stats: norm ? stats : undefined,
+        dOut: dOutBuf,
+        grads,
+        dEmb: dEmbBuf,
+        dA: dABuf,
+        dB: dBBuf,
+        scratch,
+      },
       { accumulate: true, split },
     )),
   );
   ctx.run(dispatches);
   const g = await ctx.read(grads, nParams * 4);
   const tol = 2e-5;
-  close('gpu dA (accumulated)', await ctx.read(dABuf, prefill.length * 4), dA.data.map((v, i) => v + prefill[i]), tol);
-  if (dB) close('gpu dB (accumulated)', await ctx.read(dBBuf!, dB.data.length * 4), dB.data.map((v, i) => v + prefillB[i]), tol);
+  close(
+    'gpu dA (accumulated)',
+    await ctx.read(dABuf, prefill.length * 4),
+    dA.data.map((v, i) => v + prefill[i]),
+    tol,
+  );
+  if (dB)
+    close(
+      'gpu dB (accumulated)',
+      await ctx.read(dBBuf!, dB.data.length * 4),
+      dB.data.map((v, i) => v + prefillB[i]),
+      tol,
+    );
   close('gpu dW', g.subarray(offs.w, offs.w + w.length), cb.dw, tol);
   if (o.bias) close('gpu dBias', g.subarray(offs.bias, offs.bias + Cout), cb.db, tol);
   if (o.emb) close('gpu dEmb', (await ctx.read(dEmbBuf)).subarray(embOff, embOff + B * Cout), dEmb, tol);
@@ -171,23 +238,67 @@ async function convCase(o: ConvCase) {
     close('gpu dGamma', g.subarray(offs.gamma, offs.gamma + Cin), dGamma!, tol);
     close('gpu dBeta', g.subarray(offs.beta, offs.beta + Cin), dBeta!, tol);
   }
-  for (const b of [params, aBuf, bBuf, stats, dOutBuf, grads, dEmbBuf, dABuf, dBBuf, ...Object.values(scratch)]) b?.destroy();
+  for (const b of [params, aBuf, bBuf, stats, dOutBuf, grads, dEmbBuf, dABuf, dBBuf, ...Object.values(scratch)])
+    b?.destroy();
 }
 
 test('conv3x3 stride 1 backward: odd non-square map, batch 2, bias', () =>
   convCase({ B: 2, C1: 5, C2: 0, H: 5, W: 7, Cout: 6, ks: 3, stride: 1, bias: true, seed: 10 }));
 
 test('ResnetBlock conv backward: concatenated input, GroupNorm + Swish, embedding, split weight gradient', () =>
-  convCase({ B: 2, C1: 4, C2: 5, H: 4, W: 5, Cout: 7, ks: 3, stride: 1, norm: 2, G: 3, bias: true, emb: true, split: 3, seed: 20 }));
+  convCase({
+    B: 2,
+    C1: 4,
+    C2: 5,
+    H: 4,
+    W: 5,
+    Cout: 7,
+    ks: 3,
+    stride: 1,
+    norm: 2,
+    G: 3,
+    bias: true,
+    emb: true,
+    split: 3,
+    seed: 20,
+  }));
 
 test('the same with the normalised input materialised once for the weight gradient (scratch xn)', () =>
-  convCase({ B: 2, C1: 4, C2: 5, H: 4, W: 5, Cout: 7, ks: 3, stride: 1, norm: 2, G: 3, bias: true, emb: true, xn: true, seed: 25 }));
+  convCase({
+    B: 2,
+    C1: 4,
+    C2: 5,
+    H: 4,
+    W: 5,
+    Cout: 7,
+    ks: 3,
+    stride: 1,
+    norm: 2,
+    G: 3,
+    bias: true,
+    emb: true,
+    xn: true,
+    seed: 25,
+  }));
 
 test('Downsample conv backward: 3x3 stride 2 on odd sizes', () =>
   convCase({ B: 2, C1: 4, C2: 0, H: 7, W: 6, Cout: 5, ks: 3, stride: 2, bias: true, seed: 30 }));
 
 test('Upsample conv backward: nearest x2 folded into the input, gradient summed over each 2x2 block', () =>
-  convCase({ B: 2, C1: 3, C2: 0, H: 3, W: 4, Cout: 4, ks: 3, stride: 1, upsample: true, bias: true, split: 2, seed: 40 }));
+  convCase({
+    B: 2,
+    C1: 3,
+    C2: 0,
+    H: 3,
+    W: 4,
+    Cout: 4,
+    ks: 3,
+    stride: 1,
+    upsample: true,
+    bias: true,
+    split: 2,
+    seed: 40,
+  }));
 
 test('attention qkv conv backward: 1x1 with GroupNorm (no Swish), no bias, Cout over one 64 tile', () =>
   convCase({ B: 2, C1: 6, C2: 0, H: 3, W: 5, Cout: 66, ks: 1, stride: 1, norm: 1, G: 2, xn: true, seed: 50 }));
@@ -201,26 +312,118 @@ test('conv3x3 stride 1 over a concatenation, rows a multiple of 4 wide, a partia
   convCase({ B: 2, C1: 5, C2: 3, H: 6, W: 8, Cout: 7, ks: 3, stride: 1, bias: true, seed: 80 }));
 
 test('the same with GroupNorm + Swish materialised (xn) and an embedding', () =>
-  convCase({ B: 2, C1: 4, C2: 4, H: 5, W: 12, Cout: 6, ks: 3, stride: 1, norm: 2, G: 4, bias: true, emb: true, xn: true, seed: 85 }));
+  convCase({
+    B: 2,
+    C1: 4,
+    C2: 4,
+    H: 5,
+    W: 12,
+    Cout: 6,
+    ks: 3,
+    stride: 1,
+    norm: 2,
+    G: 4,
+    bias: true,
+    emb: true,
+    xn: true,
+    seed: 85,
+  }));
 
 test('conv1x1 stride 1, rows a multiple of 4 wide', () =>
   convCase({ B: 1, C1: 9, C2: 0, H: 3, W: 4, Cout: 5, ks: 1, stride: 1, bias: true, seed: 90 }));
 
 test('GroupNorm + Swish then upsample (a combination the kernels allow), groups of one channel', () =>
-  convCase({ B: 1, C1: 3, C2: 2, H: 2, W: 3, Cout: 2, ks: 3, stride: 1, upsample: true, norm: 2, G: 5, bias: true, seed: 70 }));
+  convCase({
+    B: 1,
+    C1: 3,
+    C2: 2,
+    H: 2,
+    W: 3,
+    Cout: 2,
+    ks: 3,
+    stride: 1,
+    upsample: true,
+    norm: 2,
+    G: 5,
+    bias: true,
+    seed: 70,
+  }));
 
 test('conv backward refuses inconsistent specs with clear messages', async () => {
   const ctx = await device();
   const buf = ctx.buffer(64);
-  const base: KB.ConvBackwardSpec = { B: 1, C1: 4, C2: 2, Hin: 2, Win: 2, Cout: 2, ks: 3, stride: 1, wOff: 0, bOff: -1 };
+  const base: KB.ConvBackwardSpec = {
+    B: 1,
+    C1: 4,
+    C2: 2,
+    Hin: 2,
+    Win: 2,
+    Cout: 2,
+    ks: 3,
+    stride: 1,
+    wOff: 0,
+    bOff: -1,
+  };
   const cases: [() => Promise<unknown>, RegExp][] = [
-    [() => KB.conv2dBackwardInput(ctx, base, { params: buf, dOut: buf, dA: ctx.buffer(64) }), /C2 > 0 needs a dB buffer/],
-    [() => KB.conv2dBackwardInput(ctx, { ...base, ks: 5 as 3 }, { params: buf, dOut: buf, dA: ctx.buffer(64), dB: ctx.buffer(64) }), /kernel size must be 1 or 3/],
-    [() => KB.conv2dBackward(ctx, { ...base, norm: 2, groups: 4 }, { params: buf, a: buf, b: buf, stats: buf, dOut: buf, grads: ctx.buffer(64) }), /6 channels do not divide into 4 groups/],
-    [() => KB.conv2dBackward(ctx, { ...base, norm: 2, groups: 3 }, { params: buf, a: buf, b: buf, stats: buf, dOut: buf, grads: ctx.buffer(64), dA: ctx.buffer(64), dB: ctx.buffer(64) }), /needs scratch dYA, dYB and gn/],
-    [() => KB.conv2dBackwardWeight(ctx, { ...base, B: 4, Hin: 16, Win: 16 }, { params: buf, a: buf, b: buf, dOut: buf, grads: ctx.buffer(64) }, { split: 4 }), /split weight gradient needs a scratch buffer/],
-    [() => KB.conv2dBackwardInput(ctx, base, { params: buf, dOut: buf, dA: buf, dB: ctx.buffer(64) }), /dA and params must be different buffers/],
-    [() => KB.attentionBackward(ctx, { B: 1, C: 2, HW: 2 }, { qkv: buf, dOut: buf, dqkv: buf, rowStats: ctx.buffer(64) }), /dqkv and qkv must be different buffers/],
+    [
+      () => KB.conv2dBackwardInput(ctx, base, { params: buf, dOut: buf, dA: ctx.buffer(64) }),
+      /C2 > 0 needs a dB buffer/,
+    ],
+    [
+      () =>
+        KB.conv2dBackwardInput(
+          ctx,
+          { ...base, ks: 5 as 3 },
+          { params: buf, dOut: buf, dA: ctx.buffer(64), dB: ctx.buffer(64) },
+        ),
+      /kernel size must be 1 or 3/,
+    ],
+    [
+      () =>
+        KB.conv2dBackward(
+          ctx,
+          { ...base, norm: 2, groups: 4 },
+          { params: buf, a: buf, b: buf, stats: buf, dOut: buf, grads: ctx.buffer(64) },
+        ),
+      /6 channels do not divide into 4 groups/,
+    ],
+    [
+      () =>
+        KB.conv2dBackward(
+          ctx,
+          { ...base, norm: 2, groups: 3 },
+          {
+            params: buf,
+            a: buf,
+            b: buf,
+            stats: buf,
+            dOut: buf,
+            grads: ctx.buffer(64),
+            dA: ctx.buffer(64),
+            dB: ctx.buffer(64),
+          },
+        ),
+      /needs scratch dYA, dYB and gn/,
+    ],
+    [
+      () =>
+        KB.conv2dBackwardWeight(
+          ctx,
+          { ...base, B: 4, Hin: 16, Win: 16 },
+          { params: buf, a: buf, b: buf, dOut: buf, grads: ctx.buffer(64) },
+          { split: 4 },
+        ),
+      /split weight gradient needs a scratch buffer/,
+    ],
+    [
+      () => KB.conv2dBackwardInput(ctx, base, { params: buf, dOut: buf, dA: buf, dB: ctx.buffer(64) }),
+      /dA and params must be different buffers/,
+    ],
+    [
+      () =>
+        KB.attentionBackward(ctx, { B: 1, C: 2, HW: 2 }, { qkv: buf, dOut: buf, dqkv: buf, rowStats: ctx.buffer(64) }),
+      /dqkv and qkv must be different buffers/,
+    ],
   ];
   for (const [f, re] of cases) {
     try {
@@ -286,7 +489,14 @@ for (const [B, C, H, W, accumulate] of [
     const db = ctx.upload(r);
     const out = ctx.upload(accumulate ? prefill : new Float32Array(qkv.length).fill(NaN));
     const rowStats = ctx.buffer(KB.attentionBackwardStatsBytes({ B, HW }));
-    ctx.run(await KB.attentionBackward(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, dOut: db, dqkv: out, rowStats }, { accumulate }));
+    ctx.run(
+      await KB.attentionBackward(
+        ctx,
+        { B, C, HW, label: 'attn' },
+        { qkv: qb, dOut: db, dqkv: out, rowStats },
+        { accumulate },
+      ),
+    );
     const got = await ctx.read(out, qkv.length * 4);
     close('gpu dqkv', got, accumulate ? want.data.map((v, i) => v + prefill[i]) : want.data, 2e-5);
     for (const b of [qb, db, out, rowStats]) b.destroy();
@@ -334,7 +544,11 @@ for (const swishIn of [false, true]) {
     close('gpu dB', g.subarray(offs.bias, offs.bias + N), want.db);
     const gi = await ctx.read(dIn, prefill.length * 4);
     for (let i = 0; i < dInOff; i++) assert.is(gi[i], prefill[i]);
-    close('gpu dIn', gi.subarray(dInOff), want.dx.map((v, i) => v + prefill[dInOff + i]));
+    close(
+      'gpu dIn',
+      gi.subarray(dInOff),
+      want.dx.map((v, i) => v + prefill[dInOff + i]),
+    );
   });
 }
 
@@ -343,12 +557,28 @@ for (const swishIn of [false, true]) {
 test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end to end: GPU backward vs finite differences', async () => {
   // y = conv3(swish(GN(h))) + b2 + res_conv(cat(x, skip)),  h = conv3(swish(GN(cat(x, skip)))) + b1 + Linear(t)
   // x and skip feed two consumers (block1 and res_conv): their gradients accumulate; t's comes through the Linear.
-  const B = 2, C1 = 3, C2 = 5, H = 4, W = 5, Co = 6, G = 2, T = 4;
+  const B = 2,
+    C1 = 3,
+    C2 = 5,
+    H = 4,
+    W = 5,
+    Co = 6,
+    G = 2,
+    T = 4;
   const Ci = C1 + C2;
   const parts = {
-    w1: rand(Co * Ci * 9, 1).map((v) => v * 0.3), b1: rand(Co, 2), g1: rand(Ci, 3).map((v) => 1 + 0.4 * v), be1: rand(Ci, 4),
-    w2: rand(Co * Co * 9, 5).map((v) => v * 0.3), b2: rand(Co, 6), g2: rand(Co, 7).map((v) => 1 + 0.4 * v), be2: rand(Co, 8),
-    wr: rand(Co * Ci, 9).map((v) => v * 0.5), br: rand(Co, 10), we: rand(Co * T, 11), bee: rand(Co, 12),
+    w1: rand(Co * Ci * 9, 1).map((v) => v * 0.3),
+    b1: rand(Co, 2),
+    g1: rand(Ci, 3).map((v) => 1 + 0.4 * v),
+    be1: rand(Ci, 4),
+    w2: rand(Co * Co * 9, 5).map((v) => v * 0.3),
+    b2: rand(Co, 6),
+    g2: rand(Co, 7).map((v) => 1 + 0.4 * v),
+    be2: rand(Co, 8),
+    wr: rand(Co * Ci, 9).map((v) => v * 0.5),
+    br: rand(Co, 10),
+    we: rand(Co * T, 11),
+    bee: rand(Co, 12),
   };
   const x = rand(B * C1 * H * W, 13);
   const skip = rand(B * C2 * H * W, 14).map((v) => 2 * v - 0.4);
@@ -380,11 +610,40 @@ test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end
   const embOff = 3;
   const emb = ctx.buffer((embOff + B * Co) * 4);
   const conv = { B, Hin: H, Win: W, Cout: Co, stride: 1 as const, groups: G };
-  const spec1: KB.ConvBackwardSpec = { ...conv, C1, C2, ks: 3, norm: 2, statsOff: 0, gammaOff: offs.g1, betaOff: offs.be1, wOff: offs.w1, bOff: offs.b1, embOff, label: 'block1' };
+  const spec1: KB.ConvBackwardSpec = {
+    ...conv,
+    C1,
+    C2,
+    ks: 3,
+    norm: 2,
+    statsOff: 0,
+    gammaOff: offs.g1,
+    betaOff: offs.be1,
+    wOff: offs.w1,
+    bOff: offs.b1,
+    embOff,
+    label: 'block1',
+  };
   const specR: KB.ConvBackwardSpec = { ...conv, C1, C2, ks: 1, wOff: offs.wr, bOff: offs.br, label: 'res_conv' };
-  const spec2: KB.ConvBackwardSpec = { ...conv, C1: Co, C2: 0, ks: 3, norm: 2, statsOff: s2, gammaOff: offs.g2, betaOff: offs.be2, wOff: offs.w2, bOff: offs.b2, label: 'block2' };
+  const spec2: KB.ConvBackwardSpec = {
+    ...conv,
+    C1: Co,
+    C2: 0,
+    ks: 3,
+    norm: 2,
+    statsOff: s2,
+    gammaOff: offs.g2,
+    betaOff: offs.be2,
+    wOff: offs.w2,
+    bOff: offs.b2,
+    label: 'block2',
+  };
   const fwd = [
-    await K.linear(ctx, { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, outOff: embOff }, { params, inp: tb, out: emb }),
+    await K.linear(
+      ctx,
+      { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, outOff: embOff },
+      { params, inp: tb, out: emb },
+    ),
     await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff: 0 }, { a: xb, b: sb, stats }),
     await K.conv2d(ctx, spec1, { params, a: xb, b: sb, stats, emb, out: hb }),
     await K.conv2d(ctx, specR, { params, a: xb, b: sb, out: rb }),
@@ -403,18 +662,37 @@ test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end
   const scratch = { dYA: ctx.buffer(B * Ci * H * W * 4), dYB: ctx.buffer(big.dYB), gn: ctx.buffer(big.gn) };
   const bwd = [
     // block2 (its residual input r gets dY unchanged: res_conv's dOut is dY itself)
-    ...(await KB.conv2dBackward(ctx, spec2, { params, a: hb, stats, dOut: dY, grads, dA: dH, scratch: { dYA: scratch.dYA, gn: scratch.gn, xn: act(Co) } })),
+    ...(await KB.conv2dBackward(ctx, spec2, {
+      params,
+      a: hb,
+      stats,
+      dOut: dY,
+      grads,
+      dA: dH,
+      scratch: { dYA: scratch.dYA, gn: scratch.gn, xn: act(Co) },
+    })),
     // res_conv: the first writer of dX / dSkip overwrites
     ...(await KB.conv2dBackward(ctx, specR, { params, a: xb, b: sb, dOut: dY, grads, dA: dX, dB: dS })),
     // block1: adds into dX / dSkip, writes the embedding gradient
-    ...(await KB.conv2dBackward(ctx, spec1, { params, a: xb, b: sb, stats, dOut: dH, grads, dEmb, dA: dX, dB: dS, scratch }, { accumulate: true })),
+    ...(await KB.conv2dBackward(
+      ctx,
+      spec1,
+      { params, a: xb, b: sb, stats, dOut: dH, grads, dEmb, dA: dX, dB: dS, scratch },
+      { accumulate: true },
+    )),
     // the block's noise projection: Linear(t) backward from dEmb
-    ...(await KB.linearBackward(ctx, { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, dOutOff: embOff }, { params, inp: tb, dOut: dEmb, grads, dIn: dT })),
+    ...(await KB.linearBackward(
+      ctx,
+      { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, dOutOff: embOff },
+      { params, inp: tb, dOut: dEmb, grads, dIn: dT },
+    )),
   ];
   ctx.run([...fwd, ...bwd]);
   const g = await ctx.read(grads, n * 4);
   const got: Record<string, Float32Array> = {
-    x: await ctx.read(dX, x.length * 4), skip: await ctx.read(dS, skip.length * 4), t: await ctx.read(dT, t.length * 4),
+    x: await ctx.read(dX, x.length * 4),
+    skip: await ctx.read(dS, skip.length * 4),
+    t: await ctx.read(dT, t.length * 4),
   };
   for (const [k, v] of Object.entries(parts)) got[k] = g.subarray(offs[k], offs[k] + v.length);
   const h = 1e-5;
@@ -455,7 +733,13 @@ for (const kind of ['l1', 'l2'] as const) {
       const grad = ctx.buffer((n + 2) * 4);
       const partial = ctx.buffer(KB.reducePartials(n) * 4);
       const value = ctx.upload(new Float32Array([7, 7, 7, 7]));
-      ctx.run(await KB.loss(ctx, { n, kind, reduction, predOff: 1, gradOff: 2, valueOff: 1 }, { pred: pb, target: tb, grad, partial, value }));
+      ctx.run(
+        await KB.loss(
+          ctx,
+          { n, kind, reduction, predOff: 1, gradOff: 2, valueOff: 1 },
+          { pred: pb, target: tb, grad, partial, value },
+        ),
+      );
       const v = await ctx.read(value);
       assert.ok(Math.abs(v[1] - want.value) <= 1e-5 * Math.abs(want.value), `value ${v[1]} vs ${want.value}`);
       assert.is(v[0], 7);
@@ -480,7 +764,13 @@ test('loss refuses unknown kinds and reductions', async () => {
     [{ n: 0, kind: 'l1', reduction: 'sum' }, /positive integer/],
   ] as const) {
     try {
-      await KB.loss(ctx, spec as unknown as KB.LossSpec, { pred: b(), target: b(), grad: b(), partial: b(), value: b() });
+      await KB.loss(ctx, spec as unknown as KB.LossSpec, {
+        pred: b(),
+        target: b(),
+        grad: b(),
+        partial: b(),
+        value: b(),
+      });
       assert.unreachable();
     } catch (e) {
       assert.match((e as Error).message, re);

@@ -51,11 +51,17 @@ function testPicture(w = 8, h = 8): PixelImage {
 
 async function setup(): Promise<void> {
   const opt = readFileSync(join(FIXTURES, 'golden/tiny/config.json'), 'utf8');
-  const conv = convertCheckpoint(new Uint8Array(readFileSync(join(FIXTURES, 'golden/tiny/model_gen.pth'))), { optionsText: opt, inflate: nodeInflateRaw });
+  const conv = convertCheckpoint(new Uint8Array(readFileSync(join(FIXTURES, 'golden/tiny/model_gen.pth'))), {
+    optionsText: opt,
+    inflate: nodeInflateRaw,
+  });
   await buildWeb(OUT, false);
   mkdirSync(join(OUT, 'test'), { recursive: true });
   writeFileSync(join(OUT, 'test/tiny.safetensors'), conv.bytes);
-  writeFileSync(join(OUT, 'test/blank.html'), '<!doctype html><meta charset="utf-8"><title>sr3 test</title><body></body>');
+  writeFileSync(
+    join(OUT, 'test/blank.html'),
+    '<!doctype html><meta charset="utf-8"><title>sr3 test</title><body></body>',
+  );
   server = await serveWeb(OUT);
 }
 
@@ -83,12 +89,21 @@ async function newPage(b: Browser): Promise<Page> {
 test('the bundle has no Node code: no node: imports, no require, none of the Node-only modules', async () => {
   await ready;
   if (setupError) throw setupError;
-  const files = [...readdirSync(OUT).filter((f) => f.endsWith('.js')), ...readdirSync(join(OUT, 'assets')).filter((f) => f.endsWith('.js')).map((f) => `assets/${f}`)];
+  const files = [
+    ...readdirSync(OUT).filter((f) => f.endsWith('.js')),
+    ...readdirSync(join(OUT, 'assets'))
+      .filter((f) => f.endsWith('.js'))
+      .map((f) => `assets/${f}`),
+  ];
   assert.ok(files.includes('sr3.js') && files.includes('main.js'), `built files: ${files.join(', ')}`);
   for (const f of files) {
     const js = readFileSync(join(OUT, f), 'utf8');
     assert.not.match(js, /from\s*["']node:|import\(\s*["']node:|\brequire\(/, `${f} imports Node`);
-    assert.not.match(js, /engine\/node\/|weights-format\/node\.ts|weights-format\/cli\.ts/, `${f} bundles Node-only code`);
+    assert.not.match(
+      js,
+      /engine\/node\/|weights-format\/node\.ts|weights-format\/cli\.ts/,
+      `${f} bundles Node-only code`,
+    );
   }
 });
 
@@ -120,7 +135,11 @@ test('in headless Chromium: WebGPU adapter, the tiny model from a URL, 8x8 -> 32
       const model = await sr3.loadModelFrom('/test/tiny.safetensors');
       const img = { width: 8, height: 8, channels: 3, bitDepth: 8, data: new Uint8Array(data) };
       const progress: number[] = [];
-      const [t] = await sr3.upscaleTensor(ctx, model, sr3.imageToTensors(img, 3).color, { steps, seed, onProgress: (d: number) => progress.push(d) });
+      const [t] = await sr3.upscaleTensor(ctx, model, sr3.imageToTensors(img, 3).color, {
+        steps,
+        seed,
+        onProgress: (d: number) => progress.push(d),
+      });
       const res = await sr3.upscaleImage(ctx, model, img, { steps, seed });
       const out = res.images[0];
       const rgba = sr3.pixelImageToRgba(out);
@@ -130,7 +149,12 @@ test('in headless Chromium: WebGPU adapter, the tiny model from a URL, 8x8 -> 32
         software: ctx.adapter.isSoftware,
         shape: [t.channels, t.height, t.width],
         tensor: Array.from(t.data as Float32Array),
-        image: { width: out.width, height: out.height, channels: out.channels, data: Array.from(out.data as Uint8Array) },
+        image: {
+          width: out.width,
+          height: out.height,
+          channels: out.channels,
+          data: Array.from(out.data as Uint8Array),
+        },
         rgba: Array.from(rgba as Uint8ClampedArray).slice(0, 8),
         progress,
       };
@@ -138,7 +162,10 @@ test('in headless Chromium: WebGPU adapter, the tiny model from a URL, 8x8 -> 32
     { src: `${server!.url}sr3.js`, data: Array.from(pic.data), steps: STEPS, seed: SEED },
   );
   await page.close();
-  if ('error' in r) throw new Error(`${r.error}. Chromium ${'/usr/bin/chromium'} was launched with --enable-unsafe-webgpu; see scripts/screenshot.ts`);
+  if ('error' in r)
+    throw new Error(
+      `${r.error}. Chromium ${'/usr/bin/chromium'} was launched with --enable-unsafe-webgpu; see scripts/screenshot.ts`,
+    );
   const browserSecs = (Date.now() - t0) / 1000;
 
   const ctx = await device();
@@ -222,15 +249,22 @@ test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG d
   // a 16x16 crop of the example picture (the face), picked through the page's file input
   const full = await readImage(join(ROOT, 'examples/astronaut-32.png'));
   const img: PixelImage = { width: 16, height: 16, channels: 3, bitDepth: 8, data: new Uint8Array(16 * 16 * 3) };
-  for (let y = 0; y < 16; y++) img.data.set(full.data.subarray(((y + 6) * 32 + 8) * 3, ((y + 6) * 32 + 24) * 3), y * 16 * 3);
+  for (let y = 0; y < 16; y++)
+    img.data.set(full.data.subarray(((y + 6) * 32 + 8) * 3, ((y + 6) * 32 + 24) * 3), y * 16 * 3);
   const q = new URLSearchParams({ model: 'test/tiny.safetensors', steps: String(STEPS), seed: '3', sampler: 'ddim' });
   await page.goto(`${server!.url}?${q}`);
-  await page.waitForFunction(() => ['ready', 'error', 'no-webgpu'].includes(document.body.dataset.state ?? ''), null, { polling: 100 });
+  await page.waitForFunction(() => ['ready', 'error', 'no-webgpu'].includes(document.body.dataset.state ?? ''), null, {
+    polling: 100,
+  });
   await page.setInputFiles('#file', { name: 'face.png', mimeType: 'image/png', buffer: encodePng(img as Image) });
-  await page.waitForFunction(() => !(document.getElementById('run') as HTMLButtonElement).disabled, null, { polling: 100 });
+  await page.waitForFunction(() => !(document.getElementById('run') as HTMLButtonElement).disabled, null, {
+    polling: 100,
+  });
   assert.match((await page.textContent('#input-info')) ?? '', /face\.png: 16x16 -> 64x64/);
   await page.click('#run');
-  await page.waitForFunction(() => ['done', 'error', 'too-large'].includes(document.body.dataset.state ?? ''), null, { polling: 200 });
+  await page.waitForFunction(() => ['done', 'error', 'too-large'].includes(document.body.dataset.state ?? ''), null, {
+    polling: 200,
+  });
   const state = await page.evaluate(() => document.body.dataset.state);
   assert.is(state, 'done', `state ${state}: ${await page.textContent('#message')}`);
   assert.ok(await page.isVisible('#download'));
@@ -239,9 +273,17 @@ test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG d
     const out: Record<string, { w: number; h: number; data: number[] }> = {};
     for (const id of ['sr3-canvas', 'bicubic-canvas']) {
       const c = document.getElementById(id) as HTMLCanvasElement;
-      out[id] = { w: c.width, h: c.height, data: Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data) };
+      out[id] = {
+        w: c.width,
+        h: c.height,
+        data: Array.from(c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data),
+      };
     }
-    return { sr3: out['sr3-canvas'], bicubic: out['bicubic-canvas'], caption: document.getElementById('cap-sr3')!.textContent };
+    return {
+      sr3: out['sr3-canvas'],
+      bicubic: out['bicubic-canvas'],
+      caption: document.getElementById('cap-sr3')!.textContent,
+    };
   });
   const download = await Promise.all([page.waitForEvent('download'), page.click('#download')]).then(([d]) => d);
   const pngPath = join(OUT, 'download.png');
@@ -249,7 +291,11 @@ test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG d
   // Cancel: a long run stopped from the page after its first step
   await page.fill('#steps', '200');
   await page.click('#run');
-  await page.waitForFunction(() => /^step [1-9]/.test(document.getElementById('progress-text')!.textContent ?? ''), null, { polling: 50 });
+  await page.waitForFunction(
+    () => /^step [1-9]/.test(document.getElementById('progress-text')!.textContent ?? ''),
+    null,
+    { polling: 50 },
+  );
   assert.ok(await page.isEnabled('#cancel'));
   await page.click('#cancel');
   await page.waitForFunction(() => document.body.dataset.state !== 'running', null, { polling: 50 });
@@ -268,7 +314,11 @@ test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG d
     optionsText: readFileSync(join(FIXTURES, 'golden/tiny/config.json'), 'utf8'),
     inflate: nodeInflateRaw,
   }).model;
-  const [ref]: Tensor3[] = await upscaleTensor(ctx, model, imageToTensors(img, 3).color, { steps: STEPS, seed: 3, sampler: 'ddim' });
+  const [ref]: Tensor3[] = await upscaleTensor(ctx, model, imageToTensors(img, 3).color, {
+    steps: STEPS,
+    seed: 3,
+    sampler: 'ddim',
+  });
   const refImg = tensorsToImage(ref, null, img);
   let maxCanvas = 0;
   let maxPng = 0;
@@ -277,7 +327,9 @@ test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG d
       maxCanvas = Math.max(maxCanvas, Math.abs(got.sr3.data[p * 4 + c] - refImg.data[p * 3 + c]));
       maxPng = Math.max(maxPng, Math.abs(png.data[p * png.channels + c] - refImg.data[p * 3 + c]));
     }
-  console.log(`    demo page vs Node, 8-bit: canvas max |diff| ${maxCanvas}, downloaded PNG max |diff| ${maxPng} (${got.caption})`);
+  console.log(
+    `    demo page vs Node, 8-bit: canvas max |diff| ${maxCanvas}, downloaded PNG max |diff| ${maxPng} (${got.caption})`,
+  );
   assert.ok(maxCanvas <= PIXEL_TOL, `canvas differs from Node by ${maxCanvas}`);
   assert.ok(maxPng <= PIXEL_TOL, `PNG differs from Node by ${maxPng}`);
   // bicubic and SR3 differ (the model did something)
@@ -287,8 +339,14 @@ test('the demo page: a picked file, Upscale, bicubic and SR3 side by side, PNG d
 test('the demo page refuses a too-large image with a message', async () => {
   const b = await webgpuBrowser();
   const page = await newPage(b);
-  await page.goto(`${server!.url}?${new URLSearchParams({ model: 'test/tiny.safetensors', example: '1', maxpixels: '256' })}`);
-  await page.waitForFunction(() => ['too-large', 'error', 'no-webgpu'].includes(document.body.dataset.state ?? ''), null, { polling: 100 });
+  await page.goto(
+    `${server!.url}?${new URLSearchParams({ model: 'test/tiny.safetensors', example: '1', maxpixels: '256' })}`,
+  );
+  await page.waitForFunction(
+    () => ['too-large', 'error', 'no-webgpu'].includes(document.body.dataset.state ?? ''),
+    null,
+    { polling: 100 },
+  );
   assert.is(await page.evaluate(() => document.body.dataset.state), 'too-large');
   assert.ok(await page.isVisible('#message'));
   assert.match((await page.textContent('#message')) ?? '', /too large: 32x32/);
@@ -301,9 +359,17 @@ test('without WebGPU the demo page says so (navigator.gpu removed; Chromium with
   if (setupError) throw setupError;
   const check = async (b: Browser, removeGpu: boolean) => {
     const page = await newPage(b);
-    if (removeGpu) await page.addInitScript({ content: "Object.defineProperty(Navigator.prototype, 'gpu', { get() { return undefined; }, configurable: true });" });
+    if (removeGpu)
+      await page.addInitScript({
+        content:
+          "Object.defineProperty(Navigator.prototype, 'gpu', { get() { return undefined; }, configurable: true });",
+      });
     await page.goto(`${server!.url}?model=test/tiny.safetensors`);
-    await page.waitForFunction(() => ['no-webgpu', 'ready', 'error'].includes(document.body.dataset.state ?? ''), null, { polling: 100 });
+    await page.waitForFunction(
+      () => ['no-webgpu', 'ready', 'error'].includes(document.body.dataset.state ?? ''),
+      null,
+      { polling: 100 },
+    );
     const state = await page.evaluate(() => document.body.dataset.state);
     const msg = (await page.textContent('#message')) ?? '';
     const visible = await page.isVisible('#message');

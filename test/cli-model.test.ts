@@ -15,7 +15,17 @@ for (const name of ['tiny', 'groups32']) {
   test(`sr3 forward reproduces the golden ${name} eps from the CLI`, async () => {
     const g = join(FIXTURES, 'golden', name);
     const out = join(dir, `${name}.safetensors`);
-    const r = await runCli(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'forward.safetensors'), '--out', out]);
+    const r = await runCli([
+      'forward',
+      '--model',
+      join(g, 'model_gen.pth'),
+      '--config',
+      join(g, 'config.json'),
+      '--in',
+      join(g, 'forward.safetensors'),
+      '--out',
+      out,
+    ]);
     assert.is(r.code, 0, r.out);
     const eps = toFloat32(readSafetensors(new Uint8Array(readFileSync(out))).tensors.get('eps')!);
     const err = relErr(eps, goldenTensors(name, 'forward.safetensors').get('eps'));
@@ -26,7 +36,21 @@ for (const name of ['tiny', 'groups32']) {
 test('sr3 sample reproduces the golden tiny paper-sampler steps from the CLI', async () => {
   const g = join(FIXTURES, 'golden', 'tiny');
   const out = join(dir, 'sample.safetensors');
-  const r = await runCli(['sample', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'sample.safetensors'), '--out', out, '--sampler', 'paper', '--schedule', 'linear:12:1e-4:0.3']);
+  const r = await runCli([
+    'sample',
+    '--model',
+    join(g, 'model_gen.pth'),
+    '--config',
+    join(g, 'config.json'),
+    '--in',
+    join(g, 'sample.safetensors'),
+    '--out',
+    out,
+    '--sampler',
+    'paper',
+    '--schedule',
+    'linear:12:1e-4:0.3',
+  ]);
   assert.is(r.code, 0, r.out);
   const got = readSafetensors(new Uint8Array(readFileSync(out))).tensors;
   const want = goldenTensors('tiny', 'sample.safetensors');
@@ -39,7 +63,21 @@ test('sr3 sample reproduces the golden tiny paper-sampler steps from the CLI', a
 test('sr3 grad reproduces the golden tiny L1 loss, gradients and two Adam steps from the CLI', async () => {
   const g = join(FIXTURES, 'golden', 'tiny');
   const out = join(dir, 'grad.safetensors');
-  const r = await runCli(['grad', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', join(g, 'train.safetensors'), '--loss', 'l1', '--adam-steps', '2', '--out', out]);
+  const r = await runCli([
+    'grad',
+    '--model',
+    join(g, 'model_gen.pth'),
+    '--config',
+    join(g, 'config.json'),
+    '--in',
+    join(g, 'train.safetensors'),
+    '--loss',
+    'l1',
+    '--adam-steps',
+    '2',
+    '--out',
+    out,
+  ]);
   assert.is(r.code, 0, r.out);
   const got = readSafetensors(new Uint8Array(readFileSync(out))).tensors;
   const want = goldenTensors('tiny', 'train.safetensors');
@@ -63,21 +101,47 @@ test('sr3 grad reproduces the golden tiny L1 loss, gradients and two Adam steps 
 test('sr3 forward refuses an input that does not fit the model, and writes nothing', async () => {
   const g = join(FIXTURES, 'golden', 'tiny');
   const bad = join(dir, 'bad-in.safetensors');
-  writeFileSync(bad, writeSafetensors([
-    ['x_in', f32Entry([1, 4, 32, 32], new Float32Array(4 * 32 * 32))],
-    ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
-  ]));
+  writeFileSync(
+    bad,
+    writeSafetensors([
+      ['x_in', f32Entry([1, 4, 32, 32], new Float32Array(4 * 32 * 32))],
+      ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
+    ]),
+  );
   const out = join(dir, 'never.safetensors');
-  const r = await runCli(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', bad, '--out', out]);
+  const r = await runCli([
+    'forward',
+    '--model',
+    join(g, 'model_gen.pth'),
+    '--config',
+    join(g, 'config.json'),
+    '--in',
+    bad,
+    '--out',
+    out,
+  ]);
   assert.is(r.code, 1);
   assert.match(r.out, /x_in has 4 channels, but this model takes 6/);
   assert.not.ok(existsSync(out));
   const odd = join(dir, 'odd-in.safetensors');
-  writeFileSync(odd, writeSafetensors([
-    ['x_in', f32Entry([1, 6, 30, 32], new Float32Array(6 * 30 * 32))],
-    ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
-  ]));
-  const r2 = await runCli(['forward', '--model', join(g, 'model_gen.pth'), '--config', join(g, 'config.json'), '--in', odd, '--out', out]);
+  writeFileSync(
+    odd,
+    writeSafetensors([
+      ['x_in', f32Entry([1, 6, 30, 32], new Float32Array(6 * 30 * 32))],
+      ['noise_level', f32Entry([1, 1], new Float32Array([0.5]))],
+    ]),
+  );
+  const r2 = await runCli([
+    'forward',
+    '--model',
+    join(g, 'model_gen.pth'),
+    '--config',
+    join(g, 'config.json'),
+    '--in',
+    odd,
+    '--out',
+    out,
+  ]);
   assert.is(r2.code, 1);
   assert.match(r2.out, /multiples of 4/);
   assert.not.ok(existsSync(out));

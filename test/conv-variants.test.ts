@@ -11,8 +11,21 @@ import { conv2dMmaWgsl, mmaTile } from '../shaders/conv2d_mma.ts';
 import { resolveEngineOptions, type EngineOptions, type EngineSwitches } from '../engine/options.ts';
 
 interface Case {
-  B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
-  upsample?: boolean; norm?: 0 | 1 | 2; G?: number; bias?: boolean; emb?: boolean; res?: boolean; seed: number;
+  B: number;
+  C1: number;
+  C2: number;
+  H: number;
+  W: number;
+  Cout: number;
+  ks: 1 | 3;
+  stride: 1 | 2;
+  upsample?: boolean;
+  norm?: 0 | 1 | 2;
+  G?: number;
+  bias?: boolean;
+  emb?: boolean;
+  res?: boolean;
+  seed: number;
 }
 
 /**
@@ -50,15 +63,47 @@ async function run(ctx: GpuContext, o: Case): Promise<{ exact: number; f16: numb
   const resBuf = ctx.upload(res);
   const out = ctx.buffer(B * Cout * Ho * Wo * 4);
   const ds = [];
-  if (o.norm) ds.push(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: o.G!, statsOff: 4, label: 'gn' }, { a: aBuf, b: bBuf, stats }));
+  if (o.norm)
+    ds.push(
+      await K.groupNormStats(
+        ctx,
+        { B, C1, C2, HW: H * W, groups: o.G!, statsOff: 4, label: 'gn' },
+        { a: aBuf, b: bBuf, stats },
+      ),
+    );
   ds.push(
     await K.conv2d(
       ctx,
       {
-        B, C1, C2, Hin: H, Win: W, Cout, ks, stride: o.stride, upsample: o.upsample, norm: o.norm, groups: o.G,
-        statsOff: 4, gammaOff: gOff, betaOff, wOff, bOff: o.bias ? bOff : -1, embOff: o.emb ? 0 : -1, hasRes: o.res, label: 'conv',
+        B,
+        C1,
+        C2,
+        Hin: H,
+        Win: W,
+        Cout,
+        ks,
+        stride: o.stride,
+        upsample: o.upsample,
+        norm: o.norm,
+        groups: o.G,
+        statsOff: 4,
+        gammaOff: gOff,
+        betaOff,
+        wOff,
+        bOff: o.bias ? bOff : -1,
+        embOff: o.emb ? 0 : -1,
+        hasRes: o.res,
+        label: 'conv',
       },
-      { params, a: aBuf, b: bBuf, stats: o.norm ? stats : undefined, emb: o.emb ? embBuf : undefined, res: o.res ? resBuf : undefined, out },
+      {
+        params,
+        a: aBuf,
+        b: bBuf,
+        stats: o.norm ? stats : undefined,
+        emb: o.emb ? embBuf : undefined,
+        res: o.res ? resBuf : undefined,
+        out,
+      },
     ),
   );
   ctx.run(ds);
@@ -86,7 +131,22 @@ async function check(ctx: GpuContext, o: Case, what: string): Promise<void> {
 
 const CASES: Case[] = [
   { B: 2, C1: 5, C2: 0, H: 9, W: 13, Cout: 7, ks: 3, stride: 1, bias: true, seed: 1 },
-  { B: 2, C1: 4, C2: 8, H: 6, W: 11, Cout: 9, ks: 3, stride: 1, norm: 2, G: 3, bias: true, emb: true, res: true, seed: 2 },
+  {
+    B: 2,
+    C1: 4,
+    C2: 8,
+    H: 6,
+    W: 11,
+    Cout: 9,
+    ks: 3,
+    stride: 1,
+    norm: 2,
+    G: 3,
+    bias: true,
+    emb: true,
+    res: true,
+    seed: 2,
+  },
   { B: 1, C1: 6, C2: 0, H: 7, W: 10, Cout: 6, ks: 3, stride: 2, bias: true, seed: 3 },
   { B: 1, C1: 5, C2: 0, H: 9, W: 17, Cout: 3, ks: 3, stride: 2, norm: 2, G: 5, bias: true, seed: 4 },
   { B: 2, C1: 3, C2: 0, H: 5, W: 3, Cout: 4, ks: 3, stride: 1, upsample: true, bias: true, seed: 5 },
@@ -95,7 +155,22 @@ const CASES: Case[] = [
   { B: 1, C1: 21, C2: 19, H: 4, W: 5, Cout: 3, ks: 1, stride: 1, bias: true, seed: 8 },
   // a 19-wide map (two full 8-pixel rows and a partial one), 20 output channels (a partial channel block), a
   // concatenation of 3 + 14 channels (more than one staged weight chunk when CC is small), GroupNorm + Swish
-  { B: 2, C1: 3, C2: 14, H: 5, W: 19, Cout: 20, ks: 3, stride: 1, norm: 2, G: 17, bias: true, emb: true, res: true, seed: 9 },
+  {
+    B: 2,
+    C1: 3,
+    C2: 14,
+    H: 5,
+    W: 19,
+    Cout: 20,
+    ks: 3,
+    stride: 1,
+    norm: 2,
+    G: 17,
+    bias: true,
+    emb: true,
+    res: true,
+    seed: 9,
+  },
   { B: 1, C1: 40, C2: 0, H: 3, W: 33, Cout: 9, ks: 3, stride: 1, norm: 2, G: 8, bias: true, seed: 10 },
   // a large map and 33 output channels: the direct kernel's 16-pixel rows (a partial last one), partial channel blocks
   { B: 1, C1: 3, C2: 2, H: 64, W: 65, Cout: 33, ks: 3, stride: 1, norm: 2, G: 5, bias: true, emb: true, seed: 11 },
@@ -119,10 +194,11 @@ for (const kernel of ['tiled', 'direct'] as const) {
 
 test('conv2d tiled with each tile shape (64/128 pixels x 64/128 channels): within 2e-5 of the float64 reference', async () => {
   const ctx = (await device()).withOptions({ convKernel: 'tiled' });
-  for (const TM of [64, 128] as const) for (const TN of [64, 128] as const) {
-    // partial pixel and channel tiles, the concatenation with GroupNorm + Swish, stride 2, upsampling, a 1x1 conv
-    for (const c of VARIANT_CASES) await check(ctx.withOptions({ tiledTile: { TM, TN } }), c, `tiled ${TM}x${TN}`);
-  }
+  for (const TM of [64, 128] as const)
+    for (const TN of [64, 128] as const) {
+      // partial pixel and channel tiles, the concatenation with GroupNorm + Swish, stride 2, upsampling, a 1x1 conv
+      for (const c of VARIANT_CASES) await check(ctx.withOptions({ tiledTile: { TM, TN } }), c, `tiled ${TM}x${TN}`);
+    }
   assert.equal(K.tiledShape(128 * 128, 64), { TM: 128, TN: 64 });
   assert.equal(K.tiledShape(16 * 16, 512), { TM: 64, TN: 128 });
   assert.equal(K.tiledShape(16 * 16, 512, { TM: 128 }), { TM: 128, TN: 128 });
@@ -140,14 +216,22 @@ test('conv2d tiled with the inline gather, and the batched one with every tile: 
   const ctx = (await device()).withOptions({ convKernel: 'tiled' });
   assert.ok(ctx.options.batchLoads, 'the batched gather is the default');
   for (const c of VARIANT_CASES) await check(ctx.withOptions({ batchLoads: false }), c, 'tiled, inline gather');
-  for (const [TM, TN, prefetch, batched] of [[128, 128, true, true], [64, 128, false, true], [128, 64, false, false]] as const) {
+  for (const [TM, TN, prefetch, batched] of [
+    [128, 128, true, true],
+    [64, 128, false, true],
+    [128, 64, false, false],
+  ] as const) {
     const v = ctx.withOptions({ tiledTile: { TM, TN }, tiledPrefetch: prefetch, batchLoads: batched });
-    for (const c of VARIANT_CASES) await check(v, c, `tiled ${TM}x${TN}, ${batched ? 'batched' : 'inline'}${prefetch ? '' : ', no prefetch'}`);
+    for (const c of VARIANT_CASES)
+      await check(v, c, `tiled ${TM}x${TN}, ${batched ? 'batched' : 'inline'}${prefetch ? '' : ', no prefetch'}`);
   }
 });
 
 test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged channel, scalar loads)', async () => {
-  const ctx = (await device()).withOptions({ convKernel: 'direct', directBlock: { PX: 4, RN: 4, CC: 1, WG: 8, vec: false } });
+  const ctx = (await device()).withOptions({
+    convKernel: 'direct',
+    directBlock: { PX: 4, RN: 4, CC: 1, WG: 8, vec: false },
+  });
   for (const c of [CASES[1], CASES[3], CASES[5], CASES[8], CASES[11], CASES[12]]) await check(ctx, c, 'direct 4x4');
 });
 
@@ -157,9 +241,15 @@ test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the
   const ctx = (await device()).withOptions({ convKernel: 'tiled', splitK: { force: 3 } });
   {
     // the chained reduction pass is there (cases whose reduction is shorter than 3 k-steps run unsplit)
-    const d = await K.conv2d(ctx, { B: 1, C1: 8, C2: 0, Hin: 4, Win: 4, Cout: 4, ks: 3, stride: 1, wOff: 0, bOff: -1, label: 'probe' }, {
-      params: ctx.buffer(4096), a: ctx.buffer(4096), out: ctx.buffer(4096),
-    });
+    const d = await K.conv2d(
+      ctx,
+      { B: 1, C1: 8, C2: 0, Hin: 4, Win: 4, Cout: 4, ks: 3, stride: 1, wOff: 0, bOff: -1, label: 'probe' },
+      {
+        params: ctx.buffer(4096),
+        a: ctx.buffer(4096),
+        out: ctx.buffer(4096),
+      },
+    );
     assert.ok(d.next, 'a split conv has a reduction pass');
     assert.is(d.workgroups[2], 3, 'workgroups z = batch x splits');
     for (const c of CASES) await check(ctx, c, 'tiled split-K');
@@ -181,8 +271,16 @@ test('split-K choice: only convs that leave a GPU idle, chunks of whole k-steps,
   assert.is(K.splitK(gpu, 8, 4608, 16, 3).S, 3, 'at most the chunks whose partial sums fit one storage binding');
   assert.is(K.splitK(gpu, 8, 4608, 16, 1).S, 1);
   assert.is(K.splitK(resolveEngineOptions({ isSoftware: true }), 8, 4608, 16).S, 1);
-  assert.is(K.splitK(resolveEngineOptions({ isSoftware: true }, { paths: 'gpu' }), 8, 4608, 16).S, 32, 'the GPU paths on a software adapter');
-  assert.is(K.splitK(resolveEngineOptions({ isSoftware: false }, { splitK: { target: 0 } }), 8, 4608, 16).S, 1, 'target 0: off');
+  assert.is(
+    K.splitK(resolveEngineOptions({ isSoftware: true }, { paths: 'gpu' }), 8, 4608, 16).S,
+    32,
+    'the GPU paths on a software adapter',
+  );
+  assert.is(
+    K.splitK(resolveEngineOptions({ isSoftware: false }, { splitK: { target: 0 } }), 8, 4608, 16).S,
+    1,
+    'target 0: off',
+  );
 });
 
 // The mixed-precision kernels round each operand to f16 and accumulate in f32. Against a reference that rounds the
@@ -211,7 +309,9 @@ async function checkMixedOnce(on: GpuContext, kernel: 'f16' | 'mma', cases = CAS
     }
     // the f16 rounding must be visible: an f32 kernel chosen by mistake would be 1e-7 from the exact reference
     assert.ok(worstExact > 1e-5, `${kernel}: ${worstExact} from the exact reference: are the operands really f16?`);
-    console.log(`    conv2d ${kernel}: worst ${worstF16.toExponential(2)} from the f16-rounded reference, ${worstExact.toExponential(2)} from the exact one`);
+    console.log(
+      `    conv2d ${kernel}: worst ${worstF16.toExponential(2)} from the f16-rounded reference, ${worstExact.toExponential(2)} from the exact one`,
+    );
   }
 }
 
@@ -234,7 +334,8 @@ test('conv2d f16 (f16 operands, f32 accumulation): every case to f32 rounding of
  */
 async function tensorCoreSupport(ctx: GpuContext, kernel: 'mma' | 'mma3', why: RegExp): Promise<K.MmaSupport> {
   const s = await K.mmaSupport(ctx);
-  if (process.env.SR3_EXPECT_MMA === '1') assert.ok(s.ok, `SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${s.reason}`);
+  if (process.env.SR3_EXPECT_MMA === '1')
+    assert.ok(s.ok, `SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${s.reason}`);
   if (s.ok) return s;
   try {
     await K.checkEngineOptions(ctx.withOptions({ convKernel: kernel }));
@@ -250,7 +351,9 @@ test('conv2d mma (subgroup matrices): the same, where the device has them; other
   const ctx = await device();
   const s = await tensorCoreSupport(ctx, 'mma', /'mma' conv2d kernel cannot run here: .+; use 'f16' or 'tiled'/);
   if (!s.ok) return;
-  console.log(`    mma: subgroup size ${s.subgroupSize}, ${s.fragment}x${s.fragment} fragments, '${s.syntax}' builtin spelling`);
+  console.log(
+    `    mma: subgroup size ${s.subgroupSize}, ${s.fragment}x${s.fragment} fragments, '${s.syntax}' builtin spelling`,
+  );
   await checkMixed(ctx, 'mma');
   // another tile the device allows: one fragment row per subgroup by four columns (the unequal walk); and without
   // the register prefetch
@@ -322,16 +425,43 @@ test('the mma kernels for NVIDIA (16x16 fragments, subgroups of 32): every tile 
     return;
   }
   let n = 0;
-  for (const split of [false, true]) for (const [TM, TN] of [[128, 128], [128, 64], [64, 128], [64, 64], [32, 128]]) {
-    if (split && TM * TN > 128 * 64) continue;
-    for (const prefetch of [true, false]) for (const [batched, pad] of [[false, false], [true, false], [true, true]]) for (const subgroups of [4, 8] as const) for (const tk of [32, 64] as const) {
-      if (subgroups === 8 && TN < 64) continue;
-      if (tk === 64 && (!batched || (TM * 64) / (32 * subgroups) > 32)) continue;
-      const code = conv2dMmaWgsl({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN, split, prefetch, syntax: s.syntax, batched, subgroups, pad, tk });
-      await ctx.shader(code, `conv2d_mma_nvidia_${TM}x${TN}${split ? '_split' : ''}`); // throws with the compiler's messages
-      n++;
+  for (const split of [false, true])
+    for (const [TM, TN] of [
+      [128, 128],
+      [128, 64],
+      [64, 128],
+      [64, 64],
+      [32, 128],
+    ]) {
+      if (split && TM * TN > 128 * 64) continue;
+      for (const prefetch of [true, false])
+        for (const [batched, pad] of [
+          [false, false],
+          [true, false],
+          [true, true],
+        ])
+          for (const subgroups of [4, 8] as const)
+            for (const tk of [32, 64] as const) {
+              if (subgroups === 8 && TN < 64) continue;
+              if (tk === 64 && (!batched || (TM * 64) / (32 * subgroups) > 32)) continue;
+              const code = conv2dMmaWgsl({
+                body: 'subgroup-matrix',
+                subgroupSize: 32,
+                fragment: 16,
+                TM,
+                TN,
+                split,
+                prefetch,
+                syntax: s.syntax,
+                batched,
+                subgroups,
+                pad,
+                tk,
+              });
+              await ctx.shader(code, `conv2d_mma_nvidia_${TM}x${TN}${split ? '_split' : ''}`); // throws with the compiler's messages
+              n++;
+            }
     }
-  }
   console.log(`    ${n} NVIDIA-shaped modules validate`);
 });
 
@@ -340,41 +470,138 @@ test('mma tiles: chosen within the fragments and subgroups, and a tile that cann
   assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32 }), { TM: 128, TN: 64 });
   assert.equal(K.mmaShape(16 * 16, 512, { fragment: 16, subgroupSize: 32 }), { TM: 64, TN: 128 });
   assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8 }), { TM: 32, TN: 64 });
-  for (const [TM, TN] of [[128, 128], [64, 64], [32, 32], [32, 128]]) {
+  for (const [TM, TN] of [
+    [128, 128],
+    [64, 64],
+    [32, 32],
+    [32, 128],
+  ]) {
     const t = mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM, TN });
     assert.equal([t.FM, t.FN], [TM / 32, TN / 32]);
   }
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 48, TN: 64 }), /TM = 48 must be a multiple of 32 and at most 128/);
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 256 }), /TN = 256 must be a multiple of 32 and at most 128/);
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 8, fragment: 8, TM: 64, TN: 64 }), /TM = 64 pixels do not divide the 32 invocations/);
+  assert.throws(
+    () => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 48, TN: 64 }),
+    /TM = 48 must be a multiple of 32 and at most 128/,
+  );
+  assert.throws(
+    () => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 256 }),
+    /TN = 256 must be a multiple of 32 and at most 128/,
+  );
+  assert.throws(
+    () => mmaTile({ body: 'subgroup-matrix', subgroupSize: 8, fragment: 8, TM: 64, TN: 64 }),
+    /TM = 64 pixels do not divide the 32 invocations/,
+  );
   // the split kernel: 4 fragments a subgroup by default (pixels halved first), up to 8 when asked for
   assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, split: true }), { TM: 32, TN: 128 });
   assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, split: true }), { TM: 64, TN: 64 });
   // 8 subgroups: 2 x 4 over the tile, so channels come in fours of fragments, and the split kernel's 4 fragments a
   // subgroup reach 128 x 64 or 64 x 128
   assert.equal(K.mmaShape(128 * 128, 512, { fragment: 16, subgroupSize: 32, subgroups: 8 }), { TM: 128, TN: 128 });
-  assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, subgroups: 8, split: true }), { TM: 128, TN: 64 });
-  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, subgroups: 8, split: true }), { TM: 64, TN: 128 });
+  assert.equal(K.mmaShape(128 * 128, 64, { fragment: 16, subgroupSize: 32, subgroups: 8, split: true }), {
+    TM: 128,
+    TN: 64,
+  });
+  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, subgroups: 8, split: true }), {
+    TM: 64,
+    TN: 128,
+  });
   const t8 = mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, subgroups: 8 });
   assert.equal([t8.FM, t8.FN], [4, 2]);
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 32, subgroups: 8 }), /TN = 32 must be a multiple of 64 and at most 128 \(fragments of 16, 8 subgroups\)/);
+  assert.throws(
+    () => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 64, TN: 32, subgroups: 8 }),
+    /TN = 32 must be a multiple of 64 and at most 128 \(fragments of 16, 8 subgroups\)/,
+  );
   // padded tiles: columns 8 f16s further apart, counted in the workgroup memory; only with the batched gather
-  const padded = mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, subgroups: 8, split: true, batched: true, pad: true, maxWorkgroupBytes: 49152 });
+  const padded = mmaTile({
+    body: 'subgroup-matrix',
+    subgroupSize: 32,
+    fragment: 16,
+    TM: 128,
+    TN: 64,
+    subgroups: 8,
+    split: true,
+    batched: true,
+    pad: true,
+    maxWorkgroupBytes: 49152,
+  });
   assert.equal([padded.AP, padded.BP], [136, 40]);
   // 64-deep steps: at most 32 gathered values an invocation, so 128 pixels take 8 subgroups
-  assert.is(mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, subgroups: 8, batched: true, tk: 64, pad: true, maxWorkgroupBytes: 49152 }).TK, 64);
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, batched: true, tk: 64 }), /a 128x64 step is 64 values an invocation to gather; the batched gather holds at most 32/);
-  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, subgroups: 4, tk: 64 }), { TM: 64, TN: 128 });
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true, pad: true, maxWorkgroupBytes: 49152 }), /padded tiles need the subgroup-matrix body and the batched gather/);
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, subgroups: 8, split: true, batched: true, pad: true, maxWorkgroupBytes: 49152 }), /a 128x128 tile \(split\) needs 5\d{4} bytes of workgroup memory, over this device's 49152/);
+  assert.is(
+    mmaTile({
+      body: 'subgroup-matrix',
+      subgroupSize: 32,
+      fragment: 16,
+      TM: 128,
+      TN: 128,
+      subgroups: 8,
+      batched: true,
+      tk: 64,
+      pad: true,
+      maxWorkgroupBytes: 49152,
+    }).TK,
+    64,
+  );
+  assert.throws(
+    () => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, batched: true, tk: 64 }),
+    /a 128x64 step is 64 values an invocation to gather; the batched gather holds at most 32/,
+  );
+  assert.equal(K.mmaShape(128 * 128, 128, { fragment: 16, subgroupSize: 32, subgroups: 4, tk: 64 }), {
+    TM: 64,
+    TN: 128,
+  });
+  assert.throws(
+    () =>
+      mmaTile({
+        body: 'subgroup-matrix',
+        subgroupSize: 32,
+        fragment: 16,
+        TM: 128,
+        TN: 64,
+        split: true,
+        pad: true,
+        maxWorkgroupBytes: 49152,
+      }),
+    /padded tiles need the subgroup-matrix body and the batched gather/,
+  );
+  assert.throws(
+    () =>
+      mmaTile({
+        body: 'subgroup-matrix',
+        subgroupSize: 32,
+        fragment: 16,
+        TM: 128,
+        TN: 128,
+        subgroups: 8,
+        split: true,
+        batched: true,
+        pad: true,
+        maxWorkgroupBytes: 49152,
+      }),
+    /a 128x128 tile \(split\) needs 5\d{4} bytes of workgroup memory, over this device's 49152/,
+  );
   assert.equal(K.mmaShape(128 * 128, 512, { fragment: 8, subgroupSize: 8, split: true }), { TM: 16, TN: 64 });
-  assert.equal(mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true }).FM, 4);
+  assert.equal(
+    mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 64, split: true }).FM,
+    4,
+  );
   // workgroup memory: the split 128x64 tile stages 2 x 192 x 32 f16s and 8 result fragments (33408 bytes in all,
   // what Dawn counts for the generated kernel), over a 32 KiB device; 64x64 fits
-  const big = { body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, split: true, maxWorkgroupBytes: 32768 } as const;
-  assert.throws(() => mmaTile({ ...big, TM: 128, TN: 64 }), /a 128x64 tile \(split\) needs 33408 bytes of workgroup memory, over this device's 32768/);
+  const big = {
+    body: 'subgroup-matrix',
+    subgroupSize: 32,
+    fragment: 16,
+    split: true,
+    maxWorkgroupBytes: 32768,
+  } as const;
+  assert.throws(
+    () => mmaTile({ ...big, TM: 128, TN: 64 }),
+    /a 128x64 tile \(split\) needs 33408 bytes of workgroup memory, over this device's 32768/,
+  );
   assert.equal(mmaTile({ ...big, TM: 64, TN: 64 }).FM, 2);
-  assert.throws(() => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, split: true }), /16 fragments a subgroup; the split kernel takes at most 8/);
+  assert.throws(
+    () => mmaTile({ body: 'subgroup-matrix', subgroupSize: 32, fragment: 16, TM: 128, TN: 128, split: true }),
+    /16 fragments a subgroup; the split kernel takes at most 8/,
+  );
 });
 
 test('an unknown conv2d kernel name is refused with the list', async () => {
@@ -394,7 +621,11 @@ test('the automatic choice: direct on a software adapter, tiled on a GPU (or on 
   const ctx = await device();
   assert.is(ctx.options.convKernel, ctx.options.paths === 'software' ? 'direct' : 'tiled');
   assert.is(ctx.withOptions({ convKernel: 'tiled' }).options.convKernel, 'tiled');
-  assert.is(ctx.options.convKernel, ctx.options.paths === 'software' ? 'direct' : 'tiled', 'a view leaves its context as it was');
+  assert.is(
+    ctx.options.convKernel,
+    ctx.options.paths === 'software' ? 'direct' : 'tiled',
+    'a view leaves its context as it was',
+  );
 });
 
 test.after(releaseDevice);

@@ -23,7 +23,11 @@ const CASES: [string, string, RegExp][] = [
   ['SR3_MMA_TK', '48', /SR3_MMA_TK=48: give 32 \(the default\) or 64 reduction elements/],
   ['SR3_ATTENTION', 'fast', /SR3_ATTENTION=fast: give flash .* or gemm/],
   ['SR3_NORM', 'fuse', /SR3_NORM=fuse: give fused .* or materialized/],
-  ['SR3_CONV_KERNEL', 'fast', /SR3_CONV_KERNEL=fast: unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/],
+  [
+    'SR3_CONV_KERNEL',
+    'fast',
+    /SR3_CONV_KERNEL=fast: unknown conv2d kernel 'fast': use one of tiled, direct, mma, f16, mma3/,
+  ],
 ];
 
 test('parseSwitches refuses a bad value of each switch, naming it (no device needed)', () => {
@@ -31,8 +35,14 @@ test('parseSwitches refuses a bad value of each switch, naming it (no device nee
     assert.throws(() => parseSwitches({ [name]: value }), message, `${name}=${value}`);
   }
   // a bad switch beside good ones is refused all the same
-  assert.throws(() => parseSwitches({ SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_ATTENTION: 'fast' }), /SR3_ATTENTION=fast/);
-  assert.throws(() => parseSwitches({ SR3_MMA_PAD: '1', SR3_BATCH_LOADS: '0' }), /SR3_MMA_PAD=1: the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1/);
+  assert.throws(
+    () => parseSwitches({ SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_ATTENTION: 'fast' }),
+    /SR3_ATTENTION=fast/,
+  );
+  assert.throws(
+    () => parseSwitches({ SR3_MMA_PAD: '1', SR3_BATCH_LOADS: '0' }),
+    /SR3_MMA_PAD=1: the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1/,
+  );
   assert.throws(() => parseSwitches({ SR3_GPU_PATHS: 'yes' }), /SR3_GPU_PATHS=yes: give 1/);
 });
 
@@ -40,12 +50,29 @@ test('parseSwitches: each accepted value becomes its option, an unset variable l
   assert.equal(parseSwitches({}), {});
   assert.equal(parseSwitches({ SR3_SPLIT_K: ' ', HOME: '/root' }), {}, 'blank is unset; other variables are not read');
   const s = parseSwitches({
-    SR3_CONV_KERNEL: 'tiled', SR3_GPU_PATHS: '1', SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_MMA_PREFETCH: '0',
-    SR3_ATTENTION: 'gemm', SR3_NORM: 'materialized', SR3_BATCH_LOADS: '0', SR3_MMA_SUBGROUPS: '4', SR3_MMA_TK: '64', SR3_MMA_TILE: '32x64',
+    SR3_CONV_KERNEL: 'tiled',
+    SR3_GPU_PATHS: '1',
+    SR3_SPLIT_K: '128',
+    SR3_TILED_TILE: '64x128',
+    SR3_TILED_PREFETCH: '0',
+    SR3_MMA_PREFETCH: '0',
+    SR3_ATTENTION: 'gemm',
+    SR3_NORM: 'materialized',
+    SR3_BATCH_LOADS: '0',
+    SR3_MMA_SUBGROUPS: '4',
+    SR3_MMA_TK: '64',
+    SR3_MMA_TILE: '32x64',
   });
   assert.equal(s, {
-    convKernel: 'tiled', paths: 'gpu', splitK: { target: 128 }, tiledTile: { TM: 64, TN: 128 }, tiledPrefetch: false, batchLoads: false,
-    mma: { prefetch: false, subgroups: 4, tk: 64, TM: 32, TN: 64 }, attention: 'gemm', norm: 'materialized',
+    convKernel: 'tiled',
+    paths: 'gpu',
+    splitK: { target: 128 },
+    tiledTile: { TM: 64, TN: 128 },
+    tiledPrefetch: false,
+    batchLoads: false,
+    mma: { prefetch: false, subgroups: 4, tk: 64, TM: 32, TN: 64 },
+    attention: 'gemm',
+    norm: 'materialized',
   });
   // over a software adapter's defaults
   const o = resolveEngineOptions({ isSoftware: true }, s);
@@ -53,12 +80,21 @@ test('parseSwitches: each accepted value becomes its option, an unset variable l
   assert.equal(o.mma, { prefetch: false, subgroups: 4, pad: false, tk: 64, TM: 32, TN: 64 });
   assert.is(o.paths, 'gpu');
   const d = resolveEngineOptions({ isSoftware: true });
-  assert.equal([d.paths, d.convKernel, d.attention, d.norm, d.batchLoads, d.tiledPrefetch, d.mma.subgroups], ['software', 'direct', 'auto', 'auto', true, true, 8]);
+  assert.equal(
+    [d.paths, d.convKernel, d.attention, d.norm, d.batchLoads, d.tiledPrefetch, d.mma.subgroups],
+    ['software', 'direct', 'auto', 'auto', true, true, 8],
+  );
   assert.ok(Object.isFrozen(d) && Object.isFrozen(d.mma), 'resolved options cannot be changed behind a context');
 });
 
 test('openDevice puts the switches on its context; the adapter is reported as it is', async () => {
-  const env = { SR3_SPLIT_K: '128', SR3_TILED_TILE: '64x128', SR3_TILED_PREFETCH: '0', SR3_ATTENTION: 'gemm', SR3_GPU_PATHS: '1' };
+  const env = {
+    SR3_SPLIT_K: '128',
+    SR3_TILED_TILE: '64x128',
+    SR3_TILED_PREFETCH: '0',
+    SR3_ATTENTION: 'gemm',
+    SR3_GPU_PATHS: '1',
+  };
   Object.assign(process.env, env);
   let ctx: Awaited<ReturnType<typeof openDevice>>;
   try {
@@ -96,7 +132,10 @@ test('SR3_MMA_TK=64 where a workgroup has fewer than 64 invocations is refused a
     await openDevice();
     assert.unreachable('accepted');
   } catch (e) {
-    assert.match((e as Error).message, /SR3_MMA_TK=64: fragments of \d+ with \d+ invocations cannot stage 64 reduction elements a step \(one invocation decodes each: use more subgroups, or 32-deep steps\) on this device/);
+    assert.match(
+      (e as Error).message,
+      /SR3_MMA_TK=64: fragments of \d+ with \d+ invocations cannot stage 64 reduction elements a step \(one invocation decodes each: use more subgroups, or 32-deep steps\) on this device/,
+    );
   } finally {
     delete process.env.SR3_MMA_TK;
     delete process.env.SR3_MMA_SUBGROUPS;
@@ -128,7 +167,11 @@ test('the norm option decides where GroupNorm is applied when the caller does no
   const base = await openDevice();
   try {
     const count = async (norm: 'fused' | 'materialized' | 'auto') => {
-      const net = await UNet.build(base.withOptions({ norm }), goldenModel('tiny'), { batch: 1, height: 16, width: 16 });
+      const net = await UNet.build(base.withOptions({ norm }), goldenModel('tiny'), {
+        batch: 1,
+        height: 16,
+        width: 16,
+      });
       const n = net.dispatches.filter((d) => d.pipeline.label === 'gn_apply').length;
       net.destroy();
       return n;

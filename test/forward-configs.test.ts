@@ -16,7 +16,10 @@ function randomWeights(cfg: UNetConfig, seed: number) {
     const n = shape.reduce((a, b) => a * b, 1);
     const fanIn = shape.length > 1 ? n / shape[0] : 1;
     const isNormWeight = /(block\.0|norm)\.weight$/.test(name);
-    params.set(name, rand(n, s++).map((v) => (isNormWeight ? 1 + 0.2 * v : v / Math.sqrt(fanIn))));
+    params.set(
+      name,
+      rand(n, s++).map((v) => (isNormWeight ? 1 + 0.2 * v : v / Math.sqrt(fanIn))),
+    );
   }
   return {
     config: cfg,
@@ -31,13 +34,35 @@ function randomWeights(cfg: UNetConfig, seed: number) {
 const cases: { name: string; cfg: UNetConfig; B: number; H: number; W: number }[] = [
   {
     name: 'grayscale 2->1, attention at two levels, batch 3, non-square 8x12',
-    cfg: { in_channel: 2, out_channel: 1, inner_channel: 8, channel_mults: [1, 2], res_blocks: 1, norm_groups: 4, dropout: 0, attn_levels: [0, 1] },
-    B: 3, H: 8, W: 12,
+    cfg: {
+      in_channel: 2,
+      out_channel: 1,
+      inner_channel: 8,
+      channel_mults: [1, 2],
+      res_blocks: 1,
+      norm_groups: 4,
+      dropout: 0,
+      attn_levels: [0, 1],
+    },
+    B: 3,
+    H: 8,
+    W: 12,
   },
   {
     name: 'three levels, two res blocks, 6->3, non-square 12x8, odd channel multipliers',
-    cfg: { in_channel: 6, out_channel: 3, inner_channel: 6, channel_mults: [1, 3, 2], res_blocks: 2, norm_groups: 3, dropout: 0, attn_levels: [2] },
-    B: 1, H: 12, W: 8,
+    cfg: {
+      in_channel: 6,
+      out_channel: 3,
+      inner_channel: 6,
+      channel_mults: [1, 3, 2],
+      res_blocks: 2,
+      norm_groups: 3,
+      dropout: 0,
+      attn_levels: [2],
+    },
+    B: 1,
+    H: 12,
+    W: 8,
   },
 ];
 

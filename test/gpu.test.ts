@@ -69,7 +69,10 @@ test('a bad bind group surfaces as a thrown error, not a silent wrong result', a
   // Too few bindings: a validation error, reported at the next check.
   ctx.device.pushErrorScope('validation');
   try {
-    ctx.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: xb } }] });
+    ctx.device.createBindGroup({
+      layout: pipe.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: xb } }],
+    });
   } catch {
     /* some implementations throw directly */
   }
@@ -77,7 +80,10 @@ test('a bad bind group surfaces as a thrown error, not a silent wrong result', a
   assert.ok(err, 'expected a validation error');
   // Without a scope it lands in the uncaptured list and check() throws it.
   try {
-    ctx.device.createBindGroup({ layout: pipe.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: xb } }] });
+    ctx.device.createBindGroup({
+      layout: pipe.getBindGroupLayout(0),
+      entries: [{ binding: 0, resource: { buffer: xb } }],
+    });
   } catch {
     /* ignore */
   }
@@ -103,7 +109,11 @@ test('warmUp runs each new pipeline once on no workgroups: progress per pipeline
   const src = `${SAXPY}\n// warm-up test`;
   const a = await ctx.pipeline(src, { label: 'saxpy.warm' });
   const b = await ctx.pipeline(src.replace('sin(', 'cos('), { label: 'saxpy.cos' });
-  assert.is(await ctx.pipeline(src.replace('sin(', 'cos('), { label: 'again' }), b, 'the same source gives the cached pipeline');
+  assert.is(
+    await ctx.pipeline(src.replace('sin(', 'cos('), { label: 'again' }),
+    b,
+    'the same source gives the cached pipeline',
+  );
   const logged = ctx.pipelineLog.filter((p) => p.label.startsWith('saxpy.'));
   assert.is(logged.length, 2, 'two distinct pipelines logged');
   const xb = ctx.upload(rand(n, 3));
@@ -112,13 +122,25 @@ test('warmUp runs each new pipeline once on no workgroups: progress per pipeline
   new Uint32Array(params, 0, 1)[0] = n;
   new Float32Array(params, 4, 1)[0] = 1;
   const ub = ctx.uniform(params);
-  const d = (p: GPUComputePipeline) => ({ pipeline: p, bindGroup: ctx.bind(p, [xb, yb, ub]), workgroups: [ceilDiv(n, 64)] as [number] });
+  const d = (p: GPUComputePipeline) => ({
+    pipeline: p,
+    bindGroup: ctx.bind(p, [xb, yb, ub]),
+    workgroups: [ceilDiv(n, 64)] as [number],
+  });
   const calls: [number, number][] = [];
   await ctx.warmUp([d(a), d(b), d(a)], (done, total) => calls.push([done, total]));
-  assert.equal(calls, [[0, 2], [1, 2], [2, 2]]);
-  for (const p of logged) assert.ok(p.firstDispatchMs !== null && p.firstDispatchMs >= 0, `${p.label} has its first dispatch timed`);
+  assert.equal(calls, [
+    [0, 2],
+    [1, 2],
+    [2, 2],
+  ]);
+  for (const p of logged)
+    assert.ok(p.firstDispatchMs !== null && p.firstDispatchMs >= 0, `${p.label} has its first dispatch timed`);
   const y = await ctx.read(yb, n * 4);
-  assert.ok(y.every((v) => v === 2), 'an empty dispatch writes nothing');
+  assert.ok(
+    y.every((v) => v === 2),
+    'an empty dispatch writes nothing',
+  );
   const again: number[] = [];
   await ctx.warmUp([d(a), d(b)], (done) => again.push(done));
   assert.equal(again, [], 'pipelines already run are not run again');

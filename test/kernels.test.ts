@@ -21,8 +21,21 @@ function packParams(ctx: GpuContext, parts: Record<string, Float32Array>) {
 }
 
 async function runConv(opts: {
-  B: number; C1: number; C2: number; H: number; W: number; Cout: number; ks: 1 | 3; stride: 1 | 2;
-  upsample?: boolean; norm?: 0 | 1 | 2; G?: number; bias?: boolean; emb?: boolean; res?: boolean; seed: number;
+  B: number;
+  C1: number;
+  C2: number;
+  H: number;
+  W: number;
+  Cout: number;
+  ks: 1 | 3;
+  stride: 1 | 2;
+  upsample?: boolean;
+  norm?: 0 | 1 | 2;
+  G?: number;
+  bias?: boolean;
+  emb?: boolean;
+  res?: boolean;
+  seed: number;
 }) {
   const ctx = await device();
   const { B, C1, C2, H, W, Cout, ks } = opts;
@@ -46,17 +59,47 @@ async function runConv(opts: {
   const dispatches = [];
   const statsOff = 8; // not at zero, to exercise the offset
   if (opts.norm) {
-    dispatches.push(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: opts.G!, statsOff, label: 'gn' }, { a: aBuf, b: bBuf, stats }));
+    dispatches.push(
+      await K.groupNormStats(
+        ctx,
+        { B, C1, C2, HW: H * W, groups: opts.G!, statsOff, label: 'gn' },
+        { a: aBuf, b: bBuf, stats },
+      ),
+    );
   }
   dispatches.push(
     await K.conv2d(
       ctx,
       {
-        B, C1, C2, Hin: H, Win: W, Cout, ks, stride: opts.stride, upsample: opts.upsample, norm: opts.norm, groups: opts.G,
-        statsOff, gammaOff: offs.gamma, betaOff: offs.beta, wOff: offs.w, bOff: opts.bias ? offs.bias : -1,
-        embOff: opts.emb ? 0 : -1, hasRes: opts.res, label: 'conv',
+        B,
+        C1,
+        C2,
+        Hin: H,
+        Win: W,
+        Cout,
+        ks,
+        stride: opts.stride,
+        upsample: opts.upsample,
+        norm: opts.norm,
+        groups: opts.G,
+        statsOff,
+        gammaOff: offs.gamma,
+        betaOff: offs.beta,
+        wOff: offs.w,
+        bOff: opts.bias ? offs.bias : -1,
+        embOff: opts.emb ? 0 : -1,
+        hasRes: opts.res,
+        label: 'conv',
       },
-      { params, a: aBuf, b: bBuf, stats: opts.norm ? stats : undefined, emb: opts.emb ? embBuf : undefined, res: opts.res ? resBuf : undefined, out },
+      {
+        params,
+        a: aBuf,
+        b: bBuf,
+        stats: opts.norm ? stats : undefined,
+        emb: opts.emb ? embBuf : undefined,
+        res: opts.res ? resBuf : undefined,
+        out,
+      },
     ),
   );
   ctx.run(dispatches);
@@ -78,7 +121,22 @@ test('conv3x3 stride 1, odd non-square map, batch 2, bias', () =>
   runConv({ B: 2, C1: 5, C2: 0, H: 9, W: 13, Cout: 7, ks: 3, stride: 1, bias: true, seed: 10 }));
 
 test('conv3x3 over a concatenation with GroupNorm + Swish, embedding and residual (a ResnetBlock conv)', () =>
-  runConv({ B: 2, C1: 4, C2: 8, H: 6, W: 11, Cout: 9, ks: 3, stride: 1, norm: 2, G: 3, bias: true, emb: true, res: true, seed: 20 }));
+  runConv({
+    B: 2,
+    C1: 4,
+    C2: 8,
+    H: 6,
+    W: 11,
+    Cout: 9,
+    ks: 3,
+    stride: 1,
+    norm: 2,
+    G: 3,
+    bias: true,
+    emb: true,
+    res: true,
+    seed: 20,
+  }));
 
 test('conv3x3 stride 2 (Downsample) on odd sizes', () =>
   runConv({ B: 1, C1: 6, C2: 0, H: 7, W: 10, Cout: 6, ks: 3, stride: 2, bias: true, seed: 30 }));
@@ -138,7 +196,11 @@ test('positional encoding, Linear, Swish, Linear (the noise-level MLP), batch 3'
   ctx.run([
     await K.positionalEncoding(ctx, { B, dim }, { level: lv, out: enc }),
     await K.linear(ctx, { B, K: dim, N: 4 * dim, wOff: offs.w1, bOff: offs.b1 }, { params, inp: enc, out: h }),
-    await K.linear(ctx, { B, K: 4 * dim, N: dim, wOff: offs.w2, bOff: offs.b2, outOff: 16, swishIn: true }, { params, inp: h, out }),
+    await K.linear(
+      ctx,
+      { B, K: 4 * dim, N: dim, wOff: offs.w2, bOff: offs.b2, outOff: 16, swishIn: true },
+      { params, inp: h, out },
+    ),
   ]);
   const gotEnc = await ctx.read(enc, B * dim * 4);
   const wantEnc = R.positionalEncoding(level, dim);
@@ -191,7 +253,11 @@ for (const [B, C1, C2, H, W, G, P] of [
       const gctx = force === undefined ? ctx : ctx.withOptions({ gnSplit: { force } });
       {
         const stats = ctx.buffer((B * G * 2 + 4) * 4);
-        const d = await K.groupNormStats(gctx, { B, C1, C2, HW, groups: G, statsOff: 4, label: 'gn' }, { a: aBuf, b: bBuf, stats });
+        const d = await K.groupNormStats(
+          gctx,
+          { B, C1, C2, HW, groups: G, statsOff: 4, label: 'gn' },
+          { a: aBuf, b: bBuf, stats },
+        );
         assert.is(!!d.next, force !== undefined, 'the split form is a chained pair of dispatches');
         ctx.run([d]);
         const got = (await ctx.read(stats, (B * G * 2 + 4) * 4)).subarray(4);
@@ -199,7 +265,10 @@ for (const [B, C1, C2, H, W, G, P] of [
           const em = Math.abs(got[2 * i] - want[2 * i]) / Math.abs(want[2 * i]);
           const er = Math.abs(got[2 * i + 1] - want[2 * i + 1]) / want[2 * i + 1];
           worst = Math.max(worst, er);
-          assert.ok(em < 1e-6 && er < 1e-4, `split ${force}: group ${i}: mean ${got[2 * i]} vs ${want[2 * i]}, rstd ${got[2 * i + 1]} vs ${want[2 * i + 1]}`);
+          assert.ok(
+            em < 1e-6 && er < 1e-4,
+            `split ${force}: group ${i}: mean ${got[2 * i]} vs ${want[2 * i]}, rstd ${got[2 * i + 1]} vs ${want[2 * i + 1]}`,
+          );
         }
       }
     }
@@ -215,7 +284,10 @@ test('attention as GEMMs refuses a score buffer over the storage binding limit, 
     await K.attention(ctx, { B: 1, C: 4, HW, label: 'attn' }, { qkv: ctx.buffer(64), out: ctx.buffer(64) });
     assert.unreachable('accepted');
   } catch (e) {
-    assert.match((e as Error).message, /attn: attention as GEMMs needs .* MiB of scores .* over this device's .* storage binding limit: use the flash form \(SR3_ATTENTION=flash/);
+    assert.match(
+      (e as Error).message,
+      /attn: attention as GEMMs needs .* MiB of scores .* over this device's .* storage binding limit: use the flash form \(SR3_ATTENTION=flash/,
+    );
   }
 });
 

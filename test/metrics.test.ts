@@ -13,13 +13,21 @@ import {
 } from '../engine/metrics.ts';
 import { rand } from './helpers/device.ts';
 
-const img = (width: number, height: number, channels: number, f: (y: number, x: number, c: number) => number): MetricImage => {
+const img = (
+  width: number,
+  height: number,
+  channels: number,
+  f: (y: number, x: number, c: number) => number,
+): MetricImage => {
   const data = new Float64Array(width * height * channels);
-  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) for (let c = 0; c < channels; c++) data[(y * width + x) * channels + c] = f(y, x, c);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++)
+      for (let c = 0; c < channels; c++) data[(y * width + x) * channels + c] = f(y, x, c);
   return { width, height, channels, data };
 };
 
-const near = (a: number, b: number, tol: number, what: string) => assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
+const near = (a: number, b: number, tol: number, what: string) =>
+  assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 
 /** SSIM of one window position by the definition, with a 2D weight loop (independent of the separable code). */
 function ssimBrute(a: MetricImage, b: MetricImage): number {
@@ -51,7 +59,9 @@ function ssimBrute(a: MetricImage, b: MetricImage): number {
             e12 += w * u * v;
           }
         }
-        s += ((2 * m1 * m2 + C1) * (2 * (e12 - m1 * m2) + C2)) / ((m1 * m1 + m2 * m2 + C1) * (e11 - m1 * m1 + e22 - m2 * m2 + C2));
+        s +=
+          ((2 * m1 * m2 + C1) * (2 * (e12 - m1 * m2) + C2)) /
+          ((m1 * m1 + m2 * m2 + C1) * (e11 - m1 * m1 + e22 - m2 * m2 + C2));
         cnt++;
       }
     }
@@ -64,7 +74,12 @@ function ssimBrute(a: MetricImage, b: MetricImage): number {
 // repository's formulas): a(y,x,c) = (37x + 91y + 13((xy) mod 17) + 50c) mod 256, b = clip(a + ((13x + 7y + 5c) mod 31)
 // - 15, 0, 255), 23 x 17 x 3.
 const A = img(23, 17, 3, (y, x, c) => (x * 37 + y * 91 + ((x * y) % 17) * 13 + c * 50) % 256);
-const Bimg = img(23, 17, 3, (y, x, c) => Math.min(255, Math.max(0, ((x * 37 + y * 91 + ((x * y) % 17) * 13 + c * 50) % 256) + ((x * 13 + y * 7 + c * 5) % 31) - 15)));
+const Bimg = img(23, 17, 3, (y, x, c) =>
+  Math.min(
+    255,
+    Math.max(0, ((x * 37 + y * 91 + ((x * y) % 17) * 13 + c * 50) % 256) + ((x * 13 + y * 7 + c * 5) % 31) - 15),
+  ),
+);
 
 test('PSNR and SSIM of a fixed pair equal numpy/scipy values', () => {
   near(mse(A.data, Bimg.data), 76.84995737425405, 1e-10, 'mse');
@@ -138,7 +153,12 @@ test('symmetric, per-channel mean, and decreasing with noise', () => {
 test('the Gaussian window is cv2.getGaussianKernel(11, 1.5)', () => {
   const k = gaussianKernel();
   assert.is(k.length, 11);
-  near(k.reduce((s, v) => s + v, 0), 1, 1e-15, 'sum');
+  near(
+    k.reduce((s, v) => s + v, 0),
+    1,
+    1e-15,
+    'sum',
+  );
   // Values of cv2.getGaussianKernel(11, 1.5) = normalised exp(-(i-5)^2 / 4.5) (computed with numpy).
   near(k[5], 0.26601172486179436, 1e-15, 'centre');
   near(k[0], 0.00102838008447911, 1e-15, 'edge');
@@ -161,8 +181,22 @@ test('consistency MSE and tensorToImage (the reference tensor2img)', () => {
 
 test('errors: size mismatch, too small for the window, malformed', () => {
   const a = img(12, 12, 3, () => 1);
-  assert.throws(() => psnr(a, img(12, 11, 3, () => 1)), /sizes differ/);
-  assert.throws(() => ssim(img(10, 20, 1, () => 1), img(10, 20, 1, () => 1)), /needs sides >= 11/);
+  assert.throws(
+    () =>
+      psnr(
+        a,
+        img(12, 11, 3, () => 1),
+      ),
+    /sizes differ/,
+  );
+  assert.throws(
+    () =>
+      ssim(
+        img(10, 20, 1, () => 1),
+        img(10, 20, 1, () => 1),
+      ),
+    /needs sides >= 11/,
+  );
   assert.throws(() => psnr({ width: 2, height: 2, channels: 1, data: [1, 2, 3] }, a), /malformed/);
   assert.throws(() => mse([], []), /empty/);
   assert.throws(() => ssimPlane(new Float64Array(4), new Float64Array(4), 2, 2), /needs sides/);
@@ -174,7 +208,8 @@ test('gmsd matches the numpy reference; 0 for identical images; blur raises it',
     const data = new Float64Array(h * w * 3);
     for (let y = 0; y < h; y++)
       for (let x = 0; x < w; x++)
-        for (let c = 0; c < 3; c++) data[(y * w + x) * 3 + c] = Math.floor(127.5 + 120 * Math.sin(0.37 * x * (c + 1) + 0.23 * y * (k + 1) + k));
+        for (let c = 0; c < 3; c++)
+          data[(y * w + x) * 3 + c] = Math.floor(127.5 + 120 * Math.sin(0.37 * x * (c + 1) + 0.23 * y * (k + 1) + k));
     return { width: w, height: h, channels: 3, data };
   };
   for (const [h, w, want] of [

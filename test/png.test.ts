@@ -62,9 +62,22 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 /** rows: each row's packed bytes (without the filter byte). */
-function makePng(w: number, h: number, depth: number, colorType: number, rows: Uint8Array[], extra: Uint8Array[] = []): Uint8Array {
+function makePng(
+  w: number,
+  h: number,
+  depth: number,
+  colorType: number,
+  rows: Uint8Array[],
+  extra: Uint8Array[] = [],
+): Uint8Array {
   const raw = concat(rows.map((r) => concat([Uint8Array.of(0), r])));
-  return concat([SIG, chunk('IHDR', ihdr(w, h, depth, colorType)), ...extra, chunk('IDAT', deflateSync(raw)), chunk('IEND', new Uint8Array(0))]);
+  return concat([
+    SIG,
+    chunk('IHDR', ihdr(w, h, depth, colorType)),
+    ...extra,
+    chunk('IDAT', deflateSync(raw)),
+    chunk('IEND', new Uint8Array(0)),
+  ]);
 }
 const be16 = (vals: number[]) => {
   const b = new Uint8Array(vals.length * 2);
@@ -130,7 +143,14 @@ test('reads 16-bit gray, gray+alpha, RGB, RGBA exactly', () => {
 });
 
 /** An Adam7-interlaced PNG from interleaved samples (16-bit samples big-endian), every line unfiltered. */
-function makeInterlaced(w: number, h: number, depth: 8 | 16, colorType: number, spp: number, samples: number[]): Uint8Array {
+function makeInterlaced(
+  w: number,
+  h: number,
+  depth: 8 | 16,
+  colorType: number,
+  spp: number,
+  samples: number[],
+): Uint8Array {
   const passes = [
     [0, 0, 8, 8],
     [4, 0, 8, 8],
@@ -219,7 +239,10 @@ test('write -> read round trip for every channel count at 8 and 16 bits (odd siz
   // pngjs (an independent encoder) agrees on an RGBA file.
   const p = new pngjs.PNG({ width: 2, height: 2 });
   p.data.set([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]);
-  assert.equal(Array.from(decodePng(pngjs.PNG.sync.write(p)).data), Array.from({ length: 16 }, (_, i) => i + 1));
+  assert.equal(
+    Array.from(decodePng(pngjs.PNG.sync.write(p)).data),
+    Array.from({ length: 16 }, (_, i) => i + 1),
+  );
 });
 
 test('helpers: [0, 1] floats and 16 -> 8 bits', () => {
@@ -230,19 +253,35 @@ test('helpers: [0, 1] floats and 16 -> 8 bits', () => {
 });
 
 test('bad input: not a PNG, empty, truncated anywhere, 0x0, huge, corrupt', () => {
-  const good = makePng(4, 3, 8, 2, [0, 1, 2].map((y) => new Uint8Array(12).fill(y * 50)));
+  const good = makePng(
+    4,
+    3,
+    8,
+    2,
+    [0, 1, 2].map((y) => new Uint8Array(12).fill(y * 50)),
+  );
   throwsPng(() => decodePng(new TextEncoder().encode('hello, not an image'), 'a.txt'), /a\.txt: not a PNG file/);
   throwsPng(() => decodePng(new Uint8Array(0), 'empty.png'), /empty\.png: not a PNG file \(the file is empty\)/);
   // JPEG magic.
-  throwsPng(() => decodePng(Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46]), 'j.jpg'), /not a PNG/);
-  for (let cut = 8; cut < good.length; cut += 3) throwsPng(() => decodePng(good.subarray(0, cut), 't.png'), /t\.png: truncated PNG/);
+  throwsPng(
+    () => decodePng(Uint8Array.from([0xff, 0xd8, 0xff, 0xe0, 0, 0x10, 0x4a, 0x46, 0x49, 0x46]), 'j.jpg'),
+    /not a PNG/,
+  );
+  for (let cut = 8; cut < good.length; cut += 3)
+    throwsPng(() => decodePng(good.subarray(0, cut), 't.png'), /t\.png: truncated PNG/);
   throwsPng(() => decodePng(good.subarray(0, good.length - 1), 't.png'), /truncated PNG/);
-  throwsPng(() => decodePng(makePng(0, 0, 8, 2, []), 'z.png'), /z\.png: the PNG is 0x0: an image needs at least one pixel/);
+  throwsPng(
+    () => decodePng(makePng(0, 0, 8, 2, []), 'z.png'),
+    /z\.png: the PNG is 0x0: an image needs at least one pixel/,
+  );
   throwsPng(() => decodePng(makePng(5, 0, 8, 2, []), 'z.png'), /5x0/);
   // Huge: refused from the header alone, before any decoding (the data here is tiny).
   const huge = makePng(MAX_PNG_SIDE + 1, 1, 8, 2, [new Uint8Array(3)]);
   throwsPng(() => decodePng(huge, 'h.png'), /h\.png: the PNG is 16385x1, over the limit of 16384 pixels a side/);
-  throwsPng(() => decodePng(makePng(10000, 10000, 8, 0, [new Uint8Array(1)]), 'h.png'), /10000x10000, over the limit.*crop or downscale/);
+  throwsPng(
+    () => decodePng(makePng(10000, 10000, 8, 0, [new Uint8Array(1)]), 'h.png'),
+    /10000x10000, over the limit.*crop or downscale/,
+  );
   throwsPng(() => decodePng(good, 'small-limit.png', { maxSide: 3 }), /4x3, over the limit of 3/);
   // A flipped byte in the image data: the CRC catches it.
   const bad = Uint8Array.from(good);
@@ -285,7 +324,10 @@ test('bad files on disk and unwritable outputs: clear errors, no partial or temp
   await writePng(ok, img);
   await writePng(ok, { ...img, data: new Uint8Array(12).fill(9) });
   assert.equal(Array.from((await readPng(ok)).data), new Array(12).fill(9));
-  assert.equal(readdirSync(dir).filter((f) => f.endsWith('.tmp')), []);
+  assert.equal(
+    readdirSync(dir).filter((f) => f.endsWith('.tmp')),
+    [],
+  );
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));

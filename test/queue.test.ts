@@ -22,7 +22,12 @@ const inDir = join(dir, 'in');
 const outDir = join(dir, 'out');
 mkdirSync(inDir);
 mkdirSync(outDir);
-const model = ['--model', join(FIXTURES, 'golden', 'tiny', 'model_gen.pth'), '--config', join(FIXTURES, 'golden', 'tiny', 'config.json')];
+const model = [
+  '--model',
+  join(FIXTURES, 'golden', 'tiny', 'model_gen.pth'),
+  '--config',
+  join(FIXTURES, 'golden', 'tiny', 'config.json'),
+];
 const QUEUE = 'sr3-test';
 const SIDE = 16;
 
@@ -53,7 +58,12 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function until<T>(what: string, f: () => T | undefined | Promise<T | undefined>, timeoutMs: number, everyMs = 50): Promise<T> {
+async function until<T>(
+  what: string,
+  f: () => T | undefined | Promise<T | undefined>,
+  timeoutMs: number,
+  everyMs = 50,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await f();
@@ -66,7 +76,21 @@ async function until<T>(what: string, f: () => T | undefined | Promise<T | undef
 function startWorker(env: Record<string, string> = {}): Worker {
   const proc = spawn(
     process.execPath,
-    [join(ROOT, 'bin', 'sr3.js'), 'worker', '--redis', url, '--queue', QUEUE, ...model, '--warmup', String(SIDE), '--lock-duration', '6000', '--stalled-interval', '1000'],
+    [
+      join(ROOT, 'bin', 'sr3.js'),
+      'worker',
+      '--redis',
+      url,
+      '--queue',
+      QUEUE,
+      ...model,
+      '--warmup',
+      String(SIDE),
+      '--lock-duration',
+      '6000',
+      '--stalled-interval',
+      '1000',
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } },
   );
   const lines: string[] = [];
@@ -86,30 +110,44 @@ function startWorker(env: Record<string, string> = {}): Worker {
 }
 
 /** The jobs a worker's log says it started / finished: [job id, input]. */
-const started = (w: Worker) => w.lines.flatMap((l) => [...l.matchAll(/job (\d+) \(([^)]*)\): started by/g)].map((m) => [m[1], m[2]] as const));
-const finished = (w: Worker) => w.lines.flatMap((l) => [...l.matchAll(/job (\d+) \([^)]*\): done ->/g)].map((m) => m[1]));
+const started = (w: Worker) =>
+  w.lines.flatMap((l) => [...l.matchAll(/job (\d+) \(([^)]*)\): started by/g)].map((m) => [m[1], m[2]] as const));
+const finished = (w: Worker) =>
+  w.lines.flatMap((l) => [...l.matchAll(/job (\d+) \([^)]*\): done ->/g)].map((m) => m[1]));
 
 test.before(async () => {
   const v = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
-  if (v.error) throw new Error('redis-server is not installed: run `bash scripts/setup-redis.sh` (Debian: apt-get install redis-server)');
+  if (v.error)
+    throw new Error(
+      'redis-server is not installed: run `bash scripts/setup-redis.sh` (Debian: apt-get install redis-server)',
+    );
   await loadQueueLibs(); // bullmq and ioredis (optional dependencies) must be there for this test
   const port = await freePort();
   url = `redis://127.0.0.1:${port}`;
   // loopback only, nothing written to disk
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  redis = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
   const { Redis } = await loadQueueLibs();
-  await until('redis-server to answer', async () => {
-    const c = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    c.on('error', () => {});
-    try {
-      await c.connect();
-      return (await c.ping()) === 'PONG';
-    } catch {
-      return undefined;
-    } finally {
-      c.disconnect();
-    }
-  }, 20_000, 200);
+  await until(
+    'redis-server to answer',
+    async () => {
+      const c = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+      c.on('error', () => {});
+      try {
+        await c.connect();
+        return (await c.ping()) === 'PONG';
+      } catch {
+        return undefined;
+      } finally {
+        c.disconnect();
+      }
+    },
+    20_000,
+    200,
+  );
 });
 
 test.after(async () => {
@@ -138,7 +176,10 @@ test('bad submissions are refused before anything is queued, with the reason', a
     [[...base, join(dir, 'a'), join(dir, 'b'), '-o', outDir], /would both be written to .*same_sr\.png/],
     [[...base, join(dir, 'big.png'), '-o', outDir, '--send-bytes'], /over the 1048576-byte limit .* pass its path/],
     [[...base, join(dir, 'a'), '-o', outDir, '--steps', '1'], /--steps must be an integer >= 2/],
-    [['queue', '--redis', 'redis://127.0.0.1:1'], /cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/],
+    [
+      ['queue', '--redis', 'redis://127.0.0.1:1'],
+      /cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/,
+    ],
   ];
   for (const [args, want] of cases) {
     const r = await runCli(args);
@@ -154,30 +195,57 @@ test('two workers, one SIGKILLed mid-job: every job completes exactly once, vali
   writeFileSync(join(inDir, 'broken.png'), encodePng(image(99)).subarray(0, 60)); // a truncated PNG
   const a = startWorker();
   const b = startWorker();
-  await until('both workers ready', () => a.lines.some((l) => /: ready$/.test(l)) && b.lines.some((l) => /: ready$/.test(l)), 600_000, 200)
-    .catch((e) => {
-      throw new Error(`${e.message}\nworker A:\n${a.lines.join('\n')}\nworker B:\n${b.lines.join('\n')}`);
-    });
+  await until(
+    'both workers ready',
+    () => a.lines.some((l) => /: ready$/.test(l)) && b.lines.some((l) => /: ready$/.test(l)),
+    600_000,
+    200,
+  ).catch((e) => {
+    throw new Error(`${e.message}\nworker A:\n${a.lines.join('\n')}\nworker B:\n${b.lines.join('\n')}`);
+  });
 
-  const submit = runCli(['submit', inDir, '--redis', url, '--queue', QUEUE, '-o', outDir, '--steps', '2', '--wait', '--quiet']);
+  const submit = runCli([
+    'submit',
+    inDir,
+    '--redis',
+    url,
+    '--queue',
+    QUEUE,
+    '-o',
+    outDir,
+    '--steps',
+    '2',
+    '--wait',
+    '--quiet',
+  ]);
 
   // Kill A half-way through one of its images: after the first of its two steps has been reported.
   const q = await openQueue({ redis: url, queue: QUEUE });
   let victim: readonly [string, string];
   try {
     // the image A works on now, once it has reported the first of its two steps (A may finish some before)
-    victim = await until('worker A to be half-way through an image', async () => {
-      const now = started(a).filter(([, input]) => !input.endsWith('broken.png')).at(-1);
-      if (!now) return undefined;
-      const p = (await q.queue.getJob(now[0]))?.progress as { done: number; total: number } | undefined;
-      return p && p.done === 1 && p.total === 2 ? now : undefined;
-    }, 180_000, 10);
+    victim = await until(
+      'worker A to be half-way through an image',
+      async () => {
+        const now = started(a)
+          .filter(([, input]) => !input.endsWith('broken.png'))
+          .at(-1);
+        if (!now) return undefined;
+        const p = (await q.queue.getJob(now[0]))?.progress as { done: number; total: number } | undefined;
+        return p && p.done === 1 && p.total === 2 ? now : undefined;
+      },
+      180_000,
+      10,
+    );
   } finally {
     await q.close();
   }
   a.proc.kill('SIGKILL');
   await a.exited;
-  assert.not.ok(finished(a).includes(victim[0]), `worker A finished job ${victim[0]} before it was killed: the test did not kill it mid-job`);
+  assert.not.ok(
+    finished(a).includes(victim[0]),
+    `worker A finished job ${victim[0]} before it was killed: the test did not kill it mid-job`,
+  );
 
   const r = await submit;
   assert.is(r.code, 1, r.out); // one job failed: the corrupt one
@@ -189,7 +257,10 @@ test('two workers, one SIGKILLed mid-job: every job completes exactly once, vali
   const logs = `\nworker A:\n${a.lines.join('\n')}\nworker B:\n${b.lines.join('\n')}`;
   assert.is(done.length, 10, `completions: ${done.join(', ')}${logs}`);
   assert.is(new Set(done).size, 10, `a job completed twice: ${done.join(', ')}`);
-  assert.ok(b.lines.some((l) => new RegExp(`job ${victim[0]} \\(.*\\): started by .*stalled 1x`).test(l)), `B did not take over job ${victim[0]}:\n${b.lines.join('\n')}`);
+  assert.ok(
+    b.lines.some((l) => new RegExp(`job ${victim[0]} \\(.*\\): started by .*stalled 1x`).test(l)),
+    `B did not take over job ${victim[0]}:\n${b.lines.join('\n')}`,
+  );
 
   // The outputs: exactly the ten PNGs (no temporary or partial files), each valid and 4x the input.
   assert.equal(readdirSync(outDir).sort(), Array.from({ length: 10 }, (_, k) => `img${k}_sr.png`).sort());
@@ -201,12 +272,22 @@ test('two workers, one SIGKILLed mid-job: every job completes exactly once, vali
   const ref = join(dir, 'ref.png');
   const u = await runCli(['upscale', victim[1], '-o', ref, '--steps', '2', '--quiet', ...model]);
   assert.is(u.code, 0, u.out);
-  const name = victim[1].split('/').pop()!.replace(/\.png$/, '_sr.png');
-  assert.equal(Array.from((await readPng(join(outDir, name))).data), Array.from((await readPng(ref)).data), `${name} differs from sr3 upscale's`);
+  const name = victim[1]
+    .split('/')
+    .pop()!
+    .replace(/\.png$/, '_sr.png');
+  assert.equal(
+    Array.from((await readPng(join(outDir, name))).data),
+    Array.from((await readPng(ref)).data),
+    `${name} differs from sr3 upscale's`,
+  );
 
   // The corrupt input: failed on its first try, with its message, never retried (three tries were allowed).
   const s = await queueStatus({ redis: url, queue: QUEUE });
-  assert.equal([s.counts.completed, s.counts.failed, s.counts.waiting, s.counts.active, s.counts.delayed], [10, 1, 0, 0, 0]);
+  assert.equal(
+    [s.counts.completed, s.counts.failed, s.counts.waiting, s.counts.active, s.counts.delayed],
+    [10, 1, 0, 0, 0],
+  );
   assert.is(s.failures.length, 1);
   assert.match(s.failures[0].reason, /broken\.png: truncated PNG/);
   assert.is(s.failures[0].attempts, 1);
@@ -223,9 +304,19 @@ test('SIGTERM: the worker finishes the job in hand, takes no other, and exits 0'
     [0, 1].map((k) => ({ input: join(inDir, `img${k}.png`), output: join(outDir, `term${k}.png`), steps: 2, seed: 3 })),
     { redis: url, queue: QUEUE },
   );
-  const job = await until('worker B to start the first job', () => started(b).find(([id]) => id === ids[0]), 60_000, 20);
+  const job = await until(
+    'worker B to start the first job',
+    () => started(b).find(([id]) => id === ids[0]),
+    60_000,
+    20,
+  );
   b.proc.kill('SIGTERM');
-  const code = await until('worker B to stop', () => (b.proc.exitCode !== null || b.proc.signalCode !== null ? b.exited : undefined), 120_000, 50);
+  const code = await until(
+    'worker B to stop',
+    () => (b.proc.exitCode !== null || b.proc.signalCode !== null ? b.exited : undefined),
+    120_000,
+    50,
+  );
   assert.is(await code, 0, b.lines.join('\n'));
   assert.ok(finished(b).includes(job[0]), `B stopped without finishing job ${job[0]}:\n${b.lines.join('\n')}`);
   const img = await readPng(join(outDir, 'term0.png'));
@@ -249,8 +340,16 @@ test('a lost device: the job is tried again, the worker reopens its device and g
     const waiting = await q.queue.getJobCounts('waiting');
     assert.is(waiting.waiting, 1);
     // and one more whose input travels inside the job, as bytes
-    await enqueueUpscale([{ input: new Uint8Array(encodePng(image(5))), name: 'bytes.png', output: join(outDir, 'bytes.png'), steps: 2 }], { redis: url, queue: QUEUE });
-    await until('the two jobs to complete', () => (readdirSync(outDir).includes('term1.png') && readdirSync(outDir).includes('bytes.png')) || undefined, 600_000, 200).catch((e) => {
+    await enqueueUpscale(
+      [{ input: new Uint8Array(encodePng(image(5))), name: 'bytes.png', output: join(outDir, 'bytes.png'), steps: 2 }],
+      { redis: url, queue: QUEUE },
+    );
+    await until(
+      'the two jobs to complete',
+      () => (readdirSync(outDir).includes('term1.png') && readdirSync(outDir).includes('bytes.png')) || undefined,
+      600_000,
+      200,
+    ).catch((e) => {
       throw new Error(`${e.message}\nworker C:\n${c.lines.join('\n')}`);
     });
     const log = c.lines.join('\n');
@@ -262,7 +361,10 @@ test('a lost device: the job is tried again, the worker reopens its device and g
       assert.equal([img.width, img.height], [4 * SIDE, 4 * SIDE]);
     }
     // the bytes job upscaled the same image as the path job img5 of the first test, with the same seed and steps
-    assert.equal(Array.from((await readPng(join(outDir, 'bytes.png'))).data), Array.from((await readPng(join(outDir, 'img5_sr.png'))).data));
+    assert.equal(
+      Array.from((await readPng(join(outDir, 'bytes.png'))).data),
+      Array.from((await readPng(join(outDir, 'img5_sr.png'))).data),
+    );
     const s = await queueStatus({ redis: url, queue: QUEUE });
     assert.equal([s.counts.waiting, s.counts.active, s.counts.delayed, s.counts.failed], [0, 0, 0, 1]);
   } finally {

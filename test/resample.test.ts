@@ -102,7 +102,9 @@ interface FixtureCase {
   input: number[];
   output: number[];
 }
-const fixture = JSON.parse(readFileSync(new URL('./reference/resample-fixture.json', import.meta.url), 'utf8')) as { cases: FixtureCase[] };
+const fixture = JSON.parse(readFileSync(new URL('./reference/resample-fixture.json', import.meta.url), 'utf8')) as {
+  cases: FixtureCase[];
+};
 
 test('GPU and the TS reference reproduce PyTorch and PIL outputs (up, down, antialias, clamp)', async () => {
   assert.ok(fixture.cases.length >= 10);
@@ -156,7 +158,15 @@ test('a constant image stays constant: every kernel, up and down, and down(up(c)
   const rs = await resampler();
   const c = 0.375;
   for (const kernel of [BICUBIC_TORCH, BICUBIC_KEYS, BICUBIC_PIL, { method: 'filter' as const, a: -0.75 }]) {
-    const up = await gpuResize(new Float32Array(2 * 3 * 5 * 6).fill(c), { B: 2, C: 3, inH: 5, inW: 6, outH: 15, outW: 18, kernel });
+    const up = await gpuResize(new Float32Array(2 * 3 * 5 * 6).fill(c), {
+      B: 2,
+      C: 3,
+      inH: 5,
+      inW: 6,
+      outH: 15,
+      outW: 18,
+      kernel,
+    });
     assert.ok(maxDiff(up, new Float32Array(up.length).fill(c)) < 1e-6, `${JSON.stringify(kernel)} up`);
   }
   // Upscale then antialiased downscale on the GPU, chained in one submission.
@@ -164,8 +174,27 @@ test('a constant image stays constant: every kernel, up and down, and down(up(c)
   const mid = ctx.buffer(3 * 28 * 20 * 4);
   const back = ctx.buffer(3 * 7 * 5 * 4);
   ctx.run([
-    rs.upscale({ input, output: mid, batch: 1, channels: 3, inH: 7, inW: 5, factor: 4, kernel: BICUBIC_TORCH, clamp: true }),
-    rs.downscale({ input: mid, output: back, batch: 1, channels: 3, inH: 28, inW: 20, factor: 4, kernel: BICUBIC_TORCH_AA }),
+    rs.upscale({
+      input,
+      output: mid,
+      batch: 1,
+      channels: 3,
+      inH: 7,
+      inW: 5,
+      factor: 4,
+      kernel: BICUBIC_TORCH,
+      clamp: true,
+    }),
+    rs.downscale({
+      input: mid,
+      output: back,
+      batch: 1,
+      channels: 3,
+      inH: 28,
+      inW: 20,
+      factor: 4,
+      kernel: BICUBIC_TORCH_AA,
+    }),
   ]);
   const out = await ctx.read(back, 3 * 7 * 5 * 4);
   assert.ok(maxDiff(out, new Float32Array(out.length).fill(-c)) < 1e-6);
@@ -199,7 +228,8 @@ test('antialiasing: fine patterns vanish with the filter and alias without it', 
   const x = Float32Array.from({ length: H * W }, (_, i) => (((i % W) + Math.floor(i / W)) % 2 ? 1 : -1));
   const aa = await gpuResize(x, { B: 1, C: 1, inH: H, inW: W, outH: H / 2, outW: W / 2, kernel: BICUBIC_TORCH_AA });
   // Interior: every window pairs each tap with one of opposite parity at the same distance: exactly 0.
-  for (let y = 2; y < H / 2 - 2; y++) for (let xx = 2; xx < W / 2 - 2; xx++) assert.ok(Math.abs(aa[y * (W / 2) + xx]) < 1e-6);
+  for (let y = 2; y < H / 2 - 2; y++)
+    for (let xx = 2; xx < W / 2 - 2; xx++) assert.ok(Math.abs(aa[y * (W / 2) + xx]) < 1e-6);
   // Period-3 columns cos(2 pi x / 3), downscaled x3: without antialiasing every output samples x = 3o + 1 (t = 0) and
   // the pattern aliases to the constant cos(2 pi / 3) = -0.5; the antialiased 12-tap window sums whole periods: 0.
   const W3 = 30;
@@ -207,7 +237,8 @@ test('antialiasing: fine patterns vanish with the filter and alias without it', 
   const al = await gpuResize(p3, { B: 1, C: 1, inH: 6, inW: W3, outH: 2, outW: W3 / 3, kernel: BICUBIC_TORCH });
   for (const v of al) assert.ok(Math.abs(v + 0.5) < 1e-6, `aliased ${v}`);
   const aa3 = await gpuResize(p3, { B: 1, C: 1, inH: 6, inW: W3, outH: 2, outW: W3 / 3, kernel: BICUBIC_TORCH_AA });
-  for (let o = 2; o < W3 / 3 - 2; o++) assert.ok(Math.abs(aa3[o]) < 1e-6 && Math.abs(aa3[W3 / 3 + o]) < 1e-6, `antialiased ${aa3[o]}`);
+  for (let o = 2; o < W3 / 3 - 2; o++)
+    assert.ok(Math.abs(aa3[o]) < 1e-6 && Math.abs(aa3[W3 / 3 + o]) < 1e-6, `antialiased ${aa3[o]}`);
 });
 
 test('pixels -> tensor: 8-bit RGBA, gray -> RGB, 16-bit, batch 2, odd sizes', async () => {
@@ -231,7 +262,19 @@ test('pixels -> tensor: 8-bit RGBA, gray -> RGB, 16-bit, batch 2, odd sizes', as
     const total = B * c.map.length * H * W;
     const output = ctx.buffer((total + 3) * 4);
     ctx.write(output, new Float32Array(total + 3).fill(99));
-    ctx.run([rs.toTensor({ pixels, output, batch: B, height: H, width: W, inChannels: c.inC, channelMap: c.map, bits: c.bits, outOffset: 3 })]);
+    ctx.run([
+      rs.toTensor({
+        pixels,
+        output,
+        batch: B,
+        height: H,
+        width: W,
+        inChannels: c.inC,
+        channelMap: c.map,
+        bits: c.bits,
+        outOffset: 3,
+      }),
+    ]);
     const got = await ctx.read(output, (total + 3) * 4);
     const want = toTensorRef(samples, B, H, W, c.inC, c.map, c.bits);
     assert.equal(Array.from(got.subarray(0, 3)), [99, 99, 99], 'offset respected');
@@ -270,7 +313,18 @@ test('tensor -> pixels: clamp, (x+1)/2*255, round half to even; RGB + separate a
     const bytes = Math.ceil((samples * bits) / 8 / 4) * 4;
     const pixels = ctx.buffer(bytes);
     ctx.run([
-      rs.toPixels({ input: ta, channels: 3, extra: map.includes(4) ? tb : undefined, extraChannels: 1, pixels, batch: B, height: H, width: W, channelMap: map, bits }),
+      rs.toPixels({
+        input: ta,
+        channels: 3,
+        extra: map.includes(4) ? tb : undefined,
+        extraChannels: 1,
+        pixels,
+        batch: B,
+        height: H,
+        width: W,
+        channelMap: map,
+        bits,
+      }),
     ]);
     const words = await ctx.readU32(pixels, bytes);
     const got = bits === 8 ? unpackBytes(words, samples) : unpackU16(words, samples);
@@ -312,7 +366,17 @@ test('pixelLayout: gray+alpha in, RGB tensor + alpha tensor, gray+alpha out, thr
   ctx.run([
     rs.toTensor({ pixels: px, output: rgb, batch: 1, height: H, width: W, inChannels: 2, channelMap: L.rgb }),
     rs.toTensor({ pixels: px, output: alpha, batch: 1, height: H, width: W, inChannels: 2, channelMap: L.alpha! }),
-    rs.toPixels({ input: rgb, channels: 3, extra: alpha, extraChannels: 1, pixels: out, batch: 1, height: H, width: W, channelMap: L.output }),
+    rs.toPixels({
+      input: rgb,
+      channels: 3,
+      extra: alpha,
+      extraChannels: 1,
+      pixels: out,
+      batch: 1,
+      height: H,
+      width: W,
+      channelMap: L.output,
+    }),
   ]);
   const t = await ctx.read(rgb, 3 * H * W * 4);
   assert.equal(Array.from(t.subarray(0, H * W)), Array.from(t.subarray(2 * H * W)), 'gray repeated into R, G, B');
@@ -329,9 +393,27 @@ test('shape and size errors are clear; large outputs use a 2D grid', async () =>
   assert.throws(() => rs.resize({ ...base, inH: 2, inW: 2, outH: 8, outW: 8 }), /output needs 256 bytes/);
   assert.throws(() => rs.resize({ ...base, inH: 0, inW: 2, outH: 2, outW: 2 }), /inH must be/);
   assert.throws(() => rs.downscale({ ...base, inH: 6, inW: 4, factor: 4 }), /not divisible/);
-  assert.throws(() => rs.resize({ ...base, inH: 2, inW: 2, outH: 2, outW: 2, kernel: { method: 'nearest' as never, a: 0 } }), /kernel must be/);
-  assert.throws(() => rs.toPixels({ input: small, channels: 3, pixels: small, batch: 1, height: 2, width: 2, channelMap: [0, 1, 2, 4] }), /extra input/);
-  assert.throws(() => rs.toTensor({ pixels: small, output: small, batch: 1, height: 2, width: 2, inChannels: 3, channelMap: [3] }), /not a valid source/);
+  assert.throws(
+    () => rs.resize({ ...base, inH: 2, inW: 2, outH: 2, outW: 2, kernel: { method: 'nearest' as never, a: 0 } }),
+    /kernel must be/,
+  );
+  assert.throws(
+    () =>
+      rs.toPixels({
+        input: small,
+        channels: 3,
+        pixels: small,
+        batch: 1,
+        height: 2,
+        width: 2,
+        channelMap: [0, 1, 2, 4],
+      }),
+    /extra input/,
+  );
+  assert.throws(
+    () => rs.toTensor({ pixels: small, output: small, batch: 1, height: 2, width: 2, inChannels: 3, channelMap: [3] }),
+    /not a valid source/,
+  );
   assert.throws(() => rs.resize({ ...base, output: small, inH: 2, inW: 2, outH: 2, outW: 2 }), /different buffers/);
   assert.equal(flatWorkgroups(1000), [4, 1]);
   const [x, y] = flatWorkgroups(256 * 70000);
@@ -341,13 +423,22 @@ test('shape and size errors are clear; large outputs use a 2D grid', async () =>
   const W = 1025;
   const inp = ctx.upload(Float32Array.from({ length: H * W }, (_, i) => (i % 7) / 7));
   const outp = ctx.buffer(16 * H * W * 4);
-  const d = rs.upscale({ input: inp, output: outp, batch: 1, channels: 1, inH: H, inW: W, factor: 4, kernel: BICUBIC_TORCH });
+  const d = rs.upscale({
+    input: inp,
+    output: outp,
+    batch: 1,
+    channels: 1,
+    inH: H,
+    inW: W,
+    factor: 4,
+    kernel: BICUBIC_TORCH,
+  });
   assert.ok(d.workgroups[1]! > 1, 'uses a 2D grid');
   ctx.run([d]);
   const out = await ctx.read(outp, 16 * H * W * 4);
   // Spot-check the last rows (the part a 1D grid capped at 65535 groups would miss) against the reference.
   const rows = 8;
-  const inTail = Float32Array.from({ length: 4 * W }, (_, i) => ((H - 4) * W + i) % 7 / 7);
+  const inTail = Float32Array.from({ length: 4 * W }, (_, i) => (((H - 4) * W + i) % 7) / 7);
   const refTail = resizeRef(inTail, 1, 4, W, 16, 4 * W, 'interp', -0.75);
   // Output rows 4H-8 .. 4H-1 sample input rows >= H-3, which the 4-row tail holds with the same bottom border.
   for (let r = 0; r < rows; r++) {

@@ -10,7 +10,15 @@ const rng = async () => (rngP ??= device().then((ctx) => GaussianRng.create(ctx)
 
 async function gpuFill(
   n: number,
-  o: { seed: Seed; stream?: number; sub?: number; offset?: number; first?: number; raw?: boolean; capacity?: number } = { seed: 1 },
+  o: {
+    seed: Seed;
+    stream?: number;
+    sub?: number;
+    offset?: number;
+    first?: number;
+    raw?: boolean;
+    capacity?: number;
+  } = { seed: 1 },
 ): Promise<Float32Array | Uint32Array> {
   const ctx = await device();
   const r = await rng();
@@ -208,7 +216,9 @@ test('a GPU-side stream table: one recorded fill + advance replayed gives stream
   const n = 300;
   const table = ctx.upload(new Uint32Array([0, 5, 0, 0])); // slot 1 starts at 5
   const out = ctx.buffer(n * 4 * 3, 'noise3');
-  const fills = [0, 1, 2].map((k) => r.fill({ out, n, offset: k * n, seed: 4, stream: 10, streamTable: { buffer: table, slot: 1 } }));
+  const fills = [0, 1, 2].map((k) =>
+    r.fill({ out, n, offset: k * n, seed: 4, stream: 10, streamTable: { buffer: table, slot: 1 } }),
+  );
   const adv = await r.advance(table, 1);
   // Step k: fill k reads stream 10 + 5 + k, then the counter advances.
   ctx.run([fills[0].dispatch, adv, fills[1].dispatch, adv, fills[2].dispatch, adv]);

@@ -27,34 +27,64 @@ function close(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what: st
 }
 
 // Independent formulas, written from the definitions (not numpy's linspace algorithm).
-const lin = (a: number, b: number, n: number) => Array.from({ length: n }, (_, i) => (n === 1 ? a : a + ((b - a) * i) / (n - 1)));
+const lin = (a: number, b: number, n: number) =>
+  Array.from({ length: n }, (_, i) => (n === 1 ? a : a + ((b - a) * i) / (n - 1)));
 
 // make_beta_schedule(kind, 7, 1e-4, 2e-2) of the reference (numpy 1.24 / torch 1.13 float64), printed with repr.
 const REFERENCE_7: Record<string, number[]> = {
-  'linear': [0.0001, 0.003416666666666667, 0.006733333333333334, 0.01005, 0.013366666666666667, 0.016683333333333335, 0.02],
-  'quad': [0.0001, 0.001017837100659193, 0.0028952060277213755, 0.005732106781186546, 0.009528539361054708, 0.014284503767325858, 0.02],
-  'warmup10': [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02],
-  'warmup50': [0.0001, 0.01005, 0.02, 0.02, 0.02, 0.02, 0.02],
-  'const': [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02],
-  'jsd': [0.14285714285714285, 0.16666666666666666, 0.2, 0.25, 0.3333333333333333, 0.5, 1.0],
-  'cosine': [0.05410743200964252, 0.14910114146390885, 0.24906322194823105, 0.3653244841017592, 0.5164008067544463, 0.7371890984026362, 0.999],
+  linear: [
+    0.0001, 0.003416666666666667, 0.006733333333333334, 0.01005, 0.013366666666666667, 0.016683333333333335, 0.02,
+  ],
+  quad: [
+    0.0001, 0.001017837100659193, 0.0028952060277213755, 0.005732106781186546, 0.009528539361054708,
+    0.014284503767325858, 0.02,
+  ],
+  warmup10: [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02],
+  warmup50: [0.0001, 0.01005, 0.02, 0.02, 0.02, 0.02, 0.02],
+  const: [0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.02],
+  jsd: [0.14285714285714285, 0.16666666666666666, 0.2, 0.25, 0.3333333333333333, 0.5, 1.0],
+  cosine: [
+    0.05410743200964252, 0.14910114146390885, 0.24906322194823105, 0.3653244841017592, 0.5164008067544463,
+    0.7371890984026362, 0.999,
+  ],
 };
 
 test('every kind equals the reference implementation run in numpy/torch (bit for bit; cosine within 1e-14)', () => {
   for (const [kind, want] of Object.entries(REFERENCE_7)) {
     const got = betaSchedule({ schedule: kind, n_timestep: 7, linear_start: 1e-4, linear_end: 2e-2 });
-    if (kind === 'cosine') close(got, want, 1e-14, kind); // cos may differ by an ulp between libms
+    if (kind === 'cosine')
+      close(got, want, 1e-14, kind); // cos may differ by an ulp between libms
     else assert.equal(Array.from(got), want, kind);
   }
 });
 
 test('linear, quad, const, jsd and warmup betas match closed forms', () => {
-  close(betaSchedule({ schedule: 'linear', n_timestep: 12, linear_start: 1e-4, linear_end: 0.3 }), lin(1e-4, 0.3, 12), 1e-14, 'linear');
-  close(betaSchedule({ schedule: 'linear', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 }), lin(1e-6, 1e-2, 2000), 1e-12, 'linear2000');
+  close(
+    betaSchedule({ schedule: 'linear', n_timestep: 12, linear_start: 1e-4, linear_end: 0.3 }),
+    lin(1e-4, 0.3, 12),
+    1e-14,
+    'linear',
+  );
+  close(
+    betaSchedule({ schedule: 'linear', n_timestep: 2000, linear_start: 1e-6, linear_end: 1e-2 }),
+    lin(1e-6, 1e-2, 2000),
+    1e-12,
+    'linear2000',
+  );
   const q = betaSchedule({ schedule: 'quad', n_timestep: 7, linear_start: 1e-4, linear_end: 0.02 });
-  close(q, lin(0.01, Math.sqrt(0.02), 7).map((x) => x * x), 1e-14, 'quad');
+  close(
+    q,
+    lin(0.01, Math.sqrt(0.02), 7).map((x) => x * x),
+    1e-14,
+    'quad',
+  );
   assert.ok(Math.abs(q[0] - 1e-4) < 1e-18 && Math.abs(q[6] - 0.02) < 1e-17, 'quad end points');
-  close(betaSchedule({ schedule: 'const', n_timestep: 5, linear_start: 1e-4, linear_end: 0.05 }), [0.05, 0.05, 0.05, 0.05, 0.05], 0, 'const');
+  close(
+    betaSchedule({ schedule: 'const', n_timestep: 5, linear_start: 1e-4, linear_end: 0.05 }),
+    [0.05, 0.05, 0.05, 0.05, 0.05],
+    0,
+    'const',
+  );
   close(betaSchedule({ schedule: 'jsd', n_timestep: 4 }), [1 / 4, 1 / 3, 1 / 2, 1], 1e-15, 'jsd');
   // warmup10 over 25 steps: int(2.5) = 2 warm-up entries linspace(start, end, 2) = [start, end], then end.
   const w10 = betaSchedule({ schedule: 'warmup10', n_timestep: 25, linear_start: 1e-4, linear_end: 0.02 });
@@ -138,10 +168,20 @@ test('few-step kinds: logsnr spaces log(sigma) evenly, karras by rho = 7, betwee
   const sig = (spec: string) => Array.from(makeSchedule(spec).gammas, (g) => Math.sqrt((1 - g) / g));
   const l = sig('logsnr:5:0.02:50');
   // 1e-9: sigma is recovered from gamma = 1 / (1 + sigma^2), where 1 - gamma cancels at small sigma
-  close(l, [0, 1, 2, 3, 4].map((i) => Math.exp(Math.log(0.02) + (i / 4) * Math.log(2500))), 1e-9, 'logsnr');
+  close(
+    l,
+    [0, 1, 2, 3, 4].map((i) => Math.exp(Math.log(0.02) + (i / 4) * Math.log(2500))),
+    1e-9,
+    'logsnr',
+  );
   const k = sig('karras:6:0.002:80');
   const r = (x: number) => x ** (1 / 7);
-  close(k, [0, 1, 2, 3, 4, 5].map((i) => (r(0.002) + (i / 5) * (r(80) - r(0.002))) ** 7), 1e-9, 'karras');
+  close(
+    k,
+    [0, 1, 2, 3, 4, 5].map((i) => (r(0.002) + (i / 5) * (r(80) - r(0.002))) ** 7),
+    1e-9,
+    'karras',
+  );
   // defaults: sigma 0.01 (the default linear schedule's first level) to 100
   close([sig('logsnr:3')[0], sig('logsnr:3')[2]], [0.01, 100], 1e-9, 'logsnr defaults');
   assert.is(formatSchedule(parseSchedule('karras:8')), 'karras:8:0.01:100');
@@ -149,12 +189,23 @@ test('few-step kinds: logsnr spaces log(sigma) evenly, karras by rho = 7, betwee
   for (const [s, re] of [
     ['logsnr:5:1:0.5', /start < end/],
     ['karras:5:0:1', /start must be > 0/],
-  ] as [string, RegExp][]) assert.throws(() => parseSchedule(s), re);
+  ] as [string, RegExp][])
+    assert.throws(() => parseSchedule(s), re);
 });
 
 test('parseSchedule reads kind:steps:start:end and says what is wrong', () => {
-  assert.equal(parseSchedule('linear:12:1e-4:0.3'), { schedule: 'linear', n_timestep: 12, linear_start: 1e-4, linear_end: 0.3 });
-  assert.equal(parseSchedule(' Cosine:100 '), { schedule: 'cosine', n_timestep: 100, linear_start: 1e-4, linear_end: 2e-2 });
+  assert.equal(parseSchedule('linear:12:1e-4:0.3'), {
+    schedule: 'linear',
+    n_timestep: 12,
+    linear_start: 1e-4,
+    linear_end: 0.3,
+  });
+  assert.equal(parseSchedule(' Cosine:100 '), {
+    schedule: 'cosine',
+    n_timestep: 100,
+    linear_start: 1e-4,
+    linear_end: 2e-2,
+  });
   assert.equal(parseSchedule('const:5::0.01').linear_end, 0.01);
   assert.is(formatSchedule(parseSchedule('quad:50:1e-6:0.01')), 'quad:50:0.000001:0.01');
   for (const k of SCHEDULE_KINDS) assert.is(makeSchedule(`${k}:20`).betas.length, 20, k);

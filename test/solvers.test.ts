@@ -17,7 +17,13 @@ import { unetForward } from './reference/unet-ref.ts';
 const SOLVERS: SamplerKind[] = ['dpmpp-2m', 'unipc', 'unipc-bh1'];
 
 /** The reference trajectory: the points the network is evaluated at after each update (k = 1..M-1), then the result. */
-function referenceTrajectory(kind: SamplerKind, model: EpsModel, xT: Float64Array, s: ScheduleTables, clip: boolean): Float64Array[] {
+function referenceTrajectory(
+  kind: SamplerKind,
+  model: EpsModel,
+  xT: Float64Array,
+  s: ScheduleTables,
+  clip: boolean,
+): Float64Array[] {
   const T = s.betas.length;
   const gammas = Array.from({ length: T }, (_, k) => s.gammas[T - 1 - k]);
   if (kind === 'dpmpp-2m') return dpmSolverPP2M(model, xT, gammas, clip);
@@ -26,7 +32,13 @@ function referenceTrajectory(kind: SamplerKind, model: EpsModel, xT: Float64Arra
 }
 
 /** The table's update replayed in float64: what the GPU kernel computes, before float32. */
-function replayTable(kind: SamplerKind, model: EpsModel, xT: Float64Array, s: ScheduleTables, clip: boolean): Float64Array[] {
+function replayTable(
+  kind: SamplerKind,
+  model: EpsModel,
+  xT: Float64Array,
+  s: ScheduleTables,
+  clip: boolean,
+): Float64Array[] {
   const T = s.betas.length;
   const tab = stepRows({ kind, schedule: s, clip });
   let y = xT;
@@ -53,13 +65,23 @@ const maxAbs = (a: Float64Array, b: Float64Array) => a.reduce((m, v, i) => Math.
 
 test('the coefficient table replays each solver of the reference implementations, whole trajectories, within 1e-12', () => {
   for (const kind of SOLVERS)
-    for (const spec of ['logsnr:1', 'logsnr:2', 'logsnr:3', 'karras:4', 'logsnr:6:0.02:50', 'linear:9:1e-4:0.5', 'karras:15'])
+    for (const spec of [
+      'logsnr:1',
+      'logsnr:2',
+      'logsnr:3',
+      'karras:4',
+      'logsnr:6:0.02:50',
+      'linear:9:1e-4:0.5',
+      'karras:15',
+    ])
       for (const clip of [true, false]) {
         const s = makeSchedule(spec);
         const want = referenceTrajectory(kind, synthetic, START, s, clip);
         const got = replayTable(kind, synthetic, START, s, clip);
         assert.is(got.length, want.length);
-        got.forEach((y, k) => assert.ok(maxAbs(y, want[k]) < 1e-12, `${kind} ${spec} clip ${clip} step ${k}: ${maxAbs(y, want[k])}`));
+        got.forEach((y, k) =>
+          assert.ok(maxAbs(y, want[k]) < 1e-12, `${kind} ${spec} clip ${clip} step ${k}: ${maxAbs(y, want[k])}`),
+        );
       }
 });
 
@@ -73,12 +95,16 @@ test('the solvers converge to the probability-flow ODE solution (DDIM with 4000 
       return maxAbs(y[y.length - 1], exact);
     };
     const [e10, e20, e40] = [err(10), err(20), err(40)];
-    console.log(`    ${kind}: error at 10 / 20 / 40 steps ${e10.toExponential(2)} / ${e20.toExponential(2)} / ${e40.toExponential(2)}`);
+    console.log(
+      `    ${kind}: error at 10 / 20 / 40 steps ${e10.toExponential(2)} / ${e20.toExponential(2)} / ${e40.toExponential(2)}`,
+    );
     assert.ok(e40 < 1e-3, `${kind} at 40 steps: ${e40}`);
-    assert.ok(e20 / e40 > 3, `${kind}: halving the step cuts the error ${e20 / e40}x, expected about 4x (second order)`);
+    assert.ok(
+      e20 / e40 > 3,
+      `${kind}: halving the step cuts the error ${e20 / e40}x, expected about 4x (second order)`,
+    );
   }
 });
-
 
 // The golden tiny U-Net, 4 steps: the GPU's y after every step against the reference solvers driving the float64
 // TypeScript U-Net from the same start (every y within 1e-3 relative, the golden samplers' tolerance). The kernel's
@@ -106,7 +132,9 @@ for (const kind of ['dpmpp-2m', 'unipc'] as SamplerKind[])
         xin.set(cond.subarray(b * per, (b + 1) * per), b * 2 * per);
         xin.set(Float32Array.from(x.subarray(b * per, (b + 1) * per)), (b * 2 + 1) * per);
       }
-      return Float64Array.from(unetForward(model.config, model.param, t4(B, 2 * C, H, W, xin), new Array(B).fill(level)).data);
+      return Float64Array.from(
+        unetForward(model.config, model.param, t4(B, 2 * C, H, W, xin), new Array(B).fill(level)).data,
+      );
     };
     const want = referenceTrajectory(kind, eps, Float64Array.from(yT), schedule, true);
     assert.is(got.length, want.length);
@@ -140,8 +168,13 @@ test('upscaling with each solver: reproducible, consistency keeps the input, and
     // only near tile borders (mse 0.11 measured); with the tiles sharing one history it was 0.28-0.34, and another
     // seed gives 1.17
     const [dTiled, dSeed] = [mse(tiled.data, a.data), mse(other.data, a.data)];
-    console.log(`    ${sampler}: LR error ${eWith.toExponential(2)} with consistency, ${eWithout.toExponential(2)} without; mse to the untiled image: tiled ${dTiled.toExponential(2)}, another seed ${dSeed.toExponential(2)}`);
-    assert.ok(eWith * 20 < eWithout && eWith < 1e-3, `${sampler}: consistency error ${eWith} with, ${eWithout} without`);
+    console.log(
+      `    ${sampler}: LR error ${eWith.toExponential(2)} with consistency, ${eWithout.toExponential(2)} without; mse to the untiled image: tiled ${dTiled.toExponential(2)}, another seed ${dSeed.toExponential(2)}`,
+    );
+    assert.ok(
+      eWith * 20 < eWithout && eWith < 1e-3,
+      `${sampler}: consistency error ${eWith} with, ${eWithout} without`,
+    );
     assert.ok(dTiled * 6 < dSeed, `${sampler}: tiled ${dTiled}, another seed ${dSeed}`);
   }
 });
@@ -154,7 +187,18 @@ async function downscale4(img: Tensor3): Promise<Float32Array> {
   const rs = await Resampler.create(ctx);
   const inp = ctx.upload(img.data);
   const out = ctx.buffer((img.data.length / 16) * 4);
-  ctx.run([rs.downscale({ input: inp, output: out, batch: 1, channels: 3, inH: img.height, inW: img.width, factor: 4, kernel: BICUBIC_TORCH_AA })]);
+  ctx.run([
+    rs.downscale({
+      input: inp,
+      output: out,
+      batch: 1,
+      channels: 3,
+      inH: img.height,
+      inW: img.width,
+      factor: 4,
+      kernel: BICUBIC_TORCH_AA,
+    }),
+  ]);
   const r = await ctx.read(out, (img.data.length / 16) * 4);
   inp.destroy();
   out.destroy();

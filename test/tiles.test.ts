@@ -18,8 +18,13 @@ test('tile origins cover the side with equal, aligned, overlapping tiles', () =>
 
 // a smooth input with some structure, 16x16 -> 64x64
 const lr: Tensor3 = {
-  channels: 3, height: 16, width: 16,
-  data: Float32Array.from({ length: 3 * 256 }, (_, i) => 0.6 * Math.sin((i % 16) / 3 + Math.floor(i / 16) / 5 + Math.floor(i / 256))),
+  channels: 3,
+  height: 16,
+  width: 16,
+  data: Float32Array.from(
+    { length: 3 * 256 },
+    (_, i) => 0.6 * Math.sin((i % 16) / 3 + Math.floor(i / 16) / 5 + Math.floor(i / 256)),
+  ),
 };
 const meanAbs = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + Math.abs(v - b[i]), 0) / a.length;
 
@@ -80,8 +85,13 @@ test('a canvas larger than one storage binding is tiled from host memory and mat
     assert.is(low.limits.maxStorageBufferBindingSize, limit);
     const model = goldenModel('tiny');
     const big: Tensor3 = {
-      channels: 3, height: 40, width: 40,
-      data: Float32Array.from({ length: 3 * 1600 }, (_, i) => 0.6 * Math.sin((i % 40) / 5 + Math.floor(i / 40) / 7 + Math.floor(i / 1600))),
+      channels: 3,
+      height: 40,
+      width: 40,
+      data: Float32Array.from(
+        { length: 3 * 1600 },
+        (_, i) => 0.6 * Math.sin((i % 40) / 5 + Math.floor(i / 40) / 7 + Math.floor(i / 1600)),
+      ),
     };
     assert.ok(3 * 160 * 160 * 4 > limit);
     const tile = tileFor(low, model, 1, 160, 160, 4);

@@ -14,7 +14,13 @@ const [B, , H, W] = g.shape('hr');
 
 async function checkGradients(kind: 'l1' | 'l2', what: string, on?: GpuContext, tol = 1e-3): Promise<void> {
   const ctx = on ?? (await device());
-  const tg = await TrainGraph.build(ctx, goldenModel('tiny'), { batch: B, height: H, width: W, loss: kind, reduction: 'sum' });
+  const tg = await TrainGraph.build(ctx, goldenModel('tiny'), {
+    batch: B,
+    height: H,
+    width: W,
+    loss: kind,
+    reduction: 'sum',
+  });
   tg.setBatch(batch);
   const lossV = await tg.run();
   const want = g.get(`${kind}.loss`)[0];
@@ -27,7 +33,9 @@ async function checkGradients(kind: 'l1' | 'l2', what: string, on?: GpuContext, 
     worst = Math.max(worst, e);
     if (!(e <= tol)) bad.push(`${name}: ${e.toExponential(2)}`);
   }
-  console.log(`    ${what}: loss ${lossV.toFixed(3)} (reference ${want.toFixed(3)}), worst gradient error ${worst.toExponential(2)} over ${grads.size} parameters`);
+  console.log(
+    `    ${what}: loss ${lossV.toFixed(3)} (reference ${want.toFixed(3)}), worst gradient error ${worst.toExponential(2)} over ${grads.size} parameters`,
+  );
   assert.equal(bad, []);
   tg.destroy();
 }
@@ -52,7 +60,14 @@ test(`golden tiny with the 'mma' conv kernel (f16 operands): loss and every grad
 
 test('golden tiny: weights after one and two Adam steps within 1e-6', async () => {
   const ctx = await device();
-  const tg = await TrainGraph.build(ctx, goldenModel('tiny'), { batch: B, height: H, width: W, loss: 'l1', reduction: 'sum', adam: { lr: 1e-4 } });
+  const tg = await TrainGraph.build(ctx, goldenModel('tiny'), {
+    batch: B,
+    height: H,
+    width: W,
+    loss: 'l1',
+    reduction: 'sum',
+    adam: { lr: 1e-4 },
+  });
   tg.setBatch(batch);
   for (const k of [1, 2]) {
     await tg.run(true);

@@ -11,7 +11,10 @@ import { encodeModel, loadModel, type SR3Model } from '../weights-format/index.t
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
 import { goldenModel, goldenTensors } from './helpers/golden.ts';
 
-const withTarget = (m: SR3Model, target: string): SR3Model => ({ ...m, metadata: { ...m.metadata, training: JSON.stringify({ target }) } });
+const withTarget = (m: SR3Model, target: string): SR3Model => ({
+  ...m,
+  metadata: { ...m.metadata, training: JSON.stringify({ target }) },
+});
 
 test('the residual target: the graph on (HR, cond) is the plain graph on (HR - cond, cond): loss and every gradient', async () => {
   const ctx = await device();
@@ -20,7 +23,13 @@ test('the residual target: the graph on (HR, cond) is the plain graph on (HR - c
   const hr = g.get('hr');
   const cond = g.get('sr');
   const batch = { hr, cond, sqrtGamma: g.get('sqrt_gamma'), noise: g.get('noise') };
-  const res = await TrainGraph.build(ctx, goldenModel('tiny'), { batch: B, height: H, width: W, loss: 'l2', target: 'residual' });
+  const res = await TrainGraph.build(ctx, goldenModel('tiny'), {
+    batch: B,
+    height: H,
+    width: W,
+    loss: 'l2',
+    target: 'residual',
+  });
   res.setBatch(batch);
   const lossRes = await res.run();
   const y0 = await ctx.read(res.y0, hr.length * 4);
@@ -33,7 +42,9 @@ test('the residual target: the graph on (HR, cond) is the plain graph on (HR - c
   const lossPlain = await plain.run();
   const e = relErr(gradsRes, await plain.readGrads());
   plain.destroy();
-  console.log(`    residual loss ${lossRes.toFixed(4)} vs plain on HR - cond ${lossPlain.toFixed(4)}; gradient difference ${e.toExponential(2)}`);
+  console.log(
+    `    residual loss ${lossRes.toFixed(4)} vs plain on HR - cond ${lossPlain.toFixed(4)}; gradient difference ${e.toExponential(2)}`,
+  );
   assert.ok(Math.abs(lossRes - lossPlain) <= 1e-5 * Math.max(1, Math.abs(lossPlain)));
   assert.ok(e <= 1e-6, `gradients differ by ${e}`);
 });
@@ -41,7 +52,10 @@ test('the residual target: the graph on (HR, cond) is the plain graph on (HR - c
 test('the target is read from the model metadata, written by encodeModel; unknown targets are refused', () => {
   const m = goldenModel('tiny');
   assert.is(modelTarget(m), 'hr', 'reference checkpoints keep the plain target');
-  const bytes = encodeModel(m.config, (n) => m.param(n), { schedule: m.schedule, extra: { objective: 'diffusion', target: 'residual' } });
+  const bytes = encodeModel(m.config, (n) => m.param(n), {
+    schedule: m.schedule,
+    extra: { objective: 'diffusion', target: 'residual' },
+  });
   assert.is(modelTarget(loadModel(bytes)), 'residual');
   assert.throws(() => modelTarget(withTarget(m, 'velocity')), /unknown target 'velocity'/);
 });
@@ -64,7 +78,10 @@ test('upscaling with a residual model adds the condition back: whole image, tile
   const steps = { schedule: 'linear:3:1e-4:0.3', seed: 5, consistency: false };
   await check('ddim, whole image', (t) => withTarget(m, t), { ...steps, sampler: 'ddim' });
   await check('reference sampler, 16px tiles', (t) => withTarget(m, t), { ...steps, tile: 16, overlap: 8 });
-  const regression = (t: string): SR3Model => ({ ...m, metadata: { ...m.metadata, training: JSON.stringify({ objective: 'regression', target: t }) } });
+  const regression = (t: string): SR3Model => ({
+    ...m,
+    metadata: { ...m.metadata, training: JSON.stringify({ objective: 'regression', target: t }) },
+  });
   await check('regression baseline', regression, steps);
 });
 
@@ -78,7 +95,18 @@ test('consistency with the residual target keeps the input: the output downscale
   const down = async (t: Tensor3) => {
     const inp = ctx.upload(t.data);
     const out = ctx.buffer((t.data.length / 16) * 4);
-    ctx.run([rs.downscale({ input: inp, output: out, batch: 1, channels: 3, inH: t.height, inW: t.width, factor: 4, kernel: BICUBIC_TORCH_AA })]);
+    ctx.run([
+      rs.downscale({
+        input: inp,
+        output: out,
+        batch: 1,
+        channels: 3,
+        inH: t.height,
+        inW: t.width,
+        factor: 4,
+        kernel: BICUBIC_TORCH_AA,
+      }),
+    ]);
     return ctx.read(out, (t.data.length / 16) * 4);
   };
   const mse = (a: Float32Array, b: Float32Array) => a.reduce((s, v, i) => s + (v - b[i]) ** 2, 0) / a.length;
@@ -87,7 +115,9 @@ test('consistency with the residual target keeps the input: the output downscale
   const ref = await down(await bicubicUpscale(ctx, lr, scale, up, true));
   const eOn = mse(await down(on), ref);
   const eOff = mse(await down(off), ref);
-  console.log(`    LR-consistency MSE with the residual target: ${eOn.toExponential(2)} with the projection, ${eOff.toExponential(2)} without`);
+  console.log(
+    `    LR-consistency MSE with the residual target: ${eOn.toExponential(2)} with the projection, ${eOff.toExponential(2)} without`,
+  );
   assert.ok(eOn * 20 < eOff && eOn < 1e-3, `${eOn} vs ${eOff}`);
 });
 
@@ -106,10 +136,13 @@ test('the blur augmentation on the GPU matches the float64 reference (per-elemen
     const want = gaussianBlurRef(x, sigma, B, C, H, W, radius);
     let worst = 0;
     for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(got[i] - want[i]));
-    console.log(`    blur ${B}x${C}x${H}x${W} radius ${radius}, sigma ${sigma.join('/')}: max |gpu - ref| ${worst.toExponential(2)}`);
+    console.log(
+      `    blur ${B}x${C}x${H}x${W} radius ${radius}, sigma ${sigma.join('/')}: max |gpu - ref| ${worst.toExponential(2)}`,
+    );
     assert.ok(worst <= 2e-6);
     const per = C * H * W;
-    if (sigma[0] === 0) assert.equal(Array.from(got.subarray(0, per)), Array.from(x.subarray(0, per)), 'sigma 0 copies');
+    if (sigma[0] === 0)
+      assert.equal(Array.from(got.subarray(0, per)), Array.from(x.subarray(0, per)), 'sigma 0 copies');
     for (const b of [sb, inp, out]) b.destroy();
   }
   // the reference itself: a constant image stays constant; a centred impulse spreads into the normalised Gaussian
@@ -119,8 +152,14 @@ test('the blur augmentation on the GPU matches the float64 reference (per-elemen
   const w = (d: number) => Math.exp(-d / (2 * 0.64));
   let norm = 0;
   for (let dy = -2; dy <= 2; dy++) for (let dx = -2; dx <= 2; dx++) norm += w(dx * dx + dy * dy);
-  assert.ok(Math.abs(r[12] - 1 / norm) < 1e-12 && Math.abs(r[13] - w(1) / norm) < 1e-12 && Math.abs(r[0] - w(8) / norm) < 1e-12);
-  assert.ok(gaussianBlurRef(new Float32Array(20).fill(0.3), [1], 1, 1, 4, 5, 3).every((v) => Math.abs(v - Math.fround(0.3)) < 1e-12));
+  assert.ok(
+    Math.abs(r[12] - 1 / norm) < 1e-12 && Math.abs(r[13] - w(1) / norm) < 1e-12 && Math.abs(r[0] - w(8) / norm) < 1e-12,
+  );
+  assert.ok(
+    gaussianBlurRef(new Float32Array(20).fill(0.3), [1], 1, 1, 4, 5, 3).every(
+      (v) => Math.abs(v - Math.fround(0.3)) < 1e-12,
+    ),
+  );
 });
 
 test('--blur is parsed and checked', () => {

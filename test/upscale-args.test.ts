@@ -19,21 +19,44 @@ const refused = (extra: string[], msg: RegExp) => {
 
 test('defaults, and good values come through as numbers', () => {
   const a = parseUpscaleArgs([...base])!;
-  assert.equal([a.seed, a.samples, a.sampler, a.consistency, a.tile, a.overlap, a.eta], [0, 1, 'reference', true, undefined, undefined, undefined]);
+  assert.equal(
+    [a.seed, a.samples, a.sampler, a.consistency, a.tile, a.overlap, a.eta],
+    [0, 1, 'reference', true, undefined, undefined, undefined],
+  );
   assert.is(a.schedule, 'linear:8:1e-4:0.5');
-  const b = parseUpscaleArgs([...base, '--sampler', 'ddim', '--eta', '0.5', '--seed', '9007199254740991', '--steps', '7', '--tile', '64', '--overlap', '16', '--samples', '3'])!;
+  const b = parseUpscaleArgs([
+    ...base,
+    '--sampler',
+    'ddim',
+    '--eta',
+    '0.5',
+    '--seed',
+    '9007199254740991',
+    '--steps',
+    '7',
+    '--tile',
+    '64',
+    '--overlap',
+    '16',
+    '--samples',
+    '3',
+  ])!;
   assert.equal([b.eta, b.seed, b.tile, b.overlap, b.samples], [0.5, 9007199254740991, 64, 16, 3]);
   assert.is(b.schedule, 'linear:7:1e-4:0.5');
   assert.is(parseUpscaleArgs([...base, '--help']), undefined);
 });
 
 test('eta: finite, from 0 to 1, and only for DDIM', () => {
-  for (const v of ['Infinity', '1e308', '-1', 'NaN', '', 'abc', '1.5']) refused(['--sampler', 'ddim', `--eta=${v}`], new RegExp(`--eta must be a number from 0 .* to 1 .*got '${v}'`));
+  for (const v of ['Infinity', '1e308', '-1', 'NaN', '', 'abc', '1.5'])
+    refused(['--sampler', 'ddim', `--eta=${v}`], new RegExp(`--eta must be a number from 0 .* to 1 .*got '${v}'`));
   refused(['--eta', '0.5'], /--eta is DDIM's: it needs --sampler ddim/);
 });
 
 test('seed above 2^53-1, negative or fractional is refused quoting the text as typed', () => {
-  refused(['--seed', '9007199254740993'], /--seed must be an integer from 0 to 9007199254740991, got '9007199254740993'/);
+  refused(
+    ['--seed', '9007199254740993'],
+    /--seed must be an integer from 0 to 9007199254740991, got '9007199254740993'/,
+  );
   refused(['--seed', '18446744073709551616'], /got '18446744073709551616'/);
   refused(['--seed=-1'], /got '-1'/);
   refused(['--seed', '1.5'], /got '1.5'/);
@@ -58,14 +81,25 @@ test('steps, schedule, samples, tile and overlap: range-checked before any work'
 test("an output over the PNG writer's limits is refused from the input's size, with the largest input that fits", () => {
   assert.equal(inputLimits(4), { maxSide: MAX_PNG_SIDE / 4, maxPixels: (64 * 1024 * 1024) / 16 });
   checkOutputSize('ok.png', 4096, 16, 4);
-  assert.throws(() => checkOutputSize('wide.png', 4200, 1, 4), /wide.png: 4200x1 would upscale to 16800x4, over the 16384 pixels a side.*up to 4096 pixels a side/);
+  assert.throws(
+    () => checkOutputSize('wide.png', 4200, 1, 4),
+    /wide.png: 4200x1 would upscale to 16800x4, over the 16384 pixels a side.*up to 4096 pixels a side/,
+  );
   assert.throws(() => checkOutputSize('big.png', 4000, 4000, 4), /over the .* 67108864 pixels/);
 });
 
 test('inputs with one name get distinct outputs, a repeated input runs once, and nothing overwrites an input', () => {
   const o = { out: 'dir', toDir: true, samples: 1, scale: 4 };
   const p = planOutputs(['a/x.png', 'b/x.jpg', 'c/X.png', 'x-2.png'], o);
-  assert.equal(p.jobs.map((j) => j.targets), [[join('dir', 'x_sr4x.png')], [join('dir', 'x-3_sr4x.png')], [join('dir', 'X-4_sr4x.png')], [join('dir', 'x-2_sr4x.png')]]);
+  assert.equal(
+    p.jobs.map((j) => j.targets),
+    [
+      [join('dir', 'x_sr4x.png')],
+      [join('dir', 'x-3_sr4x.png')],
+      [join('dir', 'X-4_sr4x.png')],
+      [join('dir', 'x-2_sr4x.png')],
+    ],
+  );
   assert.is(p.notes.length, 2);
   assert.match(p.notes[0], /a\/x.png and b\/x.jpg have the same name; b\/x.jpg's output is named x-3_sr4x.png/);
   const twice = planOutputs(['a/x.png', './a/x.png'], o);
@@ -73,9 +107,18 @@ test('inputs with one name get distinct outputs, a repeated input runs once, and
   assert.match(twice.notes[0], /listed more than once; it is upscaled once/);
   const s = planOutputs(['a/x.png', 'b/x.png'], { ...o, samples: 2 });
   assert.equal(s.jobs[1].targets, [join('dir', 'x-2_sr4x_s0.png'), join('dir', 'x-2_sr4x_s1.png')]);
-  assert.throws(() => planOutputs(['in.png'], { ...o, out: 'in.png', toDir: false }), /in.png: this output would overwrite the input in.png; choose another -o/);
-  assert.throws(() => planOutputs([resolve('in.png')], { ...o, out: './in.png', toDir: false }), /would overwrite the input/);
-  assert.throws(() => planOutputs(['d/q.png', 'd/q_sr4x.png'], { ...o, out: 'd' }), /d\/q_sr4x.png: this output would overwrite the input d\/q_sr4x.png/);
+  assert.throws(
+    () => planOutputs(['in.png'], { ...o, out: 'in.png', toDir: false }),
+    /in.png: this output would overwrite the input in.png; choose another -o/,
+  );
+  assert.throws(
+    () => planOutputs([resolve('in.png')], { ...o, out: './in.png', toDir: false }),
+    /would overwrite the input/,
+  );
+  assert.throws(
+    () => planOutputs(['d/q.png', 'd/q_sr4x.png'], { ...o, out: 'd' }),
+    /d\/q_sr4x.png: this output would overwrite the input d\/q_sr4x.png/,
+  );
 });
 
 test.run();

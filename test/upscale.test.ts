@@ -14,7 +14,18 @@ async function downscale4(img: Tensor3): Promise<Float32Array> {
   const rs = await Resampler.create(ctx);
   const inp = ctx.upload(img.data);
   const out = ctx.buffer((img.data.length / 16) * 4);
-  ctx.run([rs.downscale({ input: inp, output: out, batch: 1, channels: 3, inH: img.height, inW: img.width, factor: 4, kernel: BICUBIC_TORCH_AA })]);
+  ctx.run([
+    rs.downscale({
+      input: inp,
+      output: out,
+      batch: 1,
+      channels: 3,
+      inH: img.height,
+      inW: img.width,
+      factor: 4,
+      kernel: BICUBIC_TORCH_AA,
+    }),
+  ]);
   return ctx.read(out, (img.data.length / 16) * 4);
 }
 
@@ -46,10 +57,12 @@ test('consistency keeps the input: the output downscaled is much closer to the i
   const img: Tensor3 = { channels: 3, height: 8, width: 8, data: rand(3 * 64, 9).map((v) => 0.7 * v) };
   const [withC] = await upscaleTensor(ctx, model, img, { steps: 6, seed: 1, consistency: true });
   const [without] = await upscaleTensor(ctx, model, img, { steps: 6, seed: 1, consistency: false });
-  const ref = await downscale4({ channels: 3, height: 32, width: 32, data: (await upscaleCondition(img)) });
+  const ref = await downscale4({ channels: 3, height: 32, width: 32, data: await upscaleCondition(img) });
   const eWith = mse(await downscale4(withC), ref);
   const eWithout = mse(await downscale4(without), ref);
-  console.log(`    LR-consistency MSE: ${eWith.toExponential(2)} with the projection, ${eWithout.toExponential(2)} without`);
+  console.log(
+    `    LR-consistency MSE: ${eWith.toExponential(2)} with the projection, ${eWithout.toExponential(2)} without`,
+  );
   assert.ok(eWith * 20 < eWithout, `consistency error with ${eWith}, without ${eWithout}`);
   assert.ok(eWith < 1e-3, `consistency error with projection ${eWith}`);
 });
@@ -60,7 +73,19 @@ async function upscaleCondition(img: Tensor3): Promise<Float32Array> {
   const rs = await Resampler.create(ctx);
   const inp = ctx.upload(img.data);
   const out = ctx.buffer(img.data.length * 16 * 4);
-  ctx.run([rs.upscale({ input: inp, output: out, batch: 1, channels: 3, inH: img.height, inW: img.width, factor: 4, kernel: { method: 'interp', a: -0.75 }, clamp: true })]);
+  ctx.run([
+    rs.upscale({
+      input: inp,
+      output: out,
+      batch: 1,
+      channels: 3,
+      inH: img.height,
+      inW: img.width,
+      factor: 4,
+      kernel: { method: 'interp', a: -0.75 },
+      clamp: true,
+    }),
+  ]);
   return ctx.read(out, img.data.length * 16 * 4);
 }
 

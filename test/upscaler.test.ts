@@ -14,7 +14,12 @@ import { createUpscalerCore } from '../engine/upscaler.ts';
 import { device, rand, releaseDevice } from './helpers/device.ts';
 import { FIXTURES, goldenModel } from './helpers/golden.ts';
 
-const t = (h: number, w: number, seed: number): Tensor3 => ({ channels: 3, height: h, width: w, data: rand(3 * h * w, seed).map((v) => 0.8 * v) });
+const t = (h: number, w: number, seed: number): Tensor3 => ({
+  channels: 3,
+  height: h,
+  width: w,
+  data: rand(3 * h * w, seed).map((v) => 0.8 * v),
+});
 
 async function rejects(f: () => Promise<unknown>, msg: RegExp): Promise<void> {
   try {
@@ -104,7 +109,11 @@ test('Node createUpscaler: a path, PNG bytes and pixels in; pixels and PNG bytes
   const img = image(6, 5, 1);
   const file = join(dir, 'in.png');
   writeFileSync(file, encodePng(img));
-  const want = tensorsToImage((await upscaleTensor(ctx, model, imageToTensors(img, 3).color, { steps: 3, seed: 9 }))[0], null, img);
+  const want = tensorsToImage(
+    (await upscaleTensor(ctx, model, imageToTensors(img, 3).color, { steps: 3, seed: 9 }))[0],
+    null,
+    img,
+  );
   for (const input of [file, new Uint8Array(readFileSync(file)), img]) {
     const r = await up.upscale(input, { seed: 9 });
     assert.equal([r.image.width, r.image.height, r.image.channels, r.scale], [24, 20, 3, 4]);
@@ -112,14 +121,23 @@ test('Node createUpscaler: a path, PNG bytes and pixels in; pixels and PNG bytes
     const png = decodePng(r.png());
     assert.equal(Array.from(png.data), Array.from(want.data));
   }
-  await rejects(() => up.upscale({ width: 4, height: 4, channels: 3, data: new Uint8Array(10) }), /data has 10 samples; 4x4x3 needs 48/);
+  await rejects(
+    () => up.upscale({ width: 4, height: 4, channels: 3, data: new Uint8Array(10) }),
+    /data has 10 samples; 4x4x3 needs 48/,
+  );
   await rejects(() => up.upscale(img, { steps: 1 }), /steps must be an integer >= 2/);
   await rejects(() => up.upscale(join(dir, 'missing.png')), /no such file/);
   up.dispose();
   // the device was the caller's: still usable
   assert.ok(ctx.buffer(16, 'still-open'));
   // a model given as a reference checkpoint path
-  const up2 = await createUpscaler({ model: join(tiny, 'model_gen.pth'), config: join(tiny, 'config.json'), device: ctx, steps: 3, log: () => {} });
+  const up2 = await createUpscaler({
+    model: join(tiny, 'model_gen.pth'),
+    config: join(tiny, 'config.json'),
+    device: ctx,
+    steps: 3,
+    log: () => {},
+  });
   const r2 = await up2.upscale(img, { seed: 9 });
   assert.equal(Array.from(r2.image.data), Array.from(want.data));
   up2.dispose();

@@ -18,7 +18,10 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'sr3-weights-cli-'));
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Run a command with console output captured. */
-async function run(cmd: (argv: string[]) => Promise<number>, argv: string[]): Promise<{ code: number; out: string; err: string; error?: Error }> {
+async function run(
+  cmd: (argv: string[]) => Promise<number>,
+  argv: string[],
+): Promise<{ code: number; out: string; err: string; error?: Error }> {
   const out: string[] = [];
   const err: string[] = [];
   const log = console.log;
@@ -45,7 +48,8 @@ test('convert tiny with --norm-groups, then info: exact weights, sensible summar
   const m = await readModelFile(out);
   assert.equal(m.config.channel_mults, [1, 2, 2]);
   const gold = readSafetensors(new Uint8Array(readFileSync(golden('tiny/weights.safetensors')))).tensors;
-  for (const [k, t] of m.tensors) assert.ok(Buffer.from(t.data).equals(Buffer.from(gold.get(`denoise_fn.${k}`)!.data)), k);
+  for (const [k, t] of m.tensors)
+    assert.ok(Buffer.from(t.data).equals(Buffer.from(gold.get(`denoise_fn.${k}`)!.data)), k);
   const source = JSON.parse(m.metadata.source);
   assert.is(source.file, 'model_gen.pth');
   assert.match(source.sha256, /^[0-9a-f]{64}$/);
@@ -66,7 +70,17 @@ test('convert tiny with --norm-groups, then info: exact weights, sensible summar
 
 test('convert with --config and --dtype f16; info on a .pth shows what conversion would make', async () => {
   const out = path.join(dir, 'g32-f16.safetensors');
-  const r = await run(convertCommand, [golden('groups32/model_gen.pth'), '--config', golden('groups32/config.json'), '--dtype', 'f16', '--scale', '4', '-o', out]);
+  const r = await run(convertCommand, [
+    golden('groups32/model_gen.pth'),
+    '--config',
+    golden('groups32/config.json'),
+    '--dtype',
+    'f16',
+    '--scale',
+    '4',
+    '-o',
+    out,
+  ]);
   assert.is(r.error, undefined, r.error?.message);
   const m = await readModelFile(out);
   assert.is(m.dtype, 'F16');
@@ -86,7 +100,13 @@ test('natural4x reference checkpoint: convert and info', async () => {
     return;
   }
   const out = path.join(dir, 'natural4x.safetensors');
-  const r = await run(convertCommand, [NATURAL, '--config', path.resolve(root, '../shared/reference/natural4x_config.json'), '-o', out]);
+  const r = await run(convertCommand, [
+    NATURAL,
+    '--config',
+    path.resolve(root, '../shared/reference/natural4x_config.json'),
+    '-o',
+    out,
+  ]);
   assert.is(r.error, undefined, r.error?.message);
   const info = await run(infoCommand, [out]);
   assert.match(info.out, /300 tensors, 6,1\d\d,\d\d\d parameters, F32/);
@@ -110,9 +130,25 @@ test('bad inputs: a clear error, no output file, no temp file, an existing outpu
   writeFileSync(truncated, readFileSync(golden('tiny/model_gen.pth')).subarray(0, 500000));
   const evil = path.join(dir, 'evil.pth');
   const marker = path.join(dir, 'pwned');
-  writeFileSync(evil, fakePth({ pickle: new PickleBuilder().proto(2).global('os', 'system').unicode(`touch ${marker}`).op(0x85).reduce().stop().build(), storages: {} }));
+  writeFileSync(
+    evil,
+    fakePth({
+      pickle: new PickleBuilder()
+        .proto(2)
+        .global('os', 'system')
+        .unicode(`touch ${marker}`)
+        .op(0x85)
+        .reduce()
+        .stop()
+        .build(),
+      storages: {},
+    }),
+  );
   const legacy = path.join(dir, 'legacy.pth');
-  writeFileSync(legacy, Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]));
+  writeFileSync(
+    legacy,
+    Uint8Array.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e]),
+  );
   const inputs = ['truncated.pth', 'evil.pth', 'legacy.pth'];
   const out = path.join(dir, 'out.safetensors');
   const cases: Array<[string[], RegExp]> = [
@@ -123,7 +159,10 @@ test('bad inputs: a clear error, no output file, no temp file, an existing outpu
     [[golden('tiny/model_gen.pth'), '-o', out], /default group count.*norm_groups 32 does not divide.*--norm-groups N/],
     [[golden('tiny/model_gen.pth'), '--norm-groups', '0', '-o', out], /--norm-groups must be a positive integer/],
     [[golden('tiny/model_gen.pth'), '--dtype', 'f8', '-o', out], /--dtype must be f32, f16 or bf16/],
-    [[golden('tiny/model_gen.pth'), '--config', golden('groups32/config.json'), '-o', out], /options file does not describe/],
+    [
+      [golden('tiny/model_gen.pth'), '--config', golden('groups32/config.json'), '-o', out],
+      /options file does not describe/,
+    ],
     [[golden('tiny/model_gen.pth')], /give the output file with -o/],
     [[golden('tiny/model_gen.pth'), '--bogus', '-o', out], /Unknown option '--bogus'/],
     [[truncated, '-o', truncated], /output path is the input file/],
@@ -158,7 +197,10 @@ test('writeFileAtomic: replaces the target in one step and cleans up when the wr
     err = e as Error;
   }
   assert.match(err?.message ?? '', /cannot write .*x\.bin/);
-  assert.not.ok(readdirSync(dir).some((f) => f.endsWith('.tmp')), 'temp file left');
+  assert.not.ok(
+    readdirSync(dir).some((f) => f.endsWith('.tmp')),
+    'temp file left',
+  );
   // copying a model then converting over it keeps a loadable file
   copyFileSync(target, path.join(dir, 'atomic2.bin'));
   rmSync(target);

@@ -31,7 +31,6 @@ function rawFile(header: unknown, data: Uint8Array, headerText?: string): Uint8A
   return out;
 }
 
-
 test('round trip keeps names, dtypes, shapes, bytes and metadata; data starts 8-byte aligned', () => {
   const a = f32Entry([2, 3], Float32Array.from([1, -2, 3.5, 0, 1e-8, 65504]));
   const h = castFloat(f32Entry([3], Float32Array.from([1, 0.5, -2])), 'F16');
@@ -110,7 +109,11 @@ test('bfloat16: exact known encodings and round to nearest even', () => {
 });
 
 test('castFloat refuses values that overflow F16, naming the tensor', () => {
-  throwsClean(() => castFloat(f32Entry([2], Float32Array.from([1, 70000])), 'F16', 'tensor big'), /tensor big.*70000.*F16/, 'overflow');
+  throwsClean(
+    () => castFloat(f32Entry([2], Float32Array.from([1, 70000])), 'F16', 'tensor big'),
+    /tensor big.*70000.*F16/,
+    'overflow',
+  );
   const bf = castFloat(f32Entry([2], Float32Array.from([1, 70000])), 'BF16', 'ok');
   assert.equal(Array.from(toFloat32(bf)), [1, 70144]);
 });
@@ -139,25 +142,105 @@ test('a valid hand-made file parses (control for the lying headers below)', () =
 
 test('headers that lie about offsets, shapes, dtypes or lengths are refused with clear errors', () => {
   const cases: Array<[string, Uint8Array, RegExp]> = [
-    ['offset past the end', rawFile({ ...okHeader, b: { dtype: 'F32', shape: [2, 2], data_offsets: [8, 40] } }, okData), /past the end/],
-    ['overlap', rawFile({ a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] }, b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] } }, okData), /overlaps/],
-    ['gap', rawFile({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] } }, okData), /belong to no tensor/],
-    ['trailing bytes', rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, okData), /after the last tensor/],
-    ['shape x dtype != bytes', rawFile({ ...okHeader, b: { dtype: 'F32', shape: [3, 2], data_offsets: [8, 24] } }, okData), /needs 24 bytes but .* span 16/],
-    ['dtype lies', rawFile({ ...okHeader, b: { dtype: 'F64', shape: [2, 2], data_offsets: [8, 24] } }, okData), /needs 32 bytes/],
-    ['end before start', rawFile({ ...okHeader, b: { dtype: 'F32', shape: [0], data_offsets: [24, 8] } }, okData), /end before they start/],
-    ['negative dim', rawFile({ ...okHeader, b: { dtype: 'F32', shape: [-4], data_offsets: [8, 24] } }, okData), /non-negative integer/],
-    ['fractional dim', rawFile({ ...okHeader, b: { dtype: 'F32', shape: [1.5], data_offsets: [8, 24] } }, okData), /non-negative integer/],
-    ['huge dims', rawFile({ ...okHeader, b: { dtype: 'F32', shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [8, 24] } }, okData), /impossibly large/],
-    ['unknown dtype', rawFile({ ...okHeader, b: { dtype: 'F128', shape: [2, 2], data_offsets: [8, 24] } }, okData), /dtype "F128" is not one of/],
-    ['string offsets', rawFile({ ...okHeader, b: { dtype: 'F32', shape: [2, 2], data_offsets: ['8', '24'] } }, okData), /data_offsets must be/],
+    [
+      'offset past the end',
+      rawFile({ ...okHeader, b: { dtype: 'F32', shape: [2, 2], data_offsets: [8, 40] } }, okData),
+      /past the end/,
+    ],
+    [
+      'overlap',
+      rawFile(
+        {
+          a: { dtype: 'F32', shape: [4], data_offsets: [0, 16] },
+          b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
+        },
+        okData,
+      ),
+      /overlaps/,
+    ],
+    [
+      'gap',
+      rawFile(
+        {
+          a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+          b: { dtype: 'F32', shape: [4], data_offsets: [8, 24] },
+        },
+        okData,
+      ),
+      /belong to no tensor/,
+    ],
+    [
+      'trailing bytes',
+      rawFile({ a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, okData),
+      /after the last tensor/,
+    ],
+    [
+      'shape x dtype != bytes',
+      rawFile({ ...okHeader, b: { dtype: 'F32', shape: [3, 2], data_offsets: [8, 24] } }, okData),
+      /needs 24 bytes but .* span 16/,
+    ],
+    [
+      'dtype lies',
+      rawFile({ ...okHeader, b: { dtype: 'F64', shape: [2, 2], data_offsets: [8, 24] } }, okData),
+      /needs 32 bytes/,
+    ],
+    [
+      'end before start',
+      rawFile({ ...okHeader, b: { dtype: 'F32', shape: [0], data_offsets: [24, 8] } }, okData),
+      /end before they start/,
+    ],
+    [
+      'negative dim',
+      rawFile({ ...okHeader, b: { dtype: 'F32', shape: [-4], data_offsets: [8, 24] } }, okData),
+      /non-negative integer/,
+    ],
+    [
+      'fractional dim',
+      rawFile({ ...okHeader, b: { dtype: 'F32', shape: [1.5], data_offsets: [8, 24] } }, okData),
+      /non-negative integer/,
+    ],
+    [
+      'huge dims',
+      rawFile({ ...okHeader, b: { dtype: 'F32', shape: [2 ** 30, 2 ** 30, 2 ** 30], data_offsets: [8, 24] } }, okData),
+      /impossibly large/,
+    ],
+    [
+      'unknown dtype',
+      rawFile({ ...okHeader, b: { dtype: 'F128', shape: [2, 2], data_offsets: [8, 24] } }, okData),
+      /dtype "F128" is not one of/,
+    ],
+    [
+      'string offsets',
+      rawFile({ ...okHeader, b: { dtype: 'F32', shape: [2, 2], data_offsets: ['8', '24'] } }, okData),
+      /data_offsets must be/,
+    ],
     ['missing shape', rawFile({ ...okHeader, b: { dtype: 'F32', data_offsets: [8, 24] } }, okData), /shape is missing/],
     ['entry not an object', rawFile({ ...okHeader, b: 7 }, okData), /not an object/],
-    ['metadata not strings', rawFile({ ...okHeader, __metadata__: { v: 1 } }, okData), /__metadata__ value for "v" is not a string/],
+    [
+      'metadata not strings',
+      rawFile({ ...okHeader, __metadata__: { v: 1 } }, okData),
+      /__metadata__ value for "v" is not a string/,
+    ],
     ['header is an array', rawFile([1, 2], okData), /does not start with '\{'|not a JSON object/],
     ['header not JSON', rawFile(null, okData, '{"a": {'), /not valid JSON/],
-    ['header not UTF-8', (() => { const f = rawFile(okHeader, okData); f[10] = 0xff; return f; })(), /not valid UTF-8/],
-    ['inherited dtype', rawFile({ ...okHeader, b: { shape: [2, 2], data_offsets: [8, 24], __proto__: { dtype: 'F32' } } }, okData, '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"shape":[4],"data_offsets":[8,24],"__proto__":{"dtype":"F32"}}}'), /dtype undefined is not one of/],
+    [
+      'header not UTF-8',
+      (() => {
+        const f = rawFile(okHeader, okData);
+        f[10] = 0xff;
+        return f;
+      })(),
+      /not valid UTF-8/,
+    ],
+    [
+      'inherited dtype',
+      rawFile(
+        { ...okHeader, b: { shape: [2, 2], data_offsets: [8, 24], __proto__: { dtype: 'F32' } } },
+        okData,
+        '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"shape":[4],"data_offsets":[8,24],"__proto__":{"dtype":"F32"}}}',
+      ),
+      /dtype undefined is not one of/,
+    ],
   ];
   for (const [what, bytes, re] of cases) throwsClean(() => readSafetensors(bytes), re, what);
   // header length lying about the file size
@@ -169,7 +252,8 @@ test('headers that lie about offsets, shapes, dtypes or lengths are refused with
 });
 
 test('metadata keys like __proto__ are plain data', () => {
-  const text = '{"__metadata__":{"__proto__":"x","constructor":"y"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}';
+  const text =
+    '{"__metadata__":{"__proto__":"x","constructor":"y"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}';
   const r = readSafetensors(rawFile(null, new Uint8Array(8), text));
   assert.is(Object.getPrototypeOf(r.metadata), null);
   assert.is(r.metadata['__proto__'], 'x');
@@ -180,17 +264,42 @@ test('metadata keys like __proto__ are plain data', () => {
 test('truncated files at many lengths are refused cleanly', () => {
   const bytes = fixture('tiny/weights.safetensors');
   const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  const lengths = new Set([0, 1, 4, 7, 8, 9, 100, n, n + 7, n + 8, n + 9, bytes.length >> 1, bytes.length - 4, bytes.length - 1]);
+  const lengths = new Set([
+    0,
+    1,
+    4,
+    7,
+    8,
+    9,
+    100,
+    n,
+    n + 7,
+    n + 8,
+    n + 9,
+    bytes.length >> 1,
+    bytes.length - 4,
+    bytes.length - 1,
+  ]);
   for (let i = 1; i < 24; i++) lengths.add(Math.floor((bytes.length * i) / 24));
   for (const len of lengths) {
-    throwsClean(() => readSafetensors(bytes.slice(0, len)), /safetensors: .*(truncated|too short|belong to no tensor|past the end|too small|JSON)/, `length ${len}`);
+    throwsClean(
+      () => readSafetensors(bytes.slice(0, len)),
+      /safetensors: .*(truncated|too short|belong to no tensor|past the end|too small|JSON)/,
+      `length ${len}`,
+    );
   }
 });
 
 test('flipped bytes: every corruption is either refused cleanly or still a consistent file', () => {
   const small = writeSafetensors(
     [
-      ['w', f32Entry([3, 4], Float32Array.from({ length: 12 }, (_, i) => i / 7))],
+      [
+        'w',
+        f32Entry(
+          [3, 4],
+          Float32Array.from({ length: 12 }, (_, i) => i / 7),
+        ),
+      ],
       ['b', castFloat(f32Entry([5], Float32Array.from([1, 2, 3, 4, 5])), 'F16')],
     ],
     { format: 'test', config: '{"x":1}' },
@@ -206,7 +315,10 @@ test('flipped bytes: every corruption is either refused cleanly or still a consi
       // accepted: then it must be self-consistent
       for (const t of r.tensors.values()) toFloat32(t);
     } catch (e) {
-      assert.ok(e instanceof Error && !(e instanceof TypeError) && !(e instanceof RangeError), `crash: ${(e as Error).stack}`);
+      assert.ok(
+        e instanceof Error && !(e instanceof TypeError) && !(e instanceof RangeError),
+        `crash: ${(e as Error).stack}`,
+      );
       assert.match((e as Error).message, /^(safetensors|toFloat32):/);
       refused++;
     }
@@ -215,10 +327,18 @@ test('flipped bytes: every corruption is either refused cleanly or still a consi
 });
 
 test('writer refuses inconsistent input', () => {
-  throwsClean(() => writeSafetensors([['a', { dtype: 'F32', shape: [3], data: new Uint8Array(8) }]]), /needs 12 bytes, got 8/, 'size');
+  throwsClean(
+    () => writeSafetensors([['a', { dtype: 'F32', shape: [3], data: new Uint8Array(8) }]]),
+    /needs 12 bytes, got 8/,
+    'size',
+  );
   throwsClean(() => writeSafetensors([['__metadata__', f32Entry([1], new Float32Array(1))]]), /reserved/, 'reserved');
   throwsClean(
-    () => writeSafetensors([['a', f32Entry([1], new Float32Array(1))], ['a', f32Entry([1], new Float32Array(1))]]),
+    () =>
+      writeSafetensors([
+        ['a', f32Entry([1], new Float32Array(1))],
+        ['a', f32Entry([1], new Float32Array(1))],
+      ]),
     /appears twice/,
     'dup',
   );

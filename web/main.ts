@@ -113,7 +113,7 @@ async function start(): Promise<void> {
   }
   ctx = await openBrowserDevice();
   const a = ctx.adapter;
-  ui.deviceInfo.textContent = `GPU: ${[a.vendor, a.architecture, a.device].filter(Boolean).join(" ") || a.description}${a.isSoftware ? ' (a software device: expect minutes, not seconds)' : ''}.`;
+  ui.deviceInfo.textContent = `GPU: ${[a.vendor, a.architecture, a.device].filter(Boolean).join(' ') || a.description}${a.isSoftware ? ' (a software device: expect minutes, not seconds)' : ''}.`;
 
   setState('loading-model');
   ui.progressText.textContent = `loading the model ${modelUrl}...`;
@@ -125,7 +125,7 @@ async function start(): Promise<void> {
   });
   const cfg = model.config;
   const params_ = [...model.tensors.values()].reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
-  ui.modelInfo.textContent = `Model: ${(model.condition?.scale ?? 4)}x, ${cfg.out_channel} channels, ${(params_ / 1e6).toFixed(2)} M parameters (${model.dtype}).`;
+  ui.modelInfo.textContent = `Model: ${model.condition?.scale ?? 4}x, ${cfg.out_channel} channels, ${(params_ / 1e6).toFixed(2)} M parameters (${model.dtype}).`;
   ui.progress.value = 0;
   ui.progressText.textContent = '';
   setState('ready');
@@ -172,8 +172,10 @@ async function runUpscale(): Promise<void> {
   clearMessage();
   const steps = Number(ui.steps.value);
   const seed = Number(ui.seed.value);
-  if (!Number.isInteger(steps) || steps < 2) return showMessage(`Steps must be a whole number >= 2, not '${ui.steps.value}'.`);
-  if (!Number.isInteger(seed) || seed < 0) return showMessage(`The seed must be a whole number >= 0, not '${ui.seed.value}'.`);
+  if (!Number.isInteger(steps) || steps < 2)
+    return showMessage(`Steps must be a whole number >= 2, not '${ui.steps.value}'.`);
+  if (!Number.isInteger(seed) || seed < 0)
+    return showMessage(`The seed must be a whole number >= 0, not '${ui.seed.value}'.`);
   const sampler = ui.sampler.value as SamplerKind;
   running = new AbortController();
   setState('running');

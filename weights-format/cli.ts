@@ -67,12 +67,14 @@ export async function convertCommand(argv: string[]): Promise<number> {
     console.log(CONVERT_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new Error(`give exactly one input checkpoint (got ${positionals.length})\n\n${CONVERT_USAGE}`);
+  if (positionals.length !== 1)
+    throw new Error(`give exactly one input checkpoint (got ${positionals.length})\n\n${CONVERT_USAGE}`);
   const out = values.output as string | undefined;
   if (!out) throw new Error(`give the output file with -o <out.safetensors>\n\n${CONVERT_USAGE}`);
   const dtypeFlag = ((values.dtype as string | undefined) ?? 'f32').toLowerCase();
   const dtypes: Record<string, 'F32' | 'F16' | 'BF16'> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
-  if (!Object.prototype.hasOwnProperty.call(dtypes, dtypeFlag)) throw new Error(`--dtype must be f32, f16 or bf16, got ${JSON.stringify(values.dtype)}`);
+  if (!Object.prototype.hasOwnProperty.call(dtypes, dtypeFlag))
+    throw new Error(`--dtype must be f32, f16 or bf16, got ${JSON.stringify(values.dtype)}`);
   const condition: ConditionSpec = {};
   const scale = positiveNumber('--scale', values.scale as string | undefined, false);
   if (scale !== undefined) condition.scale = scale;
@@ -86,7 +88,9 @@ export async function convertCommand(argv: string[]): Promise<number> {
   for (const w of res.warnings) console.error(`warning: ${w}`);
   if (!values.quiet) {
     const d = describeModel(res.model, res.bytes.length);
-    console.log(`wrote ${out}: ${d.tensors} tensors, ${d.parameters.toLocaleString('en-US')} parameters, ${d.dtype}, ${fmtBytes(res.bytes.length)}`);
+    console.log(
+      `wrote ${out}: ${d.tensors} tensors, ${d.parameters.toLocaleString('en-US')} parameters, ${d.dtype}, ${fmtBytes(res.bytes.length)}`,
+    );
     console.log(summaryLines(res.model).join('\n'));
   }
   return 0;
@@ -107,7 +111,10 @@ function summaryLines(m: SR3Model): string[] {
   const c = m.config;
   const attn = c.attn_levels.length
     ? c.attn_levels
-        .map((l) => `level ${l} (${c.inner_channel * c.channel_mults[l]} ch${c.image_size ? `, ${Math.floor(c.image_size / 2 ** l)}px at image_size ${c.image_size}` : ''})`)
+        .map(
+          (l) =>
+            `level ${l} (${c.inner_channel * c.channel_mults[l]} ch${c.image_size ? `, ${Math.floor(c.image_size / 2 ** l)}px at image_size ${c.image_size}` : ''})`,
+        )
         .join(', ')
     : 'none';
   const cond = m.condition;
@@ -131,7 +138,12 @@ function summaryLines(m: SR3Model): string[] {
 export async function infoCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { json: { type: 'boolean' }, config: { type: 'string' }, 'norm-groups': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    {
+      json: { type: 'boolean' },
+      config: { type: 'string' },
+      'norm-groups': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     INFO_USAGE,
   );
   if (values.help) {
@@ -152,9 +164,10 @@ export async function infoCommand(argv: string[]): Promise<number> {
     const r = openModelBytes(bytes, { ...convertOpts, inflate: nodeInflateRaw });
     model = r.model;
     if (r.converted) {
-      note = sniffFormat(bytes) === 'safetensors'
-        ? 'reference state_dict (safetensors), not converted: this is what `sr3 convert` makes of it'
-        : 'reference PyTorch checkpoint, not converted: this is what `sr3 convert` makes of it';
+      note =
+        sniffFormat(bytes) === 'safetensors'
+          ? 'reference state_dict (safetensors), not converted: this is what `sr3 convert` makes of it'
+          : 'reference PyTorch checkpoint, not converted: this is what `sr3 convert` makes of it';
     }
   } catch (e) {
     throw new Error(`${file}: ${(e as Error).message}`);
@@ -165,7 +178,9 @@ export async function infoCommand(argv: string[]): Promise<number> {
     return 0;
   }
   console.log(`${file}: ${note ? note : d.format}`);
-  console.log(`  size         ${fmtBytes(bytes.length)}; ${d.tensors} tensors, ${d.parameters.toLocaleString('en-US')} parameters, ${d.dtype}`);
+  console.log(
+    `  size         ${fmtBytes(bytes.length)}; ${d.tensors} tensors, ${d.parameters.toLocaleString('en-US')} parameters, ${d.dtype}`,
+  );
   console.log(summaryLines(model).join('\n'));
   return 0;
 }

@@ -50,7 +50,9 @@ export function validateConfig(c: unknown, where = 'config', groupsLabel = where
   }
   const mults = get('channel_mults');
   if (!Array.isArray(mults) || mults.length === 0 || !mults.every(isPosInt)) {
-    throw new Error(`${where}: channel_mults must be a non-empty list of positive integers, got ${JSON.stringify(mults)}`);
+    throw new Error(
+      `${where}: channel_mults must be a non-empty list of positive integers, got ${JSON.stringify(mults)}`,
+    );
   }
   if (mults.length > 16) throw new Error(`${where}: ${mults.length} resolution levels is more than any U-Net uses`);
   const dropout = get('dropout') ?? 0;
@@ -79,7 +81,8 @@ export function validateConfig(c: unknown, where = 'config', groupsLabel = where
   };
   const imageSize = get('image_size');
   if (imageSize !== undefined) {
-    if (!isPosInt(imageSize)) throw new Error(`${where}: image_size must be a positive integer, got ${JSON.stringify(imageSize)}`);
+    if (!isPosInt(imageSize))
+      throw new Error(`${where}: image_size must be a positive integer, got ${JSON.stringify(imageSize)}`);
     out.image_size = imageSize;
   }
   const attnRes = get('attn_res');

@@ -3,7 +3,15 @@
 export type { DType } from './dtypes.ts';
 export { dtypeSize, isFloatDType, f32ToF16Bits, f16BitsToF32, f32ToBF16Bits, bf16BitsToF32 } from './dtypes.ts';
 export type { TensorEntry } from './safetensors.ts';
-export { readSafetensors, writeSafetensors, toFloat32, f32Entry, castFloat, shapeNumel, nonFinite } from './safetensors.ts';
+export {
+  readSafetensors,
+  writeSafetensors,
+  toFloat32,
+  f32Entry,
+  castFloat,
+  shapeNumel,
+  nonFinite,
+} from './safetensors.ts';
 export type { UNetConfig } from './config.ts';
 export { resolveAttentionLevels, validateConfig, normalizedChannels, checkNormGroups } from './config.ts';
 export { expectedParamShapes, inferConfig, diffParams, paramCount } from './unet.ts';

@@ -6,7 +6,15 @@ import { type UNetConfig, validateConfig } from './config.ts';
 import { isFloatDType } from './dtypes.ts';
 import { type ConditionSpec, parseReferenceOptions, validateCondition } from './options.ts';
 import { readPth, readPthAsync } from './pth.ts';
-import { readSafetensors, writeSafetensors, toFloat32, castFloat, shapeNumel, nonFinite, type TensorEntry } from './safetensors.ts';
+import {
+  readSafetensors,
+  writeSafetensors,
+  toFloat32,
+  castFloat,
+  shapeNumel,
+  nonFinite,
+  type TensorEntry,
+} from './safetensors.ts';
 import { type Schedule, detectSchedule, validateSchedule } from './schedule.ts';
 import { expectedParamShapes, diffParams, inferConfig, summarizeProblems } from './unet.ts';
 import { isZip, type InflateRaw, type InflateRawSync } from './zip.ts';
@@ -107,9 +115,12 @@ export function loadModel(bytes: Uint8Array): SR3Model {
     );
   }
   const ver = metadata['format_version'];
-  if (ver === undefined || !/^[0-9]+$/.test(ver)) throw new Error(`model file: format_version ${JSON.stringify(ver ?? null)} is not an integer`);
+  if (ver === undefined || !/^[0-9]+$/.test(ver))
+    throw new Error(`model file: format_version ${JSON.stringify(ver ?? null)} is not an integer`);
   if (Number(ver) > FORMAT_VERSION) {
-    throw new Error(`model file: format version ${ver} is newer than this sr3-wgsl reads (${FORMAT_VERSION}); upgrade sr3-wgsl`);
+    throw new Error(
+      `model file: format version ${ver} is newer than this sr3-wgsl reads (${FORMAT_VERSION}); upgrade sr3-wgsl`,
+    );
   }
   if (Number(ver) < 1) throw new Error(`model file: format version ${ver} does not exist`);
   const config = validateConfig(parseJsonField(metadata, 'config'), 'model file config');
@@ -124,7 +135,8 @@ export function loadModel(bytes: Uint8Array): SR3Model {
     refuseNonFinite('model file: tensor', name, t);
   }
   const problems = diffParams(config, new Map([...tensors].map(([k, t]) => [k, t.shape])));
-  if (problems.length > 0) throw new Error(`model file: the tensors do not match its config: ${summarizeProblems(problems)}`);
+  if (problems.length > 0)
+    throw new Error(`model file: the tensors do not match its config: ${summarizeProblems(problems)}`);
   const ordered = new Map<string, TensorEntry>();
   for (const name of expectedParamShapes(config).keys()) ordered.set(name, tensors.get(name)!);
   return makeModel(config, ordered, metadata, schedule, condition);
@@ -188,14 +200,19 @@ export function convertStateDict(sd: Map<string, TensorEntry>, opts: ConvertOpti
     );
   }
   for (const [k, t] of unet) {
-    if (!isFloatDType(t.dtype)) throw new Error(`checkpoint tensor ${k} is ${t.dtype}; U-Net parameters must be floating point`);
+    if (!isFloatDType(t.dtype))
+      throw new Error(`checkpoint tensor ${k} is ${t.dtype}; U-Net parameters must be floating point`);
     refuseNonFinite('checkpoint tensor', k, t);
   }
   const parsed = opts.optionsText !== undefined ? parseReferenceOptions(opts.optionsText) : undefined;
   if (opts.normGroups !== undefined && (!Number.isSafeInteger(opts.normGroups) || opts.normGroups < 1)) {
     throw new Error(`--norm-groups must be a positive integer, got ${opts.normGroups}`);
   }
-  if (opts.normGroups !== undefined && parsed?.unet.norm_groups !== undefined && parsed.unet.norm_groups !== opts.normGroups) {
+  if (
+    opts.normGroups !== undefined &&
+    parsed?.unet.norm_groups !== undefined &&
+    parsed.unet.norm_groups !== opts.normGroups
+  ) {
     throw new Error(
       `--norm-groups ${opts.normGroups} contradicts norm_groups ${parsed.unet.norm_groups} in the options file; drop one of them`,
     );
@@ -222,7 +239,8 @@ export function convertStateDict(sd: Map<string, TensorEntry>, opts: ConvertOpti
   let schedule: Schedule | undefined = parsed?.schedule;
   const betas = buffers.get('betas');
   if (betas) {
-    if (!isFloatDType(betas.dtype) || betas.shape.length !== 1) throw new Error('checkpoint: the betas buffer is not a 1-D float tensor');
+    if (!isFloatDType(betas.dtype) || betas.shape.length !== 1)
+      throw new Error('checkpoint: the betas buffer is not a 1-D float tensor');
     const det = detectSchedule(toFloat32(betas), parsed?.schedule);
     if (parsed?.schedule && !det.matchedHint) {
       warnings.push(
@@ -238,7 +256,8 @@ export function convertStateDict(sd: Map<string, TensorEntry>, opts: ConvertOpti
   const dtype = opts.dtype ?? 'F32';
   if (!['F32', 'F16', 'BF16'].includes(dtype)) throw new Error(`dtype must be F32, F16 or BF16, got ${dtype}`);
   const out = new Map<string, TensorEntry>();
-  for (const name of expectedParamShapes(config).keys()) out.set(name, castFloat(unet.get(name)!, dtype, `tensor ${name}`));
+  for (const name of expectedParamShapes(config).keys())
+    out.set(name, castFloat(unet.get(name)!, dtype, `tensor ${name}`));
   const metadata: Record<string, string> = {
     format: FORMAT_NAME,
     format_version: String(FORMAT_VERSION),
@@ -267,9 +286,13 @@ export function sniffFormat(bytes: Uint8Array): 'pth' | 'safetensors' | 'unknown
  * Convert a reference checkpoint (zip .pth, or a state_dict saved as safetensors) to model-file bytes.
  * Any other input (legacy .pth included) is refused with an Error saying why.
  */
-export function convertCheckpoint(bytes: Uint8Array, opts: ConvertOptions & { inflate?: InflateRawSync } = {}): ConvertResult {
+export function convertCheckpoint(
+  bytes: Uint8Array,
+  opts: ConvertOptions & { inflate?: InflateRawSync } = {},
+): ConvertResult {
   const kind = sniffFormat(bytes);
-  const sd = kind === 'safetensors' ? readSafetensors(bytes).tensors : readPth(bytes, { inflate: opts.inflate }).tensors;
+  const sd =
+    kind === 'safetensors' ? readSafetensors(bytes).tensors : readPth(bytes, { inflate: opts.inflate }).tensors;
   return convertStateDict(sd, opts);
 }
 
@@ -300,7 +323,10 @@ export async function convertCheckpointAsync(
   opts: ConvertOptions & { inflate?: InflateRaw } = {},
 ): Promise<ConvertResult> {
   const kind = sniffFormat(bytes);
-  const sd = kind === 'safetensors' ? readSafetensors(bytes).tensors : (await readPthAsync(bytes, { inflate: opts.inflate })).tensors;
+  const sd =
+    kind === 'safetensors'
+      ? readSafetensors(bytes).tensors
+      : (await readPthAsync(bytes, { inflate: opts.inflate })).tensors;
   return convertStateDict(sd, opts);
 }
 
@@ -355,13 +381,29 @@ function safeJson(s: string): unknown {
 export function encodeModel(
   config: UNetConfig,
   param: (name: string) => Float32Array,
-  meta: { schedule?: Schedule; condition?: ConditionSpec; extra?: Record<string, unknown>; dtype?: 'F32' | 'F16' | 'BF16' } = {},
+  meta: {
+    schedule?: Schedule;
+    condition?: ConditionSpec;
+    extra?: Record<string, unknown>;
+    dtype?: 'F32' | 'F16' | 'BF16';
+  } = {},
 ): Uint8Array {
   const out = new Map<string, TensorEntry>();
   for (const [name, shape] of expectedParamShapes(config)) {
-    out.set(name, castFloat({ dtype: 'F32', shape, data: new Uint8Array(param(name).slice().buffer) }, meta.dtype ?? 'F32', `tensor ${name}`));
+    out.set(
+      name,
+      castFloat(
+        { dtype: 'F32', shape, data: new Uint8Array(param(name).slice().buffer) },
+        meta.dtype ?? 'F32',
+        `tensor ${name}`,
+      ),
+    );
   }
-  const metadata: Record<string, string> = { format: FORMAT_NAME, format_version: String(FORMAT_VERSION), config: JSON.stringify(config) };
+  const metadata: Record<string, string> = {
+    format: FORMAT_NAME,
+    format_version: String(FORMAT_VERSION),
+    config: JSON.stringify(config),
+  };
   if (meta.schedule) metadata.schedule = JSON.stringify(meta.schedule);
   if (meta.condition) metadata.condition = JSON.stringify(validateCondition(meta.condition));
   if (meta.extra) metadata.training = JSON.stringify(meta.extra);

@@ -68,8 +68,13 @@ export interface ConvertPthOptions {
  * Convert a reference checkpoint file (zip .pth, or a state_dict as safetensors) into an sr3-wgsl model file at
  * `outPath`, atomically: nothing is written unless the whole conversion succeeded.
  */
-export async function convertPth(inPath: string, outPath: string, opts: ConvertPthOptions = {}): Promise<ConvertResult> {
-  if (path.resolve(inPath) === path.resolve(outPath)) throw new Error('the output path is the input file; choose another -o');
+export async function convertPth(
+  inPath: string,
+  outPath: string,
+  opts: ConvertPthOptions = {},
+): Promise<ConvertResult> {
+  if (path.resolve(inPath) === path.resolve(outPath))
+    throw new Error('the output path is the input file; choose another -o');
   const bytes = await readFileBytes(inPath);
   const optionsText = opts.configPath ? new TextDecoder().decode(await readFileBytes(opts.configPath)) : undefined;
   let res: ConvertResult;

@@ -85,7 +85,9 @@ export function parseReferenceOptions(text: string, where = 'options file'): Par
   const diffusion = own(model, 'diffusion');
   const imageSize = own(isObj(diffusion) ? diffusion : undefined, 'image_size');
   if (typeof imageSize !== 'number' || !Number.isSafeInteger(imageSize) || imageSize < 1) {
-    throw new Error(`${where}: model.diffusion.image_size is missing or not a positive integer (it decides where attention sits)`);
+    throw new Error(
+      `${where}: model.diffusion.image_size is missing or not a positive integer (it decides where attention sits)`,
+    );
   }
   const ng = own(unet, 'norm_groups');
   const cfg = validateConfig(
@@ -103,7 +105,9 @@ export function parseReferenceOptions(text: string, where = 'options file'): Par
     },
     where,
   );
-  const out: ParsedOptions = { unet: { ...cfg, norm_groups: ng === undefined || ng === null ? undefined : cfg.norm_groups } };
+  const out: ParsedOptions = {
+    unet: { ...cfg, norm_groups: ng === undefined || ng === null ? undefined : cfg.norm_groups },
+  };
 
   const bs = own(model, 'beta_schedule');
   const train = own(isObj(bs) ? bs : undefined, 'train');
@@ -146,7 +150,8 @@ export function validateCondition(v: unknown, where = 'condition'): ConditionSpe
   const out: ConditionSpec = {};
   const scale = own(v, 'scale');
   if (scale !== undefined) {
-    if (typeof scale !== 'number' || !(scale > 0) || !Number.isFinite(scale)) throw new Error(`${where}: scale must be a positive number`);
+    if (typeof scale !== 'number' || !(scale > 0) || !Number.isFinite(scale))
+      throw new Error(`${where}: scale must be a positive number`);
     out.scale = scale;
   }
   const resample = own(v, 'resample');

@@ -44,7 +44,10 @@ export class PyTensor {
 }
 
 /** The storage classes a state_dict may name, with their element types. */
-export const STORAGE_TYPES: Record<string, 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'> = {
+export const STORAGE_TYPES: Record<
+  string,
+  'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL'
+> = {
   DoubleStorage: 'F64',
   FloatStorage: 'F32',
   HalfStorage: 'F16',
@@ -84,7 +87,8 @@ function describe(v: unknown): string {
 }
 
 function asInt(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new Error(`pickle: ${what} is ${describe(v)}, expected an integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v))
+    throw new Error(`pickle: ${what} is ${describe(v)}, expected an integer`);
   return v;
 }
 
@@ -110,10 +114,16 @@ export interface UnpickleOptions {
 /** torch's persistent id convention -> StorageRef. */
 export function torchPersistentLoad(pid: unknown): StorageRef {
   if (!(pid instanceof PyTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage') {
-    throw new Error(`pickle: persistent id ${describe(pid)} is not a torch storage reference ('storage', type, key, location, numel)`);
+    throw new Error(
+      `pickle: persistent id ${describe(pid)} is not a torch storage reference ('storage', type, key, location, numel)`,
+    );
   }
   const [, type, key, location, numel] = pid.items;
-  if (!(type instanceof PyGlobal) || type.module !== 'torch' || !Object.prototype.hasOwnProperty.call(STORAGE_TYPES, type.name)) {
+  if (
+    !(type instanceof PyGlobal) ||
+    type.module !== 'torch' ||
+    !Object.prototype.hasOwnProperty.call(STORAGE_TYPES, type.name)
+  ) {
     throw new Error(`pickle: storage type ${describe(type)} is not a supported torch storage class`);
   }
   if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(key) || key.includes('..')) {
@@ -140,7 +150,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
   const memo = new Map<number, unknown>();
 
   const need = (n: number, what: string) => {
-    if (n < 0 || pos + n > data.length) throw new Error(`pickle: truncated (${what} at offset ${pos} needs ${n} bytes)`);
+    if (n < 0 || pos + n > data.length)
+      throw new Error(`pickle: truncated (${what} at offset ${pos} needs ${n} bytes)`);
   };
   const u8 = () => {
     need(1, 'byte');
@@ -168,7 +179,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
     need(8, 'u64');
     const v = dv.getBigUint64(pos, true);
     pos += 8;
-    if (v > BigInt(data.length)) throw new Error(`pickle: length ${v} exceeds the data (${data.length} bytes); corrupt`);
+    if (v > BigInt(data.length))
+      throw new Error(`pickle: length ${v} exceeds the data (${data.length} bytes); corrupt`);
     return Number(v);
   };
   const take = (n: number, what: string) => {
@@ -232,8 +244,10 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
     for (const x of items) l.items.push(x); // not push(...items): a huge APPENDS would overflow the call stack
   };
   const reduce = (f: unknown, args: unknown): unknown => {
-    if (!(f instanceof PyGlobal)) throw new Error(`pickle: REDUCE calls a ${describe(f)}; only allowlisted globals can be called`);
-    if (!(args instanceof PyTuple)) throw new Error(`pickle: REDUCE arguments are a ${describe(args)}, not a tuple; corrupt`);
+    if (!(f instanceof PyGlobal))
+      throw new Error(`pickle: REDUCE calls a ${describe(f)}; only allowlisted globals can be called`);
+    if (!(args instanceof PyTuple))
+      throw new Error(`pickle: REDUCE arguments are a ${describe(args)}, not a tuple; corrupt`);
     const a = args.items;
     switch (f.qualname) {
       case 'collections.OrderedDict': {
@@ -241,7 +255,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
         if (a.length === 0) return d;
         if (a.length === 1 && (a[0] instanceof PyList || a[0] instanceof PyTuple)) {
           for (const kv of (a[0] as PyList).items) {
-            if (!(kv instanceof PyTuple) || kv.items.length !== 2) throw new Error('pickle: OrderedDict items must be pairs');
+            if (!(kv instanceof PyTuple) || kv.items.length !== 2)
+              throw new Error('pickle: OrderedDict items must be pairs');
             d.map.set(dictKey(kv.items[0]), kv.items[1]);
           }
           return d;
@@ -260,7 +275,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
         if (offset < 0) throw new Error(`pickle: negative storage offset ${offset}`);
         const size = intTuple(a[2], 'tensor size');
         const stride = intTuple(a[3], 'tensor stride');
-        if (size.length !== stride.length) throw new Error(`pickle: tensor size ${size} and stride ${stride} differ in rank`);
+        if (size.length !== stride.length)
+          throw new Error(`pickle: tensor size ${size} and stride ${stride} differ in rank`);
         return new PyTensor(st, offset, size, stride);
       }
       case 'torch._utils._rebuild_parameter': {
@@ -282,7 +298,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
         u64();
         break;
       case 0x2e: // STOP
-        if (stack.length !== 1 || metastack.length !== 0) throw new Error('pickle: STOP with an unbalanced stack; corrupt');
+        if (stack.length !== 1 || metastack.length !== 0)
+          throw new Error('pickle: STOP with an unbalanced stack; corrupt');
         return stack[0];
       case 0x28: // MARK
         metastack.push(stack);
@@ -459,7 +476,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
         // STACK_GLOBAL
         const name = pop();
         const module = pop();
-        if (typeof module !== 'string' || typeof name !== 'string') throw new Error('pickle: STACK_GLOBAL needs two strings; corrupt');
+        if (typeof module !== 'string' || typeof name !== 'string')
+          throw new Error('pickle: STACK_GLOBAL needs two strings; corrupt');
         stack.push(findGlobal(module, name));
         break;
       }
@@ -474,7 +492,8 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions = {}): unknown 
         // BUILD: only the OrderedDict state (torch's `_metadata` attribute), which we ignore
         const state = pop();
         const obj = top();
-        if (!(obj instanceof PyDict)) throw new Error(`pickle: BUILD on a ${describe(obj)} is not supported in a state_dict`);
+        if (!(obj instanceof PyDict))
+          throw new Error(`pickle: BUILD on a ${describe(obj)} is not supported in a state_dict`);
         if (!(state instanceof PyDict) && state !== null && !(state instanceof PyTuple)) {
           throw new Error(`pickle: BUILD state of type ${describe(state)} is not supported`);
         }

@@ -30,7 +30,7 @@ export function sniffPthProblem(bytes: Uint8Array): Error | undefined {
   if (bytes.length >= 2 && bytes[0] === 0x80 && bytes[1] >= 2 && bytes[1] <= 5) {
     return new Error(
       'this is a legacy (pre-1.6, non-zip) torch.save checkpoint, which sr3-wgsl does not read. Re-save it with ' +
-        'PyTorch >= 1.6: python -c "import torch; torch.save(torch.load(\'old.pth\', weights_only=True), \'new.pth\')"',
+        "PyTorch >= 1.6: python -c \"import torch; torch.save(torch.load('old.pth', weights_only=True), 'new.pth')\"",
     );
   }
   if (bytes.length >= 262 && String.fromCharCode(...bytes.subarray(257, 262)) === 'ustar') {
@@ -60,7 +60,8 @@ function layout(bytes: Uint8Array): Layout {
   if (pkls.length === 0) {
     throw new Error('this zip is not a PyTorch checkpoint: it has no <archive>/data.pkl entry (missing or damaged)');
   }
-  if (pkls.length > 1) throw new Error(`this zip holds ${pkls.length} data.pkl entries; refusing an ambiguous checkpoint`);
+  if (pkls.length > 1)
+    throw new Error(`this zip holds ${pkls.length} data.pkl entries; refusing an ambiguous checkpoint`);
   const pkl = entries.get(pkls[0])!;
   // Sizes the archive declares are checked before anything is inflated: a small file promising a gigabyte pickle or
   // storage (a zip bomb, or a damaged directory) is refused without allocating it.
@@ -112,7 +113,9 @@ function stateDictOf(root: unknown): Map<string, PyTensor> {
   for (const [k, v] of d.map) {
     if (typeof k !== 'string') throw new Error(`checkpoint: state_dict key ${String(k)} is not a string`);
     if (!(v instanceof PyTensor)) {
-      throw new Error(`checkpoint: state_dict entry ${JSON.stringify(k)} is not a tensor; expected a plain state_dict of tensors`);
+      throw new Error(
+        `checkpoint: state_dict entry ${JSON.stringify(k)} is not a tensor; expected a plain state_dict of tensors`,
+      );
     }
     out.set(k, v);
   }
@@ -197,7 +200,9 @@ function assemble(
     const e = materialize(name, t, raw, byteorder === 'big');
     total += e.data.length;
     if (total > limit) {
-      throw new Error(`checkpoint: its tensors expand to more than ${limit} bytes, far more than the file holds; corrupt or hostile checkpoint`);
+      throw new Error(
+        `checkpoint: its tensors expand to more than ${limit} bytes, far more than the file holds; corrupt or hostile checkpoint`,
+      );
     }
     tensors.set(name, e);
   }
@@ -216,7 +221,9 @@ function storageEntry(l: Layout, ref: StorageRef): ZipEntry {
   const pre = l.archive ? `${l.archive}/` : '';
   const e = l.entries.get(`${pre}data/${ref.key}`);
   if (!e) {
-    throw new Error(`checkpoint: storage record ${pre}data/${ref.key} is missing from the zip; the file is truncated or damaged`);
+    throw new Error(
+      `checkpoint: storage record ${pre}data/${ref.key} is missing from the zip; the file is truncated or damaged`,
+    );
   }
   return e;
 }
@@ -226,7 +233,9 @@ export function readPth(bytes: Uint8Array, opts: { inflate?: InflateRawSync } = 
   const l = layout(bytes);
   const byteorder = parseByteorder(l.byteorder && extractEntry(bytes, l.byteorder, opts.inflate));
   const sd = stateDictOf(unpickle(extractEntry(bytes, l.pkl, opts.inflate)));
-  return assemble(expansionLimit(bytes), l.archive, sd, byteorder, (ref) => extractEntry(bytes, storageEntry(l, ref), opts.inflate));
+  return assemble(expansionLimit(bytes), l.archive, sd, byteorder, (ref) =>
+    extractEntry(bytes, storageEntry(l, ref), opts.inflate),
+  );
 }
 
 /** As readPth, with an async inflate (browsers: DecompressionStream('deflate-raw')). */
@@ -236,7 +245,8 @@ export async function readPthAsync(bytes: Uint8Array, opts: { inflate?: InflateR
   const sd = stateDictOf(unpickle(await extractEntryAsync(bytes, l.pkl, opts.inflate)));
   const raws = new Map<string, Uint8Array>();
   for (const t of sd.values()) {
-    if (!raws.has(t.storage.key)) raws.set(t.storage.key, await extractEntryAsync(bytes, storageEntry(l, t.storage), opts.inflate));
+    if (!raws.has(t.storage.key))
+      raws.set(t.storage.key, await extractEntryAsync(bytes, storageEntry(l, t.storage), opts.inflate));
   }
   return assemble(expansionLimit(bytes), l.archive, sd, byteorder, (ref) => raws.get(ref.key)!);
 }

@@ -68,7 +68,8 @@ export function readSafetensors(bytes: Uint8Array): {
     );
   }
   const n = Number(nBig);
-  if (n > MAX_HEADER_BYTES) throw new Error(`safetensors: header of ${n} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
+  if (n > MAX_HEADER_BYTES)
+    throw new Error(`safetensors: header of ${n} bytes exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   if (n < 2) throw new Error(`safetensors: header length ${n} is too small to hold a JSON object`);
   let text: string;
   try {
@@ -76,7 +77,8 @@ export function readSafetensors(bytes: Uint8Array): {
   } catch {
     throw new Error('safetensors: the header is not valid UTF-8 (corrupt file, or not a safetensors file)');
   }
-  if (text[0] !== '{') throw new Error("safetensors: the header does not start with '{' (corrupt file, or not a safetensors file)");
+  if (text[0] !== '{')
+    throw new Error("safetensors: the header does not start with '{' (corrupt file, or not a safetensors file)");
   let header: unknown;
   try {
     header = JSON.parse(text);
@@ -96,7 +98,8 @@ export function readSafetensors(bytes: Uint8Array): {
       if (!isPlainObject(v)) throw new Error('safetensors: __metadata__ must be an object of strings');
       for (const k of Object.keys(v)) {
         const s = v[k];
-        if (typeof s !== 'string') throw new Error(`safetensors: __metadata__ value for ${JSON.stringify(k)} is not a string`);
+        if (typeof s !== 'string')
+          throw new Error(`safetensors: __metadata__ value for ${JSON.stringify(k)} is not a string`);
         Object.defineProperty(metadata, k, { value: s, enumerable: true, writable: true, configurable: true });
       }
       continue;
@@ -105,7 +108,9 @@ export function readSafetensors(bytes: Uint8Array): {
     if (name.length === 0) throw new Error('safetensors: a tensor has an empty name');
     if (!isPlainObject(v)) throw new Error(`${what}: header entry is not an object`);
     if (!hasOwn(v, 'dtype') || !isDType(v.dtype)) {
-      throw new Error(`${what}: dtype ${JSON.stringify(hasOwn(v, 'dtype') ? v.dtype : undefined)} is not one of ${DTYPES.join(', ')}`);
+      throw new Error(
+        `${what}: dtype ${JSON.stringify(hasOwn(v, 'dtype') ? v.dtype : undefined)} is not one of ${DTYPES.join(', ')}`,
+      );
     }
     if (!hasOwn(v, 'shape') || !Array.isArray(v.shape)) throw new Error(`${what}: shape is missing or not an array`);
     const shape = v.shape as number[];
@@ -147,12 +152,18 @@ export function readSafetensors(bytes: Uint8Array): {
     pos = it.end;
   }
   if (pos !== dataLen) {
-    throw new Error(`safetensors: ${dataLen - pos} bytes after the last tensor belong to no tensor; the header is inconsistent`);
+    throw new Error(
+      `safetensors: ${dataLen - pos} bytes after the last tensor belong to no tensor; the header is inconsistent`,
+    );
   }
 
   const tensors = new Map<string, TensorEntry>();
   for (const it of sorted) {
-    tensors.set(it.name, { dtype: it.dtype, shape: it.shape, data: bytes.subarray(dataStart + it.start, dataStart + it.end) });
+    tensors.set(it.name, {
+      dtype: it.dtype,
+      shape: it.shape,
+      data: bytes.subarray(dataStart + it.start, dataStart + it.end),
+    });
   }
   return { metadata, tensors };
 }
@@ -169,11 +180,14 @@ export function writeSafetensors(
   const list = Array.isArray(tensors) ? tensors : [...tensors];
   const seen = new Set<string>();
   for (const [name, t] of list) {
-    if (typeof name !== 'string' || name.length === 0) throw new Error('writeSafetensors: tensor names must be non-empty strings');
-    if (name === '__metadata__') throw new Error('writeSafetensors: "__metadata__" is reserved and cannot name a tensor');
+    if (typeof name !== 'string' || name.length === 0)
+      throw new Error('writeSafetensors: tensor names must be non-empty strings');
+    if (name === '__metadata__')
+      throw new Error('writeSafetensors: "__metadata__" is reserved and cannot name a tensor');
     if (seen.has(name)) throw new Error(`writeSafetensors: tensor ${JSON.stringify(name)} appears twice`);
     seen.add(name);
-    if (!isDType(t.dtype)) throw new Error(`writeSafetensors: tensor ${JSON.stringify(name)} has unknown dtype ${JSON.stringify(t.dtype)}`);
+    if (!isDType(t.dtype))
+      throw new Error(`writeSafetensors: tensor ${JSON.stringify(name)} has unknown dtype ${JSON.stringify(t.dtype)}`);
     const want = shapeNumel(t.shape, `writeSafetensors: tensor ${JSON.stringify(name)}`) * dtypeSize(t.dtype);
     if (!(t.data instanceof Uint8Array) || t.data.length !== want) {
       throw new Error(
@@ -191,7 +205,8 @@ export function writeSafetensors(
     const m: string[] = [];
     for (const k of Object.keys(metadata)) {
       const v = metadata[k];
-      if (typeof v !== 'string') throw new Error(`writeSafetensors: metadata value for ${JSON.stringify(k)} is not a string`);
+      if (typeof v !== 'string')
+        throw new Error(`writeSafetensors: metadata value for ${JSON.stringify(k)} is not a string`);
       m.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`);
     }
     parts.push(`"__metadata__":{${m.join(',')}}`);
@@ -199,7 +214,9 @@ export function writeSafetensors(
   let off = 0;
   for (const [name, t] of order) {
     const end = off + t.data.length;
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${off},${end}]}`);
+    parts.push(
+      `${JSON.stringify(name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(',')}],"data_offsets":[${off},${end}]}`,
+    );
     off = end;
   }
   let headerBytes = new TextEncoder().encode(`{${parts.join(',')}}`);
@@ -225,7 +242,9 @@ export function toFloat32(t: TensorEntry): Float32Array<ArrayBuffer> {
   const n = shapeNumel(t.shape);
   const es = dtypeSize(t.dtype);
   if (t.data.length !== n * es) {
-    throw new Error(`toFloat32: shape ${JSON.stringify(t.shape)} x ${t.dtype} needs ${n * es} bytes, got ${t.data.length}`);
+    throw new Error(
+      `toFloat32: shape ${JSON.stringify(t.shape)} x ${t.dtype} needs ${n * es} bytes, got ${t.data.length}`,
+    );
   }
   const out = new Float32Array(n);
   const d = t.data;
@@ -279,7 +298,8 @@ export function toFloat32(t: TensorEntry): Float32Array<ArrayBuffer> {
 /** A float32 tensor entry owning a little-endian copy of `data`. */
 export function f32Entry(shape: number[], data: Float32Array): TensorEntry {
   const n = shapeNumel(shape, 'f32Entry');
-  if (data.length !== n) throw new Error(`f32Entry: shape ${JSON.stringify(shape)} has ${n} elements but data has ${data.length}`);
+  if (data.length !== n)
+    throw new Error(`f32Entry: shape ${JSON.stringify(shape)} has ${n} elements but data has ${data.length}`);
   const bytes = new Uint8Array(n * 4);
   if (HOST_LITTLE_ENDIAN) bytes.set(new Uint8Array(data.buffer, data.byteOffset, n * 4));
   else {

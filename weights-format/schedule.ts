@@ -81,7 +81,8 @@ export function validateSchedule(v: unknown, where = 'schedule'): Schedule {
   for (const k of ['linear_start', 'linear_end', 'cosine_s'] as const) {
     const x = get(k);
     if (x === undefined) continue;
-    if (typeof x !== 'number' || !Number.isFinite(x)) throw new Error(`${where}: ${k} must be a number, got ${JSON.stringify(x)}`);
+    if (typeof x !== 'number' || !Number.isFinite(x))
+      throw new Error(`${where}: ${k} must be a number, got ${JSON.stringify(x)}`);
     out[k] = x;
   }
   const betas = get('betas');

@@ -87,7 +87,8 @@ export function paramCount(cfg: UNetConfig): number {
   return n;
 }
 
-const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
+const sameShape = (a: readonly number[], b: readonly number[]) =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /**
  * Compare a set of U-Net tensors (names without "denoise_fn.") with what `cfg` needs. Returns a list of problems
@@ -99,7 +100,8 @@ export function diffParams(cfg: UNetConfig, shapes: Map<string, readonly number[
   for (const [name, shape] of want) {
     const got = shapes.get(name);
     if (!got) problems.push(`missing ${name} ${JSON.stringify(shape)}`);
-    else if (!sameShape(got, shape)) problems.push(`${name} has shape ${JSON.stringify(got)}, expected ${JSON.stringify(shape)}`);
+    else if (!sameShape(got, shape))
+      problems.push(`${name} has shape ${JSON.stringify(got)}, expected ${JSON.stringify(shape)}`);
   }
   for (const name of shapes.keys()) if (!want.has(name)) problems.push(`unexpected tensor ${name}`);
   return problems;
@@ -128,7 +130,8 @@ export function inferConfig(
   };
   const first = get('downs.0.weight');
   const last = get('final_conv.block.3.weight');
-  if (first.length !== 4 || last.length !== 4) throw new Error('cannot infer the U-Net config: downs.0 or final_conv is not a 2-D conv');
+  if (first.length !== 4 || last.length !== 4)
+    throw new Error('cannot infer the U-Net config: downs.0 or final_conv is not a 2-D conv');
   const inner = first[0];
   const inCh = first[1];
   const outCh = last[0];
@@ -148,19 +151,24 @@ export function inferConfig(
     g.ch = w[0];
     g.attn.push(shapes.has(`ups.${k}.attn.qkv.weight`));
   }
-  if (groups.some((g) => g.attn.length === 0)) throw new Error('cannot infer the U-Net config: the ups.* layers are missing or out of order');
+  if (groups.some((g) => g.attn.length === 0))
+    throw new Error('cannot infer the U-Net config: the ups.* layers are missing or out of order');
   const perLevel = groups[0].attn.length;
   if (groups.some((g) => g.attn.length !== perLevel) || perLevel < 2) {
-    throw new Error(`cannot infer the U-Net config: levels of the up path have ${groups.map((g) => g.attn.length).join('/')} blocks`);
+    throw new Error(
+      `cannot infer the U-Net config: levels of the up path have ${groups.map((g) => g.attn.length).join('/')} blocks`,
+    );
   }
   const levels = groups.length;
   const mults: number[] = [];
   const attnLevels: number[] = [];
   for (let i = 0; i < levels; i++) {
     const g = groups[levels - 1 - i];
-    if (g.ch % inner !== 0) throw new Error(`cannot infer the U-Net config: level ${i} has ${g.ch} channels, not a multiple of ${inner}`);
+    if (g.ch % inner !== 0)
+      throw new Error(`cannot infer the U-Net config: level ${i} has ${g.ch} channels, not a multiple of ${inner}`);
     mults.push(g.ch / inner);
-    if (g.attn.some((a) => a !== g.attn[0])) throw new Error(`cannot infer the U-Net config: level ${i} has attention in some blocks only`);
+    if (g.attn.some((a) => a !== g.attn[0]))
+      throw new Error(`cannot infer the U-Net config: level ${i} has attention in some blocks only`);
     if (g.attn[0]) attnLevels.push(i);
   }
   const cfg = validateConfig(

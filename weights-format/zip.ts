@@ -46,7 +46,8 @@ export function readZipDirectory(bytes: Uint8Array): Map<string, ZipEntry> {
   const u32 = (o: number) => dv.getUint32(o, true);
   const u64 = (o: number, what: string) => {
     const v = dv.getBigUint64(o, true);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`zip: ${what} is impossibly large; the archive is corrupt`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new Error(`zip: ${what} is impossibly large; the archive is corrupt`);
     return Number(v);
   };
   if (len < 22) throw new Error(`zip: the file is only ${len} bytes, too short for a zip archive: truncated`);
@@ -60,7 +61,9 @@ export function readZipDirectory(bytes: Uint8Array): Map<string, ZipEntry> {
     }
   }
   if (eocd < 0) {
-    throw new Error('zip: no end-of-central-directory record: the archive is truncated or corrupt (re-download or re-save it)');
+    throw new Error(
+      'zip: no end-of-central-directory record: the archive is truncated or corrupt (re-download or re-save it)',
+    );
   }
   if (u16(eocd + 4) !== 0 || u16(eocd + 6) !== 0) throw new Error('zip: multi-disk archives are not supported');
   let count = u16(eocd + 10);
@@ -70,20 +73,24 @@ export function readZipDirectory(bytes: Uint8Array): Map<string, ZipEntry> {
     const loc = eocd - 20;
     if (loc < 0 || u32(loc) !== 0x07064b50) throw new Error('zip: zip64 locator missing; the archive is corrupt');
     const z = u64(loc + 8, 'zip64 record offset');
-    if (z + 56 > len || u32(z) !== 0x06064b50) throw new Error('zip: zip64 end-of-central-directory record missing; the archive is corrupt');
+    if (z + 56 > len || u32(z) !== 0x06064b50)
+      throw new Error('zip: zip64 end-of-central-directory record missing; the archive is corrupt');
     count = u64(z + 32, 'entry count');
     cdSize = u64(z + 40, 'central directory size');
     cdOffset = u64(z + 48, 'central directory offset');
   }
-  if (cdOffset + cdSize > len) throw new Error('zip: the central directory lies outside the file: truncated or corrupt archive');
-  if (count * 46 > cdSize) throw new Error(`zip: ${count} entries cannot fit a ${cdSize}-byte central directory; corrupt archive`);
+  if (cdOffset + cdSize > len)
+    throw new Error('zip: the central directory lies outside the file: truncated or corrupt archive');
+  if (count * 46 > cdSize)
+    throw new Error(`zip: ${count} entries cannot fit a ${cdSize}-byte central directory; corrupt archive`);
 
   const entries = new Map<string, ZipEntry>();
   const dec = new TextDecoder('utf-8', { fatal: true });
   let p = cdOffset;
   const cdEnd = cdOffset + cdSize;
   for (let i = 0; i < count; i++) {
-    if (p + 46 > cdEnd || u32(p) !== 0x02014b50) throw new Error(`zip: central directory entry ${i} is damaged; corrupt archive`);
+    if (p + 46 > cdEnd || u32(p) !== 0x02014b50)
+      throw new Error(`zip: central directory entry ${i} is damaged; corrupt archive`);
     const flags = u16(p + 8);
     const method = u16(p + 10);
     const crc = u32(p + 16);
@@ -113,7 +120,8 @@ export function readZipDirectory(bytes: Uint8Array): Map<string, ZipEntry> {
         if (id === 0x0001) {
           let r = q + 4;
           const take = (what: string) => {
-            if (r + 8 > q + 4 + sz) throw new Error(`zip: entry ${JSON.stringify(name)} has a short zip64 field; corrupt archive`);
+            if (r + 8 > q + 4 + sz)
+              throw new Error(`zip: entry ${JSON.stringify(name)} has a short zip64 field; corrupt archive`);
             const v = u64(r, what);
             r += 8;
             return v;
@@ -128,25 +136,34 @@ export function readZipDirectory(bytes: Uint8Array): Map<string, ZipEntry> {
       }
       if (!found) throw new Error(`zip: entry ${JSON.stringify(name)} lacks its zip64 sizes; corrupt archive`);
     }
-    if (flags & 1) throw new Error(`zip: entry ${JSON.stringify(name)} is encrypted; encrypted archives are not supported`);
+    if (flags & 1)
+      throw new Error(`zip: entry ${JSON.stringify(name)} is encrypted; encrypted archives are not supported`);
     if (method !== 0 && method !== 8) {
-      throw new Error(`zip: entry ${JSON.stringify(name)} uses compression method ${method}; only stored (0) and deflate (8) are supported`);
+      throw new Error(
+        `zip: entry ${JSON.stringify(name)} uses compression method ${method}; only stored (0) and deflate (8) are supported`,
+      );
     }
-    if (method === 0 && csize !== size) throw new Error(`zip: stored entry ${JSON.stringify(name)} has differing sizes; corrupt archive`);
+    if (method === 0 && csize !== size)
+      throw new Error(`zip: stored entry ${JSON.stringify(name)} has differing sizes; corrupt archive`);
     if (local + 30 > len || u32(local) !== 0x04034b50) {
-      throw new Error(`zip: the local header of ${JSON.stringify(name)} is missing or damaged: truncated or corrupt archive`);
+      throw new Error(
+        `zip: the local header of ${JSON.stringify(name)} is missing or damaged: truncated or corrupt archive`,
+      );
     }
     const lName = u16(local + 26);
     const lExtra = u16(local + 28);
-    if (lName !== nameLen) throw new Error(`zip: local header of ${JSON.stringify(name)} disagrees with the directory; corrupt archive`);
+    if (lName !== nameLen)
+      throw new Error(`zip: local header of ${JSON.stringify(name)} disagrees with the directory; corrupt archive`);
     for (let k = 0; k < nameLen; k++) {
       if (bytes[local + 30 + k] !== bytes[p + 46 + k]) {
         throw new Error(`zip: local header of ${JSON.stringify(name)} names a different file; corrupt archive`);
       }
     }
     const dataOffset = local + 30 + lName + lExtra;
-    if (dataOffset + csize > len) throw new Error(`zip: the data of ${JSON.stringify(name)} runs past the end of the file: truncated archive`);
-    if (entries.has(name)) throw new Error(`zip: entry ${JSON.stringify(name)} appears twice; refusing an ambiguous archive`);
+    if (dataOffset + csize > len)
+      throw new Error(`zip: the data of ${JSON.stringify(name)} runs past the end of the file: truncated archive`);
+    if (entries.has(name))
+      throw new Error(`zip: entry ${JSON.stringify(name)} appears twice; refusing an ambiguous archive`);
     entries.set(name, { name, method, compressedSize: csize, size, crc32: crc, dataOffset });
     p = next;
   }
@@ -161,9 +178,12 @@ export function entryRawData(bytes: Uint8Array, e: ZipEntry): Uint8Array {
 /** Check an entry's decompressed bytes against the size and CRC-32 the archive promises. */
 export function checkEntryData(e: ZipEntry, data: Uint8Array): Uint8Array {
   if (!(data instanceof Uint8Array) || data.length !== e.size) {
-    throw new Error(`zip: entry ${JSON.stringify(e.name)} decompressed to ${data?.length} bytes, expected ${e.size}; corrupt archive`);
+    throw new Error(
+      `zip: entry ${JSON.stringify(e.name)} decompressed to ${data?.length} bytes, expected ${e.size}; corrupt archive`,
+    );
   }
-  if (crc32(data) !== e.crc32) throw new Error(`zip: entry ${JSON.stringify(e.name)} fails its CRC-32 check; the file is corrupt`);
+  if (crc32(data) !== e.crc32)
+    throw new Error(`zip: entry ${JSON.stringify(e.name)} fails its CRC-32 check; the file is corrupt`);
   return data;
 }
 
@@ -171,15 +191,20 @@ export function checkEntryData(e: ZipEntry, data: Uint8Array): Uint8Array {
 export function extractEntry(bytes: Uint8Array, e: ZipEntry, inflate?: InflateRawSync): Uint8Array {
   const raw = entryRawData(bytes, e);
   if (e.method === 0) return checkEntryData(e, raw);
-  if (!inflate) throw new Error(`zip: entry ${JSON.stringify(e.name)} is deflate-compressed and no inflate function was supplied`);
+  if (!inflate)
+    throw new Error(`zip: entry ${JSON.stringify(e.name)} is deflate-compressed and no inflate function was supplied`);
   let out: Uint8Array;
   try {
     out = inflate(raw, e.size);
   } catch (err) {
-    throw new Error(`zip: entry ${JSON.stringify(e.name)} does not inflate (${(err as Error).message}); corrupt archive`);
+    throw new Error(
+      `zip: entry ${JSON.stringify(e.name)} does not inflate (${(err as Error).message}); corrupt archive`,
+    );
   }
   if (out && typeof (out as unknown as Promise<unknown>).then === 'function') {
-    throw new Error('zip: the inflate function returned a Promise; use the async reader (readPthAsync) with an async inflate');
+    throw new Error(
+      'zip: the inflate function returned a Promise; use the async reader (readPthAsync) with an async inflate',
+    );
   }
   return checkEntryData(e, out);
 }
@@ -188,12 +213,15 @@ export function extractEntry(bytes: Uint8Array, e: ZipEntry, inflate?: InflateRa
 export async function extractEntryAsync(bytes: Uint8Array, e: ZipEntry, inflate?: InflateRaw): Promise<Uint8Array> {
   const raw = entryRawData(bytes, e);
   if (e.method === 0) return checkEntryData(e, raw);
-  if (!inflate) throw new Error(`zip: entry ${JSON.stringify(e.name)} is deflate-compressed and no inflate function was supplied`);
+  if (!inflate)
+    throw new Error(`zip: entry ${JSON.stringify(e.name)} is deflate-compressed and no inflate function was supplied`);
   let out: Uint8Array;
   try {
     out = await inflate(raw, e.size);
   } catch (err) {
-    throw new Error(`zip: entry ${JSON.stringify(e.name)} does not inflate (${(err as Error).message}); corrupt archive`);
+    throw new Error(
+      `zip: entry ${JSON.stringify(e.name)} does not inflate (${(err as Error).message}); corrupt archive`,
+    );
   }
   return checkEntryData(e, out);
 }
@@ -259,14 +287,17 @@ export function writeZip(files: Array<{ name: string; data: Uint8Array; deflated
  * readPthAsync. Stops with an error as soon as the output exceeds `expectedSize` (no zip bombs).
  */
 export async function webInflateRaw(data: Uint8Array, expectedSize: number): Promise<Uint8Array> {
-  if (typeof DecompressionStream === 'undefined') throw new Error('DecompressionStream is not available here; pass an inflate function');
+  if (typeof DecompressionStream === 'undefined')
+    throw new Error('DecompressionStream is not available here; pass an inflate function');
   const input = new ReadableStream<Uint8Array>({
     start(c) {
       c.enqueue(data.slice());
       c.close();
     },
   });
-  const reader = input.pipeThrough(new DecompressionStream('deflate-raw') as unknown as TransformStream<Uint8Array, Uint8Array>).getReader();
+  const reader = input
+    .pipeThrough(new DecompressionStream('deflate-raw') as unknown as TransformStream<Uint8Array, Uint8Array>)
+    .getReader();
   const out = new Uint8Array(expectedSize);
   let n = 0;
   for (;;) {

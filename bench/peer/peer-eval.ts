@@ -63,7 +63,12 @@ async function esrganThick(): Promise<(lr: Tensor3) => Promise<Tensor3>> {
           for (const p of g.paths) parts.push(readFileSync(join(dirname(file), p)));
         }
         const all = Buffer.concat(parts);
-        return { modelTopology: j.modelTopology, weightSpecs: specs, weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.length), format: j.format };
+        return {
+          modelTopology: j.modelTopology,
+          weightSpecs: specs,
+          weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.length),
+          format: j.format,
+        };
       },
     };
   }) as unknown as Parameters<typeof tf.io.registerLoadRouter>[0]);
@@ -73,8 +78,11 @@ async function esrganThick(): Promise<(lr: Tensor3) => Promise<Tensor3>> {
   return async (lr) => {
     const { height: h, width: w } = lr;
     const hwc = new Float32Array(h * w * 3);
-    for (let c = 0; c < 3; c++) for (let i = 0; i < h * w; i++) hwc[i * 3 + c] = (Math.min(1, Math.max(-1, lr.data[c * h * w + i])) + 1) * 127.5;
-    const out = (await up.execute(tf.tensor3d(hwc, [h, w, 3]), { output: 'tensor' })) as import('@tensorflow/tfjs').Tensor3D;
+    for (let c = 0; c < 3; c++)
+      for (let i = 0; i < h * w; i++) hwc[i * 3 + c] = (Math.min(1, Math.max(-1, lr.data[c * h * w + i])) + 1) * 127.5;
+    const out = (await up.execute(tf.tensor3d(hwc, [h, w, 3]), {
+      output: 'tensor',
+    })) as import('@tensorflow/tfjs').Tensor3D;
     const [H, W] = out.shape;
     const d = await out.data();
     out.dispose();
@@ -94,15 +102,24 @@ async function main(): Promise<void> {
   const { scale, up } = conditionRecipe(models[0][1]);
   const methods: Method[] = [{ name: 'bicubic', run: (lr) => bicubicUpscale(ctx, lr, scale, up, true) }];
   for (const [name, m] of models) {
-    if (conditionRecipe(m).scale !== scale) throw new Error(`${name} upscales ${conditionRecipe(m).scale}x, not ${scale}x`);
-    methods.push({ name, run: async (lr) => (await upscaleTensor(ctx, m, lr, { schedule, seed: Number(values.seed) }))[0] });
+    if (conditionRecipe(m).scale !== scale)
+      throw new Error(`${name} upscales ${conditionRecipe(m).scale}x, not ${scale}x`);
+    methods.push({
+      name,
+      run: async (lr) => (await upscaleTensor(ctx, m, lr, { schedule, seed: Number(values.seed) }))[0],
+    });
   }
   if (!values['no-esrgan']) methods.push({ name: 'esrgan-thick', run: await esrganThick() });
-  const files = readdirSync(values.data!).filter((f) => /\.(png|jpe?g)$/i.test(f)).sort().slice(0, Number(values.limit));
+  const files = readdirSync(values.data!)
+    .filter((f) => /\.(png|jpe?g)$/i.test(f))
+    .sort()
+    .slice(0, Number(values.limit));
   const rows: Record<string, Record<string, number>[]> = Object.fromEntries(methods.map((m) => [m.name, []]));
   const sheet: Tensor3[][] = [];
   if (values.json) writeFileSync(values.json, '');
-  console.error(`peer eval: ${files.length} photos, ${crop}px HR crops (${crop / scale}px LR), SR3 ${schedule} with consistency, on ${ctx.adapter.description}`);
+  console.error(
+    `peer eval: ${files.length} photos, ${crop}px HR crops (${crop / scale}px LR), SR3 ${schedule} with consistency, on ${ctx.adapter.description}`,
+  );
   for (const f of files) {
     const img = centreCrop(await readImage(join(values.data!, f)), crop, 16);
     const hr = imageToTensors(img, 3).color;
@@ -115,22 +132,33 @@ async function main(): Promise<void> {
       const seconds = (performance.now() - t0) / 1000;
       const O = tensorToImage(out.data, 3, out.height, out.width);
       const row = {
-        psnr: psnr(O, H), ssim: ssim(O, H), consistency: (consistencyMSE(lr.data, (await downscale(ctx, rs, out, scale)).data) / 4) * 1e5, gmsd: gmsd(O, H), seconds,
+        psnr: psnr(O, H),
+        ssim: ssim(O, H),
+        consistency: (consistencyMSE(lr.data, (await downscale(ctx, rs, out, scale)).data) / 4) * 1e5,
+        gmsd: gmsd(O, H),
+        seconds,
       };
       rows[m.name].push(row);
-      if (values.json) appendFileSync(values.json, JSON.stringify({ image: basename(f, extname(f)), method: m.name, ...row }) + '\n');
-      console.error(`  ${basename(f).padEnd(28)} ${m.name.padEnd(14)} ${row.psnr.toFixed(2)} dB  SSIM ${row.ssim.toFixed(3)}  cons ${row.consistency.toFixed(1)}  GMSD ${row.gmsd.toFixed(4)}  ${seconds.toFixed(1)} s`);
+      if (values.json)
+        appendFileSync(values.json, JSON.stringify({ image: basename(f, extname(f)), method: m.name, ...row }) + '\n');
+      console.error(
+        `  ${basename(f).padEnd(28)} ${m.name.padEnd(14)} ${row.psnr.toFixed(2)} dB  SSIM ${row.ssim.toFixed(3)}  cons ${row.consistency.toFixed(1)}  GMSD ${row.gmsd.toFixed(4)}  ${seconds.toFixed(1)} s`,
+      );
       line.push(out);
     }
     line.push(hr);
     sheet.push(line);
   }
-  console.log(`| method (${files.length} photos, ${crop}px crops, ${scale}x) | PSNR dB | SSIM | consistency x1e-5 | GMSD | s/image |`);
+  console.log(
+    `| method (${files.length} photos, ${crop}px crops, ${scale}x) | PSNR dB | SSIM | consistency x1e-5 | GMSD | s/image |`,
+  );
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const m of methods) {
     const r = rows[m.name];
     const mean = (k: string) => r.reduce((s, x) => s + x[k], 0) / r.length;
-    console.log(`| ${m.name} | ${mean('psnr').toFixed(2)} | ${mean('ssim').toFixed(4)} | ${mean('consistency').toFixed(1)} | ${mean('gmsd').toFixed(4)} | ${mean('seconds').toFixed(1)} |`);
+    console.log(
+      `| ${m.name} | ${mean('psnr').toFixed(2)} | ${mean('ssim').toFixed(4)} | ${mean('consistency').toFixed(1)} | ${mean('gmsd').toFixed(4)} | ${mean('seconds').toFixed(1)} |`,
+    );
   }
   if (values.sheet) await writeSheet(values.sheet, sheet, scale);
   ctx.destroy();
@@ -151,7 +179,9 @@ async function writeSheet(file: string, rows: Tensor3[][], scale: number): Promi
         for (let x = 0; x < S; x++)
           for (let ch = 0; ch < 3; ch++) {
             const v = t.data[(ch * t.height + Math.floor(y / k)) * t.width + Math.floor(x / k)];
-            data[((r * (S + gap) + y) * W + c * (S + gap) + x) * 3 + ch] = Math.round(((Math.min(1, Math.max(-1, v)) + 1) / 2) * 255);
+            data[((r * (S + gap) + y) * W + c * (S + gap) + x) * 3 + ch] = Math.round(
+              ((Math.min(1, Math.max(-1, v)) + 1) / 2) * 255,
+            );
           }
     });
   });

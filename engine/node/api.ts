@@ -9,7 +9,14 @@ import { openModelBytes, type SR3Model } from '../../weights-format/index.ts';
 import { nodeInflateRaw } from '../../weights-format/node.ts';
 import { GpuContext } from '../gpu.ts';
 import type { PixelImage } from '../image.ts';
-import { createUpscalerCore, type PixelsIn, type UpscaleCallOptions, type UpscalerCoreOptions, type UpscaleResult, type Upscaler } from '../upscaler.ts';
+import {
+  createUpscalerCore,
+  type PixelsIn,
+  type UpscaleCallOptions,
+  type UpscalerCoreOptions,
+  type UpscaleResult,
+  type Upscaler,
+} from '../upscaler.ts';
 import { openDevice, type NodeDeviceOptions } from './device.ts';
 import { decodeImage, readImage } from './image-io.ts';
 import { openModel } from './model.ts';
@@ -57,11 +64,18 @@ export interface NodeUpscaler extends Omit<Upscaler, 'upscale'> {
 }
 
 /** Load a model from a path, bytes or a loaded SR3Model. */
-export async function loadModelFrom(src: ModelInput = bundledModelPath(), opts: { config?: string; log?: (m: string) => void } = {}): Promise<SR3Model> {
+export async function loadModelFrom(
+  src: ModelInput = bundledModelPath(),
+  opts: { config?: string; log?: (m: string) => void } = {},
+): Promise<SR3Model> {
   if (typeof src === 'string' || src instanceof URL) {
     const file = src instanceof URL ? fileURLToPath(src) : src;
     if (!existsSync(file)) {
-      throw new Error(file === bundledModelPath() ? `the bundled model ${file} is missing: reinstall sr3-wgsl, or pass a model` : `${file}: no such model file`);
+      throw new Error(
+        file === bundledModelPath()
+          ? `the bundled model ${file} is missing: reinstall sr3-wgsl, or pass a model`
+          : `${file}: no such model file`,
+      );
     }
     return openModel(file, { config: opts.config, log: opts.log });
   }
@@ -79,7 +93,8 @@ export async function loadModelFrom(src: ModelInput = bundledModelPath(), opts: 
 
 /** Pixels from a path, PNG or JPEG bytes, or pixels (checked by the core). */
 export async function readInput(input: ImageInput): Promise<PixelsIn> {
-  if (typeof input === 'string' || input instanceof URL) return readImage(input instanceof URL ? fileURLToPath(input) : input);
+  if (typeof input === 'string' || input instanceof URL)
+    return readImage(input instanceof URL ? fileURLToPath(input) : input);
   if (input instanceof Uint8Array) return decodeImage(input, 'input bytes');
   if (input instanceof ArrayBuffer) return decodeImage(new Uint8Array(input), 'input bytes');
   return input;
@@ -102,7 +117,9 @@ export function toPng(img: PixelImage): Buffer {
 export async function createUpscaler(opts: UpscalerOptions = {}): Promise<NodeUpscaler> {
   const model = await loadModelFrom(opts.model, { config: opts.config, log: opts.log });
   const given = opts.device instanceof GpuContext;
-  const device = given ? (opts.device as GpuContext) : await openDevice((opts.device as NodeDeviceOptions | undefined) ?? {});
+  const device = given
+    ? (opts.device as GpuContext)
+    : await openDevice((opts.device as NodeDeviceOptions | undefined) ?? {});
   let core: Upscaler;
   try {
     core = createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });

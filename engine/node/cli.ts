@@ -12,7 +12,8 @@ const commands: Record<string, Command> = {
     run: async () => (await import('./eval.ts')).evalCommand,
   },
   worker: {
-    summary: 'take upscaling jobs from a Redis queue (BullMQ), one process per GPU (needs the optional bullmq, ioredis)',
+    summary:
+      'take upscaling jobs from a Redis queue (BullMQ), one process per GPU (needs the optional bullmq, ioredis)',
     run: async () => (await import('./worker.ts')).workerCommand,
   },
   submit: {
@@ -60,8 +61,8 @@ function usage(): string {
     'environment (any command; README "Environment"):',
     '  SR3_CONV_KERNEL  tiled | direct (f32) | mma3 (f32 on tensor cores) | mma | f16 (f16 operands); sr3 doctor shows which run here',
     '  SR3_DAWN_FLAGS   the Dawn toggles asked for (none for no toggles)',
-    '  SR3_DEBUG=1      stack traces with errors (and Dawn\'s start-up notes on stderr)',
-    '  SR3_DAWN_LOG=1   show Dawn\'s start-up notes about adapter limits (hidden by default)',
+    "  SR3_DEBUG=1      stack traces with errors (and Dawn's start-up notes on stderr)",
+    "  SR3_DAWN_LOG=1   show Dawn's start-up notes about adapter limits (hidden by default)",
   ];
   return `usage: sr3 <command> [options]\n\ncommands:\n${lines.join('\n')}\n\n${env.join('\n')}\n\nRun \`sr3 <command> --help\` for a command's options.`;
 }

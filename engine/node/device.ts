@@ -11,7 +11,9 @@ import { CONV_KERNELS, type ConvKernel, type EngineSwitches } from '../options.t
  * `vulkan_enable_f16_on_nvidia` exposes shader-f16 on NVIDIA; every path that uses them is feature-detected.
  * Override with SR3_DAWN_FLAGS (comma-separated `name=value` entries, or `none`).
  */
-export const DEFAULT_DAWN_FLAGS: readonly string[] = Object.freeze(['enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia']);
+export const DEFAULT_DAWN_FLAGS: readonly string[] = Object.freeze([
+  'enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia',
+]);
 
 export interface NodeDeviceOptions extends GpuContextOptions {
   dawnFlags?: string[];
@@ -59,7 +61,10 @@ export function dawnFlagsFromEnv(): string[] {
   const env = process.env.SR3_DAWN_FLAGS;
   if (env === undefined) return [...DEFAULT_DAWN_FLAGS];
   if (env.trim() === '' || env.trim() === 'none') return [];
-  return env.split(';').map((s) => s.trim()).filter(Boolean);
+  return env
+    .split(';')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 /**
@@ -76,10 +81,21 @@ export async function openDevice(opts: NodeDeviceOptions = {}): Promise<GpuConte
   } catch (e) {
     ctx.destroy();
     const option = (e as { option?: string }).option;
-    const name = option === 'mma.tile' ? 'SR3_MMA_TILE' : option === 'mma.tk' ? 'SR3_MMA_TK' : option === 'convKernel' ? 'SR3_CONV_KERNEL' : undefined;
+    const name =
+      option === 'mma.tile'
+        ? 'SR3_MMA_TILE'
+        : option === 'mma.tk'
+          ? 'SR3_MMA_TK'
+          : option === 'convKernel'
+            ? 'SR3_CONV_KERNEL'
+            : undefined;
     const value = name && process.env[name]?.trim();
     // a setting from opts.engine rather than the environment is named by its option
-    throw new GpuError(value ? `${name}=${value}: ${(e as Error).message}${option === 'convKernel' ? '' : ' on this device'}` : (e as Error).message);
+    throw new GpuError(
+      value
+        ? `${name}=${value}: ${(e as Error).message}${option === 'convKernel' ? '' : ' on this device'}`
+        : (e as Error).message,
+    );
   }
   return ctx;
 }
@@ -124,11 +140,13 @@ export function parseSwitches(vars: Record<string, string | undefined>): EngineS
     bad('SR3_CONV_KERNEL', kernel, `unknown conv2d kernel '${kernel}': use one of ${CONV_KERNELS.join(', ')}`);
   }
   if (kernel !== undefined) s.convKernel = kernel as ConvKernel;
-  if (oneOf('SR3_GPU_PATHS', ['0', '1'], 'give 1 (take the code paths chosen for GPUs on any device) or 0') === '1') s.paths = 'gpu';
+  if (oneOf('SR3_GPU_PATHS', ['0', '1'], 'give 1 (take the code paths chosen for GPUs on any device) or 0') === '1')
+    s.paths = 'gpu';
   const split = env('SR3_SPLIT_K');
   if (split !== undefined) {
     const target = Number(split);
-    if (!Number.isInteger(target) || target < 0) bad('SR3_SPLIT_K', split, 'give a workgroup count (split-K below it), or 0 for off');
+    if (!Number.isInteger(target) || target < 0)
+      bad('SR3_SPLIT_K', split, 'give a workgroup count (split-K below it), or 0 for off');
     s.splitK = { target };
   }
   const tile = env('SR3_TILED_TILE');
@@ -139,24 +157,45 @@ export function parseSwitches(vars: Record<string, string | undefined>): EngineS
   }
   s.tiledPrefetch = onOff('SR3_TILED_PREFETCH', 'the tiled conv prefetches the next step into registers');
   mma.prefetch = onOff('SR3_MMA_PREFETCH', 'the mixed-precision convs prefetch the next step into registers');
-  s.batchLoads = onOff('SR3_BATCH_LOADS', "the GEMM convs issue a step's loads together, then normalise and store them");
+  s.batchLoads = onOff(
+    'SR3_BATCH_LOADS',
+    "the GEMM convs issue a step's loads together, then normalise and store them",
+  );
   const sg = oneOf('SR3_MMA_SUBGROUPS', ['4', '8'], 'give 4 or 8 (the default) subgroups a tensor-core conv workgroup');
   if (sg !== undefined) mma.subgroups = Number(sg) as 4 | 8;
   const tk = oneOf('SR3_MMA_TK', ['32', '64'], 'give 32 (the default) or 64 reduction elements a tensor-core k-step');
   if (tk !== undefined) mma.tk = Number(tk) as 32 | 64;
-  const pad = oneOf('SR3_MMA_PAD', ['0', '1'], 'give 1 (the tensor-core convs pad their staged tiles against workgroup-memory bank conflicts) or 0 (unpadded, the default)');
+  const pad = oneOf(
+    'SR3_MMA_PAD',
+    ['0', '1'],
+    'give 1 (the tensor-core convs pad their staged tiles against workgroup-memory bank conflicts) or 0 (unpadded, the default)',
+  );
   if (pad !== undefined) mma.pad = pad === '1';
-  if (mma.pad && s.batchLoads === false) bad('SR3_MMA_PAD', '1', 'the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1');
+  if (mma.pad && s.batchLoads === false)
+    bad('SR3_MMA_PAD', '1', 'the padded tiles need the batched gather: leave SR3_BATCH_LOADS unset or 1');
   const mmaTile = env('SR3_MMA_TILE');
   if (mmaTile !== undefined) {
     const m = /^(\d+)x(\d+)$/.exec(mmaTile);
-    if (!m) bad('SR3_MMA_TILE', mmaTile, "give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)");
+    if (!m)
+      bad(
+        'SR3_MMA_TILE',
+        mmaTile,
+        "give the mma conv kernel's tile as TMxTN (e.g. 64x64; multiples of twice the device's fragment size)",
+      );
     mma.TM = Number(m![1]);
     mma.TN = Number(m![2]);
   }
-  const norm = oneOf('SR3_NORM', ['fused', 'materialized'], "give fused (GroupNorm and Swish applied in each conv's input load) or materialized (written out before the conv)");
+  const norm = oneOf(
+    'SR3_NORM',
+    ['fused', 'materialized'],
+    "give fused (GroupNorm and Swish applied in each conv's input load) or materialized (written out before the conv)",
+  );
   if (norm !== undefined) s.norm = norm as 'fused' | 'materialized';
-  const attn = oneOf('SR3_ATTENTION', ['flash', 'gemm'], 'give flash (the online-softmax kernel) or gemm (two GEMMs through a score buffer)');
+  const attn = oneOf(
+    'SR3_ATTENTION',
+    ['flash', 'gemm'],
+    'give flash (the online-softmax kernel) or gemm (two GEMMs through a score buffer)',
+  );
   if (attn !== undefined) s.attention = attn as 'flash' | 'gemm';
   // only what is set: an unset variable leaves the adapter's default
   for (const k of Object.keys(mma) as (keyof typeof mma)[]) if (mma[k] === undefined) delete mma[k];

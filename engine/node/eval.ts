@@ -7,7 +7,15 @@ import { imageToTensors } from '../image.ts';
 import { consistencyMSE, psnr, ssim, tensorToImage } from '../metrics.ts';
 import { Resampler } from '../resample.ts';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
-import { bicubicUpscale, conditionRecipe, DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule, upscaleTensor, type Tensor3 } from '../upscale.ts';
+import {
+  bicubicUpscale,
+  conditionRecipe,
+  DEFAULT_SAMPLER,
+  DEFAULT_STEPS,
+  defaultSchedule,
+  upscaleTensor,
+  type Tensor3,
+} from '../upscale.ts';
 import { openDevice } from './device.ts';
 import { readImage, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
@@ -27,7 +35,18 @@ export async function downscale(ctx: GpuContext, rs: Resampler, t: Tensor3, fact
   const inp = ctx.upload(t.data);
   const n = (t.data.length / factor / factor) | 0;
   const out = ctx.buffer(n * 4);
-  ctx.run([rs.downscale({ input: inp, output: out, batch: 1, channels: t.channels, inH: t.height, inW: t.width, factor, kernel: { method: 'filter', a: -0.5 } })]);
+  ctx.run([
+    rs.downscale({
+      input: inp,
+      output: out,
+      batch: 1,
+      channels: t.channels,
+      inH: t.height,
+      inW: t.width,
+      factor,
+      kernel: { method: 'filter', a: -0.5 },
+    }),
+  ]);
   const data = await ctx.read(out, n * 4);
   inp.destroy();
   out.destroy();
@@ -41,7 +60,8 @@ export function centreCrop(img: Image, size: number, multiple: number): Image {
   const y0 = Math.floor((img.height - s) / 2);
   const C = img.channels;
   const data = img.bitDepth === 16 ? new Uint16Array(s * s * C) : new Uint8Array(s * s * C);
-  for (let y = 0; y < s; y++) data.set(img.data.subarray(((y0 + y) * img.width + x0) * C, ((y0 + y) * img.width + x0 + s) * C), y * s * C);
+  for (let y = 0; y < s; y++)
+    data.set(img.data.subarray(((y0 + y) * img.width + x0) * C, ((y0 + y) * img.width + x0 + s) * C), y * s * C);
   return { width: s, height: s, channels: img.channels, bitDepth: img.bitDepth, data };
 }
 
@@ -97,14 +117,23 @@ export async function evalCommand(argv: string[]): Promise<number> {
   const sheet: { lr: Tensor3; bic: Tensor3; sr: Tensor3; hr: Tensor3 }[] = [];
   try {
     const rs = await Resampler.create(ctx);
-    if (!values.json) console.error(`eval: ${files.length} images, ${crop}px crops, ${scale}x, ${sampler}, ${schedule}, consistency ${consistency ? 'on' : 'off'}, on ${ctx.adapter.description}`);
+    if (!values.json)
+      console.error(
+        `eval: ${files.length} images, ${crop}px crops, ${scale}x, ${sampler}, ${schedule}, consistency ${consistency ? 'on' : 'off'}, on ${ctx.adapter.description}`,
+      );
     for (const file of files) {
       const img = centreCrop(await readImage(file), crop, mult);
       const hr = imageToTensors(img, model.config.out_channel).color;
       const lr = await downscale(ctx, rs, hr, scale);
       const bar = progress(`${basename(file)} ${img.width}px`, 'steps', process.stderr, !!values.json);
       const t0 = performance.now();
-      const [sr] = await upscaleTensor(ctx, model, lr, { schedule, sampler, seed, consistency, onProgress: (d, t) => bar.update(d, t) });
+      const [sr] = await upscaleTensor(ctx, model, lr, {
+        schedule,
+        sampler,
+        seed,
+        consistency,
+        onProgress: (d, t) => bar.update(d, t),
+      });
       const secs = (performance.now() - t0) / 1000;
       bar.done();
       const bic = await bicubicUpscale(ctx, lr, scale, up, true);
@@ -122,14 +151,25 @@ export async function evalCommand(argv: string[]): Promise<number> {
         seconds: secs,
       };
       rows.push(row);
-      if (values.json) console.log(JSON.stringify({ ...row, device: ctx.adapter.description, schedule, sampler, consistency }));
+      if (values.json)
+        console.log(JSON.stringify({ ...row, device: ctx.adapter.description, schedule, sampler, consistency }));
       else console.error(fmtRow(row));
       if (values.sheet) sheet.push({ lr, bic, sr, hr });
     }
     const keys = Object.keys(rows[0]).filter((k) => k !== 'image');
     const mean: Record<string, number | string> = { image: 'mean' };
     for (const k of keys) mean[k] = rows.reduce((s, r) => s + (r[k] as number), 0) / rows.length;
-    if (values.json) console.log(JSON.stringify({ ...mean, images: rows.length, device: ctx.adapter.description, schedule, sampler, consistency }));
+    if (values.json)
+      console.log(
+        JSON.stringify({
+          ...mean,
+          images: rows.length,
+          device: ctx.adapter.description,
+          schedule,
+          sampler,
+          consistency,
+        }),
+      );
     else console.log(fmtRow(mean));
     if (values.sheet) await writeSheet(values.sheet, sheet, scale);
     return 0;
@@ -140,12 +180,18 @@ export async function evalCommand(argv: string[]): Promise<number> {
 
 function fmtRow(r: Record<string, number | string>): string {
   const f = (v: number | string, d = 2) => (typeof v === 'number' ? v.toFixed(d) : v);
-  return `${String(r.image).padEnd(24)} bicubic ${f(r.bicubic_psnr)} dB / SSIM ${f(r.bicubic_ssim, 3)} / cons ${f(r.bicubic_consistency, 1)}   ` +
-    `SR3 ${f(r.sr3_psnr)} dB / SSIM ${f(r.sr3_ssim, 3)} / cons ${f(r.sr3_consistency, 1)}   ${f(r.seconds, 1)} s`;
+  return (
+    `${String(r.image).padEnd(24)} bicubic ${f(r.bicubic_psnr)} dB / SSIM ${f(r.bicubic_ssim, 3)} / cons ${f(r.bicubic_consistency, 1)}   ` +
+    `SR3 ${f(r.sr3_psnr)} dB / SSIM ${f(r.sr3_ssim, 3)} / cons ${f(r.sr3_consistency, 1)}   ${f(r.seconds, 1)} s`
+  );
 }
 
 /** Rows of LR (nearest) | bicubic | SR3 | HR. */
-async function writeSheet(file: string, rows: { lr: Tensor3; bic: Tensor3; sr: Tensor3; hr: Tensor3 }[], scale: number): Promise<void> {
+async function writeSheet(
+  file: string,
+  rows: { lr: Tensor3; bic: Tensor3; sr: Tensor3; hr: Tensor3 }[],
+  scale: number,
+): Promise<void> {
   const S = Math.max(...rows.map((r) => r.hr.width));
   const Hs = rows.reduce((s, r) => s + r.hr.height, 0);
   const W = 4 * S;

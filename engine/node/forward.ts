@@ -35,7 +35,8 @@ export async function forwardCommand(argv: string[]): Promise<number> {
     if (!values[k]) throw new Error(`--${k} is required\n\n${HELP}`);
   }
   const repeat = values.repeat === undefined ? 0 : Number(values.repeat);
-  if (!Number.isInteger(repeat) || repeat < 0) throw new Error(`--repeat must be a non-negative integer, got '${values.repeat}'`);
+  if (!Number.isInteger(repeat) || repeat < 0)
+    throw new Error(`--repeat must be a non-negative integer, got '${values.repeat}'`);
   const model = await openModel(values.model!, { config: values.config });
   const inFile = values.in!;
   const input = await openTensorFile(inFile, 'x_in [B, in_channel, H, W] and noise_level [B, 1]');
@@ -44,7 +45,9 @@ export async function forwardCommand(argv: string[]): Promise<number> {
   const [B, C, H, W] = xe.shape;
   const cfg = model.config;
   if (C !== cfg.in_channel) {
-    throw new Error(`${inFile}: x_in has ${C} channels, but this model takes ${cfg.in_channel} (condition + noisy image)`);
+    throw new Error(
+      `${inFile}: x_in has ${C} channels, but this model takes ${cfg.in_channel} (condition + noisy image)`,
+    );
   }
   const nl = toFloat32(ne);
   if (nl.length !== B) throw new Error(`${inFile}: noise_level has shape [${ne.shape}], expected [${B}, 1]`);

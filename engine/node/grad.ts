@@ -38,9 +38,11 @@ export async function gradCommand(argv: string[]): Promise<number> {
   const loss = values.loss as 'l1' | 'l2';
   if (loss !== 'l1' && loss !== 'l2') throw new Error(`--loss must be l1 or l2, got '${values.loss}'`);
   const reduction = values.reduction as 'sum' | 'mean';
-  if (reduction !== 'sum' && reduction !== 'mean') throw new Error(`--reduction must be sum or mean, got '${values.reduction}'`);
+  if (reduction !== 'sum' && reduction !== 'mean')
+    throw new Error(`--reduction must be sum or mean, got '${values.reduction}'`);
   const steps = Number(values['adam-steps']);
-  if (!Number.isInteger(steps) || steps < 0) throw new Error(`--adam-steps must be a non-negative integer, got '${values['adam-steps']}'`);
+  if (!Number.isInteger(steps) || steps < 0)
+    throw new Error(`--adam-steps must be a non-negative integer, got '${values['adam-steps']}'`);
   const lr = Number(values.lr);
   if (!(lr > 0)) throw new Error(`--lr must be a positive number, got '${values.lr}'`);
   const model = await openModel(values.model!, { config: values.config });
@@ -53,27 +55,41 @@ export async function gradCommand(argv: string[]): Promise<number> {
   if (C !== cfg.out_channel) throw new Error(`${inFile}: hr has ${C} channels; this model makes ${cfg.out_channel}`);
   const cond = input.get('sr');
   if (cond.shape.join() !== [B, cfg.in_channel - cfg.out_channel, H, W].join()) {
-    throw new Error(`${inFile}: sr has shape [${cond.shape}], expected [${[B, cfg.in_channel - cfg.out_channel, H, W]}]`);
+    throw new Error(
+      `${inFile}: sr has shape [${cond.shape}], expected [${[B, cfg.in_channel - cfg.out_channel, H, W]}]`,
+    );
   }
   const noise = input.get('noise');
-  if (noise.shape.join() !== hr.shape.join()) throw new Error(`${inFile}: noise has shape [${noise.shape}], expected [${hr.shape}]`);
+  if (noise.shape.join() !== hr.shape.join())
+    throw new Error(`${inFile}: noise has shape [${noise.shape}], expected [${hr.shape}]`);
   const sg = toFloat32(input.get('sqrt_gamma'));
   if (sg.length !== B) throw new Error(`${inFile}: sqrt_gamma has ${sg.length} values, expected ${B}`);
   const ctx = await openDevice();
   try {
     const t0 = performance.now();
-    const tg = await TrainGraph.build(ctx, model, { batch: B, height: H, width: W, loss, reduction, adam: steps ? { lr } : undefined });
+    const tg = await TrainGraph.build(ctx, model, {
+      batch: B,
+      height: H,
+      width: W,
+      loss,
+      reduction,
+      adam: steps ? { lr } : undefined,
+    });
     tg.setBatch({ hr: toFloat32(hr), cond: toFloat32(cond), sqrtGamma: sg, noise: toFloat32(noise) });
     const value = await tg.run(false);
     const out: [string, TensorEntry][] = [['loss', f32Entry([1], new Float32Array([value]))]];
     const shapes = new Map(tg.plan.params.order);
-    for (const [name, g] of tg.byName(await tg.readGrads())) out.push([`grad.${name}`, f32Entry(shapes.get(name)!, g.slice())]);
+    for (const [name, g] of tg.byName(await tg.readGrads()))
+      out.push([`grad.${name}`, f32Entry(shapes.get(name)!, g.slice())]);
     for (let k = 1; k <= steps; k++) {
       await tg.run(true);
-      for (const [name, p] of tg.byName(await tg.readParams())) out.push([`adam${k}.${name}`, f32Entry(shapes.get(name)!, p.slice())]);
+      for (const [name, p] of tg.byName(await tg.readParams()))
+        out.push([`adam${k}.${name}`, f32Entry(shapes.get(name)!, p.slice())]);
     }
     await writeFileAtomic(values.out!, writeSafetensors(out, { loss, reduction }));
-    console.error(`${loss} loss ${value} over [${B}, ${C}, ${H}, ${W}], ${shapes.size} gradients${steps ? `, ${steps} Adam steps` : ''} in ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${values.out}`);
+    console.error(
+      `${loss} loss ${value} over [${B}, ${C}, ${H}, ${W}], ${shapes.size} gradients${steps ? `, ${steps} Adam steps` : ''} in ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${values.out}`,
+    );
     tg.destroy();
     return 0;
   } finally {

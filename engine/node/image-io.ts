@@ -55,13 +55,19 @@ export function decodeImage(bytes: Uint8Array, name: string, limits: PngLimits =
     }
     let d: { width: number; height: number; data: Uint8Array };
     try {
-      d = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true, maxResolutionInMP: maxPixels / 1e6, maxMemoryUsageInMB: 2048 });
+      d = jpeg.decode(bytes, {
+        useTArray: true,
+        formatAsRGBA: true,
+        maxResolutionInMP: maxPixels / 1e6,
+        maxMemoryUsageInMB: 2048,
+      });
     } catch (e) {
       throw new PngError(`${name}: corrupt or unsupported JPEG (${(e as Error).message})`);
     }
     const { width, height } = d;
     if (width < 1 || height < 1) throw new PngError(`${name}: the JPEG is empty (${width}x${height})`);
-    if (width > maxSide || height > maxSide) throw new PngError(`${name}: ${width}x${height} is over ${maxSide} pixels a side`);
+    if (width > maxSide || height > maxSide)
+      throw new PngError(`${name}: ${width}x${height} is over ${maxSide} pixels a side`);
     const rgb = new Uint8Array(width * height * 3);
     for (let i = 0, j = 0; i < width * height; i++, j += 4) {
       rgb[3 * i] = d.data[j];
@@ -79,10 +85,12 @@ export function imageSize(bytes: Uint8Array, name: string): { width: number; hei
   if (isJpeg(bytes)) {
     const size = jpegSize(bytes);
     if (!size) throw new PngError(`${name}: corrupt or unsupported JPEG (no frame header before the image data)`);
-    if (size.width < 1 || size.height < 1) throw new PngError(`${name}: the JPEG is empty (${size.width}x${size.height})`);
+    if (size.width < 1 || size.height < 1)
+      throw new PngError(`${name}: the JPEG is empty (${size.width}x${size.height})`);
     return size;
   }
-  if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50) return inspectPng(bytes, name, { maxSide: Infinity, maxPixels: Infinity });
+  if (bytes.length >= 8 && bytes[0] === 0x89 && bytes[1] === 0x50)
+    return inspectPng(bytes, name, { maxSide: Infinity, maxPixels: Infinity });
   throw new PngError(`${name}: not a PNG or JPEG file`);
 }
 

@@ -21,7 +21,10 @@ export async function openModel(file: string, opts: OpenModelOptions = {}): Prom
     throw new Error(`${file}: ${(e as Error).message}`);
   }
   const log = opts.log ?? ((m: string) => console.error(m));
-  if (r.converted) log(`note: ${file} is a reference checkpoint; converted in memory (save time next run: sr3 convert ${file} -o model.safetensors)`);
+  if (r.converted)
+    log(
+      `note: ${file} is a reference checkpoint; converted in memory (save time next run: sr3 convert ${file} -o model.safetensors)`,
+    );
   for (const w of r.warnings) log(`warning: ${w}`);
   return r.model;
 }

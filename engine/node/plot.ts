@@ -26,8 +26,10 @@ export function plotLoss(points: { step: number; loss: number }[], width = 720, 
   const X = (s: number) => L + ((s - s0) / Math.max(1, s1 - s0)) * (R - L);
   const Y = (v: number) => Bm - ((Math.log10(v) - lo) / Math.max(1e-9, hi - lo)) * (Bm - T);
   // decade grid lines
-  for (let d = Math.ceil(lo); d <= Math.floor(hi); d++) for (let x = L; x < R; x += 4) px(x, Y(10 ** d), [200, 200, 200]);
-  for (let i = 1; i < pts.length; i++) line(X(pts[i - 1].step), Y(pts[i - 1].loss), X(pts[i].step), Y(pts[i].loss), [170, 200, 235]);
+  for (let d = Math.ceil(lo); d <= Math.floor(hi); d++)
+    for (let x = L; x < R; x += 4) px(x, Y(10 ** d), [200, 200, 200]);
+  for (let i = 1; i < pts.length; i++)
+    line(X(pts[i - 1].step), Y(pts[i - 1].loss), X(pts[i].step), Y(pts[i].loss), [170, 200, 235]);
   let ema = pts[0].loss;
   let prev = { x: X(pts[0].step), y: Y(ema) };
   const a = Math.min(0.5, 20 / pts.length);

@@ -67,8 +67,10 @@ export function inspectPng(bytes: Uint8Array, name = 'input', limits: PngLimits 
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const type = (at: number) => String.fromCharCode(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]);
-  if (bytes.length < 8 + 8 + 13 + 4) throw new PngError(`${name}: truncated PNG (${bytes.length} bytes; the header is cut off)`);
-  if (type(12) !== 'IHDR' || dv.getUint32(8) !== 13) throw new PngError(`${name}: corrupt PNG (the first chunk is not a 13-byte IHDR)`);
+  if (bytes.length < 8 + 8 + 13 + 4)
+    throw new PngError(`${name}: truncated PNG (${bytes.length} bytes; the header is cut off)`);
+  if (type(12) !== 'IHDR' || dv.getUint32(8) !== 13)
+    throw new PngError(`${name}: corrupt PNG (the first chunk is not a 13-byte IHDR)`);
   const header: PngHeader = {
     width: dv.getUint32(16),
     height: dv.getUint32(20),
@@ -77,7 +79,8 @@ export function inspectPng(bytes: Uint8Array, name = 'input', limits: PngLimits 
     interlaced: bytes[28] === 1,
   };
   const { width, height, bitDepth, colorType } = header;
-  if (width === 0 || height === 0) throw new PngError(`${name}: the PNG is ${width}x${height}: an image needs at least one pixel`);
+  if (width === 0 || height === 0)
+    throw new PngError(`${name}: the PNG is ${width}x${height}: an image needs at least one pixel`);
   if (width > maxSide || height > maxSide || width * height > maxPixels) {
     throw new PngError(
       `${name}: the PNG is ${width}x${height}, over the limit of ${maxSide} pixels a side and ${maxPixels} pixels ` +
@@ -86,19 +89,25 @@ export function inspectPng(bytes: Uint8Array, name = 'input', limits: PngLimits 
   }
   const ct = COLOR_TYPES[colorType];
   if (!ct) throw new PngError(`${name}: corrupt PNG (colour type ${colorType} does not exist)`);
-  if (!ct.depths.includes(bitDepth)) throw new PngError(`${name}: corrupt PNG (${ct.name} with bit depth ${bitDepth} is not allowed)`);
-  if (bytes[26] !== 0 || bytes[27] !== 0 || bytes[28] > 1) throw new PngError(`${name}: corrupt PNG (unknown compression, filter or interlace method)`);
+  if (!ct.depths.includes(bitDepth))
+    throw new PngError(`${name}: corrupt PNG (${ct.name} with bit depth ${bitDepth} is not allowed)`);
+  if (bytes[26] !== 0 || bytes[27] !== 0 || bytes[28] > 1)
+    throw new PngError(`${name}: corrupt PNG (unknown compression, filter or interlace method)`);
   // Walk the chunks: each must be complete, IEND must come.
   let pos = 8;
   let sawData = false;
   for (;;) {
     if (pos + 12 > bytes.length) {
-      throw new PngError(`${name}: truncated PNG (ends at byte ${bytes.length} inside a chunk header${sawData ? ', before IEND' : ''})`);
+      throw new PngError(
+        `${name}: truncated PNG (ends at byte ${bytes.length} inside a chunk header${sawData ? ', before IEND' : ''})`,
+      );
     }
     const len = dv.getUint32(pos);
     const t = type(pos + 4);
     if (len > 0x7fffffff || pos + 12 + len > bytes.length) {
-      throw new PngError(`${name}: truncated PNG (the ${JSON.stringify(t)} chunk needs ${len} bytes; the file ends first)`);
+      throw new PngError(
+        `${name}: truncated PNG (the ${JSON.stringify(t)} chunk needs ${len} bytes; the file ends first)`,
+      );
     }
     if (t === 'IDAT') sawData = true;
     pos += 12 + len;
@@ -152,7 +161,9 @@ function checkImageData(bytes: Uint8Array, header: PngHeader, name: string): voi
     throw new PngError(`${name}: corrupt PNG (image data: ${(e as Error).message})`);
   }
   if (got < want) {
-    throw new PngError(`${name}: corrupt PNG (the image data holds ${got} bytes; ${header.width}x${header.height} needs ${want})`);
+    throw new PngError(
+      `${name}: corrupt PNG (the image data holds ${got} bytes; ${header.width}x${header.height} needs ${want})`,
+    );
   }
 }
 
@@ -164,13 +175,17 @@ export function decodePng(bytes: Uint8Array, name = 'input', limits: PngLimits =
   let decoded: { width: number; height: number; data: Uint8Array | Uint16Array; alpha?: boolean };
   try {
     const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    decoded = PNG.sync.read(buf, { checkCRC: true, skipRescale: sixteen } as pngjs.ParserOptions) as unknown as typeof decoded;
+    decoded = PNG.sync.read(buf, {
+      checkCRC: true,
+      skipRescale: sixteen,
+    } as pngjs.ParserOptions) as unknown as typeof decoded;
   } catch (e) {
     throw new PngError(`${name}: corrupt PNG (${(e as Error).message})`);
   }
   const { width, height } = header;
   const rgba = decoded.data;
-  if (rgba.length !== width * height * 4) throw new PngError(`${name}: corrupt PNG (decoded ${rgba.length} samples for ${width}x${height})`);
+  if (rgba.length !== width * height * 4)
+    throw new PngError(`${name}: corrupt PNG (decoded ${rgba.length} samples for ${width}x${height})`);
   const gray = header.colorType === 0 || header.colorType === 4;
   const alpha = header.colorType === 4 || header.colorType === 6 || decoded.alpha === true;
   const channels = ((gray ? 1 : 3) + (alpha ? 1 : 0)) as Image['channels'];
@@ -186,14 +201,17 @@ function checkImage(img: Image, name: string): void {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new PngError(`${name}: cannot write a ${width}x${height} image: an image needs at least one pixel`);
   }
-  if (width > MAX_PNG_SIDE || height > MAX_PNG_SIDE) throw new PngError(`${name}: cannot write ${width}x${height}: over ${MAX_PNG_SIDE} pixels a side`);
+  if (width > MAX_PNG_SIDE || height > MAX_PNG_SIDE)
+    throw new PngError(`${name}: cannot write ${width}x${height}: over ${MAX_PNG_SIDE} pixels a side`);
   if (![1, 2, 3, 4].includes(channels)) throw new PngError(`${name}: cannot write ${channels} channels (1 to 4)`);
   if (bitDepth !== 8 && bitDepth !== 16) throw new PngError(`${name}: cannot write bit depth ${bitDepth} (8 or 16)`);
   if (bitDepth === 8 ? !(data instanceof Uint8Array) : !(data instanceof Uint16Array)) {
     throw new PngError(`${name}: ${bitDepth}-bit data must be a ${bitDepth === 8 ? 'Uint8Array' : 'Uint16Array'}`);
   }
   if (data.length !== width * height * channels) {
-    throw new PngError(`${name}: ${width}x${height}x${channels} needs ${width * height * channels} samples, got ${data.length}`);
+    throw new PngError(
+      `${name}: ${width}x${height}x${channels} needs ${width * height * channels} samples, got ${data.length}`,
+    );
   }
 }
 
@@ -202,14 +220,20 @@ export function encodePng(img: Image, name = 'output'): Buffer {
   checkImage(img, name);
   const colorType = [0, 0, 4, 2, 6][img.channels];
   // pngjs wants the samples as bytes in machine order (16-bit: a Uint16Array's own buffer, from offset 0).
-  const raw = img.bitDepth === 8 ? Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength) : Buffer.from(new Uint16Array(img.data).buffer);
+  const raw =
+    img.bitDepth === 8
+      ? Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength)
+      : Buffer.from(new Uint16Array(img.data).buffer);
   const png = { width: img.width, height: img.height, data: raw };
-  return PNG.sync.write(png as unknown as pngjs.PNG, {
-    colorType,
-    inputColorType: colorType,
-    bitDepth: img.bitDepth,
-    inputHasAlpha: img.channels === 2 || img.channels === 4,
-  } as pngjs.PackerOptions);
+  return PNG.sync.write(
+    png as unknown as pngjs.PNG,
+    {
+      colorType,
+      inputColorType: colorType,
+      bitDepth: img.bitDepth,
+      inputHasAlpha: img.channels === 2 || img.channels === 4,
+    } as pngjs.PackerOptions,
+  );
 }
 
 function ioMessage(e: unknown, verb: string, file: string): string {

@@ -14,10 +14,17 @@ function fmtTime(s: number): string {
   if (!Number.isFinite(s)) return '--';
   if (s < 60) return `${s.toFixed(0)}s`;
   const m = Math.floor(s / 60);
-  return m < 60 ? `${m}m${String(Math.round(s - 60 * m)).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+  return m < 60
+    ? `${m}m${String(Math.round(s - 60 * m)).padStart(2, '0')}s`
+    : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
-export function progress(label: string, unit = 'steps', stream: NodeJS.WriteStream = process.stderr, quiet = false): Progress {
+export function progress(
+  label: string,
+  unit = 'steps',
+  stream: NodeJS.WriteStream = process.stderr,
+  quiet = false,
+): Progress {
   const begun = performance.now();
   // the rate and ETA count from the end of the last stage, not from the preparation before it
   let start = begun;

@@ -70,7 +70,9 @@ export interface Bullmq {
     opts: WorkerOptions,
   ) => Worker;
   /** Thrown by a processor: the job fails at once, whatever attempts are left. */
-  UnrecoverableError: new (message: string) => Error;
+  UnrecoverableError: new (
+    message: string,
+  ) => Error;
 }
 
 /** Load bullmq and ioredis, or throw a message naming the fix. */

@@ -88,7 +88,8 @@ export function checkRedisUrl(url: string | undefined): string {
   } catch {
     throw new Error(`--redis ${url}: not a URL; give redis://host:port (or rediss:// for TLS)`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`--redis ${url}: give a redis:// or rediss:// URL`);
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new Error(`--redis ${url}: give a redis:// or rediss:// URL`);
   return url;
 }
 
@@ -98,7 +99,11 @@ export function checkRedisUrl(url: string | undefined): string {
  * `blocking` connections (workers) must never give up a command: BullMQ needs maxRetriesPerRequest = null there.
  */
 export async function connectRedis(Redis: RedisCtor, url: string, blocking: boolean): Promise<RedisClient> {
-  const probe = new Redis(checkRedisUrl(url), { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  const probe = new Redis(checkRedisUrl(url), {
+    lazyConnect: true,
+    retryStrategy: () => null,
+    maxRetriesPerRequest: 0,
+  });
   let cause = '';
   probe.on('error', (e: Error) => (cause ||= e.message)); // the socket's error (ECONNREFUSED...); connect() only says "closed"
   try {
@@ -107,7 +112,9 @@ export async function connectRedis(Redis: RedisCtor, url: string, blocking: bool
   } catch (e) {
     probe.disconnect();
     const why = (cause || (e as Error).message).replace(/\.+$/, '');
-    throw new Error(`cannot reach Redis at ${url}: ${why}. Is redis-server running there (scripts/setup-redis.sh installs it)?`);
+    throw new Error(
+      `cannot reach Redis at ${url}: ${why}. Is redis-server running there (scripts/setup-redis.sh installs it)?`,
+    );
   }
   probe.disconnect();
   const client = new Redis(url, { maxRetriesPerRequest: blocking ? null : 3 });
@@ -118,7 +125,8 @@ export async function connectRedis(Redis: RedisCtor, url: string, blocking: bool
 /** Check one request and turn it into job data: absolute paths, bytes within the limit. */
 export function jobData(r: UpscaleRequest): UpscaleJobData {
   if (!r.output) throw new Error('every request needs an output path');
-  if (!r.output.toLowerCase().endsWith('.png')) throw new Error(`${r.output}: the output is written as PNG; give a name ending in .png`);
+  if (!r.output.toLowerCase().endsWith('.png'))
+    throw new Error(`${r.output}: the output is written as PNG; give a name ending in .png`);
   const data: UpscaleJobData = {
     output: isAbsolute(r.output) ? r.output : resolve(r.output),
     steps: r.steps,
@@ -230,7 +238,15 @@ export async function watchUpscales(
   opts: QueueConnectionOptions & { intervalMs?: number; onUpdate?: (s: WatchState) => void; signal?: AbortSignal },
 ): Promise<WatchState> {
   const q = await openQueue(opts);
-  const state: WatchState = { total: ids.length, completed: 0, failed: 0, stepsDone: 0, stepsTotal: 0, failures: [], results: new Map() };
+  const state: WatchState = {
+    total: ids.length,
+    completed: 0,
+    failed: 0,
+    stepsDone: 0,
+    stepsTotal: 0,
+    failures: [],
+    results: new Map(),
+  };
   const stepsOf = new Map<string, number>();
   const doneSteps = new Map<string, number>();
   let pending = [...ids];
@@ -247,7 +263,11 @@ export async function watchUpscales(
           const job = jobs[k] as Job<UpscaleJobData, UpscaleJobResult> | undefined;
           if (!job) {
             state.failed++;
-            state.failures.push({ id, input: '?', reason: 'the job is gone from the queue (removed, or the queue was emptied)' });
+            state.failures.push({
+              id,
+              input: '?',
+              reason: 'the job is gone from the queue (removed, or the queue was emptied)',
+            });
             return;
           }
           const p = job.progress as UpscaleJobProgress | number;

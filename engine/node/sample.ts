@@ -34,9 +34,11 @@ export async function sampleCommand(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  for (const k of ['model', 'in', 'out', 'schedule'] as const) if (!values[k]) throw new Error(`--${k} is required\n\n${HELP}`);
+  for (const k of ['model', 'in', 'out', 'schedule'] as const)
+    if (!values[k]) throw new Error(`--${k} is required\n\n${HELP}`);
   const kind = values.sampler as SamplerKind;
-  if (!SAMPLERS.includes(kind)) throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
+  if (!SAMPLERS.includes(kind))
+    throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
   const eta = values.eta === undefined ? 0 : Number(values.eta);
   if (!Number.isFinite(eta) || eta < 0) throw new Error(`--eta must be a number >= 0, got '${values.eta}'`);
   const schedule = makeSchedule(values.schedule!);
@@ -49,7 +51,9 @@ export async function sampleCommand(argv: string[]): Promise<number> {
   const [B, C, H, W] = cond.shape;
   const cfg = model.config;
   if (C !== cfg.in_channel - cfg.out_channel || C < 1) {
-    throw new Error(`${inFile}: cond has ${C} channels; this model takes a ${cfg.in_channel - cfg.out_channel}-channel condition`);
+    throw new Error(
+      `${inFile}: cond has ${C} channels; this model takes a ${cfg.in_channel - cfg.out_channel}-channel condition`,
+    );
   }
   const same = (name: string) => {
     const e = input.get(name);
@@ -62,7 +66,13 @@ export async function sampleCommand(argv: string[]): Promise<number> {
   const zs = Array.from({ length: T }, (_, t) => same(`z.${t}`));
   const ctx = await openDevice();
   try {
-    const s = await Sampler.build(ctx, model, { batch: B, height: H, width: W, sampler: { kind, schedule, eta }, noise: 'provided' });
+    const s = await Sampler.build(ctx, model, {
+      batch: B,
+      height: H,
+      width: W,
+      sampler: { kind, schedule, eta },
+      noise: 'provided',
+    });
     s.setCondition(toFloat32(cond));
     s.setStart(yT);
     s.setNoise(zs);
@@ -76,7 +86,9 @@ export async function sampleCommand(argv: string[]): Promise<number> {
     });
     const ms = performance.now() - t0;
     await writeFileAtomic(values.out!, writeSafetensors(out, { sampler: kind, schedule: values.schedule! }));
-    console.error(`sampled ${T} steps (${kind}) of [${B}, ${cfg.out_channel}, ${H}, ${W}] in ${(ms / 1000).toFixed(2)} s on ${ctx.adapter.description}; wrote ${values.out}`);
+    console.error(
+      `sampled ${T} steps (${kind}) of [${B}, ${cfg.out_channel}, ${H}, ${W}] in ${(ms / 1000).toFixed(2)} s on ${ctx.adapter.description}; wrote ${values.out}`,
+    );
     s.destroy();
     return 0;
   } finally {

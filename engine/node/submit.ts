@@ -84,7 +84,8 @@ export async function submitCommand(argv: string[]): Promise<number> {
   }
   const redis = checkRedisUrl(values.redis);
   if (positionals.length === 0) throw new Error(`no input images\n\n${SUBMIT_HELP}`);
-  if (!values.out) throw new Error(`-o/--out is required: the folder the workers write the outputs to\n\n${SUBMIT_HELP}`);
+  if (!values.out)
+    throw new Error(`-o/--out is required: the folder the workers write the outputs to\n\n${SUBMIT_HELP}`);
   const int = (v: string | undefined, flag: string, min: number) => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -94,11 +95,13 @@ export async function submitCommand(argv: string[]): Promise<number> {
   const steps = int(values.steps, 'steps', 2);
   const seed = int(values.seed, 'seed', 0);
   const attempts = int(values.attempts, 'attempts', 1);
-  if (values.sampler !== undefined && !SAMPLERS.includes(values.sampler as never)) throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
+  if (values.sampler !== undefined && !SAMPLERS.includes(values.sampler as never))
+    throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
   const eta = values.eta === undefined ? undefined : Number(values.eta);
   if (eta !== undefined && !(eta >= 0)) throw new Error(`--eta must be a number >= 0, got '${values.eta}'`);
   const outDir = resolve(values.out);
-  if (!existsSync(outDir) || !statSync(outDir).isDirectory()) throw new Error(`${values.out}: no such folder (create it first; the workers write there)`);
+  if (!existsSync(outDir) || !statSync(outDir).isDirectory())
+    throw new Error(`${values.out}: no such folder (create it first; the workers write there)`);
   try {
     accessSync(outDir, constants.W_OK);
   } catch {
@@ -116,13 +119,16 @@ export async function submitCommand(argv: string[]): Promise<number> {
     }
     const output = join(outDir, `${basename(f, extname(f))}_sr.png`);
     const other = byOutput.get(output);
-    if (other) throw new Error(`${other} and ${f} would both be written to ${output}: rename one, or submit them separately`);
+    if (other)
+      throw new Error(`${other} and ${f} would both be written to ${output}: rename one, or submit them separately`);
     byOutput.set(output, f);
     return {
       input: values['send-bytes'] ? new Uint8Array(readFileSync(f)) : resolve(f),
       name: f,
       output,
-      steps, seed, eta,
+      steps,
+      seed,
+      eta,
       schedule: values.schedule,
       sampler: values.sampler,
       consistency: values['no-consistency'] ? false : undefined,
@@ -145,7 +151,8 @@ export async function submitCommand(argv: string[]): Promise<number> {
   console.error(
     `${state.completed} done, ${state.failed} failed, of ${state.total}, in ${secs.toFixed(1)} s (${rate.toFixed(1)} images/min)`,
   );
-  for (const f of state.failures) console.error(`  failed: ${f.reason.includes(f.input) ? f.reason : `${f.input}: ${f.reason}`}`);
+  for (const f of state.failures)
+    console.error(`  failed: ${f.reason.includes(f.input) ? f.reason : `${f.input}: ${f.reason}`}`);
   return state.failed > 0 ? 1 : 0;
 }
 
@@ -174,12 +181,16 @@ export async function queueCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const c = s.counts;
-  console.log(`queue '${queue}' at ${redis}: ${c.waiting} waiting, ${c.active} active, ${c.delayed} delayed (to be retried), ${c.completed} done, ${c.failed} failed; ${s.workers} worker${s.workers === 1 ? '' : 's'} connected`);
+  console.log(
+    `queue '${queue}' at ${redis}: ${c.waiting} waiting, ${c.active} active, ${c.delayed} delayed (to be retried), ${c.completed} done, ${c.failed} failed; ${s.workers} worker${s.workers === 1 ? '' : 's'} connected`,
+  );
   if (s.failures.length > 0 && n > 0) {
     console.log(`most recent failures:`);
     for (const f of s.failures) {
       const when = f.finishedOn ? new Date(f.finishedOn).toISOString() : '';
-      console.log(`  job ${f.id} ${when} ${f.reason.includes(f.input) ? f.reason : `${f.input}: ${f.reason}`} (${f.attempts} tr${f.attempts === 1 ? 'y' : 'ies'})`);
+      console.log(
+        `  job ${f.id} ${when} ${f.reason.includes(f.input) ? f.reason : `${f.input}: ${f.reason}`} (${f.attempts} tr${f.attempts === 1 ? 'y' : 'ies'})`,
+      );
     }
   }
   return 0;

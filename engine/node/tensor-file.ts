@@ -15,8 +15,12 @@ export async function openTensorFile(file: string, holds: string): Promise<Tenso
     has: (name) => tensors.has(name),
     get(name, rank) {
       const e = tensors.get(name);
-      if (!e) throw new Error(`${file}: no tensor '${name}' (it should hold ${holds}; found: ${[...tensors.keys()].slice(0, 8).join(', ') || 'none'})`);
-      if (rank !== undefined && e.shape.length !== rank) throw new Error(`${file}: '${name}' has shape [${e.shape}], expected ${rank} dimensions`);
+      if (!e)
+        throw new Error(
+          `${file}: no tensor '${name}' (it should hold ${holds}; found: ${[...tensors.keys()].slice(0, 8).join(', ') || 'none'})`,
+        );
+      if (rank !== undefined && e.shape.length !== rank)
+        throw new Error(`${file}: '${name}' has shape [${e.shape}], expected ${rank} dimensions`);
       return e;
     },
   };

@@ -4,8 +4,18 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { UNetConfig } from '../../weights-format/config.ts';
 import {
-  castFloat, encodeModel, expectedParamShapes, f32Entry, loadModel, parseReferenceOptions, readSafetensors, toFloat32, validateConfig,
-  writeSafetensors, type Schedule, type SR3Model,
+  castFloat,
+  encodeModel,
+  expectedParamShapes,
+  f32Entry,
+  loadModel,
+  parseReferenceOptions,
+  readSafetensors,
+  toFloat32,
+  validateConfig,
+  writeSafetensors,
+  type Schedule,
+  type SR3Model,
 } from '../../weights-format/index.ts';
 import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
 import { imageToTensors } from '../image.ts';
@@ -67,8 +77,15 @@ and <out>.loss.png (the loss curve). Ctrl-C saves a checkpoint and exits.`;
 export function parseBlur(spec: string | undefined): { p: number; s0: number; s1: number; radius: number } | null {
   if (spec === undefined || spec === 'off') return null;
   const v = spec.split(':').map(Number);
-  if (v.length !== 3 || v.some((x) => !Number.isFinite(x)) || !(v[0] >= 0 && v[0] <= 1) || !(v[1] > 0 && v[2] >= v[1] && v[2] <= 2.5)) {
-    throw new Error(`--blur must be p:s0:s1 with p in [0, 1] and 0 < s0 <= s1 <= 2.5 (e.g. 0.5:0.4:0.6), got '${spec}'`);
+  if (
+    v.length !== 3 ||
+    v.some((x) => !Number.isFinite(x)) ||
+    !(v[0] >= 0 && v[0] <= 1) ||
+    !(v[1] > 0 && v[2] >= v[1] && v[2] <= 2.5)
+  ) {
+    throw new Error(
+      `--blur must be p:s0:s1 with p in [0, 1] and 0 < s0 <= s1 <= 2.5 (e.g. 0.5:0.4:0.6), got '${spec}'`,
+    );
   }
   return { p: v[0], s0: v[1], s1: v[2], radius: Math.max(1, Math.ceil(3 * v[2])) };
 }
@@ -125,7 +142,8 @@ function randomCrop(p: Photo, size: number, rnd: () => number, dst: Float32Array
       let sy = y;
       for (let r = 0; r < rot; r++) [sx, sy] = [sy, size - 1 - sx];
       const s = ((y0 + sy) * img.width + x0 + sx) * C;
-      for (let c = 0; c < 3; c++) dst[off + (c * size + y) * size + x] = (img.data[s + Math.min(c, C - 1)] / max) * 2 - 1;
+      for (let c = 0; c < 3; c++)
+        dst[off + (c * size + y) * size + x] = (img.data[s + Math.min(c, C - 1)] / max) * 2 - 1;
     }
 }
 
@@ -170,7 +188,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
   if (!values.out) throw new Error(`--out is required\n\n${HELP}`);
   const num = (k: keyof typeof values, min: number, int = true): number => {
     const v = Number(values[k]);
-    if (!Number.isFinite(v) || v < min || (int && !Number.isInteger(v))) throw new Error(`--${String(k)} must be ${int ? 'an integer' : 'a number'} >= ${min}, got '${values[k]}'`);
+    if (!Number.isFinite(v) || v < min || (int && !Number.isInteger(v)))
+      throw new Error(`--${String(k)} must be ${int ? 'an integer' : 'a number'} >= ${min}, got '${values[k]}'`);
     return v;
   };
   const scale = num('scale', 1);
@@ -190,8 +209,12 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const dtypes: Record<string, 'F32' | 'F16' | 'BF16'> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
   const stateDtype = dtypes[values['state-dtype']!];
   if (!stateDtype) throw new Error(`--state-dtype must be f32, f16 or bf16, got '${values['state-dtype']}'`);
-  if (values.moments !== 'keep' && values.moments !== 'drop') throw new Error(`--moments must be keep or drop, got '${values.moments}'`);
-  if (values.resume && values.init) throw new Error('--resume and --init exclude each other: --resume continues a run, --init starts a new one from weights');
+  if (values.moments !== 'keep' && values.moments !== 'drop')
+    throw new Error(`--moments must be keep or drop, got '${values.moments}'`);
+  if (values.resume && values.init)
+    throw new Error(
+      '--resume and --init exclude each other: --resume continues a run, --init starts a new one from weights',
+    );
   let savedObjective: string | undefined;
   let savedTarget: TrainTarget | undefined;
   if (values.resume) {
@@ -204,11 +227,19 @@ export async function trainCommand(argv: string[]): Promise<number> {
     }
   }
   const target = (values.target ?? savedTarget ?? 'hr') as TrainTarget;
-  if (target !== 'hr' && target !== 'residual') throw new Error(`--target must be hr or residual, got '${values.target}'`);
-  if (savedTarget && savedTarget !== target) throw new Error(`${values.resume} was trained with --target ${savedTarget}; cannot continue it as ${target} (use --init to start a new run from its weights)`);
+  if (target !== 'hr' && target !== 'residual')
+    throw new Error(`--target must be hr or residual, got '${values.target}'`);
+  if (savedTarget && savedTarget !== target)
+    throw new Error(
+      `${values.resume} was trained with --target ${savedTarget}; cannot continue it as ${target} (use --init to start a new run from its weights)`,
+    );
   const objective = (values.objective ?? savedObjective ?? 'diffusion') as 'diffusion' | 'regression';
-  if (objective !== 'diffusion' && objective !== 'regression') throw new Error(`--objective must be diffusion or regression, got '${values.objective}'`);
-  if (savedObjective && savedObjective !== objective) throw new Error(`${values.resume} was trained with --objective ${savedObjective}; cannot continue it as ${objective}`);
+  if (objective !== 'diffusion' && objective !== 'regression')
+    throw new Error(`--objective must be diffusion or regression, got '${values.objective}'`);
+  if (savedObjective && savedObjective !== objective)
+    throw new Error(
+      `${values.resume} was trained with --objective ${savedObjective}; cannot continue it as ${objective}`,
+    );
   const lossKind = (values.loss ?? (objective === 'regression' ? 'l2' : 'l1')) as 'l1' | 'l2';
   if (lossKind !== 'l1' && lossKind !== 'l2') throw new Error(`--loss must be l1 or l2`);
   const reduction = values.reduction as 'sum' | 'mean';
@@ -240,14 +271,18 @@ export async function trainCommand(argv: string[]): Promise<number> {
       stepsDone = Number(st.metadata.step ?? 0);
       adamSteps = Number(st.metadata.adam_step ?? stepsDone);
       if (!state.has('adam_m')) {
-        console.error(`note: ${sf} has no optimizer moments: a fresh Adam from step ${stepsDone}${warmup ? ` with ${warmup} warm-up steps` : ' (consider --warmup)'}`);
+        console.error(
+          `note: ${sf} has no optimizer moments: a fresh Adam from step ${stepsDone}${warmup ? ` with ${warmup} warm-up steps` : ' (consider --warmup)'}`,
+        );
         adamSteps = 0;
       }
     } else {
       // a model alone (e.g. the EMA weights a GPU slice brings back): its step count from the metadata, a fresh Adam
       const recorded = Number(JSON.parse(m.metadata.training ?? '{}').steps ?? 0);
       stepsDone = Number.isInteger(recorded) && recorded > 0 ? recorded : 0;
-      console.error(`note: ${sf} not found: resuming the weights (step ${stepsDone}) with a fresh optimizer${warmup ? ` and ${warmup} warm-up steps` : ' (consider --warmup)'}`);
+      console.error(
+        `note: ${sf} not found: resuming the weights (step ${stepsDone}) with a fresh optimizer${warmup ? ` and ${warmup} warm-up steps` : ' (consider --warmup)'}`,
+      );
     }
   } else {
     const c = values.config!;
@@ -255,18 +290,24 @@ export async function trainCommand(argv: string[]): Promise<number> {
     else if (existsSync(c)) {
       const parsed = parseReferenceOptions(readFileSync(c, 'utf8'), c);
       cfg = validateConfig({ ...parsed.unet, norm_groups: parsed.unet.norm_groups ?? 32 }, c);
-    } else throw new Error(`--config: '${c}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an options file`);
+    } else
+      throw new Error(`--config: '${c}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an options file`);
     schedule = parseSchedule(values.schedule!);
     start = initParams(cfg, seed);
   }
   const f = 2 ** (cfg.channel_mults.length - 1);
-  if (patch % f || patch % scale) throw new Error(`--patch ${patch} must be a multiple of ${f} (the model's levels) and of the scale ${scale}`);
+  if (patch % f || patch % scale)
+    throw new Error(`--patch ${patch} must be a multiple of ${f} (the model's levels) and of the scale ${scale}`);
   const tables = makeSchedule(schedule);
   const T = tables.betas.length;
 
   // ---- data
-  if (!existsSync(values.data) || !statSync(values.data).isDirectory()) throw new Error(`${values.data}: no such folder of training images`);
-  const files = readdirSync(values.data).filter((n) => /\.(png|jpe?g)$/i.test(n)).sort().map((n) => join(values.data!, n));
+  if (!existsSync(values.data) || !statSync(values.data).isDirectory())
+    throw new Error(`${values.data}: no such folder of training images`);
+  const files = readdirSync(values.data)
+    .filter((n) => /\.(png|jpe?g)$/i.test(n))
+    .sort()
+    .map((n) => join(values.data!, n));
   if (!files.length) throw new Error(`${values.data}: no PNG or JPEG images`);
   const photos: Photo[] = [];
   for (const file of files) {
@@ -289,7 +330,16 @@ export async function trainCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', onSig);
   try {
     const weights = { config: cfg, param: (n: string) => (start instanceof Map ? start.get(n)! : start.param(n)) };
-    const tg = await TrainGraph.build(ctx, weights, { batch: B, height: patch, width: patch, loss: lossKind, reduction, adam: { lr }, objective, target });
+    const tg = await TrainGraph.build(ctx, weights, {
+      batch: B,
+      height: patch,
+      width: patch,
+      loss: lossKind,
+      reduction,
+      adam: { lr },
+      objective,
+      target,
+    });
     // condition from the HR batch on the GPU: LR = antialiased downscale, condition = bicubic upscale, clamped
     const rs = await Resampler.create(ctx);
     const lrBuf = ctx.buffer(B * 3 * (patch / scale) ** 2 * 4, 'train.lr');
@@ -300,9 +350,36 @@ export async function trainCommand(argv: string[]): Promise<number> {
     const sigmaBuf = blur ? ctx.buffer(Math.max(16, B * 4), 'train.blur_sigma') : null;
     const lrBlur = blur ? ctx.buffer(B * 3 * lp * lp * 4, 'train.lr_blur') : lrBuf;
     tg.prelude = [
-      rs.downscale({ input: tg.hr, output: lrBuf, batch: B, channels: 3, inH: patch, inW: patch, factor: scale, kernel: BICUBIC_TORCH_AA }),
-      ...(blur ? [await gaussianBlur(ctx, { B, C: 3, H: lp, W: lp, radius: blur.radius }, { sigma: sigmaBuf!, input: lrBuf, output: lrBlur })] : []),
-      rs.upscale({ input: lrBlur, output: tg.cond, batch: B, channels: 3, inH: lp, inW: lp, factor: scale, kernel: BICUBIC_TORCH, clamp: true }),
+      rs.downscale({
+        input: tg.hr,
+        output: lrBuf,
+        batch: B,
+        channels: 3,
+        inH: patch,
+        inW: patch,
+        factor: scale,
+        kernel: BICUBIC_TORCH_AA,
+      }),
+      ...(blur
+        ? [
+            await gaussianBlur(
+              ctx,
+              { B, C: 3, H: lp, W: lp, radius: blur.radius },
+              { sigma: sigmaBuf!, input: lrBuf, output: lrBlur },
+            ),
+          ]
+        : []),
+      rs.upscale({
+        input: lrBlur,
+        output: tg.cond,
+        batch: B,
+        channels: 3,
+        inH: lp,
+        inW: lp,
+        factor: scale,
+        kernel: BICUBIC_TORCH,
+        clamp: true,
+      }),
       noiseFill.dispatch,
     ];
     if (clip > 0) {
@@ -323,7 +400,8 @@ export async function trainCommand(argv: string[]): Promise<number> {
       const p = state.get('params');
       if (p && p.length !== tg.nParams) throw new Error('the .state file does not match this model');
       if (m || v) {
-        if (!m || !v || m.length !== tg.nParams || v.length !== tg.nParams) throw new Error('the .state file does not match this model');
+        if (!m || !v || m.length !== tg.nParams || v.length !== tg.nParams)
+          throw new Error('the .state file does not match this model');
         ctx.write(tg.adamM!, m);
         ctx.write(tg.adamV!, v);
       }
@@ -334,17 +412,38 @@ export async function trainCommand(argv: string[]): Promise<number> {
       const params = tg.byName(emaBuf ? await ctx.read(emaBuf, tg.nParams * 4) : await tg.readParams());
       const stepsNow = stepsDone + step;
       const extra = {
-        objective, target, steps: stepsNow, batch: B, patch, lr, loss: lossKind, reduction, ema, clip, blur: values.blur ?? null,
-        init: values.init ? basename(values.init) : undefined, data: basename(resolve(values.data!)), images: photos.length,
+        objective,
+        target,
+        steps: stepsNow,
+        batch: B,
+        patch,
+        lr,
+        loss: lossKind,
+        reduction,
+        ema,
+        clip,
+        blur: values.blur ?? null,
+        init: values.init ? basename(values.init) : undefined,
+        data: basename(resolve(values.data!)),
+        images: photos.length,
       };
-      await writeFileAtomic(out, encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra, dtype: stateDtype }));
+      await writeFileAtomic(
+        out,
+        encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra, dtype: stateDtype }),
+      );
       const entry = (data: Float32Array) => castFloat(f32Entry([tg.nParams], data), stateDtype, 'state');
       const st: [string, ReturnType<typeof f32Entry>][] = [['params', entry(await tg.readParams())]];
       if (values.moments === 'keep') {
-        st.push(['adam_m', entry(await ctx.read(tg.adamM!, tg.nParams * 4))], ['adam_v', entry(await ctx.read(tg.adamV!, tg.nParams * 4))]);
+        st.push(
+          ['adam_m', entry(await ctx.read(tg.adamM!, tg.nParams * 4))],
+          ['adam_v', entry(await ctx.read(tg.adamV!, tg.nParams * 4))],
+        );
       }
       if (emaBuf) st.push(['ema', entry(await ctx.read(emaBuf, tg.nParams * 4))]);
-      await writeFileAtomic(`${out}.state.safetensors`, writeSafetensors(st, { step: String(stepsNow), adam_step: String(tg.steps) }));
+      await writeFileAtomic(
+        `${out}.state.safetensors`,
+        writeSafetensors(st, { step: String(stepsNow), adam_step: String(tg.steps) }),
+      );
       if (!values.quiet) console.error(`${why}: saved ${out} at step ${stepsNow}`);
     };
     if (state?.get('params')) ctx.write(tg.params, state.get('params')!);
@@ -388,18 +487,31 @@ export async function trainCommand(argv: string[]): Promise<number> {
       tg.submit(true, lrNow);
       prepare(); // the next batch's crops while the GPU works
       const lossV = (await ctx.read(tg.lossValue, 4))[0];
-      if (!Number.isFinite(lossV)) throw new Error(`the loss became ${lossV} at step ${stepsDone + step + 1}: lower --lr (now ${lr}) or add --warmup`);
+      if (!Number.isFinite(lossV))
+        throw new Error(
+          `the loss became ${lossV} at step ${stepsDone + step + 1}: lower --lr (now ${lr}) or add --warmup`,
+        );
       step++;
       if (Number.isNaN(firstLoss)) firstLoss = lossV;
       lastLoss = lossV;
       history.push({ step: stepsDone + step, loss: lossV });
-      appendFileSync(logFile, JSON.stringify({ step: stepsDone + step, loss: lossV, lr: lrNow, seconds: +((performance.now() - t0) / 1000).toFixed(3) }) + '\n');
+      appendFileSync(
+        logFile,
+        JSON.stringify({
+          step: stepsDone + step,
+          loss: lossV,
+          lr: lrNow,
+          seconds: +((performance.now() - t0) / 1000).toFixed(3),
+        }) + '\n',
+      );
       bar.update(step, total || step);
       if (step === 1) tFirst = performance.now();
       const now = performance.now();
       if (reportEvery > 0 && now - tReport >= reportEvery * 1000 && step > 1) {
         const r = (step - 1) / ((now - tFirst) / 1000);
-        console.error(`step ${stepsDone + step}: loss ${lossV.toFixed(3)}, ${r.toFixed(3)} steps/s, ${(r * B).toFixed(2)} images/s (${patch}px, batch ${B})`);
+        console.error(
+          `step ${stepsDone + step}: loss ${lossV.toFixed(3)}, ${r.toFixed(3)} steps/s, ${(r * B).toFixed(2)} images/s (${patch}px, batch ${B})`,
+        );
         tReport = now;
       }
       if (step % saveEvery === 0) await save('checkpoint');

@@ -72,7 +72,8 @@ export function parseUpscaleArgs(argv: string[], help = ''): UpscaleArgs | undef
   if (positionals.length === 0) throw new Error(`no input image${usage}`);
   if (!values.out) throw new Error(`-o/--out is required${usage}`);
   const sampler = values.sampler as SamplerKind;
-  if (!SAMPLERS.includes(sampler)) throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
+  if (!SAMPLERS.includes(sampler))
+    throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
   const steps = values.steps === undefined ? undefined : integerArg(values.steps, 'steps', 2, MAX_STEPS);
   const schedule = values.schedule ?? defaultSchedule(steps ?? DEFAULT_STEPS, sampler);
   try {
@@ -82,7 +83,8 @@ export function parseUpscaleArgs(argv: string[], help = ''): UpscaleArgs | undef
   }
   let eta: number | undefined;
   if (values.eta !== undefined) {
-    if (sampler !== 'ddim') throw new Error(`--eta is DDIM's: it needs --sampler ddim (the ${sampler} sampler has no eta)`);
+    if (sampler !== 'ddim')
+      throw new Error(`--eta is DDIM's: it needs --sampler ddim (the ${sampler} sampler has no eta)`);
     eta = Number(values.eta.trim());
     // 0 is deterministic DDIM, 1 DDPM-like; above 1 the added noise outgrows what the step removes
     if (values.eta.trim() === '' || !Number.isFinite(eta) || eta < 0 || eta > 1) {
@@ -143,7 +145,10 @@ export interface OutputPlan {
  * b/x.jpg) get distinct names (`x`, `x-2`, ...) and a note says so; a file listed twice is upscaled once. Refuses any
  * target that is one of the inputs.
  */
-export function planOutputs(inputs: string[], o: { out: string; toDir: boolean; samples: number; scale: number }): OutputPlan {
+export function planOutputs(
+  inputs: string[],
+  o: { out: string; toDir: boolean; samples: number; scale: number },
+): OutputPlan {
   const notes: string[] = [];
   const seen = new Map<string, string>();
   const files: string[] = [];
@@ -169,16 +174,21 @@ export function planOutputs(inputs: string[], o: { out: string; toDir: boolean; 
       while (taken.has(key(`${name}-${k}`)) || stems.has(key(`${name}-${k}`))) k++;
       const first = files.find((f) => key(stem(f)) === key(name));
       name = `${name}-${k}`;
-      notes.push(`note: ${first} and ${file} have the same name; ${file}'s output is named ${name}_sr${o.scale}x${o.samples > 1 ? '_s<k>' : ''}.png`);
+      notes.push(
+        `note: ${first} and ${file} have the same name; ${file}'s output is named ${name}_sr${o.scale}x${o.samples > 1 ? '_s<k>' : ''}.png`,
+      );
     }
     taken.add(key(name));
-    const targets = Array.from({ length: o.samples }, (_, k) => join(o.out, `${name}_sr${o.scale}x${o.samples > 1 ? `_s${k}` : ''}.png`));
+    const targets = Array.from({ length: o.samples }, (_, k) =>
+      join(o.out, `${name}_sr${o.scale}x${o.samples > 1 ? `_s${k}` : ''}.png`),
+    );
     return { file, targets };
   });
   for (const { targets } of jobs) {
     for (const t of targets) {
       const input = seen.get(resolve(t));
-      if (input !== undefined) throw new Error(`${t}: this output would overwrite the input ${input}; choose another -o`);
+      if (input !== undefined)
+        throw new Error(`${t}: this output would overwrite the input ${input}; choose another -o`);
     }
   }
   return { jobs, notes };

@@ -68,7 +68,8 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
   const files = expandInputs(a.inputs);
   const toDir = files.length > 1 || a.inputs.some(isDir) || samples > 1 || isDir(out) || out.endsWith('/');
   if (toDir) {
-    if (!existsSync(out)) throw new Error(`${out}: no such folder (create it first, or give a .png file name for a single image)`);
+    if (!existsSync(out))
+      throw new Error(`${out}: no such folder (create it first, or give a .png file name for a single image)`);
     if (!statSync(out).isDirectory()) throw new Error(`${out}: not a folder; several outputs need a folder`);
   } else if (extname(out).toLowerCase() !== '.png') {
     throw new Error(`${out}: the output is written as PNG; give a file name ending in .png or a folder`);
@@ -80,10 +81,12 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
     throw new Error(`${outDir}: cannot write there (missing folder or no permission)`);
   }
   const modelFile = a.model ?? DEFAULT_MODEL;
-  if (!a.model && !existsSync(modelFile)) throw new Error(`the bundled model ${modelFile} is missing: reinstall, or pass --model`);
+  if (!a.model && !existsSync(modelFile))
+    throw new Error(`the bundled model ${modelFile} is missing: reinstall, or pass --model`);
   const model = await openModel(modelFile, { config: a.config });
   const { scale, m } = { ...conditionRecipe(model), m: modelMultiple(model) };
-  if (a.tile !== undefined && a.tile < m) throw new Error(`--tile ${a.tile} is smaller than this model's multiple of ${m}; give at least ${m}`);
+  if (a.tile !== undefined && a.tile < m)
+    throw new Error(`--tile ${a.tile} is smaller than this model's multiple of ${m}; give at least ${m}`);
   const plan = planOutputs(files, { out, toDir, samples, scale });
   // the headers only: an input whose output the PNG writer would refuse is refused now, before it is even decoded
   const inputs: { file: string; targets: string[]; bytes: Uint8Array }[] = [];
@@ -97,16 +100,30 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
 
   // one upscaler for every image: the device, the model's weights and the sampler of each image size are built once
   const up = await createUpscaler({
-    model, schedule, sampler, eta: a.eta, samples, consistency: a.consistency, tile: a.tile, overlap: a.overlap,
+    model,
+    schedule,
+    sampler,
+    eta: a.eta,
+    samples,
+    consistency: a.consistency,
+    tile: a.tile,
+    overlap: a.overlap,
   });
   try {
     if (!a.quiet) {
-      console.error(`model ${basename(modelFile)} (${scale}x), ${sampler} sampler, schedule ${schedule}, seed ${seed}, on ${up.device.adapter.description}`);
+      console.error(
+        `model ${basename(modelFile)} (${scale}x), ${sampler} sampler, schedule ${schedule}, seed ${seed}, on ${up.device.adapter.description}`,
+      );
     }
     const t0 = performance.now();
     for (const { file, targets, bytes } of inputs) {
       const img = decodeImage(bytes, file, inputLimits(scale));
-      const bar = progress(`${basename(file)} ${img.width}x${img.height} -> ${img.width * scale}x${img.height * scale}`, 'steps', process.stderr, a.quiet);
+      const bar = progress(
+        `${basename(file)} ${img.width}x${img.height} -> ${img.width * scale}x${img.height * scale}`,
+        'steps',
+        process.stderr,
+        a.quiet,
+      );
       bar.stage('preparing');
       const r = await up.upscale(img, {
         seed,
@@ -118,7 +135,9 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
     }
     const secs = (performance.now() - t0) / 1000;
     if (!a.quiet && inputs.length > 1) {
-      console.error(`${inputs.length} images in ${secs.toFixed(1)} s (${(inputs.length / secs).toFixed(2)} images/s, one upscaler)`);
+      console.error(
+        `${inputs.length} images in ${secs.toFixed(1)} s (${(inputs.length / secs).toFixed(2)} images/s, one upscaler)`,
+      );
     }
     return 0;
   } finally {

@@ -49,15 +49,29 @@ after --lock-duration). Exit status 0 after a clean stop, 3 when the GPU device 
 class InputError extends Error {}
 
 /** Sampling options of a job, checked. */
-function jobOptions(d: UpscaleJobData): { schedule: string; sampler: SamplerKind; eta?: number; seed: number; consistency: boolean } {
+function jobOptions(d: UpscaleJobData): {
+  schedule: string;
+  sampler: SamplerKind;
+  eta?: number;
+  seed: number;
+  consistency: boolean;
+} {
   const steps = d.steps ?? DEFAULT_STEPS;
-  if (!Number.isInteger(steps) || steps < 2 || steps > 10_000) throw new InputError(`steps must be an integer in [2, 10000], got ${d.steps}`);
+  if (!Number.isInteger(steps) || steps < 2 || steps > 10_000)
+    throw new InputError(`steps must be an integer in [2, 10000], got ${d.steps}`);
   const sampler = (d.sampler ?? DEFAULT_SAMPLER) as SamplerKind;
-  if (!SAMPLERS.includes(sampler)) throw new InputError(`sampler must be one of ${SAMPLERS.join(', ')}, got '${d.sampler}'`);
+  if (!SAMPLERS.includes(sampler))
+    throw new InputError(`sampler must be one of ${SAMPLERS.join(', ')}, got '${d.sampler}'`);
   const seed = d.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0) throw new InputError(`seed must be an integer >= 0, got ${d.seed}`);
   if (d.eta !== undefined && !(d.eta >= 0)) throw new InputError(`eta must be a number >= 0, got ${d.eta}`);
-  return { schedule: d.schedule ?? defaultSchedule(steps, sampler), sampler, eta: d.eta, seed, consistency: d.consistency ?? true };
+  return {
+    schedule: d.schedule ?? defaultSchedule(steps, sampler),
+    sampler,
+    eta: d.eta,
+    seed,
+    consistency: d.consistency ?? true,
+  };
 }
 
 /**
@@ -67,7 +81,10 @@ function jobOptions(d: UpscaleJobData): { schedule: string; sampler: SamplerKind
 export interface JobUpscaler {
   readonly description: string;
   readonly scale: number;
-  upscale(img: Image, opts: ReturnType<typeof jobOptions> & { signal?: AbortSignal; onProgress?: (done: number, total: number) => void }): Promise<Image>;
+  upscale(
+    img: Image,
+    opts: ReturnType<typeof jobOptions> & { signal?: AbortSignal; onProgress?: (done: number, total: number) => void },
+  ): Promise<Image>;
   /** Why the device was lost, or null while it works. */
   lost(): string | null;
   /** Destroy the device under the upscaler, as a driver reset would (tests: SR3_WORKER_LOSE_DEVICE). */
@@ -88,8 +105,13 @@ export async function openJobUpscaler(model: SR3Model): Promise<JobUpscaler> {
     scale: up.scale,
     async upscale(img, o) {
       const r = await up.upscale(img, {
-        schedule: o.schedule, sampler: o.sampler, eta: o.eta, seed: o.seed, consistency: o.consistency,
-        signal: o.signal, onProgress: o.onProgress,
+        schedule: o.schedule,
+        sampler: o.sampler,
+        eta: o.eta,
+        seed: o.seed,
+        consistency: o.consistency,
+        signal: o.signal,
+        onProgress: o.onProgress,
       });
       return r.image as Image;
     },
@@ -108,7 +130,10 @@ async function readJobInput(d: UpscaleJobData, scale: number): Promise<Image> {
   try {
     if (d.inputBase64 !== undefined) {
       const bytes = Buffer.from(d.inputBase64, 'base64');
-      if (bytes.byteLength > MAX_INLINE_BYTES) throw new InputError(`${d.name ?? 'input'}: ${bytes.byteLength} bytes sent in the job, over the ${MAX_INLINE_BYTES}-byte limit`);
+      if (bytes.byteLength > MAX_INLINE_BYTES)
+        throw new InputError(
+          `${d.name ?? 'input'}: ${bytes.byteLength} bytes sent in the job, over the ${MAX_INLINE_BYTES}-byte limit`,
+        );
       img = decodeImage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), d.name ?? 'input');
     } else if (d.input) {
       img = await readImage(d.input);
@@ -121,7 +146,9 @@ async function readJobInput(d: UpscaleJobData, scale: number): Promise<Image> {
   }
   const [W, H] = [img.width * scale, img.height * scale];
   if (W > MAX_PNG_SIDE || H > MAX_PNG_SIDE || W * H > MAX_PNG_PIXELS) {
-    throw new InputError(`${d.input ?? d.name}: ${img.width}x${img.height} is too large: its ${W}x${H} output is over the PNG limits (${MAX_PNG_SIDE} a side, ${MAX_PNG_PIXELS} pixels)`);
+    throw new InputError(
+      `${d.input ?? d.name}: ${img.width}x${img.height} is too large: its ${W}x${H} output is over the PNG limits (${MAX_PNG_SIDE} a side, ${MAX_PNG_PIXELS} pixels)`,
+    );
   }
   return img;
 }
@@ -164,12 +191,19 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
   const modelFile = opts.model ?? DEFAULT_MODEL;
   const model = await openModel(modelFile, { config: opts.config, log });
   let up = await openJobUpscaler(model);
-  log(`worker ${name}: model ${basename(modelFile)} (${up.scale}x) on ${up.description}, queue ${opts.queue ?? DEFAULT_QUEUE} at ${opts.redis}`);
+  log(
+    `worker ${name}: model ${basename(modelFile)} (${up.scale}x) on ${up.description}, queue ${opts.queue ?? DEFAULT_QUEUE} at ${opts.redis}`,
+  );
   const w = opts.warmup ?? 32;
   if (w > 0) {
     const t0 = performance.now();
     const img: Image = { width: w, height: w, channels: 3, bitDepth: 8, data: new Uint8Array(w * w * 3).fill(128) };
-    await up.upscale(img, { schedule: defaultSchedule(2, DEFAULT_SAMPLER), sampler: DEFAULT_SAMPLER, seed: 0, consistency: true });
+    await up.upscale(img, {
+      schedule: defaultSchedule(2, DEFAULT_SAMPLER),
+      sampler: DEFAULT_SAMPLER,
+      seed: 0,
+      consistency: true,
+    });
     log(`worker ${name}: warmed up on a ${w}x${w} image in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
 
@@ -202,17 +236,24 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
   const loseAt = Number(process.env.SR3_WORKER_LOSE_DEVICE ?? 0);
   let jobsStarted = 0;
   let stopping: Promise<void> | null = null;
-  const processor = async (job: Job<UpscaleJobData, UpscaleJobResult>, _token?: string, signal?: AbortSignal): Promise<UpscaleJobResult> => {
+  const processor = async (
+    job: Job<UpscaleJobData, UpscaleJobResult>,
+    _token?: string,
+    signal?: AbortSignal,
+  ): Promise<UpscaleJobResult> => {
     const t0 = performance.now();
     const d = job.data;
     const label = `job ${job.id} (${d.input ?? d.name ?? 'bytes'})`;
     try {
       if (!(await recover())) throw new Error(`${name}: the GPU device is gone`);
-      if (!d || typeof d.output !== 'string' || !d.output.toLowerCase().endsWith('.png')) throw new InputError('the job has no output .png path');
+      if (!d || typeof d.output !== 'string' || !d.output.toLowerCase().endsWith('.png'))
+        throw new InputError('the job has no output .png path');
       const o = jobOptions(d);
       const retry = job.attemptsStarted > 1 || job.stalledCounter > 0;
       if (retry) await removeStaleTemps(d.output);
-      log(`${label}: started by ${name}${retry ? ` (try ${job.attemptsStarted}, stalled ${job.stalledCounter}x)` : ''}`);
+      log(
+        `${label}: started by ${name}${retry ? ` (try ${job.attemptsStarted}, stalled ${job.stalledCounter}x)` : ''}`,
+      );
       const img = await readJobInput(d, up.scale);
       if (++jobsStarted === loseAt) up.loseDevice();
       const t1 = performance.now();
@@ -243,7 +284,11 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
       const t3 = performance.now();
       const s = (a: number, b: number) => +((b - a) / 1000).toFixed(3);
       const result: UpscaleJobResult = {
-        output: d.output, width: out.width, height: out.height, worker: name, device: up.description,
+        output: d.output,
+        width: out.width,
+        height: out.height,
+        worker: name,
+        device: up.description,
         seconds: { read: s(t0, t1), upscale: s(t1, t2), write: s(t2, t3), total: s(t0, t3) },
       };
       log(`${label}: done -> ${d.output} (${result.seconds.total} s)`);
@@ -254,7 +299,9 @@ export async function runWorker(opts: WorkerOptions, stop?: Promise<unknown>): P
         log(`${label}: failed for its input, not retried: ${msg}`);
         throw new bullmq.UnrecoverableError(msg);
       }
-      log(`${label}: failed (${msg})${job.attemptsMade + 1 < (job.opts.attempts ?? 1) ? '; it will be tried again' : ''}`);
+      log(
+        `${label}: failed (${msg})${job.attemptsMade + 1 < (job.opts.attempts ?? 1) ? '; it will be tried again' : ''}`,
+      );
       if (up.lost() && !(await recover())) stopping ??= shutdown(true);
       throw e;
     }

@@ -3,7 +3,11 @@
 // and its gradient (shaders/attention_backward.ts).
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import { ATTENTION_UNIFORM, attentionWgsl } from '../../shaders/attention.ts';
-import { ATTENTION_BACKWARD_UNIFORM, attentionBackwardKVWgsl, attentionBackwardQWgsl } from '../../shaders/attention_backward.ts';
+import {
+  ATTENTION_BACKWARD_UNIFORM,
+  attentionBackwardKVWgsl,
+  attentionBackwardQWgsl,
+} from '../../shaders/attention_backward.ts';
 import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../../shaders/attention_gemm.ts';
 import { checkWorkgroups, need, noAlias, sharedScratch, u32s, type BackwardOptions } from './common.ts';
 
@@ -35,7 +39,11 @@ export async function attention(
 const fmtMiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 /** A strided GEMM's uniform (STRIDED_GEMM_WGSL): sizes, alpha, and per operand offset, batch/row/column strides. */
-function gemmUniform(ctx: GpuContext, label: string, g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] }): GPUBuffer {
+function gemmUniform(
+  ctx: GpuContext,
+  label: string,
+  g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] },
+): GPUBuffer {
   const u = new ArrayBuffer(64);
   const w = new Uint32Array(u);
   w.set(u32s([g.M, g.N, g.K, 0, ...g.a, ...g.b, ...g.c], label));
@@ -64,9 +72,24 @@ async function attentionGemm(
   // S(i, j) = scale * sum_c q[c, i] k[c, j]: A(k=c, m=i) = q[c*HW + i], B(k=c, n=j) = k[c*HW + j], C(i, j) = S[i*HW + j]
   const scores: Dispatch = {
     pipeline: gemmP,
-    bindGroup: ctx.bind(gemmP, [bufs.qkv, bufs.qkv, S, gemmUniform(ctx, `${L}.scores`, {
-      M: HW, N: HW, K: C, alpha: 1 / Math.sqrt(C), a: [0, per, HW, 1], b: [C * HW, per, HW, 1], c: [0, HW * HW, HW, 1],
-    })], `${L}.scores`),
+    bindGroup: ctx.bind(
+      gemmP,
+      [
+        bufs.qkv,
+        bufs.qkv,
+        S,
+        gemmUniform(ctx, `${L}.scores`, {
+          M: HW,
+          N: HW,
+          K: C,
+          alpha: 1 / Math.sqrt(C),
+          a: [0, per, HW, 1],
+          b: [C * HW, per, HW, 1],
+          c: [0, HW * HW, HW, 1],
+        }),
+      ],
+      `${L}.scores`,
+    ),
     workgroups: [ceilDiv(HW, 64), ceilDiv(HW, 64), B],
     label: `${L}.scores`,
   };
@@ -80,13 +103,33 @@ async function attentionGemm(
   // out(c, i) = sum_j P(i, j) v[c, j]: m = i, n = c; A(k=j, m=i) = P[i*HW + j], B(k=j, n=c) = v[c*HW + j], C = out[c*HW + i]
   const output: Dispatch = {
     pipeline: gemmP,
-    bindGroup: ctx.bind(gemmP, [S, bufs.qkv, bufs.out, gemmUniform(ctx, `${L}.pv`, {
-      M: HW, N: C, K: HW, alpha: 1, a: [0, HW * HW, 1, HW], b: [2 * C * HW, per, 1, HW], c: [0, C * HW, 1, HW],
-    })], `${L}.pv`),
+    bindGroup: ctx.bind(
+      gemmP,
+      [
+        S,
+        bufs.qkv,
+        bufs.out,
+        gemmUniform(ctx, `${L}.pv`, {
+          M: HW,
+          N: C,
+          K: HW,
+          alpha: 1,
+          a: [0, HW * HW, 1, HW],
+          b: [2 * C * HW, per, 1, HW],
+          c: [0, C * HW, 1, HW],
+        }),
+      ],
+      `${L}.pv`,
+    ),
     workgroups: [ceilDiv(HW, 64), ceilDiv(C, 64), B],
     label: `${L}.pv`,
   };
-  for (const d of [scores, softmax, output]) checkWorkgroups(ctx, d.workgroups.map((v) => v ?? 1), L);
+  for (const d of [scores, softmax, output])
+    checkWorkgroups(
+      ctx,
+      d.workgroups.map((v) => v ?? 1),
+      L,
+    );
   // chained: the shared score buffer is only valid inside the three passes
   scores.next = softmax;
   softmax.next = output;
@@ -110,12 +153,18 @@ export async function attentionBackward(
 ): Promise<Dispatch[]> {
   const L = spec.label ?? 'attention';
   need(spec.C >= 1 && spec.HW >= 1 && spec.B >= 1, `${L}: empty attention`);
-  need(bufs.rowStats.size >= attentionBackwardStatsBytes(spec), `${L}: rowStats of ${bufs.rowStats.size} bytes, needs ${attentionBackwardStatsBytes(spec)}`);
+  need(
+    bufs.rowStats.size >= attentionBackwardStatsBytes(spec),
+    `${L}: rowStats of ${bufs.rowStats.size} bytes, needs ${attentionBackwardStatsBytes(spec)}`,
+  );
   noAlias(L, { dqkv: bufs.dqkv, rowStats: bufs.rowStats }, { qkv: bufs.qkv, dOut: bufs.dOut });
   const R = Math.ceil(spec.C / 16);
   const pq = await ctx.pipeline(attentionBackwardQWgsl(R), { label: 'attention_bwd_q' });
   const pkv = await ctx.pipeline(attentionBackwardKVWgsl(R), { label: 'attention_bwd_kv' });
-  const u = ATTENTION_BACKWARD_UNIFORM.pack({ C: spec.C, HW: spec.HW, scale: 1 / Math.sqrt(spec.C), accumulate: opts.accumulate ? 1 : 0 }, L);
+  const u = ATTENTION_BACKWARD_UNIFORM.pack(
+    { C: spec.C, HW: spec.HW, scale: 1 / Math.sqrt(spec.C), accumulate: opts.accumulate ? 1 : 0 },
+    L,
+  );
   const ub = ctx.uniform(u, `${L}.bwd.u`);
   const list = [bufs.qkv, bufs.dOut, bufs.dqkv, bufs.rowStats, ub];
   const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];

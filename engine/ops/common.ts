@@ -10,7 +10,8 @@ export function dummy(ctx: GpuContext): GPUBuffer {
 /** Uniform fields as u32, each checked to be one (the message names the kernel when a label is given). */
 export function u32s(values: number[], label?: string): Uint32Array {
   for (const v of values) {
-    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new Error(`${label ?? 'kernel'}: parameter out of u32 range: ${v}`);
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
+      throw new Error(`${label ?? 'kernel'}: parameter out of u32 range: ${v}`);
   }
   return new Uint32Array(values);
 }
@@ -31,7 +32,10 @@ export function grid(ctx: GpuContext, n: number, size: number, label?: string): 
 export function checkWorkgroups(ctx: GpuContext, wg: number[], label?: string): void {
   const max = ctx.limits.maxComputeWorkgroupsPerDimension;
   for (const n of wg) {
-    if (n > max) throw new Error(`${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`);
+    if (n > max)
+      throw new Error(
+        `${label}: ${n} workgroups in one dimension, over this device's limit of ${max}; use a smaller image or batch`,
+      );
   }
 }
 
@@ -78,7 +82,7 @@ export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
 
 /** A uniform of u32 fields followed by f32 fields. */
 export function mixedUniform(ctx: GpuContext, ints: number[], floats: number[], label?: string): GPUBuffer {
-  const buf = new ArrayBuffer(Math.max(16, Math.ceil((ints.length + floats.length) * 4 / 16) * 16));
+  const buf = new ArrayBuffer(Math.max(16, Math.ceil(((ints.length + floats.length) * 4) / 16) * 16));
   new Uint32Array(buf, 0, ints.length).set(u32s(ints, label));
   new Float32Array(buf, ints.length * 4, floats.length).set(floats);
   return ctx.uniform(buf, `${label ?? 'kernel'}.u`);
@@ -97,12 +101,17 @@ export function need(cond: unknown, msg: string): void {
  * A buffer written by a dispatch may not be bound anywhere else in it (WebGPU's writable-aliasing rule): check up
  * front, so the mistake reads as a message naming the bindings rather than a validation error later.
  */
-export function noAlias(label: string, written: Record<string, GPUBuffer | undefined>, read: Record<string, GPUBuffer | undefined>): void {
+export function noAlias(
+  label: string,
+  written: Record<string, GPUBuffer | undefined>,
+  read: Record<string, GPUBuffer | undefined>,
+): void {
   const w = Object.entries(written).filter(([, b]) => b);
   const all = [...w, ...Object.entries(read).filter(([, b]) => b)];
   for (const [wn, wb] of w) {
     for (const [n, b] of all) {
-      if (n !== wn && b === wb) throw new Error(`${label}: ${wn} and ${n} must be different buffers (${wn} is written)`);
+      if (n !== wn && b === wb)
+        throw new Error(`${label}: ${wn} and ${n} must be different buffers (${wn} is written)`);
     }
   }
 }

@@ -5,8 +5,24 @@
 // input load (engine/kernels.ts conv2d, NORM).
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../../shaders/groupnorm.ts';
-import { gnApplyWgsl, GN_BWD_APPLY_WGSL, GN_BWD_PARAMS_WGSL, GN_BWD_REDUCE_WGSL } from '../../shaders/groupnorm_backward.ts';
-import { checkWorkgroups, dummy, grid, grid256, need, noAlias, sharedScratch, u32s, writeDummy, type BackwardOptions } from './common.ts';
+import {
+  gnApplyWgsl,
+  GN_BWD_APPLY_WGSL,
+  GN_BWD_PARAMS_WGSL,
+  GN_BWD_REDUCE_WGSL,
+} from '../../shaders/groupnorm_backward.ts';
+import {
+  checkWorkgroups,
+  dummy,
+  grid,
+  grid256,
+  need,
+  noAlias,
+  sharedScratch,
+  u32s,
+  writeDummy,
+  type BackwardOptions,
+} from './common.ts';
 
 export interface GroupNormSpec {
   B: number;
@@ -35,7 +51,7 @@ export async function groupNormStats(
   }
   const vec = spec.HW % 4 === 0;
   // units (vec4s or floats) of one group
-  const perGroup = ((spec.C1 + spec.C2) / spec.groups) * spec.HW / (vec ? 4 : 1);
+  const perGroup = (((spec.C1 + spec.C2) / spec.groups) * spec.HW) / (vec ? 4 : 1);
   const eps = spec.eps ?? 1e-5;
   let P = 1;
   const { target, force } = ctx.options.gnSplit;
@@ -57,13 +73,21 @@ export async function groupNormStats(
     new Float32Array(cu, 24, 1)[0] = eps;
     return {
       pipeline,
-      bindGroup: ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)], spec.label),
+      bindGroup: ctx.bind(
+        pipeline,
+        [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)],
+        spec.label,
+      ),
       workgroups,
       label: spec.label,
       // chained: the shared scratch is only valid between the two passes
       next: {
         pipeline: cp,
-        bindGroup: ctx.bind(cp, [partial, bufs.stats, ctx.uniform(cu, `${spec.label}.combine.u`)], `${spec.label}.combine`),
+        bindGroup: ctx.bind(
+          cp,
+          [partial, bufs.stats, ctx.uniform(cu, `${spec.label}.combine.u`)],
+          `${spec.label}.combine`,
+        ),
         workgroups: grid(ctx, spec.B * spec.groups, 64, spec.label),
         label: `${spec.label}.combine`,
       },
@@ -75,7 +99,11 @@ export async function groupNormStats(
   const u = new ArrayBuffer(32);
   new Uint32Array(u, 0, 5).set(u32s([spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff]));
   new Float32Array(u, 20, 1)[0] = eps;
-  const bindGroup = ctx.bind(pipeline, [bufs.a, bufs.b ?? dummy(ctx), bufs.stats, ctx.uniform(u, `${spec.label}.u`)], spec.label);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.a, bufs.b ?? dummy(ctx), bufs.stats, ctx.uniform(u, `${spec.label}.u`)],
+    spec.label,
+  );
   const workgroups: [number, number] = [spec.groups, spec.B];
   checkWorkgroups(ctx, workgroups, spec.label);
   return { pipeline, bindGroup, workgroups, label: spec.label };
@@ -108,8 +136,16 @@ export async function groupNormBackward(
   ctx: GpuContext,
   spec: GroupNormBackwardSpec,
   bufs: {
-    params: GPUBuffer; a: GPUBuffer; b?: GPUBuffer; dYA: GPUBuffer; dYB?: GPUBuffer; stats: GPUBuffer;
-    grads: GPUBuffer; scratch: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer;
+    params: GPUBuffer;
+    a: GPUBuffer;
+    b?: GPUBuffer;
+    dYA: GPUBuffer;
+    dYB?: GPUBuffer;
+    stats: GPUBuffer;
+    grads: GPUBuffer;
+    scratch: GPUBuffer;
+    dA: GPUBuffer;
+    dB?: GPUBuffer;
   },
   opts: BackwardOptions & { accumulateParams?: boolean } = {},
 ): Promise<Dispatch[]> {
@@ -117,7 +153,10 @@ export async function groupNormBackward(
   const C = spec.C1 + spec.C2;
   need(C % spec.groups === 0, `${L}: ${C} channels do not divide into ${spec.groups} groups`);
   need(spec.C2 === 0 || (bufs.b && bufs.dYB && bufs.dB), `${L}: C2 > 0 needs b, dYB and dB`);
-  need(bufs.scratch.size >= groupNormBackwardScratchBytes(spec), `${L}: scratch of ${bufs.scratch.size} bytes, needs ${groupNormBackwardScratchBytes(spec)}`);
+  need(
+    bufs.scratch.size >= groupNormBackwardScratchBytes(spec),
+    `${L}: scratch of ${bufs.scratch.size} bytes, needs ${groupNormBackwardScratchBytes(spec)}`,
+  );
   noAlias(
     L,
     { grads: bufs.grads, scratch: bufs.scratch, dA: bufs.dA, dB: bufs.dB },
@@ -125,11 +164,23 @@ export async function groupNormBackward(
   );
   const d = dummy(ctx);
   const u = ctx.uniform(
-    u32s([
-      spec.B, spec.C1, spec.C2, spec.HW,
-      spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
-      spec.swish ? 1 : 0, opts.accumulate ? 1 : 0, opts.accumulateParams ? 1 : 0, 0,
-    ], L),
+    u32s(
+      [
+        spec.B,
+        spec.C1,
+        spec.C2,
+        spec.HW,
+        spec.groups,
+        spec.statsOff,
+        spec.gammaOff,
+        spec.betaOff,
+        spec.swish ? 1 : 0,
+        opts.accumulate ? 1 : 0,
+        opts.accumulateParams ? 1 : 0,
+        0,
+      ],
+      L,
+    ),
     `${L}.gn_bwd.u`,
   );
   const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce' });
@@ -163,11 +214,32 @@ export async function groupNormApply(
   noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
   const vec = spec.HW % 4 === 0;
   const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply' });
-  const u = u32s([
-    spec.B, spec.C1, spec.C2, spec.HW,
-    spec.groups, spec.statsOff, spec.gammaOff, spec.betaOff,
-    spec.swish ? 1 : 0, 0, 0, 0,
-  ], L);
-  const bg = ctx.bind(p, [bufs.params, bufs.a, bufs.b ?? dummy(ctx), bufs.stats, bufs.out, ctx.uniform(u, `${L}.gn_apply.u`)], `${L}.gn_apply`);
-  return { pipeline: p, bindGroup: bg, workgroups: grid256(ctx, (spec.B * C * spec.HW) / (vec ? 4 : 1), L), label: `${L}.gn_apply` };
+  const u = u32s(
+    [
+      spec.B,
+      spec.C1,
+      spec.C2,
+      spec.HW,
+      spec.groups,
+      spec.statsOff,
+      spec.gammaOff,
+      spec.betaOff,
+      spec.swish ? 1 : 0,
+      0,
+      0,
+      0,
+    ],
+    L,
+  );
+  const bg = ctx.bind(
+    p,
+    [bufs.params, bufs.a, bufs.b ?? dummy(ctx), bufs.stats, bufs.out, ctx.uniform(u, `${L}.gn_apply.u`)],
+    `${L}.gn_apply`,
+  );
+  return {
+    pipeline: p,
+    bindGroup: bg,
+    workgroups: grid256(ctx, (spec.B * C * spec.HW) / (vec ? 4 : 1), L),
+    label: `${L}.gn_apply`,
+  };
 }

@@ -20,12 +20,35 @@ export async function positionalEncoding(
 /** out[outOff + b*N + n] = bias[n] + W[n, :] . f(in[inOff + b*K + :]), W and bias in the params buffer. */
 export async function linear(
   ctx: GpuContext,
-  spec: { B: number; K: number; N: number; inOff?: number; wOff: number; bOff: number; outOff?: number; swishIn?: boolean; label?: string },
+  spec: {
+    B: number;
+    K: number;
+    N: number;
+    inOff?: number;
+    wOff: number;
+    bOff: number;
+    outOff?: number;
+    swishIn?: boolean;
+    label?: string;
+  },
   bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
   const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear' });
-  const u = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.outOff ?? 0, spec.swishIn ? 1 : 0]);
-  const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
+  const u = u32s([
+    spec.B,
+    spec.K,
+    spec.N,
+    spec.inOff ?? 0,
+    spec.wOff,
+    spec.bOff,
+    spec.outOff ?? 0,
+    spec.swishIn ? 1 : 0,
+  ]);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
+    spec.label,
+  );
   return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.N, 64)], label: spec.label };
 }
 
@@ -57,7 +80,10 @@ export async function linearBackward(
   need(spec.B >= 1 && spec.K >= 1 && spec.N >= 1, `${L}: empty linear`);
   noAlias(L, { grads: bufs.grads, dIn: bufs.dIn }, { params: bufs.params, inp: bufs.inp, dOut: bufs.dOut });
   const sw = spec.swishIn ? 1 : 0;
-  const pw = await ctx.pipeline(LINEAR_DW_WGSL, { label: 'linear_dw', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 } });
+  const pw = await ctx.pipeline(LINEAR_DW_WGSL, {
+    label: 'linear_dw',
+    constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 },
+  });
   const uw = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.dOutOff ?? 0, 0], L);
   const out: Dispatch[] = [
     {
@@ -69,7 +95,10 @@ export async function linearBackward(
   ];
   checkWorkgroups(ctx, [ceilDiv(spec.N * spec.K + spec.N, 64)], L);
   if (bufs.dIn) {
-    const pi = await ctx.pipeline(LINEAR_DIN_WGSL, { label: 'linear_din', constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 } });
+    const pi = await ctx.pipeline(LINEAR_DIN_WGSL, {
+      label: 'linear_din',
+      constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 },
+    });
     const ui = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.dOutOff ?? 0, spec.dInOff ?? 0, 0], L);
     out.push({
       pipeline: pi,

@@ -36,19 +36,35 @@ export async function loss(
   const L = spec.label ?? 'loss';
   need(Number.isInteger(spec.n) && spec.n >= 1, `${L}: n must be a positive integer, got ${spec.n}`);
   need(spec.kind === 'l1' || spec.kind === 'l2', `${L}: unknown loss ${String(spec.kind)} (l1 or l2)`);
-  need(spec.reduction === 'sum' || spec.reduction === 'mean', `${L}: unknown reduction ${String(spec.reduction)} (sum or mean)`);
+  need(
+    spec.reduction === 'sum' || spec.reduction === 'mean',
+    `${L}: unknown reduction ${String(spec.reduction)} (sum or mean)`,
+  );
   const P = reducePartials(spec.n);
   need(bufs.partial.size >= P * 4, `${L}: partial buffer of ${bufs.partial.size} bytes, needs ${P * 4}`);
   noAlias(L, { grad: bufs.grad, partial: bufs.partial }, { pred: bufs.pred, target: bufs.target });
   noAlias(L, { value: bufs.value }, { partial: bufs.partial });
   const r = (spec.scale ?? 1) / (spec.reduction === 'mean' ? spec.n : 1);
-  const p1 = await ctx.pipeline(LOSS_PARTIAL_WGSL, { label: 'loss_partial', constants: { L2: spec.kind === 'l2' ? 1 : 0 } });
+  const p1 = await ctx.pipeline(LOSS_PARTIAL_WGSL, {
+    label: 'loss_partial',
+    constants: { L2: spec.kind === 'l2' ? 1 : 0 },
+  });
   const u1 = mixedUniform(ctx, [spec.n, spec.predOff ?? 0, spec.targetOff ?? 0, spec.gradOff ?? 0], [r], L);
   const p2 = await ctx.pipeline(REDUCE_FINAL_WGSL, { label: 'reduce_final', constants: { SQRT: 0 } });
   const u2 = mixedUniform(ctx, [P, spec.valueOff ?? 0], [r], L);
   return [
-    { pipeline: p1, bindGroup: ctx.bind(p1, [bufs.pred, bufs.target, bufs.grad, bufs.partial, u1], `${L}.partial`), workgroups: [P], label: `${L}.partial` },
-    { pipeline: p2, bindGroup: ctx.bind(p2, [bufs.partial, bufs.value, u2], `${L}.value`), workgroups: [1], label: `${L}.value` },
+    {
+      pipeline: p1,
+      bindGroup: ctx.bind(p1, [bufs.pred, bufs.target, bufs.grad, bufs.partial, u1], `${L}.partial`),
+      workgroups: [P],
+      label: `${L}.partial`,
+    },
+    {
+      pipeline: p2,
+      bindGroup: ctx.bind(p2, [bufs.partial, bufs.value, u2], `${L}.value`),
+      workgroups: [1],
+      label: `${L}.value`,
+    },
   ];
 }
 

@@ -21,10 +21,16 @@ export async function releaseDevice(): Promise<void> {
  * Run `body` on a view of `ctx` with a mixed-precision or tensor-core conv kernel selected; where the device cannot
  * run that kernel, print why and skip (the refusal itself is tested in conv-variants.test.ts).
  */
-export async function withConvKernel(ctx: GpuContext, kernel: 'f16' | 'mma' | 'mma3', body: (ctx: GpuContext) => Promise<void>): Promise<void> {
-  const why = kernel !== 'f16' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
+export async function withConvKernel(
+  ctx: GpuContext,
+  kernel: 'f16' | 'mma' | 'mma3',
+  body: (ctx: GpuContext) => Promise<void>,
+): Promise<void> {
+  const why =
+    kernel !== 'f16' ? (await K.mmaSupport(ctx)).reason : ctx.features.shaderF16 ? undefined : 'no shader-f16';
   if (why) {
-    if (kernel !== 'f16' && process.env.SR3_EXPECT_MMA === '1') throw new Error(`SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${why}`);
+    if (kernel !== 'f16' && process.env.SR3_EXPECT_MMA === '1')
+      throw new Error(`SR3_EXPECT_MMA=1 but the ${kernel} kernel cannot run: ${why}`);
     console.log(`    skipped: ${why}`);
     return;
   }

@@ -11,10 +11,16 @@ export const GOLDEN_CASES = ['tiny', 'groups32'] as const;
 export function goldenModel(name: string): SR3Model {
   const dir = join(FIXTURES, 'golden', name);
   const optionsText = readFileSync(join(dir, 'config.json'), 'utf8');
-  return convertCheckpoint(new Uint8Array(readFileSync(join(dir, 'model_gen.pth'))), { optionsText, inflate: nodeInflateRaw }).model;
+  return convertCheckpoint(new Uint8Array(readFileSync(join(dir, 'model_gen.pth'))), {
+    optionsText,
+    inflate: nodeInflateRaw,
+  }).model;
 }
 
-export function goldenTensors(name: string, file: string): { get(k: string): Float32Array; shape(k: string): number[]; keys: string[]; metadata: Record<string, string> } {
+export function goldenTensors(
+  name: string,
+  file: string,
+): { get(k: string): Float32Array; shape(k: string): number[]; keys: string[]; metadata: Record<string, string> } {
   const st = readSafetensors(new Uint8Array(readFileSync(join(FIXTURES, 'golden', name, file))));
   return {
     get: (k) => {

@@ -98,7 +98,11 @@ export interface FakeTensor {
 }
 
 /** The pickle torch.save writes for a state_dict {name: tensor} (protocol 2, _rebuild_tensor_v2, persistent ids). */
-export function stateDictPickle(tensors: Array<[string, FakeTensor]>, ordered = true, withMetadata = false): Uint8Array {
+export function stateDictPickle(
+  tensors: Array<[string, FakeTensor]>,
+  ordered = true,
+  withMetadata = false,
+): Uint8Array {
   const p = new PickleBuilder().proto(2);
   if (ordered) p.global('collections', 'OrderedDict').op(0x29).reduce();
   else p.op(0x7d);

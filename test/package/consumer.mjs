@@ -18,7 +18,12 @@ try {
   const again = await up.upscale(image(6, 5, 1), { seed: 4 });
   for (const r of [a, b]) {
     const png = decodePng(r.png());
-    out.push({ width: r.image.width, height: r.image.height, channels: r.image.channels, png: [png.width, png.height] });
+    out.push({
+      width: r.image.width,
+      height: r.image.height,
+      channels: r.image.channels,
+      png: [png.width, png.height],
+    });
   }
   out.push({ sameSeedSameImage: Buffer.compare(a.png(), again.png()) === 0 });
 } finally {

@@ -9,7 +9,10 @@ export async function upscaleTwo(files: [string, string]): Promise<PixelImage[]>
   try {
     const out: PixelImage[] = [];
     for (const f of files) {
-      const r: NodeUpscaleResult = await up.upscale(f, { seed: 1, onProgress: (done: number, total: number) => void [done, total] });
+      const r: NodeUpscaleResult = await up.upscale(f, {
+        seed: 1,
+        onProgress: (done: number, total: number) => void [done, total],
+      });
       const png: Buffer = r.png();
       void png;
       await r.save(`${f}.4x.png`);

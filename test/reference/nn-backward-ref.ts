@@ -11,7 +11,14 @@ export const swishGrad = (z: number): number => {
 };
 
 /** Backward of conv2d(x, w [Cout, Cin, k, k], bias, stride, padding k//2): dx, dw, db. */
-export function conv2dBackward(x: T4, w: ArrayLike<number>, Cout: number, k: number, stride: number, dOut: T4): { dx: T4; dw: Float64Array; db: Float64Array } {
+export function conv2dBackward(
+  x: T4,
+  w: ArrayLike<number>,
+  Cout: number,
+  k: number,
+  stride: number,
+  dOut: T4,
+): { dx: T4; dw: Float64Array; db: Float64Array } {
   const pad = Math.floor(k / 2);
   const { H: Ho, W: Wo } = dOut;
   const dx = t4(x.B, x.C, x.H, x.W);
@@ -45,13 +52,20 @@ export function upsample2Backward(dy: T4): T4 {
   for (let b = 0; b < dy.B; b++)
     for (let c = 0; c < dy.C; c++)
       for (let y = 0; y < dy.H; y++)
-        for (let x = 0; x < dy.W; x++) out.data[((b * dy.C + c) * out.H + (y >> 1)) * out.W + (x >> 1)] += at(dy, b, c, y, x);
+        for (let x = 0; x < dy.W; x++)
+          out.data[((b * dy.C + c) * out.H + (y >> 1)) * out.W + (x >> 1)] += at(dy, b, c, y, x);
   return out;
 }
 
 /** Backward of groupNorm(x, G, gamma, beta, withSwish, eps): dx, dgamma, dbeta (summed over batch and pixels). */
 export function groupNormBackward(
-  x: T4, G: number, gamma: ArrayLike<number>, beta: ArrayLike<number>, withSwish: boolean, dy: T4, eps = 1e-5,
+  x: T4,
+  G: number,
+  gamma: ArrayLike<number>,
+  beta: ArrayLike<number>,
+  withSwish: boolean,
+  dy: T4,
+  eps = 1e-5,
 ): { dx: T4; dgamma: Float64Array; dbeta: Float64Array } {
   const dx = t4(x.B, x.C, x.H, x.W);
   const dgamma = new Float64Array(x.C);
@@ -132,7 +146,7 @@ export function attentionCoreBackward(qkv: T4, dOut: T4): T4 {
         m = Math.max(m, p[j]);
       }
       let l = 0;
-      for (let j = 0; j < HW; j++) l += (p[j] = Math.exp(p[j] - m));
+      for (let j = 0; j < HW; j++) l += p[j] = Math.exp(p[j] - m);
       for (let j = 0; j < HW; j++) p[j] /= l;
       const dp = new Float64Array(HW);
       let D = 0;
@@ -155,7 +169,13 @@ export function attentionCoreBackward(qkv: T4, dOut: T4): T4 {
 
 /** Backward of linear(x [B, K], w [N, K], bias, N, swishIn): dx, dw, db. */
 export function linearBackward(
-  x: ArrayLike<number>, B: number, K: number, w: ArrayLike<number>, N: number, dOut: ArrayLike<number>, swishIn = false,
+  x: ArrayLike<number>,
+  B: number,
+  K: number,
+  w: ArrayLike<number>,
+  N: number,
+  dOut: ArrayLike<number>,
+  swishIn = false,
 ): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
   const dx = new Float64Array(B * K);
   const dw = new Float64Array(N * K);
@@ -174,7 +194,12 @@ export function linearBackward(
 }
 
 /** nn.L1Loss / nn.MSELoss with reduction 'sum' or 'mean': the value and dloss/dpred (torch.sign(0) = 0). */
-export function lossRef(pred: ArrayLike<number>, target: ArrayLike<number>, kind: 'l1' | 'l2', reduction: 'sum' | 'mean'): { value: number; grad: Float64Array } {
+export function lossRef(
+  pred: ArrayLike<number>,
+  target: ArrayLike<number>,
+  kind: 'l1' | 'l2',
+  reduction: 'sum' | 'mean',
+): { value: number; grad: Float64Array } {
   const n = pred.length;
   const r = reduction === 'mean' ? 1 / n : 1;
   let value = 0;
@@ -194,7 +219,11 @@ export function lossRef(pred: ArrayLike<number>, target: ArrayLike<number>, kind
 
 /** torch.optim.Adam (amsgrad off), one step in float64 with torch's formula; mutates p, m, v. */
 export function adamStepRef(
-  p: Float64Array, g: ArrayLike<number>, m: Float64Array, v: Float64Array, step: number,
+  p: Float64Array,
+  g: ArrayLike<number>,
+  m: Float64Array,
+  v: Float64Array,
+  step: number,
   o: { lr: number; beta1?: number; beta2?: number; eps?: number; weightDecay?: number },
 ): void {
   const b1 = o.beta1 ?? 0.9;

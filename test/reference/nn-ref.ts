@@ -9,7 +9,8 @@ export function t4(B: number, C: number, H: number, W: number, data?: ArrayLike<
   return { data: out, B, C, H, W };
 }
 
-export const at = (t: T4, b: number, c: number, y: number, x: number): number => t.data[((b * t.C + c) * t.H + y) * t.W + x];
+export const at = (t: T4, b: number, c: number, y: number, x: number): number =>
+  t.data[((b * t.C + c) * t.H + y) * t.W + x];
 
 export function concat(a: T4, b: T4): T4 {
   const out = t4(a.B, a.C + b.C, a.H, a.W);
@@ -23,7 +24,14 @@ export function concat(a: T4, b: T4): T4 {
 export const swish = (x: number): number => x / (1 + Math.exp(-x));
 
 /** torch.nn.GroupNorm(G, C, eps)(x), optionally followed by Swish. */
-export function groupNorm(x: T4, G: number, gamma: ArrayLike<number>, beta: ArrayLike<number>, withSwish = false, eps = 1e-5): T4 {
+export function groupNorm(
+  x: T4,
+  G: number,
+  gamma: ArrayLike<number>,
+  beta: ArrayLike<number>,
+  withSwish = false,
+  eps = 1e-5,
+): T4 {
   const out = t4(x.B, x.C, x.H, x.W);
   const cpg = x.C / G;
   const hw = x.H * x.W;
@@ -49,7 +57,14 @@ export function groupNorm(x: T4, G: number, gamma: ArrayLike<number>, beta: Arra
 }
 
 /** torch.nn.functional.conv2d(x, w [Cout, Cin, k, k], bias, stride, padding = k // 2). */
-export function conv2d(x: T4, w: ArrayLike<number>, bias: ArrayLike<number> | null, Cout: number, k: number, stride = 1): T4 {
+export function conv2d(
+  x: T4,
+  w: ArrayLike<number>,
+  bias: ArrayLike<number> | null,
+  Cout: number,
+  k: number,
+  stride = 1,
+): T4 {
   const pad = Math.floor(k / 2);
   const Ho = Math.floor((x.H + 2 * pad - k) / stride) + 1;
   const Wo = Math.floor((x.W + 2 * pad - k) / stride) + 1;
@@ -80,7 +95,8 @@ export function upsample2(x: T4): T4 {
   for (let b = 0; b < x.B; b++)
     for (let c = 0; c < x.C; c++)
       for (let y = 0; y < out.H; y++)
-        for (let xx = 0; xx < out.W; xx++) out.data[((b * x.C + c) * out.H + y) * out.W + xx] = at(x, b, c, y >> 1, xx >> 1);
+        for (let xx = 0; xx < out.W; xx++)
+          out.data[((b * x.C + c) * out.H + y) * out.W + xx] = at(x, b, c, y >> 1, xx >> 1);
   return out;
 }
 
@@ -144,7 +160,15 @@ export function positionalEncoding(level: ArrayLike<number>, dim: number): Float
 }
 
 /** nn.Linear: x [B, K] -> [B, N] with W [N, K]. */
-export function linear(x: ArrayLike<number>, B: number, K: number, w: ArrayLike<number>, bias: ArrayLike<number>, N: number, swishIn = false): Float64Array {
+export function linear(
+  x: ArrayLike<number>,
+  B: number,
+  K: number,
+  w: ArrayLike<number>,
+  bias: ArrayLike<number>,
+  N: number,
+  swishIn = false,
+): Float64Array {
   const out = new Float64Array(B * N);
   for (let b = 0; b < B; b++)
     for (let n = 0; n < N; n++) {

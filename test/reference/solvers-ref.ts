@@ -68,7 +68,13 @@ export function dpmSolverPP2M(model: EpsModel, xT: Float64Array, gammas: number[
  * comparable step by step with a sampler is the points the model is evaluated at (x_k before correction, k = 0..M-1)
  * and the final image.
  */
-export function uniPC2(model: EpsModel, xT: Float64Array, gammas: number[], clip: boolean, variant: 'bh1' | 'bh2'): { evaluatedAt: Float64Array[]; result: Float64Array } {
+export function uniPC2(
+  model: EpsModel,
+  xT: Float64Array,
+  gammas: number[],
+  clip: boolean,
+  variant: 'bh1' | 'bh2',
+): { evaluatedAt: Float64Array[]; result: Float64Array } {
   const ts = [...gammas.map(level), level(1)];
   const M = gammas.length;
   const order = 2;
@@ -76,7 +82,12 @@ export function uniPC2(model: EpsModel, xT: Float64Array, gammas: number[], clip
   const modelPrev: Float64Array[] = [dataPrediction(model, xT, ts[0], clip)];
   const tPrev: Level[] = [ts[0]];
   let x = xT;
-  const update = (x: Float64Array, t: Level, ord: number, useCorrector: boolean): { x: Float64Array; modelT: Float64Array | null } => {
+  const update = (
+    x: Float64Array,
+    t: Level,
+    ord: number,
+    useCorrector: boolean,
+  ): { x: Float64Array; modelT: Float64Array | null } => {
     const m0 = modelPrev[modelPrev.length - 1];
     const p0 = tPrev[tPrev.length - 1];
     const h = t.lambda - p0.lambda;

@@ -12,7 +12,14 @@ function resBlock(p: P, name: string, x: R.T4, dimOut: number, G: number, t: Flo
   let h = R.groupNorm(x, G, p(`${q}.block1.block.0.weight`), p(`${q}.block1.block.0.bias`), true);
   h = R.conv2d(h, p(`${q}.block1.block.3.weight`), p(`${q}.block1.block.3.bias`), dimOut, 3);
   const inner = t.length / B;
-  const e = R.linear(t, B, inner, p(`${q}.noise_func.noise_func.0.weight`), p(`${q}.noise_func.noise_func.0.bias`), dimOut);
+  const e = R.linear(
+    t,
+    B,
+    inner,
+    p(`${q}.noise_func.noise_func.0.weight`),
+    p(`${q}.noise_func.noise_func.0.bias`),
+    dimOut,
+  );
   h = R.addPerChannel(h, e);
   let h2 = R.groupNorm(h, G, p(`${q}.block2.block.0.weight`), p(`${q}.block2.block.0.bias`), true);
   h2 = R.conv2d(h2, p(`${q}.block2.block.3.weight`), p(`${q}.block2.block.3.bias`), dimOut, 3);
@@ -55,7 +62,15 @@ export function unetForward(cfg: UNetConfig, p: P, xIn: R.T4, noiseLevel: ArrayL
   idx = 0;
   for (let lvl = L - 1; lvl >= 0; lvl--) {
     for (let r = 0; r < cfg.res_blocks + 1; r++) {
-      x = resBlock(p, `ups.${idx++}`, R.concat(x, feats.pop()!), inner * cfg.channel_mults[lvl], G, t, cfg.attn_levels.includes(lvl));
+      x = resBlock(
+        p,
+        `ups.${idx++}`,
+        R.concat(x, feats.pop()!),
+        inner * cfg.channel_mults[lvl],
+        G,
+        t,
+        cfg.attn_levels.includes(lvl),
+      );
     }
     if (lvl !== 0) {
       x = R.conv2d(R.upsample2(x), p(`ups.${idx}.conv.weight`), p(`ups.${idx}.conv.bias`), x.C, 3);
