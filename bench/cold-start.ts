@@ -167,7 +167,8 @@ async function child(): Promise<void> {
   const byLabel: Breakdown['byLabel'] = {};
   for (const p of log) {
     const k = p.label.replace(/_\d+x\d+$/, '');
-    const e = (byLabel[k] ??= { n: 0, createMs: 0, compileMs: 0 });
+    byLabel[k] ??= { n: 0, createMs: 0, compileMs: 0 };
+    const e = byLabel[k];
     e.n++;
     e.createMs += p.createMs;
     e.compileMs += p.firstDispatchMs ?? 0;

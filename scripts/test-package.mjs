@@ -5,7 +5,7 @@
 // bundled example, upscale two images of different sizes through one upscaler from a plain `node` .mjs file with the
 // golden tiny model, and typecheck a TypeScript consumer against the installed .d.ts. Prints the tarball's and the
 // installed sizes. Leaves nothing behind (SR3_KEEP=1 keeps the temporary folder).
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import {
   mkdtempSync,
   readdirSync,

@@ -35,9 +35,10 @@ function image(width: number, height: number, channels: 1 | 2 | 3 | 4, bitDepth:
   for (let i = 0; i < n; i++) data[i] = Math.round(((Math.sin(i * 0.7) + 1) / 2) * max);
   return { width, height, channels, bitDepth, data };
 }
-const save = (name: string, img: Image) => {
+/** Writes an image as PNG, or raw bytes or text as they are (bad inputs), and returns the path. */
+const save = (name: string, img: Image | Uint8Array | string) => {
   const f = join(dir, name);
-  writeFileSync(f, encodePng(img));
+  writeFileSync(f, typeof img === 'string' || img instanceof Uint8Array ? img : encodePng(img));
   return f;
 };
 
@@ -137,19 +138,8 @@ test('bad inputs and outputs are refused with a clear message and nothing is wri
   const out = join(dir, 'never.png');
   const cases: [string[], RegExp][] = [
     [['upscale', join(dir, 'missing.png'), '-o', out], /no such file/],
-    [
-      ['upscale', (writeFileSync(join(dir, 'text.png'), 'hello, not an image'), join(dir, 'text.png')), '-o', out],
-      /not a PNG or JPEG/,
-    ],
-    [
-      [
-        'upscale',
-        (writeFileSync(join(dir, 'trunc.png'), encodePng(image(16, 16, 3, 8)).subarray(0, 60)), join(dir, 'trunc.png')),
-        '-o',
-        out,
-      ],
-      /truncated|corrupt/i,
-    ],
+    [['upscale', save('text.png', 'hello, not an image'), '-o', out], /not a PNG or JPEG/],
+    [['upscale', save('trunc.png', encodePng(image(16, 16, 3, 8)).subarray(0, 60)), '-o', out], /truncated|corrupt/i],
     [['upscale', good, '-o', join(dir, 'no-such-dir', 'x.png')], /cannot write there/],
     [['upscale', good, '-o', join(dir, 'x.jpg')], /written as PNG/],
     [['upscale', good, '-o', out, '--steps', '1'], /--steps must be an integer from 2 to/],

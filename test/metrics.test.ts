@@ -95,8 +95,8 @@ test('identical images: PSNR = Infinity, SSIM = 1', () => {
 });
 
 test('known MSE gives known PSNR; scale choice', () => {
-  const a = img(12, 12, 3, (y, x) => 100 + x);
-  const b = img(12, 12, 3, (y, x) => 105 + x); // every sample +5: MSE 25
+  const a = img(12, 12, 3, (_y, x) => 100 + x);
+  const b = img(12, 12, 3, (_y, x) => 105 + x); // every sample +5: MSE 25
   near(psnr(a, b), 20 * Math.log10(255 / 5), 1e-12, 'psnr +5');
   near(psnr(a, b), 34.15140352195873, 1e-10, 'psnr +5 value');
   // Half the samples off by 10, half equal: MSE 50.

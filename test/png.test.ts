@@ -81,7 +81,9 @@ function makePng(
 }
 const be16 = (vals: number[]) => {
   const b = new Uint8Array(vals.length * 2);
-  vals.forEach((v, i) => new DataView(b.buffer).setUint16(2 * i, v));
+  vals.forEach((v, i) => {
+    new DataView(b.buffer).setUint16(2 * i, v);
+  });
   return b;
 };
 

@@ -79,9 +79,9 @@ test('the coefficient table replays each solver of the reference implementations
         const want = referenceTrajectory(kind, synthetic, START, s, clip);
         const got = replayTable(kind, synthetic, START, s, clip);
         assert.is(got.length, want.length);
-        got.forEach((y, k) =>
-          assert.ok(maxAbs(y, want[k]) < 1e-12, `${kind} ${spec} clip ${clip} step ${k}: ${maxAbs(y, want[k])}`),
-        );
+        got.forEach((y, k) => {
+          assert.ok(maxAbs(y, want[k]) < 1e-12, `${kind} ${spec} clip ${clip} step ${k}: ${maxAbs(y, want[k])}`);
+        });
       }
 });
 

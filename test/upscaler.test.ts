@@ -46,7 +46,12 @@ function countParamUploads(ctx: { device: GPUDevice }): { count: () => number; r
     if (/^(unet|upscaler)\.params(\.\d+)?$/.test(d.label ?? '')) n++;
     return orig(d);
   };
-  return { count: () => n, restore: () => void (dev.createBuffer = orig) };
+  return {
+    count: () => n,
+    restore: () => {
+      dev.createBuffer = orig;
+    },
+  };
 }
 
 test('one upscaler over three images of two sizes: the same tensors as fresh upscaleTensor calls, weights uploaded once', async () => {
@@ -95,7 +100,9 @@ test('a cache of one shape, tiles, a per-image step count, two samples and a mul
     const want = await upscaleTensor(ctx, model, x, o);
     const got = await up.upscaleTensor(x, o);
     assert.is(got.length, want.length);
-    got.forEach((g, k) => assert.equal(Array.from(g.data), Array.from(want[k].data), JSON.stringify(o)));
+    got.forEach((g, k) => {
+      assert.equal(Array.from(g.data), Array.from(want[k].data), JSON.stringify(o));
+    });
   }
   up.dispose();
 });

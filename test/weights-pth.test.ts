@@ -142,7 +142,9 @@ test('an OrderedDict state_dict with its _metadata attribute (BUILD) reads as a 
 
 test('big-endian storages are byte-swapped; half and bfloat16 storages keep their dtype', () => {
   const be = new Uint8Array(12);
-  [1.5, -2, 1e-3].forEach((v, i) => new DataView(be.buffer).setFloat32(4 * i, v, false));
+  [1.5, -2, 1e-3].forEach((v, i) => {
+    new DataView(be.buffer).setFloat32(4 * i, v, false);
+  });
   const half = new Uint8Array([0x00, 0x3c, 0x00, 0xc0]); // 1, -2 little-endian
   const tensors: Array<[string, FakeTensor]> = [
     ['x', { storage: 'FloatStorage', key: '0', numel: 3, offset: 0, size: [3], stride: [1] }],

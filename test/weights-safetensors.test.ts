@@ -256,6 +256,7 @@ test('metadata keys like __proto__ are plain data', () => {
     '{"__metadata__":{"__proto__":"x","constructor":"y"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}';
   const r = readSafetensors(rawFile(null, new Uint8Array(8), text));
   assert.is(Object.getPrototypeOf(r.metadata), null);
+  // biome-ignore lint/suspicious/noProto: the test is that a key named __proto__ is kept as data
   assert.is(r.metadata['__proto__'], 'x');
   assert.is(r.metadata['constructor'], 'y');
   assert.is(({} as Record<string, unknown>)['x'], undefined);

@@ -73,7 +73,7 @@ export async function convertCommand(argv: string[]): Promise<number> {
   if (!out) throw new Error(`give the output file with -o <out.safetensors>\n\n${CONVERT_USAGE}`);
   const dtypeFlag = ((values.dtype as string | undefined) ?? 'f32').toLowerCase();
   const dtypes: Record<string, 'F32' | 'F16' | 'BF16'> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
-  if (!Object.prototype.hasOwnProperty.call(dtypes, dtypeFlag))
+  if (!Object.hasOwn(dtypes, dtypeFlag))
     throw new Error(`--dtype must be f32, f16 or bf16, got ${JSON.stringify(values.dtype)}`);
   const condition: ConditionSpec = {};
   const scale = positiveNumber('--scale', values.scale as string | undefined, false);

@@ -35,7 +35,7 @@ const SIZES: Record<DType, number> = {
 export const DTYPES: readonly DType[] = Object.keys(SIZES) as DType[];
 
 export function isDType(s: unknown): s is DType {
-  return typeof s === 'string' && Object.prototype.hasOwnProperty.call(SIZES, s);
+  return typeof s === 'string' && Object.hasOwn(SIZES, s);
 }
 
 /** Bytes per element. */

@@ -72,9 +72,6 @@ export function allowedGlobals(): string[] {
   return [...ALLOWED_GLOBALS];
 }
 
-class Mark {}
-const MARK = new Mark();
-
 function describe(v: unknown): string {
   if (v === null) return 'None';
   if (v instanceof PyTuple) return 'tuple';
@@ -119,11 +116,7 @@ export function torchPersistentLoad(pid: unknown): StorageRef {
     );
   }
   const [, type, key, location, numel] = pid.items;
-  if (
-    !(type instanceof PyGlobal) ||
-    type.module !== 'torch' ||
-    !Object.prototype.hasOwnProperty.call(STORAGE_TYPES, type.name)
-  ) {
+  if (!(type instanceof PyGlobal) || type.module !== 'torch' || !Object.hasOwn(STORAGE_TYPES, type.name)) {
     throw new Error(`pickle: storage type ${describe(type)} is not a supported torch storage class`);
   }
   if (typeof key !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(key) || key.includes('..')) {

@@ -18,9 +18,8 @@ import {
   type SR3Model,
 } from '../../weights-format/index.ts';
 import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
-import { imageToTensors } from '../image.ts';
-import { clipGradNorm, emaUpdate, warmupLr } from '../optim.ts';
 import { reducePartials } from '../kernels-backward.ts';
+import { clipGradNorm, emaUpdate, warmupLr } from '../optim.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from '../resample.ts';
 import { GaussianRng } from '../rng.ts';
 import { makeSchedule, parseSchedule } from '../schedule.ts';

@@ -24,7 +24,10 @@ export function throwsClean(fn: () => unknown, re: RegExp, what: string): Error 
 /** A small deterministic random generator in [0, 1) for fuzz loops. */
 export function lcg(seed: number): () => number {
   let s = seed >>> 0;
-  return () => (s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32;
+  return () => {
+    s = (s * 1103515245 + 12345) >>> 0;
+    return s / 2 ** 32;
+  };
 }
 
 /** A tiny pickle assembler: each method appends one opcode. */

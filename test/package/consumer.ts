@@ -2,7 +2,7 @@
 // API, the page-safe entry and the low-level one.
 import { createUpscaler, encodePng, type NodeUpscaler, type NodeUpscaleResult, type PixelImage } from 'sr3-wgsl';
 import { createUpscaler as createPageUpscaler, type BrowserUpscaler } from 'sr3-wgsl/browser';
-import { GpuContext, kernels, Sampler, UNet, uploadUNetParams, type UNetParams } from 'sr3-wgsl/core';
+import { type GpuContext, kernels, Sampler, UNet, uploadUNetParams, type UNetParams } from 'sr3-wgsl/core';
 
 export async function upscaleTwo(files: [string, string]): Promise<PixelImage[]> {
   const up: NodeUpscaler = await createUpscaler({ steps: 20, sampler: 'ddim' });

@@ -41,6 +41,7 @@ export function lnUnitRef(u: number): number {
     m *= 2;
     e--;
   }
+  // biome-ignore lint/suspicious/noApproximativeNumericConstant: the same literal as the WGSL kernel, rounded to f32 there
   if (m < f(0.70710678)) {
     m *= 2;
     e--;
