@@ -55,18 +55,21 @@ export interface UpscaleOptions {
   cache?: UpscaleCache;
 }
 
-export const DEFAULT_STEPS = 8;
+export const DEFAULT_STEPS = 6;
 export const DEFAULT_SAMPLER: SamplerKind = 'reference';
 
 /**
  * The inference schedule used when only a step count is given (steps = model evaluations). The ancestral samplers
- * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: Karras spacing from
- * sigma 100 to 0.01 (schedule.ts), which did better than log-SNR uniform in bench/README.md's table.
+ * (reference, paper, ddim): linear betas from 1e-4 to end = 20/steps, at most 0.5, and below 8 steps at least
+ * 4/steps (at most 0.9), so that the betas still sum to about 2 (the start's sqrt(gamma) 0.24-0.29, as at 8 steps):
+ * with 0.5, 6 steps started from less noise and lost 0.27 dB on the quick start's image; with 4/6 they match 8 and
+ * 20 steps (bench/README.md, "Few-step solvers"). The ODE solvers: Karras spacing from sigma 100 to 0.01
+ * (schedule.ts), which did better than log-SNR uniform in bench/README.md's table.
  */
 export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SAMPLER): string {
   if (!Number.isInteger(steps) || steps < 2) throw new Error(`--steps must be an integer >= 2, got ${steps}`);
   if (MULTISTEP[sampler]) return `karras:${steps}`;
-  const end = Math.min(0.5, 20 / steps);
+  const end = Math.max(Math.min(0.5, 20 / steps), Math.min(0.9, 4 / steps));
   return `linear:${steps}:1e-4:${+end.toPrecision(4)}`;
 }
 

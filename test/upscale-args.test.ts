@@ -23,7 +23,7 @@ test('defaults, and good values come through as numbers', () => {
     [a.seed, a.samples, a.sampler, a.consistency, a.tile, a.overlap, a.eta],
     [0, 1, 'reference', true, undefined, undefined, undefined],
   );
-  assert.is(a.schedule, 'linear:8:1e-4:0.5');
+  assert.is(a.schedule, 'linear:6:1e-4:0.6667');
   const b = parseUpscaleArgs([
     ...base,
     '--sampler',
@@ -42,7 +42,7 @@ test('defaults, and good values come through as numbers', () => {
     '3',
   ])!;
   assert.equal([b.eta, b.seed, b.tile, b.overlap, b.samples], [0.5, 9007199254740991, 64, 16, 3]);
-  assert.is(b.schedule, 'linear:7:1e-4:0.5');
+  assert.is(b.schedule, 'linear:7:1e-4:0.5714');
   assert.is(parseUpscaleArgs([...base, '--help']), undefined);
 });
 
