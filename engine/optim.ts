@@ -2,7 +2,8 @@
 // clipping as torch.nn.utils.clip_grad_norm_, an EMA of the weights, and the learning-rate warm-up schedule.
 // Dispatches are recorded once; the step-dependent scalars live in a uniform that `setStep` rewrites before a replay.
 import type { Dispatch, GpuContext } from './gpu.ts';
-import { grid256, reduceFinal, reducePartials } from './kernels-backward.ts';
+import { grid256 } from './ops/common.ts';
+import { reduceFinal, reducePartials } from './ops/loss.ts';
 import { ADAM_WGSL, CLIP_SCALE_WGSL, EMA_WGSL, SUMSQ_PARTIAL_WGSL } from '../shaders/adam.ts';
 
 export interface AdamOptions {

@@ -3,7 +3,8 @@
 // and the trainer (train.ts, which walks the same plan backwards) both build from it.
 import type { UNetConfig } from '../weights-format/config.ts';
 import { expectedParamShapes } from '../weights-format/unet.ts';
-import { convOutSize, type ConvSpec, type GroupNormSpec } from './kernels.ts';
+import { convOutSize, type ConvSpec } from './ops/conv2d.ts';
+import type { GroupNormSpec } from './ops/groupnorm.ts';
 
 export interface PTensor {
   id: number;

@@ -9,7 +9,7 @@
 // are, with no transposes. Tiles of 64 x 64 outputs, 16 reduction elements staged at a time, 4 x 4 outputs per
 // invocation. f32 throughout: the result is the flash form's to rounding.
 
-/** The GEMM's uniform: 24 u32 (alpha as f32 bits), see attentionGemmUniform in engine/kernels.ts. */
+/** The GEMM's uniform: 24 u32 (alpha as f32 bits), see gemmUniform in engine/ops/attention.ts. */
 export const STRIDED_GEMM_WGSL = /* wgsl */ `
 struct P {
   M: u32, N: u32, K: u32, alpha: f32,

@@ -292,7 +292,7 @@ export const CONV_UNIFORM = uniformLayout('P', {
 
 /**
  * The uniform, overrides and bindings of the GEMM conv kernels (tiled f32 and the mixed-precision ones): the host
- * side (engine/kernels.ts conv2d) binds them all the same way.
+ * side (engine/ops/conv2d.ts conv2d) binds them all the same way.
  */
 export const GEMM_CONV_HEADER = /* wgsl */ `${CONV_UNIFORM.wgsl}
 

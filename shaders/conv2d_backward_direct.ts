@@ -3,7 +3,7 @@
 // kernels of conv2d_backward.ts gather through workgroup memory and, for stride 2, spend 3 in 4 of their loads on the
 // stride mask. Like the forward's direct kernel (shaders/conv2d.ts conv2dDirectWgsl), each invocation holds a block
 // of outputs in registers and the address math is unrolled at generation time, so it is an add per element. The
-// block shapes are chosen in engine/kernels-backward.ts (dxStridedBlock, stridedWeightGradient), measured on lavapipe.
+// block shapes are chosen in engine/ops/conv2d-backward.ts (dxStridedBlock, stridedWeightGradient), measured on lavapipe.
 //
 // The input gradient of a conv (pad P = KS/2) is a sum over the output pixels that read each input pixel. Split by
 // the position of the input pixel, each class receives from a fixed set of taps:

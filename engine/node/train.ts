@@ -18,7 +18,7 @@ import {
   type SR3Model,
 } from '../../weights-format/index.ts';
 import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
-import { reducePartials } from '../kernels-backward.ts';
+import { reducePartials } from '../ops/loss.ts';
 import { clipGradNorm, emaUpdate, warmupLr } from '../optim.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from '../resample.ts';
 import { GaussianRng } from '../rng.ts';

@@ -72,7 +72,7 @@ export interface BackwardOptions {
 
 /**
  * Distinct small buffers bound where an optional *writable* output is absent (a buffer may not be bound twice in one
- * dispatch when one binding is writable, so these never share kernels.ts's read-only dummy).
+ * dispatch when one binding is writable, so these never share the read-only dummy above).
  */
 export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
   const list = ctx.memo('unused-writable-bindings', (): GPUBuffer[] => []);

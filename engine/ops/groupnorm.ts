@@ -2,7 +2,7 @@
 // one workgroup a group or split over several on the GPU paths), the normalisation written out (GroupNorm(+Swish)
 // materialised: the forward's choice on the software paths, and the backward's weight-gradient input), and the
 // gradient of GroupNorm(+Swish) (shaders/groupnorm_backward.ts). The conv kernels fuse the normalisation into their
-// input load (engine/kernels.ts conv2d, NORM).
+// input load (engine/ops/conv2d.ts, NORM).
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../../shaders/groupnorm.ts';
 import {

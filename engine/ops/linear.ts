@@ -66,7 +66,7 @@ export interface LinearBackwardSpec {
 }
 
 /**
- * Linear backward (kernels.ts linear with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
+ * Linear backward (linear above with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
  * accumulateParams) from inp and dOut, and when dIn is given dIn[dInOff + b*K + k] (=|+=, per accumulate) =
  * f'(in) * W^T dOut (f = Swish with swishIn). One or two dispatches.
  */
