@@ -10,6 +10,7 @@ import {
 } from '../../shaders/attention_backward.ts';
 import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../../shaders/attention_gemm.ts';
 import { checkWorkgroups, need, noAlias, sharedScratch, u32s, type BackwardOptions } from './common.ts';
+import type { PlanOpFamily } from './plan-ops.ts';
 
 /**
  * softmax(q.k / sqrt(C)) v over all HW positions, from qkv [B, 3C, HW] into out [B, C, HW]. As two GEMMs through an
@@ -174,3 +175,17 @@ export async function attentionBackward(
     { pipeline: pkv, bindGroup: ctx.bind(pkv, list, `${L}.bwd_kv`), workgroups, label: `${L}.bwd_kv` },
   ];
 }
+
+/** Attention's entry in the plan's op table (engine/ops/plan-ops.ts): no parameters (its projections are convs). */
+export const attentionOp: PlanOpFamily<'attention'> = {
+  forward: async (ctx, op, env) => [await attention(ctx, op.spec, { qkv: env.buf(op.qkv), out: env.buf(op.out) })],
+  backward: (ctx, op, env) =>
+    attentionBackward(
+      ctx,
+      op.spec,
+      { qkv: env.buf(op.qkv), dOut: env.grad(op.out), dqkv: env.grad(op.qkv), rowStats: env.scratch.rowStats },
+      { accumulate: true },
+    ),
+  paramRanges: () => [],
+  scratchBytes: (op) => ({ rowStats: attentionBackwardStatsBytes(op.spec) }),
+};

@@ -40,9 +40,10 @@ import {
   writeDummy,
   type BackwardOptions,
 } from './common.ts';
-import { conv2d, convOutSize, type ConvSpec } from './conv2d.ts';
+import { conv2d, convOutSize, convRanges, recordConv, type ConvSpec } from './conv2d.ts';
 import { addInto } from './elementwise.ts';
 import { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes } from './groupnorm.ts';
+import type { BackwardEnv, PlanOpFamily, PlanOpOf } from './plan-ops.ts';
 
 // ---------------------------------------------------------------------------------------------------------------- conv
 
@@ -705,3 +706,45 @@ export async function conv2dBackward(
   );
   return out;
 }
+
+/**
+ * A plan's conv op backward (PLAN_OPS.conv.backward): conv2dBackward into the gradients of its inputs (none for the
+ * network's input, which is data), then the residual's gradient, which is dOut itself, added into the residual
+ * input's.
+ */
+async function recordConvBackward(ctx: GpuContext, op: PlanOpOf<'conv'>, env: BackwardEnv): Promise<Dispatch[]> {
+  const { hasRes: _ignored, ...spec } = op.spec;
+  const inputGrad = !env.isInput(op.a);
+  const out = await conv2dBackward(
+    ctx,
+    spec,
+    {
+      params: env.params,
+      a: env.buf(op.a),
+      b: op.b ? env.buf(op.b) : undefined,
+      stats: spec.norm ? env.stats : undefined,
+      dOut: env.grad(op.out),
+      grads: env.grads,
+      dEmb: spec.embOff !== undefined && spec.embOff >= 0 ? env.dEmb : undefined,
+      dA: inputGrad ? env.grad(op.a) : undefined,
+      dB: inputGrad && op.b ? env.grad(op.b) : undefined,
+      scratch: env.scratch,
+    },
+    { accumulate: true, inputGrad },
+  );
+  if (op.res) {
+    const n = op.res.bytes / 4;
+    out.push(
+      await addInto(ctx, { n, label: `${op.label}.residual` }, { src: env.grad(op.out), dst: env.grad(op.res) }),
+    );
+  }
+  return out;
+}
+
+/** The conv's entry in the plan's op table (engine/ops/plan-ops.ts): the forward is conv2d.ts's. */
+export const conv2dOp: PlanOpFamily<'conv'> = {
+  forward: recordConv,
+  backward: recordConvBackward,
+  paramRanges: (op) => convRanges(op.spec),
+  scratchBytes: (op) => conv2dBackwardScratchBytes(op.spec),
+};

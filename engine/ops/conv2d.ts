@@ -22,6 +22,8 @@ import {
 } from '../../shaders/conv2d_mma.ts';
 import type { EngineOptions } from '../options.ts';
 import { checkWorkgroups, dummy, grid, sharedScratch } from './common.ts';
+import { groupNormApply } from './groupnorm.ts';
+import type { ForwardEnv, PlanOpOf } from './plan-ops.ts';
 
 export interface ConvSpec {
   B: number;
@@ -240,6 +242,62 @@ export async function conv2d(
     label: `${spec.label}.splitk`,
   };
   return conv;
+}
+
+/** [offset, length] of the parameters a conv reads: weight, bias, GroupNorm's gamma and beta. */
+export function convRanges(s: ConvSpec): [number, number][] {
+  const cin = s.C1 + s.C2;
+  const r: [number, number][] = [[s.wOff, s.Cout * cin * s.ks * s.ks]];
+  if (s.bOff >= 0) r.push([s.bOff, s.Cout]);
+  if (s.norm) r.push([s.gammaOff ?? 0, cin], [s.betaOff ?? 0, cin]);
+  return r;
+}
+
+/** A conv spec with its parameter offsets rebased into the parameter chunk that starts at `base`. */
+function rebaseConv(s: ConvSpec, base: number): ConvSpec {
+  return {
+    ...s,
+    wOff: s.wOff - base,
+    bOff: s.bOff >= 0 ? s.bOff - base : s.bOff,
+    gammaOff: s.norm ? (s.gammaOff ?? 0) - base : s.gammaOff,
+    betaOff: s.norm ? (s.betaOff ?? 0) - base : s.betaOff,
+  };
+}
+
+/**
+ * A plan's conv op (PLAN_OPS.conv.forward). With `env.xn`, a normalised conv's GroupNorm(+Swish) is written out once
+ * by its own kernel and the conv reads the result: cheaper where transcendental functions are slow (a software
+ * device) than normalising in every conv tap.
+ */
+export async function recordConv(ctx: GpuContext, op: PlanOpOf<'conv'>, env: ForwardEnv): Promise<Dispatch[]> {
+  const view = env.params(convRanges(op.spec));
+  const s = rebaseConv(op.spec, view.base);
+  const params = view.buf;
+  const emb = s.embOff !== undefined && s.embOff >= 0 ? env.emb : undefined;
+  const res = op.res ? env.buf(op.res) : undefined;
+  const b = op.b ? env.buf(op.b) : undefined;
+  if (env.xn && s.norm) {
+    const apply = await groupNormApply(
+      ctx,
+      {
+        B: s.B,
+        C1: s.C1,
+        C2: s.C2,
+        HW: s.Hin * s.Win,
+        groups: s.groups ?? 1,
+        statsOff: s.statsOff ?? 0,
+        gammaOff: s.gammaOff ?? 0,
+        betaOff: s.betaOff ?? 0,
+        swish: s.norm === 2,
+        label: `${op.label}.norm`,
+      },
+      { params, a: env.buf(op.a), b, stats: env.stats, out: env.xn },
+    );
+    const plain = { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 as const };
+    return [apply, await conv2d(ctx, plain, { params, a: env.xn, emb, res, out: env.buf(op.out) })];
+  }
+  const stats = s.norm ? env.stats : undefined;
+  return [await conv2d(ctx, s, { params, a: env.buf(op.a), b, stats, emb, res, out: env.buf(op.out) })];
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   writeDummy,
   type BackwardOptions,
 } from './common.ts';
+import type { PlanOpFamily } from './plan-ops.ts';
 
 export interface GroupNormSpec {
   B: number;
@@ -243,3 +244,16 @@ export async function groupNormApply(
     label: `${L}.gn_apply`,
   };
 }
+
+/**
+ * The GroupNorm statistics' entry in the plan's op table (engine/ops/plan-ops.ts): no parameters, and no backward of
+ * its own, as it is folded into the backward of the conv that applies the normalisation (groupNormBackward).
+ */
+export const groupNormStatsOp: PlanOpFamily<'gnstats'> = {
+  forward: async (ctx, op, env) => [
+    await groupNormStats(ctx, op.spec, { a: env.buf(op.a), b: op.b ? env.buf(op.b) : undefined, stats: env.stats }),
+  ],
+  backward: async () => [],
+  paramRanges: () => [],
+  scratchBytes: () => ({}),
+};
