@@ -5,9 +5,20 @@
 //   grads[wOff + n*K + k] (=|+=) sum_b dOut[b, n] f(x[b, k]),
 //   grads[bOff + n]       (=|+=) sum_b dOut[b, n]                               LINEAR_DW_WGSL
 // The positional encoding needs no gradient (its input is data), so the chain stops at the first Linear's weights.
+import { uniformLayout } from './uniform.ts';
+
+export const LINEAR_DIN_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  K: 'u32',
+  N: 'u32',
+  inOff: 'u32',
+  wOff: 'u32',
+  dOutOff: 'u32',
+  dInOff: 'u32',
+});
 
 export const LINEAR_DIN_WGSL = /* wgsl */ `
-struct P { B: u32, K: u32, N: u32, inOff: u32, wOff: u32, dOutOff: u32, dInOff: u32, _a: u32 }
+${LINEAR_DIN_UNIFORM.wgsl}
 override SWISH_IN: bool = false;
 override ACCUMULATE: bool = false;
 @group(0) @binding(0) var<storage, read> params: array<f32>;
@@ -34,8 +45,18 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
+export const LINEAR_DW_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  K: 'u32',
+  N: 'u32',
+  inOff: 'u32',
+  wOff: 'u32',
+  bOff: 'u32',
+  dOutOff: 'u32',
+});
+
 export const LINEAR_DW_WGSL = /* wgsl */ `
-struct P { B: u32, K: u32, N: u32, inOff: u32, wOff: u32, bOff: u32, dOutOff: u32, _a: u32 }
+${LINEAR_DW_UNIFORM.wgsl}
 override SWISH_IN: bool = false;
 override ACCUMULATE: bool = false;
 @group(0) @binding(0) var<storage, read> inp: array<f32>;

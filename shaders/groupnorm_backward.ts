@@ -6,13 +6,37 @@
 //   dx       = rstd * (gamma * dz - mean_g(gamma * dz) - xhat * mean_g(gamma * dz * xhat))   (means over the group)
 // Three dispatches: per-(b, c) sums, then per-channel parameter gradients and per-(b, g) means, then the elementwise dx.
 // dY comes split like the input (dYA [B, C1, HW], dYB [B, C2, HW]) and dx is written split into dA / dB.
+import { uniformLayout } from './uniform.ts';
+
+/** The backward's uniform, shared by its three kernels. */
+export const GN_BWD_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  HW: 'u32',
+  G: 'u32',
+  statsOff: 'u32',
+  gOff: 'u32',
+  betaOff: 'u32',
+  swish: 'u32',
+  accumulate: 'u32',
+  accumulateParams: 'u32',
+});
+/** gnApplyWgsl's uniform. */
+export const GN_APPLY_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  HW: 'u32',
+  G: 'u32',
+  statsOff: 'u32',
+  gOff: 'u32',
+  betaOff: 'u32',
+  swish: 'u32',
+});
 
 const COMMON = /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, HW: u32,
-  G: u32, statsOff: u32, gOff: u32, betaOff: u32,
-  swish: u32, accumulate: u32, accumulateParams: u32, _a: u32,
-}
+${GN_BWD_UNIFORM.wgsl}
 fn xval(b: u32, c: u32, i: u32) -> f32 {
   if (c < p.C1) { return inA[(b * p.C1 + c) * p.HW + i]; }
   return inB[(b * p.C2 + (c - p.C1)) * p.HW + i];
@@ -89,11 +113,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
  * Threads [C, C + B*G): scratch[B*C*2 + (b*G + g)*2 + {0, 1}] = mean over the group of gamma*dz, gamma*dz*xhat.
  */
 export const GN_BWD_PARAMS_WGSL = /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, HW: u32,
-  G: u32, statsOff: u32, gOff: u32, betaOff: u32,
-  swish: u32, accumulate: u32, accumulateParams: u32, _a: u32,
-}
+${GN_BWD_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
@@ -186,11 +206,7 @@ export const gnApplyWgsl = (vec: boolean): string => /* wgsl */ `
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> xn: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(5) var<uniform> p: P;
-struct P {
-  B: u32, C1: u32, C2: u32, HW: u32,
-  G: u32, statsOff: u32, gOff: u32, betaOff: u32,
-  swish: u32, _a: u32, _b: u32, _c: u32,
-}
+${GN_APPLY_UNIFORM.wgsl}
 
 // ${vec ? 'four pixels of one channel per invocation (HW is a multiple of 4)' : 'one element per invocation'}
 @compute @workgroup_size(256)

@@ -8,8 +8,13 @@ import {
   attentionBackwardKVWgsl,
   attentionBackwardQWgsl,
 } from '../../shaders/attention_backward.ts';
-import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../../shaders/attention_gemm.ts';
-import { checkWorkgroups, need, noAlias, sharedScratch, u32s, type BackwardOptions } from './common.ts';
+import {
+  ROW_SOFTMAX_UNIFORM,
+  ROW_SOFTMAX_WGSL,
+  STRIDED_GEMM_UNIFORM,
+  STRIDED_GEMM_WGSL,
+} from '../../shaders/attention_gemm.ts';
+import { checkWorkgroups, need, noAlias, sharedScratch, type BackwardOptions } from './common.ts';
 import type { PlanOpFamily } from './plan-ops.ts';
 
 /**
@@ -45,10 +50,11 @@ function gemmUniform(
   label: string,
   g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] },
 ): GPUBuffer {
-  const u = new ArrayBuffer(64);
-  const w = new Uint32Array(u);
-  w.set(u32s([g.M, g.N, g.K, 0, ...g.a, ...g.b, ...g.c], label));
-  new Float32Array(u, 12, 1)[0] = g.alpha;
+  const [aOff, aB, aK, aM] = g.a;
+  const [bOff, bB, bK, bN] = g.b;
+  const [cOff, cB, cM, cN] = g.c;
+  const { M, N, K, alpha } = g;
+  const u = STRIDED_GEMM_UNIFORM.pack({ M, N, K, alpha, aOff, aB, aK, aM, bOff, bB, bK, bN, cOff, cB, cM, cN }, label);
   return ctx.uniform(u, `${label}.u`);
 }
 
@@ -97,7 +103,11 @@ async function attentionGemm(
   const rows = B * HW;
   const softmax: Dispatch = {
     pipeline: smP,
-    bindGroup: ctx.bind(smP, [S, ctx.uniform(u32s([rows, HW, 0, 0], L), `${L}.softmax.u`)], `${L}.softmax`),
+    bindGroup: ctx.bind(
+      smP,
+      [S, ctx.uniform(ROW_SOFTMAX_UNIFORM.pack({ rows, HW }, L), `${L}.softmax.u`)],
+      `${L}.softmax`,
+    ),
     workgroups: [Math.min(rows, 65535), ceilDiv(rows, 65535)],
     label: `${L}.softmax`,
   };

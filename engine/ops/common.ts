@@ -80,14 +80,6 @@ export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
   return list[i];
 }
 
-/** A uniform of u32 fields followed by f32 fields. */
-export function mixedUniform(ctx: GpuContext, ints: number[], floats: number[], label?: string): GPUBuffer {
-  const buf = new ArrayBuffer(Math.max(16, Math.ceil(((ints.length + floats.length) * 4) / 16) * 16));
-  new Uint32Array(buf, 0, ints.length).set(u32s(ints, label));
-  new Float32Array(buf, ints.length * 4, floats.length).set(floats);
-  return ctx.uniform(buf, `${label ?? 'kernel'}.u`);
-}
-
 /** Workgroups of 256 covering n threads (grid). */
 export function grid256(ctx: GpuContext, n: number, label?: string): [number, number] {
   return grid(ctx, n, 256, label);

@@ -12,17 +12,26 @@
 //   can share them; the ones only valid inside an op's own chain of passes are the context's (sharedScratch).
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import {
+  CHANNEL_SUM_UNIFORM,
   CHANNEL_SUM_WGSL,
   channelSumDirectWgsl,
+  CONV_DW_UNIFORM,
+  CONV_DX_UNIFORM,
   CONV2D_DW_WGSL,
   CONV2D_DX_WGSL,
   convDwDirectWgsl,
+  DW_DIRECT_UNIFORM,
+  FLIP_WEIGHTS_UNIFORM,
   FLIP_WEIGHTS_WGSL,
+  SPLIT_REDUCE_UNIFORM,
   SPLIT_REDUCE_WGSL,
 } from '../../shaders/conv2d_backward.ts';
 import {
   convDwStridedWgsl,
   convDxDirectWgsl,
+  DW_STRIDED_UNIFORM,
+  DX_DIRECT_UNIFORM,
+  DX_WEIGHTS_UNIFORM,
   dxTaps,
   dxWeightsWgsl,
   type DxDirectShape,
@@ -36,7 +45,6 @@ import {
   need,
   noAlias,
   sharedScratch,
-  u32s,
   writeDummy,
   type BackwardOptions,
 } from './common.ts';
@@ -89,25 +97,22 @@ export async function conv2dBackwardInput(
   }
   const [Hout, Wout] = convOutSize(spec);
   const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, { label: 'conv2d_dx' });
-  const u = u32s(
-    [
-      spec.B,
-      spec.C1,
-      spec.C2,
-      spec.Hin,
-      spec.Win,
+  const u = CONV_DX_UNIFORM.pack(
+    {
+      B: spec.B,
+      C1: spec.C1,
+      C2: spec.C2,
+      Hin: spec.Hin,
+      Win: spec.Win,
       Hout,
       Wout,
-      spec.Cout,
-      spec.wOff,
-      spec.ks,
-      spec.stride,
-      spec.upsample ? 1 : 0,
-      opts.accumulate ? 1 : 0,
-      0,
-      0,
-      0,
-    ],
+      Cout: spec.Cout,
+      wOff: spec.wOff,
+      ks: spec.ks,
+      stride: spec.stride,
+      upsample: spec.upsample ? 1 : 0,
+      accumulate: opts.accumulate ? 1 : 0,
+    },
     L,
   );
   const bindGroup = ctx.bind(
@@ -146,7 +151,11 @@ async function directInputGradient(
       pipeline: flip,
       bindGroup: ctx.bind(
         flip,
-        [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, KK, spec.wOff], L), `${L}.dx_flip.u`)],
+        [
+          bufs.params,
+          wT,
+          ctx.uniform(FLIP_WEIGHTS_UNIFORM.pack({ Cout: spec.Cout, Cin, KK, wOff: spec.wOff }, L), `${L}.dx_flip.u`),
+        ],
         `${L}.dx_flip`,
       ),
       workgroups: grid256(ctx, nW, L),
@@ -201,7 +210,7 @@ async function bandsThenReduce(
   grads: GPUBuffer,
 ): Promise<Dispatch[]> {
   const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
-  const ru = u32s([r.n, r.S, r.wOff, r.accumulate ? 1 : 0], L);
+  const ru = SPLIT_REDUCE_UNIFORM.pack({ n: r.n, S: r.S, dstOff: r.wOff, accumulate: r.accumulate ? 1 : 0 }, L);
   const reduce: Dispatch = {
     pipeline: rp,
     bindGroup: ctx.bind(rp, [partial, grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`),
@@ -234,7 +243,8 @@ async function directWeightGradient(
   const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
   noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
   const pipeline = await ctx.pipeline(convDwDirectWgsl(spec.ks), { label: 'conv2d_dw_direct' });
-  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, spec.Cout, rows, bands], L);
+  const { B, C1, C2, Cout } = spec;
+  const u = DW_DIRECT_UNIFORM.pack({ B, C1, C2, H: spec.Hin, W: spec.Win, Cout, rows, chunks: bands }, L);
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)],
@@ -302,8 +312,9 @@ async function stridedInputGradient(
   const wT = sharedScratch(ctx, 'conv2d_dx.strided_weights', nW * 4);
   const prep = await ctx.pipeline(dxWeightsWgsl(spec.ks, mode), { label: `conv2d_dx_${mode}_weights` });
   const pipeline = await ctx.pipeline(convDxDirectWgsl(shape), { label: `conv2d_dx_${mode}_direct` });
-  const u = u32s(
-    [spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, CinP, opts.accumulate ? 1 : 0, 0, 0],
+  const { B, C1, C2, Hin, Win, Cout } = spec;
+  const u = DX_DIRECT_UNIFORM.pack(
+    { B, C1, C2, Hin, Win, Hout, Wout, Cout, CinP, accumulate: opts.accumulate ? 1 : 0 },
     L,
   );
   const workgroups: [number, number, number] = [
@@ -316,7 +327,11 @@ async function stridedInputGradient(
     pipeline: prep,
     bindGroup: ctx.bind(
       prep,
-      [bufs.params, wT, ctx.uniform(u32s([spec.Cout, Cin, CinP, spec.wOff], L), `${L}.dx_weights.u`)],
+      [
+        bufs.params,
+        wT,
+        ctx.uniform(DX_WEIGHTS_UNIFORM.pack({ Cout, Cin, CinP, wOff: spec.wOff }, L), `${L}.dx_weights.u`),
+      ],
       `${L}.dx_weights`,
     ),
     workgroups: grid256(ctx, spec.Cout * CinP, L),
@@ -370,7 +385,8 @@ async function stridedWeightGradient(
   const vecX = mode === 'stride2' && spec.Win % 4 === 0;
   const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0, vecX });
   const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
-  const u = u32s([spec.B, spec.C1, spec.C2, spec.Hin, spec.Win, Hout, Wout, spec.Cout, rows, bands, 0, 0], L);
+  const { B, C1, C2, Cout } = spec;
+  const u = DW_STRIDED_UNIFORM.pack({ B, C1, C2, H: spec.Hin, W: spec.Win, Hout, Wout, Cout, rows, chunks: bands }, L);
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)],
@@ -490,29 +506,29 @@ export async function conv2dBackwardWeight(
     { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut },
   );
   const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, { label: 'conv2d_dw' });
-  const u = u32s(
-    [
-      spec.B,
-      spec.C1,
-      spec.C2,
-      spec.Hin,
-      spec.Win,
+  const u = CONV_DW_UNIFORM.pack(
+    {
+      B: spec.B,
+      C1: spec.C1,
+      C2: spec.C2,
+      Hin: spec.Hin,
+      Win: spec.Win,
       Hout,
       Wout,
-      spec.Cout,
-      spec.groups ?? 1,
-      spec.wOff,
-      spec.gammaOff ?? 0,
-      spec.betaOff ?? 0,
-      spec.statsOff ?? 0,
+      Cout: spec.Cout,
+      G: spec.groups ?? 1,
+      wOff: spec.wOff,
+      gOff: spec.gammaOff ?? 0,
+      betaOff: spec.betaOff ?? 0,
+      statsOff: spec.statsOff ?? 0,
       chunk,
-      spec.ks,
-      spec.stride,
-      spec.upsample ? 1 : 0,
+      ks: spec.ks,
+      stride: spec.stride,
+      upsample: spec.upsample ? 1 : 0,
       norm,
-      S > 1 ? 1 : 0,
-      opts.accumulate ? 1 : 0,
-    ],
+      split: S > 1 ? 1 : 0,
+      accumulate: opts.accumulate ? 1 : 0,
+    },
     L,
   );
   const d = dummy(ctx);
@@ -528,7 +544,7 @@ export async function conv2dBackwardWeight(
   if (S > 1) {
     const n = spec.Cout * K;
     const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
-    const ru = u32s([n, S, spec.wOff, opts.accumulate ? 1 : 0], L);
+    const ru = SPLIT_REDUCE_UNIFORM.pack({ n, S, dstOff: spec.wOff, accumulate: opts.accumulate ? 1 : 0 }, L);
     const rb = ctx.bind(rp, [bufs.scratch!, bufs.grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`);
     out.push({ pipeline: rp, bindGroup: rb, workgroups: grid256(ctx, n, L), label: `${L}.dw_reduce` });
   }
@@ -558,17 +574,17 @@ export async function channelSumBackward(
   const pipeline = direct
     ? await ctx.pipeline(channelSumDirectWgsl(vec), { label: 'channel_sum_direct' })
     : await ctx.pipeline(CHANNEL_SUM_WGSL, { label: 'channel_sum' });
-  const u = u32s(
-    [
-      spec.B,
-      spec.C,
-      spec.HW,
-      Math.max(spec.bOff, 0),
-      hasEmb ? spec.embOff! : 0,
-      hasBias ? 1 : 0,
-      hasEmb ? 1 : 0,
-      opts.accumulate ? 1 : 0,
-    ],
+  const u = CHANNEL_SUM_UNIFORM.pack(
+    {
+      B: spec.B,
+      C: spec.C,
+      HW: spec.HW,
+      bOff: Math.max(spec.bOff, 0),
+      embOff: hasEmb ? spec.embOff! : 0,
+      hasBias: hasBias ? 1 : 0,
+      hasEmb: hasEmb ? 1 : 0,
+      accumulate: opts.accumulate ? 1 : 0,
+    },
     L,
   );
   const bindGroup = ctx.bind(

@@ -2,9 +2,14 @@
 // (shaders/embedding.ts) and the linear layers of its MLP (with Swish on the input where the MLP has it), and their
 // gradients (shaders/embedding_backward.ts).
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
-import { LINEAR_WGSL, POSENC_WGSL } from '../../shaders/embedding.ts';
-import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../../shaders/embedding_backward.ts';
-import { checkWorkgroups, need, noAlias, u32s, type BackwardOptions } from './common.ts';
+import { LINEAR_UNIFORM, LINEAR_WGSL, POSENC_UNIFORM, POSENC_WGSL } from '../../shaders/embedding.ts';
+import {
+  LINEAR_DIN_UNIFORM,
+  LINEAR_DIN_WGSL,
+  LINEAR_DW_UNIFORM,
+  LINEAR_DW_WGSL,
+} from '../../shaders/embedding_backward.ts';
+import { checkWorkgroups, need, noAlias, type BackwardOptions } from './common.ts';
 
 /** The reference's PositionalEncoding(dim) of level [B] into out [B, dim]. */
 export async function positionalEncoding(
@@ -13,7 +18,11 @@ export async function positionalEncoding(
   bufs: { level: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
   const pipeline = await ctx.pipeline(POSENC_WGSL, { label: 'posenc' });
-  const bindGroup = ctx.bind(pipeline, [bufs.level, bufs.out, ctx.uniform(u32s([spec.B, spec.dim, 0, 0]))], spec.label);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.level, bufs.out, ctx.uniform(POSENC_UNIFORM.pack({ B: spec.B, dim: spec.dim }, spec.label))],
+    spec.label,
+  );
   return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.dim, 64)], label: spec.label };
 }
 
@@ -34,16 +43,19 @@ export async function linear(
   bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
   const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear' });
-  const u = u32s([
-    spec.B,
-    spec.K,
-    spec.N,
-    spec.inOff ?? 0,
-    spec.wOff,
-    spec.bOff,
-    spec.outOff ?? 0,
-    spec.swishIn ? 1 : 0,
-  ]);
+  const u = LINEAR_UNIFORM.pack(
+    {
+      B: spec.B,
+      K: spec.K,
+      N: spec.N,
+      inOff: spec.inOff ?? 0,
+      wOff: spec.wOff,
+      bOff: spec.bOff,
+      outOff: spec.outOff ?? 0,
+      swishIn: spec.swishIn ? 1 : 0,
+    },
+    spec.label,
+  );
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
@@ -84,7 +96,10 @@ export async function linearBackward(
     label: 'linear_dw',
     constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 },
   });
-  const uw = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.dOutOff ?? 0, 0], L);
+  const { B, K, N, wOff, bOff } = spec;
+  const inOff = spec.inOff ?? 0;
+  const dOutOff = spec.dOutOff ?? 0;
+  const uw = LINEAR_DW_UNIFORM.pack({ B, K, N, inOff, wOff, bOff, dOutOff }, L);
   const out: Dispatch[] = [
     {
       pipeline: pw,
@@ -99,7 +114,7 @@ export async function linearBackward(
       label: 'linear_din',
       constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 },
     });
-    const ui = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.dOutOff ?? 0, spec.dInOff ?? 0, 0], L);
+    const ui = LINEAR_DIN_UNIFORM.pack({ B, K, N, inOff, wOff, dOutOff, dInOff: spec.dInOff ?? 0 }, L);
     out.push({
       pipeline: pi,
       bindGroup: ctx.bind(pi, [bufs.params, bufs.inp, bufs.dOut, bufs.dIn, ctx.uniform(ui, `${L}.din.u`)], `${L}.din`),
