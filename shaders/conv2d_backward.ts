@@ -12,6 +12,7 @@
 // consumers: skip connections, residuals, the shared noise embedding). Flags and shape variants (kernel size, stride,
 // upsample, norm) are uniforms rather than override constants: one pipeline per kernel, because each variant costs
 // seconds of shader compilation on software Vulkan and the branches are uniform across a dispatch.
+import { activationWgsl } from './activation.ts';
 import { uniformLayout } from './uniform.ts';
 
 // The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
@@ -252,6 +253,7 @@ ${tileFmaWgsl('TM', 'PN')}
  */
 export const CONV2D_DW_WGSL = /* wgsl */ `
 ${CONV_DW_UNIFORM.wgsl}
+${activationWgsl()}
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inA: array<f32>;
@@ -342,7 +344,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
           if (p.norm != 0u) {
             let st = p.statsOff + (b * p.G + ci / cpg) * 2u;
             a = (a - stats[st]) * stats[st + 1u] * eGamma[e] + eBeta[e];
-            if (p.norm == 2u) { a = a / (1.0 + exp(-a)); }
+            if (p.norm == 2u) { a = act(a); }
           }
         }
       }

@@ -10,6 +10,7 @@
 //   the noise embedding shared by all blocks' projections.
 // - Scratch buffers named in an op's arguments are the caller's (sizes from the *Bytes helpers), so a training graph
 //   can share them; the ones only valid inside an op's own chain of passes are the context's (sharedScratch).
+import { actConstant } from '../../shaders/activation.ts';
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import {
   CHANNEL_SUM_UNIFORM,
@@ -461,6 +462,7 @@ export async function conv2dBackwardWeight(
         gammaOff: spec.gammaOff ?? 0,
         betaOff: spec.betaOff ?? 0,
         swish: norm === 2,
+        act: spec.act,
         label: L,
       },
       { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats!, out: bufs.xn },
@@ -505,7 +507,7 @@ export async function conv2dBackwardWeight(
     { grads: bufs.grads, scratch: S > 1 ? bufs.scratch : undefined },
     { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats, dOut: bufs.dOut },
   );
-  const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, { label: 'conv2d_dw' });
+  const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, { label: 'conv2d_dw', constants: actConstant(spec.act) });
   const u = CONV_DW_UNIFORM.pack(
     {
       B: spec.B,
@@ -703,6 +705,7 @@ export async function conv2dBackward(
         gammaOff: spec.gammaOff ?? 0,
         betaOff: spec.betaOff ?? 0,
         swish: norm === 2,
+        act: spec.act,
         label: L,
       },
       {

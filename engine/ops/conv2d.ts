@@ -2,6 +2,7 @@
 // the write) through one of four kernels (direct, tiled, f16, mma/mma3) and split-K, with each kernel's tile or block
 // rule and the device checks for the mixed-precision ones. Every choice comes from the context's options
 // (ctx.options, engine/options.ts). The backward is in conv2d-backward.ts.
+import { actConstant, type Activation } from '../../shaders/activation.ts';
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import {
   CONV_UNIFORM,
@@ -37,8 +38,10 @@ export interface ConvSpec {
   ks: 1 | 3;
   stride: 1 | 2;
   upsample?: boolean;
-  /** 0: none, 1: GroupNorm, 2: GroupNorm + Swish, applied to the input as it is read */
+  /** 0: none, 1: GroupNorm, 2: GroupNorm + the activation, applied to the input as it is read */
   norm?: 0 | 1 | 2;
+  /** the activation of norm 2 (default Swish, the reference's) */
+  act?: Activation;
   groups?: number;
   statsOff?: number;
   gammaOff?: number;
@@ -88,6 +91,7 @@ export async function conv2d(
     NORM: norm,
     HAS_EMB: hasEmb ? 1 : 0,
     HAS_RES: spec.hasRes ? 1 : 0,
+    ...actConstant(spec.act),
   };
   let kChunk = 0;
   const uniform = () =>
@@ -168,7 +172,10 @@ export async function conv2d(
       vec,
     });
     // whether the embedding and the residual are added is in the uniform (hasEmb, hasRes), so convs share pipelines
-    pipeline = await ctx.pipeline(code, { label: 'conv2d_direct', constants: { NORM: norm } });
+    pipeline = await ctx.pipeline(code, {
+      label: 'conv2d_direct',
+      constants: { NORM: norm, ...actConstant(spec.act) },
+    });
     workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
   } else if (kernel === 'f16' || mma) {
     const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: o.mma.prefetch, batched: o.batchLoads });
@@ -289,6 +296,7 @@ export async function recordConv(ctx: GpuContext, op: PlanOpOf<'conv'>, env: For
         gammaOff: s.gammaOff ?? 0,
         betaOff: s.betaOff ?? 0,
         swish: s.norm === 2,
+        act: s.act,
         label: `${op.label}.norm`,
       },
       { params, a: env.buf(op.a), b, stats: env.stats, out: env.xn },

@@ -3,6 +3,7 @@
 // materialised: the forward's choice on the software paths, and the backward's weight-gradient input), and the
 // gradient of GroupNorm(+Swish) (shaders/groupnorm_backward.ts). The conv kernels fuse the normalisation into their
 // input load (engine/ops/conv2d.ts, NORM).
+import { actConstant, type Activation } from '../../shaders/activation.ts';
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import {
   GN_STATS_COMBINE_UNIFORM,
@@ -129,8 +130,10 @@ export interface GroupNormBackwardSpec {
   statsOff: number;
   gammaOff: number;
   betaOff: number;
-  /** the forward applied Swish after the normalisation (NORM 2) */
+  /** the forward applied the activation after the normalisation (NORM 2) */
   swish: boolean;
+  /** which activation (default Swish, the reference's) */
+  act?: Activation;
   label?: string;
 }
 
@@ -193,12 +196,13 @@ export async function groupNormBackward(
     ),
     `${L}.gn_bwd.u`,
   );
-  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce' });
+  const act = actConstant(spec.act);
+  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce', constants: act });
   const xs = [bufs.params, bufs.a, bufs.b ?? d, bufs.dYA, bufs.dYB ?? d, bufs.stats];
   const b1 = ctx.bind(p1, [...xs, bufs.scratch, u], `${L}.gn_bwd_reduce`);
   const p2 = await ctx.pipeline(GN_BWD_PARAMS_WGSL, { label: 'gn_bwd_params' });
   const b2 = ctx.bind(p2, [bufs.params, bufs.scratch, bufs.grads, u], `${L}.gn_bwd_params`);
-  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply' });
+  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply', constants: act });
   const b3 = ctx.bind(p3, [...xs, bufs.scratch, bufs.dA, bufs.dB ?? writeDummy(ctx), u], `${L}.gn_bwd_apply`);
   checkWorkgroups(ctx, [C, spec.B], L);
   return [
@@ -223,7 +227,7 @@ export async function groupNormApply(
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs b`);
   noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
   const vec = spec.HW % 4 === 0;
-  const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply' });
+  const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply', constants: actConstant(spec.act) });
   const u = GN_APPLY_UNIFORM.pack(
     {
       B: spec.B,

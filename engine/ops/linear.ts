@@ -1,6 +1,7 @@
 // The noise-level embedding's host code, forward and backward side by side: the reference's PositionalEncoding
 // (shaders/embedding.ts) and the linear layers of its MLP (with Swish on the input where the MLP has it), and their
 // gradients (shaders/embedding_backward.ts).
+import { actConstant, type Activation } from '../../shaders/activation.ts';
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import { LINEAR_UNIFORM, LINEAR_WGSL, POSENC_UNIFORM, POSENC_WGSL } from '../../shaders/embedding.ts';
 import {
@@ -38,11 +39,13 @@ export async function linear(
     bOff: number;
     outOff?: number;
     swishIn?: boolean;
+    /** the activation swishIn applies (default Swish, the reference's) */
+    act?: Activation;
     label?: string;
   },
   bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear' });
+  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear', constants: actConstant(spec.act) });
   const u = LINEAR_UNIFORM.pack(
     {
       B: spec.B,
@@ -74,6 +77,8 @@ export interface LinearBackwardSpec {
   dOutOff?: number;
   dInOff?: number;
   swishIn?: boolean;
+  /** the activation swishIn applies (default Swish, the reference's) */
+  act?: Activation;
   label?: string;
 }
 
@@ -94,7 +99,7 @@ export async function linearBackward(
   const sw = spec.swishIn ? 1 : 0;
   const pw = await ctx.pipeline(LINEAR_DW_WGSL, {
     label: 'linear_dw',
-    constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 },
+    constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0, ...actConstant(spec.act) },
   });
   const { B, K, N, wOff, bOff } = spec;
   const inOff = spec.inOff ?? 0;
@@ -112,7 +117,7 @@ export async function linearBackward(
   if (bufs.dIn) {
     const pi = await ctx.pipeline(LINEAR_DIN_WGSL, {
       label: 'linear_din',
-      constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 },
+      constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0, ...actConstant(spec.act) },
     });
     const ui = LINEAR_DIN_UNIFORM.pack({ B, K, N, inOff, wOff, dOutOff, dInOff: spec.dInOff ?? 0 }, L);
     out.push({
