@@ -207,7 +207,7 @@ export class TrainGraph {
     for (let i = plan.ops.length - 1; i >= 0; i--)
       bw.push(...(await planOpFamily(plan.ops[i]).backward(ctx, plan.ops[i], env)));
     // the embedding: every block's projection, then the noise-level MLP
-    const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
+    const { inner, w1Off, b1Off, w2Off, b2Off, act } = plan.mlp;
     for (const e of plan.embBlocks) {
       bw.push(
         ...(await linearBackward(
@@ -221,7 +221,7 @@ export class TrainGraph {
     bw.push(
       ...(await linearBackward(
         ctx,
-        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' },
+        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, act, label: 'noise_level_mlp.3' },
         { params: this.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden },
       )),
       ...(await linearBackward(

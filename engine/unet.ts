@@ -241,7 +241,7 @@ export function paramView(pb: PlanBuffers, ranges: [number, number][]): { buf: G
 /** The noise-level MLP and every block's projection into the embedding buffer. */
 export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanBuffers): Promise<Dispatch[]> {
   const { B } = plan;
-  const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
+  const { inner, w1Off, b1Off, w2Off, b2Off, act } = plan.mlp;
   const lin = async (spec: Parameters<typeof linear>[1], inp: GPUBuffer, out: GPUBuffer) => {
     const v = paramView(pb, linearRanges(spec));
     return linear(ctx, { ...spec, wOff: spec.wOff - v.base, bOff: spec.bOff - v.base }, { params: v.buf, inp, out });
@@ -250,7 +250,7 @@ export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanB
     await positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: pb.level, out: pb.enc }),
     await lin({ B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, pb.enc, pb.hidden),
     await lin(
-      { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' },
+      { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, act, label: 'noise_level_mlp.3' },
       pb.hidden,
       pb.t,
     ),

@@ -7,6 +7,8 @@
 // An override rather than a generated text, so the kernels stay constant strings and one source serves every
 // activation; the shader compiler drops the branches not taken.
 
+import type { UNetActivation } from '../weights-format/config.ts';
+
 export interface ActivationWgsl {
   /** WGSL statements of f(x) for x of type T (f32 or vec4f: write T(1.0) for a constant of x's type) */
   readonly f: string;
@@ -21,9 +23,20 @@ export const ACTIVATIONS = {
     f: 'return x / (T(1.0) + exp(-x));',
     back: 'let s = 1.0 / (1.0 + exp(-x));\n  return dy * s * (1.0 + x * (1.0 - s));',
   },
-} as const satisfies Record<string, ActivationWgsl>;
+  /**
+   * GELU, tanh approximation (torch's approximate='tanh'): 0.5 x (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3);
+   * f'(x) = 0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2), t = tanh(u). u is clamped to +-10, where
+   * tanh is 1 in f32, so a tanh computed from exponentials cannot overflow into NaN.
+   */
+  gelu: {
+    f: 'let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), T(-10.0), T(10.0));\n  return 0.5 * x * (T(1.0) + tanh(u));',
+    back:
+      'let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -10.0, 10.0);\n  let t = tanh(u);\n' +
+      '  return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * x * x));',
+  },
+} as const satisfies Record<UNetActivation, ActivationWgsl>;
 
-export type Activation = keyof typeof ACTIVATIONS;
+export type Activation = UNetActivation;
 
 const names = Object.keys(ACTIVATIONS) as Activation[];
 
