@@ -6,7 +6,6 @@ import type { UNetConfig } from '../../weights-format/config.ts';
 import {
   castFloat,
   encodeModel,
-  expectedParamShapes,
   f32Entry,
   loadModel,
   parseReferenceOptions,
@@ -18,12 +17,9 @@ import {
   type SR3Model,
 } from '../../weights-format/index.ts';
 import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
-import { reducePartials } from '../ops/loss.ts';
-import { clipGradNorm, emaUpdate, warmupLr } from '../optim.ts';
-import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from '../resample.ts';
-import { GaussianRng } from '../rng.ts';
 import { makeSchedule, parseSchedule } from '../schedule.ts';
-import { gaussianBlur, TrainGraph, type TrainTarget } from '../train.ts';
+import type { TrainTarget } from '../train.ts';
+import { type BlurSpec, initParams, photoCrops, Trainer } from '../trainer.ts';
 import { modelObjective, modelTarget } from '../upscale.ts';
 import { openDevice } from './device.ts';
 import { readImage, type Image } from './image-io.ts';
@@ -73,7 +69,7 @@ Writes <out> (the model), <out>.state.safetensors (optimizer state, for --resume
 and <out>.loss.png (the loss curve). Ctrl-C saves a checkpoint and exits.`;
 
 /** --blur p:s0:s1 -> the probability, the sigma range (LR pixels) and the window radius (3 sigma, at least 1). */
-export function parseBlur(spec: string | undefined): { p: number; s0: number; s1: number; radius: number } | null {
+export function parseBlur(spec: string | undefined): BlurSpec | null {
   if (spec === undefined || spec === 'off') return null;
   const v = spec.split(':').map(Number);
   if (
@@ -87,63 +83,6 @@ export function parseBlur(spec: string | undefined): { p: number; s0: number; s1
     );
   }
   return { p: v[0], s0: v[1], s1: v[2], radius: Math.max(1, Math.ceil(3 * v[2])) };
-}
-
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** PyTorch's default initialisation: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for conv/linear weights and biases; GN 1/0. */
-export function initParams(cfg: UNetConfig, seed: number): Map<string, Float32Array> {
-  const rnd = mulberry(seed);
-  const out = new Map<string, Float32Array>();
-  const shapes = expectedParamShapes(cfg);
-  for (const [name, shape] of shapes) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const v = new Float32Array(n);
-    const isNorm = /(block\.0|norm)\.(weight|bias)$/.test(name);
-    if (isNorm) v.fill(name.endsWith('weight') ? 1 : 0);
-    else {
-      const wShape = name.endsWith('.bias') ? shapes.get(name.replace(/bias$/, 'weight'))! : shape;
-      const fanIn = wShape.slice(1).reduce((a, b) => a * b, 1);
-      const bound = 1 / Math.sqrt(fanIn);
-      for (let i = 0; i < n; i++) v[i] = (rnd() * 2 - 1) * bound;
-    }
-    out.set(name, v);
-  }
-  return out;
-}
-
-interface Photo {
-  file: string;
-  img: Image;
-}
-
-/** A random crop with a random flip and 90-degree turn, as a CHW [-1, 1] tensor written into `dst` at `off`. */
-function randomCrop(p: Photo, size: number, rnd: () => number, dst: Float32Array, off: number): void {
-  const { img } = p;
-  const x0 = Math.floor(rnd() * (img.width - size + 1));
-  const y0 = Math.floor(rnd() * (img.height - size + 1));
-  const flip = rnd() < 0.5;
-  const rot = Math.floor(rnd() * 4);
-  const C = img.channels;
-  const max = img.bitDepth === 16 ? 65535 : 255;
-  for (let y = 0; y < size; y++)
-    for (let x = 0; x < size; x++) {
-      let sx = flip ? size - 1 - x : x;
-      let sy = y;
-      for (let r = 0; r < rot; r++) [sx, sy] = [sy, size - 1 - sx];
-      const s = ((y0 + sy) * img.width + x0 + sx) * C;
-      for (let c = 0; c < 3; c++)
-        dst[off + (c * size + y) * size + x] = (img.data[s + Math.min(c, C - 1)] / max) * 2 - 1;
-    }
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
@@ -297,8 +236,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const f = 2 ** (cfg.channel_mults.length - 1);
   if (patch % f || patch % scale)
     throw new Error(`--patch ${patch} must be a multiple of ${f} (the model's levels) and of the scale ${scale}`);
-  const tables = makeSchedule(schedule);
-  const T = tables.betas.length;
+  makeSchedule(schedule); // refuses a bad schedule before the photos are read
 
   // ---- data
   if (!existsSync(values.data) || !statSync(values.data).isDirectory())
@@ -308,14 +246,14 @@ export async function trainCommand(argv: string[]): Promise<number> {
     .sort()
     .map((n) => join(values.data!, n));
   if (!files.length) throw new Error(`${values.data}: no PNG or JPEG images`);
-  const photos: Photo[] = [];
+  const photos: Image[] = [];
   for (const file of files) {
     const img = await readImage(file);
     if (img.width < patch || img.height < patch) {
       console.error(`note: skipping ${basename(file)} (${img.width}x${img.height}, smaller than the ${patch}px patch)`);
       continue;
     }
-    photos.push({ file, img });
+    photos.push(img);
   }
   if (!photos.length) throw new Error(`${values.data}: no image is at least ${patch}x${patch}`);
 
@@ -329,91 +267,41 @@ export async function trainCommand(argv: string[]): Promise<number> {
   process.on('SIGINT', onSig);
   try {
     const weights = { config: cfg, param: (n: string) => (start instanceof Map ? start.get(n)! : start.param(n)) };
-    const tg = await TrainGraph.build(ctx, weights, {
+    const trainer = await Trainer.create(ctx, weights, {
       batch: B,
-      height: patch,
-      width: patch,
+      patch,
+      scale,
+      schedule,
+      lr,
+      warmup,
       loss: lossKind,
       reduction,
-      adam: { lr },
       objective,
       target,
+      blur,
+      ema,
+      clip,
+      seed,
+      crops: photoCrops(photos, patch),
+      resume: values.resume
+        ? {
+            step: stepsDone,
+            params: state?.get('params'),
+            adamM: state?.get('adam_m'),
+            adamV: state?.get('adam_v'),
+            ema: state?.get('ema'),
+            adamStep: adamSteps,
+          }
+        : undefined,
     });
-    // condition from the HR batch on the GPU: LR = antialiased downscale, condition = bicubic upscale, clamped
-    const rs = await Resampler.create(ctx);
-    const lrBuf = ctx.buffer(B * 3 * (patch / scale) ** 2 * 4, 'train.lr');
-    const rng = await GaussianRng.create(ctx);
-    const noiseFill = rng.fill({ out: tg.noise, n: B * 3 * patch * patch, seed, sub: 7 });
-    const lp = patch / scale;
-    // the blur augmentation: LR -> blurred LR (sigma 0 for the elements not blurred this step) -> bicubic upscale
-    const sigmaBuf = blur ? ctx.buffer(Math.max(16, B * 4), 'train.blur_sigma') : null;
-    const lrBlur = blur ? ctx.buffer(B * 3 * lp * lp * 4, 'train.lr_blur') : lrBuf;
-    tg.prelude = [
-      rs.downscale({
-        input: tg.hr,
-        output: lrBuf,
-        batch: B,
-        channels: 3,
-        inH: patch,
-        inW: patch,
-        factor: scale,
-        kernel: BICUBIC_TORCH_AA,
-      }),
-      ...(blur
-        ? [
-            await gaussianBlur(
-              ctx,
-              { B, C: 3, H: lp, W: lp, radius: blur.radius },
-              { sigma: sigmaBuf!, input: lrBuf, output: lrBlur },
-            ),
-          ]
-        : []),
-      rs.upscale({
-        input: lrBlur,
-        output: tg.cond,
-        batch: B,
-        channels: 3,
-        inH: lp,
-        inW: lp,
-        factor: scale,
-        kernel: BICUBIC_TORCH,
-        clamp: true,
-      }),
-      noiseFill.dispatch,
-    ];
-    if (clip > 0) {
-      const partial = ctx.buffer(reducePartials(tg.nParams) * 4, 'train.clip_partial');
-      const norm = ctx.buffer(16, 'train.grad_norm');
-      tg.preUpdate = await clipGradNorm(ctx, { n: tg.nParams, maxNorm: clip }, { grads: tg.grads, partial, norm });
-    }
-    let emaBuf: GPUBuffer | null = null;
-    if (ema > 0) {
-      emaBuf = ctx.buffer(tg.nParams * 4, 'train.ema');
-      const init = state?.get('ema') ?? (await tg.readParams());
-      ctx.write(emaBuf, init);
-      tg.postlude = [await emaUpdate(ctx, { n: tg.nParams, decay: ema }, { params: tg.params, ema: emaBuf })];
-    }
-    if (state) {
-      const m = state.get('adam_m');
-      const v = state.get('adam_v');
-      const p = state.get('params');
-      if (p && p.length !== tg.nParams) throw new Error('the .state file does not match this model');
-      if (m || v) {
-        if (!m || !v || m.length !== tg.nParams || v.length !== tg.nParams)
-          throw new Error('the .state file does not match this model');
-        ctx.write(tg.adamM!, m);
-        ctx.write(tg.adamV!, v);
-      }
-      tg.steps = adamSteps;
-    }
     const condition = { scale, resample: 'bicubic', bicubic_a: -0.75, clamp: true };
     const save = async (why: string) => {
-      const params = tg.byName(emaBuf ? await ctx.read(emaBuf, tg.nParams * 4) : await tg.readParams());
-      const stepsNow = stepsDone + step;
+      const params = await trainer.modelParams();
+      const st = await trainer.state({ moments: values.moments === 'keep' });
       const extra = {
         objective,
         target,
-        steps: stepsNow,
+        steps: st.step,
         batch: B,
         patch,
         lr,
@@ -430,42 +318,20 @@ export async function trainCommand(argv: string[]): Promise<number> {
         out,
         encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra, dtype: stateDtype }),
       );
-      const entry = (data: Float32Array) => castFloat(f32Entry([tg.nParams], data), stateDtype, 'state');
-      const st: [string, ReturnType<typeof f32Entry>][] = [['params', entry(await tg.readParams())]];
-      if (values.moments === 'keep') {
-        st.push(
-          ['adam_m', entry(await ctx.read(tg.adamM!, tg.nParams * 4))],
-          ['adam_v', entry(await ctx.read(tg.adamV!, tg.nParams * 4))],
-        );
-      }
-      if (emaBuf) st.push(['ema', entry(await ctx.read(emaBuf, tg.nParams * 4))]);
+      const entry = (data: Float32Array) => castFloat(f32Entry([data.length], data), stateDtype, 'state');
+      const tensors: [string, ReturnType<typeof f32Entry>][] = [['params', entry(st.params)]];
+      if (st.adamM && st.adamV) tensors.push(['adam_m', entry(st.adamM)], ['adam_v', entry(st.adamV)]);
+      if (st.ema) tensors.push(['ema', entry(st.ema)]);
       await writeFileAtomic(
         `${out}.state.safetensors`,
-        writeSafetensors(st, { step: String(stepsNow), adam_step: String(tg.steps) }),
+        writeSafetensors(tensors, { step: String(st.step), adam_step: String(st.adamStep) }),
       );
-      if (!values.quiet) console.error(`${why}: saved ${out} at step ${stepsNow}`);
+      if (!values.quiet) console.error(`${why}: saved ${out} at step ${st.step}`);
     };
-    if (state?.get('params')) ctx.write(tg.params, state.get('params')!);
 
-    const rnd = mulberry(seed + stepsDone * 7919);
-    const n = B * 3 * patch * patch;
-    const hr = new Float32Array(n);
-    const sg = new Float32Array(B);
-    const sigma = new Float32Array(B);
     const logFile = `${out}.log.jsonl`;
     if (!values.resume) writeFileSync(logFile, '');
     const history: { step: number; loss: number }[] = [];
-    const prepare = () => {
-      for (let b = 0; b < B; b++) {
-        randomCrop(photos[Math.floor(rnd() * photos.length)], patch, rnd, hr, b * 3 * patch * patch);
-        // Algorithm 1: t ~ U{1..T}, sqrt(gamma) ~ U(sqrt(gamma_{t-1}), sqrt(gamma_t)) (sqrtGammaPrev has gamma_{-1} = 1)
-        const t = 1 + Math.floor(rnd() * T);
-        const a = tables.sqrtGammaPrev[t - 1];
-        const c = tables.sqrtGammaPrev[t];
-        sg[b] = objective === 'regression' ? 0 : c + rnd() * (a - c);
-        if (blur) sigma[b] = rnd() < blur.p ? blur.s0 + rnd() * (blur.s1 - blur.s0) : 0;
-      }
-    };
     const total = Number.isFinite(maxSteps) ? maxSteps : 0;
     const bar = progress('train', 'steps', process.stderr, !!values.quiet);
     const t0 = performance.now();
@@ -476,28 +342,20 @@ export async function trainCommand(argv: string[]): Promise<number> {
     // throughput is timed from the end of the first step (which compiles the pipelines)
     let tFirst = t0;
     let tReport = t0;
-    prepare();
     while (step < maxSteps && performance.now() < deadline && !stop) {
-      ctx.write(tg.hr, hr);
-      ctx.write(tg.sqrtGamma, sg);
-      if (sigmaBuf) ctx.write(sigmaBuf, sigma);
-      noiseFill.setStream(stepsDone + step);
-      const lrNow = warmupLr(lr, tg.steps + 1, warmup);
-      tg.submit(true, lrNow);
-      prepare(); // the next batch's crops while the GPU works
-      const lossV = (await ctx.read(tg.lossValue, 4))[0];
+      const { loss: lossV, lr: lrNow } = await trainer.step();
       if (!Number.isFinite(lossV))
         throw new Error(
-          `the loss became ${lossV} at step ${stepsDone + step + 1}: lower --lr (now ${lr}) or add --warmup`,
+          `the loss became ${lossV} at step ${trainer.stepsDone}: lower --lr (now ${lr}) or add --warmup`,
         );
       step++;
       if (Number.isNaN(firstLoss)) firstLoss = lossV;
       lastLoss = lossV;
-      history.push({ step: stepsDone + step, loss: lossV });
+      history.push({ step: trainer.stepsDone, loss: lossV });
       appendFileSync(
         logFile,
         JSON.stringify({
-          step: stepsDone + step,
+          step: trainer.stepsDone,
           loss: lossV,
           lr: lrNow,
           seconds: +((performance.now() - t0) / 1000).toFixed(3),
@@ -509,7 +367,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       if (reportEvery > 0 && now - tReport >= reportEvery * 1000 && step > 1) {
         const r = (step - 1) / ((now - tFirst) / 1000);
         console.error(
-          `step ${stepsDone + step}: loss ${lossV.toFixed(3)}, ${r.toFixed(3)} steps/s, ${(r * B).toFixed(2)} images/s (${patch}px, batch ${B})`,
+          `step ${trainer.stepsDone}: loss ${lossV.toFixed(3)}, ${r.toFixed(3)} steps/s, ${(r * B).toFixed(2)} images/s (${patch}px, batch ${B})`,
         );
         tReport = now;
       }
@@ -532,7 +390,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
         `loss first ${firstLoss.toFixed(2)}, last ${lastLoss.toFixed(2)}; mean of the first 10%: ${avg(Math.max(1, Math.floor(history.length / 10))).toFixed(2)}, ` +
         `last 10%: ${(tail.reduce((s, p) => s + p.loss, 0) / tail.length).toFixed(2)}`,
     );
-    tg.destroy();
+    trainer.destroy();
     return stop ? 130 : 0;
   } finally {
     process.off('SIGINT', onSig);
