@@ -342,9 +342,12 @@ export interface TiledShape {
  * arithmetic instead of stalling every step. `batched` (EngineOptions.batchLoads): the batched gather
  * (batchedIm2col, batchedWeights), all of a step's loads issued before their values are used.
  */
+/** The tiled kernel's k-step: reduction indices staged per step (split-K's chunks are whole steps). */
+export const TILED_TK = 16;
+
 export function conv2dTiledWgsl(shape: TiledShape, prefetch: boolean, batched: boolean): string {
   const { TM, TN } = shape;
-  const TK = 16;
+  const TK = TILED_TK;
   const RM = TM / 16;
   const RN = TN / 16;
   const PA = (TK * TM) / 256; // staged values per invocation and step

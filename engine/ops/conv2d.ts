@@ -8,6 +8,7 @@ import {
   CONV_UNIFORM,
   CONV2D_SPLITK_REDUCE_WGSL,
   SPLITK_REDUCE_UNIFORM,
+  TILED_TK,
   conv2dDirectWgsl,
   conv2dTiledWgsl,
   type TiledShape,
@@ -62,6 +63,11 @@ export function convOutSize(spec: Pick<ConvSpec, 'Hin' | 'Win' | 'ks' | 'stride'
   return [Math.floor((h + 2 * pad - spec.ks) / spec.stride) + 1, Math.floor((w + 2 * pad - spec.ks) / spec.stride) + 1];
 }
 
+/**
+ * The fused conv (the plan's conv op): out = conv(f(cat(a, b))) + bias + emb + res, f = GroupNorm(+ the activation)
+ * when spec.norm, through the kernel the context's options pick (convKernel), split over the reduction (split-K)
+ * where the GEMM kernels would leave the device idle. One dispatch, or two chained with split-K.
+ */
 export async function conv2d(
   ctx: GpuContext,
   spec: ConvSpec,
@@ -85,7 +91,86 @@ export async function conv2d(
   const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
   if (hasEmb && !bufs.emb) throw new Error(`${spec.label}: embedding offset without an embedding buffer`);
   if (spec.hasRes && !bufs.res) throw new Error(`${spec.label}: residual flag without a residual buffer`);
+  const { pipeline, workgroups, split } = await convKernel(ctx, spec, Hout, Wout);
+  const u = CONV_UNIFORM.pack(
+    {
+      B: spec.B,
+      C1: spec.C1,
+      C2: spec.C2,
+      Hin: spec.Hin,
+      Win: spec.Win,
+      Hout,
+      Wout,
+      Cout: spec.Cout,
+      G,
+      wOff: spec.wOff,
+      bOff: Math.max(spec.bOff, 0),
+      gOff: spec.gammaOff ?? 0,
+      betaOff: spec.betaOff ?? 0,
+      embOff: hasEmb ? spec.embOff! : 0,
+      statsOff: spec.statsOff ?? 0,
+      hasBias: spec.bOff >= 0 ? 1 : 0,
+      kChunk: split?.kChunk ?? 0,
+      hasEmb: hasEmb ? 1 : 0,
+      hasRes: spec.hasRes ? 1 : 0,
+    },
+    spec.label,
+  );
+  const d = dummy(ctx);
+  // with split-K the conv writes raw partial sums to the scratch buffer: its epilogue inputs are left unbound
+  const epilogue = split ? [d, d, split.parts] : [bufs.emb ?? d, bufs.res ?? d, bufs.out];
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.params, bufs.a, bufs.b ?? d, bufs.stats ?? d, ...epilogue, ctx.uniform(u, `${spec.label}.u`)],
+    spec.label,
+  );
+  checkWorkgroups(ctx, workgroups, spec.label);
+  const conv: Dispatch = { pipeline, bindGroup, workgroups, label: spec.label };
+  if (split) conv.next = await splitKReduce(ctx, spec, [Hout, Wout], split, bufs);
+  return conv;
+}
+
+/**
+ * The pipeline and grid of one conv with the context's kernel (EngineOptions.convKernel): the direct kernel's block,
+ * or the GEMM kernels' tile, and whether split-K cuts the reduction into chunks (S partial sums in a shared scratch,
+ * kChunk reduction indices each).
+ */
+async function convKernel(
+  ctx: GpuContext,
+  spec: ConvSpec,
+  Hout: number,
+  Wout: number,
+): Promise<{
+  pipeline: GPUComputePipeline;
+  workgroups: [number, number, number];
+  split: { S: number; kChunk: number; parts: GPUBuffer } | null;
+}> {
+  const o = ctx.options;
+  const kernel = o.convKernel;
+  const norm = spec.norm ?? 0;
+  if (kernel === 'direct') {
+    const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout, o.directBlock);
+    const vec =
+      spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && o.directBlock.vec !== false;
+    // 1x1 convs always have the second input's loop (empty without one; a 1x1 body is short to compile), so the
+    // U-Net's 1x1 convs with and without a skip input share pipelines; a 3x3 body is long, so there only where used
+    const concat = spec.C2 > 0 || spec.ks === 1;
+    const { ks, stride } = spec;
+    const code = conv2dDirectWgsl({ ks, stride, upsample: !!spec.upsample, PX, RN, CC, WG, concat, vec });
+    // whether the embedding and the residual are added is in the uniform (hasEmb, hasRes), so convs share pipelines
+    const pipeline = await ctx.pipeline(code, {
+      label: 'conv2d_direct',
+      constants: { NORM: norm, ...actConstant(spec.act) },
+    });
+    return {
+      pipeline,
+      workgroups: [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B],
+      split: null,
+    };
+  }
+  const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
   const constants: Record<string, number> = {
+    KS: spec.ks,
     STRIDE: spec.stride,
     UPSAMPLE: spec.upsample ? 1 : 0,
     NORM: norm,
@@ -93,39 +178,7 @@ export async function conv2d(
     HAS_RES: spec.hasRes ? 1 : 0,
     ...actConstant(spec.act),
   };
-  let kChunk = 0;
-  const uniform = () =>
-    CONV_UNIFORM.pack(
-      {
-        B: spec.B,
-        C1: spec.C1,
-        C2: spec.C2,
-        Hin: spec.Hin,
-        Win: spec.Win,
-        Hout,
-        Wout,
-        Cout: spec.Cout,
-        G,
-        wOff: spec.wOff,
-        bOff: Math.max(spec.bOff, 0),
-        gOff: spec.gammaOff ?? 0,
-        betaOff: spec.betaOff ?? 0,
-        embOff: hasEmb ? spec.embOff! : 0,
-        statsOff: spec.statsOff ?? 0,
-        hasBias: spec.bOff >= 0 ? 1 : 0,
-        kChunk,
-        hasEmb: hasEmb ? 1 : 0,
-        hasRes: spec.hasRes ? 1 : 0,
-      },
-      spec.label,
-    );
-  const o = ctx.options;
-  const kernel = o.convKernel;
-  let pipeline: GPUComputePipeline;
-  let workgroups: [number, number, number];
-  let split: { S: number; parts: GPUBuffer } | null = null;
-  const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
-  // the GEMM kernels' output tile (the direct kernel has its own blocks)
+  // the GEMM kernels' output tile
   const mmaOpts =
     kernel === 'mma' || kernel === 'mma3'
       ? {
@@ -141,87 +194,41 @@ export async function conv2d(
   const mma = mmaOpts ? { ...mmaOpts, ...mmaShape(Hout * Wout, spec.Cout, mmaOpts, o.mma) } : null;
   const tiled = kernel === 'tiled' ? tiledShape(Hout * Wout, spec.Cout, o.tiledTile) : null;
   const tile: { TM: number; TN: number } = tiled ?? mma ?? MMA_TILE;
-  if (kernel !== 'direct') {
-    // split-K's chunks are whole k-steps of the kernel
-    const tk = kernel === 'tiled' ? 16 : mma ? (mma.tk ?? 32) : MMA_TILE.TK;
-    const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
-    const outBytes = spec.B * spec.Cout * Hout * Wout * 4;
-    const { S, kChunk: chunk } = splitK(o, wgs, K, tk, Math.floor(ctx.limits.maxStorageBufferBindingSize / outBytes));
-    if (S > 1) {
-      constants.SPLIT_K = 1;
-      kChunk = chunk;
-      split = { S, parts: scratch(ctx, S * outBytes) };
-    }
-  }
-  if (kernel === 'direct') {
-    const { PX, RN, CC, WG } = directBlock(spec.ks, Hout, Wout, spec.Cout, o.directBlock);
-    const vec =
-      spec.stride === 1 && !spec.upsample && PX % 4 === 0 && spec.Win % 4 === 0 && o.directBlock.vec !== false;
-    // 1x1 convs always have the second input's loop (empty without one; a 1x1 body is short to compile), so the
-    // U-Net's 1x1 convs with and without a skip input share pipelines; a 3x3 body is long, so there only where used
-    const concat = spec.C2 > 0 || spec.ks === 1;
-    const code = conv2dDirectWgsl({
-      ks: spec.ks,
-      stride: spec.stride,
-      upsample: !!spec.upsample,
-      PX,
-      RN,
-      CC,
-      WG,
-      concat,
-      vec,
-    });
-    // whether the embedding and the residual are added is in the uniform (hasEmb, hasRes), so convs share pipelines
-    pipeline = await ctx.pipeline(code, {
-      label: 'conv2d_direct',
-      constants: { NORM: norm, ...actConstant(spec.act) },
-    });
-    workgroups = [ceilDiv(Hout * ceilDiv(Wout, PX), WG), ceilDiv(spec.Cout, RN), spec.B];
-  } else if (kernel === 'f16' || mma) {
-    const code = conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: o.mma.prefetch, batched: o.batchLoads });
-    pipeline = await ctx.pipeline(code, {
-      label: mma ? `conv2d_${kernel}_${mma.TM}x${mma.TN}` : 'conv2d_f16',
-      constants: { KS: spec.ks, ...constants },
-    });
-    workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
-  } else {
-    pipeline = await ctx.pipeline(conv2dTiledWgsl(tiled!, o.tiledPrefetch, o.batchLoads), {
-      label: `conv2d_tiled_${tile.TM}x${tile.TN}`,
-      constants: { KS: spec.ks, ...constants },
-    });
-    workgroups = [ceilDiv(Hout * Wout, tile.TM), ceilDiv(spec.Cout, tile.TN), spec.B * (split?.S ?? 1)];
-  }
+  // split-K's chunks are whole k-steps of the kernel
+  const tk = tiled ? TILED_TK : mma ? (mma.tk ?? 32) : MMA_TILE.TK;
+  const wgs = ceilDiv(Hout * Wout, tile.TM) * ceilDiv(spec.Cout, tile.TN) * spec.B;
+  const outBytes = spec.B * spec.Cout * Hout * Wout * 4;
+  const K = (spec.C1 + spec.C2) * spec.ks * spec.ks;
+  const { S, kChunk } = splitK(o, wgs, K, tk, Math.floor(ctx.limits.maxStorageBufferBindingSize / outBytes));
+  const split = S > 1 ? { S, kChunk, parts: scratch(ctx, S * outBytes) } : null;
+  if (split) constants.SPLIT_K = 1;
+  const code = tiled
+    ? conv2dTiledWgsl(tiled, o.tiledPrefetch, o.batchLoads)
+    : conv2dMmaWgsl({ ...(mma ?? requireF16(ctx)), prefetch: o.mma.prefetch, batched: o.batchLoads });
+  const label = tiled
+    ? `conv2d_tiled_${tile.TM}x${tile.TN}`
+    : mma
+      ? `conv2d_${kernel}_${mma.TM}x${mma.TN}`
+      : 'conv2d_f16';
+  const pipeline = await ctx.pipeline(code, { label, constants });
+  const workgroups: [number, number, number] = [
+    ceilDiv(Hout * Wout, tile.TM),
+    ceilDiv(spec.Cout, tile.TN),
+    spec.B * (split?.S ?? 1),
+  ];
+  return { pipeline, workgroups, split };
+}
+
+/** Split-K's second pass: the S partial sums added, then the bias, embedding and residual, into out. */
+async function splitKReduce(
+  ctx: GpuContext,
+  spec: ConvSpec,
+  [Hout, Wout]: [number, number],
+  split: { S: number; parts: GPUBuffer },
+  bufs: { params: GPUBuffer; emb?: GPUBuffer; res?: GPUBuffer; out: GPUBuffer },
+): Promise<Dispatch> {
+  const hasEmb = spec.embOff !== undefined && spec.embOff >= 0;
   const d = dummy(ctx);
-  // with split-K the conv writes raw partial sums to the scratch buffer: its epilogue inputs are left unbound
-  const bindGroup = ctx.bind(
-    pipeline,
-    split
-      ? [
-          bufs.params,
-          bufs.a,
-          bufs.b ?? d,
-          bufs.stats ?? d,
-          d,
-          d,
-          split.parts,
-          ctx.uniform(uniform(), `${spec.label}.u`),
-        ]
-      : [
-          bufs.params,
-          bufs.a,
-          bufs.b ?? d,
-          bufs.stats ?? d,
-          bufs.emb ?? d,
-          bufs.res ?? d,
-          bufs.out,
-          ctx.uniform(uniform(), `${spec.label}.u`),
-        ],
-    spec.label,
-  );
-  checkWorkgroups(ctx, workgroups, spec.label);
-  const conv: Dispatch = { pipeline, bindGroup, workgroups, label: spec.label };
-  if (!split) return conv;
-  const n = spec.B * spec.Cout * Hout * Wout;
   const reduce = await ctx.pipeline(CONV2D_SPLITK_REDUCE_WGSL, {
     label: 'conv2d_splitk_reduce',
     constants: { HAS_EMB: hasEmb ? 1 : 0, HAS_RES: spec.hasRes ? 1 : 0 },
@@ -238,17 +245,16 @@ export async function conv2d(
     },
     spec.label,
   );
-  conv.next = {
+  return {
     pipeline: reduce,
     bindGroup: ctx.bind(
       reduce,
       [bufs.params, split.parts, bufs.emb ?? d, bufs.res ?? d, bufs.out, ctx.uniform(ru, `${spec.label}.splitk.u`)],
       `${spec.label}.splitk`,
     ),
-    workgroups: grid(ctx, n, 256, spec.label),
+    workgroups: grid(ctx, spec.B * spec.Cout * Hout * Wout, 256, spec.label),
     label: `${spec.label}.splitk`,
   };
-  return conv;
 }
 
 /** [offset, length] of the parameters a conv reads: weight, bias, GroupNorm's gamma and beta. */
