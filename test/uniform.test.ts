@@ -1,6 +1,7 @@
 // A uniform layout declared once (shaders/uniform.ts): the WGSL struct and the packed bytes agree field by field.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as ADAM from '../shaders/adam.ts';
 import {
   ROW_SOFTMAX_UNIFORM,
   ROW_SOFTMAX_WGSL,
@@ -87,6 +88,10 @@ test('each kernel declares the struct of the layout its host packs', () => {
     ['dx weights', CBD.DX_WEIGHTS_UNIFORM, CBD.dxWeightsWgsl(3, 'stride2')],
     ['gemm', STRIDED_GEMM_UNIFORM, STRIDED_GEMM_WGSL],
     ['softmax', ROW_SOFTMAX_UNIFORM, ROW_SOFTMAX_WGSL],
+    ['adam', ADAM.ADAM_UNIFORM, ADAM.ADAM_WGSL],
+    ['sum of squares', ADAM.SUMSQ_PARTIAL_UNIFORM, ADAM.SUMSQ_PARTIAL_WGSL],
+    ['clip', ADAM.CLIP_SCALE_UNIFORM, ADAM.CLIP_SCALE_WGSL],
+    ['ema', ADAM.EMA_UNIFORM, ADAM.EMA_WGSL],
   ];
   for (const [name, layout, code] of pairs) {
     assert.ok(code.includes(layout.wgsl), `${name}: the kernel does not declare its layout's struct`);
