@@ -44,7 +44,7 @@ const upscale = (
   schedule,
 });
 
-/** One training step (TrainGraph: forward, loss, backward, Adam) at batch `batch` on square patches of `size`. */
+/** One training step (Trainer.step: condition, forward, loss, backward, clip, Adam, EMA) at batch `batch`, `size` px patches. */
 const train = (model: string, config: UNetCase['config'], batch: number, size: number): TrainCase => ({
   kind: 'train',
   name: `train ${model} ${size}x${size} b${batch}`,
@@ -345,7 +345,7 @@ class Table {
   }
   train(r: Awaited<ReturnType<typeof benchTrain>>): void {
     console.log(
-      `\n${r.name} (forward + loss + backward + Adam): ${fmt(r.ms_per_step)} ms/step (best ${fmt(r.ms_min)}, ${r.steps} steps), ` +
+      `\n${r.name} (condition + forward + loss + backward + clip + Adam + EMA): ${fmt(r.ms_per_step)} ms/step (best ${fmt(r.ms_min)}, ${r.steps} steps), ` +
         `${r.images_per_s.toFixed(2)} images/s, ${(r.params / 1e6).toFixed(2)} M params, peak ${fmtBytes(r.peak_bytes)}, build ${(r.build_ms / 1e3).toFixed(1)} s`,
     );
     this.kernelHeader = false;

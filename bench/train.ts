@@ -1,10 +1,13 @@
-// Training-step benchmark: engine/train.ts's TrainGraph as `sr3 train` builds it (forward, L1 loss with sum
-// reduction against the noise, every op's backward, Adam), on synthetic random data and random weights. A step is
-// one submission of forward + loss + backward + Adam, timed by the wall clock to onSubmittedWorkDone (TrainGraph
-// encodes its own compute pass, so there is no timestamp pair around it).
+// Training-step benchmark: engine/trainer.ts's Trainer as `sr3 train` runs it, on synthetic photos and random
+// weights. A step is Trainer.step(): the batch's inputs written, one submission of condition (antialiased bicubic
+// downscale and bicubic upscale on the GPU) + noise + residual target + forward + L1 loss (sum) + every op's backward
+// + gradient clipping + Adam + EMA, the next batch's crops drawn on the CPU while the GPU runs, and the loss read
+// back; timed by the wall clock (the graph encodes its own compute pass, so there is no timestamp pair around it).
 import type { GpuContext } from '../engine/gpu.ts';
+import type { PixelImage } from '../engine/image.ts';
 import * as K from '../engine/kernels.ts';
-import { TrainGraph } from '../engine/train.ts';
+import { parseSchedule } from '../engine/schedule.ts';
+import { mulberry32, photoCrops, Trainer, type TrainerOptions } from '../engine/trainer.ts';
 import type { UNetConfig } from '../weights-format/config.ts';
 import { median } from './timing.ts';
 import { randomWeights } from './unet.ts';
@@ -20,44 +23,61 @@ export interface TrainCase {
   size: number;
 }
 
+/**
+ * The recipe timed: bench/device-train.sh's (residual target, EMA 0.999, warm-up, scale 4, L1 with sum reduction)
+ * plus gradient clipping, so every per-step pass `sr3 train` can run is in the figure except the blur augmentation
+ * (off by default, one small dispatch on the LR image).
+ */
+export const BENCH_RECIPE = {
+  scale: 4,
+  lr: 1e-4,
+  warmup: 100,
+  loss: 'l1',
+  reduction: 'sum',
+  objective: 'diffusion',
+  target: 'residual',
+  ema: 0.999,
+  clip: 1,
+} satisfies Partial<TrainerOptions>;
+
 export interface TrainResult {
   name: string;
   model: string;
   batch: number;
   size: number;
-  /** median wall ms of one step (forward + loss + backward + Adam) */
+  /** median wall ms of one Trainer.step() (condition, forward, loss, backward, clip, Adam, EMA, next crops, loss read) */
   ms_per_step: number;
   ms_min: number;
   ms_per_image: number;
   images_per_s: number;
   steps: number;
   params: number;
-  /** parameters, gradients and Adam's two moments */
+  /** parameters, gradients, Adam's two moments and the EMA */
   params_bytes: number;
-  /** every storage buffer TrainGraph.build allocated (no reuse in the training graph) plus the split-K scratch */
+  /** every storage buffer Trainer.create allocated (no reuse in the training graph) plus the split-K scratch */
   peak_bytes: number;
-  /** TrainGraph.build plus the first step (where lavapipe compiles the pipelines) */
+  /** Trainer.create plus the first step (where lavapipe compiles the pipelines) */
   build_ms: number;
   /** the loss of the last timed step (a sanity check: finite) */
   loss: number;
 }
 
-/** Deterministic uniform values in [lo, hi). */
-function uniform(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const out = new Float32Array(n);
-  let s = (seed * 2654435761) >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
-  }
-  return out;
+/** Synthetic 8-bit RGB photos a little larger than the patch, so the crops move and turn as real ones do. */
+function photos(size: number, count: number): PixelImage[] {
+  const rnd = mulberry32(1);
+  const w = size + 16;
+  return Array.from({ length: count }, () => {
+    const data = new Uint8Array(w * w * 3);
+    for (let i = 0; i < data.length; i++) data[i] = Math.floor(rnd() * 256);
+    return { width: w, height: w, channels: 3 as const, bitDepth: 8 as const, data };
+  });
 }
 
 /** ms per training step, `reps` timed steps after one untimed (compiling) step. */
 export async function benchTrain(ctx: GpuContext, c: TrainCase, reps: number): Promise<TrainResult> {
   const weights = randomWeights(c.config);
   const t0 = performance.now();
-  // count the buffers the graph allocates (the split-K scratch is shared by the context: added below)
+  // count the buffers the trainer allocates (the split-K scratch is shared by the context: added below)
   let allocated = 0;
   const alloc = ctx.buffer;
   ctx.buffer = (bytes, label, extra) => {
@@ -65,43 +85,31 @@ export async function benchTrain(ctx: GpuContext, c: TrainCase, reps: number): P
     if (label !== 'conv2d.splitk_partials') allocated += b.size;
     return b;
   };
-  let tg: TrainGraph;
+  let trainer: Trainer;
   try {
-    tg = await TrainGraph.build(ctx, weights, {
+    trainer = await Trainer.create(ctx, weights, {
+      ...BENCH_RECIPE,
       batch: c.batch,
-      height: c.size,
-      width: c.size,
-      loss: 'l1',
-      reduction: 'sum',
-      adam: { lr: 1e-4 },
+      patch: c.size,
+      schedule: parseSchedule('linear:2000:1e-6:0.01'),
+      crops: photoCrops(photos(c.size, 4), c.size),
     });
   } finally {
     Reflect.deleteProperty(ctx, 'buffer'); // back to GpuContext.prototype.buffer
   }
   try {
-    const n = c.batch * c.config.out_channel * c.size * c.size;
-    const nc = c.batch * (c.config.in_channel - c.config.out_channel) * c.size * c.size;
-    tg.setBatch({
-      hr: uniform(n, 1),
-      cond: uniform(nc, 2),
-      sqrtGamma: uniform(c.batch, 3, 0.1, 0.99),
-      noise: uniform(n, 4, -2, 2),
-    });
-    const step = async () => {
-      tg.submit(true);
-      await ctx.sync();
-    };
-    await step(); // compiles every pipeline on lavapipe
+    await trainer.step(); // compiles every pipeline on lavapipe
     const buildMs = performance.now() - t0;
     const times: number[] = [];
+    let loss = NaN;
     for (let r = 0; r < Math.max(1, reps); r++) {
       const t1 = performance.now();
-      await step();
+      loss = (await trainer.step()).loss;
       times.push(performance.now() - t1);
     }
-    const loss = (await ctx.read(tg.lossValue, 4))[0];
-    if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} after ${tg.steps} steps`);
+    if (!Number.isFinite(loss)) throw new Error(`the loss is ${loss} after ${trainer.stepsDone} steps`);
     const ms = median(times);
+    const nParams = trainer.graph.nParams;
     return {
       name: c.name,
       model: c.model,
@@ -112,13 +120,13 @@ export async function benchTrain(ctx: GpuContext, c: TrainCase, reps: number): P
       ms_per_image: ms / c.batch,
       images_per_s: c.batch / (ms / 1e3),
       steps: times.length,
-      params: tg.nParams,
-      params_bytes: 4 * 4 * tg.nParams,
+      params: nParams,
+      params_bytes: 5 * 4 * nParams,
       peak_bytes: allocated + K.scratchBytes(ctx),
       build_ms: buildMs,
       loss,
     };
   } finally {
-    tg.destroy();
+    trainer.destroy();
   }
 }

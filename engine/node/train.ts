@@ -19,7 +19,8 @@ import {
 import { readFileBytes, writeFileAtomic } from '../../weights-format/node.ts';
 import { makeSchedule, parseSchedule } from '../schedule.ts';
 import type { TrainTarget } from '../train.ts';
-import { type BlurSpec, initParams, photoCrops, Trainer } from '../trainer.ts';
+import { type BlurSpec, initParams, photoCrops, Trainer, type TrainerOptions } from '../trainer.ts';
+import type { UNetWeights } from '../unet.ts';
 import { modelObjective, modelTarget } from '../upscale.ts';
 import { openDevice } from './device.ts';
 import { readImage, type Image } from './image-io.ts';
@@ -85,7 +86,50 @@ export function parseBlur(spec: string | undefined): BlurSpec | null {
   return { p: v[0], s0: v[1], s1: v[2], radius: Math.max(1, Math.ceil(3 * v[2])) };
 }
 
+/** `sr3 train`: the arguments, the starting weights, the photos, then the training loop on the device. */
 export async function trainCommand(argv: string[]): Promise<number> {
+  const args = await parseTrainArgs(argv);
+  if (!args) return 0; // --help
+  const start = await loadStart(args);
+  const photos = await loadPhotos(args.data, args.patch);
+  return runTraining(args, start, photos);
+}
+
+/** sr3 train's arguments, checked, with the target and objective a resumed checkpoint recorded. */
+interface TrainArgs {
+  data: string;
+  /** The model file (resolved); the state, log and plot are named after it. */
+  out: string;
+  config: string;
+  schedule: string;
+  resume?: string;
+  init?: string;
+  /** --blur as given (recorded in the model's metadata) and parsed. */
+  blurArg?: string;
+  blur: BlurSpec | null;
+  scale: number;
+  patch: number;
+  batch: number;
+  lr: number;
+  warmup: number;
+  saveEvery: number;
+  seed: number;
+  maxSteps: number;
+  minutes: number;
+  ema: number;
+  clip: number;
+  reportEvery: number;
+  stateDtype: 'F32' | 'F16' | 'BF16';
+  moments: boolean;
+  target: TrainTarget;
+  objective: 'diffusion' | 'regression';
+  loss: 'l1' | 'l2';
+  reduction: 'sum' | 'mean';
+  quiet: boolean;
+}
+
+/** The arguments, each checked with a message naming it; null after printing --help. */
+async function parseTrainArgs(argv: string[]): Promise<TrainArgs | null> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -120,7 +164,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   });
   if (values.help) {
     console.log(HELP);
-    return 0;
+    return null;
   }
   if (!values.data) throw new Error(`--data is required\n\n${HELP}`);
   if (!values.out) throw new Error(`--out is required\n\n${HELP}`);
@@ -132,7 +176,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
   };
   const scale = num('scale', 1);
   const patch = num('patch', 8);
-  const B = num('batch', 1);
+  const batch = num('batch', 1);
   const lr = num('lr', 0, false);
   const warmup = num('warmup', 0);
   const saveEvery = num('save-every', 1);
@@ -161,7 +205,7 @@ export async function trainCommand(argv: string[]): Promise<number> {
       savedObjective = modelObjective(m);
       savedTarget = modelTarget(m);
     } catch {
-      /* reported when the checkpoint is loaded below */
+      /* reported when the checkpoint is loaded (loadStart) */
     }
   }
   const target = (values.target ?? savedTarget ?? 'hr') as TrainTarget;
@@ -178,74 +222,117 @@ export async function trainCommand(argv: string[]): Promise<number> {
     throw new Error(
       `${values.resume} was trained with --objective ${savedObjective}; cannot continue it as ${objective}`,
     );
-  const lossKind = (values.loss ?? (objective === 'regression' ? 'l2' : 'l1')) as 'l1' | 'l2';
-  if (lossKind !== 'l1' && lossKind !== 'l2') throw new Error(`--loss must be l1 or l2`);
+  const loss = (values.loss ?? (objective === 'regression' ? 'l2' : 'l1')) as 'l1' | 'l2';
+  if (loss !== 'l1' && loss !== 'l2') throw new Error(`--loss must be l1 or l2`);
   const reduction = values.reduction as 'sum' | 'mean';
   if (reduction !== 'sum' && reduction !== 'mean') throw new Error(`--reduction must be sum or mean`);
   const out = resolve(values.out);
   if (!existsSync(dirname(out))) throw new Error(`${dirname(out)}: no such folder for the output`);
+  return {
+    data: values.data,
+    out,
+    config: values.config!,
+    schedule: values.schedule!,
+    resume: values.resume,
+    init: values.init,
+    blurArg: values.blur,
+    blur,
+    scale,
+    patch,
+    batch,
+    lr,
+    warmup,
+    saveEvery,
+    seed,
+    maxSteps,
+    minutes,
+    ema,
+    clip,
+    reportEvery,
+    stateDtype,
+    moments: values.moments === 'keep',
+    target,
+    objective,
+    loss,
+    reduction,
+    quiet: !!values.quiet,
+  };
+}
 
-  // ---- model: resume, preset or options file
-  let cfg: UNetConfig;
-  let schedule: Schedule;
-  let start: Map<string, Float32Array> | SR3Model;
-  let state: Map<string, Float32Array> | null = null;
-  let stepsDone = 0;
-  let adamSteps = 0;
-  if (values.init) {
-    const m = loadModel(await readFileBytes(values.init));
-    cfg = m.config;
-    schedule = m.schedule ?? parseSchedule(values.schedule!);
-    start = m;
-  } else if (values.resume) {
-    const m = loadModel(await readFileBytes(values.resume));
-    cfg = m.config;
-    schedule = m.schedule ?? parseSchedule(values.schedule!);
-    start = m;
-    const sf = `${values.resume}.state.safetensors`;
-    if (existsSync(sf)) {
-      const st = readSafetensors(await readFileBytes(sf));
-      state = new Map([...st.tensors].map(([k, t]) => [k, toFloat32(t)]));
-      stepsDone = Number(st.metadata.step ?? 0);
-      adamSteps = Number(st.metadata.adam_step ?? stepsDone);
-      if (!state.has('adam_m')) {
-        console.error(
-          `note: ${sf} has no optimizer moments: a fresh Adam from step ${stepsDone}${warmup ? ` with ${warmup} warm-up steps` : ' (consider --warmup)'}`,
-        );
-        adamSteps = 0;
-      }
-    } else {
-      // a model alone (e.g. the EMA weights a GPU slice brings back): its step count from the metadata, a fresh Adam
-      const recorded = Number(JSON.parse(m.metadata.training ?? '{}').steps ?? 0);
-      stepsDone = Number.isInteger(recorded) && recorded > 0 ? recorded : 0;
-      console.error(
-        `note: ${sf} not found: resuming the weights (step ${stepsDone}) with a fresh optimizer${warmup ? ` and ${warmup} warm-up steps` : ' (consider --warmup)'}`,
-      );
-    }
+/** Where training starts: the model's config, schedule and weights, and with --resume the run's state. */
+interface Start {
+  weights: UNetWeights;
+  schedule: Schedule;
+  resume?: TrainerOptions['resume'];
+}
+
+/** --resume's checkpoint and state file, --init's weights, or a preset / options file with fresh weights. */
+async function loadStart(a: TrainArgs): Promise<Start> {
+  let start: Start;
+  if (a.init) {
+    const m = loadModel(await readFileBytes(a.init));
+    start = { weights: m, schedule: m.schedule ?? parseSchedule(a.schedule) };
+  } else if (a.resume) {
+    const m = loadModel(await readFileBytes(a.resume));
+    start = { weights: m, schedule: m.schedule ?? parseSchedule(a.schedule), resume: await readState(a, m) };
   } else {
-    const c = values.config!;
+    const c = a.config;
+    let cfg: UNetConfig;
     if (PRESETS[c]) cfg = PRESETS[c];
     else if (existsSync(c)) {
       const parsed = parseReferenceOptions(readFileSync(c, 'utf8'), c);
       cfg = validateConfig({ ...parsed.unet, norm_groups: parsed.unet.norm_groups ?? 32 }, c);
     } else
       throw new Error(`--config: '${c}' is neither a preset (${Object.keys(PRESETS).join(', ')}) nor an options file`);
-    schedule = parseSchedule(values.schedule!);
-    start = initParams(cfg, seed);
+    const params = initParams(cfg, a.seed);
+    start = { weights: { config: cfg, param: (n) => params.get(n)! }, schedule: parseSchedule(a.schedule) };
   }
-  const f = 2 ** (cfg.channel_mults.length - 1);
-  if (patch % f || patch % scale)
-    throw new Error(`--patch ${patch} must be a multiple of ${f} (the model's levels) and of the scale ${scale}`);
-  makeSchedule(schedule); // refuses a bad schedule before the photos are read
+  const f = 2 ** (start.weights.config.channel_mults.length - 1);
+  if (a.patch % f || a.patch % a.scale)
+    throw new Error(`--patch ${a.patch} must be a multiple of ${f} (the model's levels) and of the scale ${a.scale}`);
+  makeSchedule(start.schedule); // refuses a bad schedule before the photos are read
+  return start;
+}
 
-  // ---- data
-  if (!existsSync(values.data) || !statSync(values.data).isDirectory())
-    throw new Error(`${values.data}: no such folder of training images`);
-  const files = readdirSync(values.data)
+/**
+ * The state file next to a resumed checkpoint (params, Adam's moments when kept, the EMA, the step counts); without
+ * one, the model alone (e.g. the EMA weights a GPU slice brings back) at the step its metadata records.
+ */
+async function readState(a: TrainArgs, m: SR3Model): Promise<NonNullable<TrainerOptions['resume']>> {
+  const sf = `${a.resume}.state.safetensors`;
+  const warm = (w: string) => (a.warmup ? `${w} ${a.warmup} warm-up steps` : ' (consider --warmup)');
+  if (!existsSync(sf)) {
+    const recorded = Number(JSON.parse(m.metadata.training ?? '{}').steps ?? 0);
+    const step = Number.isInteger(recorded) && recorded > 0 ? recorded : 0;
+    console.error(`note: ${sf} not found: resuming the weights (step ${step}) with a fresh optimizer${warm(' and')}`);
+    return { step };
+  }
+  const st = readSafetensors(await readFileBytes(sf));
+  const state = new Map([...st.tensors].map(([k, t]) => [k, toFloat32(t)]));
+  const step = Number(st.metadata.step ?? 0);
+  let adamStep = Number(st.metadata.adam_step ?? step);
+  if (!state.has('adam_m')) {
+    console.error(`note: ${sf} has no optimizer moments: a fresh Adam from step ${step}${warm(' with')}`);
+    adamStep = 0;
+  }
+  return {
+    step,
+    params: state.get('params'),
+    adamM: state.get('adam_m'),
+    adamV: state.get('adam_v'),
+    ema: state.get('ema'),
+    adamStep,
+  };
+}
+
+/** The PNG and JPEG photos in `dir` (sorted by name), skipping with a note those smaller than the patch. */
+async function loadPhotos(dir: string, patch: number): Promise<Image[]> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${dir}: no such folder of training images`);
+  const files = readdirSync(dir)
     .filter((n) => /\.(png|jpe?g)$/i.test(n))
     .sort()
-    .map((n) => join(values.data!, n));
-  if (!files.length) throw new Error(`${values.data}: no PNG or JPEG images`);
+    .map((n) => join(dir, n));
+  if (!files.length) throw new Error(`${dir}: no PNG or JPEG images`);
   const photos: Image[] = [];
   for (const file of files) {
     const img = await readImage(file);
@@ -255,8 +342,13 @@ export async function trainCommand(argv: string[]): Promise<number> {
     }
     photos.push(img);
   }
-  if (!photos.length) throw new Error(`${values.data}: no image is at least ${patch}x${patch}`);
+  if (!photos.length) throw new Error(`${dir}: no image is at least ${patch}x${patch}`);
+  return photos;
+}
 
+/** The device part: the Trainer's steps with the loss log, progress, reports, checkpoints and Ctrl-C. */
+async function runTraining(a: TrainArgs, start: Start, photos: Image[]): Promise<number> {
+  const { batch: B, patch, out } = a;
   const ctx = await openDevice();
   let stop = false;
   const onSig = () => {
@@ -266,134 +358,124 @@ export async function trainCommand(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSig);
   try {
-    const weights = { config: cfg, param: (n: string) => (start instanceof Map ? start.get(n)! : start.param(n)) };
-    const trainer = await Trainer.create(ctx, weights, {
+    const trainer = await Trainer.create(ctx, start.weights, {
       batch: B,
       patch,
-      scale,
-      schedule,
-      lr,
-      warmup,
-      loss: lossKind,
-      reduction,
-      objective,
-      target,
-      blur,
-      ema,
-      clip,
-      seed,
+      scale: a.scale,
+      schedule: start.schedule,
+      lr: a.lr,
+      warmup: a.warmup,
+      loss: a.loss,
+      reduction: a.reduction,
+      objective: a.objective,
+      target: a.target,
+      blur: a.blur,
+      ema: a.ema,
+      clip: a.clip,
+      seed: a.seed,
       crops: photoCrops(photos, patch),
-      resume: values.resume
-        ? {
-            step: stepsDone,
-            params: state?.get('params'),
-            adamM: state?.get('adam_m'),
-            adamV: state?.get('adam_v'),
-            ema: state?.get('ema'),
-            adamStep: adamSteps,
-          }
-        : undefined,
+      resume: start.resume,
     });
-    const condition = { scale, resample: 'bicubic', bicubic_a: -0.75, clamp: true };
     const save = async (why: string) => {
-      const params = await trainer.modelParams();
-      const st = await trainer.state({ moments: values.moments === 'keep' });
-      const extra = {
-        objective,
-        target,
-        steps: st.step,
-        batch: B,
-        patch,
-        lr,
-        loss: lossKind,
-        reduction,
-        ema,
-        clip,
-        blur: values.blur ?? null,
-        init: values.init ? basename(values.init) : undefined,
-        data: basename(resolve(values.data!)),
-        images: photos.length,
-      };
-      await writeFileAtomic(
-        out,
-        encodeModel(cfg, (n) => params.get(n)!, { schedule, condition, extra, dtype: stateDtype }),
-      );
-      const entry = (data: Float32Array) => castFloat(f32Entry([data.length], data), stateDtype, 'state');
-      const tensors: [string, ReturnType<typeof f32Entry>][] = [['params', entry(st.params)]];
-      if (st.adamM && st.adamV) tensors.push(['adam_m', entry(st.adamM)], ['adam_v', entry(st.adamV)]);
-      if (st.ema) tensors.push(['ema', entry(st.ema)]);
-      await writeFileAtomic(
-        `${out}.state.safetensors`,
-        writeSafetensors(tensors, { step: String(st.step), adam_step: String(st.adamStep) }),
-      );
-      if (!values.quiet) console.error(`${why}: saved ${out} at step ${st.step}`);
+      const step = await writeCheckpoint(a, start, photos.length, trainer);
+      if (!a.quiet) console.error(`${why}: saved ${out} at step ${step}`);
     };
-
     const logFile = `${out}.log.jsonl`;
-    if (!values.resume) writeFileSync(logFile, '');
+    if (!a.resume) writeFileSync(logFile, '');
     const history: { step: number; loss: number }[] = [];
-    const total = Number.isFinite(maxSteps) ? maxSteps : 0;
-    const bar = progress('train', 'steps', process.stderr, !!values.quiet);
+    const total = Number.isFinite(a.maxSteps) ? a.maxSteps : 0;
+    const bar = progress('train', 'steps', process.stderr, a.quiet);
     const t0 = performance.now();
-    const deadline = t0 + minutes * 60_000;
-    let firstLoss = NaN;
-    let lastLoss = NaN;
+    const deadline = t0 + a.minutes * 60_000;
     let step = 0;
     // throughput is timed from the end of the first step (which compiles the pipelines)
     let tFirst = t0;
     let tReport = t0;
-    while (step < maxSteps && performance.now() < deadline && !stop) {
-      const { loss: lossV, lr: lrNow } = await trainer.step();
-      if (!Number.isFinite(lossV))
+    while (step < a.maxSteps && performance.now() < deadline && !stop) {
+      const { loss, lr } = await trainer.step();
+      if (!Number.isFinite(loss))
         throw new Error(
-          `the loss became ${lossV} at step ${trainer.stepsDone}: lower --lr (now ${lr}) or add --warmup`,
+          `the loss became ${loss} at step ${trainer.stepsDone}: lower --lr (now ${a.lr}) or add --warmup`,
         );
       step++;
-      if (Number.isNaN(firstLoss)) firstLoss = lossV;
-      lastLoss = lossV;
-      history.push({ step: trainer.stepsDone, loss: lossV });
-      appendFileSync(
-        logFile,
-        JSON.stringify({
-          step: trainer.stepsDone,
-          loss: lossV,
-          lr: lrNow,
-          seconds: +((performance.now() - t0) / 1000).toFixed(3),
-        }) + '\n',
-      );
+      history.push({ step: trainer.stepsDone, loss });
+      const seconds = +((performance.now() - t0) / 1000).toFixed(3);
+      appendFileSync(logFile, JSON.stringify({ step: trainer.stepsDone, loss, lr, seconds }) + '\n');
       bar.update(step, total || step);
       if (step === 1) tFirst = performance.now();
       const now = performance.now();
-      if (reportEvery > 0 && now - tReport >= reportEvery * 1000 && step > 1) {
+      if (a.reportEvery > 0 && now - tReport >= a.reportEvery * 1000 && step > 1) {
         const r = (step - 1) / ((now - tFirst) / 1000);
         console.error(
-          `step ${trainer.stepsDone}: loss ${lossV.toFixed(3)}, ${r.toFixed(3)} steps/s, ${(r * B).toFixed(2)} images/s (${patch}px, batch ${B})`,
+          `step ${trainer.stepsDone}: loss ${loss.toFixed(3)}, ${r.toFixed(3)} steps/s, ${(r * B).toFixed(2)} images/s (${patch}px, batch ${B})`,
         );
         tReport = now;
       }
-      if (step % saveEvery === 0) await save('checkpoint');
+      if (step % a.saveEvery === 0) await save('checkpoint');
     }
     bar.done();
     await save(stop ? 'interrupted' : 'done');
     await writePng(`${out}.loss.png`, plotLoss(history));
     const tEnd = performance.now();
-    const secs = (tEnd - t0) / 1000;
     const rate = step > 1 ? (step - 1) / ((tEnd - tFirst) / 1000) : NaN;
-    const avg = (k: number) => {
-      const h = history.slice(0, k);
-      return h.reduce((s, p) => s + p.loss, 0) / Math.max(1, h.length);
-    };
-    const tail = history.slice(-Math.max(1, Math.floor(history.length / 10)));
-    console.error(
-      `trained ${step} steps in ${secs.toFixed(1)} s (after the first: ${rate.toFixed(3)} steps/s, ${(rate * B).toFixed(2)} images/s, ` +
-        `${(1000 / rate).toFixed(0)} ms/step; batch ${B}, ${patch}px) on ${ctx.adapter.description}; ` +
-        `loss first ${firstLoss.toFixed(2)}, last ${lastLoss.toFixed(2)}; mean of the first 10%: ${avg(Math.max(1, Math.floor(history.length / 10))).toFixed(2)}, ` +
-        `last 10%: ${(tail.reduce((s, p) => s + p.loss, 0) / tail.length).toFixed(2)}`,
-    );
+    console.error(summary(a, history, (tEnd - t0) / 1000, rate, ctx.adapter.description));
     trainer.destroy();
     return stop ? 130 : 0;
   } finally {
     process.off('SIGINT', onSig);
     ctx.destroy();
   }
+}
+
+/** Write the model (the EMA weights with --ema) and the state file, each atomically; returns the step saved. */
+async function writeCheckpoint(a: TrainArgs, start: Start, images: number, trainer: Trainer): Promise<number> {
+  const params = await trainer.modelParams();
+  const st = await trainer.state({ moments: a.moments });
+  const condition = { scale: a.scale, resample: 'bicubic', bicubic_a: -0.75, clamp: true };
+  const extra = {
+    objective: a.objective,
+    target: a.target,
+    steps: st.step,
+    batch: a.batch,
+    patch: a.patch,
+    lr: a.lr,
+    loss: a.loss,
+    reduction: a.reduction,
+    ema: a.ema,
+    clip: a.clip,
+    blur: a.blurArg ?? null,
+    init: a.init ? basename(a.init) : undefined,
+    data: basename(resolve(a.data)),
+    images,
+  };
+  const { config } = start.weights;
+  const { schedule } = start;
+  await writeFileAtomic(
+    a.out,
+    encodeModel(config, (n) => params.get(n)!, { schedule, condition, extra, dtype: a.stateDtype }),
+  );
+  const entry = (data: Float32Array) => castFloat(f32Entry([data.length], data), a.stateDtype, 'state');
+  const tensors: [string, ReturnType<typeof f32Entry>][] = [['params', entry(st.params)]];
+  if (st.adamM && st.adamV) tensors.push(['adam_m', entry(st.adamM)], ['adam_v', entry(st.adamV)]);
+  if (st.ema) tensors.push(['ema', entry(st.ema)]);
+  await writeFileAtomic(
+    `${a.out}.state.safetensors`,
+    writeSafetensors(tensors, { step: String(st.step), adam_step: String(st.adamStep) }),
+  );
+  return st.step;
+}
+
+/** The closing line: steps, time, throughput after the first step, and the loss at the start and the end. */
+function summary(a: TrainArgs, history: { loss: number }[], secs: number, rate: number, device: string): string {
+  const mean = (h: { loss: number }[]) => h.reduce((s, p) => s + p.loss, 0) / Math.max(1, h.length);
+  const tenth = Math.max(1, Math.floor(history.length / 10));
+  const tail = history.slice(-tenth); // no steps: NaN, as the first and last losses
+  const first = history.length ? history[0].loss : NaN;
+  const last = history.length ? history[history.length - 1].loss : NaN;
+  return (
+    `trained ${history.length} steps in ${secs.toFixed(1)} s (after the first: ${rate.toFixed(3)} steps/s, ${(rate * a.batch).toFixed(2)} images/s, ` +
+    `${(1000 / rate).toFixed(0)} ms/step; batch ${a.batch}, ${a.patch}px) on ${device}; ` +
+    `loss first ${first.toFixed(2)}, last ${last.toFixed(2)}; mean of the first 10%: ${mean(history.slice(0, tenth)).toFixed(2)}, ` +
+    `last 10%: ${(tail.reduce((s, p) => s + p.loss, 0) / tail.length).toFixed(2)}`
+  );
 }

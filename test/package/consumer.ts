@@ -2,7 +2,18 @@
 // API, the page-safe entry and the low-level one.
 import { createUpscaler, encodePng, type NodeUpscaler, type NodeUpscaleResult, type PixelImage } from 'sr3-wgsl';
 import { createUpscaler as createPageUpscaler, type BrowserUpscaler } from 'sr3-wgsl/browser';
-import { type GpuContext, kernels, Sampler, UNet, uploadUNetParams, type UNetParams } from 'sr3-wgsl/core';
+import {
+  type GpuContext,
+  kernels,
+  parseSchedule,
+  photoCrops,
+  Sampler,
+  Trainer,
+  type TrainerState,
+  UNet,
+  uploadUNetParams,
+  type UNetParams,
+} from 'sr3-wgsl/core';
 
 export async function upscaleTwo(files: [string, string]): Promise<PixelImage[]> {
   const up: NodeUpscaler = await createUpscaler({ steps: 20, sampler: 'ddim' });
@@ -39,4 +50,23 @@ export async function lowLevel(ctx: GpuContext, up: NodeUpscaler): Promise<numbe
   net.destroy();
   params.destroy();
   return params.bytes;
+}
+
+// training from the core entry: one step on crops of the given images, and the state a checkpoint would hold
+export async function trainOneStep(ctx: GpuContext, up: NodeUpscaler, images: PixelImage[]): Promise<TrainerState> {
+  const trainer = await Trainer.create(ctx, up.model, {
+    batch: 1,
+    patch: 32,
+    scale: 4,
+    lr: 1e-4,
+    schedule: parseSchedule('linear:2000:1e-6:0.01'),
+    crops: photoCrops(images, 32),
+  });
+  try {
+    const { loss } = await trainer.step();
+    if (!Number.isFinite(loss)) throw new Error(`loss ${loss}`);
+    return await trainer.state({ moments: false });
+  } finally {
+    trainer.destroy();
+  }
 }
