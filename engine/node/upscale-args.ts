@@ -6,12 +6,10 @@ import { parseArgs } from 'node:util';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
 import { MAX_STEPS, parseSchedule } from '../schedule.ts';
 import { DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
+import { MAX_SAMPLES, MAX_TILE } from '../upscaler.ts';
 import { MAX_PNG_PIXELS, MAX_PNG_SIDE } from './png.ts';
 
-/** The most samples of one image in one run (they run as one batch). */
-export const MAX_SAMPLES = 64;
-/** The largest --tile (the widest PNG we write: a tile this size covers any output in one pass). */
-export const MAX_TILE = MAX_PNG_SIDE;
+export { MAX_SAMPLES, MAX_TILE } from '../upscaler.ts';
 
 export interface UpscaleArgs {
   inputs: string[];
