@@ -232,6 +232,11 @@ export class Sampler {
   private history: GPUBuffer[] = [];
   private stepFill: Fill | null = null;
   private extraFills: Fill[] = [];
+  /**
+   * Whether a step draws noise (some row's s != 0: the ancestral samplers, DDIM with eta > 0). The deterministic
+   * solvers' y keeps the noise it started with, which is what the consistency projection must preserve.
+   */
+  stochastic = false;
   private constructor(
     readonly ctx: GpuContext,
     readonly net: UNet,
@@ -293,9 +298,8 @@ export class Sampler {
     });
     d.push(...net.dispatches);
     // deterministic samplers (every s = 0) draw no step noise
-    let stochastic = false;
-    for (let t = 0; t < this.steps; t++) if (table[t * ROW + 6] !== 0) stochastic = true;
-    if (this.noise === 'rng' && stochastic) {
+    for (let t = 0; t < this.steps; t++) if (table[t * ROW + 6] !== 0) this.stochastic = true;
+    if (this.noise === 'rng' && this.stochastic) {
       this.stepFill = rng.fill({
         out: this.z,
         n: this.n,

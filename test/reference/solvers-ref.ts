@@ -20,9 +20,10 @@ const level = (gamma: number): Level => {
   return { alpha, sigma, lambda: sigma === 0 ? Infinity : Math.log(alpha / sigma) };
 };
 
-/** x0 = (x - sigma eps) / alpha, optionally clamped to [-1, 1] (static thresholding). */
-function dataPrediction(model: EpsModel, x: Float64Array, l: Level, clip: boolean): Float64Array {
+/** x0 = (x - sigma eps) / alpha, optionally clamped to [-1, 1] (static thresholding); eps = the model's output. */
+function dataPrediction(model: EpsModel, x: Float64Array, l: Level, clip: boolean, keep?: (eps: Float64Array) => void) {
   const eps = model(x, l.alpha);
+  keep?.(eps);
   return x.map((v, i) => {
     const x0 = (v - l.sigma * eps[i]) / l.alpha;
     return clip ? Math.min(1, Math.max(-1, x0)) : x0;
@@ -30,17 +31,34 @@ function dataPrediction(model: EpsModel, x: Float64Array, l: Level, clip: boolea
 }
 
 /**
+ * Something applied to x after every update (e.g. the consistency projection), given the level x is now at
+ * (sqrt(gamma) and sqrt(1 - gamma)) and the model's eps of the step that made it.
+ */
+export type AfterUpdate = (x: Float64Array, alpha: number, sigma: number, eps: Float64Array) => Float64Array;
+
+/**
  * DPM-Solver++(2M): `gammas` noisiest first (M of them). Returns every x after each update (M arrays, the last the
  * result). The last update (to sigma = 0) is first order (lower_order_final).
  */
-export function dpmSolverPP2M(model: EpsModel, xT: Float64Array, gammas: number[], clip: boolean): Float64Array[] {
+export function dpmSolverPP2M(
+  model: EpsModel,
+  xT: Float64Array,
+  gammas: number[],
+  clip: boolean,
+  after?: AfterUpdate,
+): Float64Array[] {
   const ts = [...gammas.map(level), level(1)];
   const M = gammas.length;
   const out: Float64Array[] = [];
   let x = xT;
   const models: Float64Array[] = [];
   for (let step = 1; step <= M; step++) {
-    models.push(dataPrediction(model, x, ts[step - 1], clip));
+    let eps: Float64Array = new Float64Array(0);
+    models.push(
+      dataPrediction(model, x, ts[step - 1], clip, (e) => {
+        eps = e;
+      }),
+    );
     const prev = ts[step - 1];
     const t = ts[step];
     const m0 = models[models.length - 1];
@@ -57,6 +75,7 @@ export function dpmSolverPP2M(model: EpsModel, xT: Float64Array, gammas: number[
     }
     const ratio = t.sigma / prev.sigma;
     x = x.map((v, i) => ratio * v + t.alpha * phi * D[i]);
+    if (after) x = after(x, t.alpha, t.sigma, eps);
     out.push(x);
   }
   return out;
