@@ -66,7 +66,7 @@ function quickCases(): Case[] {
     conv({ B: 1, C1: 32, H: 64, W: 64, Cout: 32, ks: 3, stride: 2 }),
     conv({ B: 1, C1: 128, H: 8, W: 8, Cout: 128, ks: 3, upsample: true }),
     conv({ B: 1, C1: 128, H: 8, W: 8, Cout: 384, ks: 1, norm: 1, groups: 32 }),
-    // the backward (engine/kernels-backward.ts) of the yardstick, a GroupNorm+Swish conv over a skip concatenation, a
+    // the backward (engine/ops/conv2d-backward.ts) of the yardstick, a GroupNorm+Swish conv over a skip concatenation, a
     // stride-2 Downsample and an upsampling conv
     ...convGrads({ B: 1, C1: 64, H: 128, W: 128, Cout: 64, ks: 3 }),
     ...convGrads({ B: 1, C1: 64, C2: 64, H: 32, W: 32, Cout: 64, ks: 3, norm: 2, groups: 32, emb: true }),

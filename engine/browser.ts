@@ -13,7 +13,7 @@ import {
 import { GpuContext, GpuError, type GpuContextOptions } from './gpu.ts';
 import type { EngineSwitches } from './options.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
-import { checkEngineOptions } from './kernels.ts';
+import { checkEngineOptions } from './ops/conv2d.ts';
 import { SAMPLERS } from './sampler.ts';
 import {
   bicubicUpscale,

@@ -2,8 +2,18 @@
 // clipping as torch.nn.utils.clip_grad_norm_, an EMA of the weights, and the learning-rate warm-up schedule.
 // Dispatches are recorded once; the step-dependent scalars live in a uniform that `setStep` rewrites before a replay.
 import type { Dispatch, GpuContext } from './gpu.ts';
-import { grid256, reduceFinal, reducePartials } from './kernels-backward.ts';
-import { ADAM_WGSL, CLIP_SCALE_WGSL, EMA_WGSL, SUMSQ_PARTIAL_WGSL } from '../shaders/adam.ts';
+import { grid256 } from './ops/common.ts';
+import { reduceFinal, reducePartials } from './ops/loss.ts';
+import {
+  ADAM_UNIFORM,
+  ADAM_WGSL,
+  CLIP_SCALE_UNIFORM,
+  CLIP_SCALE_WGSL,
+  EMA_UNIFORM,
+  EMA_WGSL,
+  SUMSQ_PARTIAL_UNIFORM,
+  SUMSQ_PARTIAL_WGSL,
+} from '../shaders/adam.ts';
 
 export interface AdamOptions {
   lr: number;
@@ -85,7 +95,7 @@ export async function adam(
   if (new Set(Object.values(bufs)).size !== 4)
     throw new Error(`${L}: params, grads, m and v must be four different buffers`);
   const pipeline = await ctx.pipeline(ADAM_WGSL, { label: 'adam' });
-  const ubuf = ctx.uniform(new ArrayBuffer(48), `${L}.u`);
+  const ubuf = ctx.uniform(new ArrayBuffer(ADAM_UNIFORM.bytes), `${L}.u`);
   const bindGroup = ctx.bind(pipeline, [bufs.params, bufs.grads, bufs.m, bufs.v, ubuf], L);
   const setStep = (step: number, lr?: number) => {
     if (lr !== undefined) {
@@ -93,9 +103,8 @@ export async function adam(
       checkAdam(options);
     }
     const s = adamScalars(step, options);
-    const u = new ArrayBuffer(48);
-    new Uint32Array(u, 0, 1)[0] = n;
-    new Float32Array(u, 16, 7).set([s.negStepSize, s.lerpW, s.beta2, s.oneMinusBeta2, s.bc2Sqrt, s.eps, s.weightDecay]);
+    const { negStepSize, lerpW, beta2, oneMinusBeta2, bc2Sqrt, eps, weightDecay } = s;
+    const u = ADAM_UNIFORM.pack({ n, negStepSize, lerpW, beta2, oneMinusBeta2, bc2Sqrt, eps, weightDecay }, L);
     ctx.device.queue.writeBuffer(ubuf, 0, u);
   };
   setStep(1);
@@ -119,7 +128,7 @@ export async function globalNorm(
   const P = reducePartials(spec.n);
   if (bufs.partial.size < P * 4) throw new Error(`${L}: partial buffer of ${bufs.partial.size} bytes, needs ${P * 4}`);
   const p = await ctx.pipeline(SUMSQ_PARTIAL_WGSL, { label: 'sumsq_partial' });
-  const u = ctx.uniform(new Uint32Array([spec.n, spec.off ?? 0, 0, 0]), `${L}.u`);
+  const u = ctx.uniform(SUMSQ_PARTIAL_UNIFORM.pack({ n: spec.n, off: spec.off ?? 0 }, L), `${L}.u`);
   return [
     {
       pipeline: p,
@@ -153,9 +162,7 @@ export async function clipGradNorm(
     { x: bufs.grads, partial: bufs.partial, out: bufs.norm },
   );
   const p = await ctx.pipeline(CLIP_SCALE_WGSL, { label: 'clip_scale' });
-  const u = new ArrayBuffer(16);
-  new Uint32Array(u, 0, 2).set([spec.n, spec.normOff ?? 0]);
-  new Float32Array(u, 8, 1)[0] = spec.maxNorm;
+  const u = CLIP_SCALE_UNIFORM.pack({ n: spec.n, normOff: spec.normOff ?? 0, maxNorm: spec.maxNorm }, L);
   return [
     ...first,
     {
@@ -176,9 +183,7 @@ export async function emaUpdate(
   const L = spec.label ?? 'ema';
   if (!(spec.decay >= 0 && spec.decay <= 1)) throw new Error(`${L}: decay must be in [0, 1], got ${spec.decay}`);
   const p = await ctx.pipeline(EMA_WGSL, { label: 'ema' });
-  const u = new ArrayBuffer(16);
-  new Uint32Array(u, 0, 1)[0] = spec.n;
-  new Float32Array(u, 8, 2).set([spec.decay, 1 - spec.decay]);
+  const u = EMA_UNIFORM.pack({ n: spec.n, decay: spec.decay, oneMinusDecay: 1 - spec.decay }, L);
   return {
     pipeline: p,
     bindGroup: ctx.bind(p, [bufs.params, bufs.ema, ctx.uniform(u, `${L}.u`)], L),

@@ -39,7 +39,7 @@ export interface EngineOptions {
    * GPU paths only. target 0: off; `force` sets the chunk count of every GEMM conv (tests).
    */
   splitK: { target: number; force?: number };
-  /** the tiled kernel's tile (64 or 128 a side); unset: chosen per conv (kernels.ts tiledShape) */
+  /** the tiled kernel's tile (64 or 128 a side); unset: chosen per conv (engine/ops/conv2d.ts tiledShape) */
   tiledTile: { TM?: 64 | 128; TN?: 64 | 128 };
   /**
    * Register prefetch in the tiled conv (default on): the next k-step's values are loaded into registers before the
@@ -52,7 +52,7 @@ export interface EngineOptions {
    */
   batchLoads: boolean;
   /**
-   * The mixed-precision kernels: the 'mma' tile (unset: chosen per conv, kernels.ts mmaShape), the register prefetch
+   * The mixed-precision kernels: the 'mma' tile (unset: chosen per conv, engine/ops/conv2d.ts mmaShape), the register prefetch
    * of both, the subgroups of a tensor-core workgroup (default 8, see bench/README.md), padded tiles in workgroup
    * memory and 64-deep k-steps (both off until a GPU measures them; shaders/conv2d_mma.ts `pad`, `tk`).
    */
@@ -75,7 +75,7 @@ export interface EngineOptions {
    * chunk count wherever a group has enough values (tests).
    */
   gnSplit: { target: number; force?: number };
-  /** the direct kernel's block, any field fixed (experiments, tests); unset: chosen per conv (kernels.ts directBlock) */
+  /** the direct kernel's block, any field fixed (experiments, tests); unset: chosen per conv (ops/conv2d.ts directBlock) */
   directBlock: { PX?: number; RN?: number; CC?: number; WG?: number; vec?: boolean };
 }
 
@@ -89,7 +89,7 @@ export const MMA_SUBGROUPS = 8;
 
 /**
  * The options a context runs with: the defaults for this adapter, with `s` over them. Checks what can be checked
- * without a device (kernels.ts checkEngineOptions checks the rest against the device).
+ * without a device (ops/conv2d.ts checkEngineOptions checks the rest against the device).
  */
 export function resolveEngineOptions(
   adapter: Pick<AdapterDescription, 'isSoftware'>,

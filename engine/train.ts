@@ -2,7 +2,9 @@
 // reverse order, recorded once and replayed each step, then Adam over the flat parameter buffer.
 import type { Dispatch, GpuContext } from './gpu.ts';
 import { encodeDispatch } from './gpu.ts';
-import * as KB from './kernels-backward.ts';
+import { linearBackward } from './ops/linear.ts';
+import { loss, reducePartials } from './ops/loss.ts';
+import { planOpFamily, type BackwardEnv } from './ops/plan-ops.ts';
 import { adam, type AdamDispatch, type AdamOptions } from './optim.ts';
 import { rngWorkgroups } from './rng.ts';
 import {
@@ -163,9 +165,9 @@ export class TrainGraph {
       }
       return g;
     };
-    const partial = this.own(ctx.buffer(KB.reducePartials(n) * 4, 'train.loss_partial'));
+    const partial = this.own(ctx.buffer(reducePartials(n) * 4, 'train.loss_partial'));
     f.push(
-      ...(await KB.loss(
+      ...(await loss(
         ctx,
         { n, kind: o.loss ?? 'l1', reduction: o.reduction ?? 'sum', label: 'loss' },
         {
@@ -179,78 +181,36 @@ export class TrainGraph {
     );
     this.forwardLoss = f;
 
-    // ---- backward, op by op in reverse; activation gradients accumulate into zeroed buffers
-    const scratchNeed = { dYA: 16, dYB: 16, gn: 16, dw: 16, xn: 16 };
-    let rowStats = 16;
+    // ---- backward, op by op in reverse (each family's recorder, engine/ops/plan-ops.ts); activation gradients
+    // accumulate into zeroed buffers. The scratch buffers are shared: one per name, of the largest size any op asks.
+    const scratchNeed = new Map<string, number>();
     for (const op of plan.ops) {
-      if (op.kind === 'conv') {
-        const s = KB.conv2dBackwardScratchBytes(op.spec);
-        for (const k of Object.keys(scratchNeed) as (keyof typeof scratchNeed)[])
-          scratchNeed[k] = Math.max(scratchNeed[k], s[k]);
-      } else if (op.kind === 'attention') rowStats = Math.max(rowStats, KB.attentionBackwardStatsBytes(op.spec));
+      for (const [k, bytes] of Object.entries(planOpFamily(op).scratchBytes(op)))
+        scratchNeed.set(k, Math.max(scratchNeed.get(k) ?? 16, bytes));
     }
-    const scratch = {
-      dYA: this.own(ctx.buffer(scratchNeed.dYA, 'train.scratch.dYA')),
-      dYB: this.own(ctx.buffer(scratchNeed.dYB, 'train.scratch.dYB')),
-      gn: this.own(ctx.buffer(scratchNeed.gn, 'train.scratch.gn')),
-      dw: this.own(ctx.buffer(scratchNeed.dw, 'train.scratch.dw')),
-      xn: this.own(ctx.buffer(scratchNeed.xn, 'train.scratch.xn')),
-    };
-    const rowStatsBuf = this.own(ctx.buffer(rowStats, 'train.attn_rowstats'));
+    const scratch: Record<string, GPUBuffer> = {};
+    for (const [k, bytes] of scratchNeed) scratch[k] = this.own(ctx.buffer(bytes, `train.scratch.${k}`));
     const dEmb = this.own(ctx.buffer(Math.max(plan.embTotal, 1) * 4, 'train.d_emb'));
     const dT = this.own(ctx.buffer(pb.t.size, 'train.d_t'));
     const dHidden = this.own(ctx.buffer(pb.hidden.size, 'train.d_hidden'));
-    const isInput = (t: PTensor) => t === plan.inputA || t === plan.inputB;
+    const env: BackwardEnv = {
+      buf,
+      grad: gradOf,
+      isInput: (t) => t === plan.inputA || t === plan.inputB,
+      params: this.params,
+      grads: this.grads,
+      stats: pb.stats,
+      dEmb,
+      scratch,
+    };
     const bw: Dispatch[] = [];
-    for (let i = plan.ops.length - 1; i >= 0; i--) {
-      const op = plan.ops[i];
-      if (op.kind === 'gnstats') continue; // folded into the backward of the conv that applies the normalisation
-      if (op.kind === 'attention') {
-        bw.push(
-          ...(await KB.attentionBackward(
-            ctx,
-            op.spec,
-            { qkv: buf(op.qkv), dOut: gradOf(op.out), dqkv: gradOf(op.qkv), rowStats: rowStatsBuf },
-            { accumulate: true },
-          )),
-        );
-        continue;
-      }
-      const { hasRes: _ignored, ...spec } = op.spec;
-      const inputGrad = !isInput(op.a);
-      bw.push(
-        ...(await KB.conv2dBackward(
-          ctx,
-          spec,
-          {
-            params: this.params,
-            a: buf(op.a),
-            b: op.b ? buf(op.b) : undefined,
-            stats: spec.norm ? pb.stats : undefined,
-            dOut: gradOf(op.out),
-            grads: this.grads,
-            dEmb: spec.embOff !== undefined && spec.embOff >= 0 ? dEmb : undefined,
-            dA: inputGrad ? gradOf(op.a) : undefined,
-            dB: inputGrad && op.b ? gradOf(op.b) : undefined,
-            scratch,
-          },
-          { accumulate: true, inputGrad },
-        )),
-      );
-      if (op.res)
-        bw.push(
-          await KB.addInto(
-            ctx,
-            { n: op.res.bytes / 4, label: `${op.label}.residual` },
-            { src: gradOf(op.out), dst: gradOf(op.res) },
-          ),
-        );
-    }
+    for (let i = plan.ops.length - 1; i >= 0; i--)
+      bw.push(...(await planOpFamily(plan.ops[i]).backward(ctx, plan.ops[i], env)));
     // the embedding: every block's projection, then the noise-level MLP
-    const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
+    const { inner, w1Off, b1Off, w2Off, b2Off, act } = plan.mlp;
     for (const e of plan.embBlocks) {
       bw.push(
-        ...(await KB.linearBackward(
+        ...(await linearBackward(
           ctx,
           { B, K: inner, N: e.dimOut, wOff: e.wOff, bOff: e.bOff, dOutOff: e.embOff, label: `${e.name}.noise_func` },
           { params: this.params, inp: pb.t, dOut: dEmb, grads: this.grads, dIn: dT },
@@ -259,12 +219,12 @@ export class TrainGraph {
       );
     }
     bw.push(
-      ...(await KB.linearBackward(
+      ...(await linearBackward(
         ctx,
-        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' },
+        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, act, label: 'noise_level_mlp.3' },
         { params: this.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden },
       )),
-      ...(await KB.linearBackward(
+      ...(await linearBackward(
         ctx,
         { B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' },
         { params: this.params, inp: pb.enc, dOut: dHidden, grads: this.grads },

@@ -16,7 +16,7 @@ import type { Schedule, UNetConfig } from '../weights-format/index.ts';
 import { expectedParamShapes } from '../weights-format/index.ts';
 import type { GpuContext } from './gpu.ts';
 import type { PixelImage } from './image.ts';
-import { reducePartials } from './kernels-backward.ts';
+import { reducePartials } from './ops/loss.ts';
 import { clipGradNorm, emaUpdate, warmupLr } from './optim.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from './resample.ts';
 import { type Fill, GaussianRng } from './rng.ts';

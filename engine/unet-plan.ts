@@ -1,9 +1,11 @@
 // The SR3 U-Net (the reference's model/sr3_modules/unet.py) as a plan: the list of fused kernels with their shapes,
 // parameter offsets and the tensors they read and write, independent of any device. The forward executor (unet.ts)
 // and the trainer (train.ts, which walks the same plan backwards) both build from it.
+import type { Activation } from '../shaders/activation.ts';
 import type { UNetConfig } from '../weights-format/config.ts';
 import { expectedParamShapes } from '../weights-format/unet.ts';
-import { convOutSize, type ConvSpec, type GroupNormSpec } from './kernels.ts';
+import { convOutSize, type ConvSpec } from './ops/conv2d.ts';
+import type { GroupNormSpec } from './ops/groupnorm.ts';
 
 export interface PTensor {
   id: number;
@@ -45,7 +47,8 @@ export interface UNetPlan {
   inputB: PTensor | null;
   output: PTensor;
   ops: PlanOp[];
-  mlp: { inner: number; w1Off: number; b1Off: number; w2Off: number; b2Off: number };
+  /** the noise-level MLP; `act`: its activation (absent: Swish) */
+  mlp: { inner: number; w1Off: number; b1Off: number; w2Off: number; b2Off: number; act?: Activation };
   embBlocks: EmbBlock[];
   embTotal: number;
   statsTotal: number;
@@ -73,6 +76,8 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
   checkShape(cfg, B, H, W);
   const G = cfg.norm_groups;
   const inner = cfg.inner_channel;
+  // the config's activation on every spec that applies one (absent for Swish, the default)
+  const act = cfg.activation && cfg.activation !== 'swish' ? { act: cfg.activation } : {};
 
   const order = [...expectedParamShapes(cfg)];
   const offsets = new Map<string, number>();
@@ -167,6 +172,7 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
       embOff: o.embOff,
       hasRes: !!o.res,
       label,
+      ...act,
     };
     ops.push({ kind: 'conv', label, a, b, res: o.res ?? null, out, spec });
     return out;
@@ -311,6 +317,7 @@ export function planUNet(cfg: UNetConfig, B: number, H: number, W: number, split
       b1Off: off('noise_level_mlp.1.bias'),
       w2Off: off('noise_level_mlp.3.weight'),
       b2Off: off('noise_level_mlp.3.bias'),
+      ...act,
     },
     embBlocks,
     embTotal,

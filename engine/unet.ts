@@ -3,9 +3,9 @@
 // whose lifetimes do not overlap, and a forward pass is a replay.
 import type { UNetConfig } from '../weights-format/config.ts';
 import { encodeDispatch, fmtBytes, type Dispatch, type GpuContext } from './gpu.ts';
-import * as K from './kernels.ts';
+import { linear, positionalEncoding } from './ops/linear.ts';
+import { planOpFamily } from './ops/plan-ops.ts';
 import { materializeNorm } from './options.ts';
-import { groupNormApply } from './kernels-backward.ts';
 import {
   checkShape,
   opInputs,
@@ -94,8 +94,8 @@ function dispatchRanges(plan: UNetPlan): [number, number][][] {
   );
   for (const e of plan.embBlocks) out.push(linearRanges({ wOff: e.wOff, bOff: e.bOff, K: inner, N: e.dimOut }));
   for (const op of plan.ops) {
-    if (op.kind !== 'conv') continue;
-    out.push(convRanges(op.spec));
+    const r = planOpFamily(op).paramRanges(op);
+    if (r.length) out.push(r);
   }
   return out;
 }
@@ -110,14 +110,6 @@ function linearRanges(s: { wOff: number; bOff: number; K: number; N: number }): 
 /** [first, end) of the parameters a dispatch's ranges cover. */
 function span(ranges: [number, number][]): [number, number] {
   return [Math.min(...ranges.map(([o]) => o)), Math.max(...ranges.map(([o, n]) => o + n))];
-}
-
-function convRanges(s: K.ConvSpec): [number, number][] {
-  const cin = s.C1 + s.C2;
-  const r: [number, number][] = [[s.wOff, s.Cout * cin * s.ks * s.ks]];
-  if (s.bOff >= 0) r.push([s.bOff, s.Cout]);
-  if (s.norm) r.push([s.gammaOff ?? 0, cin], [s.betaOff ?? 0, cin]);
-  return r;
 }
 
 /**
@@ -246,30 +238,19 @@ export function paramView(pb: PlanBuffers, ranges: [number, number][]): { buf: G
   return { buf: c.buf, base: c.start };
 }
 
-/** A conv spec with its parameter offsets rebased into `base`'s chunk. */
-function rebaseConv(s: K.ConvSpec, base: number): K.ConvSpec {
-  return {
-    ...s,
-    wOff: s.wOff - base,
-    bOff: s.bOff >= 0 ? s.bOff - base : s.bOff,
-    gammaOff: s.norm ? (s.gammaOff ?? 0) - base : s.gammaOff,
-    betaOff: s.norm ? (s.betaOff ?? 0) - base : s.betaOff,
-  };
-}
-
 /** The noise-level MLP and every block's projection into the embedding buffer. */
 export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanBuffers): Promise<Dispatch[]> {
   const { B } = plan;
-  const { inner, w1Off, b1Off, w2Off, b2Off } = plan.mlp;
-  const lin = async (spec: Parameters<typeof K.linear>[1], inp: GPUBuffer, out: GPUBuffer) => {
+  const { inner, w1Off, b1Off, w2Off, b2Off, act } = plan.mlp;
+  const lin = async (spec: Parameters<typeof linear>[1], inp: GPUBuffer, out: GPUBuffer) => {
     const v = paramView(pb, linearRanges(spec));
-    return K.linear(ctx, { ...spec, wOff: spec.wOff - v.base, bOff: spec.bOff - v.base }, { params: v.buf, inp, out });
+    return linear(ctx, { ...spec, wOff: spec.wOff - v.base, bOff: spec.bOff - v.base }, { params: v.buf, inp, out });
   };
   const d: Dispatch[] = [
-    await K.positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: pb.level, out: pb.enc }),
+    await positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: pb.level, out: pb.enc }),
     await lin({ B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, pb.enc, pb.hidden),
     await lin(
-      { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, label: 'noise_level_mlp.3' },
+      { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, act, label: 'noise_level_mlp.3' },
       pb.hidden,
       pb.t,
     ),
@@ -287,65 +268,24 @@ export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanB
 }
 
 /**
- * One op of the plan as dispatches, given a buffer for every tensor. With `xn` (a scratch of normScratchBytes), a
- * conv's GroupNorm(+Swish) is written out once by its own kernel and the conv reads the result: cheaper where
- * transcendental functions are slow (a software device) than normalising in every conv tap.
+ * One op of the plan as dispatches, given a buffer for every tensor: its family's recorder (engine/ops/plan-ops.ts).
+ * With `xn` (a scratch of normScratchBytes), a conv's GroupNorm(+Swish) is written out once by its own kernel and the
+ * conv reads the result (engine/ops/conv2d.ts recordConv).
  */
-export async function recordOp(
+export function recordOp(
   ctx: GpuContext,
   op: PlanOp,
   pb: PlanBuffers,
   buf: (t: PTensor) => GPUBuffer,
   xn?: GPUBuffer,
 ): Promise<Dispatch[]> {
-  switch (op.kind) {
-    case 'gnstats':
-      return [await K.groupNormStats(ctx, op.spec, { a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats })];
-    case 'conv': {
-      const view = paramView(pb, convRanges(op.spec));
-      const s = rebaseConv(op.spec, view.base);
-      const params = view.buf;
-      const emb = s.embOff !== undefined && s.embOff >= 0 ? pb.emb : undefined;
-      const res = op.res ? buf(op.res) : undefined;
-      if (xn && s.norm) {
-        const apply = await groupNormApply(
-          ctx,
-          {
-            B: s.B,
-            C1: s.C1,
-            C2: s.C2,
-            HW: s.Hin * s.Win,
-            groups: s.groups ?? 1,
-            statsOff: s.statsOff ?? 0,
-            gammaOff: s.gammaOff ?? 0,
-            betaOff: s.betaOff ?? 0,
-            swish: s.norm === 2,
-            label: `${op.label}.norm`,
-          },
-          { params, a: buf(op.a), b: op.b ? buf(op.b) : undefined, stats: pb.stats, out: xn },
-        );
-        const conv = await K.conv2d(
-          ctx,
-          { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 },
-          { params, a: xn, emb, res, out: buf(op.out) },
-        );
-        return [apply, conv];
-      }
-      return [
-        await K.conv2d(ctx, s, {
-          params,
-          a: buf(op.a),
-          b: op.b ? buf(op.b) : undefined,
-          stats: s.norm ? pb.stats : undefined,
-          emb,
-          res,
-          out: buf(op.out),
-        }),
-      ];
-    }
-    case 'attention':
-      return [await K.attention(ctx, op.spec, { qkv: buf(op.qkv), out: buf(op.out) })];
-  }
+  return planOpFamily(op).forward(ctx, op, {
+    buf,
+    params: (ranges) => paramView(pb, ranges),
+    stats: pb.stats,
+    emb: pb.emb,
+    xn,
+  });
 }
 
 /** Bytes of the scratch recordOp needs to materialise the plan's normalisations (0 when none). */

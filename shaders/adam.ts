@@ -10,12 +10,22 @@
 //   denom = sqrt(v) / sqrt(1 - b2^t) + eps             (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
 //   p  = p + ((-lr / (1 - b1^t)) * m) / denom          param.addcdiv_(exp_avg, denom, value=-step_size)
 
+import { uniformLayout } from './uniform.ts';
+
+/** ADAM_WGSL's uniform: the step-dependent scalars (engine/optim.ts adamScalars) as f32. */
+export const ADAM_UNIFORM = uniformLayout('P', {
+  n: 'u32',
+  negStepSize: 'f32',
+  lerpW: 'f32',
+  beta2: 'f32',
+  oneMinusBeta2: 'f32',
+  bc2Sqrt: 'f32',
+  eps: 'f32',
+  weightDecay: 'f32',
+});
+
 export const ADAM_WGSL = /* wgsl */ `
-struct P {
-  n: u32, _a: u32, _b: u32, _c: u32,
-  negStepSize: f32, lerpW: f32, beta2: f32, oneMinusBeta2: f32,
-  bc2Sqrt: f32, eps: f32, weightDecay: f32, _d: f32,
-}
+${ADAM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
@@ -41,8 +51,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
 `;
 
 /** partial[wg] = sum of x[off + i]^2 over a grid-stride range (the global gradient norm's first stage). */
+export const SUMSQ_PARTIAL_UNIFORM = uniformLayout('P', { n: 'u32', off: 'u32' });
 export const SUMSQ_PARTIAL_WGSL = /* wgsl */ `
-struct P { n: u32, off: u32, _a: u32, _b: u32 }
+${SUMSQ_PARTIAL_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -70,8 +81,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
  * torch.nn.utils.clip_grad_norm_'s scaling with the norm read on the GPU (no read-back):
  *   coef = min(maxNorm / (norm + 1e-6), 1);  grad[i] *= coef
  */
+export const CLIP_SCALE_UNIFORM = uniformLayout('P', { n: 'u32', normOff: 'u32', maxNorm: 'f32' });
 export const CLIP_SCALE_WGSL = /* wgsl */ `
-struct P { n: u32, normOff: u32, maxNorm: f32, _a: u32 }
+${CLIP_SCALE_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> norm: array<f32>;
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -86,8 +98,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
 `;
 
 /** ema[i] = ema[i] * decay + (1 - decay) * param[i]   (ema.mul_(decay).add_(param, alpha=1 - decay)). */
+export const EMA_UNIFORM = uniformLayout('P', { n: 'u32', decay: 'f32', oneMinusDecay: 'f32' });
 export const EMA_WGSL = /* wgsl */ `
-struct P { n: u32, _a: u32, decay: f32, oneMinusDecay: f32 }
+${EMA_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> param: array<f32>;
 @group(0) @binding(1) var<storage, read_write> ema: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;

@@ -8,15 +8,37 @@
 // addressed as base + batch * strideBatch + row * strideRow + col * strideCol, so q, k, v and P are read where they
 // are, with no transposes. Tiles of 64 x 64 outputs, 16 reduction elements staged at a time, 4 x 4 outputs per
 // invocation. f32 throughout: the result is the flash form's to rounding.
+import { uniformLayout } from './uniform.ts';
 
-/** The GEMM's uniform: 24 u32 (alpha as f32 bits), see attentionGemmUniform in engine/kernels.ts. */
+// The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
+/** STRIDED_GEMM_WGSL's uniform: sizes, alpha, and per operand an offset and batch / reduction / row-or-column strides. */
+export const STRIDED_GEMM_UNIFORM = uniformLayout('P', {
+  M: 'u32',
+  N: 'u32',
+  K: 'u32',
+  alpha: 'f32',
+  aOff: 'u32',
+  aB: 'u32',
+  aK: 'u32',
+  aM: 'u32',
+  bOff: 'u32',
+  bB: 'u32',
+  bK: 'u32',
+  bN: 'u32',
+  cOff: 'u32',
+  cB: 'u32',
+  cM: 'u32',
+  cN: 'u32',
+});
+
+/** ROW_SOFTMAX_WGSL's uniform. */
+export const ROW_SOFTMAX_UNIFORM = uniformLayout('P', {
+  rows: 'u32',
+  HW: 'u32',
+});
+
 export const STRIDED_GEMM_WGSL = /* wgsl */ `
-struct P {
-  M: u32, N: u32, K: u32, alpha: f32,
-  aOff: u32, aB: u32, aK: u32, aM: u32,
-  bOff: u32, bB: u32, bK: u32, bN: u32,
-  cOff: u32, cB: u32, cM: u32, cN: u32,
-}
+${STRIDED_GEMM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> A: array<f32>;
 @group(0) @binding(1) var<storage, read> Bm: array<f32>;
 @group(0) @binding(2) var<storage, read_write> Cm: array<f32>;
@@ -81,7 +103,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 
 /** softmax over each row of S [rows, HW] in place: one workgroup of 64 a row (max, sum of exponentials, scale). */
 export const ROW_SOFTMAX_WGSL = /* wgsl */ `
-struct P { rows: u32, HW: u32, _a: u32, _b: u32 }
+${ROW_SOFTMAX_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read_write> S: array<f32>;
 @group(0) @binding(1) var<uniform> p: P;
 var<workgroup> red: array<f32, 64>;

@@ -4,6 +4,7 @@
 // per-(batch, group) statistics; zero padding applies after the normalisation, as in the reference (GN -> Swish ->
 // Conv2d(padding=1)). Fused into the write: bias, the per-(batch, channel) noise-level embedding, a residual tensor.
 // All weights live in one flat `params` buffer; offsets come in the uniform.
+import { activationWgsl } from './activation.ts';
 import { uniformLayout } from './uniform.ts';
 
 /**
@@ -106,7 +107,7 @@ var<workgroup> kShift: array<f32, ${TK}>;`,
         }
         if (NORM != 0u) {
           v = v * kScale[kk] + kShift[kk];
-          if (NORM == 2u) { v = v / (1.0 + exp(-v)); }
+          if (NORM == 2u) { v = act(v); }
         }
       }
       ${o.store('kk', 'smm', 'v')}
@@ -166,7 +167,7 @@ ${range
         v = ra${e};
         if (NORM != 0u) {
           v = v * kScale[${kk(e)}] + kShift[${kk(e)}];
-          if (NORM == 2u) { v = v / (1.0 + exp(-v)); }
+          if (NORM == 2u) { v = act(v); }
         }
       }
       ${o.store(kk(e), 'smm', 'v')}
@@ -292,14 +293,15 @@ export const CONV_UNIFORM = uniformLayout('P', {
 
 /**
  * The uniform, overrides and bindings of the GEMM conv kernels (tiled f32 and the mixed-precision ones): the host
- * side (engine/kernels.ts conv2d) binds them all the same way.
+ * side (engine/ops/conv2d.ts conv2d) binds them all the same way.
  */
 export const GEMM_CONV_HEADER = /* wgsl */ `${CONV_UNIFORM.wgsl}
 
 override KS: u32 = 3u;         // kernel size: 1 or 3 (padding KS/2)
 override STRIDE: u32 = 1u;     // 1, or 2 for Downsample
 override UPSAMPLE: bool = false;
-override NORM: u32 = 0u;       // 0: none, 1: GroupNorm, 2: GroupNorm + Swish
+override NORM: u32 = 0u;       // 0: none, 1: GroupNorm, 2: GroupNorm + the activation (ACT)
+${activationWgsl()}
 override HAS_EMB: bool = false;
 override HAS_RES: bool = false;
 ${SPLIT_K_DECL}
@@ -340,9 +342,12 @@ export interface TiledShape {
  * arithmetic instead of stalling every step. `batched` (EngineOptions.batchLoads): the batched gather
  * (batchedIm2col, batchedWeights), all of a step's loads issued before their values are used.
  */
+/** The tiled kernel's k-step: reduction indices staged per step (split-K's chunks are whole steps). */
+export const TILED_TK = 16;
+
 export function conv2dTiledWgsl(shape: TiledShape, prefetch: boolean, batched: boolean): string {
   const { TM, TN } = shape;
-  const TK = 16;
+  const TK = TILED_TK;
   const RM = TM / 16;
   const RN = TN / 16;
   const PA = (TK * TM) / 256; // staged values per invocation and step
@@ -583,9 +588,7 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
         const k = Math.floor(e / 4);
         B.push(`        var x${d} = v${k < 0 ? `m${-k}` : k}[${e - 4 * k}];`);
       } else B.push(`        var x${d} = ${src}[ry + cx${d}];`);
-      B.push(
-        `        if (NORM != 0u) { x${d} = (x${d} - mu) * sc + be; if (NORM == 2u) { x${d} = x${d} / (1.0 + exp(-x${d})); } }`,
-      );
+      B.push(`        if (NORM != 0u) { x${d} = (x${d} - mu) * sc + be; if (NORM == 2u) { x${d} = act(x${d}); } }`);
       B.push(`        x${d} = select(0.0, x${d}, vy && vx${d});`);
     }
     for (let kx = 0; kx < ks; kx++) {
@@ -646,6 +649,7 @@ ${body(src)}
 ${CONV_UNIFORM.wgsl}
 
 override NORM: u32 = 0u;
+${activationWgsl()}
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;

@@ -12,6 +12,99 @@
 // consumers: skip connections, residuals, the shared noise embedding). Flags and shape variants (kernel size, stride,
 // upsample, norm) are uniforms rather than override constants: one pipeline per kernel, because each variant costs
 // seconds of shader compilation on software Vulkan and the branches are uniform across a dispatch.
+import { activationWgsl } from './activation.ts';
+import { uniformLayout } from './uniform.ts';
+
+// The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
+/** CONV2D_DX_WGSL's uniform. */
+export const CONV_DX_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  Hin: 'u32',
+  Win: 'u32',
+  Hout: 'u32',
+  Wout: 'u32',
+  Cout: 'u32',
+  wOff: 'u32',
+  ks: 'u32',
+  stride: 'u32',
+  upsample: 'u32',
+  accumulate: 'u32',
+});
+
+/** CONV2D_DW_WGSL's uniform. */
+export const CONV_DW_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  Hin: 'u32',
+  Win: 'u32',
+  Hout: 'u32',
+  Wout: 'u32',
+  Cout: 'u32',
+  G: 'u32',
+  wOff: 'u32',
+  gOff: 'u32',
+  betaOff: 'u32',
+  statsOff: 'u32',
+  chunk: 'u32',
+  ks: 'u32',
+  stride: 'u32',
+  upsample: 'u32',
+  norm: 'u32',
+  split: 'u32',
+  accumulate: 'u32',
+});
+
+/** SPLIT_REDUCE_WGSL's uniform. */
+export const SPLIT_REDUCE_UNIFORM = uniformLayout('P', {
+  n: 'u32',
+  S: 'u32',
+  dstOff: 'u32',
+  accumulate: 'u32',
+});
+
+/** CHANNEL_SUM_WGSL's and channelSumDirectWgsl's uniform. */
+export const CHANNEL_SUM_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C: 'u32',
+  HW: 'u32',
+  bOff: 'u32',
+  embOff: 'u32',
+  hasBias: 'u32',
+  hasEmb: 'u32',
+  accumulate: 'u32',
+});
+
+/** FLIP_WEIGHTS_WGSL's uniform. */
+export const FLIP_WEIGHTS_UNIFORM = uniformLayout('P', {
+  Cout: 'u32',
+  Cin: 'u32',
+  KK: 'u32',
+  wOff: 'u32',
+});
+
+/** convDwDirectWgsl's uniform. */
+export const DW_DIRECT_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  H: 'u32',
+  W: 'u32',
+  Cout: 'u32',
+  rows: 'u32',
+  chunks: 'u32',
+});
+
+/** ADD_WGSL's uniform. */
+export const ADD_UNIFORM = uniformLayout('P', {
+  n: 'u32',
+  dstOff: 'u32',
+  srcOff: 'u32',
+  accumulate: 'u32',
+  scale: 'f32',
+});
 
 /**
  * The GEMM kernels' step over one staged tile (As [TK][aRow], Bs [TK][bRow]): each invocation adds the outer products
@@ -33,12 +126,7 @@ function tileFmaWgsl(aRow: string, bRow: string): string {
 
 /** Input gradient as an implicit GEMM: M = stored input pixels, N = input channels, K = Cout * KS * KS * (4 if upsampled). */
 export const CONV2D_DX_WGSL = /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  wOff: u32, ks: u32, stride: u32, upsample: u32,
-  accumulate: u32, _a: u32, _b: u32, _c: u32,
-}
+${CONV_DX_UNIFORM.wgsl}
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> dOut: array<f32>;
@@ -164,13 +252,8 @@ ${tileFmaWgsl('TM', 'PN')}
  * SPLIT_REDUCE_WGSL); without, the result goes to outp[wOff + co * K + k].
  */
 export const CONV2D_DW_WGSL = /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  G: u32, wOff: u32, gOff: u32, betaOff: u32,
-  statsOff: u32, chunk: u32, ks: u32, stride: u32,
-  upsample: u32, norm: u32, split: u32, accumulate: u32,
-}
+${CONV_DW_UNIFORM.wgsl}
+${activationWgsl()}
 
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inA: array<f32>;
@@ -261,7 +344,7 @@ fn main(@builtin(workgroup_id) wg: vec3u,
           if (p.norm != 0u) {
             let st = p.statsOff + (b * p.G + ci / cpg) * 2u;
             a = (a - stats[st]) * stats[st + 1u] * eGamma[e] + eBeta[e];
-            if (p.norm == 2u) { a = a / (1.0 + exp(-a)); }
+            if (p.norm == 2u) { a = act(a); }
           }
         }
       }
@@ -289,7 +372,7 @@ ${tileFmaWgsl('PAD', 'PAD')}
 
 /** dst[dstOff + i] (=|+=) sum_s partial[s * n + i], i < n. */
 export const SPLIT_REDUCE_WGSL = /* wgsl */ `
-struct P { n: u32, S: u32, dstOff: u32, accumulate: u32 }
+${SPLIT_REDUCE_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -310,7 +393,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
  * embedding gradient dEmb[embOff + b * C + c] = sum_m dOut (hasEmb). One workgroup per channel.
  */
 export const CHANNEL_SUM_WGSL = /* wgsl */ `
-struct P { B: u32, C: u32, HW: u32, bOff: u32, embOff: u32, hasBias: u32, hasEmb: u32, accumulate: u32 }
+${CHANNEL_SUM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> dOut: array<f32>;
 @group(0) @binding(1) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dEmb: array<f32>;
@@ -360,7 +443,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
  * CHANNEL_SUM_WGSL.
  */
 export const channelSumDirectWgsl = (vec: boolean): string => /* wgsl */ `
-struct P { B: u32, C: u32, HW: u32, bOff: u32, embOff: u32, hasBias: u32, hasEmb: u32, accumulate: u32 }
+${CHANNEL_SUM_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> dOut: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dEmb: array<f32>;
@@ -396,7 +479,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
  * The software device runs that conv with its fast direct kernel instead of the GEMM gather.
  */
 export const FLIP_WEIGHTS_WGSL = /* wgsl */ `
-struct P { Cout: u32, Cin: u32, KK: u32, wOff: u32 }
+${FLIP_WEIGHTS_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read_write> wT: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -436,7 +519,7 @@ export function dwBandWgsl(nCi: string, ci: string, height: string): string {
  * slice of `partial` ([slice][Cout][Cin][KS*KS], the weights' layout), and SPLIT_REDUCE_WGSL adds the slices.
  */
 export const convDwDirectWgsl = (ks: 1 | 3): string => /* wgsl */ `
-struct P { B: u32, C1: u32, C2: u32, H: u32, W: u32, Cout: u32, rows: u32, chunks: u32 }
+${DW_DIRECT_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> inA: array<f32>;
 @group(0) @binding(1) var<storage, read> inB: array<f32>;
 @group(0) @binding(2) var<storage, read> dOut: array<vec4f>;
@@ -490,7 +573,7 @@ ${dwBandWgsl('Cin', 'ci', 'p.H')}
 
 /** dst[dstOff + i] (=|+=) scale * src[srcOff + i], i < n: residual pass-through and gradient accumulation. */
 export const ADD_WGSL = /* wgsl */ `
-struct P { n: u32, dstOff: u32, srcOff: u32, accumulate: u32, scale: f32, _a: u32, _b: u32, _c: u32 }
+${ADD_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> src: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;

@@ -3,7 +3,7 @@
 // kernels of conv2d_backward.ts gather through workgroup memory and, for stride 2, spend 3 in 4 of their loads on the
 // stride mask. Like the forward's direct kernel (shaders/conv2d.ts conv2dDirectWgsl), each invocation holds a block
 // of outputs in registers and the address math is unrolled at generation time, so it is an add per element. The
-// block shapes are chosen in engine/kernels-backward.ts (dxStridedBlock, stridedWeightGradient), measured on lavapipe.
+// block shapes are chosen in engine/ops/conv2d-backward.ts (dxStridedBlock, stridedWeightGradient), measured on lavapipe.
 //
 // The input gradient of a conv (pad P = KS/2) is a sum over the output pixels that read each input pixel. Split by
 // the position of the input pixel, each class receives from a fixed set of taps:
@@ -23,8 +23,46 @@
 //
 // Summing the upsampled taps first changes only the order of f32 additions: the results match the float64 reference
 // as closely as the GEMM kernels do (test/backward-direct.test.ts).
+import { uniformLayout } from './uniform.ts';
 
 import { dwBandWgsl } from './conv2d_backward.ts';
+
+// The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
+/** dxWeightsWgsl's uniform. */
+export const DX_WEIGHTS_UNIFORM = uniformLayout('P', {
+  Cout: 'u32',
+  Cin: 'u32',
+  CinP: 'u32',
+  wOff: 'u32',
+});
+
+/** convDxDirectWgsl's uniform. */
+export const DX_DIRECT_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  Hin: 'u32',
+  Win: 'u32',
+  Hout: 'u32',
+  Wout: 'u32',
+  Cout: 'u32',
+  CinP: 'u32',
+  accumulate: 'u32',
+});
+
+/** convDwStridedWgsl's uniform. */
+export const DW_STRIDED_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  H: 'u32',
+  W: 'u32',
+  Hout: 'u32',
+  Wout: 'u32',
+  Cout: 'u32',
+  rows: 'u32',
+  chunks: 'u32',
+});
 
 export type StridedMode = 'stride2' | 'upsample';
 
@@ -82,7 +120,7 @@ export function dxWeightsWgsl(ks: 1 | 3, mode: StridedMode): string {
   for (let s = 0; s < KK; s++) L.push(`    w${s} = params[w + ${s}u];`);
   const S = taps.map((tp) => `  wT[o + ${tp.t}u * p.CinP] = ${tp.sources.map((s) => `w${s}`).join(' + ')};`);
   return /* wgsl */ `
-struct P { Cout: u32, Cin: u32, CinP: u32, wOff: u32 }
+${DX_WEIGHTS_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read_write> wT: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -278,11 +316,7 @@ export function convDxDirectWgsl(o: DxDirectShape): string {
       : [`  let gyb = i32(iy0 * 2u);`, `  let gxb = i32(ix0 * 2u);`];
 
   return /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, Hin: u32,
-  Win: u32, Hout: u32, Wout: u32, Cout: u32,
-  CinP: u32, accumulate: u32, _a: u32, _b: u32,
-}
+${DX_DIRECT_UNIFORM.wgsl}
 
 @group(0) @binding(0) var<storage, read> wT: array<vec4f>;
 @group(0) @binding(1) var<storage, read> ${vecG ? 'dOut4: array<vec4f>' : 'dOut: array<f32>'};
@@ -479,7 +513,7 @@ export function convDwStridedWgsl(o: DwDirectShape): string {
   }
 
   return /* wgsl */ `
-struct P { B: u32, C1: u32, C2: u32, H: u32, W: u32, Hout: u32, Wout: u32, Cout: u32, rows: u32, chunks: u32, _a: u32, _b: u32 }
+${DW_STRIDED_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> inA: array<${vecX ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> inB: array<${vecX ? 'vec4f' : 'f32'}>;
 @group(0) @binding(2) var<storage, read> ${vecG ? 'dOut4: array<vec4f>' : 'dOut: array<f32>'};

@@ -1,9 +1,13 @@
 // The noise-level embedding: the reference's PositionalEncoding, then Linear layers over [B, K] rows.
 //   PositionalEncoding(dim)(nl)[b, i] = sin(nl[b] * exp(-ln(1e4) * i / (dim/2)))   for i <  dim/2
 //                                     = cos(nl[b] * exp(-ln(1e4) * (i - dim/2) / (dim/2)))  for i >= dim/2
+import { activationWgsl } from './activation.ts';
+import { uniformLayout } from './uniform.ts';
+
+export const POSENC_UNIFORM = uniformLayout('P', { B: 'u32', dim: 'u32' });
 
 export const POSENC_WGSL = /* wgsl */ `
-struct P { B: u32, dim: u32, _a: u32, _b: u32 }
+${POSENC_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> level: array<f32>;
 @group(0) @binding(1) var<storage, read_write> outp: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
@@ -25,8 +29,20 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 // out[outOff + b*N + n] = bias[n] + sum_k W[n, k] * f(in[inOff + b*K + k]), f = identity or Swish (p.swishIn: a
 // uniform, not an override constant, so both layers of the noise-level MLP share one pipeline).
+export const LINEAR_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  K: 'u32',
+  N: 'u32',
+  inOff: 'u32',
+  wOff: 'u32',
+  bOff: 'u32',
+  outOff: 'u32',
+  swishIn: 'u32',
+});
+
 export const LINEAR_WGSL = /* wgsl */ `
-struct P { B: u32, K: u32, N: u32, inOff: u32, wOff: u32, bOff: u32, outOff: u32, swishIn: u32 }
+${LINEAR_UNIFORM.wgsl}
+${activationWgsl()}
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
 @group(0) @binding(2) var<storage, read_write> outp: array<f32>;
@@ -41,7 +57,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var acc = 0.0;
   for (var k = 0u; k < p.K; k++) {
     var x = inp[p.inOff + b * p.K + k];
-    if (p.swishIn != 0u) { x = x / (1.0 + exp(-x)); }
+    if (p.swishIn != 0u) { x = act(x); }
     acc = fma(params[p.wOff + n * p.K + k], x, acc);
   }
   outp[p.outOff + b * p.N + n] = acc + params[p.bOff + n];

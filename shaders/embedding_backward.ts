@@ -5,10 +5,23 @@
 //   grads[wOff + n*K + k] (=|+=) sum_b dOut[b, n] f(x[b, k]),
 //   grads[bOff + n]       (=|+=) sum_b dOut[b, n]                               LINEAR_DW_WGSL
 // The positional encoding needs no gradient (its input is data), so the chain stops at the first Linear's weights.
+import { activationWgsl } from './activation.ts';
+import { uniformLayout } from './uniform.ts';
+
+export const LINEAR_DIN_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  K: 'u32',
+  N: 'u32',
+  inOff: 'u32',
+  wOff: 'u32',
+  dOutOff: 'u32',
+  dInOff: 'u32',
+});
 
 export const LINEAR_DIN_WGSL = /* wgsl */ `
-struct P { B: u32, K: u32, N: u32, inOff: u32, wOff: u32, dOutOff: u32, dInOff: u32, _a: u32 }
+${LINEAR_DIN_UNIFORM.wgsl}
 override SWISH_IN: bool = false;
+${activationWgsl()}
 override ACCUMULATE: bool = false;
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
@@ -24,19 +37,26 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let k = idx % p.K;
   var s = 0.0;
   for (var n = 0u; n < p.N; n++) { s = fma(params[p.wOff + n * p.K + k], dOut[p.dOutOff + b * p.N + n], s); }
-  if (SWISH_IN) {
-    let x = inp[p.inOff + idx];
-    let sg = 1.0 / (1.0 + exp(-x));
-    s = s * sg * (1.0 + x * (1.0 - sg));
-  }
+  if (SWISH_IN) { s = act_back(s, inp[p.inOff + idx]); }
   let o = p.dInOff + idx;
   if (ACCUMULATE) { dIn[o] = dIn[o] + s; } else { dIn[o] = s; }
 }
 `;
 
+export const LINEAR_DW_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  K: 'u32',
+  N: 'u32',
+  inOff: 'u32',
+  wOff: 'u32',
+  bOff: 'u32',
+  dOutOff: 'u32',
+});
+
 export const LINEAR_DW_WGSL = /* wgsl */ `
-struct P { B: u32, K: u32, N: u32, inOff: u32, wOff: u32, bOff: u32, dOutOff: u32, _a: u32 }
+${LINEAR_DW_UNIFORM.wgsl}
 override SWISH_IN: bool = false;
+${activationWgsl()}
 override ACCUMULATE: bool = false;
 @group(0) @binding(0) var<storage, read> inp: array<f32>;
 @group(0) @binding(1) var<storage, read> dOut: array<f32>;
@@ -54,7 +74,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let k = idx % p.K;
     for (var b = 0u; b < p.B; b++) {
       var x = inp[p.inOff + b * p.K + k];
-      if (SWISH_IN) { x = x / (1.0 + exp(-x)); }
+      if (SWISH_IN) { x = act(x); }
       s = fma(dOut[p.dOutOff + b * p.N + n], x, s);
     }
     o = p.wOff + idx;

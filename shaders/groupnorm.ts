@@ -2,6 +2,7 @@
 // The input may be a concatenation of two tensors (channels [0,C1) in inA, [C1,C1+C2) in inB), read in place.
 // The normalisation itself is applied where the data is next read (the following conv's input load), or written out
 // by GN_APPLY (shaders/groupnorm_backward.ts).
+import { uniformLayout } from './uniform.ts';
 
 // The statistics kernels' shared helpers: a workgroup sum, and where channel c's row starts in inA or inB.
 const STATS_HELPERS = (WG: number): string => /* wgsl */ `
@@ -27,13 +28,39 @@ fn rowBase(b: u32, c: u32, n: u32) -> u32 {
 }
 `;
 
+export const GN_STATS_UNIFORM = uniformLayout('P', {
+  C1: 'u32',
+  C2: 'u32',
+  HW: 'u32',
+  G: 'u32',
+  statsOff: 'u32',
+  eps: 'f32',
+});
+export const GN_STATS_SPLIT_UNIFORM = uniformLayout('P', {
+  C1: 'u32',
+  C2: 'u32',
+  HW: 'u32',
+  G: 'u32',
+  P: 'u32',
+  L: 'u32',
+});
+export const GN_STATS_COMBINE_UNIFORM = uniformLayout('P', {
+  BG: 'u32',
+  P: 'u32',
+  L: 'u32',
+  units: 'u32',
+  unitSize: 'u32',
+  statsOff: 'u32',
+  eps: 'f32',
+});
+
 /**
  * One workgroup per (group, batch): each channel of the group is walked row by row (no per-element division), as
  * vec4s when the map's pixel count is a multiple of 4 (`vec`: a quarter of the loads, which dominate on a CPU device).
  * WG invocations (a power of two): fewer for small groups, where the tree reduction's barriers cost more than the loads.
  */
 export const groupNormStatsWgsl = (vec: boolean, WG = 256): string => /* wgsl */ `
-struct P { C1: u32, C2: u32, HW: u32, G: u32, statsOff: u32, eps: f32, _a: u32, _b: u32 }
+${GN_STATS_UNIFORM.wgsl}
 
 @group(0) @binding(0) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> inB: array<${vec ? 'vec4f' : 'f32'}>;
@@ -85,7 +112,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
  * update: M2 = sum M2_k + n_k (mean_k - mean)^2), as precise as the one-workgroup two-pass form.
  */
 export const groupNormStatsSplitWgsl = (vec: boolean, WG = 256): string => /* wgsl */ `
-struct P { C1: u32, C2: u32, HW: u32, G: u32, P: u32, L: u32, _a: u32, _b: u32 }
+${GN_STATS_SPLIT_UNIFORM.wgsl}
 
 @group(0) @binding(0) var<storage, read> inA: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> inB: array<${vec ? 'vec4f' : 'f32'}>;
@@ -139,7 +166,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
 
 /** Merges groupNormStatsSplitWgsl's chunks: one invocation per (batch, group), mean and rstd into stats. */
 export const GN_STATS_COMBINE_WGSL = /* wgsl */ `
-struct P { BG: u32, P: u32, L: u32, units: u32, unitSize: u32, statsOff: u32, eps: f32, _a: u32 }
+${GN_STATS_COMBINE_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;

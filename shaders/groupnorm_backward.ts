@@ -6,13 +6,39 @@
 //   dx       = rstd * (gamma * dz - mean_g(gamma * dz) - xhat * mean_g(gamma * dz * xhat))   (means over the group)
 // Three dispatches: per-(b, c) sums, then per-channel parameter gradients and per-(b, g) means, then the elementwise dx.
 // dY comes split like the input (dYA [B, C1, HW], dYB [B, C2, HW]) and dx is written split into dA / dB.
+import { activationWgsl } from './activation.ts';
+import { uniformLayout } from './uniform.ts';
+
+/** The backward's uniform, shared by its three kernels. */
+export const GN_BWD_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  HW: 'u32',
+  G: 'u32',
+  statsOff: 'u32',
+  gOff: 'u32',
+  betaOff: 'u32',
+  swish: 'u32',
+  accumulate: 'u32',
+  accumulateParams: 'u32',
+});
+/** gnApplyWgsl's uniform. */
+export const GN_APPLY_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C1: 'u32',
+  C2: 'u32',
+  HW: 'u32',
+  G: 'u32',
+  statsOff: 'u32',
+  gOff: 'u32',
+  betaOff: 'u32',
+  swish: 'u32',
+});
 
 const COMMON = /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, HW: u32,
-  G: u32, statsOff: u32, gOff: u32, betaOff: u32,
-  swish: u32, accumulate: u32, accumulateParams: u32, _a: u32,
-}
+${GN_BWD_UNIFORM.wgsl}
+${activationWgsl()}
 fn xval(b: u32, c: u32, i: u32) -> f32 {
   if (c < p.C1) { return inA[(b * p.C1 + c) * p.HW + i]; }
   return inB[(b * p.C2 + (c - p.C1)) * p.HW + i];
@@ -26,11 +52,7 @@ fn dzval(b: u32, c: u32, i: u32, mean: f32, rstd: f32, xhat: ptr<function, f32>)
   let xh = (xval(b, c, i) - mean) * rstd;
   *xhat = xh;
   var d = dyval(b, c, i);
-  if (p.swish != 0u) {
-    let z = xh * params[p.gOff + c] + params[p.betaOff + c];
-    let s = 1.0 / (1.0 + exp(-z));
-    d = d * s * (1.0 + z * (1.0 - s));
-  }
+  if (p.swish != 0u) { d = act_back(d, xh * params[p.gOff + c] + params[p.betaOff + c]); }
   return d;
 }
 `;
@@ -89,11 +111,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
  * Threads [C, C + B*G): scratch[B*C*2 + (b*G + g)*2 + {0, 1}] = mean over the group of gamma*dz, gamma*dz*xhat.
  */
 export const GN_BWD_PARAMS_WGSL = /* wgsl */ `
-struct P {
-  B: u32, C1: u32, C2: u32, HW: u32,
-  G: u32, statsOff: u32, gOff: u32, betaOff: u32,
-  swish: u32, accumulate: u32, accumulateParams: u32, _a: u32,
-}
+${GN_BWD_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> params: array<f32>;
 @group(0) @binding(1) var<storage, read_write> scratch: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grads: array<f32>;
@@ -186,11 +204,8 @@ export const gnApplyWgsl = (vec: boolean): string => /* wgsl */ `
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> xn: array<${vec ? 'vec4f' : 'f32'}>;
 @group(0) @binding(5) var<uniform> p: P;
-struct P {
-  B: u32, C1: u32, C2: u32, HW: u32,
-  G: u32, statsOff: u32, gOff: u32, betaOff: u32,
-  swish: u32, _a: u32, _b: u32, _c: u32,
-}
+${GN_APPLY_UNIFORM.wgsl}
+${activationWgsl()}
 
 // ${vec ? 'four pixels of one channel per invocation (HW is a multiple of 4)' : 'one element per invocation'}
 @compute @workgroup_size(256)
@@ -208,7 +223,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
   let so = p.statsOff + (b * p.G + c / (C / p.G)) * 2u;
   let sc = stats[so + 1u] * params[p.gOff + c];
   v = v * sc + (params[p.betaOff + c] - stats[so] * sc);
-  if (p.swish != 0u) { v = v / (1.0 + exp(-v)); }
+  if (p.swish != 0u) { v = ${vec ? 'act4' : 'act'}(v); }
   xn[idx] = v;
 }
 `;

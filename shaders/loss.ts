@@ -5,9 +5,18 @@
 // d = pred - target, r = 1 (sum) or 1/n (mean), times an optional extra scale. LOSS_PARTIAL_WGSL writes the gradient
 // elementwise and one partial sum per workgroup (grid-stride); REDUCE_FINAL_WGSL (one workgroup) sums the partials
 // into the value on the GPU.
+import { uniformLayout } from './uniform.ts';
+
+export const LOSS_PARTIAL_UNIFORM = uniformLayout('P', {
+  n: 'u32',
+  predOff: 'u32',
+  targetOff: 'u32',
+  gradOff: 'u32',
+  gradScale: 'f32',
+});
 
 export const LOSS_PARTIAL_WGSL = /* wgsl */ `
-struct P { n: u32, predOff: u32, targetOff: u32, gradOff: u32, gradScale: f32, _a: u32, _b: u32, _c: u32 }
+${LOSS_PARTIAL_UNIFORM.wgsl}
 override L2: bool = false;
 @group(0) @binding(0) var<storage, read> pred: array<f32>;
 @group(0) @binding(1) var<storage, read> tgt: array<f32>;
@@ -42,8 +51,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
 `;
 
 /** out[outOff] = scale * sum(partial[0..count)), or sqrt of it (SQRT). One workgroup. */
+export const REDUCE_FINAL_UNIFORM = uniformLayout('P', { count: 'u32', outOff: 'u32', scale: 'f32' });
+
 export const REDUCE_FINAL_WGSL = /* wgsl */ `
-struct P { count: u32, outOff: u32, scale: f32, _a: u32 }
+${REDUCE_FINAL_UNIFORM.wgsl}
 override SQRT: bool = false;
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> outp: array<f32>;

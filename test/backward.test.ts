@@ -81,6 +81,8 @@ interface ConvCase {
   emb?: boolean;
   split?: number;
   xn?: boolean;
+  /** the activation of norm 2 (default Swish) */
+  act?: 'gelu';
   seed: number;
 }
 
@@ -105,7 +107,7 @@ async function convCase(o: ConvCase) {
     let x = R.t4(B, C1, H, W, P.a);
     if (C2) x = R.concat(x, R.t4(B, C2, H, W, P.b));
     const cat = x;
-    if (norm) x = R.groupNorm(x, G, P.gamma, P.beta, norm === 2);
+    if (norm) x = R.groupNorm(x, G, P.gamma, P.beta, norm === 2 && (o.act ?? true));
     if (o.upsample) x = R.upsample2(x);
     return { cat, x };
   };
@@ -125,7 +127,7 @@ async function convCase(o: ConvCase) {
   let dGamma: Float64Array | null = null;
   let dBeta: Float64Array | null = null;
   if (norm) {
-    const gb = RB.groupNormBackward(cat, G, P.gamma, P.beta, norm === 2, dx);
+    const gb = RB.groupNormBackward(cat, G, P.gamma, P.beta, norm === 2 && (o.act ?? true), dx);
     dx = gb.dx;
     dGamma = gb.dgamma;
     dBeta = gb.dbeta;
@@ -176,6 +178,7 @@ async function convCase(o: ConvCase) {
     wOff: offs.w,
     bOff: o.bias ? offs.bias : -1,
     embOff: o.emb ? embOff : -1,
+    act: o.act,
     label: 'conv',
   };
   const split = o.split ?? 1;
@@ -280,6 +283,12 @@ test('the same with the normalised input materialised once for the weight gradie
     xn: true,
     seed: 25,
   }));
+
+test('with GELU instead of Swish (UNetConfig.activation): fused, and materialised once (scratch xn)', async () => {
+  const o = { B: 2, C1: 4, C2: 4, H: 4, W: 5, Cout: 5, ks: 3, stride: 1, norm: 2, G: 4, bias: true } as const;
+  await convCase({ ...o, emb: true, act: 'gelu', seed: 27 });
+  await convCase({ ...o, xn: true, act: 'gelu', seed: 28 });
+});
 
 test('Downsample conv backward: 3x3 stride 2 on odd sizes', () =>
   convCase({ B: 2, C1: 4, C2: 0, H: 7, W: 6, Cout: 5, ks: 3, stride: 2, bias: true, seed: 30 }));
@@ -505,8 +514,9 @@ for (const [B, C, H, W, accumulate] of [
 
 // ----------------------------------------------------------------------------------------------------------- linear
 
-for (const swishIn of [false, true]) {
-  test(`Linear backward${swishIn ? ' with Swish on the input' : ''}: dW, dB and an accumulated dIn at offsets, batch 3`, async () => {
+for (const [swishIn, act] of [[false], [true], [true, 'gelu']] as const) {
+  const name = swishIn ? ` with ${act === 'gelu' ? 'GELU' : 'Swish'} on the input` : '';
+  test(`Linear backward${name}: dW, dB and an accumulated dIn at offsets, batch 3`, async () => {
     const B = 3;
     const Kd = 10;
     const N = 37;
@@ -515,8 +525,8 @@ for (const swishIn of [false, true]) {
     const bias = rand(N, 13);
     const r = rand(B * N, 14);
     const P = { x: f64(x), w: f64(w), bias: f64(bias) };
-    const lossFn = () => dot(R.linear(P.x, B, Kd, P.w, P.bias, N, swishIn), r);
-    const want = RB.linearBackward(P.x, B, Kd, P.w, N, r, swishIn);
+    const lossFn = () => dot(R.linear(P.x, B, Kd, P.w, P.bias, N, act ?? swishIn), r);
+    const want = RB.linearBackward(P.x, B, Kd, P.w, N, r, act ?? swishIn);
     fdCheck('dIn', P.x, want.dx, lossFn);
     fdCheck('dW', P.w, want.dw, lossFn);
     fdCheck('dB', P.bias, want.db, lossFn, 3);
@@ -534,7 +544,7 @@ for (const swishIn of [false, true]) {
     ctx.run(
       await KB.linearBackward(
         ctx,
-        { B, K: Kd, N, inOff, wOff: offs.w, bOff: offs.bias, dOutOff, dInOff, swishIn },
+        { B, K: Kd, N, inOff, wOff: offs.w, bOff: offs.bias, dOutOff, dInOff, swishIn, act },
         { params, inp: xb, dOut: db, grads, dIn },
         { accumulate: true },
       ),

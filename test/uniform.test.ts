@@ -1,7 +1,21 @@
 // A uniform layout declared once (shaders/uniform.ts): the WGSL struct and the packed bytes agree field by field.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import * as ADAM from '../shaders/adam.ts';
+import {
+  ROW_SOFTMAX_UNIFORM,
+  ROW_SOFTMAX_WGSL,
+  STRIDED_GEMM_UNIFORM,
+  STRIDED_GEMM_WGSL,
+} from '../shaders/attention_gemm.ts';
 import { CONV_UNIFORM } from '../shaders/conv2d.ts';
+import * as CB from '../shaders/conv2d_backward.ts';
+import * as CBD from '../shaders/conv2d_backward_direct.ts';
+import { LINEAR_UNIFORM, LINEAR_WGSL, POSENC_UNIFORM, POSENC_WGSL } from '../shaders/embedding.ts';
+import * as EB from '../shaders/embedding_backward.ts';
+import * as GN from '../shaders/groupnorm.ts';
+import * as GNB from '../shaders/groupnorm_backward.ts';
+import * as LOSS from '../shaders/loss.ts';
 import { uniformLayout } from '../shaders/uniform.ts';
 
 test('the struct lists the fields in order, four a row, padded to 16 bytes', () => {
@@ -46,6 +60,43 @@ test('the conv uniform: 17 fields and split-K chunk, 80 bytes, the struct every 
   assert.is(CONV_UNIFORM.bytes, 80);
   assert.match(CONV_UNIFORM.wgsl, /^struct P \{\n {2}B: u32, C1: u32, C2: u32, Hin: u32,\n/);
   assert.match(CONV_UNIFORM.wgsl, /kChunk: u32, hasEmb: u32, hasRes: u32, _pad0: u32,\n\}$/);
+});
+
+test('each kernel declares the struct of the layout its host packs', () => {
+  const pairs: [string, { wgsl: string }, string][] = [
+    ['loss', LOSS.LOSS_PARTIAL_UNIFORM, LOSS.LOSS_PARTIAL_WGSL],
+    ['reduce', LOSS.REDUCE_FINAL_UNIFORM, LOSS.REDUCE_FINAL_WGSL],
+    ['posenc', POSENC_UNIFORM, POSENC_WGSL],
+    ['linear', LINEAR_UNIFORM, LINEAR_WGSL],
+    ['linear dIn', EB.LINEAR_DIN_UNIFORM, EB.LINEAR_DIN_WGSL],
+    ['linear dW', EB.LINEAR_DW_UNIFORM, EB.LINEAR_DW_WGSL],
+    ['gn stats', GN.GN_STATS_UNIFORM, GN.groupNormStatsWgsl(true)],
+    ['gn stats split', GN.GN_STATS_SPLIT_UNIFORM, GN.groupNormStatsSplitWgsl(false)],
+    ['gn combine', GN.GN_STATS_COMBINE_UNIFORM, GN.GN_STATS_COMBINE_WGSL],
+    ['gn backward', GNB.GN_BWD_UNIFORM, GNB.GN_BWD_REDUCE_WGSL],
+    ['gn backward params', GNB.GN_BWD_UNIFORM, GNB.GN_BWD_PARAMS_WGSL],
+    ['gn backward apply', GNB.GN_BWD_UNIFORM, GNB.GN_BWD_APPLY_WGSL],
+    ['gn apply', GNB.GN_APPLY_UNIFORM, GNB.gnApplyWgsl(true)],
+    ['conv dx', CB.CONV_DX_UNIFORM, CB.CONV2D_DX_WGSL],
+    ['conv dw', CB.CONV_DW_UNIFORM, CB.CONV2D_DW_WGSL],
+    ['split reduce', CB.SPLIT_REDUCE_UNIFORM, CB.SPLIT_REDUCE_WGSL],
+    ['channel sum', CB.CHANNEL_SUM_UNIFORM, CB.CHANNEL_SUM_WGSL],
+    ['channel sum direct', CB.CHANNEL_SUM_UNIFORM, CB.channelSumDirectWgsl(true)],
+    ['flip', CB.FLIP_WEIGHTS_UNIFORM, CB.FLIP_WEIGHTS_WGSL],
+    ['dw direct', CB.DW_DIRECT_UNIFORM, CB.convDwDirectWgsl(3)],
+    ['add', CB.ADD_UNIFORM, CB.ADD_WGSL],
+    ['dx weights', CBD.DX_WEIGHTS_UNIFORM, CBD.dxWeightsWgsl(3, 'stride2')],
+    ['gemm', STRIDED_GEMM_UNIFORM, STRIDED_GEMM_WGSL],
+    ['softmax', ROW_SOFTMAX_UNIFORM, ROW_SOFTMAX_WGSL],
+    ['adam', ADAM.ADAM_UNIFORM, ADAM.ADAM_WGSL],
+    ['sum of squares', ADAM.SUMSQ_PARTIAL_UNIFORM, ADAM.SUMSQ_PARTIAL_WGSL],
+    ['clip', ADAM.CLIP_SCALE_UNIFORM, ADAM.CLIP_SCALE_WGSL],
+    ['ema', ADAM.EMA_UNIFORM, ADAM.EMA_WGSL],
+  ];
+  for (const [name, layout, code] of pairs) {
+    assert.ok(code.includes(layout.wgsl), `${name}: the kernel does not declare its layout's struct`);
+    assert.is((code.match(/struct P \{/g) ?? []).length, 1, `${name}: one uniform struct`);
+  }
 });
 
 test.run();

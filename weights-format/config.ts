@@ -22,7 +22,16 @@ export interface UNetConfig {
   image_size?: number;
   /** The reference's attn_res, kept for information. */
   attn_res?: number[];
+  /**
+   * The activation after each GroupNorm and in the noise-level MLP: 'swish' (absent: the reference's) or 'gelu' (tanh
+   * approximation). Not in the reference's options; a model file stores it in its config.
+   */
+  activation?: UNetActivation;
 }
+
+/** The activations a U-Net can use (shaders/activation.ts has their kernels' code). */
+export const UNET_ACTIVATIONS = ['swish', 'gelu'] as const;
+export type UNetActivation = (typeof UNET_ACTIVATIONS)[number];
 
 /** The reference's rule: level `ind` has attention when image_size / 2^ind is in attn_res. */
 export function resolveAttentionLevels(imageSize: number, attnRes: number[], levels: number): number[] {
@@ -91,6 +100,15 @@ export function validateConfig(c: unknown, where = 'config', groupsLabel = where
       throw new Error(`${where}: attn_res must be a list of positive integers, got ${JSON.stringify(attnRes)}`);
     }
     out.attn_res = attnRes.slice();
+  }
+  const activation = get('activation');
+  if (activation !== undefined) {
+    if (!UNET_ACTIVATIONS.includes(activation as UNetActivation)) {
+      throw new Error(
+        `${where}: activation must be one of ${UNET_ACTIVATIONS.join(', ')}, got ${JSON.stringify(activation)}`,
+      );
+    }
+    out.activation = activation as UNetActivation;
   }
   checkNormGroups(out, groupsLabel);
   return out;

@@ -3,7 +3,7 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GpuContext, GpuError, type GpuContextOptions } from '../gpu.ts';
-import { checkEngineOptions } from '../kernels.ts';
+import { checkEngineOptions } from '../ops/conv2d.ts';
 import { CONV_KERNELS, type ConvKernel, type EngineSwitches } from '../options.ts';
 
 /**

@@ -1,7 +1,7 @@
 // `sr3 doctor`: what WebGPU device this machine gives the engine.
 import { parseArgs } from 'node:util';
 import { fmtBytes } from '../gpu.ts';
-import { mmaSupport } from '../kernels.ts';
+import { mmaSupport } from '../ops/conv2d.ts';
 import { dawnFlagsFromEnv, openDevice } from './device.ts';
 
 export async function doctorCommand(argv: string[]): Promise<number> {

@@ -8,8 +8,14 @@ import {
   attentionBackwardKVWgsl,
   attentionBackwardQWgsl,
 } from '../../shaders/attention_backward.ts';
-import { ROW_SOFTMAX_WGSL, STRIDED_GEMM_WGSL } from '../../shaders/attention_gemm.ts';
-import { checkWorkgroups, need, noAlias, sharedScratch, u32s, type BackwardOptions } from './common.ts';
+import {
+  ROW_SOFTMAX_UNIFORM,
+  ROW_SOFTMAX_WGSL,
+  STRIDED_GEMM_UNIFORM,
+  STRIDED_GEMM_WGSL,
+} from '../../shaders/attention_gemm.ts';
+import { checkWorkgroups, need, noAlias, sharedScratch, type BackwardOptions } from './common.ts';
+import type { PlanOpFamily } from './plan-ops.ts';
 
 /**
  * softmax(q.k / sqrt(C)) v over all HW positions, from qkv [B, 3C, HW] into out [B, C, HW]. As two GEMMs through an
@@ -44,10 +50,11 @@ function gemmUniform(
   label: string,
   g: { M: number; N: number; K: number; alpha: number; a: number[]; b: number[]; c: number[] },
 ): GPUBuffer {
-  const u = new ArrayBuffer(64);
-  const w = new Uint32Array(u);
-  w.set(u32s([g.M, g.N, g.K, 0, ...g.a, ...g.b, ...g.c], label));
-  new Float32Array(u, 12, 1)[0] = g.alpha;
+  const [aOff, aB, aK, aM] = g.a;
+  const [bOff, bB, bK, bN] = g.b;
+  const [cOff, cB, cM, cN] = g.c;
+  const { M, N, K, alpha } = g;
+  const u = STRIDED_GEMM_UNIFORM.pack({ M, N, K, alpha, aOff, aB, aK, aM, bOff, bB, bK, bN, cOff, cB, cM, cN }, label);
   return ctx.uniform(u, `${label}.u`);
 }
 
@@ -96,7 +103,11 @@ async function attentionGemm(
   const rows = B * HW;
   const softmax: Dispatch = {
     pipeline: smP,
-    bindGroup: ctx.bind(smP, [S, ctx.uniform(u32s([rows, HW, 0, 0], L), `${L}.softmax.u`)], `${L}.softmax`),
+    bindGroup: ctx.bind(
+      smP,
+      [S, ctx.uniform(ROW_SOFTMAX_UNIFORM.pack({ rows, HW }, L), `${L}.softmax.u`)],
+      `${L}.softmax`,
+    ),
     workgroups: [Math.min(rows, 65535), ceilDiv(rows, 65535)],
     label: `${L}.softmax`,
   };
@@ -174,3 +185,17 @@ export async function attentionBackward(
     { pipeline: pkv, bindGroup: ctx.bind(pkv, list, `${L}.bwd_kv`), workgroups, label: `${L}.bwd_kv` },
   ];
 }
+
+/** Attention's entry in the plan's op table (engine/ops/plan-ops.ts): no parameters (its projections are convs). */
+export const attentionOp: PlanOpFamily<'attention'> = {
+  forward: async (ctx, op, env) => [await attention(ctx, op.spec, { qkv: env.buf(op.qkv), out: env.buf(op.out) })],
+  backward: (ctx, op, env) =>
+    attentionBackward(
+      ctx,
+      op.spec,
+      { qkv: env.buf(op.qkv), dOut: env.grad(op.out), dqkv: env.grad(op.qkv), rowStats: env.scratch.rowStats },
+      { accumulate: true },
+    ),
+  paramRanges: () => [],
+  scratchBytes: (op) => ({ rowStats: attentionBackwardStatsBytes(op.spec) }),
+};

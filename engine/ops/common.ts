@@ -72,20 +72,12 @@ export interface BackwardOptions {
 
 /**
  * Distinct small buffers bound where an optional *writable* output is absent (a buffer may not be bound twice in one
- * dispatch when one binding is writable, so these never share kernels.ts's read-only dummy).
+ * dispatch when one binding is writable, so these never share the read-only dummy above).
  */
 export function writeDummy(ctx: GpuContext, i = 0): GPUBuffer {
   const list = ctx.memo('unused-writable-bindings', (): GPUBuffer[] => []);
   while (list.length <= i) list.push(ctx.buffer(16, `unused-writable-binding-${list.length}`));
   return list[i];
-}
-
-/** A uniform of u32 fields followed by f32 fields. */
-export function mixedUniform(ctx: GpuContext, ints: number[], floats: number[], label?: string): GPUBuffer {
-  const buf = new ArrayBuffer(Math.max(16, Math.ceil(((ints.length + floats.length) * 4) / 16) * 16));
-  new Uint32Array(buf, 0, ints.length).set(u32s(ints, label));
-  new Float32Array(buf, ints.length * 4, floats.length).set(floats);
-  return ctx.uniform(buf, `${label ?? 'kernel'}.u`);
 }
 
 /** Workgroups of 256 covering n threads (grid). */

@@ -2,11 +2,21 @@
 // one workgroup a group or split over several on the GPU paths), the normalisation written out (GroupNorm(+Swish)
 // materialised: the forward's choice on the software paths, and the backward's weight-gradient input), and the
 // gradient of GroupNorm(+Swish) (shaders/groupnorm_backward.ts). The conv kernels fuse the normalisation into their
-// input load (engine/kernels.ts conv2d, NORM).
+// input load (engine/ops/conv2d.ts, NORM).
+import { actConstant, type Activation } from '../../shaders/activation.ts';
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
-import { GN_STATS_COMBINE_WGSL, groupNormStatsSplitWgsl, groupNormStatsWgsl } from '../../shaders/groupnorm.ts';
+import {
+  GN_STATS_COMBINE_UNIFORM,
+  GN_STATS_COMBINE_WGSL,
+  GN_STATS_SPLIT_UNIFORM,
+  GN_STATS_UNIFORM,
+  groupNormStatsSplitWgsl,
+  groupNormStatsWgsl,
+} from '../../shaders/groupnorm.ts';
 import {
   gnApplyWgsl,
+  GN_APPLY_UNIFORM,
+  GN_BWD_UNIFORM,
   GN_BWD_APPLY_WGSL,
   GN_BWD_PARAMS_WGSL,
   GN_BWD_REDUCE_WGSL,
@@ -19,10 +29,10 @@ import {
   need,
   noAlias,
   sharedScratch,
-  u32s,
   writeDummy,
   type BackwardOptions,
 } from './common.ts';
+import type { PlanOpFamily } from './plan-ops.ts';
 
 export interface GroupNormSpec {
   B: number;
@@ -64,13 +74,14 @@ export async function groupNormStats(
     P = ceilDiv(perGroup, L); // no empty chunk
     const partial = sharedScratch(ctx, 'groupnorm.partials', spec.B * spec.groups * P * 2 * 4);
     const pipeline = await ctx.pipeline(groupNormStatsSplitWgsl(vec), { label: 'groupnorm_stats_split' });
-    const u = u32s([spec.C1, spec.C2, spec.HW, spec.groups, P, L, 0, 0], spec.label);
+    const u = GN_STATS_SPLIT_UNIFORM.pack({ C1: spec.C1, C2: spec.C2, HW: spec.HW, G: spec.groups, P, L }, spec.label);
     const workgroups: [number, number, number] = [P, spec.groups, spec.B];
     checkWorkgroups(ctx, workgroups, spec.label);
     const cp = await ctx.pipeline(GN_STATS_COMBINE_WGSL, { label: 'groupnorm_stats_combine' });
-    const cu = new ArrayBuffer(32);
-    new Uint32Array(cu, 0, 6).set(u32s([spec.B * spec.groups, P, L, perGroup, vec ? 4 : 1, spec.statsOff], spec.label));
-    new Float32Array(cu, 24, 1)[0] = eps;
+    const cu = GN_STATS_COMBINE_UNIFORM.pack(
+      { BG: spec.B * spec.groups, P, L, units: perGroup, unitSize: vec ? 4 : 1, statsOff: spec.statsOff, eps },
+      spec.label,
+    );
     return {
       pipeline,
       bindGroup: ctx.bind(
@@ -96,9 +107,10 @@ export async function groupNormStats(
   // elements each invocation reads per pass: at least 16 with 256 invocations, else a smaller workgroup
   const WG = perGroup >= 4096 ? 256 : perGroup >= 1024 ? 64 : 32;
   const pipeline = await ctx.pipeline(groupNormStatsWgsl(vec, WG), { label: 'groupnorm_stats' });
-  const u = new ArrayBuffer(32);
-  new Uint32Array(u, 0, 5).set(u32s([spec.C1, spec.C2, spec.HW, spec.groups, spec.statsOff]));
-  new Float32Array(u, 20, 1)[0] = eps;
+  const u = GN_STATS_UNIFORM.pack(
+    { C1: spec.C1, C2: spec.C2, HW: spec.HW, G: spec.groups, statsOff: spec.statsOff, eps },
+    spec.label,
+  );
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.a, bufs.b ?? dummy(ctx), bufs.stats, ctx.uniform(u, `${spec.label}.u`)],
@@ -118,8 +130,10 @@ export interface GroupNormBackwardSpec {
   statsOff: number;
   gammaOff: number;
   betaOff: number;
-  /** the forward applied Swish after the normalisation (NORM 2) */
+  /** the forward applied the activation after the normalisation (NORM 2) */
   swish: boolean;
+  /** which activation (default Swish, the reference's) */
+  act?: Activation;
   label?: string;
 }
 
@@ -164,31 +178,31 @@ export async function groupNormBackward(
   );
   const d = dummy(ctx);
   const u = ctx.uniform(
-    u32s(
-      [
-        spec.B,
-        spec.C1,
-        spec.C2,
-        spec.HW,
-        spec.groups,
-        spec.statsOff,
-        spec.gammaOff,
-        spec.betaOff,
-        spec.swish ? 1 : 0,
-        opts.accumulate ? 1 : 0,
-        opts.accumulateParams ? 1 : 0,
-        0,
-      ],
+    GN_BWD_UNIFORM.pack(
+      {
+        B: spec.B,
+        C1: spec.C1,
+        C2: spec.C2,
+        HW: spec.HW,
+        G: spec.groups,
+        statsOff: spec.statsOff,
+        gOff: spec.gammaOff,
+        betaOff: spec.betaOff,
+        swish: spec.swish ? 1 : 0,
+        accumulate: opts.accumulate ? 1 : 0,
+        accumulateParams: opts.accumulateParams ? 1 : 0,
+      },
       L,
     ),
     `${L}.gn_bwd.u`,
   );
-  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce' });
+  const act = actConstant(spec.act);
+  const p1 = await ctx.pipeline(GN_BWD_REDUCE_WGSL, { label: 'gn_bwd_reduce', constants: act });
   const xs = [bufs.params, bufs.a, bufs.b ?? d, bufs.dYA, bufs.dYB ?? d, bufs.stats];
   const b1 = ctx.bind(p1, [...xs, bufs.scratch, u], `${L}.gn_bwd_reduce`);
   const p2 = await ctx.pipeline(GN_BWD_PARAMS_WGSL, { label: 'gn_bwd_params' });
   const b2 = ctx.bind(p2, [bufs.params, bufs.scratch, bufs.grads, u], `${L}.gn_bwd_params`);
-  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply' });
+  const p3 = await ctx.pipeline(GN_BWD_APPLY_WGSL, { label: 'gn_bwd_apply', constants: act });
   const b3 = ctx.bind(p3, [...xs, bufs.scratch, bufs.dA, bufs.dB ?? writeDummy(ctx), u], `${L}.gn_bwd_apply`);
   checkWorkgroups(ctx, [C, spec.B], L);
   return [
@@ -213,22 +227,19 @@ export async function groupNormApply(
   need(spec.C2 === 0 || bufs.b, `${L}: C2 > 0 needs b`);
   noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
   const vec = spec.HW % 4 === 0;
-  const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply' });
-  const u = u32s(
-    [
-      spec.B,
-      spec.C1,
-      spec.C2,
-      spec.HW,
-      spec.groups,
-      spec.statsOff,
-      spec.gammaOff,
-      spec.betaOff,
-      spec.swish ? 1 : 0,
-      0,
-      0,
-      0,
-    ],
+  const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply', constants: actConstant(spec.act) });
+  const u = GN_APPLY_UNIFORM.pack(
+    {
+      B: spec.B,
+      C1: spec.C1,
+      C2: spec.C2,
+      HW: spec.HW,
+      G: spec.groups,
+      statsOff: spec.statsOff,
+      gOff: spec.gammaOff,
+      betaOff: spec.betaOff,
+      swish: spec.swish ? 1 : 0,
+    },
     L,
   );
   const bg = ctx.bind(
@@ -243,3 +254,16 @@ export async function groupNormApply(
     label: `${L}.gn_apply`,
   };
 }
+
+/**
+ * The GroupNorm statistics' entry in the plan's op table (engine/ops/plan-ops.ts): no parameters, and no backward of
+ * its own, as it is folded into the backward of the conv that applies the normalisation (groupNormBackward).
+ */
+export const groupNormStatsOp: PlanOpFamily<'gnstats'> = {
+  forward: async (ctx, op, env) => [
+    await groupNormStats(ctx, op.spec, { a: env.buf(op.a), b: op.b ? env.buf(op.b) : undefined, stats: env.stats }),
+  ],
+  backward: async () => [],
+  paramRanges: () => [],
+  scratchBytes: () => ({}),
+};

@@ -1,10 +1,16 @@
 // The noise-level embedding's host code, forward and backward side by side: the reference's PositionalEncoding
 // (shaders/embedding.ts) and the linear layers of its MLP (with Swish on the input where the MLP has it), and their
 // gradients (shaders/embedding_backward.ts).
+import { actConstant, type Activation } from '../../shaders/activation.ts';
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
-import { LINEAR_WGSL, POSENC_WGSL } from '../../shaders/embedding.ts';
-import { LINEAR_DIN_WGSL, LINEAR_DW_WGSL } from '../../shaders/embedding_backward.ts';
-import { checkWorkgroups, need, noAlias, u32s, type BackwardOptions } from './common.ts';
+import { LINEAR_UNIFORM, LINEAR_WGSL, POSENC_UNIFORM, POSENC_WGSL } from '../../shaders/embedding.ts';
+import {
+  LINEAR_DIN_UNIFORM,
+  LINEAR_DIN_WGSL,
+  LINEAR_DW_UNIFORM,
+  LINEAR_DW_WGSL,
+} from '../../shaders/embedding_backward.ts';
+import { checkWorkgroups, need, noAlias, type BackwardOptions } from './common.ts';
 
 /** The reference's PositionalEncoding(dim) of level [B] into out [B, dim]. */
 export async function positionalEncoding(
@@ -13,7 +19,11 @@ export async function positionalEncoding(
   bufs: { level: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
   const pipeline = await ctx.pipeline(POSENC_WGSL, { label: 'posenc' });
-  const bindGroup = ctx.bind(pipeline, [bufs.level, bufs.out, ctx.uniform(u32s([spec.B, spec.dim, 0, 0]))], spec.label);
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.level, bufs.out, ctx.uniform(POSENC_UNIFORM.pack({ B: spec.B, dim: spec.dim }, spec.label))],
+    spec.label,
+  );
   return { pipeline, bindGroup, workgroups: [ceilDiv(spec.B * spec.dim, 64)], label: spec.label };
 }
 
@@ -29,21 +39,26 @@ export async function linear(
     bOff: number;
     outOff?: number;
     swishIn?: boolean;
+    /** the activation swishIn applies (default Swish, the reference's) */
+    act?: Activation;
     label?: string;
   },
   bufs: { params: GPUBuffer; inp: GPUBuffer; out: GPUBuffer },
 ): Promise<Dispatch> {
-  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear' });
-  const u = u32s([
-    spec.B,
-    spec.K,
-    spec.N,
-    spec.inOff ?? 0,
-    spec.wOff,
-    spec.bOff,
-    spec.outOff ?? 0,
-    spec.swishIn ? 1 : 0,
-  ]);
+  const pipeline = await ctx.pipeline(LINEAR_WGSL, { label: 'linear', constants: actConstant(spec.act) });
+  const u = LINEAR_UNIFORM.pack(
+    {
+      B: spec.B,
+      K: spec.K,
+      N: spec.N,
+      inOff: spec.inOff ?? 0,
+      wOff: spec.wOff,
+      bOff: spec.bOff,
+      outOff: spec.outOff ?? 0,
+      swishIn: spec.swishIn ? 1 : 0,
+    },
+    spec.label,
+  );
   const bindGroup = ctx.bind(
     pipeline,
     [bufs.params, bufs.inp, bufs.out, ctx.uniform(u, `${spec.label}.u`)],
@@ -62,11 +77,13 @@ export interface LinearBackwardSpec {
   dOutOff?: number;
   dInOff?: number;
   swishIn?: boolean;
+  /** the activation swishIn applies (default Swish, the reference's) */
+  act?: Activation;
   label?: string;
 }
 
 /**
- * Linear backward (kernels.ts linear with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
+ * Linear backward (linear above with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
  * accumulateParams) from inp and dOut, and when dIn is given dIn[dInOff + b*K + k] (=|+=, per accumulate) =
  * f'(in) * W^T dOut (f = Swish with swishIn). One or two dispatches.
  */
@@ -82,9 +99,12 @@ export async function linearBackward(
   const sw = spec.swishIn ? 1 : 0;
   const pw = await ctx.pipeline(LINEAR_DW_WGSL, {
     label: 'linear_dw',
-    constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0 },
+    constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0, ...actConstant(spec.act) },
   });
-  const uw = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.bOff, spec.dOutOff ?? 0, 0], L);
+  const { B, K, N, wOff, bOff } = spec;
+  const inOff = spec.inOff ?? 0;
+  const dOutOff = spec.dOutOff ?? 0;
+  const uw = LINEAR_DW_UNIFORM.pack({ B, K, N, inOff, wOff, bOff, dOutOff }, L);
   const out: Dispatch[] = [
     {
       pipeline: pw,
@@ -97,9 +117,9 @@ export async function linearBackward(
   if (bufs.dIn) {
     const pi = await ctx.pipeline(LINEAR_DIN_WGSL, {
       label: 'linear_din',
-      constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0 },
+      constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0, ...actConstant(spec.act) },
     });
-    const ui = u32s([spec.B, spec.K, spec.N, spec.inOff ?? 0, spec.wOff, spec.dOutOff ?? 0, spec.dInOff ?? 0, 0], L);
+    const ui = LINEAR_DIN_UNIFORM.pack({ B, K, N, inOff, wOff, dOutOff, dInOff: spec.dInOff ?? 0 }, L);
     out.push({
       pipeline: pi,
       bindGroup: ctx.bind(pi, [bufs.params, bufs.inp, bufs.dOut, bufs.dIn, ctx.uniform(ui, `${L}.din.u`)], `${L}.din`),

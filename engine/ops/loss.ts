@@ -1,8 +1,13 @@
 // The training loss and the second stage of the GPU reductions (shaders/loss.ts): its value reduced on the GPU and
 // its gradient in one recorded pair of dispatches.
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
-import { LOSS_PARTIAL_WGSL, REDUCE_FINAL_WGSL } from '../../shaders/loss.ts';
-import { mixedUniform, need, noAlias } from './common.ts';
+import {
+  LOSS_PARTIAL_UNIFORM,
+  LOSS_PARTIAL_WGSL,
+  REDUCE_FINAL_UNIFORM,
+  REDUCE_FINAL_WGSL,
+} from '../../shaders/loss.ts';
+import { need, noAlias } from './common.ts';
 
 /** Workgroups (= partial sums) the loss and norm reductions use for n elements: at most 256. */
 export function reducePartials(n: number): number {
@@ -49,9 +54,21 @@ export async function loss(
     label: 'loss_partial',
     constants: { L2: spec.kind === 'l2' ? 1 : 0 },
   });
-  const u1 = mixedUniform(ctx, [spec.n, spec.predOff ?? 0, spec.targetOff ?? 0, spec.gradOff ?? 0], [r], L);
+  const u1 = ctx.uniform(
+    LOSS_PARTIAL_UNIFORM.pack(
+      {
+        n: spec.n,
+        predOff: spec.predOff ?? 0,
+        targetOff: spec.targetOff ?? 0,
+        gradOff: spec.gradOff ?? 0,
+        gradScale: r,
+      },
+      L,
+    ),
+    `${L}.u`,
+  );
   const p2 = await ctx.pipeline(REDUCE_FINAL_WGSL, { label: 'reduce_final', constants: { SQRT: 0 } });
-  const u2 = mixedUniform(ctx, [P, spec.valueOff ?? 0], [r], L);
+  const u2 = ctx.uniform(REDUCE_FINAL_UNIFORM.pack({ count: P, outOff: spec.valueOff ?? 0, scale: r }, L), `${L}.u`);
   return [
     {
       pipeline: p1,
@@ -76,6 +93,9 @@ export async function reduceFinal(
 ): Promise<Dispatch> {
   const L = spec.label ?? 'reduce';
   const p = await ctx.pipeline(REDUCE_FINAL_WGSL, { label: 'reduce_final', constants: { SQRT: spec.sqrt ? 1 : 0 } });
-  const u = mixedUniform(ctx, [spec.count, spec.outOff ?? 0], [spec.scale ?? 1], L);
+  const u = ctx.uniform(
+    REDUCE_FINAL_UNIFORM.pack({ count: spec.count, outOff: spec.outOff ?? 0, scale: spec.scale ?? 1 }, L),
+    `${L}.u`,
+  );
   return { pipeline: p, bindGroup: ctx.bind(p, [bufs.partial, bufs.out, u], L), workgroups: [1], label: L };
 }

@@ -1,7 +1,7 @@
 // Plain TypeScript (float64) backward of the U-Net's ops, the counterparts of nn-ref.ts's forwards, NCHW. Test-only
 // code written from the chain rule, independent of the WGSL kernels; test/backward.test.ts checks each against finite
 // differences of nn-ref.ts.
-import { at, swish, t4, type T4 } from './nn-ref.ts';
+import { type Act, activation, at, t4, type T4 } from './nn-ref.ts';
 
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 /** d swish(z) / dz */
@@ -9,6 +9,15 @@ export const swishGrad = (z: number): number => {
   const s = sigmoid(z);
   return s * (1 + z * (1 - s));
 };
+/** d gelu(z) / dz (tanh approximation) */
+export const geluGrad = (z: number): number => {
+  const k = Math.sqrt(2 / Math.PI);
+  const t = Math.tanh(k * (z + 0.044715 * z ** 3));
+  return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * k * (1 + 3 * 0.044715 * z * z);
+};
+/** The derivative of nn-ref.ts activation(a), or null for none. */
+export const activationGrad = (a: Act): ((z: number) => number) | null =>
+  a === 'gelu' ? geluGrad : a ? swishGrad : null;
 
 /** Backward of conv2d(x, w [Cout, Cin, k, k], bias, stride, padding k//2): dx, dw, db. */
 export function conv2dBackward(
@@ -63,10 +72,11 @@ export function groupNormBackward(
   G: number,
   gamma: ArrayLike<number>,
   beta: ArrayLike<number>,
-  withSwish: boolean,
+  withSwish: Act,
   dy: T4,
   eps = 1e-5,
 ): { dx: T4; dgamma: Float64Array; dbeta: Float64Array } {
+  const df = activationGrad(withSwish);
   const dx = t4(x.B, x.C, x.H, x.W);
   const dgamma = new Float64Array(x.C);
   const dbeta = new Float64Array(x.C);
@@ -90,7 +100,7 @@ export function groupNormBackward(
         const c = g * cpg + Math.floor(i / hw);
         xhat[i] = (x.data[start + i] - mean) * rstd;
         let dz = dy.data[start + i];
-        if (withSwish) dz *= swishGrad(xhat[i] * gamma[c] + beta[c]);
+        if (df) dz *= df(xhat[i] * gamma[c] + beta[c]);
         dbeta[c] += dz;
         dgamma[c] += dz * xhat[i];
         dxhat[i] = dz * gamma[c];
@@ -175,8 +185,10 @@ export function linearBackward(
   w: ArrayLike<number>,
   N: number,
   dOut: ArrayLike<number>,
-  swishIn = false,
+  swishIn: Act = false,
 ): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
+  const f = activation(swishIn) ?? ((v: number) => v);
+  const df = activationGrad(swishIn) ?? (() => 1);
   const dx = new Float64Array(B * K);
   const dw = new Float64Array(N * K);
   const db = new Float64Array(N);
@@ -186,8 +198,8 @@ export function linearBackward(
       db[n] += g;
       for (let kk = 0; kk < K; kk++) {
         const xv = x[b * K + kk];
-        dw[n * K + kk] += g * (swishIn ? swish(xv) : xv);
-        dx[b * K + kk] += g * w[n * K + kk] * (swishIn ? swishGrad(xv) : 1);
+        dw[n * K + kk] += g * f(xv);
+        dx[b * K + kk] += g * w[n * K + kk] * df(xv);
       }
     }
   return { dx, dw, db };

@@ -22,16 +22,23 @@ export function concat(a: T4, b: T4): T4 {
 }
 
 export const swish = (x: number): number => x / (1 + Math.exp(-x));
+/** torch.nn.functional.gelu(x, approximate='tanh') */
+export const gelu = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
 
-/** torch.nn.GroupNorm(G, C, eps)(x), optionally followed by Swish. */
+/** An activation: true or 'swish' for Swish (the reference's), 'gelu' for GELU (tanh approximation), false for none. */
+export type Act = boolean | 'swish' | 'gelu';
+export const activation = (a: Act): ((x: number) => number) | null => (a === 'gelu' ? gelu : a ? swish : null);
+
+/** torch.nn.GroupNorm(G, C, eps)(x), optionally followed by an activation (withSwish: true for Swish). */
 export function groupNorm(
   x: T4,
   G: number,
   gamma: ArrayLike<number>,
   beta: ArrayLike<number>,
-  withSwish = false,
+  withSwish: Act = false,
   eps = 1e-5,
 ): T4 {
+  const f = activation(withSwish);
   const out = t4(x.B, x.C, x.H, x.W);
   const cpg = x.C / G;
   const hw = x.H * x.W;
@@ -48,7 +55,7 @@ export function groupNorm(
       for (let i = 0; i < n; i++) {
         const c = g * cpg + Math.floor(i / hw);
         let y = (x.data[start + i] - mean) * rstd * gamma[c] + beta[c];
-        if (withSwish) y = swish(y);
+        if (f) y = f(y);
         out.data[start + i] = y;
       }
     }
@@ -167,13 +174,14 @@ export function linear(
   w: ArrayLike<number>,
   bias: ArrayLike<number>,
   N: number,
-  swishIn = false,
+  swishIn: Act = false,
 ): Float64Array {
+  const f = activation(swishIn) ?? ((v: number) => v);
   const out = new Float64Array(B * N);
   for (let b = 0; b < B; b++)
     for (let n = 0; n < N; n++) {
       let s = bias[n];
-      for (let k = 0; k < K; k++) s += w[n * K + k] * (swishIn ? swish(x[b * K + k]) : x[b * K + k]);
+      for (let k = 0; k < K; k++) s += w[n * K + k] * f(x[b * K + k]);
       out[b * N + n] = s;
     }
   return out;
