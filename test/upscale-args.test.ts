@@ -85,9 +85,9 @@ test('steps, schedule, samples, tile and overlap: range-checked before any work'
 });
 
 test("a queued job's sampling options get the flags' rules: defaults, and the same refusals without the dashes", () => {
-  assert.equal(jobSampling({}), { schedule: 'linear:8:1e-4:0.5', sampler: 'reference', eta: undefined, seed: 0 });
+  assert.equal(jobSampling({}), { schedule: 'linear:6:1e-4:0.6667', sampler: 'reference', eta: undefined, seed: 0 });
   assert.equal(jobSampling({ sampler: 'ddim', eta: 0.25, steps: 5, seed: 9007199254740991 }), {
-    schedule: 'linear:5:1e-4:0.5',
+    schedule: 'linear:5:1e-4:0.8',
     sampler: 'ddim',
     eta: 0.25,
     seed: 9007199254740991,
