@@ -232,10 +232,7 @@ export class Sampler {
   private history: GPUBuffer[] = [];
   private stepFill: Fill | null = null;
   private extraFills: Fill[] = [];
-  /**
-   * Whether a step draws noise (some row's s != 0: the ancestral samplers, DDIM with eta > 0). The deterministic
-   * solvers' y keeps the noise it started with, which is what the consistency projection must preserve.
-   */
+  /** Whether a step draws noise (some row's s != 0: the ancestral samplers, DDIM with eta > 0). */
   stochastic = false;
   private constructor(
     readonly ctx: GpuContext,

@@ -413,17 +413,10 @@ async function regress(
 
 /**
  * The consistency projection's dispatches, recorded once and replayed after every step (CONSISTENCY_WGSL):
- * y <- y - U(D(y - sqrt(1 - g) z')) + sqrt(g) U(D(c)). The noise z' is
- * - for a stochastic sampler, fresh noise each step (ILVR's noised condition);
- * - for a deterministic one (the ODE solvers, DDIM with eta 0), the step's own noise prediction eps, so that the
- *   projection replaces the low frequencies of the image part of y (sqrt(g) x0) and leaves y's noise as it was.
- *   Fresh noise there re-draws y's low-frequency noise every step, and U D is not a sharp band split: the noise in
- *   the band where it only partly passes comes out weaker than sigma (|1 - H|^2 + |H|^2 < 1), which the network,
- *   trained on white noise, mistakes for image; its x0 predictions at middle noise levels turn noisy, and the
- *   multistep solvers' extrapolation (-1/(2r) m_{k-1}) carries that noise into the last evaluation at sigma 0.01,
- *   which keeps it. Measured on the quick start's image (bench/README.md): dpmpp-2m with karras:6 went from
- *   17.1 dB and detail ratio 12 (noise) to 24.4 dB; DDIM's x0 predictions got cleaner too.
- * Returns the buffers [lr, w, udc, u] (then z' when drawn): the callers make udc = U(D(c)) once per image.
+ * y <- y - U(D(y - sqrt(1 - g) z')) + sqrt(g) U(D(c)), z' fresh noise each step (ILVR's noised condition), for every
+ * sampler. (Projecting a deterministic solver's y with its own eps as z' instead fixed the multistep solvers' noise on
+ * the quick start's 128x128 image but made them far worse on 64x64 crops: bench/README.md, "Few-step solvers".)
+ * Returns the buffers [lr, w, udc, u, z']: the callers make udc = U(D(c)) once per image.
  */
 async function consistencyDispatches(
   ctx: GpuContext,
@@ -448,29 +441,26 @@ async function consistencyDispatches(
   const udc = ctx.buffer(n * 4, 'consistency.udc');
   const ub = ctx.buffer(n * 4, 'consistency.u');
   const bufs = [lr, wb, udc, ub];
-  const { y, table, counter, eps } = smp.buffers;
+  const { y, table, counter } = smp.buffers;
   const prep = await ctx.pipeline(CONSISTENCY_WGSL, { entry: 'prep', label: 'consistency.prep' });
   const apply = await ctx.pipeline(CONSISTENCY_WGSL, { entry: 'apply', label: 'consistency.apply' });
   const u = ctx.uniform(new Uint32Array([n, 0, 0, 0]));
   const wg = rngWorkgroups(n);
   const dispatches: Dispatch[] = [];
   const fills: Fill[] = [];
-  let z = eps;
-  if (smp.stochastic) {
-    z = ctx.buffer(n * 4, 'consistency.z');
-    bufs.push(z);
-    const rng = await GaussianRng.create(ctx);
-    const fill = rng.fill({
-      out: z,
-      n,
-      seed: 0,
-      sub: 2,
-      streamTable: { buffer: counter, slot: 0 },
-      label: 'consistency.z',
-    });
-    fills.push(fill);
-    dispatches.push(fill.dispatch);
-  }
+  const z = ctx.buffer(n * 4, 'consistency.z');
+  bufs.push(z);
+  const rng = await GaussianRng.create(ctx);
+  const fill = rng.fill({
+    out: z,
+    n,
+    seed: 0,
+    sub: 2,
+    streamTable: { buffer: counter, slot: 0 },
+    label: 'consistency.z',
+  });
+  fills.push(fill);
+  dispatches.push(fill.dispatch);
   dispatches.push(
     {
       pipeline: prep,

@@ -75,9 +75,7 @@ fn main() { counter[0] = counter[0] + p.delta; }
 // Consistency with the input (ILVR-style low-frequency replacement), after a step t has made y_{t-1}:
 //   y <- y - U(D(y - sqrt(1 - g) z')) + sqrt(g) U(D(c)),   g = gamma_{t-1} = table[t][7]^2
 // i.e. the low frequencies of y are replaced by those of the condition noised to the same level (linearity of U D
-// lets one down/up pass do it). PREP writes w = y - sqrt(1 - g) z'; APPLY writes y = y - u + sqrt(g) udc. z' is fresh
-// noise for a stochastic sampler and the step's eps for a deterministic one (why: engine/upscale.ts
-// consistencyDispatches).
+// lets one down/up pass do it). PREP writes w = y - sqrt(1 - g) z'; APPLY writes y = y - u + sqrt(g) udc.
 export const CONSISTENCY_WGSL = /* wgsl */ `
 struct P { n: u32, _a: u32, _b: u32, _c: u32 }
 @group(0) @binding(0) var<storage, read> table: array<f32>;

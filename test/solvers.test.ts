@@ -182,11 +182,10 @@ test('upscaling with each solver: reproducible, consistency keeps the input, and
   }
 });
 
-// The bug it guards: the projection used to noise the condition with fresh noise every step, which re-draws the low
-// frequencies of y's noise and, U D being no sharp band split, leaves too little noise in the band between: the
-// network takes it for image, and the multistep solvers carry the resulting noisy x0 predictions into the last step
-// (17 dB and a detail ratio of 12 on the quick start's image with karras:6; 24.4 dB with the fix).
-test('golden tiny: dpmpp-2m with consistency follows the float64 solver whose projection keeps the noise (z = the step eps)', async () => {
+// The consistency projection with a multistep solver, step by step as the float64 solver and U-Net see it: after
+// every update y <- y - U(D(y - sigma z)) + alpha U(D(c)), z fresh noise of the step's stream (the GPU generator's
+// stream = the step counter t, sub 2).
+test('golden tiny: dpmpp-2m with consistency follows the float64 solver with the projection (fresh noise each step)', async () => {
   const ctx = await device();
   const model = goldenModel('tiny');
   const { scale, up } = conditionRecipe(model);
@@ -207,11 +206,13 @@ test('golden tiny: dpmpp-2m with consistency follows the float64 solver whose pr
     xin.set(Float32Array.from(x), per);
     return Float64Array.from(unetForward(model.config, model.param, t4(1, 2 * C, H, W, xin), [level]).data);
   };
-  const project: AfterUpdate = (x, alpha, sigma, e) => {
-    const u = U(D(x.map((v, i) => v - sigma * e[i])));
+  const s = makeSchedule('karras:4');
+  let t = s.betas.length; // the step counter during the step: T-1 .. 0
+  const project: AfterUpdate = (x, alpha, sigma) => {
+    const z = fillRef(per, seedWords(seed), --t, 2);
+    const u = U(D(x.map((v, i) => v - sigma * z[i])));
     return x.map((v, i) => v - u[i] + alpha * udc[i]);
   };
-  const s = makeSchedule('karras:4');
   const gammas = Array.from(s.gammas).reverse();
   const yT = fillRef(per, seedWords(seed), 0, 1);
   const want = dpmSolverPP2M(eps, yT, gammas, true, project);
