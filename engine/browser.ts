@@ -26,8 +26,8 @@ import {
   type UpscaleOptions,
 } from './upscale.ts';
 import {
-  createUpscalerCore,
   toPixelImage,
+  upscalerOn,
   type PixelsIn,
   type UpscaleCallOptions,
   type UpscalerCoreOptions,
@@ -459,17 +459,13 @@ function isSR3Model(m: unknown): m is SR3Model {
  */
 export async function createUpscaler(opts: BrowserUpscalerOptions): Promise<BrowserUpscaler> {
   const model = isSR3Model(opts.model) ? opts.model : await loadModelFrom(opts.model, opts.load);
-  const given = opts.device instanceof GpuContext;
-  const device = given
-    ? (opts.device as GpuContext)
-    : await openBrowserDevice(opts.device as GPU | undefined, { engine: opts.engine });
-  let core: Upscaler;
-  try {
-    core = createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });
-  } catch (e) {
-    if (!given) device.destroy();
-    throw e;
-  }
+  const core = await upscalerOn(
+    model,
+    opts.device instanceof GpuContext ? opts.device : undefined,
+    () => openBrowserDevice(opts.device as GPU | undefined, { engine: opts.engine }),
+    opts,
+  );
+  const device = core.device;
   return {
     model: core.model,
     device: core.device,

@@ -55,18 +55,21 @@ export interface UpscaleOptions {
   cache?: UpscaleCache;
 }
 
-export const DEFAULT_STEPS = 8;
+export const DEFAULT_STEPS = 6;
 export const DEFAULT_SAMPLER: SamplerKind = 'reference';
 
 /**
  * The inference schedule used when only a step count is given (steps = model evaluations). The ancestral samplers
- * (reference, paper, ddim): linear betas from 1e-4 whose sum is about 10. The ODE solvers: Karras spacing from
- * sigma 100 to 0.01 (schedule.ts), which did better than log-SNR uniform in bench/README.md's table.
+ * (reference, paper, ddim): linear betas from 1e-4 to end = 20/steps, at most 0.5, and below 8 steps at least
+ * 4/steps (at most 0.9), so that the betas still sum to about 2 (the start's sqrt(gamma) 0.24-0.29, as at 8 steps):
+ * with 0.5, 6 steps started from less noise and lost 0.27 dB on the quick start's image; with 4/6 they match 8 and
+ * 20 steps (bench/README.md, "Few-step solvers"). The ODE solvers: Karras spacing from sigma 100 to 0.01
+ * (schedule.ts), which did better than log-SNR uniform in bench/README.md's table.
  */
 export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SAMPLER): string {
   if (!Number.isInteger(steps) || steps < 2) throw new Error(`--steps must be an integer >= 2, got ${steps}`);
   if (MULTISTEP[sampler]) return `karras:${steps}`;
-  const end = Math.min(0.5, 20 / steps);
+  const end = Math.max(Math.min(0.5, 20 / steps), Math.min(0.9, 4 / steps));
   return `linear:${steps}:1e-4:${+end.toPrecision(4)}`;
 }
 
@@ -607,6 +610,111 @@ interface TiledOptions extends UpscaleOptions {
   out: [number, number];
 }
 
+/** A tile's shape: what its sampler and its consistency projection are built for. */
+interface TileShape {
+  B: number;
+  C: number;
+  th: number;
+  tw: number;
+  /** tiles on the canvas: a multistep solver keeps one history per tile */
+  tiles: number;
+}
+
+/**
+ * The sampler of a tile, with the consistency projection's buffers when it runs after each step: what the GPU-canvas
+ * tiling (upscaleTiled) and the host-staged one (upscaleStaged) share. bufs are consistencyDispatches' [lr, w, udc,
+ * u, (z)]: tileUdc fills lr and udc.
+ */
+async function tileSampler(
+  ctx: GpuContext,
+  rs: Resampler,
+  model: SR3Model,
+  o: TiledOptions,
+  t: TileShape,
+): Promise<{ sampler: Sampler; bufs: GPUBuffer[]; destroy(): void }> {
+  let bufs: GPUBuffer[] = [];
+  try {
+    const sampler = await Sampler.build(ctx, model, {
+      batch: t.B,
+      height: t.th,
+      width: t.tw,
+      sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
+      params: o.cache?.params(),
+      historySlots: MULTISTEP[o.sampler ?? DEFAULT_SAMPLER] ? t.tiles : 1,
+      afterStep: o.consistency
+        ? async (smp) => {
+            const r = await consistencyDispatches(ctx, rs, smp, {
+              C: t.C,
+              Hp: t.th,
+              Wp: t.tw,
+              scale: o.scale,
+              up: o.up,
+              down: o.down,
+              samples: t.B,
+              n: t.B * t.C * t.th * t.tw,
+            });
+            bufs = r.bufs;
+            return r;
+          }
+        : undefined,
+    });
+    return {
+      sampler,
+      get bufs() {
+        return bufs;
+      },
+      destroy: () => {
+        sampler.destroy();
+        for (const b of bufs) b.destroy();
+      },
+    };
+  } catch (e) {
+    for (const b of bufs) b.destroy();
+    throw e;
+  }
+}
+
+/**
+ * The consistency projection's LR side for one tile of an hr-target model: the tile's condition (`cond`, in the
+ * sampler) downscaled to its LR and upscaled again, as the whole-image projection makes it. `mine` marks dispatches
+ * whose uniforms the caller releases.
+ */
+function tileUdc(
+  rs: Resampler,
+  cond: GPUBuffer,
+  bufs: GPUBuffer[],
+  o: TiledOptions,
+  t: TileShape,
+  mine: (d: Dispatch) => Dispatch,
+): Dispatch[] {
+  const [lrTmp, udc] = [bufs[0], bufs[2]];
+  const common = { batch: t.B, channels: t.C, factor: o.scale };
+  return [
+    mine(
+      rs.downscale({
+        ...common,
+        input: cond,
+        output: lrTmp,
+        inH: t.th,
+        inW: t.tw,
+        kernel: o.down,
+        label: 'tiles.udc.down',
+      }),
+    ),
+    mine(
+      rs.upscale({
+        ...common,
+        input: lrTmp,
+        output: udc,
+        inH: t.th / o.scale,
+        inW: t.tw / o.scale,
+        kernel: o.up,
+        label: 'tiles.udc.up',
+      }),
+    ),
+  ];
+}
+
 /** Upscaling on overlapping tiles sampled jointly: after each step the tiles are blended into one canvas. */
 async function upscaleTiled(
   ctx: GpuContext,
@@ -736,82 +844,14 @@ async function upscaleTiled(
     // a multistep solver keeps one history per tile, so its sampler serves canvases with as many tiles
     const slots = MULTISTEP[o.sampler ?? DEFAULT_SAMPLER] ? tiles.length : 1;
     const key = `tile:${B}:${th}x${tw}:${o.sampler ?? DEFAULT_SAMPLER}:${o.schedule}:${o.eta ?? 0}:${o.consistency}:${slots}`;
-    const { value: st, release } = await acquire(o.cache, key, async () => {
-      let extraBufs: GPUBuffer[] = [];
-      try {
-        const sampler = await Sampler.build(ctx, model, {
-          batch: B,
-          height: th,
-          width: tw,
-          sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
-          params: o.cache?.params(),
-          historySlots: slots, // a multistep solver's earlier x0 predictions are per tile
-          afterStep: o.consistency
-            ? async (smp) => {
-                const r = await consistencyDispatches(ctx, rs, smp, {
-                  C,
-                  Hp: th,
-                  Wp: tw,
-                  scale: o.scale,
-                  up: o.up,
-                  down: o.down,
-                  samples: B,
-                  n: nTile,
-                });
-                extraBufs = r.bufs;
-                return r;
-              }
-            : undefined,
-        });
-        return {
-          sampler,
-          extra: { bufs: extraBufs },
-          destroy: () => {
-            sampler.destroy();
-            for (const b of extraBufs) b.destroy();
-          },
-        };
-      } catch (e) {
-        for (const b of extraBufs) b.destroy();
-        throw e;
-      }
-    });
-    const { sampler, extra } = st;
+    const shape: TileShape = { B, C, th, tw, tiles: tiles.length };
+    const { value: st, release } = await acquire(o.cache, key, () => tileSampler(ctx, rs, model, o, shape));
+    const { sampler } = st;
     try {
       const { y, cond } = sampler.buffers;
       const perTile = tiles.map(([oy, ox], i) => {
         const d = [gatherTo(condC, cond, oy, ox), gatherTo(yC, y, oy, ox)];
-        if (o.consistency && !residual) {
-          const [lrTmp, udc] = [extra.bufs[0], extra.bufs[2]];
-          d.push(
-            mine(
-              rs.downscale({
-                input: cond,
-                output: lrTmp,
-                batch: B,
-                channels: C,
-                inH: th,
-                inW: tw,
-                factor: o.scale,
-                kernel: o.down,
-                label: 'tiles.udc.down',
-              }),
-            ),
-            mine(
-              rs.upscale({
-                input: lrTmp,
-                output: udc,
-                batch: B,
-                channels: C,
-                inH: th / o.scale,
-                inW: tw / o.scale,
-                factor: o.scale,
-                kernel: o.up,
-                label: 'tiles.udc.up',
-              }),
-            ),
-          );
-        }
+        if (o.consistency && !residual) d.push(...tileUdc(rs, cond, st.bufs, o, shape, mine));
         return [...d, ...sampler.bodyForTile(i), accumulateFrom(y, oy, ox)];
       });
       await ctx.warmUp([...perTile[0], normalized, ...sampler.dispatches], o.onPrepare);
@@ -1012,66 +1052,14 @@ async function upscaleStaged(
         net.destroy();
       }
     }
-    let extra: { bufs: GPUBuffer[] } = { bufs: [] };
-    const sampler = await Sampler.build(ctx, model, {
-      batch: B,
-      height: th,
-      width: tw,
-      sampler: { kind: o.sampler ?? DEFAULT_SAMPLER, schedule: makeSchedule(o.schedule), eta: o.eta },
-      params: o.cache?.params(),
-      historySlots: MULTISTEP[o.sampler ?? DEFAULT_SAMPLER] ? tiles.length : 1, // a multistep solver's history is per tile
-      afterStep: o.consistency
-        ? async (smp) => {
-            const r = await consistencyDispatches(ctx, rs, smp, {
-              C,
-              Hp: th,
-              Wp: tw,
-              scale: s,
-              up: o.up,
-              down: o.down,
-              samples: B,
-              n: nTile,
-            });
-            extra = r;
-            return r;
-          }
-        : undefined,
-    });
+    const shape: TileShape = { B, C, th, tw, tiles: tiles.length };
+    const st = await tileSampler(ctx, rs, model, o, shape);
+    const { sampler } = st;
     try {
       const { y, cond } = sampler.buffers;
       const perTile = tiles.map((_, i) => {
         const d = condFor(i, cond);
-        if (o.consistency && !residual) {
-          const [lrTmp, udc] = [extra.bufs[0], extra.bufs[2]];
-          d.push(
-            mine(
-              rs.downscale({
-                input: cond,
-                output: lrTmp,
-                batch: B,
-                channels: C,
-                inH: th,
-                inW: tw,
-                factor: s,
-                kernel: o.down,
-                label: 'tiles.udc.down',
-              }),
-            ),
-            mine(
-              rs.upscale({
-                input: lrTmp,
-                output: udc,
-                batch: B,
-                channels: C,
-                inH: th / s,
-                inW: tw / s,
-                factor: s,
-                kernel: o.up,
-                label: 'tiles.udc.up',
-              }),
-            ),
-          );
-        }
+        if (o.consistency && !residual) d.push(...tileUdc(rs, cond, st.bufs, o, shape, mine));
         return [...d, ...sampler.bodyForTile(i)];
       });
       const seed = o.seed ?? 0;
@@ -1102,8 +1090,7 @@ async function upscaleStaged(
       }
       return await result();
     } finally {
-      sampler.destroy();
-      for (const b of extra.bufs) b.destroy();
+      st.destroy();
     }
   } finally {
     for (const b of own) b.destroy();

@@ -6,6 +6,7 @@ import type { SR3Model } from '../weights-format/index.ts';
 import type { GpuContext } from './gpu.ts';
 import { imageToTensors, tensorsToImage, type PixelImage } from './image.ts';
 import { SAMPLERS, type SamplerKind } from './sampler.ts';
+import { MAX_STEPS } from './schedule.ts';
 import { UpscaleCache } from './upscale-cache.ts';
 import {
   bicubicUpscale,
@@ -83,21 +84,47 @@ export interface Upscaler {
   dispose(): void;
 }
 
+/** The most samples of one image in one call (they run as one batch). */
+export const MAX_SAMPLES = 64;
+/** The largest tile: 16384, the widest PNG the Node edge writes (a tile this size covers any output in one pass). */
+export const MAX_TILE = 16384;
+
 /** Check sampling options before any work, with messages that name the option and what it takes. */
 export function checkSamplingOptions(o: SamplingOptions): void {
-  const int = (v: number | undefined, name: string, min: number) => {
-    if (v !== undefined && (!Number.isInteger(v) || v < min))
-      throw new Error(`${name} must be an integer >= ${min}, got ${v}`);
+  // the same ranges as sr3 upscale's flags (engine/node/upscale-args.ts)
+  const int = (v: number | undefined, name: string, min: number, max: number) => {
+    if (v !== undefined && (!Number.isInteger(v) || v < min || v > max))
+      throw new Error(`${name} must be an integer from ${min} to ${max}, got ${v}`);
   };
-  int(o.steps, 'steps', 2);
-  int(o.samples, 'samples', 1);
-  int(o.tile, 'tile', 8);
-  int(o.overlap, 'overlap', 0);
+  int(o.steps, 'steps', 2, MAX_STEPS);
+  int(o.samples, 'samples', 1, MAX_SAMPLES);
+  int(o.tile, 'tile', 8, MAX_TILE);
+  int(o.overlap, 'overlap', 0, MAX_TILE - 1);
   if (o.sampler !== undefined && !SAMPLERS.includes(o.sampler))
     throw new Error(`sampler must be one of ${SAMPLERS.join(', ')}, got '${o.sampler}'`);
-  if (o.eta !== undefined && !(o.eta >= 0)) throw new Error(`eta must be a number >= 0, got ${o.eta}`);
+  if (o.eta !== undefined && !(Number.isFinite(o.eta) && o.eta >= 0 && o.eta <= 1))
+    throw new Error(`eta must be a number from 0 (deterministic) to 1 (DDPM-like), got ${o.eta}`);
   if (o.schedule !== undefined && typeof o.schedule !== 'string')
     throw new Error(`schedule must be a string kind:steps:start:end, got ${typeof o.schedule}`);
+}
+
+/**
+ * The core upscaler on the caller's device (left open) or on one that `open` makes (destroyed with the upscaler, or at
+ * once if the build fails): the step the Node and the browser createUpscaler share.
+ */
+export async function upscalerOn(
+  model: SR3Model,
+  given: GpuContext | undefined,
+  open: () => Promise<GpuContext>,
+  opts: UpscalerCoreOptions,
+): Promise<Upscaler> {
+  const device = given ?? (await open());
+  try {
+    return createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });
+  } catch (e) {
+    if (!given) device.destroy();
+    throw e;
+  }
 }
 
 /** An upscaler on `device` with `model` (both already open): the shared core of the Node and browser createUpscaler. */

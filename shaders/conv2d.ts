@@ -535,7 +535,7 @@ export interface DirectConvShape {
  * channels from workgroup memory, where they are staged CC input channels at a time in a [ci][tap][RN] layout.
  * Kernel size, stride and upsampling are baked into the text (the address math is unrolled); the fusions are the
  * tiled kernel's (NORM is an override constant); whether an embedding and a residual are added is read from the
- * uniform (a test per output value, nothing next to the reduction), so convs with and without them share pipelines:
+ * uniform (tests in the epilogue, nothing next to the reduction), so convs with and without them share pipelines:
  * on lavapipe every pipeline costs seconds of LLVM the first time it runs.
  */
 export function conv2dDirectWgsl(o: DirectConvShape): string {
@@ -552,17 +552,85 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
   // distinct input columns (in the upsampled frame when upsampling) touched by the PX pixels: ox0*stride + d - pad
   const cols = [...new Set(I.flatMap((i) => [...Array(ks).keys()].map((kx) => i * stride + kx)))].sort((a, b) => a - b);
   const up = upsample ? ' / 2u' : '';
+  // Nearest x2 upsampling then a 3x3 conv is, for each output pixel's row and column parity, a 2x2 conv on the
+  // half-size map with taps summed: an even column 2m reads m - 1 with w0 and m with w1 + w2, an odd one m with
+  // w0 + w1 and m + 1 with w2, and rows likewise. So an upsampling conv reads each half-size value once (PX / 2 + 2
+  // loads a row, not PX + 2) and does 2 x 2 taps, not 3 x 3: 4/9 of the FMAs. ox0 is even (PX is), so the column
+  // taps are known in the text; the row parity differs between invocations, so the row weights are combined per
+  // invocation (a select and an add on the staged vec4s).
+  const sub = upsample && ks === 3 && stride === 1;
+  if (sub && PX % 2 !== 0) throw new Error('conv2dDirectWgsl: upsampling needs an even PX');
+  const U = [...Array(PX / 2 + 2).keys()].map((k) => k - 1); // half-size columns ox0/2 + u
   const L: string[] = [];
-  for (const d of cols) {
-    L.push(`  let ex${d} = exb + ${d};`);
-    L.push(`  let vx${d} = ex${d} >= 0 && ex${d} < We;`);
-    L.push(`  let cx${d} = u32(select(0, ex${d}, vx${d}))${up};`);
-  }
+  if (sub) {
+    L.push(`  let odd = (oy & 1u) == 1u;`);
+    L.push(`  let lyb = i32(oy / 2u) - 1 + select(0, 1, odd);`);
+    for (const u of U) {
+      const n = u < 0 ? `m${-u}` : `${u}`;
+      L.push(`  let lx${n} = i32(ox0 / 2u) + ${u};`);
+      L.push(`  let vx${n} = lx${n} >= 0 && lx${n} < i32(p.Win);`);
+      L.push(`  let cx${n} = u32(select(0, lx${n}, vx${n}));`);
+    }
+  } else
+    for (const d of cols) {
+      L.push(`  let ex${d} = exb + ${d};`);
+      L.push(`  let vx${d} = ex${d} >= 0 && ex${d} < We;`);
+      L.push(`  let cx${d} = u32(select(0, ex${d}, vx${d}))${up};`);
+    }
   for (const i of I) for (const j of J) L.push(`  var a${i}_${j} = 0.0;`);
   const setup = L.join('\n');
 
   // one input channel (ci, local index cl in the staged chunk) read from `src` at channel base `cb`
+  const subBody = (src: string): string => {
+    const B: string[] = [];
+    const nm = (u: number) => (u < 0 ? `m${-u}` : `${u}`);
+    B.push(`      var mu = 0.0; var sc = 1.0; var be = 0.0;`);
+    B.push(
+      `      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`,
+    );
+    B.push(`      for (var r = 0; r < 2; r++) {`);
+    B.push(`        let ly = lyb + r;`);
+    B.push(`        let vy = ly >= 0 && ly < i32(p.Hin);`);
+    B.push(`        let ry = cb + u32(select(0, ly, vy)) * p.Win;`);
+    // kernel rows r and r + 1: r = 0 takes row 0 (even) or rows 0 + 1 (odd); r = 1 rows 1 + 2 (even) or row 2 (odd)
+    B.push(`        let ta = r == 0 || !odd;`);
+    B.push(`        let tb = r == 1 || odd;`);
+    B.push(`        let wt = (cl * 9u + u32(r) * 3u) * ${RN4}u;`);
+    for (const u of U) {
+      B.push(`        var x${nm(u)} = ${src}[ry + cx${nm(u)}];`);
+      B.push(
+        `        if (NORM != 0u) { x${nm(u)} = (x${nm(u)} - mu) * sc + be; if (NORM == 2u) { x${nm(u)} = act(x${nm(u)}); } }`,
+      );
+      B.push(`        x${nm(u)} = select(0.0, x${nm(u)}, vy && vx${nm(u)});`);
+    }
+    for (let q = 0; q < RN4; q++) {
+      for (let kx = 0; kx < 3; kx++) {
+        B.push(
+          `        let w${q}_${kx} = select(vec4f(0.0), ws[wt + ${kx * RN4 + q}u], ta) + select(vec4f(0.0), ws[wt + ${3 * RN4 + kx * RN4 + q}u], tb);`,
+        );
+      }
+      // column taps: even pixels w0 | w1 + w2, odd pixels w0 + w1 | w2
+      B.push(`        let e${q}_0 = w${q}_0;`);
+      B.push(`        let e${q}_1 = w${q}_1 + w${q}_2;`);
+      B.push(`        let o${q}_0 = w${q}_0 + w${q}_1;`);
+      B.push(`        let o${q}_1 = w${q}_2;`);
+    }
+    for (const i of I) {
+      const m = i >> 1;
+      const odd = i & 1;
+      const [x0, x1] = odd ? [nm(m), nm(m + 1)] : [nm(m - 1), nm(m)];
+      const w = odd ? 'o' : 'e';
+      for (const j of J) {
+        B.push(`        a${i}_${j} = fma(x${x0}, ${w}${j >> 2}_0[${j & 3}], a${i}_${j});`);
+        B.push(`        a${i}_${j} = fma(x${x1}, ${w}${j >> 2}_1[${j & 3}], a${i}_${j});`);
+      }
+    }
+    B.push(`      }`);
+    return B.join('\n');
+  };
+
   const body = (src: string): string => {
+    if (sub) return subBody(src);
     const B: string[] = [];
     B.push(`      var mu = 0.0; var sc = 1.0; var be = 0.0;`);
     B.push(
@@ -602,23 +670,28 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
     return B.join('\n');
   };
 
-  const E: string[] = [];
-  for (const j of J) {
-    E.push(`  if (co0 + ${j}u < p.Cout) {`);
-    E.push(`    let co = co0 + ${j}u;`);
-    E.push(`    var add = 0.0;`);
-    E.push(`    if (p.hasBias != 0u) { add += params[p.bOff + co]; }`);
-    E.push(`    if (p.hasEmb != 0u) { add += emb[p.embOff + b * p.Cout + co]; }`);
-    E.push(`    let ob = (b * p.Cout + co) * M + oy * p.Wout + ox0;`);
-    for (const i of I) {
-      E.push(`    if (live && ox0 + ${i}u < p.Wout) {`);
-      E.push(`      var v = a${i}_${j} + add;`);
-      E.push(`      if (p.hasRes != 0u) { v += res[ob + ${i}u]; }`);
-      E.push(`      outp[ob + ${i}u] = v;`);
-      E.push(`    }`);
+  // The epilogue is a loop over the accumulators copied into an array, not PX x RN unrolled stores: each unrolled
+  // store with its bounds test and its residual load was a branch across which all PX x RN accumulators stayed live,
+  // and lavapipe's LLVM took 17 CPU-s to compile a 16 x 8 block that way against 2.5 s with the loop (the main loop's
+  // FMAs alone: 1 s). The loop runs once per invocation, next to a reduction of Cin x ks^2 x PX x RN FMAs.
+  const E: string[] = [`  var acc: array<f32, ${PX * RN}>;`];
+  for (const j of J) for (const i of I) E.push(`  acc[${j * PX + i}] = a${i}_${j};`);
+  E.push(`  if (live) {
+    let nj = min(${RN}u, p.Cout - co0);
+    let ni = min(${PX}u, p.Wout - ox0);
+    for (var j = 0u; j < nj; j++) {
+      let co = co0 + j;
+      var add = 0.0;
+      if (p.hasBias != 0u) { add += params[p.bOff + co]; }
+      if (p.hasEmb != 0u) { add += emb[p.embOff + b * p.Cout + co]; }
+      let ob = (b * p.Cout + co) * M + oy * p.Wout + ox0;
+      for (var i = 0u; i < ni; i++) {
+        var v = acc[j * ${PX}u + i] + add;
+        if (p.hasRes != 0u) { v += res[ob + i]; }
+        outp[ob + i] = v;
+      }
     }
-    E.push(`  }`);
-  }
+  }`);
 
   const chunk = (src: string, first: string, last: string, base: string): string => `
   for (var c0 = ${first}; c0 < ${last}; c0 += ${CC}u) {

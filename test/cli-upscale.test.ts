@@ -236,6 +236,27 @@ test('a model with NaN or infinite weights and a legacy checkpoint are refused w
   }
 });
 
+test('finite weights that overflow while sampling: refused after sampling, before anything is written', async () => {
+  // every weight of the first conv at 3e38 passes the load-time check (all finite), but its outputs overflow to
+  // Infinity and the U-Net's GroupNorm turns them into NaN: the result check must catch it, not write a black PNG
+  const input = save('hugein.png', image(4, 4, 3, 8));
+  const out = join(dir, 'huge-out.png');
+  const conv = convertCheckpoint(readFileSync(model[1]), {
+    optionsText: readFileSync(model[3], 'utf8'),
+    inflate: nodeInflateRaw,
+  });
+  const bytes = conv.bytes.slice();
+  const t = readSafetensors(bytes).tensors.get('downs.0.weight')!;
+  const w = new Float32Array(t.data.length / 4).fill(3e38);
+  t.data.set(new Uint8Array(w.buffer));
+  const huge = join(dir, 'huge.safetensors');
+  writeFileSync(huge, bytes);
+  const r = await runCli(['upscale', input, '-o', out, '--steps', '2', '--quiet', '--model', huge]);
+  assert.is(r.code, 1, r.out);
+  assert.match(r.out, /the sampled image holds 768 non-finite values of 768: the sampling diverged/);
+  assert.not.ok(existsSync(out));
+});
+
 test('sr3 eval reports PSNR, SSIM and consistency for the model and bicubic', async () => {
   const data = join(dir, 'hr');
   mkdirSync(data);

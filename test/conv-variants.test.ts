@@ -178,6 +178,24 @@ const CASES: Case[] = [
   { B: 2, C1: 5, C2: 3, H: 6, W: 20, Cout: 12, ks: 3, stride: 1, norm: 2, G: 4, bias: true, res: true, seed: 12 },
   { B: 1, C1: 7, C2: 0, H: 5, W: 8, Cout: 5, ks: 1, stride: 1, bias: true, seed: 13 },
   { B: 1, C1: 3, C2: 0, H: 64, W: 64, Cout: 33, ks: 3, stride: 1, norm: 2, G: 3, emb: true, seed: 14 },
+  // upsampling with the direct kernel's 16-pixel rows (34 wide: a partial last one) over a concatenation
+  {
+    B: 2,
+    C1: 5,
+    C2: 3,
+    H: 7,
+    W: 17,
+    Cout: 12,
+    ks: 3,
+    stride: 1,
+    upsample: true,
+    norm: 2,
+    G: 4,
+    bias: true,
+    emb: true,
+    res: true,
+    seed: 15,
+  },
 ];
 
 // The cases that reach the kernel variants' differences: partial pixel and channel tiles, the concatenation with

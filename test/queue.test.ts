@@ -175,7 +175,14 @@ test('bad submissions are refused before anything is queued, with the reason', a
     [[...base, join(dir, 'missing.png'), '-o', outDir], /no such file or folder/],
     [[...base, join(dir, 'a'), join(dir, 'b'), '-o', outDir], /would both be written to .*same_sr\.png/],
     [[...base, join(dir, 'big.png'), '-o', outDir, '--send-bytes'], /over the 1048576-byte limit .* pass its path/],
-    [[...base, join(dir, 'a'), '-o', outDir, '--steps', '1'], /--steps must be an integer >= 2/],
+    [[...base, join(dir, 'a'), '-o', outDir, '--steps', '1'], /--steps must be an integer from 2 to/],
+    // the sampling flags get sr3 upscale's checks before anything is queued (they used to fail only in the worker)
+    [
+      [...base, join(dir, 'a'), '-o', outDir, '--sampler', 'ddim', '--eta', 'Infinity'],
+      /--eta must be a number from 0 .* to 1 .*got 'Infinity'/,
+    ],
+    [[...base, join(dir, 'a'), '-o', outDir, '--seed', '1e300'], /--seed must be an integer from 0 to .*got '1e300'/],
+    [[...base, join(dir, 'a'), '-o', outDir, '--schedule', 'wobbly:10'], /--schedule 'wobbly:10': unknown kind/],
     [
       ['queue', '--redis', 'redis://127.0.0.1:1'],
       /cannot reach Redis at redis:\/\/127\.0\.0\.1:1: connect ECONNREFUSED/,

@@ -3,7 +3,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { join, resolve } from 'node:path';
-import { checkOutputSize, inputLimits, parseUpscaleArgs, planOutputs } from '../engine/node/upscale-args.ts';
+import {
+  checkOutputSize,
+  inputLimits,
+  jobSampling,
+  parseUpscaleArgs,
+  planOutputs,
+} from '../engine/node/upscale-args.ts';
 import { MAX_PNG_SIDE } from '../engine/node/png.ts';
 
 const base = ['in.png', '-o', 'out.png'];
@@ -23,7 +29,7 @@ test('defaults, and good values come through as numbers', () => {
     [a.seed, a.samples, a.sampler, a.consistency, a.tile, a.overlap, a.eta],
     [0, 1, 'reference', true, undefined, undefined, undefined],
   );
-  assert.is(a.schedule, 'linear:8:1e-4:0.5');
+  assert.is(a.schedule, 'linear:6:1e-4:0.6667');
   const b = parseUpscaleArgs([
     ...base,
     '--sampler',
@@ -42,7 +48,7 @@ test('defaults, and good values come through as numbers', () => {
     '3',
   ])!;
   assert.equal([b.eta, b.seed, b.tile, b.overlap, b.samples], [0.5, 9007199254740991, 64, 16, 3]);
-  assert.is(b.schedule, 'linear:7:1e-4:0.5');
+  assert.is(b.schedule, 'linear:7:1e-4:0.5714');
   assert.is(parseUpscaleArgs([...base, '--help']), undefined);
 });
 
@@ -76,6 +82,29 @@ test('steps, schedule, samples, tile and overlap: range-checked before any work'
   refused(['--tile', '1e9'], /--tile must be an integer from 8 to 16384, got '1e9'/);
   refused(['--overlap=-2'], /--overlap must be an integer from 0/);
   refused(['--tile', '32', '--overlap', '32'], /--overlap 32 must be smaller than --tile 32/);
+});
+
+test("a queued job's sampling options get the flags' rules: defaults, and the same refusals without the dashes", () => {
+  assert.equal(jobSampling({}), { schedule: 'linear:6:1e-4:0.6667', sampler: 'reference', eta: undefined, seed: 0 });
+  assert.equal(jobSampling({ sampler: 'ddim', eta: 0.25, steps: 5, seed: 9007199254740991 }), {
+    schedule: 'linear:5:1e-4:0.8',
+    sampler: 'ddim',
+    eta: 0.25,
+    seed: 9007199254740991,
+  });
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ sampler: 'ddim', eta: Number.POSITIVE_INFINITY }, /^eta must be a number from 0 .* to 1 .*got 'Infinity'/],
+    [{ sampler: 'ddim', eta: 1e308 }, /^eta must be a number from 0 .*got '1e\+308'/],
+    [{ eta: 0.5 }, /^eta is DDIM's: it needs sampler ddim/],
+    [{ seed: 2 ** 60 }, /^seed must be an integer from 0 to 9007199254740991, got '1152921504606847000'/],
+    [{ seed: -1 }, /^seed must be an integer from 0/],
+    [{ steps: 1e9 }, /^steps must be an integer from 2 to 1000000, got '1000000000'/],
+    [{ steps: 2.5 }, /^steps must be an integer/],
+    [{ schedule: 'wobbly:10' }, /^schedule 'wobbly:10': unknown kind/],
+    [{ sampler: 'magic' }, /^sampler must be one of/],
+    [{ steps: { n: 4 } }, /^steps must be given as a number or a string, got object/],
+  ];
+  for (const [d, want] of cases) assert.throws(() => jobSampling(d), want, JSON.stringify(d));
 });
 
 test("an output over the PNG writer's limits is refused from the input's size, with the largest input that fits", () => {

@@ -132,7 +132,13 @@ test('Node createUpscaler: a path, PNG bytes and pixels in; pixels and PNG bytes
     () => up.upscale({ width: 4, height: 4, channels: 3, data: new Uint8Array(10) }),
     /data has 10 samples; 4x4x3 needs 48/,
   );
-  await rejects(() => up.upscale(img, { steps: 1 }), /steps must be an integer >= 2/);
+  await rejects(() => up.upscale(img, { steps: 1 }), /steps must be an integer from 2 to/);
+  // the API refuses what the CLI refuses: eta Infinity used to sample to an all-black image
+  await rejects(
+    () => up.upscale(img, { sampler: 'ddim', eta: Number.POSITIVE_INFINITY }),
+    /eta must be a number from 0 \(deterministic\) to 1 \(DDPM-like\), got Infinity/,
+  );
+  await rejects(() => up.upscale(img, { steps: 1e9 }), /steps must be an integer from 2 to 1000000, got 1000000000/);
   await rejects(() => up.upscale(join(dir, 'missing.png')), /no such file/);
   up.dispose();
   // the device was the caller's: still usable

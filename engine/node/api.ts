@@ -10,7 +10,7 @@ import { nodeInflateRaw } from '../../weights-format/node.ts';
 import { GpuContext } from '../gpu.ts';
 import type { PixelImage } from '../image.ts';
 import {
-  createUpscalerCore,
+  upscalerOn,
   type PixelsIn,
   type UpscaleCallOptions,
   type UpscalerCoreOptions,
@@ -116,17 +116,12 @@ export function toPng(img: PixelImage): Buffer {
  */
 export async function createUpscaler(opts: UpscalerOptions = {}): Promise<NodeUpscaler> {
   const model = await loadModelFrom(opts.model, { config: opts.config, log: opts.log });
-  const given = opts.device instanceof GpuContext;
-  const device = given
-    ? (opts.device as GpuContext)
-    : await openDevice((opts.device as NodeDeviceOptions | undefined) ?? {});
-  let core: Upscaler;
-  try {
-    core = createUpscalerCore(device, model, { ...opts, ownsDevice: opts.ownsDevice ?? !given });
-  } catch (e) {
-    if (!given) device.destroy();
-    throw e;
-  }
+  const core = await upscalerOn(
+    model,
+    opts.device instanceof GpuContext ? opts.device : undefined,
+    () => openDevice((opts.device as NodeDeviceOptions | undefined) ?? {}),
+    opts,
+  );
   return {
     model: core.model,
     device: core.device,

@@ -4,8 +4,10 @@ import { accessSync, constants, existsSync, readdirSync, readFileSync, statSync 
 import { basename, extname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SAMPLERS } from '../sampler.ts';
-import { DEFAULT_STEPS } from '../upscale.ts';
+import { MAX_STEPS } from '../schedule.ts';
+import { DEFAULT_SAMPLER, DEFAULT_STEPS } from '../upscale.ts';
 import { progress } from './progress.ts';
+import { etaArg, integerArg, samplerArg, scheduleArg } from './upscale-args.ts';
 import {
   checkRedisUrl,
   DEFAULT_QUEUE,
@@ -92,13 +94,13 @@ export async function submitCommand(argv: string[]): Promise<number> {
     if (!Number.isInteger(n) || n < min) throw new Error(`--${flag} must be an integer >= ${min}, got '${v}'`);
     return n;
   };
-  const steps = int(values.steps, 'steps', 2);
-  const seed = int(values.seed, 'seed', 0);
   const attempts = int(values.attempts, 'attempts', 1);
-  if (values.sampler !== undefined && !SAMPLERS.includes(values.sampler as never))
-    throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
-  const eta = values.eta === undefined ? undefined : Number(values.eta);
-  if (eta !== undefined && !(eta >= 0)) throw new Error(`--eta must be a number >= 0, got '${values.eta}'`);
+  // the sampling flags get sr3 upscale's checks now, not in the worker after the job is queued
+  const sampler = samplerArg(values.sampler ?? DEFAULT_SAMPLER);
+  const steps = values.steps === undefined ? undefined : integerArg(values.steps, 'steps', 2, MAX_STEPS);
+  scheduleArg(values.schedule, steps ?? DEFAULT_STEPS, sampler);
+  const seed = values.seed === undefined ? undefined : integerArg(values.seed, 'seed', 0, Number.MAX_SAFE_INTEGER);
+  const eta = values.eta === undefined ? undefined : etaArg(values.eta, sampler);
   const outDir = resolve(values.out);
   if (!existsSync(outDir) || !statSync(outDir).isDirectory())
     throw new Error(`${values.out}: no such folder (create it first; the workers write there)`);

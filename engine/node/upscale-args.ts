@@ -6,12 +6,10 @@ import { parseArgs } from 'node:util';
 import { SAMPLERS, type SamplerKind } from '../sampler.ts';
 import { MAX_STEPS, parseSchedule } from '../schedule.ts';
 import { DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
+import { MAX_SAMPLES, MAX_TILE } from '../upscaler.ts';
 import { MAX_PNG_PIXELS, MAX_PNG_SIDE } from './png.ts';
 
-/** The most samples of one image in one run (they run as one batch). */
-export const MAX_SAMPLES = 64;
-/** The largest --tile (the widest PNG we write: a tile this size covers any output in one pass). */
-export const MAX_TILE = MAX_PNG_SIDE;
+export { MAX_SAMPLES, MAX_TILE } from '../upscaler.ts';
 
 export interface UpscaleArgs {
   inputs: string[];
@@ -34,12 +32,67 @@ export interface UpscaleArgs {
  * An integer flag from its text: refused (quoting the text as given, so '1e400' or a 20-digit seed is shown as typed,
  * not rounded) unless it is an integer from min to max.
  */
-export function integerArg(text: string, name: string, min: number, max: number): number {
+export function integerArg(text: string, name: string, min: number, max: number, prefix = '--'): number {
   const n = Number(text.trim());
   if (text.trim() === '' || !Number.isInteger(n) || n < min || n > max) {
-    throw new Error(`--${name} must be an integer from ${min} to ${max}, got '${text}'`);
+    throw new Error(`${prefix}${name} must be an integer from ${min} to ${max}, got '${text}'`);
   }
   return n;
+}
+
+/** DDIM's eta from its text: only with the DDIM sampler, finite, from 0 to 1. */
+export function etaArg(text: string, sampler: SamplerKind, prefix = '--'): number {
+  if (sampler !== 'ddim')
+    throw new Error(`${prefix}eta is DDIM's: it needs ${prefix}sampler ddim (the ${sampler} sampler has no eta)`);
+  const eta = Number(text.trim());
+  // 0 is deterministic DDIM, 1 DDPM-like; above 1 the added noise outgrows what the step removes
+  if (text.trim() === '' || !Number.isFinite(eta) || eta < 0 || eta > 1) {
+    throw new Error(`${prefix}eta must be a number from 0 (deterministic) to 1 (DDPM-like), got '${text}'`);
+  }
+  return eta;
+}
+
+/** The sampler's name, checked. */
+export function samplerArg(text: string, prefix = '--'): SamplerKind {
+  if (!SAMPLERS.includes(text as SamplerKind))
+    throw new Error(`${prefix}sampler must be one of ${SAMPLERS.join(', ')}, got '${text}'`);
+  return text as SamplerKind;
+}
+
+/** The schedule for `steps` (or the one given), parsed and checked. */
+export function scheduleArg(given: string | undefined, steps: number, sampler: SamplerKind, prefix = '--'): string {
+  const schedule = given ?? defaultSchedule(steps, sampler);
+  try {
+    if (parseSchedule(schedule).n_timestep < 2) throw new Error('a sampler needs at least 2 steps');
+  } catch (e) {
+    throw new Error(`${prefix}schedule '${schedule}': ${(e as Error).message.replace(/^schedule: /, '')}`);
+  }
+  return schedule;
+}
+
+/**
+ * The sampling options of a queued job (JSON values, not flag texts), checked with the same rules and messages as
+ * `sr3 upscale`'s flags, so a job that would sample to garbage (eta Infinity, a seed past 2^53, 1e9 steps, a bad
+ * schedule) is refused before the worker spends anything on it.
+ */
+export function jobSampling(d: {
+  steps?: unknown;
+  schedule?: unknown;
+  sampler?: unknown;
+  eta?: unknown;
+  seed?: unknown;
+}): { schedule: string; sampler: SamplerKind; eta?: number; seed: number } {
+  const text = (v: unknown, name: string): string => {
+    if (typeof v === 'number') return String(v);
+    if (typeof v === 'string') return v;
+    throw new Error(`${name} must be given as a number or a string, got ${typeof v}`);
+  };
+  const sampler = samplerArg(d.sampler === undefined ? DEFAULT_SAMPLER : text(d.sampler, 'sampler'), '');
+  const steps = d.steps === undefined ? DEFAULT_STEPS : integerArg(text(d.steps, 'steps'), 'steps', 2, MAX_STEPS, '');
+  const schedule = scheduleArg(d.schedule === undefined ? undefined : text(d.schedule, 'schedule'), steps, sampler, '');
+  const seed = d.seed === undefined ? 0 : integerArg(text(d.seed, 'seed'), 'seed', 0, Number.MAX_SAFE_INTEGER, '');
+  const eta = d.eta === undefined ? undefined : etaArg(text(d.eta, 'eta'), sampler, '');
+  return { schedule, sampler, eta, seed };
 }
 
 /**
@@ -71,26 +124,10 @@ export function parseUpscaleArgs(argv: string[], help = ''): UpscaleArgs | undef
   const usage = help ? `\n\n${help}` : '';
   if (positionals.length === 0) throw new Error(`no input image${usage}`);
   if (!values.out) throw new Error(`-o/--out is required${usage}`);
-  const sampler = values.sampler as SamplerKind;
-  if (!SAMPLERS.includes(sampler))
-    throw new Error(`--sampler must be one of ${SAMPLERS.join(', ')}, got '${values.sampler}'`);
-  const steps = values.steps === undefined ? undefined : integerArg(values.steps, 'steps', 2, MAX_STEPS);
-  const schedule = values.schedule ?? defaultSchedule(steps ?? DEFAULT_STEPS, sampler);
-  try {
-    if (parseSchedule(schedule).n_timestep < 2) throw new Error('a sampler needs at least 2 steps');
-  } catch (e) {
-    throw new Error(`--schedule '${schedule}': ${(e as Error).message.replace(/^schedule: /, '')}`);
-  }
-  let eta: number | undefined;
-  if (values.eta !== undefined) {
-    if (sampler !== 'ddim')
-      throw new Error(`--eta is DDIM's: it needs --sampler ddim (the ${sampler} sampler has no eta)`);
-    eta = Number(values.eta.trim());
-    // 0 is deterministic DDIM, 1 DDPM-like; above 1 the added noise outgrows what the step removes
-    if (values.eta.trim() === '' || !Number.isFinite(eta) || eta < 0 || eta > 1) {
-      throw new Error(`--eta must be a number from 0 (deterministic) to 1 (DDPM-like), got '${values.eta}'`);
-    }
-  }
+  const sampler = samplerArg(values.sampler!);
+  const steps = values.steps === undefined ? DEFAULT_STEPS : integerArg(values.steps, 'steps', 2, MAX_STEPS);
+  const schedule = scheduleArg(values.schedule, steps, sampler);
+  const eta = values.eta === undefined ? undefined : etaArg(values.eta, sampler);
   const seed = integerArg(values.seed!, 'seed', 0, Number.MAX_SAFE_INTEGER);
   const samples = integerArg(values.samples!, 'samples', 1, MAX_SAMPLES);
   const tile = values.tile === undefined ? undefined : integerArg(values.tile, 'tile', 8, MAX_TILE);

@@ -6,13 +6,13 @@ import { readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Job } from './queue-libs.ts';
-import { SAMPLERS, type SamplerKind } from '../sampler.ts';
-import { DEFAULT_SAMPLER, DEFAULT_STEPS, defaultSchedule } from '../upscale.ts';
+import type { SamplerKind } from '../sampler.ts';
+import { DEFAULT_SAMPLER, defaultSchedule } from '../upscale.ts';
 import type { SR3Model } from '../../weights-format/index.ts';
 import { createUpscaler } from './api.ts';
-import { decodeImage, readImage, type Image } from './image-io.ts';
+import { decodeImage, imageSize, readImageBytes, type Image } from './image-io.ts';
 import { openModel } from './model.ts';
-import { MAX_PNG_PIXELS, MAX_PNG_SIDE, PngError, writePng } from './png.ts';
+import { writePng } from './png.ts';
 import {
   checkRedisUrl,
   connectRedis,
@@ -25,6 +25,7 @@ import {
   type UpscaleJobResult,
 } from './queue.ts';
 import { DEFAULT_MODEL } from './upscale.ts';
+import { checkOutputSize, inputLimits, jobSampling } from './upscale-args.ts';
 
 const HELP = `usage: sr3 worker --redis URL [--queue NAME] [--concurrency 1] [--model f] [--config opts.json]
 
@@ -48,7 +49,7 @@ after --lock-duration). Exit status 0 after a clean stop, 3 when the GPU device 
 /** A job that fails for its input: not retried. */
 class InputError extends Error {}
 
-/** Sampling options of a job, checked. */
+/** Sampling options of a job, checked with sr3 upscale's rules (engine/node/upscale-args.ts). */
 function jobOptions(d: UpscaleJobData): {
   schedule: string;
   sampler: SamplerKind;
@@ -56,22 +57,13 @@ function jobOptions(d: UpscaleJobData): {
   seed: number;
   consistency: boolean;
 } {
-  const steps = d.steps ?? DEFAULT_STEPS;
-  if (!Number.isInteger(steps) || steps < 2 || steps > 10_000)
-    throw new InputError(`steps must be an integer in [2, 10000], got ${d.steps}`);
-  const sampler = (d.sampler ?? DEFAULT_SAMPLER) as SamplerKind;
-  if (!SAMPLERS.includes(sampler))
-    throw new InputError(`sampler must be one of ${SAMPLERS.join(', ')}, got '${d.sampler}'`);
-  const seed = d.seed ?? 0;
-  if (!Number.isInteger(seed) || seed < 0) throw new InputError(`seed must be an integer >= 0, got ${d.seed}`);
-  if (d.eta !== undefined && !(d.eta >= 0)) throw new InputError(`eta must be a number >= 0, got ${d.eta}`);
-  return {
-    schedule: d.schedule ?? defaultSchedule(steps, sampler),
-    sampler,
-    eta: d.eta,
-    seed,
-    consistency: d.consistency ?? true,
-  };
+  let o: ReturnType<typeof jobSampling>;
+  try {
+    o = jobSampling(d);
+  } catch (e) {
+    throw new InputError((e as Error).message);
+  }
+  return { ...o, consistency: d.consistency ?? true };
 }
 
 /**
@@ -124,33 +116,31 @@ export async function openJobUpscaler(model: SR3Model): Promise<JobUpscaler> {
   };
 }
 
-/** Read a job's input; every failure here is the input's (missing file, corrupt or oversized image). */
+/**
+ * Read a job's input; every failure here is the input's (missing file, corrupt or oversized image). The size is read
+ * from the header and checked against what the output may be before anything is decoded, so an image too large to
+ * write costs no memory.
+ */
 async function readJobInput(d: UpscaleJobData, scale: number): Promise<Image> {
-  let img: Image;
+  const name = d.input ?? d.name ?? 'input';
   try {
+    let bytes: Uint8Array;
     if (d.inputBase64 !== undefined) {
-      const bytes = Buffer.from(d.inputBase64, 'base64');
-      if (bytes.byteLength > MAX_INLINE_BYTES)
-        throw new InputError(
-          `${d.name ?? 'input'}: ${bytes.byteLength} bytes sent in the job, over the ${MAX_INLINE_BYTES}-byte limit`,
-        );
-      img = decodeImage(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), d.name ?? 'input');
+      const b = Buffer.from(d.inputBase64, 'base64');
+      if (b.byteLength > MAX_INLINE_BYTES)
+        throw new InputError(`${name}: ${b.byteLength} bytes sent in the job, over the ${MAX_INLINE_BYTES}-byte limit`);
+      bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
     } else if (d.input) {
-      img = await readImage(d.input);
+      bytes = await readImageBytes(d.input);
     } else {
       throw new InputError('the job has neither an input path nor input bytes');
     }
+    const { width, height } = imageSize(bytes, name);
+    checkOutputSize(name, width, height, scale);
+    return decodeImage(bytes, name, inputLimits(scale));
   } catch (e) {
-    if (e instanceof PngError) throw new InputError(e.message);
-    throw e;
+    throw e instanceof InputError ? e : new InputError((e as Error).message);
   }
-  const [W, H] = [img.width * scale, img.height * scale];
-  if (W > MAX_PNG_SIDE || H > MAX_PNG_SIDE || W * H > MAX_PNG_PIXELS) {
-    throw new InputError(
-      `${d.input ?? d.name}: ${img.width}x${img.height} is too large: its ${W}x${H} output is over the PNG limits (${MAX_PNG_SIDE} a side, ${MAX_PNG_PIXELS} pixels)`,
-    );
-  }
-  return img;
 }
 
 /** Remove temporary files an earlier try of this output left (a worker killed while writing). */

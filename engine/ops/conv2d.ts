@@ -561,7 +561,7 @@ export function directBlock(
   ks: 1 | 3,
   Hout: number,
   Wout: number,
-  Cout: number,
+  _Cout: number, // kept for callers: every block is 8 channels now (below)
   fixed: { PX?: number; RN?: number; CC?: number; WG?: number } = {},
 ): { PX: number; RN: number; CC: number; WG: number } {
   // 16 pixels on maps at least 32 wide: faster than 8 (fewer weight loads per FMA; at 32x32 too), but about twice
@@ -569,7 +569,10 @@ export function directBlock(
   // 64 invocations), so they cost no compile. Narrower maps keep 8: 16 would leave too few invocations a workgroup.
   // (bench/README.md: "Bigger blocks vs compile time" has the figures of the blocks tried, "Cold start" the sharing.)
   const PX = fixed.PX ?? (Wout >= 32 ? 16 : Wout >= 8 ? 8 : 4);
-  const RN = fixed.RN ?? (Cout > 4 ? 8 : 4);
+  // 8 channels even for a conv with 4 or fewer (the U-Net's last, 3 channels): it then shares the 8-channel
+  // pipeline, where a 4-channel block cost a pipeline of its own (6 CPU-s of LLVM on lavapipe for the quick start's),
+  // at the cost of doubling the FMAs of a conv that was 0.2% of a step's
+  const RN = fixed.RN ?? 8;
   const units = Hout * ceilDiv(Wout, PX);
   const WG = fixed.WG ?? Math.min(64, Math.max(8, 2 ** Math.ceil(Math.log2(units))));
   const CC = fixed.CC ?? Math.max(1, Math.floor(512 / (ks * ks * (RN / 4))));
