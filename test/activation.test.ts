@@ -78,7 +78,24 @@ test('GroupNorm + GELU: fused into a conv input load, and materialised (vec4 and
     const stats = ctx.buffer(B * G * 2 * 4);
     const xn = ctx.buffer(B * C * HW * 4);
     const out = ctx.buffer(B * Cout * HW * 4);
+    const outUp = ctx.buffer(B * Cout * 4 * HW * 4); // the same conv after nearest x2 upsampling
     const norm = { statsOff: 0, gammaOff: 0, betaOff: C };
+    const spec = {
+      B,
+      C1: C,
+      C2: 0,
+      Hin: H,
+      Win: W,
+      Cout,
+      ks: 3 as const,
+      stride: 1 as const,
+      norm: 2 as const,
+      act: 'gelu' as const,
+      groups: G,
+      ...norm,
+      wOff: 2 * C,
+      bOff: -1,
+    };
     ctx.run([
       await K.groupNormStats(ctx, { B, C1: C, C2: 0, HW, groups: G, statsOff: 0 }, { a: aBuf, stats }),
       await KB.groupNormApply(
@@ -86,26 +103,8 @@ test('GroupNorm + GELU: fused into a conv input load, and materialised (vec4 and
         { B, C1: C, C2: 0, HW, groups: G, ...norm, swish: true, act: 'gelu' },
         { params, a: aBuf, stats, out: xn },
       ),
-      await K.conv2d(
-        ctx,
-        {
-          B,
-          C1: C,
-          C2: 0,
-          Hin: H,
-          Win: W,
-          Cout,
-          ks: 3,
-          stride: 1,
-          norm: 2,
-          act: 'gelu',
-          groups: G,
-          ...norm,
-          wOff: 2 * C,
-          bOff: -1,
-        },
-        { params, a: aBuf, stats, out },
-      ),
+      await K.conv2d(ctx, spec, { params, a: aBuf, stats, out }),
+      await K.conv2d(ctx, { ...spec, upsample: true }, { params, a: aBuf, stats, out: outUp }),
     ]);
     const x = R.groupNorm(R.t4(B, C, H, W, a), G, gamma, beta, 'gelu');
     const eApply = relErr(await ctx.read(xn, B * C * HW * 4), x.data);
@@ -113,7 +112,10 @@ test('GroupNorm + GELU: fused into a conv input load, and materialised (vec4 and
     const want = R.conv2d(x, w, null, Cout, 3, 1);
     const eConv = relErr(await ctx.read(out, B * Cout * HW * 4), want.data);
     assert.ok(eConv < 2e-5, `${H}x${W}: conv of GroupNorm + GELU rel err ${eConv}`);
-    for (const b of [params, aBuf, stats, xn, out]) b.destroy();
+    const wantUp = R.conv2d(R.upsample2(x), w, null, Cout, 3, 1);
+    const eUp = relErr(await ctx.read(outUp, B * Cout * 4 * HW * 4), wantUp.data);
+    assert.ok(eUp < 2e-5, `${H}x${W}: upsampling conv of GroupNorm + GELU rel err ${eUp}`);
+    for (const b of [params, aBuf, stats, xn, out, outUp]) b.destroy();
   }
 });
 
