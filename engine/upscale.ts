@@ -7,7 +7,7 @@ import { encodeDispatch, releaseDispatches, type Dispatch, type GpuContext } fro
 import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './resample.ts';
 import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
-import { makeSchedule } from './schedule.ts';
+import { MAX_STEPS, makeSchedule } from './schedule.ts';
 import { normScratchBytes, UNet } from './unet.ts';
 import { planUNet } from './unet-plan.ts';
 import { TILE_ACCUMULATE_WGSL, TILE_GATHER_WGSL, TILE_NORMALIZE_WGSL } from '../shaders/tiles.ts';
@@ -67,7 +67,8 @@ export const DEFAULT_SAMPLER: SamplerKind = 'reference';
  * (schedule.ts), which did better than log-SNR uniform in bench/README.md's table.
  */
 export function defaultSchedule(steps: number, sampler: SamplerKind = DEFAULT_SAMPLER): string {
-  if (!Number.isInteger(steps) || steps < 2) throw new Error(`--steps must be an integer >= 2, got ${steps}`);
+  if (!Number.isInteger(steps) || steps < 2 || steps > MAX_STEPS)
+    throw new Error(`steps must be an integer from 2 to ${MAX_STEPS}, got ${steps}`);
   if (MULTISTEP[sampler]) return `karras:${steps}`;
   const end = Math.max(Math.min(0.5, 20 / steps), Math.min(0.9, 4 / steps));
   return `linear:${steps}:1e-4:${+end.toPrecision(4)}`;
