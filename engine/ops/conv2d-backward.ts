@@ -49,7 +49,7 @@ import {
   writeDummy,
   type BackwardOptions,
 } from './common.ts';
-import { conv2d, convOutSize, convRanges, recordConv, type ConvSpec } from './conv2d.ts';
+import { conv2d, convNormSpec, convOutSize, convRanges, recordConv, type ConvSpec } from './conv2d.ts';
 import { addInto } from './elementwise.ts';
 import { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes } from './groupnorm.ts';
 import type { BackwardEnv, PlanOpFamily, PlanOpOf } from './plan-ops.ts';
@@ -450,23 +450,13 @@ export async function conv2dBackwardWeight(
       bufs.xn.size >= spec.B * Cin * spec.Hin * spec.Win * 4,
       `${L}: xn of ${bufs.xn.size} bytes, needs ${spec.B * Cin * spec.Hin * spec.Win * 4}`,
     );
-    const pre = await groupNormApply(
-      ctx,
-      {
-        B: spec.B,
-        C1: spec.C1,
-        C2: spec.C2,
-        HW: spec.Hin * spec.Win,
-        groups: spec.groups ?? 1,
-        statsOff: spec.statsOff ?? 0,
-        gammaOff: spec.gammaOff ?? 0,
-        betaOff: spec.betaOff ?? 0,
-        swish: norm === 2,
-        act: spec.act,
-        label: L,
-      },
-      { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats!, out: bufs.xn },
-    );
+    const pre = await groupNormApply(ctx, convNormSpec(spec, L), {
+      params: bufs.params,
+      a: bufs.a,
+      b: bufs.b,
+      stats: bufs.stats!,
+      out: bufs.xn,
+    });
     const plain: ConvBackwardSpec = { ...spec, C1: Cin, C2: 0, norm: 0 };
     return [
       pre,
@@ -695,19 +685,7 @@ export async function conv2dBackward(
   out.push(
     ...(await groupNormBackward(
       ctx,
-      {
-        B: spec.B,
-        C1: spec.C1,
-        C2: spec.C2,
-        HW: spec.Hin * spec.Win,
-        groups: spec.groups ?? 1,
-        statsOff: spec.statsOff ?? 0,
-        gammaOff: spec.gammaOff ?? 0,
-        betaOff: spec.betaOff ?? 0,
-        swish: norm === 2,
-        act: spec.act,
-        label: L,
-      },
+      convNormSpec(spec, L),
       {
         params: bufs.params,
         a: bufs.a,

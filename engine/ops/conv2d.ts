@@ -24,7 +24,7 @@ import {
 } from '../../shaders/conv2d_mma.ts';
 import type { EngineOptions } from '../options.ts';
 import { checkWorkgroups, dummy, grid, sharedScratch } from './common.ts';
-import { groupNormApply } from './groupnorm.ts';
+import { type GroupNormBackwardSpec, groupNormApply } from './groupnorm.ts';
 import type { ForwardEnv, PlanOpOf } from './plan-ops.ts';
 
 export interface ConvSpec {
@@ -54,6 +54,23 @@ export interface ConvSpec {
   embOff?: number;
   hasRes?: boolean;
   label?: string;
+}
+
+/** The GroupNorm (+ activation) a normalised conv applies to its input, as the GroupNorm kernels take it. */
+export function convNormSpec(spec: ConvSpec, label: string): GroupNormBackwardSpec {
+  return {
+    B: spec.B,
+    C1: spec.C1,
+    C2: spec.C2,
+    HW: spec.Hin * spec.Win,
+    groups: spec.groups ?? 1,
+    statsOff: spec.statsOff ?? 0,
+    gammaOff: spec.gammaOff ?? 0,
+    betaOff: spec.betaOff ?? 0,
+    swish: spec.norm === 2,
+    act: spec.act,
+    label,
+  };
 }
 
 export function convOutSize(spec: Pick<ConvSpec, 'Hin' | 'Win' | 'ks' | 'stride' | 'upsample'>): [number, number] {
@@ -290,23 +307,13 @@ export async function recordConv(ctx: GpuContext, op: PlanOpOf<'conv'>, env: For
   const res = op.res ? env.buf(op.res) : undefined;
   const b = op.b ? env.buf(op.b) : undefined;
   if (env.xn && s.norm) {
-    const apply = await groupNormApply(
-      ctx,
-      {
-        B: s.B,
-        C1: s.C1,
-        C2: s.C2,
-        HW: s.Hin * s.Win,
-        groups: s.groups ?? 1,
-        statsOff: s.statsOff ?? 0,
-        gammaOff: s.gammaOff ?? 0,
-        betaOff: s.betaOff ?? 0,
-        swish: s.norm === 2,
-        act: s.act,
-        label: `${op.label}.norm`,
-      },
-      { params, a: env.buf(op.a), b, stats: env.stats, out: env.xn },
-    );
+    const apply = await groupNormApply(ctx, convNormSpec(s, `${op.label}.norm`), {
+      params,
+      a: env.buf(op.a),
+      b,
+      stats: env.stats,
+      out: env.xn,
+    });
     const plain = { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 as const };
     return [apply, await conv2d(ctx, plain, { params, a: env.xn, emb, res, out: env.buf(op.out) })];
   }
