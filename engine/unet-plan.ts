@@ -354,3 +354,24 @@ export function packParams(plan: UNetPlan, param: (name: string) => Float32Array
   }
   return flat;
 }
+
+/**
+ * The multiply-adds (x2) of one forward, split into the convolutions' (linear in the pixels) and attention's
+ * (quadratic: every position against every other). Tiling asks this: the attention of a model trained on small
+ * crops grows with the square of a tile's area and dominates big tiles.
+ */
+export function planFlops(plan: UNetPlan): { conv: number; attention: number } {
+  let conv = 0;
+  let attention = 0;
+  for (const op of plan.ops) {
+    if (op.kind === 'conv') {
+      const s = op.spec;
+      const [h, w] = convOutSize(s);
+      conv += 2 * s.B * s.Cout * (s.C1 + s.C2) * s.ks * s.ks * h * w;
+    } else if (op.kind === 'attention') {
+      // scores q.k and the weighted sum of v, both HW x HW x C
+      attention += 4 * op.spec.B * op.spec.HW * op.spec.HW * op.spec.C;
+    }
+  }
+  return { conv, attention };
+}

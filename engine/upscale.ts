@@ -9,7 +9,7 @@ import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './
 import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
 import { MAX_STEPS, makeSchedule } from './schedule.ts';
 import { normScratchBytes, UNet } from './unet.ts';
-import { planUNet } from './unet-plan.ts';
+import { planFlops, planUNet } from './unet-plan.ts';
 import { TILE_ACCUMULATE_WGSL, TILE_GATHER_WGSL, TILE_NORMALIZE_WGSL } from '../shaders/tiles.ts';
 import { CONSISTENCY_WGSL } from '../shaders/diffusion.ts';
 import { acquire, type UpscaleCache } from './upscale-cache.ts';
@@ -36,14 +36,20 @@ export interface UpscaleOptions {
   consistency?: boolean;
   onProgress?: (done: number, total: number) => void;
   /**
+   * A tiled image's progress within the steps: `done` of `total` (tiles x steps) tile passes finished. A step of a
+   * big image on a slow device takes minutes; this shows it moving.
+   */
+  onTile?: (done: number, total: number) => void;
+  /**
    * Before the first step: `done` of `total` shaders compiled (the first call has done = 0, the last done = total).
    * On a software device the first use of each shader compiles it, seconds each; this is that time, made visible.
    */
   onPrepare?: (done: number, total: number) => void;
   signal?: AbortSignal;
   /**
-   * Work on overlapping tiles of at most tile x tile output pixels, sampled jointly (seamless). Default: the whole
-   * image in one pass when it fits the device (tileFor), else the largest tile that does.
+   * Work on overlapping tiles of at most tile x tile output pixels, sampled jointly (seamless). Default (tileFor): the
+   * whole image in one pass when it fits the device and tiles would not save most of the work, else the largest tile
+   * that fits and keeps the model's attention within a quarter of the convolutions' work.
    */
   tile?: number;
   /** Overlap between neighbouring tiles in output pixels (default a quarter of the tile). */
@@ -198,7 +204,7 @@ async function sampleTensor(ctx: GpuContext, model: SR3Model, lr: Tensor3, opts:
     if (!unetFits(ctx, model, samples, Math.min(t, Hp), Math.min(t, Wp))) {
       throw new Error(
         `tile ${tile}: a ${Math.min(t, Hp)}x${Math.min(t, Wp)} tile of this model does not fit this device; ` +
-          `the largest that does here is ${tileFor(ctx, model, samples, Hp, Wp, m)} (or leave the tile out: it is chosen for the device)`,
+          `the largest that does here is ${fitTile(ctx, model, samples, Hp, Wp, m)} (or leave the tile out: it is chosen for the device)`,
       );
     }
   }
@@ -540,27 +546,71 @@ export async function bicubicUpscale(
 }
 
 /**
- * The largest tile side (a multiple of m) whose U-Net fits the device: every tensor and the GroupNorm scratch within
- * maxStorageBufferBindingSize, and the activations within a budget (1 GiB on the software paths, 4 GiB on the GPU ones).
- * The whole image when it fits. (The canvas need not fit: upscaleTiled keeps one larger than a binding on the host.)
+ * How much of a tile's work attention may take before tiles are made smaller. Attention grows with the square of a
+ * tile's area and the convolutions with its area, so past this share a smaller tile does less work per pixel even
+ * with the extra overlap; below it, a bigger tile does about as much and gives the model more context.
+ */
+const ATTENTION_SHARE = 0.25;
+
+/**
+ * The tile side (a multiple of m) to upscale an H x W output with: the whole image when it fits the device and
+ * tiling would not save most of its work, else the largest tile that fits the device (every tensor and the GroupNorm
+ * scratch within maxStorageBufferBindingSize, the activations within a budget: unetFits) and keeps attention within
+ * ATTENTION_SHARE of the tile's work (planFlops). A model with attention at a fine level (the golden tiny one attends
+ * at a quarter of the resolution) thus works on tiles of about 100 pixels, where a 836-pixel tile costs 40 times as
+ * much per pixel. (The canvas need not fit: upscaleTiled keeps one larger than a binding on the host.)
  */
 export function tileFor(ctx: GpuContext, model: SR3Model, batch: number, H: number, W: number, m: number): number {
+  const flops = (t: number) => planFlops(planUNet(model.config, batch, Math.min(t, H), Math.min(t, W), true));
+  const whole = Math.max(H, W);
+  const wholeFits = unetFits(ctx, model, batch, H, W);
+  const fitK = Math.ceil(fitTile(ctx, model, batch, H, W, m) / m);
+  // within that, the largest side whose attention stays within its share (the share grows with the side)
+  const cheap = (k: number) => {
+    const f = flops(k * m);
+    return f.attention <= ATTENTION_SHARE * f.conv;
+  };
+  if (cheap(fitK)) return wholeFits ? whole : fitK * m;
+  const t = largestK(1, fitK, cheap) * m;
+  if (!wholeFits) return t;
+  // the whole image fits: tile it only where that saves more than half the work (tiles change the result a little,
+  // and each costs its own passes)
+  const work = (side: number) => {
+    const [th, tw] = [Math.min(side, H), Math.min(side, W)];
+    const ov = defaultOverlap(th, tw, m);
+    const f = flops(side);
+    return tileOrigins(H, th, ov, m).length * tileOrigins(W, tw, ov, m).length * (f.conv + f.attention);
+  };
+  return work(t) < 0.5 * work(whole) ? t : whole;
+}
+
+/** The largest tile side (a multiple of m, up to 1024 unless the whole image fits) whose U-Net fits the device. */
+export function fitTile(ctx: GpuContext, model: SR3Model, batch: number, H: number, W: number, m: number): number {
   const fits = (h: number, w: number) => unetFits(ctx, model, batch, h, w);
   if (fits(H, W)) return Math.max(H, W);
-  // the largest multiple of m up to 1024 that fits (fitting is monotone in the side: a binary search)
+  // fitting is monotone in the side: a binary search
   const fitsSide = (k: number) => fits(Math.min(k * m, H), Math.min(k * m, W));
   if (!fitsSide(1)) {
     throw new Error(
       `even a ${m}x${m} tile of this model does not fit this device (maxStorageBufferBindingSize ${ctx.limits.maxStorageBufferBindingSize})`,
     );
   }
-  let [lo, hi] = [1, Math.max(1, Math.floor(Math.min(Math.max(H, W), 1024) / m))];
+  return largestK(1, Math.max(1, Math.floor(Math.min(Math.max(H, W), 1024) / m)), fitsSide) * m;
+}
+
+/** The largest k in [lo, hi] with ok(k), for ok true at lo and monotone (true up to some k, false after). */
+function largestK(lo: number, hi: number, ok: (k: number) => boolean): number {
   while (lo < hi) {
     const mid = Math.ceil((lo + hi) / 2);
-    if (fitsSide(mid)) lo = mid;
+    if (ok(mid)) lo = mid;
     else hi = mid - 1;
   }
-  return lo * m;
+  return lo;
+}
+
+/** The overlap between tiles when none is given: a quarter of the tile, a multiple of m, at least m. */
+export function defaultOverlap(th: number, tw: number, m: number): number {
+  return Math.max(m, Math.round(Math.floor(Math.min(th, tw) / 4) / m) * m);
 }
 
 /** Whether the U-Net on a batch x h x w input fits the device (see tileFor). */
@@ -720,7 +770,7 @@ async function upscaleTiled(
   const th = Math.min(Math.floor(o.tile / o.m) * o.m, Hc);
   const tw = Math.min(Math.floor(o.tile / o.m) * o.m, Wc);
   if (th < o.m || tw < o.m) throw new Error(`tile ${o.tile} is smaller than this model's multiple of ${o.m}`);
-  const ov = Math.max(o.m, Math.round((o.overlap ?? Math.floor(Math.min(th, tw) / 4)) / o.m) * o.m);
+  const ov = o.overlap === undefined ? defaultOverlap(th, tw, o.m) : Math.max(o.m, Math.round(o.overlap / o.m) * o.m);
   if (ov >= Math.min(th, tw)) throw new Error(`overlap ${ov} must be smaller than the tile (${th}x${tw})`);
   const tiles: [number, number][] = [];
   for (const oy of tileOrigins(Hc, th, ov, o.m)) for (const ox of tileOrigins(Wc, tw, ov, o.m)) tiles.push([oy, ox]);
@@ -857,6 +907,14 @@ async function upscaleTiled(
         perTile.forEach((d, i) => {
           sampler.setTile(i);
           submit(d, i === 0);
+          // reported when the GPU has done the tile, without waiting for it here
+          const done = step * tiles.length + i + 1;
+          if (o.onTile) {
+            ctx.device.queue
+              .onSubmittedWorkDone()
+              .then(() => o.onTile?.(done, T * tiles.length))
+              .catch(() => {});
+          }
         });
         submit([normalized, sampler.decrement]);
         await ctx.sync();
@@ -1036,6 +1094,7 @@ async function upscaleStaged(
           ctx.write(lrWin, wins[i].data);
           ctx.run([...condFor(i, net.cond!), ...net.dispatches], 'staged.tile');
           blend(i, await ctx.read(net.output, nTile * 4));
+          o.onTile?.(i + 1, tiles.length);
         }
         normalize();
         return await result();
@@ -1073,6 +1132,7 @@ async function upscaleStaged(
           ctx.write(y, cut(i));
           ctx.run(perTile[i], 'staged.tile');
           blend(i, await ctx.read(y, nTile * 4));
+          o.onTile?.(step * tiles.length + i + 1, T * tiles.length);
         }
         normalize();
         ctx.run([sampler.decrement], 'staged.decrement');

@@ -33,7 +33,7 @@ export interface SamplingOptions {
   samples?: number;
   /** Keep the input's low frequencies at every step (default true). */
   consistency?: boolean;
-  /** Work on overlapping tiles of at most tile x tile output pixels (default: only when the image does not fit). */
+  /** Work on overlapping tiles of at most tile x tile output pixels (default: chosen for the device and the model, see UpscaleOptions.tile). */
   tile?: number;
   /** Overlap between tiles in output pixels (default a quarter of the tile). */
   overlap?: number;
@@ -56,6 +56,8 @@ export interface UpscaleCallOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Sampler steps done and their total, after every step. */
   onProgress?: (done: number, total: number) => void;
+  /** On a tiled image: tile passes done and their total (tiles x steps), after every tile of every step. */
+  onTile?: (done: number, total: number) => void;
   /** Before the first step of a new image shape: shaders compiled and their total (see UpscaleOptions.onPrepare). */
   onPrepare?: (done: number, total: number) => void;
 }
@@ -160,6 +162,7 @@ export function createUpscalerCore(device: GpuContext, model: SR3Model, defaults
       seed: opts.seed,
       signal: opts.signal,
       onProgress: opts.onProgress,
+      onTile: opts.onTile,
       onPrepare: opts.onPrepare,
       cache,
     };

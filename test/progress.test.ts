@@ -22,6 +22,16 @@ test('off a terminal: a line when the preparing stage starts and when it changes
   assert.is(out[3], 'wrote x.png\n');
 });
 
+test('a line can count another unit (tile passes within steps)', () => {
+  const { out, stream } = sink(false);
+  const bar = progress('big.png', 'steps', stream);
+  bar.update(8, 8, 'tile passes'); // the last line is always written
+  bar.update(2, 2);
+  assert.is(out.length, 2, out.join(''));
+  assert.match(out[0], /\[#+\] 8\/8 tile passes, /);
+  assert.match(out[1], /\[#+\] 2\/2 steps, /);
+});
+
 test('on a terminal the stage redraws one line; quiet writes nothing', () => {
   const { out, stream } = sink(true);
   const bar = progress('x', 'steps', stream);

@@ -2,7 +2,10 @@
 // and no seam where tiles meet.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { tileFor, tileOrigins, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
+import type { GpuContext } from '../engine/gpu.ts';
+import { planFlops, planUNet } from '../engine/unet-plan.ts';
+import { defaultOverlap, fitTile, tileFor, tileOrigins, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
+import { unetFlops } from '../bench/unet.ts';
 import { openDevice } from '../engine/node/device.ts';
 import { device, releaseDevice } from './helpers/device.ts';
 import { goldenModel } from './helpers/golden.ts';
@@ -14,6 +17,43 @@ test('tile origins cover the side with equal, aligned, overlapping tiles', () =>
   assert.is(o[o.length - 1], 100 - 32);
   for (const x of o) assert.is(x % 4, 0);
   for (let i = 1; i < o.length; i++) assert.ok(o[i - 1] + 32 - o[i] >= 8, `overlap at ${i}: ${o}`);
+});
+
+test("a tile's work: the plan's FLOPs match the bench's count of the same U-Net", () => {
+  const cfg = goldenModel('tiny').config;
+  // at 32 attention is 2% of the work, at 256 half of it: both the linear and the quadratic part are checked
+  for (const s of [32, 256]) {
+    const f = planFlops(planUNet(cfg, 1, s, s, true));
+    const bench = unetFlops(cfg, 1, s, s); // counted from the config, not the plan; it adds the small noise MLP
+    assert.ok(Math.abs(f.conv + f.attention - bench) / bench < 1e-3, `${s}: ${f.conv + f.attention} vs ${bench}`);
+  }
+});
+
+test('tiles are sized by the work of attention, not only by what fits the device', () => {
+  // tileFor asks the device only for its limits and whether its paths are the software ones
+  const soft = { limits: { maxStorageBufferBindingSize: 128 * 2 ** 20 }, options: { paths: 'software' } } as GpuContext;
+  const model = goldenModel('tiny'); // attends at a quarter of the resolution
+  const share = (t: number) => {
+    const f = planFlops(planUNet(model.config, 1, t, t, true));
+    return f.attention / f.conv;
+  };
+  // small images: one pass
+  assert.is(tileFor(soft, model, 1, 128, 128, 4), 128);
+  // 512x512 fits the device in one pass, but its attention is 4 times its convolutions: tiles of 120, the largest
+  // whose attention stays within a quarter of the convolutions', do a third of the work with their overlap
+  assert.is(fitTile(soft, model, 1, 512, 512, 4), 512);
+  assert.ok(share(512) > 4, `${share(512)}`);
+  assert.is(tileFor(soft, model, 1, 512, 512, 4), 120);
+  assert.ok(share(120) <= 0.25 && share(124) > 0.25, `${share(120)} ${share(124)}`);
+  // 4096x4096 does not fit in one pass: the largest tile that fits is 836, but 120 is chosen all the same
+  assert.is(fitTile(soft, model, 1, 4096, 4096, 4), 836);
+  assert.is(tileFor(soft, model, 1, 4096, 4096, 4), 120);
+  // the bundled model (models/natural4x.safetensors) attends at an eighth of the resolution: up to the largest tile
+  // that fits, its attention stays within the share, and the choice is what fits
+  const cfg = { ...model.config, inner_channel: 32, channel_mults: [1, 2, 4, 4], res_blocks: 2, norm_groups: 32 };
+  const natural = { ...model, config: { ...cfg, attn_levels: [3] } };
+  assert.is(tileFor(soft, natural, 1, 512, 512, 8), 512);
+  assert.is(tileFor(soft, natural, 1, 4096, 4096, 8), fitTile(soft, natural, 1, 4096, 4096, 8));
 });
 
 // a smooth input with some structure, 16x16 -> 64x64
@@ -97,9 +137,16 @@ test('a canvas larger than one storage binding is tiled from host memory and mat
     const tile = tileFor(low, model, 1, 160, 160, 4);
     assert.ok(tile < 160, `tile ${tile}`);
     const o = { steps: 2, seed: 7 };
-    const [staged] = await upscaleTensor(low, model, big, o);
+    // both tilings report every tile of every step, in order
+    const tiles = tileOrigins(160, tile, defaultOverlap(tile, tile, 4), 4).length ** 2;
+    const expected = Array.from({ length: 2 * tiles }, (_, i) => [i + 1, 2 * tiles]);
+    const ticks: number[][] = [];
+    const [staged] = await upscaleTensor(low, model, big, { ...o, onTile: (d, t) => ticks.push([d, t]) });
+    assert.equal(ticks, expected);
     // the same tiles on the normal device, whose canvas is one GPU buffer
-    const [gpu] = await upscaleTensor(await device(), model, big, { ...o, tile });
+    ticks.length = 0;
+    const [gpu] = await upscaleTensor(await device(), model, big, { ...o, tile, onTile: (d, t) => ticks.push([d, t]) });
+    assert.equal(ticks, expected);
     assert.equal([staged.height, staged.width], [160, 160]);
     const worst = (a: Tensor3, b: Tensor3) => a.data.reduce((m, v, i) => Math.max(m, Math.abs(v - b.data[i])), 0);
     console.log(`    tile ${tile}: max |host-staged - GPU canvas| ${worst(staged, gpu).toExponential(2)}`);

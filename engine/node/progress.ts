@@ -6,7 +6,8 @@ export interface Progress {
    * elapsed, redrawn every second on a terminal so that a long step does not look like a hang.
    */
   stage(text: string): void;
-  update(done: number, total: number): void;
+  /** `unit` replaces the one given to progress() for this line (e.g. tile passes within steps) */
+  update(done: number, total: number, unit?: string): void;
   done(message?: string): void;
 }
 
@@ -42,14 +43,14 @@ export function progress(
     last = `${label} ${stageText}, elapsed ${fmtTime((performance.now() - begun) / 1000)}`;
     if (tty) stream.write(`\r${last}\x1b[K`);
   };
-  const line = (done: number, total: number) => {
+  const line = (done: number, total: number, what = unit) => {
     const secs = (performance.now() - start) / 1000;
     const rate = done / Math.max(secs, 1e-9);
     const eta = done > 0 ? (total - done) / rate : Infinity;
     const pct = total ? done / total : 0;
     const width = 24;
     const bar = '#'.repeat(Math.round(pct * width)).padEnd(width, '.');
-    return `${label} [${bar}] ${done}/${total} ${unit}, ${rate >= 1 ? rate.toFixed(1) + ' it/s' : (1 / Math.max(rate, 1e-9)).toFixed(1) + ' s/it'}, elapsed ${fmtTime(secs)}, ETA ${fmtTime(eta)}`;
+    return `${label} [${bar}] ${done}/${total} ${what}, ${rate >= 1 ? rate.toFixed(1) + ' it/s' : (1 / Math.max(rate, 1e-9)).toFixed(1) + ' s/it'}, elapsed ${fmtTime(secs)}, ETA ${fmtTime(eta)}`;
   };
   return {
     stage(text) {
@@ -68,10 +69,10 @@ export function progress(
         ticker.unref();
       }
     },
-    update(done, total) {
+    update(done, total, what) {
       if (quiet) return;
       stopTicker();
-      last = line(done, total);
+      last = line(done, total, what);
       if (tty) stream.write(`\r${last}\x1b[K`);
       else if (performance.now() - lastLog > 5000 || done === total) {
         lastLog = performance.now();

@@ -53,8 +53,9 @@ built once) and end with a summary line (images, seconds, images/s).
   --seed n         random seed, 0 to 2^53-1 (default 0): the same seed gives the same image
   --samples k      k different samples per image, 1 to 64 (default 1)
   --no-consistency do not pin the output's low frequencies to the input
-  --tile T         work on overlapping T x T output tiles sampled jointly (default: only when the image does not
-                   fit the device); --overlap P pixels between tiles (default T/4)
+  --tile T         work on overlapping T x T output tiles sampled jointly (default: chosen for the device and the
+                   model: the whole image unless it does not fit or the model's attention makes tiles much cheaper);
+                   --overlap P pixels between tiles (default T/4)
   --quiet          no progress bar`;
 
 export async function upscaleCommand(argv: string[]): Promise<number> {
@@ -125,10 +126,18 @@ export async function upscaleCommand(argv: string[]): Promise<number> {
         a.quiet,
       );
       bar.stage('preparing');
+      let tiled = false;
       const r = await up.upscale(img, {
         seed,
         onPrepare: (d, t) => bar.stage(`preparing: compiling shaders ${d}/${t}`),
-        onProgress: (d, t) => bar.update(d, t),
+        // a tiled image reports each tile of each step; steps alone would leave a big image silent for minutes
+        onTile: (d, t) => {
+          tiled = true;
+          bar.update(d, t, 'tile passes');
+        },
+        onProgress: (d, t) => {
+          if (!tiled) bar.update(d, t);
+        },
       });
       for (let k = 0; k < r.images.length; k++) await writePng(targets[k], r.images[k] as Image);
       bar.done(a.quiet ? undefined : `wrote ${targets.join(', ')} (${r.seconds.toFixed(1)} s)`);
