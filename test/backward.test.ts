@@ -193,11 +193,11 @@ async function convCase(o: ConvCase) {
   const dispatches = [];
   if (norm)
     dispatches.push(
-      await K.groupNormStats(
+      ...(await K.groupNormStats(
         ctx,
         { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' },
         { a: aBuf, b: bBuf, stats },
-      ),
+      )),
     );
   dispatches.push(
     ...(await KB.conv2dBackward(
@@ -654,11 +654,11 @@ test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end
       { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, outOff: embOff },
       { params, inp: tb, out: emb },
     ),
-    await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff: 0 }, { a: xb, b: sb, stats }),
-    await K.conv2d(ctx, spec1, { params, a: xb, b: sb, stats, emb, out: hb }),
-    await K.conv2d(ctx, specR, { params, a: xb, b: sb, out: rb }),
-    await K.groupNormStats(ctx, { B, C1: Co, C2: 0, HW: H * W, groups: G, statsOff: s2 }, { a: hb, stats }),
-    await K.conv2d(ctx, { ...spec2, hasRes: true }, { params, a: hb, stats, res: rb, out: yb }),
+    ...(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff: 0 }, { a: xb, b: sb, stats })),
+    ...(await K.conv2d(ctx, spec1, { params, a: xb, b: sb, stats, emb, out: hb })),
+    ...(await K.conv2d(ctx, specR, { params, a: xb, b: sb, out: rb })),
+    ...(await K.groupNormStats(ctx, { B, C1: Co, C2: 0, HW: H * W, groups: G, statsOff: s2 }, { a: hb, stats })),
+    ...(await K.conv2d(ctx, { ...spec2, hasRes: true }, { params, a: hb, stats, res: rb, out: yb })),
   ];
 
   const grads = ctx.upload(new Float32Array(n).fill(NaN));

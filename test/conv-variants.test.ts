@@ -65,14 +65,14 @@ async function run(ctx: GpuContext, o: Case): Promise<{ exact: number; f16: numb
   const ds = [];
   if (o.norm)
     ds.push(
-      await K.groupNormStats(
+      ...(await K.groupNormStats(
         ctx,
         { B, C1, C2, HW: H * W, groups: o.G!, statsOff: 4, label: 'gn' },
         { a: aBuf, b: bBuf, stats },
-      ),
+      )),
     );
   ds.push(
-    await K.conv2d(
+    ...(await K.conv2d(
       ctx,
       {
         B,
@@ -104,7 +104,7 @@ async function run(ctx: GpuContext, o: Case): Promise<{ exact: number; f16: numb
         res: o.res ? resBuf : undefined,
         out,
       },
-    ),
+    )),
   );
   ctx.run(ds);
   const got = await ctx.read(out, B * Cout * Ho * Wo * 4);
@@ -258,8 +258,8 @@ test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged
 test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the float64 reference', async () => {
   const ctx = (await device()).withOptions({ convKernel: 'tiled', splitK: { force: 3 } });
   {
-    // the chained reduction pass is there (cases whose reduction is shorter than 3 k-steps run unsplit)
-    const d = await K.conv2d(
+    // the reduction pass follows (cases whose reduction is shorter than 3 k-steps run unsplit)
+    const [d, reduce] = await K.conv2d(
       ctx,
       { B: 1, C1: 8, C2: 0, Hin: 4, Win: 4, Cout: 4, ks: 3, stride: 1, wOff: 0, bOff: -1, label: 'probe' },
       {
@@ -268,7 +268,7 @@ test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the
         out: ctx.buffer(4096),
       },
     );
-    assert.ok(d.next, 'a split conv has a reduction pass');
+    assert.ok(reduce, 'a split conv has a reduction pass');
     assert.is(d.workgroups[2], 3, 'workgroups z = batch x splits');
     for (const c of CASES) await check(ctx, c, 'tiled split-K');
   }

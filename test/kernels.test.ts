@@ -60,15 +60,15 @@ async function runConv(opts: {
   const statsOff = 8; // not at zero, to exercise the offset
   if (opts.norm) {
     dispatches.push(
-      await K.groupNormStats(
+      ...(await K.groupNormStats(
         ctx,
         { B, C1, C2, HW: H * W, groups: opts.G!, statsOff, label: 'gn' },
         { a: aBuf, b: bBuf, stats },
-      ),
+      )),
     );
   }
   dispatches.push(
-    await K.conv2d(
+    ...(await K.conv2d(
       ctx,
       {
         B,
@@ -100,7 +100,7 @@ async function runConv(opts: {
         res: opts.res ? resBuf : undefined,
         out,
       },
-    ),
+    )),
   );
   ctx.run(dispatches);
   const got = await ctx.read(out, B * Cout * Ho * Wo * 4);
@@ -168,9 +168,9 @@ for (const [B, C, H, W] of [
       const qkv = rand(B * 3 * C * HW, B * 100 + C).map((v) => v * 2);
       const qb = ctx.upload(qkv);
       const out = ctx.buffer(B * C * HW * 4);
-      const d = await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out });
-      assert.is(!!d.next, form === 'gemm');
-      ctx.run([d]);
+      const ds = await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out });
+      assert.is(ds.length, form === 'gemm' ? 3 : 1, 'the GEMM form: scores, softmax, output');
+      ctx.run(ds);
       const got = await ctx.read(out, B * C * HW * 4);
       const want = R.attentionCore(R.t4(B, 3 * C, H, W, qkv));
       const err = relErr(got, want.data);
@@ -253,13 +253,13 @@ for (const [B, C1, C2, H, W, G, P] of [
       const gctx = force === undefined ? ctx : ctx.withOptions({ gnSplit: { force } });
       {
         const stats = ctx.buffer((B * G * 2 + 4) * 4);
-        const d = await K.groupNormStats(
+        const ds = await K.groupNormStats(
           gctx,
           { B, C1, C2, HW, groups: G, statsOff: 4, label: 'gn' },
           { a: aBuf, b: bBuf, stats },
         );
-        assert.is(!!d.next, force !== undefined, 'the split form is a chained pair of dispatches');
-        ctx.run([d]);
+        assert.is(ds.length, force !== undefined ? 2 : 1, 'the split form is a pair of dispatches');
+        ctx.run(ds);
         const got = (await ctx.read(stats, (B * G * 2 + 4) * 4)).subarray(4);
         for (let i = 0; i < B * G; i++) {
           const em = Math.abs(got[2 * i] - want[2 * i]) / Math.abs(want[2 * i]);

@@ -55,7 +55,7 @@ export async function groupNormStats(
   ctx: GpuContext,
   spec: GroupNormSpec,
   bufs: { a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer },
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   if ((spec.C1 + spec.C2) % spec.groups !== 0) {
     throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${spec.groups} groups`);
   }
@@ -82,17 +82,19 @@ export async function groupNormStats(
       { BG: spec.B * spec.groups, P, L, units: perGroup, unitSize: vec ? 4 : 1, statsOff: spec.statsOff, eps },
       spec.label,
     );
-    return {
-      pipeline,
-      bindGroup: ctx.bind(
+    // two passes run together: the shared scratch is only valid between them
+    return [
+      {
         pipeline,
-        [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)],
-        spec.label,
-      ),
-      workgroups,
-      label: spec.label,
-      // chained: the shared scratch is only valid between the two passes
-      next: {
+        bindGroup: ctx.bind(
+          pipeline,
+          [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)],
+          spec.label,
+        ),
+        workgroups,
+        label: spec.label,
+      },
+      {
         pipeline: cp,
         bindGroup: ctx.bind(
           cp,
@@ -102,7 +104,7 @@ export async function groupNormStats(
         workgroups: grid(ctx, spec.B * spec.groups, 64, spec.label),
         label: `${spec.label}.combine`,
       },
-    };
+    ];
   }
   // elements each invocation reads per pass: at least 16 with 256 invocations, else a smaller workgroup
   const WG = perGroup >= 4096 ? 256 : perGroup >= 1024 ? 64 : 32;
@@ -118,7 +120,7 @@ export async function groupNormStats(
   );
   const workgroups: [number, number] = [spec.groups, spec.B];
   checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
+  return [{ pipeline, bindGroup, workgroups, label: spec.label }];
 }
 
 export interface GroupNormBackwardSpec {
@@ -260,9 +262,8 @@ export async function groupNormApply(
  * its own, as it is folded into the backward of the conv that applies the normalisation (groupNormBackward).
  */
 export const groupNormStatsOp: PlanOpFamily<'gnstats'> = {
-  forward: async (ctx, op, env) => [
-    await groupNormStats(ctx, op.spec, { a: env.buf(op.a), b: op.b ? env.buf(op.b) : undefined, stats: env.stats }),
-  ],
+  forward: (ctx, op, env) =>
+    groupNormStats(ctx, op.spec, { a: env.buf(op.a), b: op.b ? env.buf(op.b) : undefined, stats: env.stats }),
   backward: async () => [],
   paramRanges: () => [],
   scratchBytes: () => ({}),
