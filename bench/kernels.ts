@@ -210,7 +210,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
                   statsOff: 0,
                   gammaOff: spec.gammaOff,
                   betaOff: spec.betaOff,
-                  swish: spec.norm === 2,
+                  withAct: spec.norm === 2,
                   label: c.name,
                 },
                 { params, a, b, dYA, dYB, stats: stats!, grads, scratch: buf(sz.gn, 'bench.gn_scratch'), dA, dB },

@@ -201,7 +201,7 @@ export class TrainGraph {
     bw.push(
       ...(await linearBackward(
         ctx,
-        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, act, label: 'noise_level_mlp.3' },
+        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, actIn: true, act, label: 'noise_level_mlp.3' },
         { params: this.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden },
       )),
       ...(await linearBackward(

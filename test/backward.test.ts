@@ -514,8 +514,8 @@ for (const [B, C, H, W, accumulate] of [
 
 // ----------------------------------------------------------------------------------------------------------- linear
 
-for (const [swishIn, act] of [[false], [true], [true, 'gelu']] as const) {
-  const name = swishIn ? ` with ${act === 'gelu' ? 'GELU' : 'Swish'} on the input` : '';
+for (const [actIn, act] of [[false], [true], [true, 'gelu']] as const) {
+  const name = actIn ? ` with ${act === 'gelu' ? 'GELU' : 'Swish'} on the input` : '';
   test(`Linear backward${name}: dW, dB and an accumulated dIn at offsets, batch 3`, async () => {
     const B = 3;
     const Kd = 10;
@@ -525,8 +525,8 @@ for (const [swishIn, act] of [[false], [true], [true, 'gelu']] as const) {
     const bias = rand(N, 13);
     const r = rand(B * N, 14);
     const P = { x: f64(x), w: f64(w), bias: f64(bias) };
-    const lossFn = () => dot(R.linear(P.x, B, Kd, P.w, P.bias, N, act ?? swishIn), r);
-    const want = RB.linearBackward(P.x, B, Kd, P.w, N, r, act ?? swishIn);
+    const lossFn = () => dot(R.linear(P.x, B, Kd, P.w, P.bias, N, act ?? actIn), r);
+    const want = RB.linearBackward(P.x, B, Kd, P.w, N, r, act ?? actIn);
     fdCheck('dIn', P.x, want.dx, lossFn);
     fdCheck('dW', P.w, want.dw, lossFn);
     fdCheck('dB', P.bias, want.db, lossFn, 3);
@@ -544,7 +544,7 @@ for (const [swishIn, act] of [[false], [true], [true, 'gelu']] as const) {
     ctx.run(
       await KB.linearBackward(
         ctx,
-        { B, K: Kd, N, inOff, wOff: offs.w, bOff: offs.bias, dOutOff, dInOff, swishIn, act },
+        { B, K: Kd, N, inOff, wOff: offs.w, bOff: offs.bias, dOutOff, dInOff, actIn, act },
         { params, inp: xb, dOut: db, grads, dIn },
         { accumulate: true },
       ),

@@ -198,7 +198,7 @@ test('positional encoding, Linear, Swish, Linear (the noise-level MLP), batch 3'
     await K.linear(ctx, { B, K: dim, N: 4 * dim, wOff: offs.w1, bOff: offs.b1 }, { params, inp: enc, out: h }),
     await K.linear(
       ctx,
-      { B, K: 4 * dim, N: dim, wOff: offs.w2, bOff: offs.b2, outOff: 16, swishIn: true },
+      { B, K: 4 * dim, N: dim, wOff: offs.w2, bOff: offs.b2, outOff: 16, actIn: true },
       { params, inp: h, out },
     ),
   ]);

@@ -78,7 +78,7 @@ function checkConv(spec: ConvBackwardSpec): void {
 /**
  * dIn of a conv: the gradient w.r.t. the conv's input as stored (before the fused upsample: summed over each 2x2
  * block), split like the input: channels [0, C1) into dA [B, C1, Hin, Win], [C1, C1+C2) into dB [B, C2, Hin, Win].
- * When the forward normalised its input (spec.norm), this is the gradient w.r.t. the normalised(+swished) input: pass
+ * When the forward normalised its input (spec.norm), this is the gradient w.r.t. the normalised(+activated) input: pass
  * it to groupNormBackward as dY. The fused GroupNorm, bias, embedding and residual are not handled here.
  */
 export async function conv2dBackwardInput(

@@ -67,7 +67,7 @@ export function convNormSpec(spec: ConvSpec, label: string): GroupNormBackwardSp
     statsOff: spec.statsOff ?? 0,
     gammaOff: spec.gammaOff ?? 0,
     betaOff: spec.betaOff ?? 0,
-    swish: spec.norm === 2,
+    withAct: spec.norm === 2,
     act: spec.act,
     label,
   };

@@ -133,7 +133,7 @@ export interface GroupNormBackwardSpec {
   gammaOff: number;
   betaOff: number;
   /** the forward applied the activation after the normalisation (NORM 2) */
-  swish: boolean;
+  withAct: boolean;
   /** which activation (default Swish, the reference's) */
   act?: Activation;
   label?: string;
@@ -144,7 +144,7 @@ export function groupNormBackwardScratchBytes(spec: Pick<GroupNormBackwardSpec, 
 }
 
 /**
- * GroupNorm(+Swish) backward from dY (the gradient w.r.t. the normalised(+swished) input, split as dYA / dYB) and
+ * GroupNorm(+activation) backward from dY (the gradient w.r.t. the normalised(+activated) input, split as dYA / dYB) and
  * the forward's saved stats: dGamma / dBeta into grads[gammaOff + c] / grads[betaOff + c] (summed over batch and
  * pixels), dx into dA / dB. `accumulate` applies to dA / dB; `accumulateParams` to dGamma / dBeta. Three dispatches.
  */
@@ -190,7 +190,7 @@ export async function groupNormBackward(
         statsOff: spec.statsOff,
         gOff: spec.gammaOff,
         betaOff: spec.betaOff,
-        swish: spec.swish ? 1 : 0,
+        withAct: spec.withAct ? 1 : 0,
         accumulate: opts.accumulate ? 1 : 0,
         accumulateParams: opts.accumulateParams ? 1 : 0,
       },
@@ -240,7 +240,7 @@ export async function groupNormApply(
       statsOff: spec.statsOff,
       gOff: spec.gammaOff,
       betaOff: spec.betaOff,
-      swish: spec.swish ? 1 : 0,
+      withAct: spec.withAct ? 1 : 0,
     },
     L,
   );
