@@ -182,7 +182,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
       let ds: Dispatch[];
       let bytes: number;
       if (!c.pass) {
-        ds = [await K.conv2d(ctx, { ...spec, hasRes: c.res }, { params, a, b, stats, emb, res, out: out! })];
+        ds = await K.conv2d(ctx, { ...spec, hasRes: c.res }, { params, a, b, stats, emb, res, out: out! });
         bytes = 4 * (inN + nW + outN * (c.res ? 2 : 1));
       } else {
         // the backward reads dOut (random) and, as in training, the forward's inputs and saved stats
@@ -192,13 +192,13 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
           const dA = buf(c.B * c.C1 * c.H * c.W * 4, 'bench.dA');
           const dB = C2 ? buf(c.B * C2 * c.H * c.W * 4, 'bench.dB') : undefined;
           if (!spec.norm) {
-            ds = [await KB.conv2dBackwardInput(ctx, spec, { params, dOut, dA, dB }, { accumulate: true })];
+            ds = await KB.conv2dBackwardInput(ctx, spec, { params, dOut, dA, dB }, { accumulate: true });
           } else {
             const sz = KB.conv2dBackwardScratchBytes(spec);
             const dYA = buf(sz.dYA, 'bench.dYA');
             const dYB = C2 ? buf(sz.dYB, 'bench.dYB') : undefined;
             ds = [
-              await KB.conv2dBackwardInput(ctx, spec, { params, dOut, dA: dYA, dB: dYB }),
+              ...(await KB.conv2dBackwardInput(ctx, spec, { params, dOut, dA: dYA, dB: dYB })),
               ...(await KB.groupNormBackward(
                 ctx,
                 {
@@ -210,7 +210,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
                   statsOff: 0,
                   gammaOff: spec.gammaOff,
                   betaOff: spec.betaOff,
-                  swish: spec.norm === 2,
+                  withAct: spec.norm === 2,
                   label: c.name,
                 },
                 { params, a, b, dYA, dYB, stats: stats!, grads, scratch: buf(sz.gn, 'bench.gn_scratch'), dA, dB },
@@ -237,7 +237,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
       const timing = await timePass(
         ctx,
         (p) => {
-          for (const d of ds) encodeDispatch(p, d); // with their chained passes (split-K's reduction)
+          for (const d of ds) encodeDispatch(p, d); // split-K's reduction among them
         },
         t,
       );
@@ -247,7 +247,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
       const HW = c.H * c.W;
       const a = up(fill(c.B * c.C * HW, 6), 'bench.a');
       const stats = buf(c.B * c.groups * 2 * 4, 'bench.stats');
-      const d = await K.groupNormStats(
+      const ds = await K.groupNormStats(
         ctx,
         { B: c.B, C1: c.C, C2: 0, HW, groups: c.groups, statsOff: 0, label: c.name },
         { a, stats },
@@ -255,7 +255,7 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
       const timing = await timePass(
         ctx,
         (p) => {
-          encodeDispatch(p, d); // with its chained passes (split-K's reduction)
+          for (const d of ds) encodeDispatch(p, d); // with the split form's combine pass
         },
         t,
       );
@@ -265,11 +265,11 @@ export async function benchKernel(ctx: GpuContext, c: KernelCase, t: TimingOptio
     const HW = c.H * c.W;
     const qkv = up(fill(c.B * 3 * c.C * HW, 7), 'bench.qkv');
     const out = buf(c.B * c.C * HW * 4, 'bench.out');
-    const d = await K.attention(ctx, { B: c.B, C: c.C, HW, label: c.name }, { qkv, out });
+    const ds = await K.attention(ctx, { B: c.B, C: c.C, HW, label: c.name }, { qkv, out });
     const timing = await timePass(
       ctx,
       (p) => {
-        encodeDispatch(p, d);
+        for (const d of ds) encodeDispatch(p, d);
       },
       t,
     );

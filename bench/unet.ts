@@ -208,7 +208,7 @@ export async function benchUNet(
   }
 }
 
-/** Where one forward's time goes: every dispatch (with its chained passes) timed alone, summed by pipeline. */
+/** Where one forward's time goes: every dispatch (a split-K reduction is one of its own) timed alone, summed by pipeline. */
 export interface UNetProfile {
   /** the forward as one pass, and the sum of its dispatches timed one by one (the difference: overlap, gaps) */
   step_ms: number;

@@ -18,7 +18,8 @@ export {
   type SamplerSpec,
 } from './sampler.ts';
 export * from './schedule.ts';
-export { gaussianBlur, TrainGraph, type TrainGraphOptions, type TrainTarget } from './train.ts';
+export { gaussianBlur } from './ops/train-data.ts';
+export { TrainGraph, type TrainGraphOptions, type TrainTarget } from './train.ts';
 /**
  * Training without the command line: `Trainer.create(ctx, weights, options)` with the HR crops from a CropSource
  * (`photoCrops(images, patch)` for a set of PixelImages), then `step()` per batch; `state()` and `modelParams()` give

@@ -317,7 +317,7 @@ export class GpuContext {
   private indirectZero: GPUBuffer | null = null;
 
   /**
-   * Run every pipeline of `dispatches` (and their chained passes) that has not run yet once, on zero workgroups, one
+   * Run every pipeline of `dispatches` that has not run yet once, on zero workgroups, one
    * submission each: a driver that compiles on first use (lavapipe: LLVM, seconds a pipeline) compiles it now, so a
    * caller can show "compiling k of n" instead of a first step that takes a minute. Nothing is written. The zero
    * workgroup count is read from a buffer (an indirect dispatch) because Dawn warns about literal zero dispatches.
@@ -330,12 +330,10 @@ export class GpuContext {
     const todo: Dispatch[] = [];
     const seen = new Set<GPUComputePipeline>();
     for (const d of dispatches) {
-      for (let x: Dispatch | undefined = d; x; x = x.next) {
-        const i = this.logIndex.get(x.pipeline);
-        if (seen.has(x.pipeline) || (i !== undefined && this.pipelineLog[i].firstDispatchMs !== null)) continue;
-        seen.add(x.pipeline);
-        todo.push(x);
-      }
+      const i = this.logIndex.get(d.pipeline);
+      if (seen.has(d.pipeline) || (i !== undefined && this.pipelineLog[i].firstDispatchMs !== null)) continue;
+      seen.add(d.pipeline);
+      todo.push(d);
     }
     if (!todo.length) return;
     if (!this.indirectZero) {
@@ -508,23 +506,19 @@ export interface Dispatch {
   bindGroup: GPUBindGroup;
   workgroups: [number, number?, number?];
   label?: string;
-  /** a dispatch that must follow this one (a second pass of the same op, e.g. the split-K reduction) */
-  next?: Dispatch;
   /** buffers only this dispatch uses (its uniform): a caller that will not run it again destroys them (releaseDispatches) */
   owned?: GPUBuffer[];
 }
 
 /** Destroy the buffers that only these dispatches use, once they will not run again (their submits may be pending). */
 export function releaseDispatches(ds: Dispatch[]): void {
-  for (const d of ds) for (let x: Dispatch | undefined = d; x; x = x.next) for (const b of x.owned ?? []) b.destroy();
+  for (const d of ds) for (const b of d.owned ?? []) b.destroy();
 }
 
 export function encodeDispatch(pass: GPUComputePassEncoder, d: Dispatch): void {
-  for (let x: Dispatch | undefined = d; x; x = x.next) {
-    pass.setPipeline(x.pipeline);
-    pass.setBindGroup(0, x.bindGroup);
-    pass.dispatchWorkgroups(x.workgroups[0], x.workgroups[1] ?? 1, x.workgroups[2] ?? 1);
-  }
+  pass.setPipeline(d.pipeline);
+  pass.setBindGroup(0, d.bindGroup);
+  pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1] ?? 1, d.workgroups[2] ?? 1);
 }
 
 export function noAdapterMessage(): string {

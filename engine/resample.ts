@@ -17,7 +17,10 @@ import {
   PIXELS_TO_TENSOR_WGSL,
   RESIZE_FILTER_WGSL,
   RESIZE_INTERP_WGSL,
+  RESIZE_UNIFORM,
   TENSOR_TO_PIXELS_WGSL,
+  TO_PIXELS_UNIFORM,
+  TO_TENSOR_UNIFORM,
 } from '../shaders/resample.ts';
 
 /**
@@ -190,10 +193,6 @@ export class Resampler {
       throw new Error('resample: input and output must be different buffers (no in-place resize)');
     fits(o.input, inOff + planes * inH * inW, 'the input');
     fits(o.output, outOff + total, 'the output');
-    const buf = new ArrayBuffer(48);
-    new Uint32Array(buf, 0, 8).set([planes, inH, inW, outH, outW, total, inOff, outOff]);
-    // PyTorch's area_pixel_compute_scale: in / out (for an integer factor f: exactly f or 1/f when f is a power of 2).
-    new Float32Array(buf, 32, 4).set([inH / outH, inW / outW, k.a, 0]);
     const pipeline =
       k.method === 'interp'
         ? o.clamp
@@ -203,7 +202,14 @@ export class Resampler {
           ? this.pipes.filterClamp
           : this.pipes.filter;
     const label = o.label ?? `resize.${k.method}`;
-    const u = this.ctx.uniform(buf, `${label}.params`);
+    const u = this.ctx.uniform(
+      RESIZE_UNIFORM.pack(
+        // PyTorch's area_pixel_compute_scale: in / out (for an integer factor f: exactly f or 1/f when f is a power of 2)
+        { planes, inH, inW, outH, outW, total, inOff, outOff, scaleY: inH / outH, scaleX: inW / outW, a: k.a },
+        label,
+      ),
+      `${label}.params`,
+    );
     return {
       pipeline,
       bindGroup: this.ctx.bind(pipeline, [o.input, o.output, u], label),
@@ -243,7 +249,7 @@ export class Resampler {
     fits(o.output, outOff + total, 'the output');
     const label = o.label ?? 'pixels-to-tensor';
     const u = this.ctx.uniform(
-      new Uint32Array([H, W, inC, map.length, mapWord, total, bits, outOff]),
+      TO_TENSOR_UNIFORM.pack({ H, W, inC, outC: map.length, map: mapWord, total, bits, outOff }, label),
       `${label}.params`,
     );
     const pipeline = this.pipes.toTensor;
@@ -284,7 +290,10 @@ export class Resampler {
     fits(o.pixels, words, 'the pixels');
     const label = o.label ?? 'tensor-to-pixels';
     const u = this.ctx.uniform(
-      new Uint32Array([H, W, map.length, mapWord, samples, words, bits, cA, Math.max(cB, 1), offA, offB, 0]),
+      TO_PIXELS_UNIFORM.pack(
+        { H, W, outC: map.length, map: mapWord, samples, words, bits, cA, cB: Math.max(cB, 1), offA, offB },
+        label,
+      ),
       `${label}.params`,
     );
     const pipeline = this.pipes.toPixels;

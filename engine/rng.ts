@@ -9,7 +9,7 @@
 // the sample/image index. Browser-safe: imports nothing from Node.
 
 import { ceilDiv, type Dispatch, type GpuContext } from './gpu.ts';
-import { COUNTER_ADD_WGSL, gaussianWgsl, PHILOX_RAW_WGSL } from '../shaders/rng.ts';
+import { COUNTER_ADD_UNIFORM, COUNTER_ADD_WGSL, gaussianWgsl, PHILOX_RAW_WGSL, RNG_UNIFORM } from '../shaders/rng.ts';
 
 /** A seed: an integer 0 .. 2^64-1 (a number up to 2^53-1, or a bigint). */
 export type Seed = number | bigint;
@@ -112,7 +112,10 @@ export class GaussianRng {
    */
   async advance(table: GPUBuffer, slot: number, delta = 1): Promise<Dispatch> {
     const add = await this.ctx.pipeline(COUNTER_ADD_WGSL, { label: 'rng.counter-add' });
-    const q = this.ctx.uniform(new Uint32Array([u32(slot, 'slot'), u32(delta, 'delta'), 0, 0]), 'rng.advance');
+    const q = this.ctx.uniform(
+      COUNTER_ADD_UNIFORM.pack({ slot: u32(slot, 'slot'), delta: u32(delta, 'delta') }),
+      'rng.advance',
+    );
     return { pipeline: add, bindGroup: this.ctx.bind(add, [table, q]), workgroups: [1], label: 'rng.advance' };
   }
 
@@ -126,17 +129,21 @@ export class GaussianRng {
         `rng: writing ${n} values at ${offset} overruns ${o.out.label || 'the output'} (${capacity} values)`,
       );
     }
-    const params = new Uint32Array(8);
-    [params[2], params[3]] = seedWords(o.seed);
-    params[0] = n;
-    params[1] = offset;
-    params[4] = u32(o.stream ?? 0, 'stream');
-    params[5] = u32(o.sub ?? 0, 'sub');
-    params[6] = o.streamTable ? u32(o.streamTable.slot, 'slot') : 0;
+    const [seedLo, seedHi] = seedWords(o.seed);
     const first = u32(o.first ?? 0, 'first');
     if (first % 4) throw new Error(`rng: the first value drawn must be a multiple of 4 (a block), got ${first}`);
-    params[7] = first / 4;
-    const ubuf = this.ctx.uniform(params, `${label}.params`);
+    // the fill's uniform, repacked whenever a setter changes a field
+    const params = {
+      n,
+      offset,
+      seedLo,
+      seedHi,
+      stream: u32(o.stream ?? 0, 'stream'),
+      sub: u32(o.sub ?? 0, 'sub'),
+      slot: o.streamTable ? u32(o.streamTable.slot, 'slot') : 0,
+      base: first / 4,
+    };
+    const ubuf = this.ctx.uniform(RNG_UNIFORM.pack(params, label), `${label}.params`);
     const buffers = [o.out, ubuf];
     if (o.streamTable) buffers.push(o.streamTable.buffer);
     const dispatch: Dispatch = {
@@ -145,19 +152,19 @@ export class GaussianRng {
       workgroups: rngWorkgroups(ceilDiv(Math.max(n, 1), 4)),
       label,
     };
-    const write = () => this.ctx.device.queue.writeBuffer(ubuf, 0, params);
+    const write = () => this.ctx.device.queue.writeBuffer(ubuf, 0, RNG_UNIFORM.pack(params, label));
     return {
       dispatch,
       setSeed: (seed) => {
-        [params[2], params[3]] = seedWords(seed);
+        [params.seedLo, params.seedHi] = seedWords(seed);
         write();
       },
       setStream: (stream) => {
-        params[4] = u32(stream, 'stream');
+        params.stream = u32(stream, 'stream');
         write();
       },
       setSub: (sub) => {
-        params[5] = u32(sub, 'sub');
+        params.sub = u32(sub, 'sub');
         write();
       },
     };

@@ -2,11 +2,11 @@
 // come from a table indexed by a GPU-side step counter, the noise is made on the GPU, and the whole update is one
 // kernel, so steps are replayed (several per submission) without any CPU work in between.
 import type { SR3Model } from '../weights-format/index.ts';
-import { ceilDiv, encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
-import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
+import { encodeDispatch, type Dispatch, type GpuContext } from './gpu.ts';
+import { counterStep, stepBegin, stepUpdates } from './ops/diffusion.ts';
+import { GaussianRng, type Fill, type Seed } from './rng.ts';
 import type { ScheduleTables } from './schedule.ts';
 import { UNet, type UNetParams, type UNetWeights } from './unet.ts';
-import { COUNTER_STEP_WGSL, STEP_BEGIN_WGSL, STEP_UPDATE_WGSL } from '../shaders/diffusion.ts';
 
 export const SAMPLERS = ['reference', 'paper', 'ddim', 'dpmpp-2m', 'unipc', 'unipc-bh1'] as const;
 export type SamplerKind = (typeof SAMPLERS)[number];
@@ -273,26 +273,11 @@ export class Sampler {
     const net = this.net;
     const rng = await GaussianRng.create(ctx);
     this.startFill = rng.fill({ out: net.y!, n: this.n, seed: 0, sub: 1, label: 'sampler.y_T' });
-    const begin = await ctx.pipeline(STEP_BEGIN_WGSL, { label: 'sampler.begin' });
     const table = stepTable(this.spec);
     const history = MULTISTEP[this.spec.kind] ?? 0;
-    const update = await ctx.pipeline(STEP_UPDATE_WGSL, {
-      label: 'sampler.update',
-      constants: { CLIP: clips(this.spec) ? 1 : 0, HISTORY: history },
-    });
-    const dec = await ctx.pipeline(COUNTER_STEP_WGSL, { label: 'sampler.counter' });
+    const steps = { table: this.table, counter: this.counter };
     const d: Dispatch[] = [];
-    d.push({
-      pipeline: begin,
-      bindGroup: ctx.bind(begin, [
-        this.table,
-        this.counter,
-        net.noiseLevel,
-        ctx.uniform(new Uint32Array([net.batch, 0, 0, 0])),
-      ]),
-      workgroups: [ceilDiv(net.batch, 64)],
-      label: 'sampler.begin',
-    });
+    d.push(await stepBegin(ctx, { B: net.batch }, { ...steps, level: net.noiseLevel }));
     d.push(...net.dispatches);
     // deterministic samplers (every s = 0) draw no step noise
     for (let t = 0; t < this.steps; t++) if (table[t * ROW + 6] !== 0) this.stochastic = true;
@@ -307,17 +292,14 @@ export class Sampler {
       });
       d.push(this.stepFill.dispatch);
     }
-    const zStride = this.noise === 'provided' ? this.n : 0;
-    const params = ctx.uniform(new Uint32Array([this.n, zStride, 0, 0]));
     // the x0 predictions of the previous steps ([prev, prev2], n values each), one set per slot; a dummy when unused
     const slots = history ? Math.max(1, opts.historySlots ?? 1) : 1;
     for (let i = 0; i < slots; i++) this.history.push(ctx.buffer(history ? 2 * this.n * 4 : 16, 'sampler.history'));
-    const updates: Dispatch[] = this.history.map((h) => ({
-      pipeline: update,
-      bindGroup: ctx.bind(update, [this.table, this.counter, this.eps, this.z, net.y!, h, params]),
-      workgroups: rngWorkgroups(this.n),
-      label: 'sampler.update',
-    }));
+    const updates = await stepUpdates(
+      ctx,
+      { n: this.n, zStride: this.noise === 'provided' ? this.n : 0, clip: clips(this.spec), history },
+      { ...steps, eps: this.eps, z: this.z, y: net.y!, histories: this.history },
+    );
     const at = d.length;
     d.push(updates[0]);
     if (opts.afterStep) {
@@ -327,12 +309,7 @@ export class Sampler {
     }
     this.body = [...d];
     this.bodies = updates.map((u) => d.map((x, i) => (i === at ? u : x)));
-    this.decrement = {
-      pipeline: dec,
-      bindGroup: ctx.bind(dec, [this.counter, ctx.uniform(new Uint32Array([0xffffffff, 0, 0, 0]))]),
-      workgroups: [1],
-      label: 'sampler.counter',
-    };
+    this.decrement = await counterStep(ctx, this.counter, 0xffffffff);
     d.push(this.decrement);
     this.stepDispatches = d;
   }

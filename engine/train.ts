@@ -2,11 +2,12 @@
 // reverse order, recorded once and replayed each step, then Adam over the flat parameter buffer.
 import type { Dispatch, GpuContext } from './gpu.ts';
 import { encodeDispatch } from './gpu.ts';
+import { noisify } from './ops/diffusion.ts';
 import { linearBackward } from './ops/linear.ts';
 import { loss, reducePartials } from './ops/loss.ts';
 import { planOpFamily, type BackwardEnv } from './ops/plan-ops.ts';
+import { residual } from './ops/train-data.ts';
 import { adam, type AdamDispatch, type AdamOptions } from './optim.ts';
-import { rngWorkgroups } from './rng.ts';
 import {
   allocPlanBuffers,
   planBufferList,
@@ -16,8 +17,6 @@ import {
   type UNetWeights,
 } from './unet.ts';
 import { packParams, planUNet, type PTensor, type UNetPlan } from './unet-plan.ts';
-import { NOISIFY_WGSL } from '../shaders/diffusion.ts';
-import { BLUR_WGSL, RESIDUAL_WGSL } from '../shaders/train.ts';
 
 /** What the network's y stands for: the HR image (the reference's) or HR minus the bicubic condition (SRDiff's). */
 export type TrainTarget = 'hr' | 'residual';
@@ -123,35 +122,16 @@ export class TrainGraph {
     const n = yT.bytes / 4;
 
     // ---- forward: y_noisy = sqrt(g) y0 + sqrt(1-g) eps, then the U-Net on cat(cond, y_noisy)
-    const noisify = await ctx.pipeline(NOISIFY_WGSL, { label: 'noisify' });
     const regression = o.objective === 'regression';
     const f: Dispatch[] = [];
     if (o.target === 'residual') {
       if (plan.inputA.bytes !== yT.bytes)
         throw new Error('the residual target needs a condition with as many channels as the output');
       this.y0 = this.own(ctx.buffer(n * 4, 'train.y0'));
-      const sub = await ctx.pipeline(RESIDUAL_WGSL, { label: 'residual' });
-      f.push({
-        pipeline: sub,
-        bindGroup: ctx.bind(sub, [this.hr, buf(plan.inputA), this.y0, ctx.uniform(new Uint32Array([n, 0, 0, 0]))]),
-        workgroups: rngWorkgroups(n),
-        label: 'residual',
-      });
+      f.push(await residual(ctx, { n }, { a: this.hr, b: buf(plan.inputA), out: this.y0 }));
     }
-    if (!regression) {
-      f.push({
-        pipeline: noisify,
-        bindGroup: ctx.bind(noisify, [
-          pb.level,
-          this.y0,
-          this.noise,
-          buf(yT),
-          ctx.uniform(new Uint32Array([n, n / B, 0, 0])),
-        ]),
-        workgroups: rngWorkgroups(n),
-        label: 'noisify',
-      });
-    }
+    if (!regression)
+      f.push(await noisify(ctx, { n, per: n / B }, { level: pb.level, y0: this.y0, noise: this.noise, y: buf(yT) }));
     f.push(...(await recordEmbedding(ctx, plan, pb)));
     for (const op of plan.ops) f.push(...(await recordOp(ctx, op, pb, buf)));
 
@@ -221,7 +201,7 @@ export class TrainGraph {
     bw.push(
       ...(await linearBackward(
         ctx,
-        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, act, label: 'noise_level_mlp.3' },
+        { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, actIn: true, act, label: 'noise_level_mlp.3' },
         { params: this.params, inp: pb.hidden, dOut: dT, grads: this.grads, dIn: dHidden },
       )),
       ...(await linearBackward(
@@ -323,64 +303,4 @@ export class TrainGraph {
     for (const b of this.owned) b.destroy();
     this.owned = [];
   }
-}
-
-/**
- * The Gaussian-blur augmentation of the condition (SR3 and Cascaded Diffusion Models blur the low-resolution input
- * at training time): input [B, C, H, W] blurred into output with sigma[b] per batch element (0: unchanged), over a
- * (2 radius + 1)^2 window with replicated edges.
- */
-export async function gaussianBlur(
-  ctx: GpuContext,
-  spec: { B: number; C: number; H: number; W: number; radius: number; label?: string },
-  bufs: { sigma: GPUBuffer; input: GPUBuffer; output: GPUBuffer },
-): Promise<Dispatch> {
-  if (!Number.isInteger(spec.radius) || spec.radius < 1 || spec.radius > 8)
-    throw new Error(`blur radius must be an integer in 1..8, got ${spec.radius}`);
-  const n = spec.B * spec.C * spec.H * spec.W;
-  const pipeline = await ctx.pipeline(BLUR_WGSL, { label: 'blur' });
-  const u = new Uint32Array([n, spec.C, spec.H, spec.W, spec.radius, 0, 0, 0]);
-  return {
-    pipeline,
-    bindGroup: ctx.bind(pipeline, [bufs.sigma, bufs.input, bufs.output, ctx.uniform(u)]),
-    workgroups: rngWorkgroups(n),
-    label: spec.label ?? 'blur',
-  };
-}
-
-/** The blur's reference on the CPU, float64: what gaussianBlur computes (for tests, and the formula in one place). */
-export function gaussianBlurRef(
-  x: Float32Array,
-  sigma: ArrayLike<number>,
-  B: number,
-  C: number,
-  H: number,
-  W: number,
-  radius: number,
-): Float64Array {
-  const out = new Float64Array(x.length);
-  for (let b = 0; b < B; b++)
-    for (let c = 0; c < C; c++) {
-      const base = (b * C + c) * H * W;
-      const s = sigma[b];
-      for (let y = 0; y < H; y++)
-        for (let xx = 0; xx < W; xx++) {
-          if (!(s > 0)) {
-            out[base + y * W + xx] = x[base + y * W + xx];
-            continue;
-          }
-          let acc = 0;
-          let ws = 0;
-          for (let dy = -radius; dy <= radius; dy++)
-            for (let dx = -radius; dx <= radius; dx++) {
-              const w = Math.exp(-(dx * dx + dy * dy) / (2 * s * s));
-              const sy = Math.min(H - 1, Math.max(0, y + dy));
-              const sx = Math.min(W - 1, Math.max(0, xx + dx));
-              acc += w * x[base + sy * W + sx];
-              ws += w;
-            }
-          out[base + y * W + xx] = acc / ws;
-        }
-    }
-  return out;
 }

@@ -21,7 +21,8 @@ import { clipGradNorm, emaUpdate, warmupLr } from './optim.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from './resample.ts';
 import { type Fill, GaussianRng } from './rng.ts';
 import { makeSchedule } from './schedule.ts';
-import { gaussianBlur, TrainGraph, type TrainTarget } from './train.ts';
+import { gaussianBlur } from './ops/train-data.ts';
+import { TrainGraph, type TrainTarget } from './train.ts';
 import type { UNetWeights } from './unet.ts';
 
 /** The Gaussian-blur augmentation of the condition: with probability p, sigma ~ U(s0, s1) LR pixels; window radius. */

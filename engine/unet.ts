@@ -250,7 +250,7 @@ export async function recordEmbedding(ctx: GpuContext, plan: UNetPlan, pb: PlanB
     await positionalEncoding(ctx, { B, dim: inner, label: 'noise_level_mlp.0' }, { level: pb.level, out: pb.enc }),
     await lin({ B, K: inner, N: 4 * inner, wOff: w1Off, bOff: b1Off, label: 'noise_level_mlp.1' }, pb.enc, pb.hidden),
     await lin(
-      { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, swishIn: true, act, label: 'noise_level_mlp.3' },
+      { B, K: 4 * inner, N: inner, wOff: w2Off, bOff: b2Off, actIn: true, act, label: 'noise_level_mlp.3' },
       pb.hidden,
       pb.t,
     ),

@@ -4,14 +4,14 @@
 // Browser-safe core: tensors in, tensors out; files and PNG live at the Node edge.
 import type { SR3Model } from '../weights-format/index.ts';
 import { encodeDispatch, releaseDispatches, type Dispatch, type GpuContext } from './gpu.ts';
-import { GaussianRng, rngWorkgroups, type Fill, type Seed } from './rng.ts';
+import { GaussianRng, type Fill, type Seed } from './rng.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './resample.ts';
 import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
 import { MAX_STEPS, makeSchedule } from './schedule.ts';
 import { normScratchBytes, UNet } from './unet.ts';
 import { planFlops, planUNet } from './unet-plan.ts';
-import { TILE_ACCUMULATE_WGSL, TILE_GATHER_WGSL, TILE_NORMALIZE_WGSL } from '../shaders/tiles.ts';
-import { CONSISTENCY_WGSL } from '../shaders/diffusion.ts';
+import { consistencyPasses } from './ops/diffusion.ts';
+import { TileKernels } from './ops/tiles.ts';
 import { acquire, type UpscaleCache } from './upscale-cache.ts';
 
 /** A float image, channels-first, values in [-1, 1]. */
@@ -449,14 +449,11 @@ async function consistencyDispatches(
   const ub = ctx.buffer(n * 4, 'consistency.u');
   const bufs = [lr, wb, udc, ub];
   const { y, table, counter } = smp.buffers;
-  const prep = await ctx.pipeline(CONSISTENCY_WGSL, { entry: 'prep', label: 'consistency.prep' });
-  const apply = await ctx.pipeline(CONSISTENCY_WGSL, { entry: 'apply', label: 'consistency.apply' });
-  const u = ctx.uniform(new Uint32Array([n, 0, 0, 0]));
-  const wg = rngWorkgroups(n);
   const dispatches: Dispatch[] = [];
   const fills: Fill[] = [];
   const z = ctx.buffer(n * 4, 'consistency.z');
   bufs.push(z);
+  const { prep, apply } = await consistencyPasses(ctx, { n }, { table, counter, y, z, w: wb, u: ub, udc });
   const rng = await GaussianRng.create(ctx);
   const fill = rng.fill({
     out: z,
@@ -469,12 +466,7 @@ async function consistencyDispatches(
   fills.push(fill);
   dispatches.push(fill.dispatch);
   dispatches.push(
-    {
-      pipeline: prep,
-      bindGroup: ctx.bind(prep, [table, counter, y, z, wb, u]),
-      workgroups: wg,
-      label: 'consistency.prep',
-    },
+    prep,
     rs.downscale({
       input: wb,
       output: lr,
@@ -497,12 +489,7 @@ async function consistencyDispatches(
       kernel: o.up,
       label: 'consistency.up',
     }),
-    {
-      pipeline: apply,
-      bindGroup: ctx.bind(apply, [table, counter, ub, udc, y, u]),
-      workgroups: wg,
-      label: 'consistency.apply',
-    },
+    apply,
   );
   return { dispatches, fills, bufs };
 }
@@ -793,40 +780,18 @@ async function upscaleTiled(
   const yC = buf(nCanvas * 4, 'tiles.y');
   const num = buf(nCanvas * 4, 'tiles.num');
   const den = buf(Hc * Wc * 4, 'tiles.den');
-  const [gather, accumulate, normalize] = await Promise.all([
-    ctx.pipeline(TILE_GATHER_WGSL, { label: 'tile.gather' }),
-    ctx.pipeline(TILE_ACCUMULATE_WGSL, { label: 'tile.accumulate' }),
-    ctx.pipeline(TILE_NORMALIZE_WGSL, { label: 'tile.normalize' }),
-  ]);
-  const u = (oy: number, ox: number) => {
-    const b = ctx.uniform(new Uint32Array([B, C, Hc, Wc, th, tw, oy, ox, ov, 0, 0, 0]), 'tile.u');
-    own.push(b);
-    return b;
-  };
+  const tk = await TileKernels.create(ctx);
+  const win = { B, C, Hc, Wc, th, tw, ov };
   const once: Dispatch[] = [];
   const mine = (d: Dispatch) => {
     once.push(d);
     return d;
   };
-  const nTile = B * C * th * tw;
-  const gatherTo = (src: GPUBuffer, dst: GPUBuffer, oy: number, ox: number): Dispatch => ({
-    pipeline: gather,
-    bindGroup: ctx.bind(gather, [src, dst, u(oy, ox)]),
-    workgroups: rngWorkgroups(nTile),
-    label: 'tile.gather',
-  });
-  const accumulateFrom = (src: GPUBuffer, oy: number, ox: number): Dispatch => ({
-    pipeline: accumulate,
-    bindGroup: ctx.bind(accumulate, [src, num, den, u(oy, ox)]),
-    workgroups: rngWorkgroups(nTile),
-    label: 'tile.accumulate',
-  });
-  const normalized: Dispatch = {
-    pipeline: normalize,
-    bindGroup: ctx.bind(normalize, [num, den, yC, u(0, 0)]),
-    workgroups: rngWorkgroups(nCanvas),
-    label: 'tile.normalize',
-  };
+  const gatherTo = (src: GPUBuffer, dst: GPUBuffer, oy: number, ox: number) =>
+    mine(tk.gather({ ...win, oy, ox }, { canvas: src, tile: dst }));
+  const accumulateFrom = (src: GPUBuffer, oy: number, ox: number) =>
+    mine(tk.accumulate({ ...win, oy, ox }, { tile: src, num, den }));
+  const normalized = mine(tk.normalize(win, { num, den, canvas: yC }));
   const submit = (d: Dispatch[], clear = false) => {
     const enc = ctx.device.createCommandEncoder({ label: 'tiles' });
     if (clear) {
@@ -984,8 +949,7 @@ async function upscaleStaged(
   const maxWin = Math.max(...wins.map((w) => w.h * w.w));
   const lrWin = buf(B * C * maxWin * 4, 'staged.lr');
   const condWin = buf(B * C * maxWin * s * s * 4, 'staged.cond');
-  const gather = await ctx.pipeline(TILE_GATHER_WGSL, { label: 'tile.gather' });
-  const uniforms: GPUBuffer[] = [];
+  const tk = await TileKernels.create(ctx);
   const once: Dispatch[] = [];
   const mine = (d: Dispatch) => {
     once.push(d);
@@ -995,11 +959,7 @@ async function upscaleStaged(
   const condFor = (i: number, target: GPUBuffer): Dispatch[] => {
     const w = wins[i];
     const [oy, ox] = tiles[i];
-    const u = ctx.uniform(
-      new Uint32Array([B, C, w.h * s, w.w * s, th, tw, oy - w.r0 * s, ox - w.c0 * s, ov, 0, 0, 0]),
-      'staged.u',
-    );
-    uniforms.push(u);
+    const cw = { B, C, Hc: w.h * s, Wc: w.w * s, th, tw, oy: oy - w.r0 * s, ox: ox - w.c0 * s, ov };
     return [
       mine(
         rs.upscale({
@@ -1015,12 +975,7 @@ async function upscaleStaged(
           label: 'staged.condition',
         }),
       ),
-      {
-        pipeline: gather,
-        bindGroup: ctx.bind(gather, [condWin, target, u]),
-        workgroups: rngWorkgroups(nTile),
-        label: 'staged.cond.gather',
-      },
+      mine(tk.gather({ ...cw, label: 'staged.cond.gather' }, { canvas: condWin, tile: target })),
     ];
   };
   const weights = tiles.map(([oy, ox]) => ({
@@ -1145,7 +1100,6 @@ async function upscaleStaged(
     }
   } finally {
     for (const b of own) b.destroy();
-    for (const u of uniforms) u.destroy();
     releaseDispatches(once);
   }
 }

@@ -5,10 +5,20 @@
 // Table row t (STEP_ROW = 12 floats, engine/sampler.ts stepTable): [noise level, r1, r2, cx, cy, ce, s,
 // sqrt(gamma_{t-1}), cp1, cp2, 0, 0]. The multistep solvers (DPM-Solver++ 2M, UniPC) keep the x0 predictions of the
 // previous steps in a history buffer ([prev | prev2], n values each) that the same kernel shifts.
+import { uniformLayout } from './uniform.ts';
+
+// The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
+export const STEP_BEGIN_UNIFORM = uniformLayout('P', { B: 'u32' });
+/** zStride: the step noise's stride per step (n when every step's noise is provided, 0 when one buffer is refilled) */
+export const STEP_UPDATE_UNIFORM = uniformLayout('P', { n: 'u32', zStride: 'u32' });
+export const COUNTER_STEP_UNIFORM = uniformLayout('P', { delta: 'u32' });
+export const CONSISTENCY_UNIFORM = uniformLayout('P', { n: 'u32' });
+/** per: elements per batch element (each has its own noise level) */
+export const NOISIFY_UNIFORM = uniformLayout('P', { n: 'u32', per: 'u32' });
 
 /** Start of a step: noise_level[b] = table[t][0] for every batch element, t = counter[0]. */
 export const STEP_BEGIN_WGSL = /* wgsl */ `
-struct P { B: u32, _a: u32, _b: u32, _c: u32 }
+${STEP_BEGIN_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> table: array<f32>;
 @group(0) @binding(1) var<storage, read> counter: array<u32>;
 @group(0) @binding(2) var<storage, read_write> level: array<f32>;
@@ -22,7 +32,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 
 export const STEP_UPDATE_WGSL = /* wgsl */ `
-struct P { n: u32, zStride: u32, _a: u32, _b: u32 }
+${STEP_UPDATE_UNIFORM.wgsl}
 override CLIP: bool = false;
 // how many earlier x0 predictions the solver keeps (0, 1 or 2)
 override HISTORY: u32 = 0u;
@@ -65,7 +75,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /** counter[0] += delta (wrapping). */
 export const COUNTER_STEP_WGSL = /* wgsl */ `
-struct P { delta: u32, _a: u32, _b: u32, _c: u32 }
+${COUNTER_STEP_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read_write> counter: array<u32>;
 @group(0) @binding(1) var<uniform> p: P;
 @compute @workgroup_size(1)
@@ -77,7 +87,7 @@ fn main() { counter[0] = counter[0] + p.delta; }
 // i.e. the low frequencies of y are replaced by those of the condition noised to the same level (linearity of U D
 // lets one down/up pass do it). PREP writes w = y - sqrt(1 - g) z'; APPLY writes y = y - u + sqrt(g) udc.
 export const CONSISTENCY_WGSL = /* wgsl */ `
-struct P { n: u32, _a: u32, _b: u32, _c: u32 }
+${CONSISTENCY_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> table: array<f32>;
 @group(0) @binding(1) var<storage, read> counter: array<u32>;
 @group(0) @binding(2) var<storage, read> a: array<f32>;
@@ -107,7 +117,7 @@ fn apply(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg
 
 // Algorithm 1's noising, per batch element b: y[b] = sg[b] * y0[b] + sqrt(1 - sg[b]^2) * noise[b], sg = sqrt(gamma).
 export const NOISIFY_WGSL = /* wgsl */ `
-struct P { n: u32, per: u32, _a: u32, _b: u32 }
+${NOISIFY_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> sg: array<f32>;
 @group(0) @binding(1) var<storage, read> y0: array<f32>;
 @group(0) @binding(2) var<storage, read> noise: array<f32>;

@@ -27,7 +27,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-// out[outOff + b*N + n] = bias[n] + sum_k W[n, k] * f(in[inOff + b*K + k]), f = identity or Swish (p.swishIn: a
+// out[outOff + b*N + n] = bias[n] + sum_k W[n, k] * f(in[inOff + b*K + k]), f = identity or the activation (p.actIn: a
 // uniform, not an override constant, so both layers of the noise-level MLP share one pipeline).
 export const LINEAR_UNIFORM = uniformLayout('P', {
   B: 'u32',
@@ -37,7 +37,7 @@ export const LINEAR_UNIFORM = uniformLayout('P', {
   wOff: 'u32',
   bOff: 'u32',
   outOff: 'u32',
-  swishIn: 'u32',
+  actIn: 'u32',
 });
 
 export const LINEAR_WGSL = /* wgsl */ `
@@ -57,7 +57,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   var acc = 0.0;
   for (var k = 0u; k < p.K; k++) {
     var x = inp[p.inOff + b * p.K + k];
-    if (p.swishIn != 0u) { x = act(x); }
+    if (p.actIn != 0u) { x = act(x); }
     acc = fma(params[p.wOff + n * p.K + k], x, acc);
   }
   outp[p.outOff + b * p.N + n] = acc + params[p.bOff + n];

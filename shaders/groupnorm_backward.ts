@@ -1,7 +1,7 @@
-// Backward of GroupNorm (+ Swish) as the forward applies it on a conv's input load:
-//   xhat = (x - mean[b, g]) * rstd[b, g],  z = gamma[c] * xhat + beta[c],  y = z (NORM 1) or swish(z) (NORM 2)
+// Backward of GroupNorm (+ the activation, shaders/activation.ts) as the forward applies it on a conv's input load:
+//   xhat = (x - mean[b, g]) * rstd[b, g],  z = gamma[c] * xhat + beta[c],  y = z (NORM 1) or act(z) (NORM 2, withAct)
 // with x = cat(inA, inB) and the forward's saved stats (mean, rstd) per (batch, group). Given dY = dL/dy:
-//   dz       = dY * swish'(z)   (dY without Swish),  swish'(z) = s(z) * (1 + z * (1 - s(z))),  s = sigmoid
+//   dz       = dY * act'(z)   (dY without the activation; Swish's: s(z) * (1 + z * (1 - s(z))), s = sigmoid)
 //   dBeta[c] = sum_{b, hw} dz,   dGamma[c] = sum_{b, hw} dz * xhat
 //   dx       = rstd * (gamma * dz - mean_g(gamma * dz) - xhat * mean_g(gamma * dz * xhat))   (means over the group)
 // Three dispatches: per-(b, c) sums, then per-channel parameter gradients and per-(b, g) means, then the elementwise dx.
@@ -19,7 +19,7 @@ export const GN_BWD_UNIFORM = uniformLayout('P', {
   statsOff: 'u32',
   gOff: 'u32',
   betaOff: 'u32',
-  swish: 'u32',
+  withAct: 'u32',
   accumulate: 'u32',
   accumulateParams: 'u32',
 });
@@ -33,7 +33,7 @@ export const GN_APPLY_UNIFORM = uniformLayout('P', {
   statsOff: 'u32',
   gOff: 'u32',
   betaOff: 'u32',
-  swish: 'u32',
+  withAct: 'u32',
 });
 
 const COMMON = /* wgsl */ `
@@ -52,7 +52,7 @@ fn dzval(b: u32, c: u32, i: u32, mean: f32, rstd: f32, xhat: ptr<function, f32>)
   let xh = (xval(b, c, i) - mean) * rstd;
   *xhat = xh;
   var d = dyval(b, c, i);
-  if (p.swish != 0u) { d = act_back(d, xh * params[p.gOff + c] + params[p.betaOff + c]); }
+  if (p.withAct != 0u) { d = act_back(d, xh * params[p.gOff + c] + params[p.betaOff + c]); }
   return d;
 }
 `;
@@ -223,7 +223,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
   let so = p.statsOff + (b * p.G + c / (C / p.G)) * 2u;
   let sc = stats[so + 1u] * params[p.gOff + c];
   v = v * sc + (params[p.betaOff + c] - stats[so] * sc);
-  if (p.swish != 0u) { v = ${vec ? 'act4' : 'act'}(v); }
+  if (p.withAct != 0u) { v = ${vec ? 'act4' : 'act'}(v); }
   xn[idx] = v;
 }
 `;

@@ -8,6 +8,25 @@
 //   taps [xmin, xmax) cut at the borders, weights cubic((x + 0.5 - center) / max(scale, 1)) normalised to sum 1.
 //   Upscaling this is PIL's Image.resize(BICUBIC); downscaling it antialiases (PyTorch antialias=True, PIL reduce).
 // Both take an optional clamp of the result to [-1, 1] (override CLAMP).
+import { uniformLayout } from './uniform.ts';
+
+/**
+ * The resize's uniform (shaders/uniform.ts): planes = batch * channels, total = planes * outH * outW, element
+ * offsets into the buffers, the scales in / out, and Keys' cubic parameter a.
+ */
+export const RESIZE_UNIFORM = uniformLayout('P', {
+  planes: 'u32',
+  inH: 'u32',
+  inW: 'u32',
+  outH: 'u32',
+  outW: 'u32',
+  total: 'u32',
+  inOff: 'u32',
+  outOff: 'u32',
+  scaleY: 'f32',
+  scaleX: 'f32',
+  a: 'f32',
+});
 
 const INDEX = /* wgsl */ `
 const WG: u32 = 256u;
@@ -19,20 +38,7 @@ fn flat(g: vec3u, nwg: vec3u) -> u32 {
 `;
 
 const RESIZE_HEAD = /* wgsl */ `
-struct P {
-  planes: u32,  // batch * channels
-  inH: u32,
-  inW: u32,
-  outH: u32,
-  outW: u32,
-  total: u32,   // planes * outH * outW
-  inOff: u32,   // element offsets into the buffers
-  outOff: u32,
-  scaleY: f32,  // in / out
-  scaleX: f32,
-  a: f32,       // cubic parameter
-  _pad: f32,
-}
+${RESIZE_UNIFORM.wgsl}
 
 override CLAMP: bool = false;
 
@@ -148,17 +154,20 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
  * after another -> NCHW f32 with outC channels, channel c read from input channel (map >> 8c) & 255 (so gray -> RGB is
  * map 0x000000, RGBA -> RGB 0x020100, its alpha 0x03). Values v / 127.5 - 1 (u8) or v / 32767.5 - 1 (u16).
  */
+/** Its uniform: total = B * outC * H * W, bits 8 or 16. */
+export const TO_TENSOR_UNIFORM = uniformLayout('Q', {
+  H: 'u32',
+  W: 'u32',
+  inC: 'u32',
+  outC: 'u32',
+  map: 'u32',
+  total: 'u32',
+  bits: 'u32',
+  outOff: 'u32',
+});
+
 export const PIXELS_TO_TENSOR_WGSL = /* wgsl */ `
-struct Q {
-  H: u32,
-  W: u32,
-  inC: u32,
-  outC: u32,
-  map: u32,
-  total: u32,   // B * outC * H * W
-  bits: u32,    // 8 or 16
-  outOff: u32,
-}
+${TO_TENSOR_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> px: array<u32>;
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> q: Q;
@@ -189,21 +198,23 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
  * alpha). As the reference's tensor2img: clamp to [-1, 1], (x + 1) / 2, times 255 (65535), round half to even.
  * One thread per output u32 word.
  */
+/** Its uniform: samples = B * H * W * outC, the u32 words to write, bits 8 or 16, the channels of A and B. */
+export const TO_PIXELS_UNIFORM = uniformLayout('R', {
+  H: 'u32',
+  W: 'u32',
+  outC: 'u32',
+  map: 'u32',
+  samples: 'u32',
+  words: 'u32',
+  bits: 'u32',
+  cA: 'u32',
+  cB: 'u32',
+  offA: 'u32',
+  offB: 'u32',
+});
+
 export const TENSOR_TO_PIXELS_WGSL = /* wgsl */ `
-struct R {
-  H: u32,
-  W: u32,
-  outC: u32,
-  map: u32,
-  samples: u32,  // B * H * W * outC
-  words: u32,    // u32 words to write
-  bits: u32,     // 8 or 16
-  cA: u32,       // channels of A and of B
-  cB: u32,
-  offA: u32,
-  offB: u32,
-  _pad: u32,
-}
+${TO_PIXELS_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> ta: array<f32>;
 @group(0) @binding(1) var<storage, read> tb: array<f32>;
 @group(0) @binding(2) var<storage, read_write> px: array<u32>;

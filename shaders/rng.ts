@@ -7,6 +7,7 @@
 // reseeding from the CPU.
 //
 // WGSL has no 64-bit integers, so the 32x32 -> 64-bit products are assembled from 16-bit halves.
+import { uniformLayout } from './uniform.ts';
 
 const PHILOX_FNS = /* wgsl */ `
 const PHILOX_M0: u32 = 0xD2511F53u;
@@ -76,19 +77,26 @@ fn box_muller(x: u32, y: u32) -> vec2f {
 }
 `;
 
-/** Shared uniform layout: first element, count, key, counter words. */
-const PARAMS = /* wgsl */ `
-struct P {
-  n: u32,        // elements to write
-  offset: u32,   // first element written in out
-  seedLo: u32,
-  seedHi: u32,
-  stream: u32,   // counter word 1 (added to streamTable[slot] in the table variant)
-  sub: u32,      // counter word 2 (e.g. the sample or image index)
-  slot: u32,     // index into streamTable (table variant)
-  base: u32,     // counter word 0 of the first value's block: a fill can draw a stream's values from element 4 base on
-}
-`;
+/**
+ * The fills' uniform (shaders/uniform.ts): n elements written from out[offset], the key (seedLo, seedHi), counter
+ * word 1 `stream` (added to streamTable[slot] in the table variant), counter word 2 `sub` (e.g. the sample or image
+ * index), and `base`, counter word 0 of the first value's block (a fill can draw a stream's values from element
+ * 4 base on).
+ */
+export const RNG_UNIFORM = uniformLayout('P', {
+  n: 'u32',
+  offset: 'u32',
+  seedLo: 'u32',
+  seedHi: 'u32',
+  stream: 'u32',
+  sub: 'u32',
+  slot: 'u32',
+  base: 'u32',
+});
+const PARAMS = RNG_UNIFORM.wgsl;
+
+/** The counter advance's uniform: table[slot] += delta. */
+export const COUNTER_ADD_UNIFORM = uniformLayout('Q', { slot: 'u32', delta: 'u32' });
 
 /**
  * Gaussian fill: out[offset + i] = N(0,1) sample i, i < n. With `streamTable`, the stream is
@@ -145,7 +153,7 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nwg: v
 
 /** Adds `delta` (wrapping) to table[slot]: advances a GPU-side step counter between recorded steps. */
 export const COUNTER_ADD_WGSL = /* wgsl */ `
-struct Q { slot: u32, delta: u32, _a: u32, _b: u32 }
+${COUNTER_ADD_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read_write> table: array<u32>;
 @group(0) @binding(1) var<uniform> q: Q;
 @compute @workgroup_size(1)

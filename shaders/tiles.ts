@@ -2,9 +2,23 @@
 // blended into the full-size canvas with weights that ramp down across the overlaps, and the next step reads its tile
 // back from the canvas, so neighbouring tiles agree where they meet and no seam forms.
 // Tensors are [B, C, H, W]; a tile is the window (oy, ox, th, tw) of the canvas (Hc, Wc).
+import { uniformLayout } from './uniform.ts';
+
+/** The three kernels' uniform (shaders/uniform.ts): the canvas, the tile's window, and the overlap ov. */
+export const TILE_UNIFORM = uniformLayout('P', {
+  B: 'u32',
+  C: 'u32',
+  Hc: 'u32',
+  Wc: 'u32',
+  th: 'u32',
+  tw: 'u32',
+  oy: 'u32',
+  ox: 'u32',
+  ov: 'u32',
+});
 
 const HEADER = /* wgsl */ `
-struct P { B: u32, C: u32, Hc: u32, Wc: u32, th: u32, tw: u32, oy: u32, ox: u32, ov: u32, _a: u32, _b: u32, _c: u32 }
+${TILE_UNIFORM.wgsl}
 fn flat(gid: vec3u, nwg: vec3u) -> u32 { return gid.x + gid.y * nwg.x * 256u; }
 `;
 

@@ -1,8 +1,14 @@
 // Kernels that only training uses: the residual target and the Gaussian-blur augmentation of the condition.
+import { uniformLayout } from './uniform.ts';
+
+// The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
+export const RESIDUAL_UNIFORM = uniformLayout('P', { n: 'u32' });
+/** r: the window's radius (i32: the loops run from -r to r) */
+export const BLUR_UNIFORM = uniformLayout('P', { n: 'u32', C: 'u32', H: 'u32', W: 'u32', r: 'i32' });
 
 /** out[i] = a[i] - b[i]: the residual target y0 = HR - condition (SRDiff's), on the whole batch. */
 export const RESIDUAL_WGSL = /* wgsl */ `
-struct P { n: u32, _a: u32, _b: u32, _c: u32 }
+${RESIDUAL_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
@@ -20,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * (2r+1) x (2r+1) window of weights exp(-(dx^2 + dy^2) / (2 sigma^2)) normalised to sum 1, edges replicated.
  */
 export const BLUR_WGSL = /* wgsl */ `
-struct P { n: u32, C: u32, H: u32, W: u32, r: i32, _a: u32, _b: u32, _c: u32 }
+${BLUR_UNIFORM.wgsl}
 @group(0) @binding(0) var<storage, read> sigma: array<f32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;

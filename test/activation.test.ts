@@ -97,14 +97,14 @@ test('GroupNorm + GELU: fused into a conv input load, and materialised (vec4 and
       bOff: -1,
     };
     ctx.run([
-      await K.groupNormStats(ctx, { B, C1: C, C2: 0, HW, groups: G, statsOff: 0 }, { a: aBuf, stats }),
+      ...(await K.groupNormStats(ctx, { B, C1: C, C2: 0, HW, groups: G, statsOff: 0 }, { a: aBuf, stats })),
       await KB.groupNormApply(
         ctx,
-        { B, C1: C, C2: 0, HW, groups: G, ...norm, swish: true, act: 'gelu' },
+        { B, C1: C, C2: 0, HW, groups: G, ...norm, withAct: true, act: 'gelu' },
         { params, a: aBuf, stats, out: xn },
       ),
-      await K.conv2d(ctx, spec, { params, a: aBuf, stats, out }),
-      await K.conv2d(ctx, { ...spec, upsample: true }, { params, a: aBuf, stats, out: outUp }),
+      ...(await K.conv2d(ctx, spec, { params, a: aBuf, stats, out })),
+      ...(await K.conv2d(ctx, { ...spec, upsample: true }, { params, a: aBuf, stats, out: outUp })),
     ]);
     const x = R.groupNorm(R.t4(B, C, H, W, a), G, gamma, beta, 'gelu');
     const eApply = relErr(await ctx.read(xn, B * C * HW * 4), x.data);
@@ -131,7 +131,7 @@ test('the noise-level MLP with GELU on its hidden units against the reference', 
   const inp = ctx.upload(x);
   const out = ctx.buffer(B * N * 4);
   ctx.run([
-    await K.linear(ctx, { B, K: Kd, N, wOff: 0, bOff: N * Kd, swishIn: true, act: 'gelu' }, { params, inp, out }),
+    await K.linear(ctx, { B, K: Kd, N, wOff: 0, bOff: N * Kd, actIn: true, act: 'gelu' }, { params, inp, out }),
   ]);
   const e = relErr(await ctx.read(out, B * N * 4), R.linear(x, B, Kd, w, bias, N, 'gelu'));
   assert.ok(e < 1e-5, `linear with GELU in: rel err ${e}`);

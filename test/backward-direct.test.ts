@@ -101,13 +101,14 @@ async function run(o: Case, accumulate: boolean): Promise<void> {
     const ds = [];
     if (norm)
       ds.push(
-        await K.groupNormStats(
+        ...(await K.groupNormStats(
           ctx,
           { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' },
           { a: ab, b: bb, stats },
-        ),
+        )),
       );
-    if (!norm) ds.push(await KB.conv2dBackwardInput(ctx, spec, { params: pb, dOut, dA: dAb, dB: dBb }, { accumulate }));
+    if (!norm)
+      ds.push(...(await KB.conv2dBackwardInput(ctx, spec, { params: pb, dOut, dA: dAb, dB: dBb }, { accumulate })));
     ds.push(
       ...(await KB.conv2dBackwardWeight(
         ctx,

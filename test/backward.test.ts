@@ -4,12 +4,12 @@
 // upsampling, stride 2, sizes that do not divide the 64x64 GEMM tiles or the 16-wide attention tiles.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { GpuContext } from '../engine/gpu.ts';
 import * as K from '../engine/kernels.ts';
 import * as KB from '../engine/kernels-backward.ts';
 import * as R from './reference/nn-ref.ts';
 import * as RB from './reference/nn-backward-ref.ts';
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
+import { packParams, type ConvCase as BaseConvCase } from './helpers/conv.ts';
 
 const f64 = (a: ArrayLike<number>) => Float64Array.from(a as ArrayLike<number>);
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => {
@@ -51,39 +51,13 @@ function close(name: string, got: ArrayLike<number>, want: ArrayLike<number>, to
   assert.ok(e < tol, `${name}: rel err ${e}`);
 }
 
-function packParams(ctx: GpuContext, parts: Record<string, Float32Array>, pad = 3) {
-  const offs: Record<string, number> = {};
-  let n = pad; // nothing at offset 0, to exercise the offsets
-  for (const [k, v] of Object.entries(parts)) {
-    offs[k] = n;
-    n += v.length;
-  }
-  const all = new Float32Array(n);
-  for (const [k, v] of Object.entries(parts)) all.set(v, offs[k]);
-  return { buf: ctx.upload(all, 'params'), offs, n };
-}
-
 // ---------------------------------------------------------------------------------------------- fused conv backward
 
-interface ConvCase {
-  B: number;
-  C1: number;
-  C2: number;
-  H: number;
-  W: number;
-  Cout: number;
-  ks: 1 | 3;
-  stride: 1 | 2;
-  upsample?: boolean;
-  norm?: 0 | 1 | 2;
-  G?: number;
-  bias?: boolean;
-  emb?: boolean;
+interface ConvCase extends Omit<BaseConvCase, 'res'> {
   split?: number;
   xn?: boolean;
   /** the activation of norm 2 (default Swish) */
   act?: 'gelu';
-  seed: number;
 }
 
 async function convCase(o: ConvCase) {
@@ -147,7 +121,7 @@ async function convCase(o: ConvCase) {
 
   // 2. GPU kernels vs the reference; dA and dB accumulate into pre-filled buffers, the parameter gradients overwrite
   const ctx = await device();
-  const { buf: params, offs, n: nParams } = packParams(ctx, { w, bias, gamma, beta });
+  const { buf: params, offs, n: nParams } = packParams(ctx, { w, bias, gamma, beta }, 3);
   const aBuf = ctx.upload(a);
   const bBuf = C2 ? ctx.upload(bIn) : undefined;
   const statsOff = 6;
@@ -193,11 +167,11 @@ async function convCase(o: ConvCase) {
   const dispatches = [];
   if (norm)
     dispatches.push(
-      await K.groupNormStats(
+      ...(await K.groupNormStats(
         ctx,
         { B, C1, C2, HW: H * W, groups: G, statsOff, label: 'gn' },
         { a: aBuf, b: bBuf, stats },
-      ),
+      )),
     );
   dispatches.push(
     ...(await KB.conv2dBackward(
@@ -514,8 +488,8 @@ for (const [B, C, H, W, accumulate] of [
 
 // ----------------------------------------------------------------------------------------------------------- linear
 
-for (const [swishIn, act] of [[false], [true], [true, 'gelu']] as const) {
-  const name = swishIn ? ` with ${act === 'gelu' ? 'GELU' : 'Swish'} on the input` : '';
+for (const [actIn, act] of [[false], [true], [true, 'gelu']] as const) {
+  const name = actIn ? ` with ${act === 'gelu' ? 'GELU' : 'Swish'} on the input` : '';
   test(`Linear backward${name}: dW, dB and an accumulated dIn at offsets, batch 3`, async () => {
     const B = 3;
     const Kd = 10;
@@ -525,14 +499,14 @@ for (const [swishIn, act] of [[false], [true], [true, 'gelu']] as const) {
     const bias = rand(N, 13);
     const r = rand(B * N, 14);
     const P = { x: f64(x), w: f64(w), bias: f64(bias) };
-    const lossFn = () => dot(R.linear(P.x, B, Kd, P.w, P.bias, N, act ?? swishIn), r);
-    const want = RB.linearBackward(P.x, B, Kd, P.w, N, r, act ?? swishIn);
+    const lossFn = () => dot(R.linear(P.x, B, Kd, P.w, P.bias, N, act ?? actIn), r);
+    const want = RB.linearBackward(P.x, B, Kd, P.w, N, r, act ?? actIn);
     fdCheck('dIn', P.x, want.dx, lossFn);
     fdCheck('dW', P.w, want.dw, lossFn);
     fdCheck('dB', P.bias, want.db, lossFn, 3);
 
     const ctx = await device();
-    const { buf: params, offs, n } = packParams(ctx, { w, bias });
+    const { buf: params, offs, n } = packParams(ctx, { w, bias }, 3);
     const inOff = 2;
     const dOutOff = 9;
     const dInOff = 5;
@@ -544,7 +518,7 @@ for (const [swishIn, act] of [[false], [true], [true, 'gelu']] as const) {
     ctx.run(
       await KB.linearBackward(
         ctx,
-        { B, K: Kd, N, inOff, wOff: offs.w, bOff: offs.bias, dOutOff, dInOff, swishIn, act },
+        { B, K: Kd, N, inOff, wOff: offs.w, bOff: offs.bias, dOutOff, dInOff, actIn, act },
         { params, inp: xb, dOut: db, grads, dIn },
         { accumulate: true },
       ),
@@ -607,7 +581,7 @@ test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end
   };
 
   const ctx = await device();
-  const { buf: params, offs, n } = packParams(ctx, parts);
+  const { buf: params, offs, n } = packParams(ctx, parts, 3);
   const xb = ctx.upload(x);
   const sb = ctx.upload(skip);
   const tb = ctx.upload(t);
@@ -654,11 +628,11 @@ test('an up-path ResnetBlock (skip concatenation, noise embedding, res_conv) end
       { B, K: T, N: Co, wOff: offs.we, bOff: offs.bee, outOff: embOff },
       { params, inp: tb, out: emb },
     ),
-    await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff: 0 }, { a: xb, b: sb, stats }),
-    await K.conv2d(ctx, spec1, { params, a: xb, b: sb, stats, emb, out: hb }),
-    await K.conv2d(ctx, specR, { params, a: xb, b: sb, out: rb }),
-    await K.groupNormStats(ctx, { B, C1: Co, C2: 0, HW: H * W, groups: G, statsOff: s2 }, { a: hb, stats }),
-    await K.conv2d(ctx, { ...spec2, hasRes: true }, { params, a: hb, stats, res: rb, out: yb }),
+    ...(await K.groupNormStats(ctx, { B, C1, C2, HW: H * W, groups: G, statsOff: 0 }, { a: xb, b: sb, stats })),
+    ...(await K.conv2d(ctx, spec1, { params, a: xb, b: sb, stats, emb, out: hb })),
+    ...(await K.conv2d(ctx, specR, { params, a: xb, b: sb, out: rb })),
+    ...(await K.groupNormStats(ctx, { B, C1: Co, C2: 0, HW: H * W, groups: G, statsOff: s2 }, { a: hb, stats })),
+    ...(await K.conv2d(ctx, { ...spec2, hasRes: true }, { params, a: hb, stats, res: rb, out: yb })),
   ];
 
   const grads = ctx.upload(new Float32Array(n).fill(NaN));

@@ -5,123 +5,17 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { GpuContext } from '../engine/gpu.ts';
 import * as K from '../engine/kernels.ts';
-import * as R from './reference/nn-ref.ts';
-import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
+import { device, releaseDevice } from './helpers/device.ts';
+import { runConvCase, type ConvCase } from './helpers/conv.ts';
 import { conv2dMmaWgsl, mmaTile } from '../shaders/conv2d_mma.ts';
 import { resolveEngineOptions, type EngineOptions, type EngineSwitches } from '../engine/options.ts';
 
-interface Case {
-  B: number;
-  C1: number;
-  C2: number;
-  H: number;
-  W: number;
-  Cout: number;
-  ks: 1 | 3;
-  stride: 1 | 2;
-  upsample?: boolean;
-  norm?: 0 | 1 | 2;
-  G?: number;
-  bias?: boolean;
-  emb?: boolean;
-  res?: boolean;
-  seed: number;
-}
+type Case = ConvCase;
 
-/**
- * Run one case on the context's current kernel and return its error against the float64 reference, and against the
- * same reference with every operand (normalised input and weight) rounded to f16, as the mixed kernels do.
- */
-async function run(ctx: GpuContext, o: Case): Promise<{ exact: number; f16: number }> {
-  const { B, C1, C2, H, W, Cout, ks } = o;
-  const Cin = C1 + C2;
-  const a = rand(B * C1 * H * W, o.seed);
-  const bIn = rand(B * C2 * H * W, o.seed + 1).map((v) => v * 2 - 0.3);
-  const w = rand(Cout * Cin * ks * ks, o.seed + 2).map((v) => v * 0.3);
-  const bias = rand(Cout, o.seed + 3);
-  const gamma = rand(Cin, o.seed + 4).map((v) => 1 + 0.5 * v);
-  const beta = rand(Cin, o.seed + 5);
-  const emb = rand(B * Cout, o.seed + 6);
-  const [Ho, Wo] = K.convOutSize({ Hin: H, Win: W, ks, stride: o.stride, upsample: o.upsample });
-  const res = rand(B * Cout * Ho * Wo, o.seed + 7);
+/** Run one case on the context's current kernel: its error against the float64 reference, exact and with f16 operands. */
+function run(ctx: GpuContext, o: Case): Promise<{ exact: number; f16: number }> {
   // weights at an odd offset in the params buffer: no alignment may be assumed
-  const pad = 3;
-  const all = new Float32Array(pad + w.length + bias.length + gamma.length + beta.length);
-  const wOff = pad;
-  const bOff = wOff + w.length;
-  const gOff = bOff + bias.length;
-  const betaOff = gOff + gamma.length;
-  all.set(w, wOff);
-  all.set(bias, bOff);
-  all.set(gamma, gOff);
-  all.set(beta, betaOff);
-  const params = ctx.upload(all);
-  const aBuf = ctx.upload(a);
-  const bBuf = C2 ? ctx.upload(bIn) : undefined;
-  const stats = ctx.buffer(B * (o.G ?? 1) * 2 * 4 + 64);
-  const embBuf = ctx.upload(emb);
-  const resBuf = ctx.upload(res);
-  const out = ctx.buffer(B * Cout * Ho * Wo * 4);
-  const ds = [];
-  if (o.norm)
-    ds.push(
-      await K.groupNormStats(
-        ctx,
-        { B, C1, C2, HW: H * W, groups: o.G!, statsOff: 4, label: 'gn' },
-        { a: aBuf, b: bBuf, stats },
-      ),
-    );
-  ds.push(
-    await K.conv2d(
-      ctx,
-      {
-        B,
-        C1,
-        C2,
-        Hin: H,
-        Win: W,
-        Cout,
-        ks,
-        stride: o.stride,
-        upsample: o.upsample,
-        norm: o.norm,
-        groups: o.G,
-        statsOff: 4,
-        gammaOff: gOff,
-        betaOff,
-        wOff,
-        bOff: o.bias ? bOff : -1,
-        embOff: o.emb ? 0 : -1,
-        hasRes: o.res,
-        label: 'conv',
-      },
-      {
-        params,
-        a: aBuf,
-        b: bBuf,
-        stats: o.norm ? stats : undefined,
-        emb: o.emb ? embBuf : undefined,
-        res: o.res ? resBuf : undefined,
-        out,
-      },
-    ),
-  );
-  ctx.run(ds);
-  const got = await ctx.read(out, B * Cout * Ho * Wo * 4);
-  let x = R.t4(B, C1, H, W, a);
-  if (C2) x = R.concat(x, R.t4(B, C2, H, W, bIn));
-  if (o.norm) x = R.groupNorm(x, o.G!, gamma, beta, o.norm === 2);
-  if (o.upsample) x = R.upsample2(x);
-  const finish = (x: R.T4, w: ArrayLike<number>) => {
-    let y = R.conv2d(x, w, o.bias ? bias : null, Cout, ks, o.stride);
-    if (o.emb) y = R.addPerChannel(y, emb);
-    if (o.res) y = R.add(y, R.t4(B, Cout, Ho, Wo, res));
-    return relErr(got, y.data);
-  };
-  const exact = finish(x, w);
-  const f16 = finish(R.mapT4(x, R.roundF16), Array.from(w, R.roundF16));
-  for (const buf of [params, aBuf, bBuf, stats, embBuf, resBuf, out]) buf?.destroy();
-  return { exact, f16 };
+  return runConvCase(ctx, o, { bScale: 2, bShift: -0.3, pad: 3, statsOff: 4 });
 }
 
 async function check(ctx: GpuContext, o: Case, what: string): Promise<void> {
@@ -258,8 +152,8 @@ test('conv2d direct with a small block (4 pixels x 4 channels, 8 lanes, 1 staged
 test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the float64 reference', async () => {
   const ctx = (await device()).withOptions({ convKernel: 'tiled', splitK: { force: 3 } });
   {
-    // the chained reduction pass is there (cases whose reduction is shorter than 3 k-steps run unsplit)
-    const d = await K.conv2d(
+    // the reduction pass follows (cases whose reduction is shorter than 3 k-steps run unsplit)
+    const [d, reduce] = await K.conv2d(
       ctx,
       { B: 1, C1: 8, C2: 0, Hin: 4, Win: 4, Cout: 4, ks: 3, stride: 1, wOff: 0, bOff: -1, label: 'probe' },
       {
@@ -268,7 +162,7 @@ test('conv2d tiled with split-K forced (3 chunks): every case within 2e-5 of the
         out: ctx.buffer(4096),
       },
     );
-    assert.ok(d.next, 'a split conv has a reduction pass');
+    assert.ok(reduce, 'a split conv has a reduction pass');
     assert.is(d.workgroups[2], 3, 'workgroups z = batch x splits');
     for (const c of CASES) await check(ctx, c, 'tiled split-K');
   }

@@ -2,119 +2,15 @@
 // divide the 64x64 conv tile or the 16-query attention tile.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { GpuContext } from '../engine/gpu.ts';
 import * as K from '../engine/kernels.ts';
 import * as R from './reference/nn-ref.ts';
 import { device, rand, relErr, releaseDevice } from './helpers/device.ts';
+import { packParams, runConvCase, type ConvCase } from './helpers/conv.ts';
 
-/** Pack named arrays into one params buffer; returns offsets. */
-function packParams(ctx: GpuContext, parts: Record<string, Float32Array>) {
-  const offs: Record<string, number> = {};
-  let n = 0;
-  for (const [k, v] of Object.entries(parts)) {
-    offs[k] = n;
-    n += v.length;
-  }
-  const all = new Float32Array(Math.max(n, 4));
-  for (const [k, v] of Object.entries(parts)) all.set(v, offs[k]);
-  return { buf: ctx.upload(all, 'params'), offs };
-}
-
-async function runConv(opts: {
-  B: number;
-  C1: number;
-  C2: number;
-  H: number;
-  W: number;
-  Cout: number;
-  ks: 1 | 3;
-  stride: 1 | 2;
-  upsample?: boolean;
-  norm?: 0 | 1 | 2;
-  G?: number;
-  bias?: boolean;
-  emb?: boolean;
-  res?: boolean;
-  seed: number;
-}) {
-  const ctx = await device();
-  const { B, C1, C2, H, W, Cout, ks } = opts;
-  const Cin = C1 + C2;
-  const a = rand(B * C1 * H * W, opts.seed);
-  const bIn = rand(B * C2 * H * W, opts.seed + 1).map((v) => v * 3 + 0.5);
-  const w = rand(Cout * Cin * ks * ks, opts.seed + 2).map((v) => v * 0.3);
-  const bias = rand(Cout, opts.seed + 3);
-  const gamma = rand(Cin, opts.seed + 4).map((v) => 1 + 0.5 * v);
-  const beta = rand(Cin, opts.seed + 5);
-  const emb = rand(B * Cout, opts.seed + 6);
-  const [Ho, Wo] = K.convOutSize({ Hin: H, Win: W, ks, stride: opts.stride, upsample: opts.upsample });
-  const res = rand(B * Cout * Ho * Wo, opts.seed + 7);
-  const { buf: params, offs } = packParams(ctx, { w, bias, gamma, beta });
-  const aBuf = ctx.upload(a);
-  const bBuf = C2 ? ctx.upload(bIn) : undefined;
-  const stats = ctx.buffer(B * (opts.G ?? 1) * 2 * 4 + 64);
-  const embBuf = ctx.upload(emb);
-  const resBuf = ctx.upload(res);
-  const out = ctx.buffer(B * Cout * Ho * Wo * 4);
-  const dispatches = [];
-  const statsOff = 8; // not at zero, to exercise the offset
-  if (opts.norm) {
-    dispatches.push(
-      await K.groupNormStats(
-        ctx,
-        { B, C1, C2, HW: H * W, groups: opts.G!, statsOff, label: 'gn' },
-        { a: aBuf, b: bBuf, stats },
-      ),
-    );
-  }
-  dispatches.push(
-    await K.conv2d(
-      ctx,
-      {
-        B,
-        C1,
-        C2,
-        Hin: H,
-        Win: W,
-        Cout,
-        ks,
-        stride: opts.stride,
-        upsample: opts.upsample,
-        norm: opts.norm,
-        groups: opts.G,
-        statsOff,
-        gammaOff: offs.gamma,
-        betaOff: offs.beta,
-        wOff: offs.w,
-        bOff: opts.bias ? offs.bias : -1,
-        embOff: opts.emb ? 0 : -1,
-        hasRes: opts.res,
-        label: 'conv',
-      },
-      {
-        params,
-        a: aBuf,
-        b: bBuf,
-        stats: opts.norm ? stats : undefined,
-        emb: opts.emb ? embBuf : undefined,
-        res: opts.res ? resBuf : undefined,
-        out,
-      },
-    ),
-  );
-  ctx.run(dispatches);
-  const got = await ctx.read(out, B * Cout * Ho * Wo * 4);
-
-  let x = R.t4(B, C1, H, W, a);
-  if (C2) x = R.concat(x, R.t4(B, C2, H, W, bIn));
-  if (opts.norm) x = R.groupNorm(x, opts.G!, gamma, beta, opts.norm === 2);
-  if (opts.upsample) x = R.upsample2(x);
-  let y = R.conv2d(x, w, opts.bias ? bias : null, Cout, ks, opts.stride);
-  if (opts.emb) y = R.addPerChannel(y, emb);
-  if (opts.res) y = R.add(y, R.t4(B, Cout, Ho, Wo, res));
-  assert.equal([y.H, y.W], [Ho, Wo]);
-  const err = relErr(got, y.data);
-  assert.ok(err < 2e-5, `conv ${JSON.stringify(opts)}: rel err ${err}`);
+async function runConv(opts: ConvCase) {
+  // input B off zero, statistics at an offset not zero
+  const { exact } = await runConvCase(await device(), opts, { bScale: 3, bShift: 0.5, pad: 0, statsOff: 8 });
+  assert.ok(exact < 2e-5, `conv ${JSON.stringify(opts)}: rel err ${exact}`);
 }
 
 test('conv3x3 stride 1, odd non-square map, batch 2, bias', () =>
@@ -168,9 +64,9 @@ for (const [B, C, H, W] of [
       const qkv = rand(B * 3 * C * HW, B * 100 + C).map((v) => v * 2);
       const qb = ctx.upload(qkv);
       const out = ctx.buffer(B * C * HW * 4);
-      const d = await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out });
-      assert.is(!!d.next, form === 'gemm');
-      ctx.run([d]);
+      const ds = await K.attention(ctx, { B, C, HW, label: 'attn' }, { qkv: qb, out });
+      assert.is(ds.length, form === 'gemm' ? 3 : 1, 'the GEMM form: scores, softmax, output');
+      ctx.run(ds);
       const got = await ctx.read(out, B * C * HW * 4);
       const want = R.attentionCore(R.t4(B, 3 * C, H, W, qkv));
       const err = relErr(got, want.data);
@@ -198,7 +94,7 @@ test('positional encoding, Linear, Swish, Linear (the noise-level MLP), batch 3'
     await K.linear(ctx, { B, K: dim, N: 4 * dim, wOff: offs.w1, bOff: offs.b1 }, { params, inp: enc, out: h }),
     await K.linear(
       ctx,
-      { B, K: 4 * dim, N: dim, wOff: offs.w2, bOff: offs.b2, outOff: 16, swishIn: true },
+      { B, K: 4 * dim, N: dim, wOff: offs.w2, bOff: offs.b2, outOff: 16, actIn: true },
       { params, inp: h, out },
     ),
   ]);
@@ -253,13 +149,13 @@ for (const [B, C1, C2, H, W, G, P] of [
       const gctx = force === undefined ? ctx : ctx.withOptions({ gnSplit: { force } });
       {
         const stats = ctx.buffer((B * G * 2 + 4) * 4);
-        const d = await K.groupNormStats(
+        const ds = await K.groupNormStats(
           gctx,
           { B, C1, C2, HW, groups: G, statsOff: 4, label: 'gn' },
           { a: aBuf, b: bBuf, stats },
         );
-        assert.is(!!d.next, force !== undefined, 'the split form is a chained pair of dispatches');
-        ctx.run([d]);
+        assert.is(ds.length, force !== undefined ? 2 : 1, 'the split form is a pair of dispatches');
+        ctx.run(ds);
         const got = (await ctx.read(stats, (B * G * 2 + 4) * 4)).subarray(4);
         for (let i = 0; i < B * G; i++) {
           const em = Math.abs(got[2 * i] - want[2 * i]) / Math.abs(want[2 * i]);

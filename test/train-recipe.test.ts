@@ -3,7 +3,8 @@
 // model metadata that says which target a model has.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { gaussianBlur, gaussianBlurRef, TrainGraph } from '../engine/train.ts';
+import { gaussianBlur, gaussianBlurRef } from '../engine/ops/train-data.ts';
+import { TrainGraph } from '../engine/train.ts';
 import { BICUBIC_TORCH_AA, Resampler } from '../engine/resample.ts';
 import { bicubicUpscale, conditionRecipe, modelTarget, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
 import { parseBlur } from '../engine/node/train.ts';

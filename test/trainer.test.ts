@@ -11,7 +11,8 @@ import { clipGradNorm, emaUpdate, warmupLr } from '../engine/optim.ts';
 import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler } from '../engine/resample.ts';
 import { GaussianRng } from '../engine/rng.ts';
 import { makeSchedule, parseSchedule } from '../engine/schedule.ts';
-import { gaussianBlur, TrainGraph } from '../engine/train.ts';
+import { gaussianBlur } from '../engine/ops/train-data.ts';
+import { TrainGraph } from '../engine/train.ts';
 import {
   type BlurSpec,
   type CropSource,

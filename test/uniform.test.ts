@@ -11,11 +11,16 @@ import {
 import { CONV_UNIFORM } from '../shaders/conv2d.ts';
 import * as CB from '../shaders/conv2d_backward.ts';
 import * as CBD from '../shaders/conv2d_backward_direct.ts';
+import * as DIFF from '../shaders/diffusion.ts';
 import { LINEAR_UNIFORM, LINEAR_WGSL, POSENC_UNIFORM, POSENC_WGSL } from '../shaders/embedding.ts';
 import * as EB from '../shaders/embedding_backward.ts';
 import * as GN from '../shaders/groupnorm.ts';
 import * as GNB from '../shaders/groupnorm_backward.ts';
 import * as LOSS from '../shaders/loss.ts';
+import * as RS from '../shaders/resample.ts';
+import * as RNG from '../shaders/rng.ts';
+import * as TILES from '../shaders/tiles.ts';
+import * as TRAIN from '../shaders/train.ts';
 import { uniformLayout } from '../shaders/uniform.ts';
 
 test('the struct lists the fields in order, four a row, padded to 16 bytes', () => {
@@ -63,7 +68,7 @@ test('the conv uniform: 17 fields and split-K chunk, 80 bytes, the struct every 
 });
 
 test('each kernel declares the struct of the layout its host packs', () => {
-  const pairs: [string, { wgsl: string }, string][] = [
+  const pairs: [string, { name: string; wgsl: string }, string][] = [
     ['loss', LOSS.LOSS_PARTIAL_UNIFORM, LOSS.LOSS_PARTIAL_WGSL],
     ['reduce', LOSS.REDUCE_FINAL_UNIFORM, LOSS.REDUCE_FINAL_WGSL],
     ['posenc', POSENC_UNIFORM, POSENC_WGSL],
@@ -92,10 +97,32 @@ test('each kernel declares the struct of the layout its host packs', () => {
     ['sum of squares', ADAM.SUMSQ_PARTIAL_UNIFORM, ADAM.SUMSQ_PARTIAL_WGSL],
     ['clip', ADAM.CLIP_SCALE_UNIFORM, ADAM.CLIP_SCALE_WGSL],
     ['ema', ADAM.EMA_UNIFORM, ADAM.EMA_WGSL],
+    ['step begin', DIFF.STEP_BEGIN_UNIFORM, DIFF.STEP_BEGIN_WGSL],
+    ['step update', DIFF.STEP_UPDATE_UNIFORM, DIFF.STEP_UPDATE_WGSL],
+    ['step counter', DIFF.COUNTER_STEP_UNIFORM, DIFF.COUNTER_STEP_WGSL],
+    ['consistency', DIFF.CONSISTENCY_UNIFORM, DIFF.CONSISTENCY_WGSL],
+    ['noisify', DIFF.NOISIFY_UNIFORM, DIFF.NOISIFY_WGSL],
+    ['residual', TRAIN.RESIDUAL_UNIFORM, TRAIN.RESIDUAL_WGSL],
+    ['blur', TRAIN.BLUR_UNIFORM, TRAIN.BLUR_WGSL],
+    ['tile gather', TILES.TILE_UNIFORM, TILES.TILE_GATHER_WGSL],
+    ['tile accumulate', TILES.TILE_UNIFORM, TILES.TILE_ACCUMULATE_WGSL],
+    ['tile normalize', TILES.TILE_UNIFORM, TILES.TILE_NORMALIZE_WGSL],
+    ['rng gaussian', RNG.RNG_UNIFORM, RNG.gaussianWgsl(false)],
+    ['rng gaussian table', RNG.RNG_UNIFORM, RNG.gaussianWgsl(true)],
+    ['rng raw', RNG.RNG_UNIFORM, RNG.PHILOX_RAW_WGSL],
+    ['rng counter add', RNG.COUNTER_ADD_UNIFORM, RNG.COUNTER_ADD_WGSL],
+    ['resize interp', RS.RESIZE_UNIFORM, RS.RESIZE_INTERP_WGSL],
+    ['resize filter', RS.RESIZE_UNIFORM, RS.RESIZE_FILTER_WGSL],
+    ['pixels to tensor', RS.TO_TENSOR_UNIFORM, RS.PIXELS_TO_TENSOR_WGSL],
+    ['tensor to pixels', RS.TO_PIXELS_UNIFORM, RS.TENSOR_TO_PIXELS_WGSL],
   ];
   for (const [name, layout, code] of pairs) {
     assert.ok(code.includes(layout.wgsl), `${name}: the kernel does not declare its layout's struct`);
-    assert.is((code.match(/struct P \{/g) ?? []).length, 1, `${name}: one uniform struct`);
+    // the layout's struct and no other uniform struct (resample's window struct Win is a function's return type)
+    const uniforms = code.match(/var<uniform> \w+: (\w+);/g) ?? [];
+    assert.equal(uniforms, [uniforms[0]], `${name}: one uniform binding`);
+    assert.ok(uniforms[0]?.endsWith(`: ${layout.name};`), `${name}: the uniform binding has the layout's struct`);
+    assert.is(code.split(`struct ${layout.name} {`).length - 1, 1, `${name}: one struct ${layout.name}`);
   }
 });
 

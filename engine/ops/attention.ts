@@ -26,7 +26,7 @@ export async function attention(
   ctx: GpuContext,
   spec: { B: number; C: number; HW: number; label?: string },
   bufs: { qkv: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   const scoreBytes = spec.B * spec.HW * spec.HW * 4;
   const o = ctx.options;
   const gemm =
@@ -39,7 +39,7 @@ export async function attention(
   const bindGroup = ctx.bind(pipeline, [bufs.qkv, bufs.out, ctx.uniform(u, `${spec.label}.u`)], spec.label);
   const workgroups: [number, number] = [ceilDiv(spec.HW, 16), spec.B];
   checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
+  return [{ pipeline, bindGroup, workgroups, label: spec.label }];
 }
 
 const fmtMiB = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
@@ -62,7 +62,7 @@ async function attentionGemm(
   ctx: GpuContext,
   spec: { B: number; C: number; HW: number; label?: string },
   bufs: { qkv: GPUBuffer; out: GPUBuffer },
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   const L = spec.label ?? 'attention';
   const { B, C, HW } = spec;
   const bytes = B * HW * HW * 4;
@@ -141,10 +141,8 @@ async function attentionGemm(
       d.workgroups.map((v) => v ?? 1),
       L,
     );
-  // chained: the shared score buffer is only valid inside the three passes
-  scores.next = softmax;
-  softmax.next = output;
-  return scores;
+  // recorded together: the shared score buffer is only valid inside the three passes
+  return [scores, softmax, output];
 }
 
 export function attentionBackwardStatsBytes(spec: { B: number; HW: number }): number {
@@ -188,7 +186,7 @@ export async function attentionBackward(
 
 /** Attention's entry in the plan's op table (engine/ops/plan-ops.ts): no parameters (its projections are convs). */
 export const attentionOp: PlanOpFamily<'attention'> = {
-  forward: async (ctx, op, env) => [await attention(ctx, op.spec, { qkv: env.buf(op.qkv), out: env.buf(op.out) })],
+  forward: (ctx, op, env) => attention(ctx, op.spec, { qkv: env.buf(op.qkv), out: env.buf(op.out) }),
   backward: (ctx, op, env) =>
     attentionBackward(
       ctx,

@@ -53,7 +53,7 @@ export function scratchBytes(ctx: GpuContext): number {
 }
 /**
  * One scratch buffer per context and purpose (split-K partial sums, the backward's flipped weights...), grown as
- * needed. Dispatches run in order, so every op can use it between the passes of its own chain (Dispatch.next); a
+ * needed. Dispatches run in order, so every op can use it between the passes it returns together (one Dispatch[]); a
  * buffer replaced by a larger one stays alive for the bind groups that hold it.
  */
 export function sharedScratch(ctx: GpuContext, name: string, bytes: number): GPUBuffer {

@@ -9,7 +9,7 @@
 //   tensor that feeds two consumers: skip connections (concatenated input and the previous layer), residual inputs,
 //   the noise embedding shared by all blocks' projections.
 // - Scratch buffers named in an op's arguments are the caller's (sizes from the *Bytes helpers), so a training graph
-//   can share them; the ones only valid inside an op's own chain of passes are the context's (sharedScratch).
+//   can share them; the ones only valid inside the passes one op call returns are the context's (sharedScratch).
 import { actConstant } from '../../shaders/activation.ts';
 import { ceilDiv, type Dispatch, type GpuContext } from '../gpu.ts';
 import {
@@ -78,7 +78,7 @@ function checkConv(spec: ConvBackwardSpec): void {
 /**
  * dIn of a conv: the gradient w.r.t. the conv's input as stored (before the fused upsample: summed over each 2x2
  * block), split like the input: channels [0, C1) into dA [B, C1, Hin, Win], [C1, C1+C2) into dB [B, C2, Hin, Win].
- * When the forward normalised its input (spec.norm), this is the gradient w.r.t. the normalised(+swished) input: pass
+ * When the forward normalised its input (spec.norm), this is the gradient w.r.t. the normalised(+activated) input: pass
  * it to groupNormBackward as dY. The fused GroupNorm, bias, embedding and residual are not handled here.
  */
 export async function conv2dBackwardInput(
@@ -86,7 +86,7 @@ export async function conv2dBackwardInput(
   spec: ConvBackwardSpec,
   bufs: { params: GPUBuffer; dOut: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer },
   opts: BackwardOptions = {},
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   checkConv(spec);
   const L = spec.label ?? 'conv';
   need(spec.C2 === 0 || bufs.dB, `${L}: C2 > 0 needs a dB buffer for the concatenated input's gradient`);
@@ -127,20 +127,20 @@ export async function conv2dBackwardInput(
     spec.B,
   ];
   checkWorkgroups(ctx, workgroups, L);
-  return { pipeline, bindGroup, workgroups, label: `${L}.dx` };
+  return [{ pipeline, bindGroup, workgroups, label: `${L}.dx` }];
 }
 
 /**
  * The input gradient of a stride-1 conv where the context runs the direct conv kernel (software devices): flip and
  * transpose the weights into a scratch buffer (every step: Adam moves them), then one direct conv of dOut per part of
- * the input (dA's channels, dB's), through a scratch and an add where the gradient accumulates. One chained dispatch.
+ * the input (dA's channels, dB's), through a scratch and an add where the gradient accumulates. Run them together.
  */
 async function directInputGradient(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
   bufs: { params: GPUBuffer; dOut: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer },
   opts: BackwardOptions,
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   const L = spec.label ?? 'conv';
   const Cin = spec.C1 + spec.C2;
   const KK = spec.ks * spec.ks;
@@ -170,7 +170,7 @@ async function directInputGradient(
     const n = spec.B * C * HW;
     const out = opts.accumulate ? sharedScratch(ctx, 'conv2d_dx.partial', n * 4) : dst;
     chain.push(
-      await conv2d(
+      ...(await conv2d(
         ctx,
         {
           B: spec.B,
@@ -186,26 +186,21 @@ async function directInputGradient(
           label: `${L}.dx`,
         },
         { params: wT, a: bufs.dOut, out },
-      ),
+      )),
     );
     if (opts.accumulate) chain.push(await addInto(ctx, { n, label: `${L}.dx_add` }, { src: out, dst }));
   }
-  for (let i = 0; i + 1 < chain.length; i++) {
-    let tail = chain[i];
-    while (tail.next) tail = tail.next;
-    tail.next = chain[i + 1];
-  }
-  return chain[0];
+  return chain;
 }
 
 /**
- * The banded direct weight gradients' two passes, chained (the shared scratch is only valid between them): the bands
+ * The banded direct weight gradients' two passes, run together (the shared scratch is only valid between them): the bands
  * into S slices of `partial`, then SPLIT_REDUCE_WGSL sums the slices into grads[wOff ...] (n weights).
  */
 async function bandsThenReduce(
   ctx: GpuContext,
   L: string,
-  bands: Omit<Dispatch, 'label' | 'next'>,
+  bands: Omit<Dispatch, 'label'>,
   r: { n: number; S: number; wOff: number; accumulate: boolean },
   partial: GPUBuffer,
   grads: GPUBuffer,
@@ -218,7 +213,7 @@ async function bandsThenReduce(
     workgroups: grid256(ctx, r.n, L),
     label: `${L}.dw_reduce`,
   };
-  return [{ ...bands, label: `${L}.dw`, next: reduce }];
+  return [{ ...bands, label: `${L}.dw` }, reduce];
 }
 
 /**
@@ -294,7 +289,7 @@ export function dxStridedBlock(spec: ConvBackwardSpec, mode: StridedMode): DxDir
 /**
  * The input gradient of a stride-2 or upsampled conv where the context runs the direct conv kernel (software devices):
  * the weights gathered per effective tap and transposed into a scratch (every step: Adam moves them), then the direct
- * kernel (shaders/conv2d_backward_direct.ts), which writes or adds dA / dB itself. One chained dispatch.
+ * kernel (shaders/conv2d_backward_direct.ts), which writes or adds dA / dB itself. Two dispatches, run together.
  */
 async function stridedInputGradient(
   ctx: GpuContext,
@@ -302,7 +297,7 @@ async function stridedInputGradient(
   mode: StridedMode,
   bufs: { params: GPUBuffer; dOut: GPUBuffer; dA: GPUBuffer; dB?: GPUBuffer },
   opts: BackwardOptions,
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   const L = spec.label ?? 'conv';
   const [Hout, Wout] = convOutSize(spec);
   const Cin = spec.C1 + spec.C2;
@@ -324,20 +319,22 @@ async function stridedInputGradient(
     spec.B,
   ];
   checkWorkgroups(ctx, workgroups, L);
-  return {
-    pipeline: prep,
-    bindGroup: ctx.bind(
-      prep,
-      [
-        bufs.params,
-        wT,
-        ctx.uniform(DX_WEIGHTS_UNIFORM.pack({ Cout, Cin, CinP, wOff: spec.wOff }, L), `${L}.dx_weights.u`),
-      ],
-      `${L}.dx_weights`,
-    ),
-    workgroups: grid256(ctx, spec.Cout * CinP, L),
-    label: `${L}.dx_weights`,
-    next: {
+  return [
+    {
+      pipeline: prep,
+      bindGroup: ctx.bind(
+        prep,
+        [
+          bufs.params,
+          wT,
+          ctx.uniform(DX_WEIGHTS_UNIFORM.pack({ Cout, Cin, CinP, wOff: spec.wOff }, L), `${L}.dx_weights.u`),
+        ],
+        `${L}.dx_weights`,
+      ),
+      workgroups: grid256(ctx, spec.Cout * CinP, L),
+      label: `${L}.dx_weights`,
+    },
+    {
       pipeline,
       bindGroup: ctx.bind(
         pipeline,
@@ -347,7 +344,7 @@ async function stridedInputGradient(
       workgroups,
       label: `${L}.dx`,
     },
-  };
+  ];
 }
 
 /**
@@ -672,7 +669,12 @@ export async function conv2dBackward(
   need(bufs.dA, `${L}: no dA buffer for the input gradient (pass inputGrad: false to skip it)`);
   if (!norm) {
     out.push(
-      await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: bufs.dA!, dB: bufs.dB }, opts),
+      ...(await conv2dBackwardInput(
+        ctx,
+        spec,
+        { params: bufs.params, dOut: bufs.dOut, dA: bufs.dA!, dB: bufs.dB },
+        opts,
+      )),
     );
     return out;
   }
@@ -681,7 +683,9 @@ export async function conv2dBackward(
     s?.dYA && s.gn && (spec.C2 === 0 || s.dYB),
     `${L}: a normalised conv's backward needs scratch dYA${spec.C2 ? ', dYB' : ''} and gn`,
   );
-  out.push(await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: s!.dYA!, dB: s!.dYB }));
+  out.push(
+    ...(await conv2dBackwardInput(ctx, spec, { params: bufs.params, dOut: bufs.dOut, dA: s!.dYA!, dB: s!.dYB })),
+  );
   out.push(
     ...(await groupNormBackward(
       ctx,

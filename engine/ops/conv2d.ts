@@ -67,7 +67,7 @@ export function convNormSpec(spec: ConvSpec, label: string): GroupNormBackwardSp
     statsOff: spec.statsOff ?? 0,
     gammaOff: spec.gammaOff ?? 0,
     betaOff: spec.betaOff ?? 0,
-    swish: spec.norm === 2,
+    withAct: spec.norm === 2,
     act: spec.act,
     label,
   };
@@ -83,7 +83,7 @@ export function convOutSize(spec: Pick<ConvSpec, 'Hin' | 'Win' | 'ks' | 'stride'
 /**
  * The fused conv (the plan's conv op): out = conv(f(cat(a, b))) + bias + emb + res, f = GroupNorm(+ the activation)
  * when spec.norm, through the kernel the context's options pick (convKernel), split over the reduction (split-K)
- * where the GEMM kernels would leave the device idle. One dispatch, or two chained with split-K.
+ * where the GEMM kernels would leave the device idle. One dispatch, or two with split-K (run them together).
  */
 export async function conv2d(
   ctx: GpuContext,
@@ -97,7 +97,7 @@ export async function conv2d(
     res?: GPUBuffer;
     out: GPUBuffer;
   },
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   const [Hout, Wout] = convOutSize(spec);
   const norm = spec.norm ?? 0;
   const G = spec.groups ?? 1;
@@ -143,8 +143,8 @@ export async function conv2d(
   );
   checkWorkgroups(ctx, workgroups, spec.label);
   const conv: Dispatch = { pipeline, bindGroup, workgroups, label: spec.label };
-  if (split) conv.next = await splitKReduce(ctx, spec, [Hout, Wout], split, bufs);
-  return conv;
+  // with split-K, the reduction follows at once: the shared scratch is only valid between the two passes
+  return split ? [conv, await splitKReduce(ctx, spec, [Hout, Wout], split, bufs)] : [conv];
 }
 
 /**
@@ -315,10 +315,10 @@ export async function recordConv(ctx: GpuContext, op: PlanOpOf<'conv'>, env: For
       out: env.xn,
     });
     const plain = { ...s, C1: s.C1 + s.C2, C2: 0, norm: 0 as const };
-    return [apply, await conv2d(ctx, plain, { params, a: env.xn, emb, res, out: env.buf(op.out) })];
+    return [apply, ...(await conv2d(ctx, plain, { params, a: env.xn, emb, res, out: env.buf(op.out) }))];
   }
   const stats = s.norm ? env.stats : undefined;
-  return [await conv2d(ctx, s, { params, a: env.buf(op.a), b, stats, emb, res, out: env.buf(op.out) })];
+  return conv2d(ctx, s, { params, a: env.buf(op.a), b, stats, emb, res, out: env.buf(op.out) });
 }
 
 /**

@@ -55,7 +55,7 @@ export async function groupNormStats(
   ctx: GpuContext,
   spec: GroupNormSpec,
   bufs: { a: GPUBuffer; b?: GPUBuffer; stats: GPUBuffer },
-): Promise<Dispatch> {
+): Promise<Dispatch[]> {
   if ((spec.C1 + spec.C2) % spec.groups !== 0) {
     throw new Error(`${spec.label}: ${spec.C1 + spec.C2} channels do not divide into ${spec.groups} groups`);
   }
@@ -82,17 +82,19 @@ export async function groupNormStats(
       { BG: spec.B * spec.groups, P, L, units: perGroup, unitSize: vec ? 4 : 1, statsOff: spec.statsOff, eps },
       spec.label,
     );
-    return {
-      pipeline,
-      bindGroup: ctx.bind(
+    // two passes run together: the shared scratch is only valid between them
+    return [
+      {
         pipeline,
-        [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)],
-        spec.label,
-      ),
-      workgroups,
-      label: spec.label,
-      // chained: the shared scratch is only valid between the two passes
-      next: {
+        bindGroup: ctx.bind(
+          pipeline,
+          [bufs.a, bufs.b ?? dummy(ctx), partial, ctx.uniform(u, `${spec.label}.u`)],
+          spec.label,
+        ),
+        workgroups,
+        label: spec.label,
+      },
+      {
         pipeline: cp,
         bindGroup: ctx.bind(
           cp,
@@ -102,7 +104,7 @@ export async function groupNormStats(
         workgroups: grid(ctx, spec.B * spec.groups, 64, spec.label),
         label: `${spec.label}.combine`,
       },
-    };
+    ];
   }
   // elements each invocation reads per pass: at least 16 with 256 invocations, else a smaller workgroup
   const WG = perGroup >= 4096 ? 256 : perGroup >= 1024 ? 64 : 32;
@@ -118,7 +120,7 @@ export async function groupNormStats(
   );
   const workgroups: [number, number] = [spec.groups, spec.B];
   checkWorkgroups(ctx, workgroups, spec.label);
-  return { pipeline, bindGroup, workgroups, label: spec.label };
+  return [{ pipeline, bindGroup, workgroups, label: spec.label }];
 }
 
 export interface GroupNormBackwardSpec {
@@ -131,7 +133,7 @@ export interface GroupNormBackwardSpec {
   gammaOff: number;
   betaOff: number;
   /** the forward applied the activation after the normalisation (NORM 2) */
-  swish: boolean;
+  withAct: boolean;
   /** which activation (default Swish, the reference's) */
   act?: Activation;
   label?: string;
@@ -142,7 +144,7 @@ export function groupNormBackwardScratchBytes(spec: Pick<GroupNormBackwardSpec, 
 }
 
 /**
- * GroupNorm(+Swish) backward from dY (the gradient w.r.t. the normalised(+swished) input, split as dYA / dYB) and
+ * GroupNorm(+activation) backward from dY (the gradient w.r.t. the normalised(+activated) input, split as dYA / dYB) and
  * the forward's saved stats: dGamma / dBeta into grads[gammaOff + c] / grads[betaOff + c] (summed over batch and
  * pixels), dx into dA / dB. `accumulate` applies to dA / dB; `accumulateParams` to dGamma / dBeta. Three dispatches.
  */
@@ -188,7 +190,7 @@ export async function groupNormBackward(
         statsOff: spec.statsOff,
         gOff: spec.gammaOff,
         betaOff: spec.betaOff,
-        swish: spec.swish ? 1 : 0,
+        withAct: spec.withAct ? 1 : 0,
         accumulate: opts.accumulate ? 1 : 0,
         accumulateParams: opts.accumulateParams ? 1 : 0,
       },
@@ -238,7 +240,7 @@ export async function groupNormApply(
       statsOff: spec.statsOff,
       gOff: spec.gammaOff,
       betaOff: spec.betaOff,
-      swish: spec.swish ? 1 : 0,
+      withAct: spec.withAct ? 1 : 0,
     },
     L,
   );
@@ -260,9 +262,8 @@ export async function groupNormApply(
  * its own, as it is folded into the backward of the conv that applies the normalisation (groupNormBackward).
  */
 export const groupNormStatsOp: PlanOpFamily<'gnstats'> = {
-  forward: async (ctx, op, env) => [
-    await groupNormStats(ctx, op.spec, { a: env.buf(op.a), b: op.b ? env.buf(op.b) : undefined, stats: env.stats }),
-  ],
+  forward: (ctx, op, env) =>
+    groupNormStats(ctx, op.spec, { a: env.buf(op.a), b: op.b ? env.buf(op.b) : undefined, stats: env.stats }),
   backward: async () => [],
   paramRanges: () => [],
   scratchBytes: () => ({}),

@@ -38,8 +38,8 @@ export async function linear(
     wOff: number;
     bOff: number;
     outOff?: number;
-    swishIn?: boolean;
-    /** the activation swishIn applies (default Swish, the reference's) */
+    actIn?: boolean;
+    /** the activation actIn applies (default Swish, the reference's) */
     act?: Activation;
     label?: string;
   },
@@ -55,7 +55,7 @@ export async function linear(
       wOff: spec.wOff,
       bOff: spec.bOff,
       outOff: spec.outOff ?? 0,
-      swishIn: spec.swishIn ? 1 : 0,
+      actIn: spec.actIn ? 1 : 0,
     },
     spec.label,
   );
@@ -76,8 +76,8 @@ export interface LinearBackwardSpec {
   bOff: number;
   dOutOff?: number;
   dInOff?: number;
-  swishIn?: boolean;
-  /** the activation swishIn applies (default Swish, the reference's) */
+  actIn?: boolean;
+  /** the activation actIn applies (default Swish, the reference's) */
   act?: Activation;
   label?: string;
 }
@@ -85,7 +85,7 @@ export interface LinearBackwardSpec {
 /**
  * Linear backward (linear above with the same spec): grads[wOff + n*K + k] and grads[bOff + n] (=|+=, per
  * accumulateParams) from inp and dOut, and when dIn is given dIn[dInOff + b*K + k] (=|+=, per accumulate) =
- * f'(in) * W^T dOut (f = Swish with swishIn). One or two dispatches.
+ * f'(in) * W^T dOut (f = the activation, with actIn). One or two dispatches.
  */
 export async function linearBackward(
   ctx: GpuContext,
@@ -96,7 +96,7 @@ export async function linearBackward(
   const L = spec.label ?? 'linear';
   need(spec.B >= 1 && spec.K >= 1 && spec.N >= 1, `${L}: empty linear`);
   noAlias(L, { grads: bufs.grads, dIn: bufs.dIn }, { params: bufs.params, inp: bufs.inp, dOut: bufs.dOut });
-  const sw = spec.swishIn ? 1 : 0;
+  const sw = spec.actIn ? 1 : 0;
   const pw = await ctx.pipeline(LINEAR_DW_WGSL, {
     label: 'linear_dw',
     constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0, ...actConstant(spec.act) },

@@ -66,17 +66,17 @@ export function upsample2Backward(dy: T4): T4 {
   return out;
 }
 
-/** Backward of groupNorm(x, G, gamma, beta, withSwish, eps): dx, dgamma, dbeta (summed over batch and pixels). */
+/** Backward of groupNorm(x, G, gamma, beta, withAct, eps): dx, dgamma, dbeta (summed over batch and pixels). */
 export function groupNormBackward(
   x: T4,
   G: number,
   gamma: ArrayLike<number>,
   beta: ArrayLike<number>,
-  withSwish: Act,
+  withAct: Act,
   dy: T4,
   eps = 1e-5,
 ): { dx: T4; dgamma: Float64Array; dbeta: Float64Array } {
-  const df = activationGrad(withSwish);
+  const df = activationGrad(withAct);
   const dx = t4(x.B, x.C, x.H, x.W);
   const dgamma = new Float64Array(x.C);
   const dbeta = new Float64Array(x.C);
@@ -177,7 +177,7 @@ export function attentionCoreBackward(qkv: T4, dOut: T4): T4 {
   return d;
 }
 
-/** Backward of linear(x [B, K], w [N, K], bias, N, swishIn): dx, dw, db. */
+/** Backward of linear(x [B, K], w [N, K], bias, N, actIn): dx, dw, db. */
 export function linearBackward(
   x: ArrayLike<number>,
   B: number,
@@ -185,10 +185,10 @@ export function linearBackward(
   w: ArrayLike<number>,
   N: number,
   dOut: ArrayLike<number>,
-  swishIn: Act = false,
+  actIn: Act = false,
 ): { dx: Float64Array; dw: Float64Array; db: Float64Array } {
-  const f = activation(swishIn) ?? ((v: number) => v);
-  const df = activationGrad(swishIn) ?? (() => 1);
+  const f = activation(actIn) ?? ((v: number) => v);
+  const df = activationGrad(actIn) ?? (() => 1);
   const dx = new Float64Array(B * K);
   const dw = new Float64Array(N * K);
   const db = new Float64Array(N);

@@ -29,16 +29,16 @@ export const gelu = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 
 export type Act = boolean | 'swish' | 'gelu';
 export const activation = (a: Act): ((x: number) => number) | null => (a === 'gelu' ? gelu : a ? swish : null);
 
-/** torch.nn.GroupNorm(G, C, eps)(x), optionally followed by an activation (withSwish: true for Swish). */
+/** torch.nn.GroupNorm(G, C, eps)(x), optionally followed by an activation (withAct: true for Swish). */
 export function groupNorm(
   x: T4,
   G: number,
   gamma: ArrayLike<number>,
   beta: ArrayLike<number>,
-  withSwish: Act = false,
+  withAct: Act = false,
   eps = 1e-5,
 ): T4 {
-  const f = activation(withSwish);
+  const f = activation(withAct);
   const out = t4(x.B, x.C, x.H, x.W);
   const cpg = x.C / G;
   const hw = x.H * x.W;
@@ -174,9 +174,9 @@ export function linear(
   w: ArrayLike<number>,
   bias: ArrayLike<number>,
   N: number,
-  swishIn: Act = false,
+  actIn: Act = false,
 ): Float64Array {
-  const f = activation(swishIn) ?? ((v: number) => v);
+  const f = activation(actIn) ?? ((v: number) => v);
   const out = new Float64Array(B * N);
   for (let b = 0; b < B; b++)
     for (let n = 0; n < N; n++) {
