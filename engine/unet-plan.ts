@@ -375,3 +375,51 @@ export function planFlops(plan: UNetPlan): { conv: number; attention: number } {
   }
   return { conv, attention };
 }
+
+/**
+ * Where each activation lives: tensors whose lifetimes do not overlap share a buffer. A tensor's buffer returns to
+ * the pool after its last reader, and the next output takes the smallest pooled buffer that holds it (best fit), or a
+ * new one. `persistent` tensors (the inputs, the output, and with `keep` the reference's layer outputs) get buffers
+ * of their own. Pure: UNet.build allocates from it and tiling asks it what a tile takes.
+ */
+export interface MemoryPlan {
+  /** every buffer's size in bytes */
+  buffers: number[];
+  /** the buffer of each tensor, an index into `buffers` */
+  of: Map<PTensor, number>;
+  /** bytes of all buffers, and of every output without reuse */
+  bytes: number;
+  unshared: number;
+}
+
+export function planMemory(plan: UNetPlan, keep = false): MemoryPlan {
+  const buffers: number[] = [];
+  const of = new Map<PTensor, number>();
+  const alloc = (t: PTensor, reuse?: number) => {
+    const i = reuse ?? buffers.push(t.bytes) - 1;
+    of.set(t, i);
+  };
+  const persistent = new Set<PTensor>([plan.inputA, plan.output, ...(plan.inputB ? [plan.inputB] : [])]);
+  if (keep) for (const [, a] of plan.acts) persistent.add(a);
+  for (const t of persistent) alloc(t);
+  const lastUse = new Map<PTensor, number>();
+  plan.ops.forEach((op, i) => {
+    for (const t of opInputs(op)) lastUse.set(t, i);
+  });
+  const pool: number[] = [];
+  let unshared = 0;
+  plan.ops.forEach((op, i) => {
+    const o = opOutput(op);
+    if (o) {
+      unshared += o.bytes;
+      if (!persistent.has(o)) {
+        let best = -1;
+        for (let j = 0; j < pool.length; j++)
+          if (buffers[pool[j]] >= o.bytes && (best < 0 || buffers[pool[j]] < buffers[pool[best]])) best = j;
+        alloc(o, best >= 0 ? pool.splice(best, 1)[0] : undefined);
+      }
+    }
+    for (const t of new Set(opInputs(op))) if (lastUse.get(t) === i && !persistent.has(t)) pool.push(of.get(t)!);
+  });
+  return { buffers, of, bytes: buffers.reduce((a, b) => a + b, 0), unshared };
+}

@@ -8,9 +8,8 @@ import { planOpFamily } from './ops/plan-ops.ts';
 import { materializeNorm } from './options.ts';
 import {
   checkShape,
-  opInputs,
-  opOutput,
   packParams,
+  planMemory,
   planUNet,
   type PlanOp,
   type PTensor,
@@ -363,35 +362,15 @@ export class UNet {
   private async compile(pb: PlanBuffers, keep: boolean, label: string, materialize: boolean): Promise<void> {
     const ctx = this.ctx;
     const plan = this.plan;
-    const bufs = new Map<PTensor, GPUBuffer>();
-    const persistent = new Set<PTensor>([plan.inputA, plan.output, ...(plan.inputB ? [plan.inputB] : [])]);
-    if (keep) for (const [, a] of plan.acts) persistent.add(a);
-    const alloc = (t: PTensor, reuse: GPUBuffer | undefined) => {
-      const b = reuse ?? this.own(ctx.buffer(t.bytes, `${label}.${t.name}`));
-      if (!reuse) this.memory.activations += b.size;
-      bufs.set(t, b);
-    };
-    for (const t of persistent) alloc(t, undefined);
-
-    // Memory plan: a tensor's buffer returns to the pool after its last reader; best fit from the pool.
-    const lastUse = new Map<PTensor, number>();
-    plan.ops.forEach((op, i) => {
-      for (const t of opInputs(op)) lastUse.set(t, i);
+    // the memory plan (planMemory): one buffer per slot, shared by the tensors whose lifetimes do not overlap
+    const mem = planMemory(plan, keep);
+    const slots = mem.buffers.map((bytes, i) => {
+      const first = [...mem.of].find(([, s]) => s === i)![0];
+      return this.own(ctx.buffer(bytes, `${label}.${first.name}`));
     });
-    const pool: GPUBuffer[] = [];
-    plan.ops.forEach((op, i) => {
-      const o = opOutput(op);
-      if (o) {
-        this.memory.unshared += o.bytes;
-        if (!persistent.has(o)) {
-          let best = -1;
-          for (let j = 0; j < pool.length; j++)
-            if (pool[j].size >= o.bytes && (best < 0 || pool[j].size < pool[best].size)) best = j;
-          alloc(o, best >= 0 ? pool.splice(best, 1)[0] : undefined);
-        }
-      }
-      for (const t of new Set(opInputs(op))) if (lastUse.get(t) === i && !persistent.has(t)) pool.push(bufs.get(t)!);
-    });
+    const bufs = new Map<PTensor, GPUBuffer>([...mem.of].map(([t, i]) => [t, slots[i]]));
+    this.memory.activations += slots.reduce((a, b) => a + b.size, 0);
+    this.memory.unshared += mem.unshared;
 
     const xn =
       materialize && normScratchBytes(plan)

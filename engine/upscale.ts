@@ -9,7 +9,7 @@ import { BICUBIC_TORCH, BICUBIC_TORCH_AA, Resampler, type CubicKernel } from './
 import { MULTISTEP, Sampler, type SamplerKind } from './sampler.ts';
 import { MAX_STEPS, makeSchedule } from './schedule.ts';
 import { normScratchBytes, UNet } from './unet.ts';
-import { planFlops, planUNet } from './unet-plan.ts';
+import { planFlops, planMemory, planUNet } from './unet-plan.ts';
 import { consistencyPasses } from './ops/diffusion.ts';
 import { TileKernels } from './ops/tiles.ts';
 import { acquire, type UpscaleCache } from './upscale-cache.ts';
@@ -604,16 +604,13 @@ export function defaultOverlap(th: number, tw: number, m: number): number {
 export function unetFits(ctx: GpuContext, model: SR3Model, batch: number, h: number, w: number): boolean {
   const budget = ctx.options.paths === 'software' ? 2 ** 30 : 4 * 2 ** 30;
   const plan = planUNet(model.config, batch, h, w, true);
-  let biggest = 0;
-  let total = 0;
-  for (const t of plan.tensors) {
-    biggest = Math.max(biggest, t.bytes);
-    total += t.bytes;
-  }
+  const biggest = Math.max(...plan.tensors.map((t) => t.bytes));
   // the written-out GroupNorm's scratch (software devices) is the widest buffer of all: cat(skip, x) normalised
-  biggest = Math.max(biggest, normScratchBytes(plan));
-  // activations are shared between tensors whose lifetimes do not overlap: about a third of the sum is live
-  return biggest <= ctx.limits.maxStorageBufferBindingSize && total / 3 <= budget;
+  const scratch = normScratchBytes(plan);
+  // the activations as UNet.build will allocate them (shared where lifetimes do not overlap)
+  return (
+    Math.max(biggest, scratch) <= ctx.limits.maxStorageBufferBindingSize && planMemory(plan).bytes + scratch <= budget
+  );
 }
 
 /** Tile origins along one side: n equal tiles of `size` covering `full`, overlapping by at least `overlap`, aligned to m. */

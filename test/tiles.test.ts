@@ -3,7 +3,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { GpuContext } from '../engine/gpu.ts';
-import { planFlops, planUNet } from '../engine/unet-plan.ts';
+import { opInputs, opOutput, planFlops, planMemory, planUNet } from '../engine/unet-plan.ts';
 import { defaultOverlap, fitTile, tileFor, tileOrigins, upscaleTensor, type Tensor3 } from '../engine/upscale.ts';
 import { unetFlops } from '../bench/unet.ts';
 import { openDevice } from '../engine/node/device.ts';
@@ -27,6 +27,31 @@ test("a tile's work: the plan's FLOPs match the bench's count of the same U-Net"
     const bench = unetFlops(cfg, 1, s, s); // counted from the config, not the plan; it adds the small noise MLP
     assert.ok(Math.abs(f.conv + f.attention - bench) / bench < 1e-3, `${s}: ${f.conv + f.attention} vs ${bench}`);
   }
+});
+
+test('the memory plan tiling asks: tensors sharing a buffer are never alive at once, and each buffer holds its tensors', () => {
+  const plan = planUNet(goldenModel('tiny').config, 2, 64, 64, true);
+  const mem = planMemory(plan);
+  // each tensor's life, from the op that writes it (-1: an input) to the last op that reads it (the output: the end)
+  const life = new Map(plan.tensors.map((t) => [t, [-1, -1]]));
+  plan.ops.forEach((op, i) => {
+    const o = opOutput(op);
+    if (o) life.get(o)![0] = i;
+    for (const t of opInputs(op)) life.get(t)![1] = i;
+  });
+  life.get(plan.output)![1] = plan.ops.length;
+  const byBuffer = new Map<number, [number, number][]>();
+  for (const [t, b] of mem.of) {
+    assert.ok(mem.buffers[b] >= t.bytes, `${t.name}: ${t.bytes} bytes in a buffer of ${mem.buffers[b]}`);
+    byBuffer.set(b, [...(byBuffer.get(b) ?? []), life.get(t)! as [number, number]]);
+  }
+  for (const lives of byBuffer.values()) {
+    lives.sort((a, b) => a[0] - b[0]);
+    for (let i = 1; i < lives.length; i++) assert.ok(lives[i][0] > lives[i - 1][1], `overlap: ${lives}`);
+  }
+  assert.is(mem.of.size, plan.tensors.length);
+  assert.is(mem.bytes, mem.buffers.reduce((a, b) => a + b, 0));
+  assert.ok(mem.bytes < mem.unshared / 2, `${mem.bytes} of ${mem.unshared}`);
 });
 
 test('tiles are sized by the work of attention, not only by what fits the device', () => {
