@@ -5,6 +5,7 @@
 // Conv2d(padding=1)). Fused into the write: bias, the per-(batch, channel) noise-level embedding, a residual tensor.
 // All weights live in one flat `params` buffer; offsets come in the uniform.
 import { activationWgsl } from './activation.ts';
+import { CONV_SHAPE_FIELDS, catLoadWgsl, normActWgsl } from './conv2d_common.ts';
 import { uniformLayout } from './uniform.ts';
 
 /**
@@ -100,15 +101,8 @@ var<workgroup> kShift: array<f32, ${TK}>;`,
         var sy = u32(iy);
         var sx = u32(ix);
         if (UPSAMPLE) { sy = sy / 2u; sx = sx / 2u; }
-        if (ci < p.C1) {
-          v = inA[(b * p.C1 + ci) * shw + sy * p.Win + sx];
-        } else {
-          v = inB[(b * p.C2 + (ci - p.C1)) * shw + sy * p.Win + sx];
-        }
-        if (NORM != 0u) {
-          v = v * kScale[kk] + kShift[kk];
-          if (NORM == 2u) { v = act(v); }
-        }
+        ${catLoadWgsl('v', 'ci', 'shw', 'sy * p.Win + sx')}
+        ${normActWgsl('v', 'v * kScale[kk] + kShift[kk]')}
       }
       ${o.store('kk', 'smm', 'v')}
     }`,
@@ -153,8 +147,7 @@ ${range
       var sx = u32(clamp(ix, 0, sWl));
       if (UPSAMPLE) { sy = sy / 2u; sx = sx / 2u; }
       let cc = select(0u, ci, ok);
-      if (cc < p.C1) { ra${e} = inA[(b * p.C1 + cc) * shw + sy * p.Win + sx]; }
-      else { ra${e} = inB[(b * p.C2 + (cc - p.C1)) * shw + sy * p.Win + sx]; }
+      ${catLoadWgsl(`ra${e}`, 'cc', 'shw', 'sy * p.Win + sx')}
       rmask |= select(0u, ${(2 ** e) >>> 0}u, ok);
     }`,
   )
@@ -165,10 +158,7 @@ ${range
       var v = 0.0;
       if ((rmask & ${(2 ** e) >>> 0}u) != 0u) {
         v = ra${e};
-        if (NORM != 0u) {
-          v = v * kScale[${kk(e)}] + kShift[${kk(e)}];
-          if (NORM == 2u) { v = act(v); }
-        }
+        ${normActWgsl('v', `v * kScale[${kk(e)}] + kShift[${kk(e)}]`)}
       }
       ${o.store(kk(e), 'smm', 'v')}
     }`,
@@ -268,14 +258,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * there is a bias, and split-K's chunk of the reduction (the GEMM kernels with SPLIT_K).
  */
 export const CONV_UNIFORM = uniformLayout('P', {
-  B: 'u32',
-  C1: 'u32',
-  C2: 'u32',
-  Hin: 'u32',
-  Win: 'u32',
-  Hout: 'u32',
-  Wout: 'u32',
-  Cout: 'u32',
+  ...CONV_SHAPE_FIELDS,
   G: 'u32',
   wOff: 'u32',
   bOff: 'u32',
@@ -580,14 +563,17 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
   for (const i of I) for (const j of J) L.push(`  var a${i}_${j} = 0.0;`);
   const setup = L.join('\n');
 
+  // the GroupNorm of input channel ci as x -> (x - mu) * sc + be, read once per channel for all its values
+  const channelNorm = [
+    `      var mu = 0.0; var sc = 1.0; var be = 0.0;`,
+    `      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`,
+  ];
+
   // one input channel (ci, local index cl in the staged chunk) read from `src` at channel base `cb`
   const subBody = (src: string): string => {
     const B: string[] = [];
     const nm = (u: number) => (u < 0 ? `m${-u}` : `${u}`);
-    B.push(`      var mu = 0.0; var sc = 1.0; var be = 0.0;`);
-    B.push(
-      `      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`,
-    );
+    B.push(...channelNorm);
     B.push(`      for (var r = 0; r < 2; r++) {`);
     B.push(`        let ly = lyb + r;`);
     B.push(`        let vy = ly >= 0 && ly < i32(p.Hin);`);
@@ -598,9 +584,7 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
     B.push(`        let wt = (cl * 9u + u32(r) * 3u) * ${RN4}u;`);
     for (const u of U) {
       B.push(`        var x${nm(u)} = ${src}[ry + cx${nm(u)}];`);
-      B.push(
-        `        if (NORM != 0u) { x${nm(u)} = (x${nm(u)} - mu) * sc + be; if (NORM == 2u) { x${nm(u)} = act(x${nm(u)}); } }`,
-      );
+      B.push(`        ${normActWgsl(`x${nm(u)}`, `(x${nm(u)} - mu) * sc + be`)}`);
       B.push(`        x${nm(u)} = select(0.0, x${nm(u)}, vy && vx${nm(u)});`);
     }
     for (let q = 0; q < RN4; q++) {
@@ -632,10 +616,7 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
   const body = (src: string): string => {
     if (sub) return subBody(src);
     const B: string[] = [];
-    B.push(`      var mu = 0.0; var sc = 1.0; var be = 0.0;`);
-    B.push(
-      `      if (NORM != 0u) { let s = p.statsOff + (b * p.G + ci / cpg) * 2u; mu = stats[s]; sc = stats[s + 1u] * params[p.gOff + ci]; be = params[p.betaOff + ci]; }`,
-    );
+    B.push(...channelNorm);
     B.push(`      for (var ky = 0; ky < ${ks}; ky++) {`);
     B.push(`        let ey = eyb + ky;`);
     B.push(`        let vy = ey >= 0 && ey < He;`);
@@ -656,7 +637,7 @@ export function conv2dDirectWgsl(o: DirectConvShape): string {
         const k = Math.floor(e / 4);
         B.push(`        var x${d} = v${k < 0 ? `m${-k}` : k}[${e - 4 * k}];`);
       } else B.push(`        var x${d} = ${src}[ry + cx${d}];`);
-      B.push(`        if (NORM != 0u) { x${d} = (x${d} - mu) * sc + be; if (NORM == 2u) { x${d} = act(x${d}); } }`);
+      B.push(`        ${normActWgsl(`x${d}`, `(x${d} - mu) * sc + be`)}`);
       B.push(`        x${d} = select(0.0, x${d}, vy && vx${d});`);
     }
     for (let kx = 0; kx < ks; kx++) {

@@ -13,19 +13,14 @@
 // upsample, norm) are uniforms rather than override constants: one pipeline per kernel, because each variant costs
 // seconds of shader compilation on software Vulkan and the branches are uniform across a dispatch.
 import { activationWgsl } from './activation.ts';
+import { flatMain256Wgsl, writeOrAddWgsl } from './common.ts';
+import { CONV_SHAPE_FIELDS, catLoadWgsl, normActWgsl } from './conv2d_common.ts';
 import { uniformLayout } from './uniform.ts';
 
 // The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
 /** CONV2D_DX_WGSL's uniform. */
 export const CONV_DX_UNIFORM = uniformLayout('P', {
-  B: 'u32',
-  C1: 'u32',
-  C2: 'u32',
-  Hin: 'u32',
-  Win: 'u32',
-  Hout: 'u32',
-  Wout: 'u32',
-  Cout: 'u32',
+  ...CONV_SHAPE_FIELDS,
   wOff: 'u32',
   ks: 'u32',
   stride: 'u32',
@@ -35,14 +30,7 @@ export const CONV_DX_UNIFORM = uniformLayout('P', {
 
 /** CONV2D_DW_WGSL's uniform. */
 export const CONV_DW_UNIFORM = uniformLayout('P', {
-  B: 'u32',
-  C1: 'u32',
-  C2: 'u32',
-  Hin: 'u32',
-  Win: 'u32',
-  Hout: 'u32',
-  Wout: 'u32',
-  Cout: 'u32',
+  ...CONV_SHAPE_FIELDS,
   G: 'u32',
   wOff: 'u32',
   gOff: 'u32',
@@ -235,15 +223,18 @@ ${tileFmaWgsl('TM', 'PN')}
       let v = acc[i][j];
       if (ci < p.C1) {
         let o = (b * p.C1 + ci) * M + m;
-        if (p.accumulate != 0u) { dA[o] = dA[o] + v; } else { dA[o] = v; }
+        ${writeOrAddWgsl('dA', 'o', 'v')}
       } else {
         let o = (b * p.C2 + (ci - p.C1)) * M + m;
-        if (p.accumulate != 0u) { dB[o] = dB[o] + v; } else { dB[o] = v; }
+        ${writeOrAddWgsl('dB', 'o', 'v')}
       }
     }
   }
 }
 `;
+
+/** Where CONV2D_DW_WGSL finds the mean and rstd of input channel ci of image b (then stats[... + 1u]). */
+const DW_STATS = 'p.statsOff + (b * p.G + ci / cpg) * 2u';
 
 /**
  * Weight gradient as a GEMM over the [Cout, K] weight matrix, reducing over (batch, output pixel). The input tile is
@@ -336,16 +327,8 @@ fn main(@builtin(workgroup_id) wg: vec3u,
           var sy = u32(iy);
           var sx = u32(ix);
           if (p.upsample != 0u) { sy = sy / 2u; sx = sx / 2u; }
-          if (ci < p.C1) {
-            a = inA[(b * p.C1 + ci) * hw + sy * p.Win + sx];
-          } else {
-            a = inB[(b * p.C2 + (ci - p.C1)) * hw + sy * p.Win + sx];
-          }
-          if (p.norm != 0u) {
-            let st = p.statsOff + (b * p.G + ci / cpg) * 2u;
-            a = (a - stats[st]) * stats[st + 1u] * eGamma[e] + eBeta[e];
-            if (p.norm == 2u) { a = act(a); }
-          }
+          ${catLoadWgsl('a', 'ci', 'hw', 'sy * p.Win + sx')}
+          ${normActWgsl('a', `(a - stats[${DW_STATS}]) * stats[${DW_STATS} + 1u] * eGamma[e] + eBeta[e]`, 'p.norm')}
         }
       }
       As[rr * PAD + cc] = g;
@@ -363,7 +346,7 @@ ${tileFmaWgsl('PAD', 'PAD')}
         outp[wg.z * p.Cout * K + co * K + k] = acc[i][j];
       } else {
         let o = p.wOff + co * K + k;
-        if (p.accumulate != 0u) { outp[o] = outp[o] + acc[i][j]; } else { outp[o] = acc[i][j]; }
+        ${writeOrAddWgsl('outp', 'o', 'acc[i][j]')}
       }
     }
   }
@@ -377,27 +360,30 @@ ${SPLIT_REDUCE_UNIFORM.wgsl}
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (wg.y * nw.x + wg.x) * 256u + li;
+${flatMain256Wgsl()}
   if (i >= p.n) { return; }
   var s = 0.0;
   for (var k = 0u; k < p.S; k++) { s += partial[k * p.n + i]; }
   let o = p.dstOff + i;
-  if (p.accumulate != 0u) { dst[o] = dst[o] + s; } else { dst[o] = s; }
+  ${writeOrAddWgsl('dst', 'o', 's')}
 }
 `;
+
+/** The uniform and bindings of both per-channel sum kernels (dOut read as f32 or as vec4f). */
+function channelSumHeader(dOut: 'f32' | 'vec4f'): string {
+  return /* wgsl */ `${CHANNEL_SUM_UNIFORM.wgsl}
+@group(0) @binding(0) var<storage, read> dOut: array<${dOut}>;
+@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dEmb: array<f32>;
+@group(0) @binding(3) var<uniform> p: P;`;
+}
 
 /**
  * Per-channel sums of dOut [B, C, HW]: the bias gradient grads[bOff + c] = sum_{b, m} dOut (hasBias) and the
  * embedding gradient dEmb[embOff + b * C + c] = sum_m dOut (hasEmb). One workgroup per channel.
  */
 export const CHANNEL_SUM_WGSL = /* wgsl */ `
-${CHANNEL_SUM_UNIFORM.wgsl}
-@group(0) @binding(0) var<storage, read> dOut: array<f32>;
-@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dEmb: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
+${channelSumHeader('f32')}
 
 var<workgroup> red: array<f32, 256>;
 
@@ -425,12 +411,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     total += t;
     if (p.hasEmb != 0u && li == 0u) {
       let o = p.embOff + b * p.C + c;
-      if (p.accumulate != 0u) { dEmb[o] = dEmb[o] + t; } else { dEmb[o] = t; }
+      ${writeOrAddWgsl('dEmb', 'o', 't')}
     }
   }
   if (p.hasBias != 0u && li == 0u) {
     let o = p.bOff + c;
-    if (p.accumulate != 0u) { grads[o] = grads[o] + total; } else { grads[o] = total; }
+    ${writeOrAddWgsl('grads', 'o', 'total')}
   }
 }
 `;
@@ -443,11 +429,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
  * CHANNEL_SUM_WGSL.
  */
 export const channelSumDirectWgsl = (vec: boolean): string => /* wgsl */ `
-${CHANNEL_SUM_UNIFORM.wgsl}
-@group(0) @binding(0) var<storage, read> dOut: array<${vec ? 'vec4f' : 'f32'}>;
-@group(0) @binding(1) var<storage, read_write> grads: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dEmb: array<f32>;
-@group(0) @binding(3) var<uniform> p: P;
+${channelSumHeader(vec ? 'vec4f' : 'f32')}
 
 @compute @workgroup_size(8)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -463,12 +445,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     total += t;
     if (p.hasEmb != 0u) {
       let o = p.embOff + b * p.C + c;
-      if (p.accumulate != 0u) { dEmb[o] = dEmb[o] + t; } else { dEmb[o] = t; }
+      ${writeOrAddWgsl('dEmb', 'o', 't')}
     }
   }
   if (p.hasBias != 0u) {
     let o = p.bOff + c;
-    if (p.accumulate != 0u) { grads[o] = grads[o] + total; } else { grads[o] = total; }
+    ${writeOrAddWgsl('grads', 'o', 'total')}
   }
 }
 `;
@@ -484,9 +466,7 @@ ${FLIP_WEIGHTS_UNIFORM.wgsl}
 @group(0) @binding(1) var<storage, read_write> wT: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (wg.y * nw.x + wg.x) * 256u + li;
+${flatMain256Wgsl()}
   if (i >= p.Cout * p.Cin * p.KK) { return; }
   let t = i % p.KK;
   let cc = i / p.KK;
@@ -532,9 +512,9 @@ const PAD: i32 = ${ks >> 1};
 
 fn xAt(b: u32, ci: u32, y: i32, x: i32) -> f32 {
   if (y < 0 || x < 0 || y >= i32(p.H) || x >= i32(p.W)) { return 0.0; }
-  let o = u32(y) * p.W + u32(x);
-  if (ci < p.C1) { return inA[(b * p.C1 + ci) * p.H * p.W + o]; }
-  return inB[(b * p.C2 + (ci - p.C1)) * p.H * p.W + o];
+  var v = 0.0;
+  ${catLoadWgsl('v', 'ci', 'p.H * p.W', 'u32(y) * p.W + u32(x)')}
+  return v;
 }
 
 @compute @workgroup_size(64)
@@ -578,12 +558,10 @@ ${ADD_UNIFORM.wgsl}
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (wg.y * nw.x + wg.x) * 256u + li;
+${flatMain256Wgsl()}
   if (i >= p.n) { return; }
   let v = p.scale * src[p.srcOff + i];
   let o = p.dstOff + i;
-  if (p.accumulate != 0u) { dst[o] = dst[o] + v; } else { dst[o] = v; }
+  ${writeOrAddWgsl('dst', 'o', 'v')}
 }
 `;

@@ -23,9 +23,10 @@
 //
 // Summing the upsampled taps first changes only the order of f32 additions: the results match the float64 reference
 // as closely as the GEMM kernels do (test/backward-direct.test.ts).
-import { uniformLayout } from './uniform.ts';
-
+import { flatMain256Wgsl } from './common.ts';
 import { dwBandWgsl } from './conv2d_backward.ts';
+import { CONV_SHAPE_FIELDS } from './conv2d_common.ts';
+import { uniformLayout } from './uniform.ts';
 
 // The kernels' uniforms, each declared once for the WGSL struct and the host's packer (shaders/uniform.ts).
 /** dxWeightsWgsl's uniform. */
@@ -38,14 +39,7 @@ export const DX_WEIGHTS_UNIFORM = uniformLayout('P', {
 
 /** convDxDirectWgsl's uniform. */
 export const DX_DIRECT_UNIFORM = uniformLayout('P', {
-  B: 'u32',
-  C1: 'u32',
-  C2: 'u32',
-  Hin: 'u32',
-  Win: 'u32',
-  Hout: 'u32',
-  Wout: 'u32',
-  Cout: 'u32',
+  ...CONV_SHAPE_FIELDS,
   CinP: 'u32',
   accumulate: 'u32',
 });
@@ -125,9 +119,7 @@ ${DX_WEIGHTS_UNIFORM.wgsl}
 @group(0) @binding(1) var<storage, read_write> wT: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (wg.y * nw.x + wg.x) * 256u + li;
+${flatMain256Wgsl()}
   if (i >= p.Cout * p.CinP) { return; }
   let ci = i % p.CinP;
   let co = i / p.CinP;
