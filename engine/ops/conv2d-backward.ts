@@ -49,7 +49,7 @@ import {
   writeDummy,
   type BackwardOptions,
 } from './common.ts';
-import { conv2d, convNormSpec, convOutSize, convRanges, recordConv, type ConvSpec } from './conv2d.ts';
+import { conv2d, convNormSpec, convOutSize, convRanges, convShape, recordConv, type ConvSpec } from './conv2d.ts';
 import { addInto } from './elementwise.ts';
 import { groupNormApply, groupNormBackward, groupNormBackwardScratchBytes } from './groupnorm.ts';
 import type { BackwardEnv, PlanOpFamily, PlanOpOf } from './plan-ops.ts';
@@ -57,6 +57,19 @@ import type { BackwardEnv, PlanOpFamily, PlanOpOf } from './plan-ops.ts';
 // ---------------------------------------------------------------------------------------------------------------- conv
 
 export type ConvBackwardSpec = Omit<ConvSpec, 'hasRes'>;
+
+/**
+ * What a conv's parameter gradients are computed from: the parameters, the forward's inputs (a, the concatenated b,
+ * GroupNorm's saved stats where it normalised), the output's gradient dOut, and the gradients' buffer they go to.
+ */
+interface ConvGradInputs {
+  params: GPUBuffer;
+  a: GPUBuffer;
+  b?: GPUBuffer;
+  stats?: GPUBuffer;
+  dOut: GPUBuffer;
+  grads: GPUBuffer;
+}
 
 function checkConv(spec: ConvBackwardSpec): void {
   const L = spec.label ?? 'conv';
@@ -96,18 +109,10 @@ export async function conv2dBackwardInput(
     const mode = stridedMode(spec);
     if (mode) return stridedInputGradient(ctx, spec, mode, bufs, opts);
   }
-  const [Hout, Wout] = convOutSize(spec);
   const pipeline = await ctx.pipeline(CONV2D_DX_WGSL, { label: 'conv2d_dx' });
   const u = CONV_DX_UNIFORM.pack(
     {
-      B: spec.B,
-      C1: spec.C1,
-      C2: spec.C2,
-      Hin: spec.Hin,
-      Win: spec.Win,
-      Hout,
-      Wout,
-      Cout: spec.Cout,
+      ...convShape(spec),
       wOff: spec.wOff,
       ks: spec.ks,
       stride: spec.stride,
@@ -194,26 +199,66 @@ async function directInputGradient(
 }
 
 /**
- * The banded direct weight gradients' two passes, run together (the shared scratch is only valid between them): the bands
- * into S slices of `partial`, then SPLIT_REDUCE_WGSL sums the slices into grads[wOff ...] (n weights).
+ * The weight gradient's S partial sums (slices of n weights in `partial`) added into grads[wOff ...] by
+ * SPLIT_REDUCE_WGSL: after the split GEMM kernel and after the banded direct kernels.
  */
-async function bandsThenReduce(
+async function splitReduce(
   ctx: GpuContext,
   L: string,
-  bands: Omit<Dispatch, 'label'>,
   r: { n: number; S: number; wOff: number; accumulate: boolean },
   partial: GPUBuffer,
   grads: GPUBuffer,
-): Promise<Dispatch[]> {
+): Promise<Dispatch> {
   const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
   const ru = SPLIT_REDUCE_UNIFORM.pack({ n: r.n, S: r.S, dstOff: r.wOff, accumulate: r.accumulate ? 1 : 0 }, L);
-  const reduce: Dispatch = {
+  return {
     pipeline: rp,
     bindGroup: ctx.bind(rp, [partial, grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`),
     workgroups: grid256(ctx, r.n, L),
     label: `${L}.dw_reduce`,
   };
-  return [{ ...bands, label: `${L}.dw` }, reduce];
+}
+
+/**
+ * The banded direct weight gradients (directWeightGradient, stridedWeightGradient) on software devices: the
+ * `height` rows that the kernel walks are cut into bands of whole steps of RY rows, enough bands that the
+ * B * bands * perImage invocations keep the device's threads busy (at least 512); each band writes its sums to its
+ * slice of a shared scratch, then splitReduce adds the slices into the gradient. Two dispatches, run together (the
+ * shared scratch is only valid between them). `uniform` packs the kernel's uniform for the bands' rows and count.
+ */
+async function bandedWeightGradient(
+  ctx: GpuContext,
+  spec: ConvBackwardSpec,
+  bufs: Pick<ConvGradInputs, 'a' | 'b' | 'dOut' | 'grads'>,
+  opts: BackwardOptions,
+  k: {
+    code: string;
+    label: string;
+    perImage: number;
+    height: number;
+    RY: number;
+    uniform: (rows: number, bands: number) => ArrayBuffer;
+  },
+): Promise<Dispatch[]> {
+  const L = spec.label ?? 'conv';
+  const n = spec.Cout * (spec.C1 + spec.C2) * spec.ks * spec.ks;
+  const steps = ceilDiv(k.height, k.RY);
+  const chunks = Math.max(1, Math.min(steps, Math.ceil(512 / (spec.B * k.perImage))));
+  const rows = ceilDiv(steps, chunks) * k.RY;
+  const bands = ceilDiv(k.height, rows);
+  const S = spec.B * bands;
+  const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
+  noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
+  const pipeline = await ctx.pipeline(k.code, { label: k.label });
+  const bindGroup = ctx.bind(
+    pipeline,
+    [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(k.uniform(rows, bands), `${L}.dw.u`)],
+    `${L}.dw`,
+  );
+  return [
+    { pipeline, bindGroup, workgroups: grid(ctx, S * k.perImage, 64, L), label: `${L}.dw` },
+    await splitReduce(ctx, L, { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate }, partial, bufs.grads),
+  ];
 }
 
 /**
@@ -224,36 +269,20 @@ async function bandsThenReduce(
 async function directWeightGradient(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
-  bufs: { a: GPUBuffer; b?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer },
+  bufs: Pick<ConvGradInputs, 'a' | 'b' | 'dOut' | 'grads'>,
   opts: BackwardOptions,
 ): Promise<Dispatch[]> {
-  const L = spec.label ?? 'conv';
-  const Cin = spec.C1 + spec.C2;
-  const n = spec.Cout * Cin * spec.ks * spec.ks;
-  // enough independent invocations to keep the device's threads busy (at least 512), in bands of whole rows
-  const perImage = Cin * ceilDiv(spec.Cout, 4);
-  const chunks = Math.max(1, Math.min(spec.Hin, Math.ceil(512 / (spec.B * perImage))));
-  const rows = ceilDiv(spec.Hin, chunks);
-  const bands = ceilDiv(spec.Hin, rows);
-  const S = spec.B * bands;
-  const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
-  noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
-  const pipeline = await ctx.pipeline(convDwDirectWgsl(spec.ks), { label: 'conv2d_dw_direct' });
   const { B, C1, C2, Cout } = spec;
-  const u = DW_DIRECT_UNIFORM.pack({ B, C1, C2, H: spec.Hin, W: spec.Win, Cout, rows, chunks: bands }, L);
-  const bindGroup = ctx.bind(
-    pipeline,
-    [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)],
-    `${L}.dw`,
-  );
-  return bandsThenReduce(
-    ctx,
-    L,
-    { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) },
-    { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate },
-    partial,
-    bufs.grads,
-  );
+  // one invocation: 4 output channels x one input channel x a band of input rows
+  return bandedWeightGradient(ctx, spec, bufs, opts, {
+    code: convDwDirectWgsl(spec.ks),
+    label: 'conv2d_dw_direct',
+    perImage: (C1 + C2) * ceilDiv(Cout, 4),
+    height: spec.Hin,
+    RY: 1,
+    uniform: (rows, bands) =>
+      DW_DIRECT_UNIFORM.pack({ B, C1, C2, H: spec.Hin, W: spec.Win, Cout, rows, chunks: bands }, spec.label ?? 'conv'),
+  });
 }
 
 /** Which direct strided kernel a conv's backward uses on a software device: stride 2, or upsampling (not both). */
@@ -299,7 +328,6 @@ async function stridedInputGradient(
   opts: BackwardOptions,
 ): Promise<Dispatch[]> {
   const L = spec.label ?? 'conv';
-  const [Hout, Wout] = convOutSize(spec);
   const Cin = spec.C1 + spec.C2;
   const shape = dxStridedBlock(spec, mode);
   const T = dxTaps(spec.ks, mode).length;
@@ -308,11 +336,7 @@ async function stridedInputGradient(
   const wT = sharedScratch(ctx, 'conv2d_dx.strided_weights', nW * 4);
   const prep = await ctx.pipeline(dxWeightsWgsl(spec.ks, mode), { label: `conv2d_dx_${mode}_weights` });
   const pipeline = await ctx.pipeline(convDxDirectWgsl(shape), { label: `conv2d_dx_${mode}_direct` });
-  const { B, C1, C2, Hin, Win, Cout } = spec;
-  const u = DX_DIRECT_UNIFORM.pack(
-    { B, C1, C2, Hin, Win, Hout, Wout, Cout, CinP, accumulate: opts.accumulate ? 1 : 0 },
-    L,
-  );
+  const u = DX_DIRECT_UNIFORM.pack({ ...convShape(spec), CinP, accumulate: opts.accumulate ? 1 : 0 }, L);
   const workgroups: [number, number, number] = [
     ceilDiv(ceilDiv(spec.Hin, shape.RY) * ceilDiv(spec.Win, shape.PX), shape.WG),
     ceilDiv(Cin, shape.RN),
@@ -327,7 +351,7 @@ async function stridedInputGradient(
         [
           bufs.params,
           wT,
-          ctx.uniform(DX_WEIGHTS_UNIFORM.pack({ Cout, Cin, CinP, wOff: spec.wOff }, L), `${L}.dx_weights.u`),
+          ctx.uniform(DX_WEIGHTS_UNIFORM.pack({ Cout: spec.Cout, Cin, CinP, wOff: spec.wOff }, L), `${L}.dx_weights.u`),
         ],
         `${L}.dx_weights`,
       ),
@@ -361,43 +385,27 @@ async function stridedWeightGradient(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
   mode: StridedMode,
-  bufs: { a: GPUBuffer; b?: GPUBuffer; dOut: GPUBuffer; grads: GPUBuffer },
+  bufs: Pick<ConvGradInputs, 'a' | 'b' | 'dOut' | 'grads'>,
   opts: BackwardOptions,
 ): Promise<Dispatch[]> {
-  const L = spec.label ?? 'conv';
   const [Hout, Wout] = convOutSize(spec);
-  const Cin = spec.C1 + spec.C2;
-  const n = spec.Cout * Cin * spec.ks * spec.ks;
-  const RC = mode === 'stride2' && spec.Cout > 4 ? 8 : 4;
+  const { B, C1, C2, Cout } = spec;
+  const RC = mode === 'stride2' && Cout > 4 ? 8 : 4;
   const RCI = mode === 'stride2' ? 2 : 4;
   const RY = mode === 'upsample' ? 2 : 1;
-  // enough independent invocations to keep the device's threads busy (at least 512), in bands of whole row steps
-  const perImage = ceilDiv(Cin, RCI) * ceilDiv(spec.Cout, RC);
-  const steps = ceilDiv(Hout, RY);
-  const chunks = Math.max(1, Math.min(steps, Math.ceil(512 / (spec.B * perImage))));
-  const rows = ceilDiv(steps, chunks) * RY;
-  const bands = ceilDiv(Hout, rows);
-  const S = spec.B * bands;
-  const partial = sharedScratch(ctx, 'conv2d_dw.partials', S * n * 4);
-  noAlias(L, { partial, grads: bufs.grads }, { a: bufs.a, b: bufs.b, dOut: bufs.dOut });
   const vecX = mode === 'stride2' && spec.Win % 4 === 0;
-  const code = convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: spec.C2 > 0, vecX });
-  const pipeline = await ctx.pipeline(code, { label: `conv2d_dw_${mode}_direct` });
-  const { B, C1, C2, Cout } = spec;
-  const u = DW_STRIDED_UNIFORM.pack({ B, C1, C2, H: spec.Hin, W: spec.Win, Hout, Wout, Cout, rows, chunks: bands }, L);
-  const bindGroup = ctx.bind(
-    pipeline,
-    [bufs.a, bufs.b ?? dummy(ctx), bufs.dOut, partial, ctx.uniform(u, `${L}.dw.u`)],
-    `${L}.dw`,
-  );
-  return bandsThenReduce(
-    ctx,
-    L,
-    { pipeline, bindGroup, workgroups: grid(ctx, S * perImage, 64, L) },
-    { n, S, wOff: spec.wOff, accumulate: !!opts.accumulate },
-    partial,
-    bufs.grads,
-  );
+  return bandedWeightGradient(ctx, spec, bufs, opts, {
+    code: convDwStridedWgsl({ ks: spec.ks, mode, RC, RCI, RY, vecG: Wout % 4 === 0, concat: C2 > 0, vecX }),
+    label: `conv2d_dw_${mode}_direct`,
+    perImage: ceilDiv(C1 + C2, RCI) * ceilDiv(Cout, RC),
+    height: Hout,
+    RY,
+    uniform: (rows, bands) =>
+      DW_STRIDED_UNIFORM.pack(
+        { B, C1, C2, H: spec.Hin, W: spec.Win, Hout, Wout, Cout, rows, chunks: bands },
+        spec.label ?? 'conv',
+      ),
+  });
 }
 
 /** How many reduction slices the weight gradient uses by default: enough workgroups to fill a GPU, slices of >= 1024. */
@@ -424,16 +432,7 @@ export function convWeightScratchBytes(spec: ConvBackwardSpec, split = convWeigh
 export async function conv2dBackwardWeight(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
-  bufs: {
-    params: GPUBuffer;
-    a: GPUBuffer;
-    b?: GPUBuffer;
-    stats?: GPUBuffer;
-    dOut: GPUBuffer;
-    grads: GPUBuffer;
-    scratch?: GPUBuffer;
-    xn?: GPUBuffer;
-  },
+  bufs: ConvGradInputs & { scratch?: GPUBuffer; xn?: GPUBuffer },
   opts: BackwardOptions & { split?: number } = {},
 ): Promise<Dispatch[]> {
   checkConv(spec);
@@ -497,14 +496,7 @@ export async function conv2dBackwardWeight(
   const pipeline = await ctx.pipeline(CONV2D_DW_WGSL, { label: 'conv2d_dw', constants: actConstant(spec.act) });
   const u = CONV_DW_UNIFORM.pack(
     {
-      B: spec.B,
-      C1: spec.C1,
-      C2: spec.C2,
-      Hin: spec.Hin,
-      Win: spec.Win,
-      Hout,
-      Wout,
-      Cout: spec.Cout,
+      ...convShape(spec),
       G: spec.groups ?? 1,
       wOff: spec.wOff,
       gOff: spec.gammaOff ?? 0,
@@ -531,11 +523,8 @@ export async function conv2dBackwardWeight(
   checkWorkgroups(ctx, workgroups, L);
   const out: Dispatch[] = [{ pipeline, bindGroup, workgroups, label: `${L}.dw` }];
   if (S > 1) {
-    const n = spec.Cout * K;
-    const rp = await ctx.pipeline(SPLIT_REDUCE_WGSL, { label: 'split_reduce' });
-    const ru = SPLIT_REDUCE_UNIFORM.pack({ n, S, dstOff: spec.wOff, accumulate: opts.accumulate ? 1 : 0 }, L);
-    const rb = ctx.bind(rp, [bufs.scratch!, bufs.grads, ctx.uniform(ru, `${L}.dw_reduce.u`)], `${L}.dw_reduce`);
-    out.push({ pipeline: rp, bindGroup: rb, workgroups: grid256(ctx, n, L), label: `${L}.dw_reduce` });
+    const r = { n: spec.Cout * K, S, wOff: spec.wOff, accumulate: !!opts.accumulate };
+    out.push(await splitReduce(ctx, L, r, bufs.scratch!, bufs.grads));
   }
   return out;
 }
@@ -617,13 +606,7 @@ export function conv2dBackwardScratchBytes(
 export async function conv2dBackward(
   ctx: GpuContext,
   spec: ConvBackwardSpec,
-  bufs: {
-    params: GPUBuffer;
-    a: GPUBuffer;
-    b?: GPUBuffer;
-    stats?: GPUBuffer;
-    dOut: GPUBuffer;
-    grads: GPUBuffer;
+  bufs: ConvGradInputs & {
     dEmb?: GPUBuffer;
     dA?: GPUBuffer;
     dB?: GPUBuffer;

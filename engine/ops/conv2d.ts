@@ -13,6 +13,7 @@ import {
   conv2dTiledWgsl,
   type TiledShape,
 } from '../../shaders/conv2d.ts';
+import type { CONV_SHAPE_FIELDS } from '../../shaders/conv2d_common.ts';
 import {
   conv2dMmaWgsl,
   MMA_TILE,
@@ -73,6 +74,18 @@ export function convNormSpec(spec: ConvSpec, label: string): GroupNormBackwardSp
   };
 }
 
+/**
+ * The conv shape that every conv kernel's uniform starts with (shaders/conv2d_common.ts CONV_SHAPE_FIELDS): batch,
+ * input channels of A and B, the stored input's size, the output's size (convOutSize) and channels.
+ */
+export function convShape(
+  spec: Pick<ConvSpec, 'B' | 'C1' | 'C2' | 'Hin' | 'Win' | 'Cout' | 'ks' | 'stride' | 'upsample'>,
+): Record<keyof typeof CONV_SHAPE_FIELDS, number> {
+  const [Hout, Wout] = convOutSize(spec);
+  const { B, C1, C2, Hin, Win, Cout } = spec;
+  return { B, C1, C2, Hin, Win, Hout, Wout, Cout };
+}
+
 export function convOutSize(spec: Pick<ConvSpec, 'Hin' | 'Win' | 'ks' | 'stride' | 'upsample'>): [number, number] {
   const h = spec.upsample ? 2 * spec.Hin : spec.Hin;
   const w = spec.upsample ? 2 * spec.Win : spec.Win;
@@ -111,14 +124,7 @@ export async function conv2d(
   const { pipeline, workgroups, split } = await convKernel(ctx, spec, Hout, Wout);
   const u = CONV_UNIFORM.pack(
     {
-      B: spec.B,
-      C1: spec.C1,
-      C2: spec.C2,
-      Hin: spec.Hin,
-      Win: spec.Win,
-      Hout,
-      Wout,
-      Cout: spec.Cout,
+      ...convShape(spec),
       G,
       wOff: spec.wOff,
       bOff: Math.max(spec.bOff, 0),
