@@ -10,6 +10,7 @@
 //   denom = sqrt(v) / sqrt(1 - b2^t) + eps             (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
 //   p  = p + ((-lr / (1 - b1^t)) * m) / denom          param.addcdiv_(exp_avg, denom, value=-step_size)
 
+import { flatMain256Wgsl } from './common.ts';
 import { uniformLayout } from './uniform.ts';
 
 /** ADAM_WGSL's uniform: the step-dependent scalars (engine/optim.ts adamScalars) as f32. */
@@ -32,9 +33,7 @@ ${ADAM_UNIFORM.wgsl}
 @group(0) @binding(3) var<storage, read_write> v: array<f32>;
 @group(0) @binding(4) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (wg.y * nw.x + wg.x) * 256u + li;
+${flatMain256Wgsl()}
   if (i >= p.n) { return; }
   var g = grad[i];
   let w = param[i];
@@ -88,9 +87,7 @@ ${CLIP_SCALE_UNIFORM.wgsl}
 @group(0) @binding(1) var<storage, read_write> grad: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (wg.y * nw.x + wg.x) * 256u + li;
+${flatMain256Wgsl()}
   if (i >= p.n) { return; }
   let coef = min(p.maxNorm / (norm[p.normOff] + 1e-6), 1.0);
   grad[i] = grad[i] * coef;
@@ -105,9 +102,7 @@ ${EMA_UNIFORM.wgsl}
 @group(0) @binding(1) var<storage, read_write> ema: array<f32>;
 @group(0) @binding(2) var<uniform> p: P;
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = (wg.y * nw.x + wg.x) * 256u + li;
+${flatMain256Wgsl()}
   if (i >= p.n) { return; }
   ema[i] = ema[i] * p.decay + p.oneMinusDecay * param[i];
 }

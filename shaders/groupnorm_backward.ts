@@ -7,23 +7,10 @@
 // Three dispatches: per-(b, c) sums, then per-channel parameter gradients and per-(b, g) means, then the elementwise dx.
 // dY comes split like the input (dYA [B, C1, HW], dYB [B, C2, HW]) and dx is written split into dA / dB.
 import { activationWgsl } from './activation.ts';
+import { flatMain256Wgsl, writeOrAddWgsl } from './common.ts';
 import { uniformLayout } from './uniform.ts';
 
-/** The backward's uniform, shared by its three kernels. */
-export const GN_BWD_UNIFORM = uniformLayout('P', {
-  B: 'u32',
-  C1: 'u32',
-  C2: 'u32',
-  HW: 'u32',
-  G: 'u32',
-  statsOff: 'u32',
-  gOff: 'u32',
-  betaOff: 'u32',
-  withAct: 'u32',
-  accumulate: 'u32',
-  accumulateParams: 'u32',
-});
-/** gnApplyWgsl's uniform. */
+/** gnApplyWgsl's uniform: the input's shape, GroupNorm's groups, where its stats, gamma and beta are, and NORM 2. */
 export const GN_APPLY_UNIFORM = uniformLayout('P', {
   B: 'u32',
   C1: 'u32',
@@ -34,6 +21,12 @@ export const GN_APPLY_UNIFORM = uniformLayout('P', {
   gOff: 'u32',
   betaOff: 'u32',
   withAct: 'u32',
+});
+/** The backward's uniform, shared by its three kernels: the normalisation's, and where each gradient adds. */
+export const GN_BWD_UNIFORM = uniformLayout('P', {
+  ...GN_APPLY_UNIFORM.fields,
+  accumulate: 'u32',
+  accumulateParams: 'u32',
 });
 
 const COMMON = /* wgsl */ `
@@ -165,10 +158,8 @@ ${BINDINGS_X}
 @group(0) @binding(9) var<uniform> p: P;
 ${COMMON}
 
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
+${flatMain256Wgsl('idx')}
   let C = p.C1 + p.C2;
-  let idx = (wg.y * nw.x + wg.x) * 256u + li;
   if (idx >= p.B * C * p.HW) { return; }
   let i = idx % p.HW;
   let bc = idx / p.HW;
@@ -184,10 +175,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @b
   let v = rstd * (params[p.gOff + c] * d - scratch[mo] - xh * scratch[mo + 1u]);
   if (c < p.C1) {
     let o = (b * p.C1 + c) * p.HW + i;
-    if (p.accumulate != 0u) { dA[o] = dA[o] + v; } else { dA[o] = v; }
+    ${writeOrAddWgsl('dA', 'o', 'v')}
   } else {
     let o = (b * p.C2 + (c - p.C1)) * p.HW + i;
-    if (p.accumulate != 0u) { dB[o] = dB[o] + v; } else { dB[o] = v; }
+    ${writeOrAddWgsl('dB', 'o', 'v')}
   }
 }
 `;
@@ -208,11 +199,9 @@ ${GN_APPLY_UNIFORM.wgsl}
 ${activationWgsl()}
 
 // ${vec ? 'four pixels of one channel per invocation (HW is a multiple of 4)' : 'one element per invocation'}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nw: vec3u, @builtin(local_invocation_index) li: u32) {
+${flatMain256Wgsl('idx')}
   let C = p.C1 + p.C2;
   let n = p.HW${vec ? ' / 4u' : ''};
-  let idx = (wg.y * nw.x + wg.x) * 256u + li;
   if (idx >= p.B * C * n) { return; }
   let i = idx % n;
   let bc = idx / n;

@@ -123,24 +123,27 @@ export async function groupNormStats(
   return [{ pipeline, bindGroup, workgroups, label: spec.label }];
 }
 
-export interface GroupNormBackwardSpec {
-  B: number;
-  C1: number;
-  C2: number;
-  HW: number;
-  groups: number;
-  statsOff: number;
+/**
+ * A GroupNorm (+ activation) as a conv applies it to its input (groupNormBackward, groupNormApply): the statistics'
+ * spec (their eps is in the saved stats), gamma and beta, and the activation.
+ */
+export interface GroupNormBackwardSpec extends Omit<GroupNormSpec, 'eps'> {
   gammaOff: number;
   betaOff: number;
   /** the forward applied the activation after the normalisation (NORM 2) */
   withAct: boolean;
   /** which activation (default Swish, the reference's) */
   act?: Activation;
-  label?: string;
 }
 
 export function groupNormBackwardScratchBytes(spec: Pick<GroupNormBackwardSpec, 'B' | 'C1' | 'C2' | 'groups'>): number {
   return (spec.B * (spec.C1 + spec.C2) * 2 + spec.B * spec.groups * 2) * 4;
+}
+
+/** GN_APPLY_UNIFORM's values, which GN_BWD_UNIFORM starts with. */
+function gnApplyFields(spec: GroupNormBackwardSpec): Record<keyof typeof GN_APPLY_UNIFORM.fields, number> {
+  const { B, C1, C2, HW, statsOff, betaOff } = spec;
+  return { B, C1, C2, HW, G: spec.groups, statsOff, gOff: spec.gammaOff, betaOff, withAct: spec.withAct ? 1 : 0 };
 }
 
 /**
@@ -182,15 +185,7 @@ export async function groupNormBackward(
   const u = ctx.uniform(
     GN_BWD_UNIFORM.pack(
       {
-        B: spec.B,
-        C1: spec.C1,
-        C2: spec.C2,
-        HW: spec.HW,
-        G: spec.groups,
-        statsOff: spec.statsOff,
-        gOff: spec.gammaOff,
-        betaOff: spec.betaOff,
-        withAct: spec.withAct ? 1 : 0,
+        ...gnApplyFields(spec),
         accumulate: opts.accumulate ? 1 : 0,
         accumulateParams: opts.accumulateParams ? 1 : 0,
       },
@@ -230,20 +225,7 @@ export async function groupNormApply(
   noAlias(L, { out: bufs.out }, { params: bufs.params, a: bufs.a, b: bufs.b, stats: bufs.stats });
   const vec = spec.HW % 4 === 0;
   const p = await ctx.pipeline(gnApplyWgsl(vec), { label: 'gn_apply', constants: actConstant(spec.act) });
-  const u = GN_APPLY_UNIFORM.pack(
-    {
-      B: spec.B,
-      C1: spec.C1,
-      C2: spec.C2,
-      HW: spec.HW,
-      G: spec.groups,
-      statsOff: spec.statsOff,
-      gOff: spec.gammaOff,
-      betaOff: spec.betaOff,
-      withAct: spec.withAct ? 1 : 0,
-    },
-    L,
-  );
+  const u = GN_APPLY_UNIFORM.pack(gnApplyFields(spec), L);
   const bg = ctx.bind(
     p,
     [bufs.params, bufs.a, bufs.b ?? dummy(ctx), bufs.stats, bufs.out, ctx.uniform(u, `${L}.gn_apply.u`)],
