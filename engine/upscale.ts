@@ -374,6 +374,21 @@ export function modelObjective(model: SR3Model): 'diffusion' | 'regression' {
   }
 }
 
+/**
+ * The regression baseline's U-Net for batch x height x width (the whole image or a tile): its input split so the
+ * condition is written alone (the noisy half stays zero), its parameters the cache's where there is one.
+ */
+function regressionNet(
+  ctx: GpuContext,
+  model: SR3Model,
+  batch: number,
+  height: number,
+  width: number,
+  cache: UpscaleCache | undefined,
+): Promise<UNet> {
+  return UNet.build(ctx, model, { batch, height, width, splitInput: true, params: cache?.params() });
+}
+
 /** The regression baseline: one U-Net pass on cat(condition, 0) at noise level 0 predicts the HR image. */
 async function regress(
   ctx: GpuContext,
@@ -384,13 +399,7 @@ async function regress(
 ): Promise<Tensor3[]> {
   const C = lrP.channels;
   const [Hp, Wp] = [lrP.height * o.scale, lrP.width * o.scale];
-  const net = await UNet.build(ctx, model, {
-    batch: 1,
-    height: Hp,
-    width: Wp,
-    splitInput: true,
-    params: o.cache?.params(),
-  });
+  const net = await regressionNet(ctx, model, 1, Hp, Wp, o.cache);
   const lrBuf = ctx.upload(lrP.data, 'regress.lr');
   try {
     // y and the noise level are zero-initialised buffers
@@ -826,13 +835,7 @@ async function upscaleTiled(
       ),
     ]);
     if (regression) {
-      const net = await UNet.build(ctx, model, {
-        batch: B,
-        height: th,
-        width: tw,
-        splitInput: true,
-        params: o.cache?.params(),
-      });
+      const net = await regressionNet(ctx, model, B, th, tw, o.cache);
       try {
         submit([], true);
         for (const [oy, ox] of tiles)
@@ -1034,13 +1037,7 @@ async function upscaleStaged(
   };
   try {
     if (o.regression) {
-      const net = await UNet.build(ctx, model, {
-        batch: B,
-        height: th,
-        width: tw,
-        splitInput: true,
-        params: o.cache?.params(),
-      });
+      const net = await regressionNet(ctx, model, B, th, tw, o.cache);
       try {
         for (let i = 0; i < tiles.length; i++) {
           ctx.write(lrWin, wins[i].data);
