@@ -6,15 +6,7 @@ import { encodeDispatch, fmtBytes, type Dispatch, type GpuContext } from './gpu.
 import { linear, positionalEncoding } from './ops/linear.ts';
 import { planOpFamily } from './ops/plan-ops.ts';
 import { materializeNorm } from './options.ts';
-import {
-  checkShape,
-  packParams,
-  planMemory,
-  planUNet,
-  type PlanOp,
-  type PTensor,
-  type UNetPlan,
-} from './unet-plan.ts';
+import { checkShape, packParams, planMemory, planUNet, type PlanOp, type PTensor, type UNetPlan } from './unet-plan.ts';
 
 /** What the builder needs of a model: its config and float32 parameters by reference name. */
 export interface UNetWeights {

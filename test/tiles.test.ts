@@ -50,7 +50,10 @@ test('the memory plan tiling asks: tensors sharing a buffer are never alive at o
     for (let i = 1; i < lives.length; i++) assert.ok(lives[i][0] > lives[i - 1][1], `overlap: ${lives}`);
   }
   assert.is(mem.of.size, plan.tensors.length);
-  assert.is(mem.bytes, mem.buffers.reduce((a, b) => a + b, 0));
+  assert.is(
+    mem.bytes,
+    mem.buffers.reduce((a, b) => a + b, 0),
+  );
   assert.ok(mem.bytes < mem.unshared / 2, `${mem.bytes} of ${mem.unshared}`);
 });
 
