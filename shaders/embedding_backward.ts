@@ -1,5 +1,5 @@
 // Backward of the noise-level embedding's Linear layers (shaders/embedding.ts LINEAR_WGSL):
-//   out[b, n] = bias[n] + sum_k W[n, k] f(x[b, k]),  f = identity or Swish (SWISH_IN)
+//   out[b, n] = bias[n] + sum_k W[n, k] f(x[b, k]),  f = identity or the activation (ACT_IN)
 // Gradients, with dOut read at dOutOff + b*N + n:
 //   dIn[dInOff + b*K + k] (=|+=) f'(x[b, k]) * sum_n W[n, k] dOut[b, n]          LINEAR_DIN_WGSL
 //   grads[wOff + n*K + k] (=|+=) sum_b dOut[b, n] f(x[b, k]),
@@ -20,7 +20,7 @@ export const LINEAR_DIN_UNIFORM = uniformLayout('P', {
 
 export const LINEAR_DIN_WGSL = /* wgsl */ `
 ${LINEAR_DIN_UNIFORM.wgsl}
-override SWISH_IN: bool = false;
+override ACT_IN: bool = false;
 ${activationWgsl()}
 override ACCUMULATE: bool = false;
 @group(0) @binding(0) var<storage, read> params: array<f32>;
@@ -37,7 +37,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let k = idx % p.K;
   var s = 0.0;
   for (var n = 0u; n < p.N; n++) { s = fma(params[p.wOff + n * p.K + k], dOut[p.dOutOff + b * p.N + n], s); }
-  if (SWISH_IN) { s = act_back(s, inp[p.inOff + idx]); }
+  if (ACT_IN) { s = act_back(s, inp[p.inOff + idx]); }
   let o = p.dInOff + idx;
   if (ACCUMULATE) { dIn[o] = dIn[o] + s; } else { dIn[o] = s; }
 }
@@ -55,7 +55,7 @@ export const LINEAR_DW_UNIFORM = uniformLayout('P', {
 
 export const LINEAR_DW_WGSL = /* wgsl */ `
 ${LINEAR_DW_UNIFORM.wgsl}
-override SWISH_IN: bool = false;
+override ACT_IN: bool = false;
 ${activationWgsl()}
 override ACCUMULATE: bool = false;
 @group(0) @binding(0) var<storage, read> inp: array<f32>;
@@ -74,7 +74,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     let k = idx % p.K;
     for (var b = 0u; b < p.B; b++) {
       var x = inp[p.inOff + b * p.K + k];
-      if (SWISH_IN) { x = act(x); }
+      if (ACT_IN) { x = act(x); }
       s = fma(dOut[p.dOutOff + b * p.N + n], x, s);
     }
     o = p.wOff + idx;

@@ -96,10 +96,10 @@ export async function linearBackward(
   const L = spec.label ?? 'linear';
   need(spec.B >= 1 && spec.K >= 1 && spec.N >= 1, `${L}: empty linear`);
   noAlias(L, { grads: bufs.grads, dIn: bufs.dIn }, { params: bufs.params, inp: bufs.inp, dOut: bufs.dOut });
-  const sw = spec.actIn ? 1 : 0;
+  const actIn = spec.actIn ? 1 : 0;
   const pw = await ctx.pipeline(LINEAR_DW_WGSL, {
     label: 'linear_dw',
-    constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulateParams ? 1 : 0, ...actConstant(spec.act) },
+    constants: { ACT_IN: actIn, ACCUMULATE: opts.accumulateParams ? 1 : 0, ...actConstant(spec.act) },
   });
   const { B, K, N, wOff, bOff } = spec;
   const inOff = spec.inOff ?? 0;
@@ -117,7 +117,7 @@ export async function linearBackward(
   if (bufs.dIn) {
     const pi = await ctx.pipeline(LINEAR_DIN_WGSL, {
       label: 'linear_din',
-      constants: { SWISH_IN: sw, ACCUMULATE: opts.accumulate ? 1 : 0, ...actConstant(spec.act) },
+      constants: { ACT_IN: actIn, ACCUMULATE: opts.accumulate ? 1 : 0, ...actConstant(spec.act) },
     });
     const ui = LINEAR_DIN_UNIFORM.pack({ B, K, N, inOff, wOff, dOutOff, dInOff: spec.dInOff ?? 0 }, L);
     out.push({
