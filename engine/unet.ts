@@ -356,11 +356,13 @@ export class UNet {
     const plan = this.plan;
     // the memory plan (planMemory): one buffer per slot, shared by the tensors whose lifetimes do not overlap
     const mem = planMemory(plan, keep);
-    const slots = mem.buffers.map((bytes, i) => {
-      const first = [...mem.of].find(([, s]) => s === i)![0];
-      return this.own(ctx.buffer(bytes, `${label}.${first.name}`));
-    });
-    const bufs = new Map<PTensor, GPUBuffer>([...mem.of].map(([t, i]) => [t, slots[i]]));
+    // (made in the plan's order and named after their first tensor)
+    const slots: GPUBuffer[] = [];
+    const bufs = new Map<PTensor, GPUBuffer>();
+    for (const [t, i] of mem.of) {
+      slots[i] ??= this.own(ctx.buffer(mem.buffers[i], `${label}.${t.name}`));
+      bufs.set(t, slots[i]);
+    }
     this.memory.activations += slots.reduce((a, b) => a + b.size, 0);
     this.memory.unshared += mem.unshared;
 

@@ -553,14 +553,16 @@ const ATTENTION_SHARE = 0.25;
  * tiling would not save most of its work, else the largest tile that fits the device (every tensor and the GroupNorm
  * scratch within maxStorageBufferBindingSize, the activations within a budget: unetFits) and keeps attention within
  * ATTENTION_SHARE of the tile's work (planFlops). A model with attention at a fine level (the golden tiny one attends
- * at a quarter of the resolution) thus works on tiles of about 100 pixels, where a 836-pixel tile costs 40 times as
- * much per pixel. (The canvas need not fit: upscaleTiled keeps one larger than a binding on the host.)
+ * at a quarter of the resolution) thus works on tiles of 120 pixels, where an 836-pixel tile does 10 times the work
+ * per pixel. (The canvas need not fit: upscaleTiled keeps one larger than a binding on the host.)
  */
 export function tileFor(ctx: GpuContext, model: SR3Model, batch: number, H: number, W: number, m: number): number {
   const flops = (t: number) => planFlops(planUNet(model.config, batch, Math.min(t, H), Math.min(t, W), true));
   const whole = Math.max(H, W);
-  const wholeFits = unetFits(ctx, model, batch, H, W);
-  const fitK = Math.ceil(fitTile(ctx, model, batch, H, W, m) / m);
+  const fit = fitTile(ctx, model, batch, H, W, m);
+  // fitTile answers the whole image exactly when it fits (a smaller side otherwise)
+  const wholeFits = fit >= whole;
+  const fitK = Math.ceil(fit / m);
   // within that, the largest side whose attention stays within its share (the share grows with the side)
   const cheap = (k: number) => {
     const f = flops(k * m);
@@ -872,13 +874,14 @@ async function upscaleTiled(
         perTile.forEach((d, i) => {
           sampler.setTile(i);
           submit(d, i === 0);
-          // reported when the GPU has done the tile, without waiting for it here
-          const done = step * tiles.length + i + 1;
+          // reported when the GPU has done the tile, without waiting for it here (a lost device is reported by the
+          // step's sync; an error thrown by the callback is not swallowed)
           if (o.onTile) {
-            ctx.device.queue
-              .onSubmittedWorkDone()
-              .then(() => o.onTile?.(done, T * tiles.length))
-              .catch(() => {});
+            const done = step * tiles.length + i + 1;
+            ctx.device.queue.onSubmittedWorkDone().then(
+              () => o.onTile?.(done, T * tiles.length),
+              () => {},
+            );
           }
         });
         submit([normalized, sampler.decrement]);
